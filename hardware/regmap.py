@@ -5,6 +5,7 @@ relay mechanism where the model has one. :func:`load_model` returns a frozen, va
 :class:`MeterModel`; anything wrong raises :class:`RegisterMapError` naming the file and register.
 """
 
+import itertools
 import re
 import tomllib
 from decimal import Decimal
@@ -174,7 +175,7 @@ def _check(path: Path, model: MeterModel) -> None:
         by_function.setdefault(reg.function, []).append(reg)
     for regs in by_function.values():
         ordered = sorted(regs, key=lambda r: r.address)
-        for prev, cur in zip(ordered, ordered[1:], strict=False):
+        for prev, cur in itertools.pairwise(ordered):
             if cur.address < prev.end:
                 raise RegisterMapError(
                     path, f"overlaps {prev.name!r} at 0x{cur.address:04X}", cur.name
@@ -187,7 +188,8 @@ def _check(path: Path, model: MeterModel) -> None:
             raise RegisterMapError(path, f"unit {energy.unit!r} is not an energy unit", energy.name)
     if model.relay is not None:
         if model.relay.register_name not in names:
-            raise RegisterMapError(path, "the relay names an unknown register", model.relay.register_name)
+            name = model.relay.register_name
+            raise RegisterMapError(path, "the relay names an unknown register", name)
         reg = model.register(model.relay.register_name)
         if model.relay.write_function not in _WRITE_FUNCTIONS.get(reg.function, set()):
             raise RegisterMapError(

@@ -19,7 +19,7 @@ def free_port() -> int:
 
 
 def wait_for(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
-    """Poll ``check`` until it returns something truthy; fail with AssertionError at the deadline."""
+    """Poll ``check`` until it returns something truthy; AssertionError at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()

@@ -1,0 +1,1 @@
+"""The MQTT contract shared by the agent and the hub: topics, messages, signing, rating."""

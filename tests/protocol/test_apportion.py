@@ -1,0 +1,68 @@
+"""Apportioning exact amounts into minor units: exact sums, no drift, no negative share."""
+
+from fractions import Fraction
+from math import floor
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.apportion import apportion, dump_carry, load_carry, split
+
+PROVIDERS = ["gen-a", "gen-b", "trans", "dist", "retail"]
+amount = st.fractions(min_value=0, max_value=500, max_denominator=10**6)
+record = st.dictionaries(st.sampled_from(PROVIDERS), amount, min_size=1)
+
+
+@given(st.lists(record, min_size=1, max_size=60))
+def test_shares_sum_to_debit_and_never_drift(records: list[dict[str, Fraction]]) -> None:
+    carry: dict[str, Fraction] = {}
+    owed_total: dict[str, Fraction] = {}
+    paid_total: dict[str, int] = {}
+    debits = 0
+    for amounts in records:
+        shares, carry = apportion(amounts, carry)
+        assert all(v >= 0 for v in shares.values())
+        debits += sum(shares.values())
+        for p, v in amounts.items():
+            owed_total[p] = owed_total.get(p, Fraction(0)) + v
+        for p, v in shares.items():
+            paid_total[p] = paid_total.get(p, 0) + v
+        exact = sum(owed_total.values(), Fraction(0))
+        assert debits == floor(exact), "the customer is debited the whole part of what is owed"
+        assert 0 <= sum(carry.values()) < 1
+        for p, owed in owed_total.items():
+            assert abs(owed - paid_total.get(p, 0)) < 2, "a provider never drifts"
+    assert load_carry(dump_carry(carry)) == {p: v for p, v in carry.items() if v}
+
+
+@given(st.lists(record, min_size=1, max_size=30))
+def test_many_small_records_equal_their_total(records: list[dict[str, Fraction]]) -> None:
+    carry: dict[str, Fraction] = {}
+    small = 0
+    total: dict[str, Fraction] = {}
+    for amounts in records:
+        shares, carry = apportion(amounts, carry)
+        small += sum(shares.values())
+        for p, v in amounts.items():
+            total[p] = total.get(p, Fraction(0)) + v
+    once, _ = apportion(total, {})
+    assert abs(small - sum(once.values())) <= 1
+
+
+def test_negative_amount_is_refused() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        apportion({"gen": Fraction(-1)}, {})
+
+
+@given(st.integers(0, 10**9), st.dictionaries(st.sampled_from(PROVIDERS), st.integers(0, 1000)))
+def test_split_is_exact(total: int, weights: dict[str, int]) -> None:
+    if sum(weights.values()) == 0:
+        with pytest.raises(ValueError, match="contribute"):
+            split(total, weights)
+        return
+    parts = split(total, weights)
+    assert sum(parts.values()) == total
+    assert all(parts[p] == 0 for p, w in weights.items() if w == 0)
+    whole = sum(weights.values())
+    assert all(abs(parts[p] - Fraction(total * w, whole)) < 1 for p, w in weights.items())

@@ -1,0 +1,121 @@
+"""Messages and signatures: valid payloads round-trip, bad ones give a one-line reason."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from protocol import topics
+from protocol.errors import ProtocolError
+from protocol.messages import (
+    MAX_PAYLOAD,
+    Command,
+    CreditState,
+    EventMessage,
+    UsageMessage,
+    dump,
+    parse,
+)
+from protocol.money import to_major, to_minor
+from protocol.signing import new_key, signed, verify
+
+NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+
+
+def usage(**changes: object) -> bytes:
+    record = {
+        "meter": "m1",
+        "seq": 1,
+        "start": NOW.isoformat(),
+        "end": (NOW + timedelta(seconds=10)).isoformat(),
+        "import_start": 1000,
+        "import_end": 1010,
+        "shares": {"gen": 1},
+    }
+    record.update(changes)
+    return json.dumps({"v": 1, "records": [record]}).encode()
+
+
+def test_usage_round_trip() -> None:
+    msg = parse(usage(), UsageMessage)
+    assert msg.records[0].energy == 10
+    assert parse(dump(msg), UsageMessage) == msg
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[" * 100_000, "not JSON"),
+        (b" " * (MAX_PAYLOAD + 1), "exceeds"),
+        (usage(seq="one"), "records.0.seq"),
+        (usage(seq=0), "records.0.seq"),
+        (usage(import_end=10), "import_end is below"),
+        (usage(start="2026-11-22T06:00:00"), "records.0.start"),
+        (usage(meter="m/1"), "records.0.meter"),
+        (usage(shares={"gen": -5}), "records.0.shares.gen"),
+        (usage(extra=1), "records.0.extra"),
+        (json.dumps({"v": 2, "records": []}).encode(), "v"),
+    ],
+)
+def test_bad_usage_is_refused_with_a_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse(payload, UsageMessage)
+    assert reason in info.value.reason
+    assert "\n" not in info.value.reason
+
+
+def test_event_message() -> None:
+    raw = {"v": 1, "events": [{"id": "e1", "kind": "tamper", "at": NOW.isoformat(), "meter": "m1"}]}
+    assert parse(json.dumps(raw).encode(), EventMessage).events[0].kind == "tamper"
+
+
+def test_signature_covers_every_field() -> None:
+    key = new_key()
+    body = {
+        "v": 1,
+        "id": "c1",
+        "meter": "m1",
+        "action": "disconnect",
+        "issued_at": NOW.isoformat(),
+        "expires_at": (NOW + timedelta(minutes=5)).isoformat(),
+        "params": {"a": [1, 2]},
+    }
+    cmd = signed(body, key)
+    assert verify(cmd, key)
+    assert Command.model_validate(cmd).action == "disconnect"
+    assert not verify({**cmd, "action": "reconnect"}, key)
+    assert not verify({**cmd, "params": {"a": [2, 1]}}, key)
+    assert not verify(cmd, new_key())
+    assert not verify(body, key)
+
+
+def test_credit_state_carries_a_tariff() -> None:
+    state = CreditState.model_validate(
+        {
+            "balance": 500,
+            "as_of_seq": 3,
+            "tariff": {"id": "t", "components": [{"provider": "gen", "per_kwh": "0.2"}]},
+            "rules": {"low_credit": [200, 100], "emergency_credit": 300},
+        }
+    )
+    assert state.tariff.providers == ("gen",)
+
+
+def test_topics() -> None:
+    assert topics.topic("gw-1", "usage") == "smsa/v1/gw/gw-1/usage"
+    assert topics.parse("smsa/v1/gw/gw-1/events") == ("gw-1", "events")
+    with pytest.raises(ValueError, match="not an SMSA topic"):
+        topics.parse("smsa/v1/gw/gw-1/usage/extra")
+    with pytest.raises(ValueError, match="not usable"):
+        topics.topic("gw/+", "usage")
+
+
+@pytest.mark.parametrize("bad", ["1e3", "12.345", "", "abc", "NaN", "1,00", " 1"])
+def test_money_strings(bad: str) -> None:
+    assert to_minor("12.50", "USD") == 1250
+    assert to_major(1250, "USD") == "12.50"
+    assert to_minor("1000", "UGX") == 1000
+    with pytest.raises(ValueError, match="amount"):
+        to_minor(bad, "USD")
