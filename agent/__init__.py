@@ -1,0 +1,1 @@
+"""SMSA edge agent: polls meters over Modbus, enforces prepaid credit, reports usage over MQTT."""

@@ -1,0 +1,46 @@
+"""Error hierarchy of the edge agent: one root, typed subclasses."""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """The configuration file is invalid; `key` names the offending key."""
+
+    def __init__(self, path: str, key: str, message: str) -> None:
+        self.path = path
+        self.key = key
+        self.message = message
+        super().__init__(f"{path}: {key}: {message}")
+
+
+class BusError(AgentError):
+    """A Modbus request failed (timeout, exception response, lost connection, bad frame)."""
+
+    def __init__(self, bus: str, unit: int, kind: str, detail: str = "") -> None:
+        self.bus = bus
+        self.unit = unit
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"bus {bus} unit {unit}: {kind}{': ' + detail if detail else ''}")
+
+
+class RelayError(AgentError):
+    """A relay could not be switched or read back."""
+
+    def __init__(self, meter_id: str, detail: str) -> None:
+        self.meter_id = meter_id
+        self.detail = detail
+        super().__init__(f"relay of meter {meter_id}: {detail}")
+
+
+class CommandRejected(AgentError):  # noqa: N818 (agreed interface name)
+    """A hub command was refused (bad signature, expired, replayed, malformed, unknown action)."""
+
+    def __init__(self, reason: str, command_id: str | None = None) -> None:
+        self.reason = reason
+        self.command_id = command_id
+        super().__init__(reason if command_id is None else f"command {command_id}: {reason}")
