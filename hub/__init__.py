@@ -1,0 +1,1 @@
+"""SMSA hub: the service measurement and settlement agent (ingest, ledger, control, API)."""

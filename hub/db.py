@@ -1,0 +1,146 @@
+"""Engines, transactions and schema migration for SQLite and PostgreSQL.
+
+SQLite: WAL, foreign keys on, a busy timeout, and write transactions opened with
+``BEGIN IMMEDIATE`` (pysqlite's own transaction handling is switched off and the BEGIN is
+emitted from the engine's ``begin`` event). Read transactions use a plain deferred BEGIN.
+PostgreSQL (``postgresql+psycopg://``): READ COMMITTED with row locks; ``run_tx`` retries a
+transaction that failed on a serialization failure, a deadlock or a locked SQLite database.
+The caller owns every transaction: ledger functions never commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.orm import Session
+
+from hub.errors import DatabaseError, InvalidInputError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+READ_ONLY = "smsa_read_only"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+PG_MIGRATION_LOCK = 0x534D5341  # "SMSA": serialises concurrent migrations on PostgreSQL
+RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
+    """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...``."""
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(
+                url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+            )
+            _configure_sqlite(engine, busy_timeout_ms)
+            return engine
+        if url.startswith("postgresql"):
+            return create_engine(url, echo=echo, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:
+        raise InvalidInputError("db", f"bad database URL: {exc}") from exc
+    raise InvalidInputError("db", "database URL must start with sqlite:// or postgresql+psycopg://")
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, see _on_begin
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine (same pool) whose transactions do not take SQLite's write lock."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (``BEGIN IMMEDIATE`` on SQLite): commits on exit, rolls back on error."""
+    with engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    with reader(engine).begin() as conn:
+        yield conn
+
+
+@contextmanager
+def session_scope(engine: Engine, *, write: bool = True) -> Iterator[Session]:
+    """An ORM session in one transaction, committed on success, rolled back on error."""
+    with Session(engine if write else reader(engine)) as session, session.begin():
+        yield session
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a transient conflict: PG serialization failure or deadlock, SQLite busy."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in RETRY_SQLSTATES:
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def run_tx(engine: Engine, work: Callable[[Session], T], *, attempts: int = 8) -> T:
+    """Run ``work(session)`` in a write transaction and commit; retry on a transient conflict.
+
+    ``work`` must be safe to run again (it is, when it only uses the database it is given).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope(engine) as session:
+                return work(session)
+        except DBAPIError as exc:
+            if not is_retryable(exc) or attempt == attempts:
+                raise DatabaseError(f"transaction failed: {exc.orig}") from exc
+            delay = min(0.5, 0.005 * 2**attempt) * (0.5 + random.random())
+            log.debug("transient conflict (attempt %d): %s; retrying", attempt, exc.orig)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def migrate(engine_or_url: Engine | str) -> None:
+    """Create or upgrade the schema to head in one transaction; a no-op when up to date."""
+    engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+    try:
+        with write_tx(engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_MIGRATION_LOCK})
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        if isinstance(engine_or_url, str):
+            engine.dispose()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at (None when never migrated)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

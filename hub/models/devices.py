@@ -1,0 +1,91 @@
+"""Gateways, meters, who shares a meter, and each meter's rating carry state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, String, Text
+from sqlmodel import Field, SQLModel
+
+from hub.models.parties import EntityId
+from hub.models.types import Relay, Service, UTCDateTime, utcnow
+
+
+class GatewayCreate(SQLModel):
+    id: EntityId
+
+
+class GatewayPublic(SQLModel):
+    id: str
+    mqtt_username: str
+
+
+class Gateway(SQLModel, table=True):
+    """A gateway (edge agent). ``command_key`` is hex; the MQTT password is stored hashed."""
+
+    __tablename__ = "gateways"
+    id: str = Field(primary_key=True, max_length=64)
+    command_key: str = Field(max_length=128)
+    mqtt_username: str = Field(max_length=128, unique=True)
+    mqtt_password_hash: str = Field(max_length=256)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MeterCreate(SQLModel):
+    """The contract's request body (field names as in CONTRACT.md section 5)."""
+
+    id: EntityId
+    gateway: EntityId
+    customer: EntityId
+    tariff: EntityId
+    service: Service = Service.ELECTRICITY
+
+
+class MeterPublic(SQLModel):
+    id: str
+    gateway: str
+    relay: Relay
+    online: bool
+    last_seq: int | None
+    import_wh: int | None
+
+
+class Meter(SQLModel, table=True):
+    """A meter. ``customer_id`` pays for it unless ``meter_customers`` rows share it;
+    ``last_seq``/``import_wh`` are the newest record seen (register in the base unit)."""
+
+    __tablename__ = "meters"
+    id: str = Field(primary_key=True, max_length=64)
+    gateway_id: str = Field(foreign_key="gateways.id", max_length=64, index=True)
+    customer_id: str | None = Field(default=None, foreign_key="customers.id", max_length=64)
+    tariff_id: str | None = Field(default=None, foreign_key="tariffs.id", max_length=64)
+    service: Service = Field(default=Service.ELECTRICITY, sa_type=String(16))
+    timezone: str = Field(default="UTC", max_length=64)
+    last_seq: int | None = Field(default=None, sa_type=BigInteger)
+    import_wh: int | None = Field(default=None, sa_type=BigInteger)
+    relay: Relay = Field(default=Relay.UNKNOWN, sa_type=String(16))
+    online: bool = False
+    last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    split_rule: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MeterCustomer(SQLModel, table=True):
+    """One user of a shared meter: ``weight`` is its share (any positive integer scale);
+    ``contributes`` false means it uses the meter but pays nothing."""
+
+    __tablename__ = "meter_customers"
+    meter_id: str = Field(foreign_key="meters.id", primary_key=True, max_length=64)
+    customer_id: str = Field(foreign_key="customers.id", primary_key=True, max_length=64)
+    weight: int = Field(default=1, sa_type=BigInteger)
+    contributes: bool = True
+
+
+class MeterCarry(SQLModel, table=True):
+    """The rating layer's rounding remainders for a meter, as opaque text."""
+
+    __tablename__ = "meter_carry"
+    meter_id: str = Field(foreign_key="meters.id", primary_key=True, max_length=64)
+    state: str = Field(sa_type=Text)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,104 @@
+"""The hub's settings: one pydantic-settings class, every field also ``SMSA_HUB_<NAME>``.
+
+Built once in ``hub.__main__`` (command-line flags override the environment) and passed down;
+nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from protocol.money import exponent, to_minor
+
+DEFAULT_DB = "sqlite:///smsa-hub.db"
+DEFAULT_MQTT = "mqtt://127.0.0.1:1883"
+DEFAULT_HTTP = "127.0.0.1:8080"
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` to ``("127.0.0.1", 8080)``; ValueError with a one-line reason."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class HubSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMSA_HUB_", extra="ignore")
+
+    db: str = DEFAULT_DB
+    # Empty string: no MQTT (the API still works; commands are recorded as pending).
+    mqtt: str = DEFAULT_MQTT
+    http: str = DEFAULT_HTTP
+    currency: str = "USD"
+    # Largest single top-up, a decimal string in major units of ``currency``.
+    max_topup: str = "10000.00"
+    # Payment providers' shared secrets: JSON object {"provider": "secret"} in the environment.
+    payment_secrets: dict[str, str] = Field(default_factory=dict)
+    # Accepted clock skew of a payment callback's X-Timestamp, seconds.
+    payment_window_s: int = Field(default=300, ge=1, le=86_400)
+    # How often the SSE stream polls the events table, seconds.
+    sse_poll_s: float = Field(default=0.2, gt=0, le=10)
+    # SSE comment sent when nothing happened for this long, so proxies keep the stream open.
+    sse_keepalive_s: float = Field(default=15.0, gt=0, le=300)
+    # Lifetime of a dashboard stream token (EventSource cannot send an Authorization header).
+    stream_token_ttl_s: int = Field(default=300, ge=10, le=86_400)
+    # Seconds a signed command stays valid for the agent.
+    command_ttl_s: int = Field(default=300, ge=10, le=86_400)
+    log_level: str = "INFO"
+    # Run the background scheduler in ``serve`` (false in some tests).
+    scheduler: Annotated[bool, NoDecode] = True
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        exponent(value)
+        return value
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        split_hostport(value)
+        return value
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("expected sqlite:///PATH or postgresql+psycopg://...")
+        return value
+
+    @field_validator("mqtt")
+    @classmethod
+    def _mqtt(cls, value: str) -> str:
+        if value and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        return value
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() not in {"0", "false", "no", "off", ""}
+        return value
+
+    @model_validator(mode="after")
+    def _max_topup(self) -> Self:
+        if to_minor(self.max_topup, self.currency) <= 0:
+            raise ValueError("max_topup must be positive")
+        return self
+
+    @property
+    def max_topup_minor(self) -> int:
+        return to_minor(self.max_topup, self.currency)
+
+    @property
+    def http_host(self) -> str:
+        return split_hostport(self.http)[0]
+
+    @property
+    def http_port(self) -> int:
+        return split_hostport(self.http)[1]

@@ -1,0 +1,53 @@
+"""The schema migrates from empty on both backends, re-running is a no-op, and the migrated
+schema matches the models; the journal refuses UPDATE and DELETE."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
+
+import hub.models
+from hub.db import make_engine, migrate, schema_revision, write_tx
+
+TABLES = {
+    "providers", "tariffs", "tariff_versions", "customers", "accounts", "gateways", "meters",
+    "meter_customers", "meter_carry", "journal_entries", "journal_lines", "posted_usage",
+    "quarantine", "api_keys", "events",
+}  # fmt: skip
+
+
+def test_migrate_empty_then_again_is_noop(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    try:
+        assert schema_revision(engine) is None
+        migrate(engine)
+        head = schema_revision(engine)
+        assert head is not None
+        tables = set(inspect(engine).get_table_names())
+        assert tables >= TABLES
+        migrate(empty_db_url)  # by URL, a second time
+        assert schema_revision(engine) == head
+        assert set(inspect(engine).get_table_names()) == tables
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), hub.models.metadata)
+        assert diff == []
+    finally:
+        engine.dispose()
+
+
+def test_journal_rows_cannot_be_updated_or_deleted(engine: Engine) -> None:
+    with write_tx(engine) as conn:
+        conn.execute(text("INSERT INTO accounts (id, name, kind, currency, balance, floor, "
+                          "created_at) VALUES ('a', 'a', 'platform', 'USD', 0, 0, "
+                          "CURRENT_TIMESTAMP)"))  # fmt: skip
+        conn.execute(text("INSERT INTO journal_entries (kind, currency, created_at, "
+                          "effective_at, memo) VALUES ('adjustment', 'USD', CURRENT_TIMESTAMP, "
+                          "CURRENT_TIMESTAMP, 'x')"))  # fmt: skip
+    for statement in ("UPDATE journal_entries SET memo = 'y'", "DELETE FROM journal_entries"):
+        with pytest.raises(DBAPIError, match="append-only"), write_tx(engine) as conn:
+            conn.execute(text(statement))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT memo FROM journal_entries")).scalar_one() == "x"
