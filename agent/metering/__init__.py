@@ -1,0 +1,1 @@
+"""Metering: register readings into usage intervals (pure) and their persisted state."""

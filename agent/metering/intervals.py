@@ -1,0 +1,92 @@
+"""Turn a meter's cumulative register readings into usage intervals: pure, no I/O.
+
+An interval opens at a reading and closes at the first reading at or past the next multiple of
+``report_interval_s`` (wall-clock aligned), so intervals chain: each starts where the previous
+ended and the energies of all intervals add up to the register's span. A reading below the last
+one (reset, rollover, replaced meter, tamper) closes the open interval at the last good reading,
+yields a :class:`Reset` and opens a new interval at the new reading: usage is never negative.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from protocol.messages import UsageRecord
+
+
+@dataclass(frozen=True)
+class Point:
+    at: datetime
+    wh: int
+
+
+@dataclass(frozen=True)
+class MeterState:
+    """What survives a restart: the last seq used, the open interval's start, the last reading."""
+
+    meter: str
+    seq: int = 0
+    start: Point | None = None
+    last: Point | None = None
+
+
+@dataclass(frozen=True)
+class Closed:
+    meter: str
+    seq: int
+    start: Point
+    end: Point
+
+    def record(self) -> UsageRecord:
+        return UsageRecord(
+            meter=self.meter,
+            seq=self.seq,
+            start=self.start.at,
+            end=self.end.at,
+            import_start=self.start.wh,
+            import_end=self.end.wh,
+        )
+
+
+@dataclass(frozen=True)
+class Reset:
+    meter: str
+    old: Point
+    new: Point
+
+
+Output = Closed | Reset
+
+
+def boundary(start: datetime, report_interval_s: float) -> float:
+    """The POSIX time at which an interval opened at ``start`` closes."""
+    ts = start.timestamp()
+    return (math.floor(ts / report_interval_s) + 1) * report_interval_s
+
+
+def step(
+    state: MeterState, reading: Point, report_interval_s: float
+) -> tuple[MeterState, list[Output]]:
+    """The state after ``reading`` and the intervals (and resets) it completes."""
+    if reading.wh < 0:
+        raise ValueError("a register reading cannot be negative")
+    start, last = state.start, state.last
+    if start is None or last is None:
+        return replace(state, start=reading, last=reading), []
+    if reading.at < last.at:  # the clock stepped back: keep intervals forward in time
+        reading = Point(last.at, reading.wh)
+    out: list[Output] = []
+    seq = state.seq
+    if reading.wh < last.wh:
+        if last != start:
+            seq += 1
+            out.append(Closed(state.meter, seq, start, last))
+        out.append(Reset(state.meter, last, reading))
+        return MeterState(state.meter, seq, reading, reading), out
+    if reading.at.timestamp() >= boundary(start.at, report_interval_s):
+        seq += 1
+        out.append(Closed(state.meter, seq, start, reading))
+        return MeterState(state.meter, seq, reading, reading), out
+    return MeterState(state.meter, seq, start, reading), out

@@ -1,0 +1,308 @@
+"""The owner of one bus: a thread that reads every meter on it each poll interval.
+
+Requests are serialized on the line. Each meter has its own timeout, retries and counters; a
+meter that keeps failing is skipped for a back-off period that doubles up to a cap, so it never
+stalls the others. Other threads act on the bus only through :meth:`BusPoller.submit`, which runs
+a function on the bus thread between two meters (relay switching uses this).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from agent.errors import BusError
+from agent.modbus.bus import ModbusLine
+from agent.modbus.plan import Block, plan_model
+from agent.relay import RelaySpec
+from agent.settings import MeterSettings, RtuBus, TcpBus
+from hardware.codec import CodecError
+from hardware.regmap import ENERGY_REGISTER, MeterModel, load_model
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    exceptions: int = 0
+    connection: int = 0
+    frame: int = 0
+    polls: int = 0
+    failed_polls: int = 0
+    skipped: int = 0
+
+    def count(self, err: BusError) -> None:
+        self.errors += 1
+        if err.kind == "timeout":
+            self.timeouts += 1
+        elif err.kind == "exception":
+            self.exceptions += 1
+        elif err.kind == "connection":
+            self.connection += 1
+        else:
+            self.frame += 1
+
+
+@dataclass
+class MeterPoint:
+    """Everything the bus owner knows about one meter."""
+
+    settings: MeterSettings
+    model: MeterModel
+    blocks: list[Block]
+    timeout_s: float
+    relay: RelaySpec | None
+    counters: Counters = field(default_factory=Counters)
+    failures: int = 0
+    backoff_until: float = 0.0
+    state: str = "starting"  # ok | failing | starting
+    last_error: str = ""
+    last_ok: datetime | None = None
+    import_wh: int | None = None
+    relay_on: bool | None = None
+
+    @property
+    def id(self) -> str:
+        return self.settings.id
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One poll of one meter: the energy register in Wh and the relay as it reads back."""
+
+    meter: str
+    at: datetime
+    import_wh: int | None
+    relay_on: bool | None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.import_wh is not None
+
+
+def meter_point(meter: MeterSettings, bus: TcpBus | RtuBus) -> MeterPoint:
+    model = load_model(meter.model)
+    relay = RelaySpec.for_meter(meter, model)
+    names = [ENERGY_REGISTER]
+    if relay is not None and relay.unit == meter.unit:
+        names.append(relay.register.name)
+    blocks = plan_model(model, names)
+    return MeterPoint(meter, model, blocks, meter.timeout_s or bus.timeout_s, relay)
+
+
+class BusPoller(threading.Thread):
+    """Polls the meters of one bus until :meth:`stop`; hands each :class:`Reading` to ``sink``."""
+
+    def __init__(
+        self,
+        bus: TcpBus | RtuBus,
+        meters: list[MeterPoint],
+        poll_interval_s: float,
+        sink: Callable[[Reading], None],
+        line: ModbusLine | None = None,
+    ) -> None:
+        super().__init__(name=f"bus-{bus.name}", daemon=True)
+        self.bus = bus
+        self.line = line or ModbusLine(bus)
+        self.meters = meters
+        self.poll_interval_s = poll_interval_s
+        self.sink = sink
+        self.cycles = 0
+        self.last_cycle = time.monotonic()
+        self._jobs: queue.Queue[tuple[Callable[[ModbusLine], Any], Future[Any]] | None] = (
+            queue.Queue()
+        )
+        self._stop = threading.Event()
+
+    def submit(self, fn: Callable[[ModbusLine], T]) -> Future[T]:
+        """Run ``fn(line)`` on the bus thread, between two meters; its result in a Future."""
+        fut: Future[T] = Future()
+        if self._stop.is_set():
+            fut.set_exception(BusError(self.bus.name, 0, "connection", "bus stopped"))
+        else:
+            self._jobs.put((fn, fut))
+        return fut
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._jobs.put(None)
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._drain_jobs()
+            self.line.close()
+
+    def _loop(self) -> None:
+        next_cycle = time.monotonic()
+        while not self._stop.is_set():
+            for meter in self.meters:
+                self._run_jobs()
+                if self._stop.is_set():
+                    return
+                if time.monotonic() < meter.backoff_until:
+                    meter.counters.skipped += 1
+                    continue
+                try:
+                    self.sink(self.poll(meter))
+                except Exception:
+                    log.exception(
+                        "bus %s: handling a reading of %s failed", self.bus.name, meter.id
+                    )
+            self.cycles += 1
+            self.last_cycle = time.monotonic()
+            next_cycle += self.poll_interval_s
+            now = time.monotonic()
+            next_cycle = max(next_cycle, now)
+            self._wait_jobs(next_cycle)
+
+    def _wait_jobs(self, until: float) -> None:
+        while not self._stop.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                job = self._jobs.get(timeout=left)
+            except queue.Empty:
+                return
+            if job is None:
+                return
+            self._run_job(*job)
+
+    def _run_jobs(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:
+                return
+            self._run_job(*job)
+
+    def _run_job(self, fn: Callable[[ModbusLine], Any], fut: Future[Any]) -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn(self.line))
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    def _drain_jobs(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job[1].set_exception(BusError(self.bus.name, 0, "connection", "bus stopped"))
+
+    def poll(self, meter: MeterPoint) -> Reading:
+        """Read one meter now (with retries); update its counters and back-off."""
+        meter.counters.polls += 1
+        err: BusError | None = None
+        for attempt in range(self.bus.retries + 1):
+            try:
+                at = datetime.now(UTC)
+                energy, relay_on = self._read(meter)
+            except BusError as exc:
+                err = exc
+                if exc.kind in ("exception", "connection") or self._stop.is_set():
+                    break
+                if attempt < self.bus.retries:
+                    time.sleep(min(0.05 * (attempt + 1), meter.timeout_s))
+                continue
+            self._recovered(meter, energy, relay_on, at)
+            return Reading(meter.id, at, energy, relay_on)
+        assert err is not None
+        self._failed(meter, err)
+        return Reading(meter.id, datetime.now(UTC), None, None, str(err))
+
+    def _read(self, meter: MeterPoint) -> tuple[int, bool | None]:
+        unit = meter.settings.unit
+        values: dict[str, list[int]] = {}
+        for block in meter.blocks:
+            meter.counters.requests += 1
+            try:
+                data = self.line.read(
+                    unit, block.function, block.address, block.count, meter.timeout_s
+                )
+            except BusError as exc:
+                meter.counters.count(exc)
+                raise
+            for reg in block.registers:
+                values[reg.name] = block.words_of(reg, data)
+        try:
+            energy = meter.model.base_units(
+                meter.model.register(ENERGY_REGISTER), values[ENERGY_REGISTER]
+            )
+        except (CodecError, ValueError, ArithmeticError) as exc:
+            err = BusError(self.bus.name, unit, "frame", f"energy register garbage: {exc}")
+            meter.counters.count(err)
+            raise err from exc
+        if energy < 0:
+            err = BusError(self.bus.name, unit, "frame", f"negative energy {energy}")
+            meter.counters.count(err)
+            raise err
+        relay_on: bool | None = None
+        spec = meter.relay
+        if spec is not None:
+            if spec.register.name in values:
+                relay_on = spec.decode(values[spec.register.name])
+            else:
+                meter.counters.requests += 1
+                try:
+                    relay_on = spec.read(self.line, meter.timeout_s)
+                except BusError as exc:
+                    meter.counters.count(exc)
+                    relay_on = None
+        return energy, relay_on
+
+    def _recovered(
+        self, meter: MeterPoint, energy: int, relay_on: bool | None, at: datetime
+    ) -> None:
+        if meter.state == "failing":
+            log.info(
+                "meter %s (bus %s unit %d) answers again after %d failed polls",
+                meter.id,
+                self.bus.name,
+                meter.settings.unit,
+                meter.failures,
+            )
+        meter.state = "ok"
+        meter.failures = 0
+        meter.backoff_until = 0.0
+        meter.last_ok = at
+        meter.import_wh = energy
+        meter.relay_on = relay_on
+
+    def _failed(self, meter: MeterPoint, err: BusError) -> None:
+        meter.counters.failed_polls += 1
+        meter.failures += 1
+        meter.last_error = str(err)
+        if meter.failures >= 2:
+            delay = min(self.bus.backoff_s * 2 ** (meter.failures - 2), self.bus.backoff_max_s)
+            meter.backoff_until = time.monotonic() + delay
+        if meter.state != "failing":
+            log.error(
+                "meter %s (bus %s unit %d) failing: %s",
+                meter.id,
+                self.bus.name,
+                meter.settings.unit,
+                err,
+            )
+            meter.state = "failing"
+        else:
+            log.debug("meter %s still failing (%d): %s", meter.id, meter.failures, err)

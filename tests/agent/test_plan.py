@@ -1,0 +1,72 @@
+"""The block planner: contiguous registers in one request, never above the model's limit."""
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.modbus.plan import plan, plan_model
+from hardware.regmap import Register, load_model
+
+
+def _reg(name: str, address: int, rtype: str = "u16", function: str = "holding") -> Register:
+    return Register(name=name, address=address, function=function, type=rtype)
+
+
+def test_contiguous_registers_share_one_request() -> None:
+    blocks = plan([_reg("a", 10, "u32"), _reg("b", 12), _reg("c", 13)], max_count=32)
+    assert [(b.address, b.count) for b in blocks] == [(10, 4)]
+
+
+def test_gap_splits_unless_allowed() -> None:
+    regs = [_reg("a", 10, "u32"), _reg("r", 26)]
+    assert [(b.address, b.count) for b in plan(regs, 32)] == [(10, 2), (26, 1)]
+    assert [(b.address, b.count) for b in plan(regs, 32, max_gap=14)] == [(10, 17)]
+
+
+def test_limit_and_functions_split() -> None:
+    regs = [_reg(f"r{i}", i) for i in range(10)] + [_reg("i", 0, function="input")]
+    blocks = plan(regs, max_count=4)
+    assert [(b.function, b.address, b.count) for b in blocks] == [
+        ("holding", 0, 4),
+        ("holding", 4, 4),
+        ("holding", 8, 2),
+        ("input", 0, 1),
+    ]
+
+
+def test_dds238_energy_and_relay() -> None:
+    model = load_model("dds238-2-zn-sr")
+    blocks = plan_model(model, ["import_energy", "relay", "not-there"])
+    assert [(b.address, b.count) for b in blocks] == [(0x0A, 2), (0x1A, 1)]
+    words = [0, 1234, 0, 0]
+    assert blocks[0].words_of(model.register("import_energy"), words) == [0, 1234]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 200), st.sampled_from(["u16", "u32", "u64"])),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(4, 40),
+    st.integers(0, 5),
+)
+def test_every_register_read_exactly_within_limit(
+    specs: list[tuple[int, str]], limit: int, gap: int
+) -> None:
+    regs = []
+    address = 0
+    for i, (skip, rtype) in enumerate(specs):  # a map never overlaps registers
+        reg = _reg(f"r{i}", address + skip, rtype)
+        regs.append(reg)
+        address = reg.end
+    blocks = plan(regs, limit, gap)
+    covered = [r for b in blocks for r in b.registers]
+    assert sorted(r.name for r in covered) == sorted(r.name for r in regs)
+    for b in blocks:
+        assert 1 <= b.count <= limit
+        for r in b.registers:
+            assert b.address <= r.address and r.end <= b.end
+    for a, b in itertools.pairwise(blocks):
+        assert a.end <= b.address or a.function != b.function
