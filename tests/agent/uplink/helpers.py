@@ -1,0 +1,106 @@
+"""Uplink test helpers: records, events, and a real paho subscriber recording what arrives."""
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from protocol.messages import Event, UsageRecord
+from tests.conftest import Broker
+from tests.support import wait_for
+
+T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+
+
+def record(meter: str, seq: int, wh: int = 10, shares: dict[str, int] | None = None) -> UsageRecord:
+    """The ``seq``-th 10-second interval of ``meter``, ``wh`` Wh each, registers contiguous."""
+    start = T0 + timedelta(seconds=10 * (seq - 1))
+    return UsageRecord(
+        meter=meter,
+        seq=seq,
+        start=start,
+        end=start + timedelta(seconds=10),
+        import_start=1000 + wh * (seq - 1),
+        import_end=1000 + wh * seq,
+        shares=shares if shares is not None else {"gen": seq % 3, "dist": 1},
+        tariff="flat",
+        tariff_version=1,
+    )
+
+
+def event(n: int, meter: str | None = "m1") -> Event:
+    return Event(id=f"ev-{n}", kind="relay", at=T0 + timedelta(seconds=n), meter=meter)
+
+
+class Subscriber:
+    """A persistent-session paho subscriber to every SMSA topic, collecting what arrives."""
+
+    def __init__(self, broker: Broker, client_id: str = "test-sub") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *a: self._connected.clear()
+        self.client.reconnect_delay_set(1, 1)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect(broker.host, broker.port, clean_start=False, properties=props)
+        self.client.loop_start()
+        wait_for(self._connected.is_set, timeout=10)
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        client.subscribe("smsa/v1/gw/#", qos=1)
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def payloads(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith("/" + kind)]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [r for p in self.payloads("usage") for r in p["records"]]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [e for p in self.payloads("events") for e in p["events"]]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def deduplicated(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per meter, records in arrival order without QoS 1 redeliveries.
+
+    Fails if one (meter, seq) arrived with different data, or a meter's seqs arrive out of order.
+    """
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+    per_meter: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        key = (rec["meter"], rec["seq"])
+        if key in seen:
+            assert seen[key] == rec, f"{key} delivered twice with different data"
+            continue
+        seen[key] = rec
+        per_meter.setdefault(rec["meter"], []).append(rec)
+    for meter, recs in per_meter.items():
+        seqs = [r["seq"] for r in recs]
+        assert seqs == sorted(seqs), f"{meter} out of order: {seqs}"
+    return per_meter
