@@ -24,7 +24,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.orm import Session
+from sqlmodel import Session
 
 from hub.errors import DatabaseError, InvalidInputError
 

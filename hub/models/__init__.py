@@ -12,6 +12,7 @@ from hub.models.devices import (
     MeterCustomer,
     MeterPublic,
 )
+from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
 from hub.models.journal import JournalEntry, JournalLine, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, EventPublic, Quarantine
 from hub.models.parties import (

@@ -1,0 +1,116 @@
+"""Every ledger invariant of DESIGN.md that the database can show, checked now.
+
+``check_invariants`` runs one aggregate query per invariant; call it inside a read transaction
+(``hub.db.read_tx``) for one consistent view on SQLite. Each check reports ``ok`` and a
+``detail`` with counts and at most ``SAMPLE`` offending rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+
+from hub.ledger._sql import Executor, conn_of
+
+SAMPLE = 10
+
+# name -> (SQL listing violations, what the invariant says)
+_VIOLATIONS: dict[str, tuple[str, str]] = {
+    "entries_balance": (
+        "SELECT entry_id, SUM(amount) AS total FROM journal_lines GROUP BY entry_id "
+        "HAVING SUM(amount) <> 0",
+        "every journal entry sums to zero",
+    ),
+    "line_currency": (
+        "SELECT l.id AS line_id, e.currency AS entry, a.currency AS account FROM journal_lines l "
+        "JOIN journal_entries e ON e.id = l.entry_id JOIN accounts a ON a.id = l.account_id "
+        "WHERE a.currency <> e.currency",
+        "every line's account is in its entry's currency",
+    ),
+    "currency_totals": (
+        "SELECT e.currency, SUM(l.amount) AS total FROM journal_lines l "
+        "JOIN journal_entries e ON e.id = l.entry_id GROUP BY e.currency HAVING SUM(l.amount) <> 0",
+        "all entries of a currency sum to zero",
+    ),
+    "cached_balances": (
+        "SELECT a.id, a.balance, COALESCE(s.total, 0) AS lines FROM accounts a LEFT JOIN "
+        "(SELECT account_id, SUM(amount) AS total FROM journal_lines GROUP BY account_id) s "
+        "ON s.account_id = a.id WHERE a.balance <> COALESCE(s.total, 0)",
+        "an account's cached balance equals the sum of its lines",
+    ),
+    "usage_once": (
+        "SELECT meter_id, seq, COUNT(*) AS n FROM journal_entries WHERE kind = 'usage' "
+        "GROUP BY meter_id, seq HAVING COUNT(*) > 1 OR meter_id IS NULL OR seq IS NULL",
+        "a (meter, seq) is posted at most once, as one usage entry",
+    ),
+    "usage_recorded": (
+        "SELECT e.id FROM journal_entries e LEFT JOIN posted_usage p ON p.entry_id = e.id "
+        "WHERE e.kind = 'usage' AND (p.entry_id IS NULL OR p.meter_id <> e.meter_id "
+        "OR p.seq <> e.seq)",
+        "every usage entry has its (meter, seq) row in posted_usage",
+    ),
+    "usage_shares": (
+        "SELECT l.entry_id, l.account_id, l.amount FROM journal_lines l "
+        "JOIN journal_entries e ON e.id = l.entry_id JOIN accounts a ON a.id = l.account_id "
+        "WHERE e.kind = 'usage' AND a.kind = 'provider' AND l.amount < 0",
+        "no provider share of a usage charge is negative",
+    ),
+    "energy": (
+        "SELECT meter_id, seq, import_start, import_end, prev_end FROM (SELECT meter_id, seq, "
+        "import_start, import_end, LAG(seq) OVER w AS prev_seq, LAG(import_end) OVER w AS "
+        "prev_end FROM posted_usage WINDOW w AS (PARTITION BY meter_id ORDER BY seq)) t "
+        "WHERE import_end < import_start OR (seq = prev_seq + 1 AND import_start > prev_end)",
+        "energy posted for a meter equals its register span: no negative interval, and no "
+        "energy skipped between consecutive records (a register going back is a reset)",
+    ),
+    "floors": (
+        "SELECT id, balance, floor FROM accounts WHERE floor IS NOT NULL AND balance < floor",
+        "no balance is below its floor (emergency credit lowers the floor)",
+    ),
+    "idempotency_keys": (
+        "SELECT idempotency_key, COUNT(*) AS n FROM journal_entries "
+        "WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key HAVING COUNT(*) > 1",
+        "an idempotency key names one entry",
+    ),
+    "reversals": (
+        "SELECT r.id, l.account_id, SUM(l.amount) AS net FROM journal_entries r "
+        "JOIN journal_lines l ON l.entry_id = r.id OR l.entry_id = r.reverses_id "
+        "WHERE r.reverses_id IS NOT NULL GROUP BY r.id, l.account_id HAVING SUM(l.amount) <> 0",
+        "a reversal is the exact negation of the entry it reverses",
+    ),
+}
+
+_ENERGY_TOTALS = (
+    "SELECT COUNT(DISTINCT meter_id) AS meters, COALESCE(SUM(import_end - import_start), 0) AS "
+    "posted_wh, COALESCE(SUM(CASE WHEN seq = prev_seq + 1 AND import_start < prev_end THEN 1 "
+    "ELSE 0 END), 0) AS resets, COALESCE(SUM(CASE WHEN seq > prev_seq + 1 THEN 1 ELSE 0 END), 0) "
+    "AS pending_gaps FROM (SELECT meter_id, seq, import_start, import_end, LAG(seq) OVER w AS "
+    "prev_seq, LAG(import_end) OVER w AS prev_end FROM posted_usage "
+    "WINDOW w AS (PARTITION BY meter_id ORDER BY seq)) t"
+)
+
+
+def check_invariants(db: Executor) -> dict[str, Any]:
+    """``{"ok": bool, "checks": {name: {"ok": bool, "detail": {...}}}}``."""
+    conn = conn_of(db)
+    checks: dict[str, dict[str, Any]] = {}
+    for name, (sql, rule) in _VIOLATIONS.items():
+        rows = conn.execute(text(sql)).mappings().all()
+        detail: dict[str, Any] = {"rule": rule, "violations": len(rows)}
+        if rows:
+            detail["sample"] = [{k: _plain(v) for k, v in r.items()} for r in rows[:SAMPLE]]
+        checks[name] = {"ok": not rows, "detail": detail}
+    totals = conn.execute(text(_ENERGY_TOTALS)).mappings().one()
+    checks["energy"]["detail"].update({k: int(v) for k, v in totals.items()})
+    counts = conn.execute(
+        text("SELECT (SELECT COUNT(*) FROM journal_entries) AS entries, "
+             "(SELECT COUNT(*) FROM journal_lines) AS lines, "
+             "(SELECT COUNT(*) FROM accounts) AS accounts")
+    ).mappings().one()  # fmt: skip
+    checks["entries_balance"]["detail"].update({k: int(v) for k, v in counts.items()})
+    return {"ok": all(c["ok"] for c in checks.values()), "checks": checks}
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)

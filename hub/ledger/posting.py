@@ -1,0 +1,128 @@
+"""Posting one balanced entry. Never commits: the caller owns the transaction.
+
+Order inside a posting, chosen so that a refused entry writes nothing and concurrent postings
+neither lose updates nor deadlock: validate the lines; lock the accounts in id order
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite holds its write lock from ``BEGIN IMMEDIATE``);
+look up the idempotency key; check currencies and floors; insert the entry (``ON CONFLICT DO
+NOTHING`` on the key), its lines, and ``UPDATE accounts SET balance = balance + :delta``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+
+from hub.errors import BelowFloorError, CurrencyMismatchError, UnknownAccountError
+from hub.ledger._sql import Executor, accounts, conn_of, entries, insert_ignore, lines
+from hub.ledger.lines import Line, check_lines
+from hub.models import EntryKind, utcnow
+
+
+@dataclass(frozen=True)
+class Posted:
+    entry_id: int
+    created: bool  # False: the idempotency key was already used, nothing was written
+
+
+def lock_accounts(conn: Connection, account_ids: Sequence[str]) -> dict[str, Any]:
+    """Rows (id, currency, balance, floor) of the accounts, locked in id order on PostgreSQL."""
+    stmt = (
+        select(accounts.c.id, accounts.c.currency, accounts.c.balance, accounts.c.floor)
+        .where(accounts.c.id.in_(sorted(set(account_ids))))
+        .order_by(accounts.c.id)
+        .with_for_update()
+    )
+    return {row.id: row for row in conn.execute(stmt)}
+
+
+def apply_deltas(conn: Connection, deltas: Mapping[str, int]) -> None:
+    """Add each delta to its account's cached balance, in id order, without reading it first."""
+    if not deltas:
+        return
+    stmt = (
+        update(accounts)
+        .where(accounts.c.id == bindparam("aid"))
+        .values(balance=accounts.c.balance + bindparam("delta"))
+    )
+    conn.execute(stmt, [{"aid": k, "delta": deltas[k]} for k in sorted(deltas)])
+
+
+def find_by_key(conn: Connection, key: str) -> int | None:
+    stmt = select(entries.c.id).where(entries.c.idempotency_key == key)
+    return conn.execute(stmt).scalar_one_or_none()
+
+
+def post(
+    db: Executor,
+    kind: EntryKind | str,
+    entry_lines: Sequence[Line],
+    currency: str,
+    *,
+    effective_at: datetime | None = None,
+    memo: str = "",
+    metadata: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    meter_id: str | None = None,
+    seq: int | None = None,
+    reverses_id: int | None = None,
+    enforce_floor: bool = True,
+) -> Posted:
+    """Post one balanced entry (see ``post_entry``) and say whether it was written."""
+    deltas = check_lines(entry_lines)
+    conn = conn_of(db)
+    rows = lock_accounts(conn, list(deltas))
+    if idempotency_key is not None and (found := find_by_key(conn, idempotency_key)) is not None:
+        return Posted(found, created=False)
+    for account_id, delta in deltas.items():
+        row = rows.get(account_id)
+        if row is None:
+            raise UnknownAccountError(account_id)
+        if row.currency != currency:
+            raise CurrencyMismatchError(account_id, currency, row.currency)
+        if (
+            enforce_floor
+            and delta < 0
+            and row.floor is not None
+            and row.balance + delta < row.floor
+        ):
+            raise BelowFloorError(account_id, row.balance, delta, row.floor)
+    now = utcnow()
+    values = {"kind": EntryKind(kind).value, "currency": currency, "created_at": now,
+              "effective_at": effective_at or now, "meter_id": meter_id, "seq": seq,
+              "idempotency_key": idempotency_key, "reverses_id": reverses_id, "memo": memo,
+              "metadata": dict(metadata) if metadata is not None else None}  # fmt: skip
+    if idempotency_key is None:
+        stmt: Any = insert(entries)
+    else:
+        stmt = insert_ignore(conn, entries, ["idempotency_key"])
+    entry_id = conn.execute(stmt.values(values).returning(entries.c.id)).scalar_one_or_none()
+    if entry_id is None:  # lost a race for the key: the other posting is committed
+        return Posted(int(find_by_key(conn, idempotency_key or "") or 0), created=False)
+    conn.execute(insert(lines), [{"entry_id": entry_id, "account_id": a, "amount": amount}
+                                 for a, amount in entry_lines])  # fmt: skip
+    apply_deltas(conn, deltas)
+    return Posted(int(entry_id), created=True)
+
+
+def post_entry(
+    db: Executor,
+    kind: EntryKind | str,
+    entry_lines: Sequence[Line],
+    currency: str,
+    **options: Any,
+) -> int:
+    """Post one balanced entry in the caller's transaction and return its id.
+
+    ``entry_lines``: (account id, amount) pairs, amount in minor units, positive = credit to
+    the account, negative = debit; at least two, none zero, summing to zero. Every account must
+    exist and be in ``currency``. With ``enforce_floor`` (default) a debit that would leave an
+    account below its floor raises BelowFloorError. With ``idempotency_key``, a key already used
+    returns the existing entry's id and writes nothing. Options: effective_at, memo, metadata,
+    idempotency_key, meter_id, seq, enforce_floor. Raises a LedgerError; then nothing was written.
+    """
+    return post(db, kind, entry_lines, currency, **options).entry_id

@@ -1,0 +1,158 @@
+"""Usage postings in batches: many records, one transaction, Core executemany.
+
+Each record becomes one journal entry (kind ``usage``) and one ``posted_usage`` row keyed by
+(meter, seq). A (meter, seq) already posted, or repeated inside the batch, is skipped and
+reported as a duplicate, never posted twice. Meter rows are locked in id order first, so two
+batches for the same meter serialise (PostgreSQL) and the check-then-insert is race free.
+Usage is never refused for a floor: the energy was consumed; the caller reacts to balances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_
+
+from hub.errors import LedgerError
+from hub.ledger._sql import Executor, accounts, conn_of, entries, lines, meters, posted
+from hub.ledger.lines import Line, check_lines, merge_deltas
+from hub.ledger.meters import record_progress
+from hub.ledger.posting import apply_deltas
+from hub.models import EntryKind, utcnow
+
+CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class UsagePosting:
+    """One rated usage record. ``lines`` as in ``post_entry`` (customer debits negative,
+    provider shares positive); empty when the interval costs nothing (it is still recorded).
+    ``import_start``/``import_end``: the meter's cumulative register (base units) at the ends.
+    ``carry``: the meter's rating carry state after this record (opaque), saved if given."""
+
+    meter_id: str
+    seq: int
+    import_start: int
+    import_end: int
+    lines: Sequence[Line]
+    currency: str
+    interval_start: datetime | None = None
+    interval_end: datetime | None = None
+    memo: str = ""
+    metadata: Mapping[str, Any] | None = None
+    carry: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountState:
+    balance: int
+    floor: int | None
+
+
+@dataclass
+class BatchResult:
+    posted: list[tuple[str, int, int]] = field(default_factory=list)  # (meter, seq, entry id)
+    duplicates: list[tuple[str, int]] = field(default_factory=list)  # (meter, seq)
+    rejected: list[tuple[UsagePosting, str]] = field(default_factory=list)  # (record, reason)
+    accounts: dict[str, AccountState] = field(default_factory=dict)  # touched, after the batch
+
+
+def _problem(p: UsagePosting) -> str | None:
+    if type(p.seq) is not int or p.seq < 0:
+        return "seq must be a non-negative integer"
+    if type(p.import_start) is not int or type(p.import_end) is not int or p.import_start < 0:
+        return "registers must be non-negative integers"
+    if p.import_end < p.import_start:
+        return "register went backwards (an event, not a charge)"
+    try:
+        check_lines(p.lines, allow_empty=True)
+    except LedgerError as exc:
+        return exc.message
+    return None
+
+
+def post_usage_batch(db: Executor, postings: Sequence[UsagePosting]) -> BatchResult:
+    """Post every new, valid record of ``postings`` in the caller's transaction (see module)."""
+    result = BatchResult()
+    conn = conn_of(db)
+    fresh: dict[tuple[str, int], UsagePosting] = {}
+    for p in postings:
+        reason = _problem(p)
+        if reason is not None:
+            result.rejected.append((p, reason))
+        elif (p.meter_id, p.seq) in fresh:
+            result.duplicates.append((p.meter_id, p.seq))
+        else:
+            fresh[(p.meter_id, p.seq)] = p
+    meter_ids = sorted({m for m, _ in fresh})
+    known = set(
+        conn.execute(
+            select(meters.c.id).where(meters.c.id.in_(meter_ids)).order_by(meters.c.id)
+            .with_for_update()
+        ).scalars()
+    )  # fmt: skip
+    keys = list(fresh)
+    for i in range(0, len(keys), CHUNK):
+        stmt = select(posted.c.meter_id, posted.c.seq).where(
+            tuple_(posted.c.meter_id, posted.c.seq).in_(keys[i : i + CHUNK])
+        )
+        for row in conn.execute(stmt):
+            fresh.pop((row.meter_id, row.seq))
+            result.duplicates.append((row.meter_id, row.seq))
+    account_ids = sorted({a for p in fresh.values() for a, _ in p.lines})
+    stmt_acc = select(accounts.c.id, accounts.c.currency).where(accounts.c.id.in_(account_ids))
+    currency_of: dict[str, str] = {r.id: r.currency for r in conn.execute(stmt_acc)}
+    todo: list[UsagePosting] = []
+    for p in fresh.values():
+        reason = _account_problem(p, known, currency_of)
+        if reason is None:
+            todo.append(p)
+        else:
+            result.rejected.append((p, reason))
+    if todo:
+        _write(conn, todo, result)
+    return result
+
+
+def _account_problem(p: UsagePosting, known: set[str], currency_of: dict[str, str]) -> str | None:
+    if p.meter_id not in known:
+        return f"unknown meter {p.meter_id!r}"
+    for account_id, _ in p.lines:
+        if account_id not in currency_of:
+            return f"unknown account {account_id!r}"
+        if currency_of[account_id] != p.currency:
+            return f"account {account_id!r} is in {currency_of[account_id]}, not {p.currency}"
+    return None
+
+
+def _write(conn: Any, todo: list[UsagePosting], result: BatchResult) -> None:
+    now = utcnow()
+    rows = [{"kind": EntryKind.USAGE.value, "currency": p.currency, "created_at": now,
+             "effective_at": p.interval_end or now, "meter_id": p.meter_id, "seq": p.seq,
+             "idempotency_key": None, "reverses_id": None, "memo": p.memo,
+             "metadata": dict(p.metadata) if p.metadata is not None else None}
+            for p in todo]  # fmt: skip
+    stmt = insert(entries).returning(entries.c.id, sort_by_parameter_order=True)
+    ids = [int(i) for i in conn.execute(stmt, rows).scalars()]
+    line_rows = [{"entry_id": eid, "account_id": a, "amount": amount}
+                 for eid, p in zip(ids, todo, strict=True) for a, amount in p.lines]  # fmt: skip
+    if line_rows:
+        conn.execute(insert(lines), line_rows)
+    conn.execute(insert(posted), [
+        {"meter_id": p.meter_id, "seq": p.seq, "entry_id": eid, "import_start": p.import_start,
+         "import_end": p.import_end, "interval_start": p.interval_start,
+         "interval_end": p.interval_end}
+        for eid, p in zip(ids, todo, strict=True)
+    ])  # fmt: skip
+    deltas = merge_deltas(check_lines(p.lines, allow_empty=True) for p in todo)
+    apply_deltas(conn, deltas)
+    record_progress(conn, todo)
+    result.posted.extend((p.meter_id, p.seq, eid) for eid, p in zip(ids, todo, strict=True))
+    touched = sorted({a for p in todo for a, _ in p.lines})
+    stmt2 = select(accounts.c.id, accounts.c.balance, accounts.c.floor).where(
+        accounts.c.id.in_(touched)
+    )
+    result.accounts = {r.id: AccountState(r.balance, r.floor) for r in conn.execute(stmt2)}

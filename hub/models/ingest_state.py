@@ -1,0 +1,59 @@
+"""Tables the ingest side keeps besides the ledger's: records held for a seq gap, share
+mismatches with the agent, gateway event ids seen, and generation mixes (claim 15)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Text
+from sqlmodel import Field, SQLModel
+
+from hub.models.types import BigId, UTCDateTime, utcnow
+
+
+class UsagePending(SQLModel, table=True):
+    """A valid usage record held until the records before it (by seq) arrive; ``record`` is
+    its JSON. Released in seq order, or after the hold time with the gap skipped."""
+
+    __tablename__ = "usage_pending"
+    meter_id: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(primary_key=True, sa_type=BigInteger)
+    gateway_id: str = Field(max_length=64)
+    record: str = Field(sa_type=Text)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class UsageMismatch(SQLModel, table=True):
+    """The agent's per-provider shares for a record differ from the hub's (no money effect)."""
+
+    __tablename__ = "usage_mismatches"
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    meter_id: str = Field(max_length=64, index=True)
+    seq: int = Field(sa_type=BigInteger)
+    hub_shares: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    agent_shares: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class GatewayEventSeen(SQLModel, table=True):
+    """A gateway event id already stored (events are deduplicated by gateway and id)."""
+
+    __tablename__ = "gateway_events_seen"
+    gateway_id: str = Field(primary_key=True, max_length=64)
+    event_id: str = Field(primary_key=True, max_length=64)
+    event_row_id: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class GenerationMix(SQLModel, table=True):
+    """Measured delivery by generator for a pooled provider over ``[start, end)``: that
+    provider's amount is split among the generators in these proportions. ``meter_id`` None
+    applies to every meter whose tariff names the pool."""
+
+    __tablename__ = "generation_mix"
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    meter_id: str | None = Field(default=None, max_length=64, index=True)
+    pool: str = Field(max_length=64)
+    start: datetime = Field(sa_type=UTCDateTime)
+    end: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    measured: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
