@@ -1,0 +1,63 @@
+"""Who pays a meter's charge (claims 10, 11, 13): one customer, or several by a split rule.
+
+A meter is paid by its customer's prepaid account unless it has sharing users or a split rule:
+
+- ``meter_customers`` rows: each user pays in proportion to its ``weight`` (the proportional
+  cost of serving it, claim 11); a user with ``contributes`` false pays nothing (claim 13);
+- ``meters.split_rule = {"accounts": {"<account id>": weight, ...}}``: portions of the fee are
+  debited from several accounts, a sponsor's for instance (claim 10).
+
+Portions are whole minor units that sum exactly to the debit (largest remainder, ties by id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.apportion import split
+
+
+class SplitRuleError(ValueError):
+    """A split rule that names no paying account or has a bad weight."""
+
+
+@dataclass(frozen=True)
+class Sharer:
+    account: str
+    weight: int = 1
+    contributes: bool = True
+
+
+def payer_weights(
+    customer: str | None, sharers: tuple[Sharer, ...], rule: Mapping[str, Any] | None
+) -> dict[str, int]:
+    """The paying accounts and their integer weights for one meter."""
+    if rule and rule.get("accounts"):
+        accounts = rule["accounts"]
+        if not isinstance(accounts, Mapping):
+            raise SplitRuleError("split_rule.accounts must map account ids to weights")
+        weights: dict[str, int] = {}
+        for account, weight in accounts.items():
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+                raise SplitRuleError(f"split_rule weight for {account!r} must be an integer >= 0")
+            weights[str(account)] = weight
+    elif sharers:
+        weights = {s.account: (s.weight if s.contributes else 0) for s in sharers}
+        if any(w < 0 for w in weights.values()):
+            raise SplitRuleError("a sharing weight cannot be negative")
+    elif customer:
+        weights = {customer: 1}
+    else:
+        raise SplitRuleError("the meter has no customer and no split rule")
+    if sum(weights.values()) <= 0:
+        raise SplitRuleError("at least one account must contribute")
+    return weights
+
+
+def portions(debit: int, weights: Mapping[str, int]) -> dict[str, int]:
+    """``debit`` split by ``weights``: non-zero portions only, summing exactly to ``debit``."""
+    if debit == 0:
+        return {}
+    return {a: v for a, v in split(debit, weights).items() if v}
