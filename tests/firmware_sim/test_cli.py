@@ -1,0 +1,93 @@
+"""Command line: bad arguments exit non-zero with one line on stderr; SIGTERM stops cleanly."""
+
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.firmware_sim.conftest import StartSim
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "firmware_sim", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--tcp", "127.0.0.1:0", "--model", "nope"], "no such model"),
+        (["--tcp", "127.0.0.1:0", "--meter", "0"], "unit 0"),
+        (["--tcp", "127.0.0.1:0", "--meter", "300:10"], "unit 300"),
+        (["--tcp", "127.0.0.1:0", "--meter", "x"], "not an integer"),
+        (["--tcp", "127.0.0.1:0", "--meter", "1:-5"], "negative"),
+        (["--tcp", "127.0.0.1:0", "--meter", "1", "--meter", "1"], "twice"),
+        (["--tcp", "127.0.0.1:0", "--speed", "-1"], "negative"),
+        (["--tcp", "127.0.0.1:0", "--speed", "fast"], "not a number"),
+        (["--tcp", "127.0.0.1"], "HOST:PORT"),
+        (["--tcp", "127.0.0.1:70000"], "port 70000"),
+        (["--serial", "/dev/no-such-tty"], "no such device"),
+        (["--serial", "/dev/null", "--parity", "X"], "--parity"),
+        (["--tcp", "127.0.0.1:0", "--relay-unit", "9:1:99"], "no coil 99"),
+        (["--tcp", "127.0.0.1:0", "--profile", "25=1"], "time of day"),
+        (["--tcp", "127.0.0.1:0", "--bogus"], "unrecognized"),
+        ([], "one of the arguments"),
+    ],
+)
+def test_bad_arguments_exit_non_zero_with_one_line(args: list[str], expect: str) -> None:
+    result = _run(*args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("smsa-meter-sim: error: ")
+    assert expect in lines[0]
+    assert result.stdout == ""
+
+
+def test_port_in_use_exits_non_zero_with_one_line() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = _run("--tcp", f"127.0.0.1:{port}")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "in use" in lines[0]
+
+
+def test_ready_line_and_clean_sigterm(sim_tcp: StartSim) -> None:
+    sim = sim_tcp("--meter", "1:100", "--meter", "7:200")
+    assert sim.ready == f"listening tcp 127.0.0.1:{sim.port} units 1,7"
+    sim.proc.send_signal(signal.SIGTERM)
+    assert sim.proc.wait(10) == 0
+
+
+def test_port_zero_reports_the_bound_port() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_sim", "--tcp", "127.0.0.1:0", "--log-level", "ERROR"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        port = int(line.split()[2].rsplit(":", 1)[1])
+        assert port > 0
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
