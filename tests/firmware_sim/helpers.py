@@ -54,12 +54,20 @@ def control(client: Client, unit: int) -> list[int]:
     return list(response.registers)
 
 
+def _u64(words: list[int]) -> int:
+    return int.from_bytes(b"".join(w.to_bytes(2, "big") for w in words), "big")
+
+
 def energy_wh(client: Client, unit: int) -> int:
     """The exact energy (Wh) from the control block."""
-    words = control(client, unit)[0x0B:0x0F]
-    return int.from_bytes(b"".join(w.to_bytes(2, "big") for w in words), "big")
+    return _u64(control(client, unit)[0x0B:0x0F])
 
 
 def sim_seconds(client: Client, unit: int) -> int:
-    words = control(client, unit)[0x0F:0x13]
-    return int.from_bytes(b"".join(w.to_bytes(2, "big") for w in words), "big")
+    return _u64(control(client, unit)[0x0F:0x13])
+
+
+def sim_energy(client: Client, unit: int) -> tuple[int, int]:
+    """(simulated seconds, exact Wh) from one read of the control block."""
+    words = control(client, unit)
+    return _u64(words[0x0F:0x13]), _u64(words[0x0B:0x0F])

@@ -14,6 +14,7 @@ from tests.firmware_sim.helpers import (
     read_all,
     read_value,
     rtu_client,
+    sim_energy,
     sim_seconds,
     tcp_client,
 )
@@ -107,10 +108,10 @@ def test_energy_advances_as_load_times_simulated_time(
         transport, sim_tcp, request, "--model", model_name, "--meter", "1:1800", "--speed", "3600"
     )
     try:
-        t0, e0 = sim_seconds(client, 1), energy_wh(client, 1)
+        t0, e0 = sim_energy(client, 1)
         r0 = read_value(client, model, energy, 1)
         wait_for(lambda: sim_seconds(client, 1) >= t0 + 1800, timeout=5)
-        t1, e1 = sim_seconds(client, 1), energy_wh(client, 1)
+        t1, e1 = sim_energy(client, 1)
         r1 = read_value(client, model, energy, 1)
         # Exact energy against simulated seconds (both from one read, whole-second rounding).
         assert abs((e1 - e0) - 1800 * (t1 - t0) / 3600) <= 2, (e0, e1, t0, t1)
