@@ -160,7 +160,9 @@ def load(path: Path) -> AgentSettings:
     try:
         settings = AgentSettings(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # a misspelt key shows up both as unknown and as missing: name the typo
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
         key = _key(err["loc"])
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             key += ".transport"

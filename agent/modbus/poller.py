@@ -124,19 +124,19 @@ class BusPoller(threading.Thread):
         self._jobs: queue.Queue[tuple[Callable[[ModbusLine], Any], Future[Any]] | None] = (
             queue.Queue()
         )
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def submit(self, fn: Callable[[ModbusLine], T]) -> Future[T]:
         """Run ``fn(line)`` on the bus thread, between two meters; its result in a Future."""
         fut: Future[T] = Future()
-        if self._stop.is_set():
+        if self._halt.is_set():
             fut.set_exception(BusError(self.bus.name, 0, "connection", "bus stopped"))
         else:
             self._jobs.put((fn, fut))
         return fut
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._jobs.put(None)
 
     def run(self) -> None:
@@ -148,10 +148,10 @@ class BusPoller(threading.Thread):
 
     def _loop(self) -> None:
         next_cycle = time.monotonic()
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             for meter in self.meters:
                 self._run_jobs()
-                if self._stop.is_set():
+                if self._halt.is_set():
                     return
                 if time.monotonic() < meter.backoff_until:
                     meter.counters.skipped += 1
@@ -170,7 +170,7 @@ class BusPoller(threading.Thread):
             self._wait_jobs(next_cycle)
 
     def _wait_jobs(self, until: float) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             left = until - time.monotonic()
             if left <= 0:
                 return
@@ -219,7 +219,7 @@ class BusPoller(threading.Thread):
                 energy, relay_on = self._read(meter)
             except BusError as exc:
                 err = exc
-                if exc.kind in ("exception", "connection") or self._stop.is_set():
+                if exc.kind in ("exception", "connection") or self._halt.is_set():
                     break
                 if attempt < self.bus.retries:
                     time.sleep(min(0.05 * (attempt + 1), meter.timeout_s))

@@ -1,0 +1,151 @@
+"""``smsa-agent --config agent.toml [run|status]``: the edge agent, or its status.
+
+Exit codes: 0 clean stop, 2 bad configuration or arguments (one line on stderr naming the file and
+the key), 1 a fatal runtime error (one line), 3 ``status`` without a status file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from agent.errors import AgentError, ConfigError
+from agent.settings import AgentSettings, load
+from agent.status import StatusUnavailable, read
+
+log = logging.getLogger("agent")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"smsa-agent: {message}\n")
+        raise SystemExit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="smsa-agent", description="SMSA edge agent (gateway)")
+    p.add_argument("--config", required=True, type=Path, help="agent TOML file")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "status", "check"])
+    return p
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and exception text if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "thread": record.threadName,
+        }
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # the agent logs each bus failure itself (once at ERROR); pymodbus would repeat each one
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"smsa-agent: {exc}\n")
+        return 2
+    if args.command == "status":
+        return _status(settings)
+    if args.command == "check":
+        sys.stdout.write(f"{args.config}: ok ({len(settings.meters)} meters)\n")
+        return 0
+    setup_logging(args.log_level, args.log_format)
+    try:
+        return run(settings)
+    except AgentError as exc:
+        log.error("fatal: %s", exc)
+        sys.stderr.write(f"smsa-agent: {exc}\n")
+        return 1
+
+
+def _status(settings: AgentSettings) -> int:
+    try:
+        data = read(settings.status_path)
+    except StatusUnavailable as exc:
+        sys.stderr.write(f"smsa-agent: {exc}\n")
+        return 3
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def run(settings: AgentSettings) -> int:
+    """Wire the agent and run it until SIGTERM or SIGINT."""
+    # imported here so that `status` and a bad config answer without loading paho and pymodbus
+    from agent.app import Agent  # noqa: PLC0415
+    from agent.commands import CommandGate  # noqa: PLC0415
+    from agent.credit import CreditBook  # noqa: PLC0415
+    from agent.uplink.client import Uplink  # noqa: PLC0415
+    from agent.uplink.outbox import Outbox  # noqa: PLC0415
+
+    db = settings.storage.path
+    db.parent.mkdir(parents=True, exist_ok=True)
+    outbox = Outbox(db, settings.storage.max_outbox_rows)
+    credit = CreditBook(db)
+    gate = CommandGate(settings.security.command_key, db)
+    agent = Agent(settings, outbox, credit, gate)
+    mqtt = settings.mqtt
+    uplink = Uplink(
+        settings.gateway_id,
+        mqtt.url,
+        mqtt.username,
+        mqtt.password,
+        outbox,
+        agent.on_command,
+        lambda: {"meters": len(settings.meters)},
+        tls_ca=str(mqtt.ca_file) if mqtt.ca_file else None,
+    )
+    agent.uplink = uplink
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    uplink.start()
+    try:
+        agent.run()
+    finally:
+        uplink.stop()
+        for closable in (outbox, credit, gate):
+            close = getattr(closable, "close", None)
+            if close is not None:
+                close()
+    log.info("agent stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
