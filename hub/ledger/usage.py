@@ -14,10 +14,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import select, tuple_
 
 from hub.errors import LedgerError
-from hub.ledger._sql import Executor, accounts, conn_of, entries, lines, meters, posted
+from hub.ledger._sql import (
+    Executor,
+    accounts,
+    allocate_ids,
+    bulk_insert,
+    conn_of,
+    entries,
+    lines,
+    meters,
+    posted,
+)
 from hub.ledger.lines import Line, check_lines, merge_deltas
 from hub.ledger.meters import record_progress
 from hub.ledger.posting import apply_deltas
@@ -130,18 +140,17 @@ def _account_problem(p: UsagePosting, known: set[str], currency_of: dict[str, st
 
 def _write(conn: Any, todo: list[UsagePosting], result: BatchResult) -> None:
     now = utcnow()
-    rows = [{"kind": EntryKind.USAGE.value, "currency": p.currency, "created_at": now,
+    ids = allocate_ids(conn, entries, len(todo))
+    rows = [{"id": eid, "kind": EntryKind.USAGE.value, "currency": p.currency, "created_at": now,
              "effective_at": p.interval_end or now, "meter_id": p.meter_id, "seq": p.seq,
              "idempotency_key": None, "reverses_id": None, "memo": p.memo,
              "metadata": dict(p.metadata) if p.metadata is not None else None}
-            for p in todo]  # fmt: skip
-    stmt = insert(entries).returning(entries.c.id, sort_by_parameter_order=True)
-    ids = [int(i) for i in conn.execute(stmt, rows).scalars()]
+            for eid, p in zip(ids, todo, strict=True)]  # fmt: skip
+    bulk_insert(conn, entries, rows)
     line_rows = [{"entry_id": eid, "account_id": a, "amount": amount}
                  for eid, p in zip(ids, todo, strict=True) for a, amount in p.lines]  # fmt: skip
-    if line_rows:
-        conn.execute(insert(lines), line_rows)
-    conn.execute(insert(posted), [
+    bulk_insert(conn, lines, line_rows)
+    bulk_insert(conn, posted, [
         {"meter_id": p.meter_id, "seq": p.seq, "entry_id": eid, "import_start": p.import_start,
          "import_end": p.import_end, "interval_start": p.interval_start,
          "interval_end": p.interval_end}

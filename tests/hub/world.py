@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
@@ -46,6 +47,21 @@ def make_world(engine: Engine, n_providers: int = 3, n_customers: int = 2) -> Wo
         return World(tag, provs, custs, meters)
 
     return run_tx(engine, work)
+
+
+def fund(engine: Engine, w: World, amount: int) -> None:
+    """Top up every customer of ``w`` by ``amount`` minor units."""
+
+    def work(session: Session) -> None:
+        for c in w.customers:
+            ledger.post_topup(session, c, amount, idempotency_key=f"fund-{w.tag}-{c}")
+
+    run_tx(engine, work)
+
+
+def failed(report: dict[str, Any]) -> dict[str, Any]:
+    """The failing checks of an invariant report, for assertion messages."""
+    return {k: v["detail"] for k, v in report["checks"].items() if not v["ok"]}
 
 
 def snapshot(engine: Engine) -> tuple[dict[str, int], int, int]:
