@@ -1,0 +1,182 @@
+"""``smsa-hub``: serve (MQTT ingest + HTTP API + scheduler), create-key, revoke-key,
+mqtt-passwd. Bad arguments print one line on stderr and exit 2; a refused action exits 1."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+from sqlmodel import col, select
+
+from hub import keys
+from hub.app import create_app
+from hub.db import make_engine, migrate, run_tx, session_scope
+from hub.errors import HubError
+from hub.models import Gateway
+from hub.settings import HubSettings
+
+log = logging.getLogger("hub")
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"smsa-hub: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="smsa-hub", description="SMSA hub: settlement, API, ingest")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = sub.add_parser("serve", help="run MQTT ingest, the HTTP API and the scheduler")
+    serve.add_argument("--db", help="database URL (SMSA_HUB_DB)")
+    serve.add_argument("--mqtt", help='broker URL, "" for none (SMSA_HUB_MQTT)')
+    serve.add_argument("--http", help="HOST:PORT to listen on (SMSA_HUB_HTTP)")
+    serve.add_argument("--currency", help="ISO 4217 code (SMSA_HUB_CURRENCY)")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING (SMSA_HUB_LOG_LEVEL)")
+    key = sub.add_parser("create-key", help="print a new API key on stdout")
+    key.add_argument("--role", required=True, choices=["admin", "operator", "customer"])
+    key.add_argument("--account", help="the account a customer key may use")
+    key.add_argument("--db", help="database URL (SMSA_HUB_DB)")
+    revoke = sub.add_parser("revoke-key", help="revoke a key by its id or the key itself")
+    revoke.add_argument("key", metavar="KEY_ID|KEY")
+    revoke.add_argument("--db", help="database URL (SMSA_HUB_DB)")
+    passwd = sub.add_parser("mqtt-passwd", help="print a Mosquitto password file of gateways")
+    passwd.add_argument("--db", help="database URL (SMSA_HUB_DB)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> HubSettings:
+    overrides: dict[str, Any] = {}
+    for name in ("db", "mqtt", "http", "currency", "log_level"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return HubSettings(**overrides)
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "settings"
+    return f"{where}: {err['msg']}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"smsa-hub: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "serve":
+            return serve(settings)
+        if args.command == "create-key":
+            return create_key(settings, args.role, args.account)
+        if args.command == "revoke-key":
+            return revoke_key(settings, args.key)
+        if args.command == "mqtt-passwd":
+            return mqtt_passwd(settings)
+    except HubError as exc:
+        print(f"smsa-hub: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 0
+    raise AssertionError(args.command)
+
+
+def create_key(settings: HubSettings, role: str, account: str | None) -> int:
+    engine = make_engine(settings.db)
+    try:
+        migrate(engine)
+        key_id, key = run_tx(engine, lambda s: keys.create_key(s, role, account))
+    finally:
+        engine.dispose()
+    log.info("created %s key id %d", role, key_id)
+    print(key)
+    return 0
+
+
+def revoke_key(settings: HubSettings, key_or_id: str) -> int:
+    engine = make_engine(settings.db)
+    try:
+        migrate(engine)
+        key_id = run_tx(engine, lambda s: keys.revoke_key(s, key_or_id))
+    finally:
+        engine.dispose()
+    print(f"revoked key {key_id}")
+    return 0
+
+
+def mqtt_passwd(settings: HubSettings) -> int:
+    engine = make_engine(settings.db)
+    try:
+        migrate(engine)
+        with session_scope(engine, write=False) as session:
+            rows = session.exec(select(Gateway).order_by(col(Gateway.id))).all()
+            for gw in rows:
+                print(f"{gw.mqtt_username}:{gw.mqtt_password_hash}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def serve(settings: HubSettings) -> int:
+    engine = make_engine(settings.db)
+    migrate(engine)
+    ingest = _ingest(settings, engine)
+    app = create_app(settings, engine, ingest, scheduler=settings.scheduler)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        timeout_graceful_shutdown=3,
+        access_log=False,
+    )
+    server = _Server(config, app.state.hub.stopping)
+    try:
+        server.run()
+    finally:
+        engine.dispose()
+    return 0 if server.started else EXIT_FAILED
+
+
+def _ingest(settings: HubSettings, engine: Any) -> Any | None:
+    if not settings.mqtt:
+        log.warning("no MQTT URL: ingest and commands are off")
+        return None
+    # Imported when needed: the API-only commands do not load the MQTT stack.
+    service = importlib.import_module("hub.ingest").IngestService
+    return service(engine, settings.mqtt)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn.Server that also ends open event streams when asked to exit."""
+
+    def __init__(self, config: uvicorn.Config, stopping: threading.Event) -> None:
+        super().__init__(config)
+        self._stopping = stopping
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._stopping.set()
+        super().handle_exit(sig, frame)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Request dependencies: the hub context, database sessions, and the caller's API key and role.
+
+``Authorization: Bearer <key>``: missing or unknown or revoked key → 401; a role the route
+does not allow → 403. A customer key is bound to one account (``ensure_account``).
+The SSE stream also takes ``?token=`` (a short-lived token from ``POST /events/stream-token``),
+because a browser's EventSource cannot send headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Iterator
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from hub.api.context import HubContext
+from hub.db import run_tx, session_scope
+from hub.errors import ConflictError, DatabaseError, HubError
+from hub.keys import Principal, find_key, is_live, needs_touch, principal_of, touch
+from hub.models import ApiKey, Role
+
+T = TypeVar("T")
+
+
+class AuthError(HubError):
+    """No key, an unknown key, or a revoked key."""
+
+    http_status = 401
+
+
+class ForbiddenError(HubError):
+    """A valid key whose role or account does not allow this."""
+
+    http_status = 403
+
+
+def get_context(request: Request) -> HubContext:
+    ctx: HubContext = request.app.state.hub
+    return ctx
+
+
+ContextDep = Annotated[HubContext, Depends(get_context)]
+
+
+def get_engine(ctx: ContextDep) -> Engine:
+    return ctx.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_read_session(engine: EngineDep) -> Iterator[Session]:
+    """A read-only session (no write lock on SQLite), for GET routes."""
+    with session_scope(engine, write=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_read_session)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def authenticate(ctx: HubContext, key: str | None) -> Principal:
+    if not key:
+        raise AuthError("missing API key (Authorization: Bearer <key>)")
+    with session_scope(ctx.engine, write=False) as session:
+        row = find_key(session, key)
+        if row is None:
+            raise AuthError("unknown or revoked API key")
+        principal = principal_of(row)
+        stale = needs_touch(row)
+    if stale:
+        run_tx(ctx.engine, lambda s: touch(s, principal.key_id))
+    return principal
+
+
+def get_principal(request: Request, ctx: ContextDep) -> Principal:
+    return authenticate(ctx, _bearer(request))
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    """A dependency allowing only ``roles`` (admin is always allowed)."""
+    allowed = {Role.ADMIN, *roles}
+
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.role not in allowed:
+            raise ForbiddenError(f"role {principal.role.value!r} may not do this")
+        return principal
+
+    return check
+
+
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
+AnyRole = Annotated[Principal, Depends(require(Role.OPERATOR, Role.CUSTOMER))]
+CustomerOrAdmin = Annotated[Principal, Depends(require(Role.CUSTOMER))]
+
+
+def ensure_account(principal: Principal, account_id: str) -> None:
+    """A customer key may only touch the account it was created for."""
+    if principal.role is Role.CUSTOMER and principal.account_id != account_id:
+        raise ForbiddenError("this key may only use its own account")
+
+
+# Stream tokens: "<key id>.<expiry unix>.<hmac>", signed with the process's secret.
+
+
+def make_stream_token(ctx: HubContext, principal: Principal) -> tuple[str, int]:
+    expires = int(time.time()) + ctx.settings.stream_token_ttl_s
+    body = f"{principal.key_id}.{expires}"
+    mac = hmac.new(ctx.token_secret, body.encode(), hashlib.sha256).digest()
+    return f"{body}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}", expires
+
+
+def principal_from_token(ctx: HubContext, token: str) -> Principal:
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        raise AuthError("malformed stream token")
+    body = f"{parts[0]}.{parts[1]}"
+    mac = hmac.new(ctx.token_secret, body.encode(), hashlib.sha256).digest()
+    expected = base64.urlsafe_b64encode(mac).decode().rstrip("=")
+    if not hmac.compare_digest(expected, parts[2]):
+        raise AuthError("bad stream token")
+    if int(parts[1]) < time.time():
+        raise AuthError("stream token expired")
+    key_id = int(parts[0])
+    with session_scope(ctx.engine, write=False) as session:
+        if not is_live(session, key_id):
+            raise AuthError("the key behind this stream token was revoked")
+        row = session.get(ApiKey, key_id)
+        assert row is not None
+        return principal_of(row)
+
+
+def get_stream_principal(request: Request, ctx: ContextDep, token: str | None = None) -> Principal:
+    """Bearer key, or ``?token=`` from POST /events/stream-token; operator or admin only."""
+    key = _bearer(request)
+    principal = authenticate(ctx, key) if key or not token else principal_from_token(ctx, token)
+    if principal.role not in {Role.ADMIN, Role.OPERATOR}:
+        raise ForbiddenError(f"role {principal.role.value!r} may not do this")
+    return principal
+
+
+StreamPrincipal = Annotated[Principal, Depends(get_stream_principal)]
+
+
+def write(engine: Engine, work: Callable[[Session], T]) -> T:
+    """``run_tx`` for a route: a unique-key race (two creates of one id) answers 409."""
+    try:
+        return run_tx(engine, work)
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, IntegrityError):
+            raise ConflictError("conflicts with an existing record") from exc
+        raise

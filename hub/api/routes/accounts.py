@@ -1,0 +1,121 @@
+"""Accounts: create (admin), read and list lines (the customer's own, operator, admin), top up.
+
+A top-up needs an ``Idempotency-Key`` header: the same key with the same body answers the
+first result again and moves no money; the same key with another body answers 409.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from sqlmodel import Session
+
+from hub.api.deps import (
+    Admin,
+    AnyRole,
+    ContextDep,
+    CustomerOrAdmin,
+    SessionDep,
+    ensure_account,
+    write,
+)
+from hub.api.money import major
+from hub.api.schemas import AccountIn, AccountOut, EntriesPage, EntryLine, TopupIn, TopupOut
+from hub.errors import InvalidInputError, NotFoundError
+from hub.ledger import account_lines
+from hub.ledger.accounts import open_account
+from hub.models import Account, AccountKind
+from hub.topups import topup
+
+router = APIRouter(prefix="/accounts", tags=["accounts"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="1 to 100 characters, unique per top-up"),
+]
+
+
+def account_out(session: Session, account_id: str) -> AccountOut:
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFoundError("account", account_id)
+    return AccountOut(
+        id=account.id,
+        balance=major(account.balance, account.currency),
+        currency=account.currency,
+        name=account.name,
+        kind=account.kind,
+    )
+
+
+@router.post("", status_code=201, response_model=AccountOut)
+def create(body: AccountIn, ctx: ContextDep, _: Admin) -> AccountOut:
+    def work(session: Session) -> AccountOut:
+        open_account(
+            session, body.id, name=body.name, kind=AccountKind(body.kind), currency=ctx.currency
+        )
+        return account_out(session, body.id)
+
+    return write(ctx.engine, work)
+
+
+@router.get("/{account_id}", response_model=AccountOut)
+def get(account_id: str, session: SessionDep, who: AnyRole) -> AccountOut:
+    ensure_account(who, account_id)
+    return account_out(session, account_id)
+
+
+@router.get("/{account_id}/entries", response_model=EntriesPage)
+def entries(
+    account_id: str,
+    session: SessionDep,
+    who: AnyRole,
+    before: Annotated[int | None, Query(ge=1, description="line id cursor (next_before)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> EntriesPage:
+    ensure_account(who, account_id)
+    page = account_lines(session, account_id, before=before, limit=limit)
+    items = [
+        EntryLine(
+            line_id=r.line_id,
+            entry_id=r.entry_id,
+            kind=r.kind,
+            amount=major(r.amount, r.currency),
+            at=r.effective_at,
+            memo=r.memo,
+            meter=r.meter_id,
+            seq=r.seq,
+        )
+        for r in page.items
+    ]
+    return EntriesPage(items=items, next_before=page.next_before)
+
+
+@router.post("/{account_id}/topups", status_code=201, response_model=TopupOut)
+def create_topup(
+    account_id: str,
+    body: TopupIn,
+    ctx: ContextDep,
+    who: CustomerOrAdmin,
+    idempotency_key: IdempotencyKey = None,
+) -> TopupOut:
+    ensure_account(who, account_id)
+    if not idempotency_key or len(idempotency_key) > 100:
+        raise InvalidInputError("header.Idempotency-Key", "required, 1 to 100 characters")
+    result = topup(
+        ctx,
+        account_id,
+        body.amount,
+        reference=body.reference,
+        currency=body.currency,
+        idempotency_key=idempotency_key,
+        metadata={"key_id": who.key_id},
+    )
+    return TopupOut(
+        id=result.entry_id,
+        amount=major(result.amount, result.currency),
+        balance=major(result.balance, result.currency),
+        currency=result.currency,
+        account=result.account_id,
+    )

@@ -1,0 +1,63 @@
+"""POST /customers (admin): a customer and its prepaid account (same id); GET for operators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlmodel import Session
+
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.money import major
+from hub.api.schemas import CustomerIn, CustomerOut
+from hub.errors import InvalidInputError, NotFoundError
+from hub.ledger.accounts import create_customer
+from hub.models import Account, Customer
+
+router = APIRouter(prefix="/customers", tags=["customers"])
+
+
+def customer_out(session: Session, customer_id: str) -> CustomerOut:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFoundError("customer", customer_id)
+    account = session.get(Account, customer_id)
+    assert account is not None
+    return CustomerOut(
+        id=customer.id,
+        name=customer.name,
+        protected=customer.protected,
+        alternate_account=customer.alternate_account_id,
+        account=account.id,
+        balance=major(account.balance, account.currency),
+        currency=account.currency,
+    )
+
+
+@router.post("", status_code=201, response_model=CustomerOut)
+def create(body: CustomerIn, ctx: ContextDep, _: Admin) -> CustomerOut:
+    def work(session: Session) -> CustomerOut:
+        if body.alternate_account is not None:
+            if body.alternate_account == body.id:
+                raise InvalidInputError("alternate_account", "must differ from the customer")
+            alternate = session.get(Account, body.alternate_account)
+            if alternate is None:
+                raise InvalidInputError(
+                    "alternate_account", f"unknown account {body.alternate_account!r}"
+                )
+            if alternate.currency != ctx.currency:
+                raise InvalidInputError("alternate_account", f"not a {ctx.currency} account")
+        create_customer(
+            session,
+            body.id,
+            body.name,
+            ctx.currency,
+            protected=body.protected,
+            alternate_account_id=body.alternate_account,
+        )
+        return customer_out(session, body.id)
+
+    return write(ctx.engine, work)
+
+
+@router.get("/{customer_id}", response_model=CustomerOut)
+def get(customer_id: str, session: SessionDep, _: Operator) -> CustomerOut:
+    return customer_out(session, customer_id)

@@ -1,0 +1,51 @@
+"""POST /gateways (admin): a gateway with its command key and MQTT credentials, shown once.
+
+The MQTT user name is the gateway id (the broker ACL in hardware/mosquitto/acl relies on it).
+The password is stored only as a Mosquitto password-file hash (PBKDF2-SHA512, ``$7$``), so
+``smsa-hub mqtt-passwd`` can write the broker's password file from the database.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlmodel import Session
+
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.schemas import GatewayCreated, GatewayIn
+from hub.errors import ConflictError, NotFoundError
+from hub.gateways import mosquitto_hash, new_password
+from hub.models import Gateway, GatewayPublic
+from protocol.signing import new_key
+
+router = APIRouter(prefix="/gateways", tags=["gateways"])
+
+
+@router.post("", status_code=201, response_model=GatewayCreated)
+def create(body: GatewayIn, ctx: ContextDep, _: Admin) -> GatewayCreated:
+    command_key, password = new_key(), new_password()
+
+    def work(session: Session) -> None:
+        if session.get(Gateway, body.id) is not None:
+            raise ConflictError(f"gateway {body.id!r} already exists")
+        session.add(
+            Gateway(
+                id=body.id,
+                command_key=command_key,
+                mqtt_username=body.id,
+                mqtt_password_hash=mosquitto_hash(password),
+            )
+        )
+        session.flush()
+
+    write(ctx.engine, work)
+    return GatewayCreated(
+        id=body.id, command_key=command_key, mqtt_username=body.id, mqtt_password=password
+    )
+
+
+@router.get("/{gateway_id}", response_model=GatewayPublic)
+def get(gateway_id: str, session: SessionDep, _: Operator) -> GatewayPublic:
+    gateway = session.get(Gateway, gateway_id)
+    if gateway is None:
+        raise NotFoundError("gateway", gateway_id)
+    return GatewayPublic(id=gateway.id, mqtt_username=gateway.mqtt_username)

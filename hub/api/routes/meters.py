@@ -1,0 +1,100 @@
+"""Meters: POST (admin), GET one or all (operator), and operator disconnect / reconnect."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlmodel import Session, col, select
+
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.money import major
+from hub.api.schemas import CommandIn, CommandOut, MeterIn, MeterOut
+from hub.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.models import Account, Customer, Gateway, Meter, Tariff
+from hub.operator import operator_command
+
+router = APIRouter(prefix="/meters", tags=["meters"])
+
+
+def meter_out(session: Session, meter: Meter) -> MeterOut:
+    balance = None
+    if meter.customer_id is not None:
+        account = session.get(Account, meter.customer_id)
+        if account is not None:
+            balance = major(account.balance, account.currency)
+    return MeterOut(
+        id=meter.id,
+        gateway=meter.gateway_id,
+        relay=meter.relay,
+        online=meter.online,
+        last_seq=meter.last_seq,
+        import_wh=meter.import_wh,
+        customer=meter.customer_id,
+        tariff=meter.tariff_id,
+        service=meter.service,
+        last_seen_at=meter.last_seen_at,
+        balance=balance,
+    )
+
+
+def get_meter(session: Session, meter_id: str) -> Meter:
+    meter = session.get(Meter, meter_id)
+    if meter is None:
+        raise NotFoundError("meter", meter_id)
+    return meter
+
+
+@router.post("", status_code=201, response_model=MeterOut)
+def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
+    def work(session: Session) -> MeterOut:
+        if session.get(Meter, body.id) is not None:
+            raise ConflictError(f"meter {body.id!r} already exists")
+        for field, model, value in (
+            ("gateway", Gateway, body.gateway),
+            ("customer", Customer, body.customer),
+            ("tariff", Tariff, body.tariff),
+        ):
+            if session.get(model, value) is None:
+                raise InvalidInputError(field, f"unknown {field} {value!r}")
+        meter = Meter(
+            id=body.id,
+            gateway_id=body.gateway,
+            customer_id=body.customer,
+            tariff_id=body.tariff,
+            service=body.service,
+        )
+        session.add(meter)
+        session.flush()
+        return meter_out(session, meter)
+
+    return write(ctx.engine, work)
+
+
+@router.get("", response_model=list[MeterOut])
+def list_meters(
+    session: SessionDep,
+    _: Operator,
+    gateway: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> list[MeterOut]:
+    stmt = select(Meter)
+    if gateway:
+        stmt = stmt.where(Meter.gateway_id == gateway)
+    rows = session.exec(stmt.order_by(col(Meter.id)).limit(limit)).all()
+    return [meter_out(session, m) for m in rows]
+
+
+@router.get("/{meter_id}", response_model=MeterOut)
+def get(meter_id: str, session: SessionDep, _: Operator) -> MeterOut:
+    return meter_out(session, get_meter(session, meter_id))
+
+
+@router.post("/{meter_id}/disconnect", status_code=202, response_model=CommandOut)
+def disconnect(meter_id: str, body: CommandIn, ctx: ContextDep, who: Operator) -> CommandOut:
+    return operator_command(ctx, who, meter_id, "disconnect", body.reason)
+
+
+@router.post("/{meter_id}/reconnect", status_code=202, response_model=CommandOut)
+def reconnect(meter_id: str, body: CommandIn, ctx: ContextDep, who: Operator) -> CommandOut:
+    return operator_command(ctx, who, meter_id, "reconnect", body.reason)

@@ -1,0 +1,59 @@
+"""POST /payments/callback/{provider}: a signed top-up from a payment provider (no API key;
+the HMAC signature is the authentication). See ``hub.payments`` for the scheme."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from starlette.concurrency import run_in_threadpool
+
+from hub.api.deps import ContextDep
+from hub.api.money import major
+from hub.api.schemas import TopupOut
+from hub.payments import handle_callback
+
+router = APIRouter(prefix="/payments", tags=["payments"])
+
+
+@router.post(
+    "/callback/{provider}",
+    status_code=201,
+    response_model=TopupOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["transaction_id", "account", "amount"],
+                        "properties": {
+                            "transaction_id": {"type": "string"},
+                            "account": {"type": "string"},
+                            "amount": {"type": "string", "examples": ["12.50"]},
+                            "currency": {"type": "string"},
+                            "reference": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def callback(
+    provider: str,
+    request: Request,
+    ctx: ContextDep,
+    x_signature: Annotated[str | None, Header()] = None,
+    x_timestamp: Annotated[str | None, Header()] = None,
+) -> TopupOut:
+    body = await request.body()
+    result = await run_in_threadpool(handle_callback, ctx, provider, body, x_signature, x_timestamp)
+    return TopupOut(
+        id=result.entry_id,
+        amount=major(result.amount, result.currency),
+        balance=major(result.balance, result.currency),
+        currency=result.currency,
+        account=result.account_id,
+    )

@@ -1,0 +1,95 @@
+"""POST /providers (admin) and GET /providers/{id} (operator): the provider's settled balance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlmodel import Session, col, select
+
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.money import major
+from hub.api.schemas import EntryLine, ProviderIn, ProviderOut, StatementOut
+from hub.errors import InvalidInputError, NotFoundError
+from hub.ledger import create_provider, provider_statement
+from hub.models import Account, Provider
+
+router = APIRouter(prefix="/providers", tags=["providers"])
+MAX_STATEMENT_LINES = 10_000
+
+
+def provider_out(session: Session, provider_id: str) -> ProviderOut:
+    provider = session.get(Provider, provider_id)
+    if provider is None:
+        raise NotFoundError("provider", provider_id)
+    account = session.get(Account, provider.account_id)
+    assert account is not None
+    return ProviderOut(
+        id=provider.id,
+        name=provider.name,
+        tier=provider.tier,
+        account=account.id,
+        balance=major(account.balance, account.currency),
+        currency=account.currency,
+    )
+
+
+@router.post("", status_code=201, response_model=ProviderOut)
+def create(body: ProviderIn, ctx: ContextDep, _: Admin) -> ProviderOut:
+    def work(session: Session) -> ProviderOut:
+        create_provider(session, body.id, body.name, body.tier, ctx.currency)
+        return provider_out(session, body.id)
+
+    return write(ctx.engine, work)
+
+
+@router.get("", response_model=list[ProviderOut])
+def list_providers(session: SessionDep, _: Operator) -> list[ProviderOut]:
+    ids = session.exec(select(Provider.id).order_by(col(Provider.id))).all()
+    return [provider_out(session, pid) for pid in ids]
+
+
+@router.get("/{provider_id}/statement", response_model=StatementOut)
+def statement(
+    provider_id: str,
+    session: SessionDep,
+    _: Operator,
+    start: Annotated[datetime, Query(description="ISO 8601, inclusive")],
+    end: Annotated[datetime, Query(description="ISO 8601, exclusive")],
+) -> StatementOut:
+    """What the provider was settled in [start, end), by entry effective time."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidInputError("query.start", "give instants with a time zone (Z or +hh:mm)")
+    if end <= start:
+        raise InvalidInputError("query.end", "must be after start")
+    st = provider_statement(session, provider_id, start, end)
+    cur = st.currency
+    return StatementOut(
+        provider=st.provider_id,
+        account=st.account_id,
+        currency=cur,
+        start=st.start,
+        end=st.end,
+        opening=major(st.opening, cur),
+        closing=major(st.closing, cur),
+        totals={k: major(v, cur) for k, v in st.totals.items()},
+        lines=[
+            EntryLine(
+                line_id=r.line_id,
+                entry_id=r.entry_id,
+                kind=r.kind,
+                amount=major(r.amount, cur),
+                at=r.effective_at,
+                memo=r.memo,
+                meter=r.meter_id,
+                seq=r.seq,
+            )
+            for r in st.lines[:MAX_STATEMENT_LINES]
+        ],
+    )
+
+
+@router.get("/{provider_id}", response_model=ProviderOut)
+def get(provider_id: str, session: SessionDep, _: Operator) -> ProviderOut:
+    return provider_out(session, provider_id)

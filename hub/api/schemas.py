@@ -1,0 +1,207 @@
+"""Request and response bodies of the HTTP API (field names as in CONTRACT.md section 5).
+
+Request bodies forbid unknown fields (422 naming the field). Money is a decimal string in
+major units; the exact decimals allowed depend on the currency and are checked by the route
+(``protocol.money.to_minor``), so ``"12.505"`` USD is refused with ``loc: [body, amount]``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from hub.models import ID_PATTERN, Relay, Service, Tier
+from protocol.tariff import Tariff
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+MoneyIn = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{1,13}(\.[0-9]{1,12})?$"),
+    Field(description='decimal string in major units, e.g. "12.50"', examples=["12.50"]),
+]
+Money = Annotated[str, Field(description="decimal string in major units", examples=["12.50"])]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderIn(Body):
+    id: Id
+    name: Name
+    tier: Tier
+
+
+class ProviderOut(BaseModel):
+    id: str
+    name: str
+    tier: Tier
+    account: str
+    balance: Money
+    currency: str
+
+
+class TariffIn(Tariff):
+    """``protocol.tariff.Tariff`` (id, currency, timezone, components) plus a display name and
+    the instant version 1 takes effect (default: now)."""
+
+    name: Annotated[str, StringConstraints(max_length=200)] = ""
+    valid_from: AwareDatetime | None = None
+
+
+class TariffOut(BaseModel):
+    id: str
+    name: str
+    currency: str
+    version: int
+    valid_from: datetime
+    components: list[dict[str, Any]]
+
+
+class CustomerIn(Body):
+    id: Id
+    name: Name
+    protected: bool = False
+    alternate_account: Id | None = None
+
+
+class CustomerOut(BaseModel):
+    id: str
+    name: str
+    protected: bool
+    alternate_account: str | None
+    account: str
+    balance: Money
+    currency: str
+
+
+class AccountIn(Body):
+    id: Id
+    name: Name
+    kind: Literal["alternate", "sponsor"] = "alternate"
+
+
+class AccountOut(BaseModel):
+    id: str
+    balance: Money
+    currency: str
+    name: str
+    kind: str
+
+
+class GatewayIn(Body):
+    id: Id
+
+
+class GatewayCreated(BaseModel):
+    """The secrets are shown here once; the hub keeps only the key and a password hash."""
+
+    id: str
+    command_key: str
+    mqtt_username: str
+    mqtt_password: str
+
+
+class MeterIn(Body):
+    id: Id
+    gateway: Id
+    customer: Id
+    tariff: Id
+    service: Service = Service.ELECTRICITY
+
+
+class MeterOut(BaseModel):
+    id: str
+    gateway: str
+    relay: Relay
+    online: bool
+    last_seq: int | None
+    import_wh: int | None
+    customer: str | None = None
+    tariff: str | None = None
+    service: Service = Service.ELECTRICITY
+    last_seen_at: datetime | None = None
+    balance: Money | None = None
+
+
+class TopupIn(Body):
+    amount: MoneyIn
+    reference: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+
+
+class TopupOut(BaseModel):
+    id: int
+    amount: Money
+    balance: Money
+    currency: str = "USD"
+    account: str = ""
+
+
+class CommandIn(Body):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class CommandOut(BaseModel):
+    command_id: str
+    meter: str
+    action: str
+    status: Literal["sent", "pending"]
+
+
+class EventOut(BaseModel):
+    id: int
+    kind: str
+    meter: str | None
+    reason: str
+    at: datetime
+    data: dict[str, Any] | None = None
+
+
+class StreamToken(BaseModel):
+    token: str
+    expires_at: int
+
+
+class EntryLine(BaseModel):
+    line_id: int
+    entry_id: int
+    kind: str
+    amount: Money
+    at: datetime
+    memo: str = ""
+    meter: str | None = None
+    seq: int | None = None
+
+
+class EntriesPage(BaseModel):
+    items: list[EntryLine]
+    next_before: int | None = Field(
+        default=None, description="pass as ?before= to get the next (older) page"
+    )
+
+
+class LedgerCheckOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ok: bool
+
+
+class Health(BaseModel):
+    ok: bool
+    db: bool
+    mqtt: bool | None = None
+
+
+class StatementOut(BaseModel):
+    provider: str
+    account: str
+    currency: str
+    start: datetime
+    end: datetime
+    opening: Money
+    closing: Money
+    totals: dict[str, Money]
+    lines: list[EntryLine]

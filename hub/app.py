@@ -1,0 +1,88 @@
+"""The FastAPI application: routers under /api/v1, the dashboard at /, one error handler, and a
+lifespan that starts and stops the live services (MQTT ingest, scheduler)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from hub import jobs, web
+from hub.api import errors
+from hub.api.context import HubContext
+from hub.api.routes import (
+    accounts,
+    customers,
+    events,
+    gateways,
+    ledger,
+    meters,
+    payments,
+    providers,
+    system,
+    tariffs,
+)
+from hub.settings import HubSettings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+VERSION = "1.0.0"
+
+
+def create_app(
+    settings: HubSettings, engine: Engine, ingest: Any | None = None, *, scheduler: bool = False
+) -> FastAPI:
+    """The hub's app on ``engine`` (schema already migrated). ``ingest``: a started-by-lifespan
+    IngestService (``start()``/``stop()``), or None for the API alone. ``scheduler``: run the
+    background jobs (``serve`` does)."""
+    ctx = HubContext(settings=settings, engine=engine, ingest=ingest)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ctx.stopping.clear()
+        sched = None
+        if ingest is not None:
+            await run_in_threadpool(ingest.start)
+        if scheduler:
+            sched = jobs.start_scheduler(ctx)
+        log.info("hub API ready (%s)", settings.currency)
+        try:
+            yield
+        finally:
+            ctx.stopping.set()
+            if sched is not None:
+                await run_in_threadpool(jobs.stop_scheduler, ctx, sched)
+            if ingest is not None:
+                await run_in_threadpool(ingest.stop)
+
+    app = FastAPI(
+        title="SMSA hub",
+        version=VERSION,
+        description="Service measurement and settlement agent: prepaid metering API "
+        "(contract section 5). Authenticate with `Authorization: Bearer <key>`.",
+        lifespan=lifespan,
+    )
+    app.state.hub = ctx
+    errors.install(app)
+    for module in (
+        providers,
+        tariffs,
+        customers,
+        accounts,
+        gateways,
+        meters,
+        events,
+        ledger,
+        payments,
+    ):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(system.router)
+    app.include_router(system.router, prefix=API_PREFIX, include_in_schema=False)
+    web.install(app)
+    return app

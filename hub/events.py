@@ -1,0 +1,139 @@
+"""The event store as the API sees it: record, query, and stream as Server-Sent Events.
+
+Events are rows of the ``events`` table, written by ingest (agent events), by credit control
+and by the API (operator actions). Their ids increase, so an id is also the SSE ``id:`` and a
+``Last-Event-ID`` resumes exactly after it. The stream polls the table (every
+``sse_poll_s``), which is simple and correct across processes: whoever writes an event in the
+same database, it reaches every open stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from hub.db import session_scope
+from hub.models import Event, utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+RETRY_MS = 2000
+
+
+def record_event(
+    session: Session,
+    kind: str,
+    *,
+    meter_id: str | None = None,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """Add an event in the caller's transaction; its id is set on return."""
+    event = Event(kind=kind, meter_id=meter_id, reason=reason[:500], at=utcnow(), data=data)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def query_events(
+    session: Session,
+    *,
+    kind: str | None = None,
+    meter: str | None = None,
+    since: datetime | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+    newest_first: bool = False,
+) -> list[Event]:
+    stmt = select(Event)
+    if kind:
+        stmt = stmt.where(Event.kind == kind)
+    if meter:
+        stmt = stmt.where(Event.meter_id == meter)
+    if since is not None:
+        stmt = stmt.where(col(Event.at) >= since)
+    if after_id is not None:
+        stmt = stmt.where(col(Event.id) > after_id)
+    order = col(Event.id).desc() if newest_first else col(Event.id).asc()
+    return list(session.exec(stmt.order_by(order).limit(limit)).all())
+
+
+def last_event_id(engine: Engine) -> int:
+    with session_scope(engine, write=False) as session:
+        found = session.exec(select(func.max(col(Event.id)))).one()
+        return int(found or 0)
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "kind": event.kind,
+        "meter": event.meter_id,
+        "reason": event.reason,
+        "at": event.at.isoformat(),
+        "data": event.data,
+    }
+
+
+def _fetch_after(
+    engine: Engine, after_id: int, kinds: frozenset[str], meter: str | None
+) -> list[dict[str, Any]]:
+    with session_scope(engine, write=False) as session:
+        stmt = select(Event).where(col(Event.id) > after_id)
+        if kinds:
+            stmt = stmt.where(col(Event.kind).in_(kinds))
+        if meter:
+            stmt = stmt.where(Event.meter_id == meter)
+        rows = session.exec(stmt.order_by(col(Event.id)).limit(BATCH)).all()
+        return [event_json(e) for e in rows]
+
+
+def sse_frame(event: dict[str, Any]) -> bytes:
+    return f"id: {event['id']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
+async def sse_stream(
+    engine: Engine,
+    *,
+    after_id: int | None,
+    kinds: frozenset[str] = frozenset(),
+    meter: str | None = None,
+    poll_s: float = 0.2,
+    keepalive_s: float = 15.0,
+    disconnected: Callable[[], Awaitable[bool]] | None = None,
+    stopping: threading.Event | None = None,
+) -> AsyncIterator[bytes]:
+    """Events after ``after_id`` (None: only new ones) as SSE frames, forever.
+
+    The replay and the live part are one loop over ``id > cursor``, so nothing between them
+    can be lost. Rows are read in a worker thread so the event loop never waits on the DB.
+    """
+    cursor = await asyncio.to_thread(last_event_id, engine) if after_id is None else after_id
+    yield f"retry: {RETRY_MS}\n: stream from id {cursor}\n\n".encode()
+    quiet_since = time.monotonic()
+    while True:
+        if stopping is not None and stopping.is_set():
+            return
+        if disconnected is not None and await disconnected():
+            return
+        events = await asyncio.to_thread(_fetch_after, engine, cursor, kinds, meter)
+        for event in events:
+            cursor = event["id"]
+            yield sse_frame(event)
+        if not events or len(events) < BATCH:
+            if events:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= keepalive_s:
+                quiet_since = time.monotonic()
+                yield b": keepalive\n\n"
+            await asyncio.sleep(poll_s)

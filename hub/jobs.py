@@ -1,0 +1,73 @@
+"""Scheduled jobs (APScheduler 3.x BackgroundScheduler). Jobs are module-level functions that
+take ids (the database URL), never live objects, so they can be listed, persisted and
+re-run; ``register`` maps the URL to the running hub's context."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from hub.api.context import HubContext
+from hub.db import session_scope
+from hub.ledger import check_invariants
+
+log = logging.getLogger(__name__)
+
+_contexts: dict[str, HubContext] = {}
+_lock = threading.Lock()
+
+LEDGER_CHECK_S = 300
+
+
+def register(ctx: HubContext) -> None:
+    with _lock:
+        _contexts[ctx.settings.db] = ctx
+
+
+def unregister(ctx: HubContext) -> None:
+    with _lock:
+        if _contexts.get(ctx.settings.db) is ctx:
+            del _contexts[ctx.settings.db]
+
+
+def _context(db_url: str) -> HubContext | None:
+    with _lock:
+        return _contexts.get(db_url)
+
+
+def check_ledger(db_url: str) -> bool | None:
+    """Compute every ledger invariant; log an ERROR and set the ``ledger_ok`` gauge on failure."""
+    ctx = _context(db_url)
+    if ctx is None:
+        return None
+    with session_scope(ctx.engine, write=False) as session:
+        report: dict[str, Any] = check_invariants(session)
+    ok = bool(report.get("ok"))
+    ctx.metrics.set_gauge("ledger_ok", int(ok))
+    if not ok:
+        bad = [name for name, c in report.get("checks", {}).items() if not c.get("ok")]
+        log.error("ledger invariants violated: %s", ", ".join(bad))
+    return ok
+
+
+def start_scheduler(ctx: HubContext) -> BackgroundScheduler:
+    register(ctx)
+    scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True})
+    scheduler.add_job(
+        check_ledger,
+        "interval",
+        seconds=LEDGER_CHECK_S,
+        args=[ctx.settings.db],
+        id="check_ledger",
+        max_instances=1,
+    )
+    scheduler.start()
+    return scheduler
+
+
+def stop_scheduler(ctx: HubContext, scheduler: BackgroundScheduler) -> None:
+    scheduler.shutdown(wait=True)
+    unregister(ctx)

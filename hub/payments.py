@@ -1,0 +1,112 @@
+"""Payment-provider callbacks: HMAC-SHA256 over the raw body, a timestamp window, one top-up
+per provider transaction id.
+
+The provider signs ``"<X-Timestamp>.<raw body>"`` with its shared secret (hex digest in
+``X-Signature``, optionally prefixed ``sha256=``); ``X-Timestamp`` is Unix seconds and must be
+within ``payment_window_s`` of the hub's clock. Body (JSON)::
+
+    {"transaction_id": "...", "account": "c1", "amount": "12.50", "currency": "USD"}
+
+The transaction id is the idempotency key (``pay:<provider>:<transaction id>``), so a
+transaction is credited at most once: a second callback for it, even correctly signed, is
+refused with 409 and moves no money.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from hub.api.context import HubContext
+from hub.errors import ConflictError, HubError, InvalidInputError
+from hub.ledger.topups import TopupResult
+from hub.models import ID_PATTERN
+from hub.topups import topup
+
+MAX_BODY = 16 * 1024
+
+
+class SignatureError(HubError):
+    """A callback that is not provably from the provider, or too old: nothing was done."""
+
+    http_status = 401
+
+
+class Payment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transaction_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:\-]{1,80}$")]
+    account: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+    amount: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,13}(\.[0-9]{1,12})?$")]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    reference: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    message = timestamp.encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify(
+    ctx: HubContext,
+    provider: str,
+    body: bytes,
+    sig: str | None,
+    timestamp: str | None,
+    *,
+    now: float | None = None,
+) -> None:
+    secret = ctx.settings.payment_secrets.get(provider)
+    if secret is None:
+        raise SignatureError(f"unknown payment provider {provider!r}")
+    if not sig or not timestamp or not timestamp.isdigit():
+        raise SignatureError("X-Signature and X-Timestamp (Unix seconds) are required")
+    now = time.time() if now is None else now
+    if abs(now - int(timestamp)) > ctx.settings.payment_window_s:
+        raise SignatureError("X-Timestamp outside the accepted window")
+    given = sig.removeprefix("sha256=").strip().lower()
+    if not hmac.compare_digest(given, signature(secret, timestamp, body)):
+        raise SignatureError("bad signature")
+
+
+def parse(body: bytes) -> Payment:
+    if len(body) > MAX_BODY:
+        raise InvalidInputError("body", f"larger than {MAX_BODY} bytes")
+    try:
+        return Payment.model_validate(json.loads(body))
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValidationError):
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "body"
+            raise InvalidInputError(field, err["msg"]) from exc
+        raise InvalidInputError("body", "not JSON") from exc
+
+
+def handle_callback(
+    ctx: HubContext, provider: str, body: bytes, sig: str | None, timestamp: str | None
+) -> TopupResult:
+    """Verify, parse and post one callback; SignatureError, InvalidInputError or
+    ConflictError (a transaction id already credited) otherwise, with nothing moved."""
+    verify(ctx, provider, body, sig, timestamp)
+    payment = parse(body)
+    result = topup(
+        ctx,
+        payment.account,
+        payment.amount,
+        reference=payment.reference or f"{provider}:{payment.transaction_id}",
+        currency=payment.currency,
+        idempotency_key=f"pay:{provider}:{payment.transaction_id}",
+        metadata={"payment_provider": provider, "transaction_id": payment.transaction_id},
+    )
+    if not result.created:
+        ctx.metrics.inc("payment_replays_refused")
+        raise ConflictError(
+            f"transaction {payment.transaction_id!r} was already credited (entry {result.entry_id})"
+        )
+    ctx.metrics.inc("payments")
+    return result

@@ -1,0 +1,69 @@
+"""Top-ups as the API performs them: validate, post once (ledger), then tell the meters.
+
+After the posting commits, the customer's meters get their new credit state and, when the
+balance is back above the reconnect threshold, a reconnect (``hub.control``). Both are
+best-effort: without MQTT (API-only tests) they are skipped, and a failure to publish never
+undoes or repeats the posting; the next credit-state publication corrects the gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlmodel import Session
+
+from hub.api.context import HubContext
+from hub.api.money import parse_amount
+from hub.db import run_tx
+from hub.errors import InvalidInputError, NotFoundError
+from hub.ledger.topups import TopupResult, post_topup
+from hub.models import Account, AccountKind
+from hub.notify import after_topup
+
+log = logging.getLogger(__name__)
+
+TOPUP_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.ALTERNATE, AccountKind.SPONSOR})
+
+
+def topup(
+    ctx: HubContext,
+    account_id: str,
+    amount: str,
+    *,
+    reference: str,
+    idempotency_key: str,
+    currency: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> TopupResult:
+    """Validate and post a top-up of ``amount`` (decimal string) at most once per key."""
+    if currency is not None and currency != ctx.currency:
+        raise InvalidInputError("currency", f"this hub takes {ctx.currency}, not {currency}")
+    minor = parse_amount("amount", amount, ctx.currency, maximum=ctx.settings.max_topup_minor)
+
+    def work(session: Session) -> TopupResult:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise NotFoundError("account", account_id)
+        if AccountKind(account.kind) not in TOPUP_KINDS:
+            raise InvalidInputError("path.account_id", f"a {account.kind} account takes no top-up")
+        if account.currency != ctx.currency:
+            raise InvalidInputError("currency", f"account is in {account.currency}")
+        return post_topup(
+            session,
+            account_id,
+            minor,
+            idempotency_key=idempotency_key,
+            reference=reference,
+            metadata=metadata,
+        )
+
+    result = run_tx(ctx.engine, work)
+    if result.created:
+        ctx.metrics.inc("topups")
+        ctx.metrics.inc("postings")
+        after_topup(ctx, account_id)
+    else:
+        ctx.metrics.inc("topup_replays")
+    return result
