@@ -1,0 +1,135 @@
+"""The gate every hub command passes before the agent acts on it: at most once, only if signed.
+
+Checks, in order, each refusal a :class:`CommandRejected` with a one-line reason: size; JSON
+object; signature (HMAC-SHA256 over the canonical raw payload, checked before the model sees
+it); the message model; a known action; ``credit`` carrying a valid credit state; expiry
+(``expires_at <= now``) and an ``issued_at`` no more than ``MAX_SKEW`` ahead of the gateway's
+clock; and finally replay: the command id is recorded in SQLite in the same transaction that
+accepts it, so a second delivery (QoS 1 redelivery, a replay attack) is refused. A command
+refused for any other reason does not consume its id. Seen ids are kept until a day after the
+command expired (an expired command is refused anyway), then pruned.
+"""
+
+import logging
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agent.errors import CommandRejected
+from agent.uplink.sqlite import connect, transaction
+from protocol.errors import ProtocolError
+from protocol.messages import ACTIONS, Command, CreditState, load_json, validate
+from protocol.signing import SIGNATURE_FIELD, verify
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_BYTES = 16 * 1024
+MAX_SKEW = timedelta(minutes=5)
+KEEP_AFTER_EXPIRY = timedelta(days=1)
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS command_seen (
+    id TEXT PRIMARY KEY,
+    meter TEXT NOT NULL,
+    action TEXT NOT NULL,
+    expires_us INTEGER NOT NULL,
+    accepted_at TEXT NOT NULL
+)"""
+
+
+class CommandGate:
+    """Verifies hub commands and remembers the ids it accepted (see the module docstring)."""
+
+    def __init__(self, command_key_hex: str, db_path: Path) -> None:
+        try:
+            if len(bytes.fromhex(command_key_hex)) < 16:
+                raise ValueError("shorter than 16 bytes")
+        except ValueError as exc:
+            raise ValueError(f"command_key is not a usable hex key: {exc}") from exc
+        self._key = command_key_hex
+        self.path = db_path
+        self._lock = threading.Lock()
+        self._conn = connect(db_path)
+        with self._lock, transaction(self._conn, db_path) as conn:
+            conn.execute(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def accept(self, payload: bytes, now: datetime) -> Command:
+        """The verified command, its id now consumed; :class:`CommandRejected` otherwise."""
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise CommandRejected(f"command of {len(payload)} bytes exceeds {MAX_COMMAND_BYTES}")
+        try:
+            data = load_json(payload)
+        except ProtocolError as exc:
+            raise CommandRejected(exc.reason) from exc
+        if not isinstance(data, dict):
+            raise CommandRejected("command is not a JSON object")
+        raw_id = data.get("id")
+        command_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
+        if SIGNATURE_FIELD not in data:
+            raise CommandRejected("unsigned command", command_id)
+        if not verify(data, self._key):
+            raise CommandRejected("bad signature", command_id)
+        try:
+            command = validate(data, Command)
+        except ProtocolError as exc:
+            raise CommandRejected(f"invalid command: {exc.reason}", command_id) from exc
+        if command.action not in ACTIONS:
+            raise CommandRejected(f"unknown action {command.action!r}", command.id)
+        if command.action == "credit":
+            credit_state(command)
+        if command.expires_at <= now:
+            raise CommandRejected(f"expired at {command.expires_at.isoformat()}", command.id)
+        if command.issued_at > now + MAX_SKEW:
+            raise CommandRejected(
+                f"issued at {command.issued_at.isoformat()}, in the future of the gateway clock",
+                command.id,
+            )
+        self._consume(command, now)
+        return command
+
+    def _consume(self, command: Command, now: datetime) -> None:
+        with self._lock, transaction(self._conn, self.path) as conn:
+            conn.execute(
+                "DELETE FROM command_seen WHERE expires_us < ?",
+                (_micros(now - KEEP_AFTER_EXPIRY),),
+            )
+            try:
+                conn.execute(
+                    "INSERT INTO command_seen (id, meter, action, expires_us, accepted_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        command.id,
+                        command.meter,
+                        command.action,
+                        _micros(command.expires_at),
+                        now.astimezone(UTC).isoformat(),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                replayed = True
+            else:
+                replayed = False
+        if replayed:
+            raise CommandRejected("replayed command id", command.id)
+
+
+def credit_state(command: Command) -> CreditState:
+    """The :class:`CreditState` a ``credit`` command carries: ``params["state"]``, or the params
+    themselves when they have no ``state`` key."""
+    params: Any = command.params.get("state", command.params)
+    try:
+        return validate(params, CreditState)
+    except ProtocolError as exc:
+        raise CommandRejected(f"invalid credit state: {exc.reason}", command.id) from exc
+
+
+def _micros(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

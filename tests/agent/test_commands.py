@@ -1,0 +1,163 @@
+"""The command gate: only signed, fresh, known, first-time commands get through."""
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.commands import MAX_COMMAND_BYTES, CommandGate, credit_state
+from agent.errors import CommandRejected
+from protocol.signing import new_key, signed
+
+NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+KEY = new_key()
+
+
+def command(key: str = KEY, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "v": 1,
+        "id": "cmd-1",
+        "meter": "m1",
+        "action": "disconnect",
+        "issued_at": (NOW - timedelta(seconds=5)).isoformat(),
+        "expires_at": (NOW + timedelta(minutes=10)).isoformat(),
+        "reason": "credit exhausted",
+    }
+    body.update(changes)
+    return signed(body, key)
+
+
+def raw(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode()
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Any:
+    g = CommandGate(KEY, tmp_path / "agent.db")
+    yield g
+    g.close()
+
+
+def rejected(gate: CommandGate, payload: bytes, now: datetime = NOW) -> str:
+    with pytest.raises(CommandRejected) as info:
+        gate.accept(payload, now)
+    assert "\n" not in info.value.reason
+    return info.value.reason
+
+
+def test_a_good_command_is_accepted_once(gate: CommandGate) -> None:
+    payload = raw(command())
+    cmd = gate.accept(payload, NOW)
+    assert (cmd.id, cmd.meter, cmd.action) == ("cmd-1", "m1", "disconnect")
+    assert rejected(gate, payload, NOW + timedelta(seconds=1)) == "replayed command id"
+
+
+def test_replay_survives_a_restart(tmp_path: Path) -> None:
+    payload = raw(command())
+    first = CommandGate(KEY, tmp_path / "a.db")
+    first.accept(payload, NOW)
+    first.close()
+    second = CommandGate(KEY, tmp_path / "a.db")
+    assert rejected(second, payload) == "replayed command id"
+    second.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (raw(command(key=new_key())), "bad signature"),
+        (raw({**command(), "meter": "m2"}), "bad signature"),
+        (raw({k: v for k, v in command().items() if k != "sig"}), "unsigned command"),
+        (b'{"id": "cmd-1", "action": ', "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b"\xff\xfe", "not JSON"),
+        (raw(command(action="explode")), "unknown action 'explode'"),
+        (raw(command(expires_at=NOW.isoformat())), "expired at"),
+        (raw(command(issued_at=(NOW + timedelta(hours=1)).isoformat())), "in the future"),
+        (raw(command(expires_at="tomorrow")), "invalid command: expires_at"),
+        (raw(command(extra_field=1)), "invalid command: extra_field"),
+        (raw(command(action="credit", params={"state": {"balance": 5}})), "invalid credit state"),
+        (b" " * (MAX_COMMAND_BYTES + 1), "exceeds"),
+    ],
+    ids=[
+        "wrong-key",
+        "tampered",
+        "unsigned",
+        "truncated-json",
+        "not-object",
+        "not-utf8",
+        "unknown-action",
+        "expired",
+        "future",
+        "bad-date",
+        "extra-field",
+        "bad-credit",
+        "oversized",
+    ],
+)
+def test_bad_commands_are_rejected_without_consuming_the_id(
+    gate: CommandGate, payload: bytes, reason: str
+) -> None:
+    assert reason in rejected(gate, payload)
+    # the id is still free: the genuine command with that id is accepted afterwards
+    assert gate.accept(raw(command()), NOW).id == "cmd-1"
+
+
+def test_credit_commands_carry_a_credit_state(gate: CommandGate) -> None:
+    state = {
+        "balance": 1250,
+        "as_of_seq": 42,
+        "tariff": {"id": "flat", "components": [{"provider": "gen", "per_kwh": "0.2"}]},
+    }
+    cmd = gate.accept(raw(command(id="c-2", action="credit", params={"state": state})), NOW)
+    assert credit_state(cmd).balance == 1250
+    bare = gate.accept(raw(command(id="c-3", action="credit", params=state)), NOW)
+    assert credit_state(bare).as_of_seq == 42
+
+
+def test_seen_ids_are_pruned_after_expiry(gate: CommandGate) -> None:
+    gate.accept(raw(command()), NOW)
+    later = NOW + timedelta(days=2)
+    fresh = command(
+        id="cmd-2",
+        issued_at=later.isoformat(),
+        expires_at=(later + timedelta(minutes=1)).isoformat(),
+    )
+    gate.accept(raw(fresh), later)
+    ids = [r[0] for r in gate._conn.execute("SELECT id FROM command_seen").fetchall()]
+    assert ids == ["cmd-2"]
+    # the old command is refused as expired even though its id is forgotten
+    assert "expired" in rejected(gate, raw(command()), later)
+
+
+def test_concurrent_deliveries_are_accepted_exactly_once(tmp_path: Path) -> None:
+    gates = [CommandGate(KEY, tmp_path / "agent.db") for _ in range(4)]
+    payload = raw(command(id="race"))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def deliver(g: CommandGate) -> None:
+        try:
+            g.accept(payload, NOW)
+            result = "accepted"
+        except CommandRejected as exc:
+            result = exc.reason
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=deliver, args=(g,)) for g in gates for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g in gates:
+        g.close()
+    assert sorted(outcomes) == ["accepted"] + ["replayed command id"] * 11
+
+
+def test_a_bad_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="command_key"):
+        CommandGate("zz", tmp_path / "x.db")
