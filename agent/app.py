@@ -53,6 +53,7 @@ class CreditLike(Protocol):
     def price(self, record: UsageRecord) -> UsageRecord: ...
     def apply(self, meter_id: str, state: CreditState) -> Any: ...
     def decide(self, meter_id: str, now: datetime) -> DecisionLike: ...
+    def set_relay(self, meter_id: str, relay: Any, by_rules: bool = False) -> None: ...
 
 
 class GateLike(Protocol):
@@ -320,9 +321,7 @@ class Agent:
         except AgentError as exc:
             log.debug("meter %s: no credit decision: %s", meter, exc)
             return
-        action = (decision.action, decision.rule)
-        changed = action != rt.last_action
-        rt.last_action = action
+        rt.last_action = (decision.action, decision.rule)
         if decision.action == "disconnect":
             if rt.wanted is not False and self._switch(rt, False, "credit"):
                 self._event(
@@ -332,7 +331,7 @@ class Agent:
             by_credit = rt.wanted is False and rt.cause == "credit"
             if by_credit and self._switch(rt, True, "credit"):
                 self._event("reconnect", meter, decision.reason, rule=decision.rule, cause="credit")
-        elif decision.action == "prompt" and changed:
+        elif decision.action == "prompt":  # the rules prompt once per crossing
             self._event("low_credit", meter, decision.reason, rule=decision.rule)
 
     # ------------------------------------------------------------------ relay
@@ -388,9 +387,11 @@ class Agent:
         ok, detail = True, ""
         if cmd.action == "disconnect":
             ok = self._switch(rt, False, "command")
+            self.credit.set_relay(cmd.meter, "disconnected", by_rules=False)
             self._event("disconnect", cmd.meter, cmd.reason, cause="command", command=cmd.id)
         elif cmd.action == "reconnect":
             ok = self._switch(rt, True, "command")
+            self.credit.set_relay(cmd.meter, "connected", by_rules=False)
             self._event("reconnect", cmd.meter, cmd.reason, cause="command", command=cmd.id)
         elif cmd.action == "credit":
             try:
