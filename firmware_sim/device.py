@@ -144,13 +144,21 @@ class Device:
         if relay is None:
             return ILLEGAL_ADDRESS
         reg = self.model.register(relay.register_name)
-        if reg.function != "holding" or address != reg.address or len(values) != reg.width:
+        end = address + len(values)
+        if reg.function != "holding" or not (address <= reg.address and reg.end <= end):
+            return ILLEGAL_ADDRESS
+        # Unused addresses around the relay may be written (and are ignored, as they read 0):
+        # that is how a client that only sends function 16 for two or more registers (mbpoll)
+        # switches a one-register relay. Any other register of the map is read-only.
+        block = self.blocks["holding"]
+        if any(r is not reg and r.address < end and r.end > address for r in block.registers):
             return ILLEGAL_ADDRESS
         if fc != relay.write_function:
             return ILLEGAL_FUNCTION
-        if values[-1] not in (relay.on, relay.off) or any(values[:-1]):
+        words = values[reg.address - address : reg.end - address]
+        if words[-1] not in (relay.on, relay.off) or any(words[:-1]):
             return ILLEGAL_VALUE
-        self.set_relay(values[-1] == relay.on)
+        self.set_relay(words[-1] == relay.on)
         return None
 
     def _write_control(self, address: int, values: list[int]) -> int | None:

@@ -71,3 +71,31 @@ def sim_energy(client: Client, unit: int) -> tuple[int, int]:
     """(simulated seconds, exact Wh) from one read of the control block."""
     words = control(client, unit)
     return _u64(words[0x0F:0x13]), _u64(words[0x0B:0x0F])
+
+
+def near(value: Decimal, expected: float, rel: float = 0.01) -> bool:
+    return abs(float(value) - expected) <= rel * abs(expected)
+
+
+def check_values(model: str, values: dict[str, Decimal], load: int, phases: int) -> None:
+    """Each value consistent with `load` W at 230 V, 50 Hz and power factor 0.95."""
+    for name, value in values.items():
+        if name in ("power", "apparent_power") or name.startswith("power_l"):
+            share = load if name == "power" else load / phases
+            if name == "apparent_power":
+                share = load / 0.95
+            assert near(value, share), (model, name, value)
+        elif name.startswith("voltage"):
+            assert near(value, 230.0), (model, name, value)
+        elif name == "frequency":
+            assert near(value, 50.0), (model, name, value)
+        elif name.startswith("current"):
+            assert near(value, load / phases / 230 / 0.95, 0.02), (model, name, value)
+        elif name == "power_factor":
+            assert near(value, 0.95), (model, name, value)
+        elif name == "relay":
+            assert value == 1
+        elif name == "reactive_power":
+            assert near(value, load / 0.95 * (1 - 0.95**2) ** 0.5, 0.02), (model, name, value)
+        elif name == "export_energy":
+            assert value == 0

@@ -10,6 +10,7 @@ from tests.firmware_sim.conftest import StartSim
 from tests.firmware_sim.helpers import (
     CONTROL,
     Client,
+    check_values,
     energy_wh,
     read_all,
     read_value,
@@ -41,10 +42,6 @@ def _close(client: Client) -> None:
     client.close()
 
 
-def _near(value: Decimal, expected: float, rel: float = 0.01) -> bool:
-    return abs(float(value) - expected) <= rel * abs(expected)
-
-
 @pytest.mark.parametrize("transport", ["tcp", pytest.param("rtu", marks=pytest.mark.serial)])
 @pytest.mark.parametrize("model_name", available_models())
 def test_every_register_of_every_model(
@@ -64,7 +61,7 @@ def test_every_register_of_every_model(
             words = [1, START_WH >> 16, START_WH & 0xFFFF]
             assert not client.write_registers(CONTROL + 6, words, device_id=unit).isError()
             values = read_all(client, model, unit)
-            _check_values(model_name, values, load, model.phases)
+            check_values(model_name, values, load, model.phases)
             energy = model.register("import_energy")
             step = Decimal(1) if energy.type.startswith("float") else energy.scale * 1000
             wh = values["import_energy"] * 1000 if energy.unit == "kWh" else values["import_energy"]
@@ -72,29 +69,6 @@ def test_every_register_of_every_model(
             assert energy_wh(client, unit) == START_WH
     finally:
         _close(client)
-
-
-def _check_values(model: str, values: dict[str, Decimal], load: int, phases: int) -> None:
-    for name, value in values.items():
-        if name in ("power", "apparent_power") or name.startswith("power_l"):
-            share = load if name == "power" else load / phases
-            if name == "apparent_power":
-                share = load / 0.95
-            assert _near(value, share), (model, name, value)
-        elif name.startswith("voltage"):
-            assert _near(value, 230.0), (model, name, value)
-        elif name == "frequency":
-            assert _near(value, 50.0), (model, name, value)
-        elif name.startswith("current"):
-            assert _near(value, load / phases / 230 / 0.95, 0.02), (model, name, value)
-        elif name == "power_factor":
-            assert _near(value, 0.95), (model, name, value)
-        elif name == "relay":
-            assert value == 1
-        elif name == "reactive_power":
-            assert _near(value, load / 0.95 * (1 - 0.95**2) ** 0.5, 0.02), (model, name, value)
-        elif name == "export_energy":
-            assert value == 0
 
 
 @pytest.mark.parametrize("transport", ["tcp", pytest.param("rtu", marks=pytest.mark.serial)])
