@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from hub.errors import IdempotencyConflictError, InvalidInputError, UnknownAccountError
-from hub.ledger._sql import MAX_AMOUNT, Executor, conn_of, entries
+from hub.ledger._sql import MAX_AMOUNT, Executor, accounts, conn_of, entries
 from hub.ledger.accounts import clearing_account_id, ensure_account
 from hub.ledger.posting import find_by_key, lock_accounts, post
 from hub.models import AccountKind, EntryKind
@@ -55,17 +55,22 @@ def post_topup(
     if not 0 < len(idempotency_key) <= MAX_KEY:
         raise InvalidInputError("Idempotency-Key", f"must be 1 to {MAX_KEY} characters")
     conn = conn_of(db)
-    row = lock_accounts(conn, [account_id]).get(account_id)
-    if row is None:
+    currency = conn.execute(
+        select(accounts.c.currency).where(accounts.c.id == account_id)
+    ).scalar_one_or_none()
+    if currency is None:
         raise UnknownAccountError(account_id)
-    source = source_account_id or clearing_account_id(row.currency)
+    source = source_account_id or clearing_account_id(currency)
+    if source == account_id:
+        raise InvalidInputError("source", "a top-up cannot come from the account it credits")
+    if source_account_id is None:
+        ensure_account(conn, source, name=f"Clearing {currency}", kind=AccountKind.CLEARING,
+                       currency=currency)  # fmt: skip
+    row = lock_accounts(conn, [account_id, source])[account_id]  # both, in id order
     request = {"account": account_id, "amount": amount, "reference": reference, "source": source}
     key = topup_key(account_id, idempotency_key)
     if (found := find_by_key(conn, key)) is not None:
         return _replay(conn, found, key, request, row.currency)
-    if source_account_id is None:
-        ensure_account(conn, source, name=f"Clearing {row.currency}",
-                       kind=AccountKind.CLEARING, currency=row.currency)  # fmt: skip
     balance = row.balance + amount
     meta = {**(metadata or {}), "topup": request, "balance_after": balance}
     posted = post(
