@@ -1,0 +1,1 @@
+"""Credit control: credit state and signed commands to gateways (rules in their own modules)."""

@@ -1,0 +1,172 @@
+"""What the hub tells a gateway about a meter's credit, and the signed ``credit`` commands.
+
+``credit_state`` reads one meter's paying balance, its rating state (carry, highest contiguous
+seq), the tariff version in force and the credit rules, and builds a ``CreditState``. Rules
+come from the paying customer's ``flags["credit_rules"]`` (fields of ``CreditRules``) and its
+``protected`` flag; anything not given takes the ``CreditRules`` default.
+
+The ``publish_*`` functions take ``publish(topic, payload)`` (the ingest service's MQTT client,
+QoS 1) so the API can send a credit state after a top-up or a new tariff version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import Connection
+
+from hub.control.commands import DEFAULT_TTL, credit_command, topic_for
+from hub.db import read_tx
+from hub.models import Account, Customer, Gateway, Meter, MeterCarry, MeterCustomer
+from hub.rating.payers import Sharer, SplitRuleError, payer_weights
+from hub.rating.state import MeterState
+from hub.rating.tariffs import load_histories
+from protocol.apportion import dump_carry
+from protocol.errors import ProtocolError
+from protocol.messages import CreditRules, CreditState, validate
+from protocol.tariff import Tariff
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], object]
+
+_meters = Meter.__table__  # type: ignore[attr-defined]
+_gateways = Gateway.__table__  # type: ignore[attr-defined]
+_customers = Customer.__table__  # type: ignore[attr-defined]
+_accounts = Account.__table__  # type: ignore[attr-defined]
+_carry = MeterCarry.__table__  # type: ignore[attr-defined]
+_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class MeterCredit:
+    meter_id: str
+    gateway_id: str
+    command_key: str
+    account_id: str
+    state: CreditState
+
+
+def credit_rules(flags: Mapping[str, Any] | None, protected: bool) -> CreditRules:
+    """The customer's rules (``flags["credit_rules"]``), defaults where absent or invalid."""
+    given = dict((flags or {}).get("credit_rules") or {})
+    given["protected"] = bool(protected or given.get("protected", False))
+    try:
+        return validate(given, CreditRules)
+    except ProtocolError as exc:
+        log.warning("ignoring invalid credit rules (%s); using defaults", exc.reason)
+        return CreditRules(protected=given["protected"])
+
+
+def paying_account(customer: str | None, weights: Mapping[str, int]) -> str:
+    """The account whose balance the meter enforces: its customer's if that pays, else the
+    account with the largest weight (ties by id)."""
+    if customer is not None and weights.get(customer, 0) > 0:
+        return customer
+    return min(weights, key=lambda a: (-weights[a], a))
+
+
+def build_state(tariff: Tariff, balance: int, state: MeterState, rules: CreditRules) -> CreditState:
+    return CreditState(
+        balance=balance,
+        as_of_seq=state.seq,
+        tariff=tariff,
+        rules=rules,
+        carry=dump_carry(state.carry),
+    )
+
+
+def credit_state(conn: Connection, meter_id: str, now: datetime | None = None) -> MeterCredit:
+    """The credit state of one meter now; LookupError when it cannot be built (no such meter,
+    no tariff, no paying account)."""
+    meter = conn.execute(select(_meters).where(_meters.c.id == meter_id)).first()
+    if meter is None:
+        raise LookupError(f"unknown meter {meter_id!r}")
+    if meter.tariff_id is None:
+        raise LookupError(f"meter {meter_id!r} has no tariff")
+    key = conn.execute(
+        select(_gateways.c.command_key).where(_gateways.c.id == meter.gateway_id)
+    ).scalar_one()
+    sharers = tuple(
+        Sharer(r.customer_id, int(r.weight), bool(r.contributes))
+        for r in conn.execute(select(_sharing).where(_sharing.c.meter_id == meter_id))
+    )
+    try:
+        weights = payer_weights(meter.customer_id, sharers, meter.split_rule)
+    except SplitRuleError as exc:
+        raise LookupError(f"meter {meter_id!r}: {exc}") from exc
+    account_id = paying_account(meter.customer_id, weights)
+    balance = conn.execute(
+        select(_accounts.c.balance).where(_accounts.c.id == account_id)
+    ).scalar_one_or_none()
+    if balance is None:
+        raise LookupError(f"meter {meter_id!r}: unknown paying account {account_id!r}")
+    customer = conn.execute(
+        select(_customers.c.flags, _customers.c.protected).where(_customers.c.id == account_id)
+    ).first()
+    protected = bool(customer and customer.protected)
+    rules = credit_rules(customer.flags if customer else None, protected)
+    history = load_histories(conn, [meter.tariff_id]).get(meter.tariff_id)
+    if history is None:
+        raise LookupError(f"tariff {meter.tariff_id!r} has no version")
+    text = conn.execute(select(_carry.c.state).where(_carry.c.meter_id == meter_id)).scalar()
+    tariff = history.at(now or datetime.now(UTC))
+    state = build_state(tariff, int(balance), MeterState.load(text), rules)
+    return MeterCredit(meter_id, meter.gateway_id, key, account_id, state)
+
+
+def credit_message(
+    credit: MeterCredit, *, ttl: timedelta = DEFAULT_TTL, reason: str = "credit state"
+) -> tuple[str, bytes]:
+    """(topic, payload) of the signed ``credit`` command for ``credit``."""
+    command = credit_command(credit.command_key, credit.meter_id, credit.state, reason=reason,
+                             ttl=ttl)  # fmt: skip
+    return topic_for(credit.gateway_id), json.dumps(command, separators=(",", ":")).encode()
+
+
+def publish_credit_state(
+    engine: Engine, publish: Publish, meter_id: str, *, reason: str = "credit state",
+    ttl: timedelta = DEFAULT_TTL,
+) -> str | None:  # fmt: skip
+    """Send one meter its credit state now (after a top-up, say); the command id, or None when
+    the meter has no state to send (logged)."""
+    with read_tx(engine) as conn:
+        try:
+            credit = credit_state(conn, meter_id)
+        except LookupError as exc:
+            log.warning("no credit state for %s: %s", meter_id, exc)
+            return None
+    topic, payload = credit_message(credit, ttl=ttl, reason=reason)
+    publish(topic, payload)
+    return _command_id(payload)
+
+
+def publish_tariff_update(
+    engine: Engine, publish: Publish, tariff_id: str, *, ttl: timedelta = DEFAULT_TTL
+) -> int:
+    """Send every meter on ``tariff_id`` its credit state (with the version now in force);
+    returns how many commands were published."""
+    with read_tx(engine) as conn:
+        meter_ids = list(
+            conn.execute(select(_meters.c.id).where(_meters.c.tariff_id == tariff_id)).scalars()
+        )
+        messages = []
+        for meter_id in meter_ids:
+            try:
+                messages.append(credit_message(credit_state(conn, meter_id), ttl=ttl,
+                                               reason="tariff update"))  # fmt: skip
+            except LookupError as exc:
+                log.warning("no credit state for %s: %s", meter_id, exc)
+    for topic, payload in messages:
+        publish(topic, payload)
+    return len(messages)
+
+
+def _command_id(payload: bytes) -> str:
+    return str(json.loads(payload)["id"])

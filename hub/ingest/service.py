@@ -1,0 +1,360 @@
+"""The ingest service: one MQTT client, a bounded hand-off queue, one worker thread.
+
+paho's network thread only enqueues (topic, payload, received_at, mid); the worker collects up
+to ``batch_size`` messages or waits ``batch_wait_s``, processes them in one transaction
+(``BatchProcessor``), and only then acknowledges them to the broker (paho ``manual_ack``). A
+crash before the commit loses nothing: the broker redelivers every unacknowledged message of
+the persistent session, and (meter, seq) deduplication makes the redelivery harmless.
+
+After each batch the meters whose balance changed are sent a signed ``credit`` command, at most
+once per ``credit_interval_s`` per meter (0: after every batch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from sqlalchemy import Engine, select
+
+from hub.control.commands import build_command, topic_for
+from hub.control.credit_state import (
+    MeterCredit,
+    build_state,
+    credit_message,
+    credit_rules,
+    publish_credit_state,
+    publish_tariff_update,
+)
+from hub.db import read_tx
+from hub.errors import NotFoundError
+from hub.ingest.batch import BatchProcessor, CreditInfo, Inbound, Outcome
+from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
+from hub.models import Gateway, Meter, MeterCustomer
+from protocol import topics
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", "status")]
+COUNTERS = (
+    "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
+    "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
+    "batches", "commands", "db_errors",
+)  # fmt: skip
+
+
+class IngestService:
+    """MQTT usage, events and status in; ledger postings and credit commands out."""
+
+    def __init__(  # noqa: PLR0917 (the signature the API helper calls)
+        self,
+        engine: Engine,
+        mqtt_url: str,
+        client_id: str = "smsa-hub",
+        batch_size: int = 500,
+        batch_wait_s: float = 0.05,
+        currency: str = "USD",
+        *,
+        hold_s: float = 30.0,
+        credit_interval_s: float = 1.0,
+        command_ttl_s: int = 3600,
+        queue_max: int = 10_000,
+        session_expiry_s: int = 7 * 86_400,
+        mqtt_v5: bool = True,
+    ) -> None:
+        if batch_size < 1 or batch_wait_s < 0 or queue_max < 1:
+            raise ValueError("batch_size and queue_max must be >= 1, batch_wait_s >= 0")
+        self.engine = engine
+        self.url = BrokerUrl.parse(mqtt_url)
+        self.client_id = client_id
+        self.batch_size = batch_size
+        self.batch_wait_s = batch_wait_s
+        self.currency = currency
+        self.credit_interval_s = credit_interval_s
+        self.command_ttl = timedelta(seconds=command_ttl_s)
+        self.session_expiry_s = session_expiry_s
+        self.mqtt_v5 = mqtt_v5
+        self.receive_maximum = min(queue_max, 65_535)
+        self.processor = BatchProcessor(engine, currency=currency, hold_s=hold_s)
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        # Twice the broker's in-flight allowance: messages of a dropped connection may still
+        # be queued while the new connection refills; a full queue blocks (back-pressure).
+        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=2 * self.receive_maximum)
+        self._client: mqtt.Client | None = None
+        self._worker: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._generation = 0
+        self._connected = threading.Event()
+        self._pending = 1  # held records (unknown at start: check once)
+        self._dirty: dict[str, CreditInfo] = {}
+        self._last_sent: dict[str, float] = {}
+        self._busy = False
+
+    # -- public --------------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch in flight (for tests and benchmarks)."""
+        return self._queue.empty() and not self._busy
+
+    def start(self) -> None:
+        if self._worker is not None:
+            return
+        self._stopping.clear()
+        client = make_client(self.url, self.client_id, v5=self.mqtt_v5)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+        self._worker = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
+        self._worker.start()
+        if self.mqtt_v5:
+            props = connect_properties(self.session_expiry_s, self.receive_maximum)
+            client.connect_async(self.url.host, self.url.port, keepalive=30, clean_start=False,
+                                 properties=props)  # fmt: skip
+        else:
+            client.connect_async(self.url.host, self.url.port, keepalive=30)
+        client.loop_start()
+        log.info("ingest: connecting to %s:%d as %s", self.url.host, self.url.port,
+                 self.client_id)  # fmt: skip
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in hand, then disconnect; unprocessed messages stay unacknowledged
+        at the broker and come back on the next start."""
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+            self._worker = None
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        self._connected.clear()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        return self._connected.wait(timeout)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 (queued by paho while disconnected)."""
+        if self._client is None:
+            raise RuntimeError("the ingest service is not started")
+        self._client.publish(topic, payload, qos=1)
+        self.counters["commands"] += 1
+
+    def publish_credit_state(self, meter_id: str, reason: str = "credit state") -> str | None:
+        """Send one meter its credit state now (after a top-up); the command id or None."""
+        return publish_credit_state(self.engine, self.publish, meter_id, reason=reason,
+                                    ttl=self.command_ttl)  # fmt: skip
+
+    def publish_account_credit_state(self, account_id: str) -> int:
+        """Send every meter paid (wholly or partly) by ``account_id`` its credit state."""
+        sent = 0
+        for meter_id in meters_paid_by(self.engine, account_id):
+            if self.publish_credit_state(meter_id, reason="top-up") is not None:
+                sent += 1
+        return sent
+
+    def publish_tariff_update(self, tariff_id: str) -> int:
+        """Send every meter on ``tariff_id`` its credit state with the version now in force."""
+        return publish_tariff_update(self.engine, self.publish, tariff_id, ttl=self.command_ttl)
+
+    def send_command(
+        self, meter_id: str, action: str, *, reason: str = "", params: dict[str, Any] | None = None
+    ) -> str:
+        """Build, sign and publish a command to the meter's gateway; returns its id."""
+        with read_tx(self.engine) as conn:
+            meters = Meter.__table__  # type: ignore[attr-defined]
+            gateways = Gateway.__table__  # type: ignore[attr-defined]
+            row = conn.execute(
+                select(gateways.c.id, gateways.c.command_key)
+                .join(meters, meters.c.gateway_id == gateways.c.id)
+                .where(meters.c.id == meter_id)
+            ).first()
+        if row is None:
+            raise NotFoundError("meter", meter_id)
+        command = build_command(row.command_key, meter_id, action, params=params, reason=reason,
+                                ttl=self.command_ttl)  # fmt: skip
+        self.publish(topic_for(row.id), json.dumps(command, separators=(",", ":")).encode())
+        return str(command["id"])
+
+    # -- paho callbacks (network thread: no database work here) --------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("ingest: broker refused the connection: %s", reason)
+            return
+        self._generation += 1
+        client.subscribe(SUBSCRIPTIONS)
+        log.info("ingest: connected (session present: %s)", flags.session_present)
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: Any, _props: Any
+    ) -> None:
+        if any(code.is_failure for code in codes):
+            log.error("ingest: subscription refused: %s", codes)
+            return
+        self._connected.set()
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("ingest: disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.counters["received"] += 1
+        self._queue.put(
+            Inbound(
+                msg.topic, bytes(msg.payload), datetime.now(UTC), msg.mid, msg.qos, self._generation
+            )
+        )
+
+    # -- worker --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_release = 0.0
+        while True:
+            items = self._collect()
+            if not items and self._stopping.is_set():
+                break
+            due = self._pending > 0 and time.monotonic() >= next_release
+            if items or due:
+                self._busy = True
+                try:
+                    outcome = self._process(items)
+                finally:
+                    self._busy = bool(items) and outcome is None
+                if outcome is None:
+                    break  # stopping while the database was unreachable: nothing acked
+                next_release = time.monotonic() + 1.0
+                self._ack(items)
+                self._account(outcome)
+                self._busy = False
+            self._flush_credit()
+
+    def _collect(self) -> list[Inbound]:
+        q = self._queue
+        try:
+            items = [q.get(timeout=0.1)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(items) < self.batch_size:
+            try:
+                items.append(q.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                items.append(q.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return items
+
+    def _process(self, items: list[Inbound]) -> Outcome | None:
+        delay = 0.1
+        failing = False
+        while True:
+            try:
+                outcome = self.processor.process(items)
+                if failing:
+                    log.error("ingest: database reachable again")
+                return outcome
+            except Exception as exc:  # the database is down or broken: retry, never drop
+                self.counters["db_errors"] += 1
+                if not failing:
+                    log.error("ingest: batch of %d not processed (%s); retrying", len(items), exc)
+                else:
+                    log.debug("ingest: still failing: %s", exc)
+                failing = True
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, 5.0)
+
+    def _ack(self, items: list[Inbound]) -> None:
+        client = self._client
+        if client is None:
+            return
+        generation = self._generation
+        for item in items:
+            # A message of an earlier connection is redelivered on the new one; its old mid
+            # may now name another message, so it is never acknowledged here.
+            if item.qos > 0 and item.generation == generation:
+                client.ack(item.mid, item.qos)
+
+    def _account(self, outcome: Outcome) -> None:
+        for name, value in outcome.counts.items():
+            self.counters[name] = self.counters.get(name, 0) + value
+        self.counters["batches"] += 1
+        self._pending = outcome.pending
+        self._dirty.update(outcome.credit)
+
+    def _flush_credit(self) -> None:
+        if not self._dirty or self._client is None:
+            return
+        now = time.monotonic()
+        for meter_id in list(self._dirty):
+            if now - self._last_sent.get(meter_id, -1e9) < self.credit_interval_s:
+                continue
+            info = self._dirty.pop(meter_id)
+            self._last_sent[meter_id] = now
+            if not info.command_key:
+                continue
+            try:
+                topic, payload = credit_message(to_meter_credit(info), ttl=self.command_ttl)
+            except ValueError as exc:
+                log.warning("credit state of %s not sent: %s", meter_id, exc)
+                continue
+            self.publish(topic, payload)
+
+
+def to_meter_credit(info: CreditInfo) -> MeterCredit:
+    rules = credit_rules(info.flags, info.protected)
+    state = build_state(info.tariff, info.balance, info.state, rules)
+    return MeterCredit(info.meter_id, info.gateway_id, info.command_key, info.account_id, state)
+
+
+def meters_paid_by(engine: Engine, account_id: str) -> list[str]:
+    """Meters whose charge ``account_id`` pays, wholly or in part."""
+    meters = Meter.__table__  # type: ignore[attr-defined]
+    sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
+    with read_tx(engine) as conn:
+        found = set(
+            conn.execute(select(meters.c.id).where(meters.c.customer_id == account_id)).scalars()
+        )
+        found |= set(
+            conn.execute(
+                select(sharing.c.meter_id).where(sharing.c.customer_id == account_id)
+            ).scalars()
+        )
+        for row in conn.execute(
+            select(meters.c.id, meters.c.split_rule).where(meters.c.split_rule.is_not(None))
+        ):
+            if account_id in ((row.split_rule or {}).get("accounts") or {}):
+                found.add(row.id)
+    return sorted(found)
+
+
+Publisher = Callable[[str, bytes], None]

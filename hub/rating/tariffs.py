@@ -1,0 +1,75 @@
+"""Which tariff version is in force at a moment, read from ``tariff_versions``.
+
+A version is in force from its ``valid_from`` until the next version's. A record older than a
+tariff's first version is rated with the first version (there is nothing earlier to apply).
+Parsed documents are cached by (tariff, version): a version, once written, never changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from hub.models import TariffVersion
+from protocol.messages import validate
+from protocol.tariff import Tariff
+
+_versions = TariffVersion.__table__  # type: ignore[attr-defined]
+_parsed: dict[tuple[str, int], Tariff] = {}
+_CACHE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class TariffHistory:
+    tariff_id: str
+    starts: tuple[datetime, ...]  # valid_from, ascending
+    tariffs: tuple[Tariff, ...]
+
+    def at(self, moment: datetime) -> Tariff:
+        """The version in force at ``moment``."""
+        index = bisect.bisect_right(self.starts, moment) - 1
+        return self.tariffs[max(index, 0)]
+
+
+def parse_document(tariff_id: str, version: int, document: str) -> Tariff:
+    key = (tariff_id, version)
+    tariff = _parsed.get(key)
+    if tariff is None:
+        tariff = validate_document(document, version)
+        if len(_parsed) >= _CACHE_MAX:
+            _parsed.clear()
+        _parsed[key] = tariff
+    return tariff
+
+
+def validate_document(document: str, version: int) -> Tariff:
+    data = json.loads(document)
+    data["version"] = version
+    return validate(data, Tariff)
+
+
+def load_histories(conn: Connection, tariff_ids: Iterable[str]) -> dict[str, TariffHistory]:
+    """Every version of each tariff in ``tariff_ids``; tariffs without a version are absent."""
+    ids = sorted(set(tariff_ids))
+    if not ids:
+        return {}
+    stmt = (
+        select(_versions.c.tariff_id, _versions.c.version, _versions.c.valid_from,
+               _versions.c.document)
+        .where(_versions.c.tariff_id.in_(ids))
+        .order_by(_versions.c.tariff_id, _versions.c.valid_from, _versions.c.version)
+    )  # fmt: skip
+    rows: dict[str, list[tuple[datetime, Tariff]]] = {}
+    for row in conn.execute(stmt):
+        tariff = parse_document(row.tariff_id, int(row.version), row.document)
+        rows.setdefault(row.tariff_id, []).append((row.valid_from, tariff))
+    return {
+        tid: TariffHistory(tid, tuple(s for s, _ in vs), tuple(t for _, t in vs))
+        for tid, vs in rows.items()
+    }

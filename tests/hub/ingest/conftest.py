@@ -1,0 +1,54 @@
+"""Fixtures for ingest tests: a migrated SQLite file, a seeded world, a running service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from hub.db import make_engine, migrate
+from hub.ingest import IngestService
+from hub.ingest.seed import World, seed_world
+from tests.conftest import Broker
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def world(sqlite_engine: Engine) -> World:
+    return seed_world(sqlite_engine, gateways=2, meters_per_gateway=2)
+
+
+@pytest.fixture
+def start_service(
+    mosquitto: Broker,
+) -> Iterator[Callable[..., IngestService]]:
+    """``start_service(engine, **options)``: a started IngestService, stopped after the test."""
+    started: list[IngestService] = []
+
+    def start(engine: Engine, **options: Any) -> IngestService:
+        options.setdefault("client_id", f"hub-{len(started)}")
+        options.setdefault("batch_wait_s", 0.02)
+        service = IngestService(engine, mosquitto.url, **options)
+        service.start()
+        started.append(service)
+        assert service.wait_connected(10)
+        return service
+
+    try:
+        yield start
+    finally:
+        for service in started:
+            service.stop()
