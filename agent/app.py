@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from agent.commands import credit_state
 from agent.errors import AgentError, CommandRejected, RelayError
 from agent.metering.intervals import Closed, MeterState, Point, Reset, step
 from agent.metering.store import MeteringStore
@@ -358,7 +359,8 @@ class Agent:
                 self._event("relay_fault", meter, f"switching {_onoff(on)} failed: {exc}")
             return False
         rt.point.relay_on = observed
-        rt.prev_relay = observed
+        # energy may have flowed between the last poll and the switch: compare from the next one
+        rt.prev_relay, rt.prev_wh = observed, None
         if observed != on:
             rt.tamper_relay = True
             self._event(
@@ -395,11 +397,9 @@ class Agent:
             self._event("reconnect", cmd.meter, cmd.reason, cause="command", command=cmd.id)
         elif cmd.action == "credit":
             try:
-                state = CreditState.model_validate(cmd.params)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                where = ".".join(str(p) for p in err["loc"]) or "params"
-                self._reject(payload, f"bad credit state: {where}: {err['msg']}", cmd.id)
+                state = credit_state(cmd)
+            except CommandRejected as exc:
+                self._reject(payload, exc.reason, cmd.id)
                 return
             self.credit.apply(cmd.meter, state)
             self._enforce(rt, now)

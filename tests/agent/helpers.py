@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
 from firmware_sim.control import field as control_field
 from protocol.messages import Event, EventMessage, UsageMessage, UsageRecord
-from protocol.signing import new_key
+from protocol.signing import new_key, signed
 from tests.support import stop, wait_for
 
 CONTROL = 0x9000
@@ -233,3 +235,46 @@ def energy_register_wh(client: ModbusTcpClient | ModbusSerialClient, unit: int) 
     assert not resp.isError(), resp
     hi, lo = resp.registers
     return ((hi << 16) | lo) * 10
+
+
+def command(
+    key: str,
+    meter: str,
+    action: str,
+    *,
+    expires_in_s: float = 300,
+    params: dict[str, Any] | None = None,
+    cid: str | None = None,
+) -> bytes:
+    """A hub command signed with ``key`` (HMAC over the canonical payload)."""
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {
+        "v": 1,
+        "id": cid or uuid.uuid4().hex,
+        "meter": meter,
+        "action": action,
+        "issued_at": (now - timedelta(seconds=1)).isoformat(),
+        "expires_at": (now + timedelta(seconds=expires_in_s)).isoformat(),
+        "reason": f"test {action}",
+        "params": params or {},
+    }
+    return json.dumps(signed(body, key)).encode()
+
+
+def publish(port: int, topic: str, payload: bytes) -> None:
+    """Publish one QoS 1 message and wait for the broker's PUBACK."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1).wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def relay_register(client: ModbusTcpClient | ModbusSerialClient, unit: int) -> int:
+    """The DDS238 relay register (0x001A): 1 on, 0 off."""
+    resp = client.read_holding_registers(0x001A, count=1, device_id=unit)
+    assert not resp.isError(), resp
+    return int(resp.registers[0])

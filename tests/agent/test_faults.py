@@ -1,0 +1,158 @@
+"""Simulator fault modes leave the agent running, counting errors, reading the other meters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.framer import FramerType
+
+from firmware_sim.control import FaultMode
+from firmware_sim.pty import socat_pair
+from tests.agent.helpers import (
+    Collector,
+    Proc,
+    agent_config,
+    meter_status,
+    meters,
+    read_status,
+    rtu_bus,
+    set_control,
+    start_agent,
+    start_sim,
+    tcp_bus,
+)
+from tests.conftest import Broker
+from tests.support import free_port, stop, wait_for
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for p in reversed(started):
+        stop(p.proc)
+
+
+def _wh(status: Path, meter: str) -> int:
+    return int(meter_status(status, meter).get("import_wh") or 0)
+
+
+def _counter(status: Path, meter: str, name: str) -> int:
+    return int(meter_status(status, meter).get("counters", {}).get(name, 0))
+
+
+def _healthy_meanwhile(status: Path, meters_: tuple[str, ...]) -> None:
+    """The given meters keep advancing with no error while another one fails."""
+    start = {m: _wh(status, m) for m in meters_}
+    wait_for(lambda: all(_wh(status, m) > start[m] for m in meters_), timeout=10)
+    for m in meters_:
+        st = meter_status(status, m)
+        assert st["state"] == "ok" and st["counters"]["errors"] == 0, st
+
+
+@pytest.mark.slow
+def test_tcp_faults_counted_others_keep_reading(
+    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+) -> None:
+    port = free_port()
+    procs.append(
+        start_sim(
+            [
+                "--tcp",
+                f"127.0.0.1:{port}",
+                "--speed",
+                "600",
+                "--meter",
+                "1:2000",
+                "--meter",
+                "2:2000",
+                "--meter",
+                "3:2000",
+            ],
+            tmp_path / "sim.log",
+        )
+    )
+    config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), meters([1, 2, 3]))
+    status = tmp_path / "status.json"
+    agent = start_agent(config, tmp_path / "agent.log")
+    procs.append(agent)
+    collector = Collector(mosquitto.port)
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    assert client.connect()
+    try:
+        wait_for(
+            lambda: all(meter_status(status, f"m{u}").get("state") == "ok" for u in (1, 2, 3)),
+            timeout=20,
+        )
+        checks = [
+            (FaultMode.NO_RESPONSE, 0, "timeouts"),
+            (FaultMode.EXCEPTION, 4, "exceptions"),
+            (FaultMode.BAD_CRC, 0, "exceptions"),  # a TCP gateway reports 0x0B for a bad CRC
+        ]
+        for mode, param, counter in checks:
+            before = meter_status(status, "m2")["counters"][counter]
+            set_control(client, 2, "fault_param", param)
+            set_control(client, 2, "fault_mode", int(mode))
+            wait_for(lambda: _counter(status, "m2", counter) >= before + 2, timeout=15)  # noqa: B023
+            assert meter_status(status, "m2")["state"] == "failing"
+            _healthy_meanwhile(status, ("m1", "m3"))
+            set_control(client, 2, "fault_mode", int(FaultMode.NONE))
+            wait_for(lambda: meter_status(status, "m2")["state"] == "ok", timeout=15)
+        assert agent.proc.poll() is None
+        assert read_status(status)["buses"]["bus0"]["alive"]  # type: ignore[index]
+        wait_for(lambda: len(collector.of("m1")) >= 3 and len(collector.of("m3")) >= 3)
+    finally:
+        client.close()
+        collector.close()
+    log = agent.text()
+    assert "Traceback" not in log
+    # logged once at ERROR per failing episode, then DEBUG until it answers again
+    assert log.count("ERROR agent.modbus.poller") == len(checks)
+    assert log.count("answers again") == len(checks)
+
+
+@pytest.mark.slow
+@pytest.mark.serial
+def test_rtu_crc_errors_counted_others_keep_reading(
+    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+) -> None:
+    with socat_pair() as pty:
+        procs.append(
+            start_sim(
+                [
+                    "--serial",
+                    pty.server,
+                    "--speed",
+                    "600",
+                    "--meter",
+                    "1:2000",
+                    "--meter",
+                    "2:2000",
+                    "--meter",
+                    "3:2000",
+                ],
+                tmp_path / "sim.log",
+            )
+        )
+        # the agent is the only master once it runs: set the fault first
+        client = ModbusSerialClient(pty.client, framer=FramerType.RTU, baudrate=9600, timeout=1)
+        assert client.connect()
+        try:
+            set_control(client, 2, "fault_mode", int(FaultMode.BAD_CRC))
+        finally:
+            client.close()
+        config = agent_config(tmp_path, mosquitto.port, rtu_bus(pty.client), meters([1, 2, 3]))
+        status = tmp_path / "status.json"
+        agent = start_agent(config, tmp_path / "agent.log")
+        procs.append(agent)
+        wait_for(
+            lambda: meter_status(status, "m2").get("counters", {}).get("errors", 0) >= 3, timeout=20
+        )
+        assert meter_status(status, "m2")["state"] == "failing"
+        _healthy_meanwhile(status, ("m1", "m3"))
+        assert agent.proc.poll() is None
+        stop(agent.proc)
+        assert "Traceback" not in agent.text()

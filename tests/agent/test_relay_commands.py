@@ -1,0 +1,134 @@
+"""Hub commands switch the relay only when valid; tamper is detected and reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pymodbus.client import ModbusTcpClient
+
+from protocol.signing import new_key
+from tests.agent.helpers import (
+    Collector,
+    Proc,
+    agent_config,
+    command,
+    meter_status,
+    meters,
+    publish,
+    relay_register,
+    set_control,
+    start_agent,
+    start_sim,
+    tcp_bus,
+)
+from tests.conftest import Broker
+from tests.support import free_port, stop, wait_for
+
+CMD = "smsa/v1/gw/gw-t/cmd"
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for p in reversed(started):
+        stop(p.proc)
+
+
+def _rejected(c: Collector, words: str) -> bool:
+    return any(words in e.reason for e in c.events_of("command_rejected"))
+
+
+@pytest.mark.slow
+def test_commands_and_tamper(tmp_path: Path, mosquitto: Broker, procs: list[Proc]) -> None:
+    port = free_port()
+    procs.append(
+        start_sim(
+            [
+                "--tcp",
+                f"127.0.0.1:{port}",
+                "--speed",
+                "600",
+                "--meter",
+                "1:2000",
+                "--meter",
+                "2:2000",
+            ],
+            tmp_path / "sim.log",
+        )
+    )
+    key = new_key()
+    config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), meters([1, 2]), key=key)
+    status = tmp_path / "status.json"
+    collector = Collector(mosquitto.port)
+    agent = start_agent(config, tmp_path / "agent.log")
+    procs.append(agent)
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    assert client.connect()
+    try:
+        wait_for(lambda: meter_status(status, "m1").get("relay") == "on", timeout=20)
+        wait_for(lambda: meter_status(status, "m1").get("import_wh", 0) > 0)
+
+        # bad signature, expired, unknown meter: refused, reported, no relay action
+        publish(mosquitto.port, CMD, command(new_key(), "m1", "disconnect"))
+        publish(mosquitto.port, CMD, command(key, "m1", "disconnect", expires_in_s=-5))
+        publish(mosquitto.port, CMD, command(key, "m9", "disconnect"))
+        publish(mosquitto.port, CMD, b"{not json")
+        wait_for(lambda: len(collector.events_of("command_rejected")) >= 4, timeout=15)
+        assert _rejected(collector, "bad signature")
+        assert _rejected(collector, "expired")
+        assert _rejected(collector, "not on this gateway")
+        assert relay_register(client, 1) == 1
+        assert not collector.events_of("disconnect")
+
+        # a valid disconnect: relay off, read back, acknowledged
+        valid = command(key, "m1", "disconnect")
+        publish(mosquitto.port, CMD, valid)
+        wait_for(lambda: collector.events_of("command_ack", "m1"), timeout=15)
+        ack = collector.events_of("command_ack", "m1")[0]
+        assert ack.data["action"] == "disconnect" and ack.data["ok"] is True
+        assert collector.events_of("disconnect", "m1")
+        assert relay_register(client, 1) == 0
+        wait_for(lambda: meter_status(status, "m1").get("relay") == "off")
+
+        # the same command again: replay, refused, reported
+        publish(mosquitto.port, CMD, valid)
+        wait_for(lambda: _rejected(collector, "replayed"), timeout=15)
+        assert len(collector.events_of("command_ack", "m1")) == 1
+
+        # the sim's tamper bypass: energy flows while the relay reads off
+        assert not collector.events_of("tamper")
+        set_control(client, 1, "tamper", 1)
+        wait_for(
+            lambda: any(
+                e.data.get("rule") == "energy_while_off"
+                for e in collector.events_of("tamper", "m1")
+            ),
+            timeout=15,
+        )
+        set_control(client, 1, "tamper", 0)
+
+        # someone closes the relay behind the agent's back: tamper, and switched off again
+        set_control(client, 1, "relay", 1)
+        wait_for(
+            lambda: any(
+                e.data.get("rule") == "relay_mismatch" for e in collector.events_of("tamper", "m1")
+            ),
+            timeout=15,
+        )
+        wait_for(lambda: relay_register(client, 1) == 0, timeout=10)
+
+        # reconnect
+        publish(mosquitto.port, CMD, command(key, "m1", "reconnect"))
+        wait_for(lambda: collector.events_of("reconnect", "m1"), timeout=15)
+        assert relay_register(client, 1) == 1
+        # m2 was never touched
+        assert relay_register(client, 2) == 1
+        assert not collector.events_of("tamper", "m2")
+    finally:
+        client.close()
+        collector.close()
+    assert agent.proc.poll() is None
+    assert "Traceback" not in agent.text()
