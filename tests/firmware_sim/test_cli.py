@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from firmware_sim.__main__ import main
 from tests.firmware_sim.conftest import StartSim
 
 
@@ -41,7 +42,26 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         ([], "one of the arguments"),
     ],
 )
-def test_bad_arguments_exit_non_zero_with_one_line(args: list[str], expect: str) -> None:
+def test_bad_arguments_exit_non_zero_with_one_line(
+    args: list[str], expect: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) != 0
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("smsa-meter-sim: error: ")
+    assert expect in lines[0]
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--tcp", "127.0.0.1:0", "--model", "nope"], "no such model"),
+        (["--serial", "/dev/no-such-tty"], "no such device"),
+    ],
+)
+def test_the_installed_command_reports_one_line(args: list[str], expect: str) -> None:
     result = _run(*args)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()

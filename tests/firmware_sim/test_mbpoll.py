@@ -7,10 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from hardware.regmap import available_models, load_model
+from hardware.regmap import load_model
 from tests.firmware_sim import mbpoll
 from tests.firmware_sim.conftest import StartSim
 from tests.firmware_sim.helpers import check_values
+from tests.firmware_sim.test_wire import BUS, BUS_ARGS
 from tests.support import wait_for
 
 pytestmark = [
@@ -31,26 +32,26 @@ def _start(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize("model_name", available_models())
 def test_mbpoll_reads_every_register(
-    model_name: str, transport: str, sim_tcp: StartSim, request: pytest.FixtureRequest
+    transport: str, sim_tcp: StartSim, request: pytest.FixtureRequest
 ) -> None:
-    model = load_model(model_name)
-    target = _start(
-        transport, sim_tcp, request, "--model", model_name, "--meter", "5:2300", "--speed", "0"
-    )
-    if model.kind == "meter":
-        # Control block: 0x9006 reset = 1 with 0x9007-0x9008 = 123456 Wh (function 16).
-        result = mbpoll.run(target, 5, "-r", str(0x9006), "-t", "4", values=(1, 1, 57920))
-        assert result.returncode == 0, result.stdout + result.stderr
-    values = {reg.name: mbpoll.read_register(target, model, reg, 5) for reg in model.registers}
-    if model.kind == "relay":
-        assert set(values.values()) == {Decimal(1)}
-        return
-    check_values(model_name, values, 2300, model.phases)
-    energy = model.register("import_energy")
-    wh = values["import_energy"] * (1000 if energy.unit == "kWh" else 1)
-    assert Decimal(START_WH - 10) < wh <= Decimal(START_WH) + Decimal("0.01"), wh
+    target = _start(transport, sim_tcp, request, *BUS_ARGS, "--speed", "0")
+    for unit, (name, load) in BUS.items():
+        model = load_model(name)
+        if model.kind == "meter":
+            # Control block: 0x9006 reset = 1 with 0x9007-0x9008 = 123456 Wh (function 16).
+            result = mbpoll.run(target, unit, "-r", str(0x9006), "-t", "4", values=(1, 1, 57920))
+            assert result.returncode == 0, result.stdout + result.stderr
+        values = {
+            reg.name: mbpoll.read_register(target, model, reg, unit) for reg in model.registers
+        }
+        if model.kind == "relay":
+            assert set(values.values()) == {Decimal(1)}
+            continue
+        check_values(name, values, load, model.phases)
+        energy = model.register("import_energy")
+        wh = values["import_energy"] * (1000 if energy.unit == "kWh" else 1)
+        assert Decimal(START_WH - 10) < wh <= Decimal(START_WH) + Decimal("0.01"), wh
 
 
 def _u64(target: mbpoll.Target, address: int) -> int:

@@ -1,5 +1,7 @@
 """A plain pymodbus client reads every register of every shipped model, over Modbus TCP and
-over RTU on a socat pty pair, and gets values consistent with the simulated load."""
+over RTU on a socat pty pair, and gets values consistent with the simulated load.
+
+One mixed bus carries every model (one unit each), as a real RS-485 line may."""
 
 from decimal import Decimal
 
@@ -16,18 +18,20 @@ from tests.firmware_sim.helpers import (
     read_value,
     rtu_client,
     sim_energy,
-    sim_seconds,
     tcp_client,
 )
 from tests.support import wait_for
 
-LOADS = {1: 1000, 2: 2300}
 START_WH = 123_456
+TRANSPORTS = ["tcp", pytest.param("rtu", marks=pytest.mark.serial)]
+# unit -> (model, load W): every shipped model on one bus.
+BUS = {unit: (name, 1000 + 700 * unit) for unit, name in enumerate(available_models(), start=1)}
+BUS_ARGS = [
+    arg for unit, (name, load) in BUS.items() for arg in ("--meter", f"{unit}:{load}@{name}")
+]
 
 
-def _client(
-    transport: str, sim_tcp: StartSim, request: pytest.FixtureRequest, *args: str
-) -> Client:
+def start(transport: str, sim_tcp: StartSim, request: pytest.FixtureRequest, *args: str) -> Client:
     if transport == "tcp":
         sim = sim_tcp(*args)
         assert sim.port is not None
@@ -38,60 +42,64 @@ def _client(
     return rtu_client(sim.device)
 
 
-def _close(client: Client) -> None:
-    client.close()
+def test_the_bus_has_every_shipped_model() -> None:
+    assert {"dds238-2-zn-sr", "sdm120", "sdm630", "modbus-relay-module"} <= {
+        name for name, _ in BUS.values()
+    }
 
 
-@pytest.mark.parametrize("transport", ["tcp", pytest.param("rtu", marks=pytest.mark.serial)])
-@pytest.mark.parametrize("model_name", available_models())
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_every_register_of_every_model(
-    model_name: str, transport: str, sim_tcp: StartSim, request: pytest.FixtureRequest
+    transport: str, sim_tcp: StartSim, request: pytest.FixtureRequest
 ) -> None:
-    model = load_model(model_name)
-    meters = [arg for unit, load in LOADS.items() for arg in ("--meter", f"{unit}:{load}")]
-    client = _client(transport, sim_tcp, request, "--model", model_name, *meters, "--speed", "0")
+    client = start(transport, sim_tcp, request, *BUS_ARGS, "--speed", "0")
     try:
-        for unit, load in LOADS.items():
+        for unit, (name, load) in BUS.items():
+            model = load_model(name)
             if model.kind == "relay":
                 values = read_all(client, model, unit)
                 assert set(values.values()) == {Decimal(1)}, values  # every channel closed
                 continue
-            # Paused clock: set a known energy (meter replaced at 123.456 kWh), then check
-            # every register exactly against it.
+            # Paused clock: the meter was replaced at 123.456 kWh; every register is then
+            # checked exactly against it and the load.
             words = [1, START_WH >> 16, START_WH & 0xFFFF]
             assert not client.write_registers(CONTROL + 6, words, device_id=unit).isError()
             values = read_all(client, model, unit)
-            check_values(model_name, values, load, model.phases)
+            check_values(name, values, load, model.phases)
             energy = model.register("import_energy")
             step = Decimal(1) if energy.type.startswith("float") else energy.scale * 1000
-            wh = values["import_energy"] * 1000 if energy.unit == "kWh" else values["import_energy"]
+            wh = values["import_energy"] * (1000 if energy.unit == "kWh" else 1)
             assert Decimal(START_WH) - step < wh <= Decimal(START_WH) + Decimal("0.01")
             assert energy_wh(client, unit) == START_WH
     finally:
-        _close(client)
+        client.close()
 
 
-@pytest.mark.parametrize("transport", ["tcp", pytest.param("rtu", marks=pytest.mark.serial)])
-@pytest.mark.parametrize("model_name", ["dds238-2-zn-sr", "sdm120", "sdm630"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_energy_advances_as_load_times_simulated_time(
-    model_name: str, transport: str, sim_tcp: StartSim, request: pytest.FixtureRequest
+    transport: str, sim_tcp: StartSim, request: pytest.FixtureRequest
 ) -> None:
-    model = load_model(model_name)
-    energy = model.register("import_energy")
-    client = _client(
-        transport, sim_tcp, request, "--model", model_name, "--meter", "1:1800", "--speed", "3600"
-    )
+    meters = {unit: item for unit, item in BUS.items() if load_model(item[0]).kind == "meter"}
+    client = start(transport, sim_tcp, request, *BUS_ARGS, "--speed", "3600")
     try:
-        t0, e0 = sim_energy(client, 1)
-        r0 = read_value(client, model, energy, 1)
-        wait_for(lambda: sim_seconds(client, 1) >= t0 + 1800, timeout=5)
-        t1, e1 = sim_energy(client, 1)
-        r1 = read_value(client, model, energy, 1)
-        # Exact energy against simulated seconds (both from one read, whole-second rounding).
-        assert abs((e1 - e0) - 1800 * (t1 - t0) / 3600) <= 2, (e0, e1, t0, t1)
-        # The model's own register moved by the same amount, within its resolution and the
-        # few milliseconds (at 3600x: about 0.5 Wh each) between the reads.
-        moved = (r1 - r0) * 1000
-        assert abs(float(moved) - (e1 - e0)) <= 30, (r0, r1, e0, e1)
+        # The model's register, then the exact energy, per unit: equal skew before and after.
+        before = {unit: _sample(client, name, unit) for unit, (name, _) in meters.items()}
+        wait_for(lambda: sim_energy(client, 1)[0] >= before[1][1] + 1800, timeout=5)
+        for unit, (name, load) in meters.items():
+            r0, t0, e0 = before[unit]
+            r1, t1, e1 = _sample(client, name, unit)
+            # Exact energy against simulated seconds, both from one read (whole seconds).
+            assert abs((e1 - e0) - load * (t1 - t0) / 3600) <= load / 3600 + 1, (name, e0, e1)
+            # The model's own register moved by the same amount, within its resolution and
+            # the milliseconds between reads (at 3600x a few Wh each).
+            moved = float((r1 - r0) * 1000)
+            assert abs(moved - (e1 - e0)) <= 40, (name, r0, r1, e0, e1)
     finally:
-        _close(client)
+        client.close()
+
+
+def _sample(client: Client, name: str, unit: int) -> tuple[Decimal, int, int]:
+    """(the model's import register in kWh, simulated seconds, exact Wh)."""
+    model = load_model(name)
+    register = read_value(client, model, model.register("import_energy"), unit)
+    return (register, *sim_energy(client, unit))
