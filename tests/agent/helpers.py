@@ -171,19 +171,28 @@ class Collector:
     events: list[Event] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    persistent: bool = False
+
     def __post_init__(self) -> None:
+        # persistent: a QoS 1 session the broker keeps (and persists) while we are away
         self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"t-{id(self)}"
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"t-{id(self)}",
+            clean_session=not self.persistent,
         )
         self.client.on_message = self._on_message
         self._subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_connect = lambda *a: self._subscribe()
+        self.client.reconnect_delay_set(1, 1)
         self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        wait_for(self._subscribed.is_set, timeout=10)
+
+    def _subscribe(self) -> None:
         self.client.subscribe(
             [(f"smsa/v1/gw/{self.gateway}/usage", 1), (f"smsa/v1/gw/{self.gateway}/events", 1)]
         )
-        self.client.loop_start()
-        wait_for(self._subscribed.is_set, timeout=10)
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
