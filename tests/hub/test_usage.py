@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from sqlalchemy import Engine, select
@@ -10,8 +11,10 @@ from sqlalchemy import Engine, select
 from hub import ledger
 from hub.db import read_tx, run_tx
 from hub.ledger import UsagePosting
-from hub.ledger._sql import meters
+from hub.ledger._sql import entries, meters
 from tests.hub.world import World, failed, fund, make_world, snapshot
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def usage(w: World, meter: int, seq: int, span: tuple[int, int], cost: int) -> UsagePosting:
@@ -23,7 +26,8 @@ def usage(w: World, meter: int, seq: int, span: tuple[int, int], cost: int) -> U
         (p, s) for p, s in zip(w.providers, shares, strict=True) if s
     ]
     return UsagePosting(w.meters[meter], seq, *span, lines if cost else [], "USD",
-                        carry=f"carry-{seq}")  # fmt: skip
+                        carry=f"carry-{seq}", metadata={"agent_shares": [cost], "tariff": "t1/3"},
+                        interval_end=T0 + timedelta(minutes=seq))  # fmt: skip
 
 
 def test_batch_posts_and_replay_posts_nothing(engine: Engine) -> None:
@@ -44,6 +48,11 @@ def test_batch_posts_and_replay_posts_nothing(engine: Engine) -> None:
         assert (row.last_seq, row.import_wh) == (50, 5100)
         assert ledger.get_carry(conn, w.meters[0]) == "carry-50"
         report = ledger.check_invariants(conn)
+        entry = conn.execute(select(entries).where(entries.c.id == result.posted[-1][2])).one()
+    assert (entry.metadata, entry.effective_at) == (
+        {"agent_shares": [0], "tariff": "t1/3"},
+        T0 + timedelta(minutes=10),
+    )
     assert report["ok"], failed(report)
     assert report["checks"]["energy"]["detail"]["posted_wh"] >= 5000 + 100
 
