@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_ready_watchdog_and_status_command(
     wait_for(lambda: "READY=1" in _received(notify_socket, got), timeout=20)
     wait_for(lambda: "WATCHDOG=1" in _received(notify_socket, got), timeout=20)
 
-    def status() -> dict[str, object] | None:
+    def status() -> dict[str, Any] | None:
         out = subprocess.run(
             [sys.executable, "-m", "agent", "--config", str(config), "status"],
             capture_output=True,
@@ -95,7 +96,7 @@ def test_ready_watchdog_and_status_command(
         return data if ok and m3["counters"]["errors"] >= 1 else None
 
     data = wait_for(status, timeout=20)
-    assert data["outbox_depth"] >= 0 and data["buses"]["bus0"]["alive"]  # type: ignore[index]
+    assert data["outbox_depth"] >= 0 and data["buses"]["bus0"]["alive"]
     stop(proc)
     assert proc.returncode == 0
     assert "STOPPING=1" in _received(notify_socket, got)
