@@ -96,6 +96,7 @@ def test_ready_watchdog_and_status_command(
         return data if ok and m3["counters"]["errors"] >= 1 else None
 
     data = wait_for(status, timeout=20)
+    assert data is not None
     assert data["outbox_depth"] >= 0 and data["buses"]["bus0"]["alive"]
     stop(proc)
     assert proc.returncode == 0
