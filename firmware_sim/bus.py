@@ -91,19 +91,16 @@ class Bus:
         return Fault(device.fault_mode, device.fault_param)
 
     def _sync_supply(self) -> None:
-        """A meter has supply when its own relay and every relay-module channel feeding it
-        are closed."""
-        now = self.clock.now_ns()
+        """A meter is fed when every relay-module channel feeding it is closed."""
         for device in self.devices.values():
-            if device.meter is None:
-                continue
-            on = device.relay_on and all(
-                self.devices[p.module_unit].channel(p.channel)
-                for p in self.pairings
-                if p.meter_unit == device.unit
-            )
-            if on != device.meter.supply_on:
-                device.meter.set_supply(on, now)
+            if device.meter is not None:
+                device.set_feed(
+                    all(
+                        self.devices[p.module_unit].channel(p.channel)
+                        for p in self.pairings
+                        if p.meter_unit == device.unit
+                    )
+                )
 
 
 def build_bus(

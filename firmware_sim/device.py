@@ -57,6 +57,7 @@ class Device:
         self.clock = clock
         self.meter = meter
         self.relay_on = True  # the device's own relay (a virtual breaker if it has none)
+        self.feed_on = True  # the supply upstream (relay-module channels), set by the bus
         self.fault_mode = FaultMode.NONE
         self.fault_param = 0
         self.reset_value_wh = 0
@@ -85,11 +86,11 @@ class Device:
                 return ILLEGAL_ADDRESS
             start = address - control.CONTROL_BASE
             return self.control_words()[start : start + count]
+        if count > self.model.max_registers_per_request:
+            return ILLEGAL_VALUE  # the device's own limit, checked first as Modbus orders it
         block = self.blocks.get(function)
         if block is None or address < block.first or address + count > block.end:
             return ILLEGAL_ADDRESS
-        if count > self.model.max_registers_per_request:
-            return ILLEGAL_VALUE
         if function in _BITS:
             return [self.bits.get(a, False) for a in range(address, address + count)]
         return self._words(block, address, count)
@@ -201,12 +202,24 @@ class Device:
 
     # ---------------------------------------------------------------- control
     def set_relay(self, on: bool) -> None:
-        """Switch the device's own relay (the bus then updates the supply)."""
+        """Switch the device's own relay."""
         self.relay_on = on
         if self.model.relay:
             reg = self.model.register(self.model.relay.register_name)
             if reg.function == "coil":
                 self.bits[reg.address] = on
+        self._sync_supply()
+
+    def set_feed(self, on: bool) -> None:
+        """Switch the supply upstream of the meter (a relay-module channel)."""
+        self.feed_on = on
+        self._sync_supply()
+
+    def _sync_supply(self) -> None:
+        """The meter has supply when its own relay and the feed upstream are both closed."""
+        on = self.relay_on and self.feed_on
+        if self.meter is not None and on != self.meter.supply_on:
+            self.meter.set_supply(on, self.clock.now_ns())
 
     def channel(self, address: int) -> bool:
         """A relay module's coil state (True: closed, supply on)."""
