@@ -78,8 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"smsa-hub: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    if args.command != "serve":  # one-shot commands: stderr carries only what went wrong
+        level = max(level, logging.WARNING)
     logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -107,7 +110,7 @@ def create_key(settings: HubSettings, role: str, account: str | None) -> int:
         key_id, key = run_tx(engine, lambda s: keys.create_key(s, role, account))
     finally:
         engine.dispose()
-    log.info("created %s key id %d", role, key_id)
+    log.info("created %s key id %d", role, key_id)  # stdout carries the key and nothing else
     print(key)
     return 0
 

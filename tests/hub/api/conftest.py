@@ -1,10 +1,13 @@
-"""API test fixtures: a real migrated SQLite file, the app in-process (TestClient) or under a
-real uvicorn on a free port, keys for every role, and a small world of parties and meters."""
+"""API test fixtures: a real migrated SQLite file, the app under a real uvicorn on a free port
+(in a thread), keys for every role, and a small world of parties and meters."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +26,23 @@ from tests.support import free_port, wait_for
 PAYMENT_SECRET = "test-payment-secret"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; tests copy it (saves the migration)."""
+    path = tmp_path_factory.mktemp("template") / "hub.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    with closing(sqlite3.connect(path)) as conn:  # fold the WAL into the file before copies
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
 @pytest.fixture
-def api_settings(tmp_path: Path) -> HubSettings:
+def api_settings(tmp_path: Path, migrated_sqlite: Path) -> HubSettings:
+    shutil.copyfile(migrated_sqlite, tmp_path / "hub.db")
     return HubSettings(
         db=f"sqlite:///{tmp_path / 'hub.db'}",
         mqtt="",
@@ -142,3 +160,50 @@ def client(live_server: LiveServer) -> Iterator[httpx.Client]:
     """An HTTP client of the live server (base URL set, no key)."""
     with httpx.Client(base_url=live_server.url, timeout=10) as http:
         yield http
+
+
+@dataclass
+class Shared:
+    """One server, database and world for a whole module: for tests that only compare the
+    ledger before and after, and create unique ids."""
+
+    client: httpx.Client
+    keys: Keys
+    engine: Engine
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[Shared]:
+    path = tmp_path_factory.mktemp("shared") / "hub.db"
+    shutil.copyfile(migrated_sqlite, path)
+    settings = HubSettings(
+        db=f"sqlite:///{path}",
+        mqtt="",
+        max_topup="500.00",
+        payment_secrets={"mpesa": PAYMENT_SECRET},
+        sse_poll_s=0.05,
+        scheduler=False,
+    )
+    engine = make_engine(settings.db)
+    app = create_app(settings, engine)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, name="uvicorn-shared", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=10)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            admin = new_key(engine, "admin")
+            build_world(http, admin)
+            keys = Keys(
+                admin=admin,
+                operator=new_key(engine, "operator"),
+                customer=new_key(engine, "customer", "c1"),
+                other=new_key(engine, "customer", "c2"),
+            )
+            yield Shared(http, keys, engine)
+    finally:
+        app.state.hub.stopping.set()
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()

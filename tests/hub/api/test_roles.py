@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from hub.db import run_tx
 from hub.keys import revoke_key
-from tests.hub.api.conftest import Keys
+from tests.hub.api.conftest import Keys, Shared
 from tests.hub.api.helpers import ledger_state
 
 ROLES = ("admin", "operator", "customer", "other")
@@ -84,7 +84,8 @@ def send(client: httpx.Client, call: Call, headers: dict[str, str]) -> httpx.Res
 
 
 @pytest.mark.parametrize("call", CALLS, ids=lambda c: f"{c.method} {c.path.split('?')[0]}")
-def test_every_role(client: httpx.Client, keys: Keys, call: Call) -> None:
+def test_every_role(shared: Shared, call: Call) -> None:
+    client, keys = shared.client, shared.keys
     for role in ROLES:
         r = send(client, call, keys.h(role))
         if role in call.allowed:
@@ -99,7 +100,8 @@ def test_every_role(client: httpx.Client, keys: Keys, call: Call) -> None:
     assert send(client, call, {"Authorization": "Basic abc"}).status_code == 401
 
 
-def test_event_stream_roles(client: httpx.Client, keys: Keys) -> None:
+def test_event_stream_roles(shared: Shared) -> None:
+    client, keys = shared.client, shared.keys
     for role in ROLES:
         with client.stream("GET", "/api/v1/events/stream", headers=keys.h(role)) as r:
             assert r.status_code == (200 if role in STAFF else 403), role
@@ -109,9 +111,8 @@ def test_event_stream_roles(client: httpx.Client, keys: Keys) -> None:
         assert r.status_code == 401
 
 
-def test_customer_cannot_touch_another_account(
-    client: httpx.Client, keys: Keys, api_engine: Engine
-) -> None:
+def test_customer_cannot_touch_another_account(shared: Shared) -> None:
+    client, keys, api_engine = shared.client, shared.keys, shared.engine
     before = ledger_state(api_engine)
     h = {**keys.h("customer"), "Idempotency-Key": "x1"}
     r = client.post("/api/v1/accounts/c2/topups", json={"amount": "5", "reference": "x"}, headers=h)
@@ -124,7 +125,8 @@ def test_customer_cannot_touch_another_account(
     assert ledger_state(api_engine) == before
 
 
-def test_unknown_ids_are_404(client: httpx.Client, keys: Keys) -> None:
+def test_unknown_ids_are_404(shared: Shared) -> None:
+    client, keys = shared.client, shared.keys
     h = keys.h("admin")
     for path in ("accounts/nope", "accounts/nope/entries", "meters/nope", "providers/nope",
                  "tariffs/nope", "customers/nope", "gateways/nope"):  # fmt: skip

@@ -1,0 +1,96 @@
+"""The smsa-hub command line: create-key prints only a key that works, revoke-key, bad args."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.__main__ import main
+from hub.settings import HubSettings
+from tests.hub.api.conftest import LiveServer
+
+EXE = Path(sys.executable).with_name("smsa-hub")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "hub"]
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*cmd, *args], capture_output=True, text=True, timeout=60, env=full_env, check=False
+    )
+
+
+def test_create_key_prints_only_a_working_key(
+    live_server: LiveServer, api_settings: HubSettings
+) -> None:
+    done = run("create-key", "--role", "operator", "--db", api_settings.db)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"smsa_[A-Za-z0-9_\-]{43}\n", done.stdout), repr(done.stdout)
+    key = done.stdout.strip()
+    with httpx.Client(base_url=live_server.url) as http:
+        h = {"Authorization": f"Bearer {key}"}
+        assert http.get("/api/v1/meters", headers=h).status_code == 200
+        assert (
+            http.post("/api/v1/accounts", json={"id": "x", "name": "x"}, headers=h).status_code
+            == 403
+        )
+        # revoke-key by the key itself: refused from then on.
+        revoked = run("revoke-key", key, env={"SMSA_HUB_DB": api_settings.db})
+        assert revoked.returncode == 0, revoked.stderr
+        assert http.get("/api/v1/meters", headers=h).status_code == 401
+
+
+def main_exit(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``hub.__main__.main`` in-process (a subprocess costs ~2 s of imports): code, out, err."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_customer_key_needs_an_existing_account(
+    api_settings: HubSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = main_exit(capsys, "create-key", "--role", "customer", "--db", api_settings.db)
+    assert code != 0
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    code, out, err = main_exit(
+        capsys, "create-key", "--role", "customer", "--account", "nope", "--db", api_settings.db
+    )
+    assert code != 0
+    assert "nope" in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_arguments_give_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    cases = [
+        ("create-key", "--role", "root", "--db", db),
+        ("create-key", "--db", db),
+        ("serve", "--http", "nonsense", "--db", db),
+        ("serve", "--currency", "dollars", "--db", db),
+        ("serve", "--db", "mysql://x"),
+        ("serve", "--mqtt", "http://x", "--db", db),
+        ("revoke-key", "12345", "--db", db),
+        ("frobnicate",),
+        (),
+    ]
+    for args in cases:
+        code, out, err = main_exit(capsys, *args)
+        assert code != 0, args
+        assert out == ""
+        assert len(err.strip().splitlines()) == 1, (args, err)
+    # And once as a real process: no traceback, one line, non-zero.
+    done = run("serve", "--http", "nohost")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "http" in done.stderr
