@@ -14,26 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from hub.errors import LedgerError
-from hub.ledger._sql import (
-    Executor,
-    accounts,
-    allocate_ids,
-    bulk_insert,
-    conn_of,
-    entries,
-    lines,
-    meters,
-    posted,
-)
+from hub.ledger._sql import Executor, accounts, conn_of, entries, lines, meters, posted
+from hub.ledger.bulk import allocate_ids, bulk_insert, find_posted
 from hub.ledger.lines import Line, check_lines, merge_deltas
 from hub.ledger.meters import record_progress
 from hub.ledger.posting import apply_deltas
 from hub.models import EntryKind, utcnow
-
-CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -70,7 +59,8 @@ class BatchResult:
     accounts: dict[str, AccountState] = field(default_factory=dict)  # touched, after the batch
 
 
-def _problem(p: UsagePosting) -> str | None:
+def _problem(p: UsagePosting) -> str | dict[str, int]:
+    """Why the record cannot be posted, or its net change per account."""
     if type(p.seq) is not int or p.seq < 0:
         return "seq must be a non-negative integer"
     if type(p.import_start) is not int or type(p.import_end) is not int or p.import_start < 0:
@@ -78,10 +68,9 @@ def _problem(p: UsagePosting) -> str | None:
     if p.import_end < p.import_start:
         return "register went backwards (an event, not a charge)"
     try:
-        check_lines(p.lines, allow_empty=True)
+        return check_lines(p.lines, allow_empty=True)
     except LedgerError as exc:
         return exc.message
-    return None
 
 
 def post_usage_batch(db: Executor, postings: Sequence[UsagePosting]) -> BatchResult:
@@ -89,14 +78,16 @@ def post_usage_batch(db: Executor, postings: Sequence[UsagePosting]) -> BatchRes
     result = BatchResult()
     conn = conn_of(db)
     fresh: dict[tuple[str, int], UsagePosting] = {}
+    deltas: dict[tuple[str, int], dict[str, int]] = {}
     for p in postings:
-        reason = _problem(p)
-        if reason is not None:
-            result.rejected.append((p, reason))
+        checked = _problem(p)
+        if isinstance(checked, str):
+            result.rejected.append((p, checked))
         elif (p.meter_id, p.seq) in fresh:
             result.duplicates.append((p.meter_id, p.seq))
         else:
             fresh[(p.meter_id, p.seq)] = p
+            deltas[(p.meter_id, p.seq)] = checked
     meter_ids = sorted({m for m, _ in fresh})
     known = set(
         conn.execute(
@@ -104,14 +95,9 @@ def post_usage_batch(db: Executor, postings: Sequence[UsagePosting]) -> BatchRes
             .with_for_update()
         ).scalars()
     )  # fmt: skip
-    keys = list(fresh)
-    for i in range(0, len(keys), CHUNK):
-        stmt = select(posted.c.meter_id, posted.c.seq).where(
-            tuple_(posted.c.meter_id, posted.c.seq).in_(keys[i : i + CHUNK])
-        )
-        for row in conn.execute(stmt):
-            fresh.pop((row.meter_id, row.seq))
-            result.duplicates.append((row.meter_id, row.seq))
+    for key in sorted(find_posted(conn, list(fresh))):
+        fresh.pop(key)
+        result.duplicates.append(key)
     account_ids = sorted({a for p in fresh.values() for a, _ in p.lines})
     stmt_acc = select(accounts.c.id, accounts.c.currency).where(accounts.c.id.in_(account_ids))
     currency_of: dict[str, str] = {r.id: r.currency for r in conn.execute(stmt_acc)}
@@ -123,7 +109,7 @@ def post_usage_batch(db: Executor, postings: Sequence[UsagePosting]) -> BatchRes
         else:
             result.rejected.append((p, reason))
     if todo:
-        _write(conn, todo, result)
+        _write(conn, todo, merge_deltas(deltas[(p.meter_id, p.seq)] for p in todo), result)
     return result
 
 
@@ -138,7 +124,9 @@ def _account_problem(p: UsagePosting, known: set[str], currency_of: dict[str, st
     return None
 
 
-def _write(conn: Any, todo: list[UsagePosting], result: BatchResult) -> None:
+def _write(
+    conn: Any, todo: list[UsagePosting], deltas: dict[str, int], result: BatchResult
+) -> None:
     now = utcnow()
     ids = allocate_ids(conn, entries, len(todo))
     rows = [{"id": eid, "kind": EntryKind.USAGE.value, "currency": p.currency, "created_at": now,
@@ -156,7 +144,6 @@ def _write(conn: Any, todo: list[UsagePosting], result: BatchResult) -> None:
          "interval_end": p.interval_end}
         for eid, p in zip(ids, todo, strict=True)
     ])  # fmt: skip
-    deltas = merge_deltas(check_lines(p.lines, allow_empty=True) for p in todo)
     apply_deltas(conn, deltas)
     record_progress(conn, todo)
     result.posted.extend((p.meter_id, p.seq, eid) for eid, p in zip(ids, todo, strict=True))
