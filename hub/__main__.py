@@ -4,7 +4,6 @@ mqtt-passwd. Bad arguments print one line on stderr and exit 2; a refused action
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import threading
@@ -20,6 +19,7 @@ from hub import keys
 from hub.app import create_app
 from hub.db import make_engine, migrate, run_tx, session_scope
 from hub.errors import HubError
+from hub.ingest import IngestService
 from hub.models import Gateway
 from hub.settings import HubSettings
 
@@ -164,9 +164,9 @@ def _ingest(settings: HubSettings, engine: Any) -> Any | None:
     if not settings.mqtt:
         log.warning("no MQTT URL: ingest and commands are off")
         return None
-    # Imported when needed: the API-only commands do not load the MQTT stack.
-    service = importlib.import_module("hub.ingest").IngestService
-    return service(engine, settings.mqtt)
+    return IngestService(
+        engine, settings.mqtt, currency=settings.currency, command_ttl_s=settings.command_ttl_s
+    )
 
 
 class _Server(uvicorn.Server):

@@ -1,8 +1,9 @@
-"""Operator disconnect / reconnect: audited as an event, then sent to the gateway signed.
+"""Operator disconnect / reconnect: sent to the gateway signed, and audited as an event.
 
 The audit event has the action as its kind (``disconnect`` / ``reconnect``), the operator's
-reason, and ``data`` = {by: "operator", key_id, command_id, status}. Without MQTT the command
-is recorded with status ``pending`` and nothing is sent.
+reason, and ``data`` = {by: "operator", key_id, command_id, status}. With MQTT (``serve``) the
+command goes out through the ingest service's client (status ``sent``; paho queues it while
+the broker is away); without MQTT it is only recorded, with status ``pending``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlmodel import Session
 
 from hub.api.context import HubContext
 from hub.api.schemas import CommandOut
-from hub.db import run_tx
+from hub.db import run_tx, session_scope
 from hub.errors import NotFoundError
 from hub.events import record_event
 from hub.keys import Principal
@@ -26,15 +27,20 @@ log = logging.getLogger(__name__)
 def operator_command(
     ctx: HubContext, who: Principal, meter_id: str, action: str, reason: str
 ) -> CommandOut:
-    command_id = f"op-{uuid.uuid4().hex}"
-    status = "pending" if ctx.ingest is None else "sent"
-
-    def work(session: Session) -> None:
+    with session_scope(ctx.engine, write=False) as session:
         if session.get(Meter, meter_id) is None:
             raise NotFoundError("meter", meter_id)
+    if ctx.ingest is None:
+        command_id, status = f"pending-{uuid.uuid4().hex}", "pending"
+    else:
+        command_id = ctx.ingest.send_command(meter_id, action, reason=f"operator: {reason}")
+        status = "sent"
+
+    def audit(session: Session) -> None:
         data = {"by": "operator", "key_id": who.key_id, "command_id": command_id, "status": status}
         record_event(session, action, meter_id=meter_id, reason=reason, data=data)
 
-    run_tx(ctx.engine, work)
+    run_tx(ctx.engine, audit)
     ctx.metrics.inc(f"operator_{action}s")
+    log.info("operator key %d: %s %s (%s): %s", who.key_id, action, meter_id, status, reason)
     return CommandOut(command_id=command_id, meter=meter_id, action=action, status=status)
