@@ -1,0 +1,458 @@
+"""Deployment files: the systemd units parse, and the shipped broker config enforces the ACL.
+
+The broker tests run a real Mosquitto on a config derived from hardware/mosquitto/smsa.conf:
+only the listener addresses and the file paths are rewritten, every other option (no
+anonymous access, persistence, the QoS 1 queue policy) is taken as shipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from tests.support import free_port, port_open, stop, wait_for
+
+HARDWARE = Path(__file__).resolve().parents[2] / "hardware"
+UNITS = HARDWARE / "systemd"
+BROKER_CONF = HARDWARE / "mosquitto" / "smsa.conf"
+BROKER_ACL = HARDWARE / "mosquitto" / "acl"
+
+PASSWORDS = {"gw-1": "pw-gw-1", "gw-2": "pw-gw-2", "smsa-hub": "pw-hub"}
+PLAIN_PORT, TLS_PORT = "1883", "8883"  # the shipped listeners
+
+
+# --- systemd units ----------------------------------------------------------------------
+
+
+def unit_entries(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Sections of a unit file as ordered (key, value) lists; repeated keys are kept."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+            continue
+        assert current is not None, f"{path.name}: {line!r} outside a section"
+        key, sep, value = line.partition("=")
+        assert sep, f"{path.name}: {line!r} is not key=value"
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def one(entries: list[tuple[str, str]], key: str) -> str:
+    values = [value for name, value in entries if name == key]
+    assert len(values) == 1, f"{key}: expected one value, got {values}"
+    return values[0]
+
+
+def every(entries: list[tuple[str, str]], key: str) -> list[str]:
+    return [value for name, value in entries if name == key]
+
+
+def test_agent_unit_runs_the_agent_under_a_watchdog() -> None:
+    unit = unit_entries(UNITS / "smsa-agent.service")
+    service = unit["Service"]
+    assert one(service, "Type") == "notify"
+    assert one(service, "NotifyAccess") == "main"
+    assert one(service, "WatchdogSec") == "30"
+    assert one(service, "Restart") == "always"
+    assert one(service, "RestartSec") == "5"
+    assert one(service, "User") == "smsa"
+    assert "dialout" in one(service, "SupplementaryGroups").split()
+    assert one(service, "ExecStart") == (
+        "/opt/smsa/.venv/bin/smsa-agent --config /etc/smsa/agent.toml"
+    )
+    assert one(service, "StateDirectory") == "smsa"
+    assert one(service, "ProtectSystem") == "strict"
+    assert "/var/lib/smsa" in one(service, "ReadWritePaths").split()
+    assert one(service, "NoNewPrivileges") == "yes"
+    assert one(service, "PrivateTmp") == "yes"
+    allowed = every(service, "DeviceAllow")
+    for device in ("char-ttyUSB rw", "char-ttyAMA rw"):
+        assert device in allowed
+    # PrivateDevices=yes would hide the serial ports from the agent.
+    assert every(service, "PrivateDevices") in ([], ["no"])
+    assert one(unit["Install"], "WantedBy") == "multi-user.target"
+
+
+def test_hub_unit_serves_with_its_environment_file() -> None:
+    unit = unit_entries(UNITS / "smsa-hub.service")
+    service = unit["Service"]
+    assert one(service, "Type") in ("simple", "exec")
+    assert one(service, "User") == "smsa-hub"
+    assert one(service, "ExecStart") == "/opt/smsa/.venv/bin/smsa-hub serve"
+    assert one(service, "EnvironmentFile") == "/etc/smsa/hub.env"
+    env_example = (UNITS / "hub.env.example").read_text()
+    for name in ("SMSA_HUB_DB=", "SMSA_HUB_MQTT=", "SMSA_HUB_HTTP=", "SMSA_HUB_CURRENCY="):
+        assert name in env_example
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd's own parser accepts every line (it warns, exit 0, on unknown keys: no output
+    is allowed). It insists that ExecStart exists, so the copies point at a stub."""
+    stub_dir = tmp_path / "bin"
+    stub_dir.mkdir()
+    copies = []
+    for unit in sorted(UNITS.glob("*.service")):
+        stub = stub_dir / unit.stem
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
+        copy = tmp_path / unit.name
+        copy.write_text(unit.read_text().replace("/opt/smsa/.venv/bin/", f"{stub_dir}/"))
+        copies.append(str(copy))
+    assert len(copies) == 2
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *copies],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""
+
+
+# --- broker configuration ---------------------------------------------------------------
+
+
+def config_options(text: str) -> list[tuple[str, str]]:
+    """(option, value) pairs of a mosquitto.conf in file order, comments dropped."""
+    pairs = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            pairs.append((key, value.strip()))
+    return pairs
+
+
+def test_shipped_broker_config_states_the_policy() -> None:
+    options = config_options(BROKER_CONF.read_text())
+    keys = [key for key, _ in options]
+    first_listener = keys.index("listener")
+    global_opts = dict(options[:first_listener])
+    assert global_opts["allow_anonymous"] == "false"
+    assert global_opts["persistence"] == "true"
+    assert global_opts["password_file"]
+    assert global_opts["acl_file"]
+    # The QoS 1 backlog: no count limit (default 1000 drops a restart's worth), a byte bound.
+    assert global_opts["max_queued_messages"] == "0"
+    assert int(global_opts["max_queued_bytes"]) >= 64 * 1024 * 1024
+    listeners = [value for key, value in options if key == "listener"]
+    assert listeners == [f"{PLAIN_PORT} 127.0.0.1", TLS_PORT]
+    tls_block = dict(options[keys.index("listener", first_listener + 1) :])
+    for key in ("cafile", "certfile", "keyfile"):
+        assert tls_block[key].startswith("/etc/mosquitto/certs/")
+
+
+def derive_config(tmp: Path, port: int, tls_port: int | None) -> str:
+    """smsa.conf with listeners on 127.0.0.1 test ports and every file path under ``tmp``."""
+    paths = {
+        "password_file": tmp / "smsa.passwd",
+        "acl_file": tmp / "smsa.acl",
+        "cafile": tmp / "ca.crt",
+        "certfile": tmp / "server.crt",
+        "keyfile": tmp / "server.key",
+    }
+    out: list[str] = []
+    in_tls = False
+    for key, value in config_options(BROKER_CONF.read_text()):
+        if key == "listener":
+            in_tls = value.split()[0] == TLS_PORT
+            if in_tls and tls_port is None:
+                continue
+            out.append(f"listener {tls_port if in_tls else port} 127.0.0.1")
+        elif in_tls and tls_port is None:
+            continue
+        elif key in paths:
+            out.append(f"{key} {paths[key]}")
+        else:
+            out.append(f"{key} {value}")
+    # Globals may follow the listeners; what the Debian main config would add, in tmp.
+    out += [f"persistence_location {tmp}/", "log_dest stderr", "log_type error"]
+    if os.geteuid() == 0:
+        out.append("user root")  # else Mosquitto drops to "mosquitto" and cannot read tmp
+    return "\n".join(out) + "\n"
+
+
+def make_certificates(tmp: Path) -> None:
+    """A throwaway CA and a server certificate for 127.0.0.1, as hardware/README.md shows."""
+
+    ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for command in (
+        f"req -x509 {ec} -keyout ca.key -out ca.crt -days 1 -subj /CN=smsa-test-ca",
+        f"req {ec} -keyout server.key -out server.csr -subj /CN=localhost",
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt"
+        " -days 1 -extfile san.ext",
+    ):
+        subprocess.run(
+            ["openssl", *command.split()], cwd=tmp, check=True, capture_output=True, timeout=30
+        )
+
+
+@dataclass
+class SmsaBroker:
+    port: int
+    tls_port: int | None
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmsaBroker]:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    if not (os.path.exists(exe) and os.path.exists(passwd)):
+        pytest.skip("mosquitto and mosquitto_passwd are needed")
+    tmp = tmp_path_factory.mktemp("broker")
+    shutil.copy(BROKER_ACL, tmp / "smsa.acl")
+    for index, (user, password) in enumerate(PASSWORDS.items()):
+        create = ["-c"] if index == 0 else []
+        subprocess.run(
+            [passwd, "-b", *create, str(tmp / "smsa.passwd"), user, password],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    tls_port = None
+    if shutil.which("openssl"):
+        make_certificates(tmp)
+        tls_port = free_port()
+    port = free_port()
+    conf = tmp / "smsa.conf"
+    conf.write_text(derive_config(tmp, port, tls_port))
+    with (tmp / "mosquitto.log").open("wb") as log:
+        proc = subprocess.Popen([exe, "-c", str(conf)], stderr=log)
+    try:
+        wait_for(lambda: port_open(port) or proc.poll() is not None, timeout=10)
+        if proc.poll() is not None:
+            raise RuntimeError(f"mosquitto exited: {(tmp / 'mosquitto.log').read_text()}")
+        yield SmsaBroker(port, tls_port, tmp)
+    finally:
+        stop(proc)
+
+
+@dataclass
+class Peer:
+    """One paho 2.x MQTT v5 client whose callbacks only record what the broker said."""
+
+    client: mqtt.Client
+    connack: ReasonCode | None = None
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    pubacks: dict[int, ReasonCode] = field(default_factory=dict)
+    subacks: dict[int, list[ReasonCode]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def topics(self) -> list[str]:
+        with self.lock:
+            return [topic for topic, _ in self.messages]
+
+    def payloads(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [payload for name, payload in self.messages if name == topic]
+
+    def publish(self, topic: str, payload: bytes) -> ReasonCode:
+        """Publish at QoS 1 and return the broker's PUBACK reason code."""
+        info = self.client.publish(topic, payload, qos=1)
+        wait_for(lambda: info.mid in self.pubacks, timeout=5)
+        return self.pubacks[info.mid]
+
+    def subscribe(self, topic: str) -> ReasonCode:
+        _, mid = self.client.subscribe(topic, qos=1)
+        assert mid is not None
+        wait_for(lambda: mid in self.subacks, timeout=5)
+        return self.subacks[mid][0]
+
+
+class Peers:
+    """Makes connected peers and disconnects every one of them at the end of the test."""
+
+    def __init__(self, broker: SmsaBroker) -> None:
+        self.broker = broker
+        self.made: list[Peer] = []
+
+    def connect(
+        self,
+        username: str | None,
+        password: str | None = None,
+        *,
+        client_id: str = "",
+        session_expiry: int = 0,
+        tls: bool = False,
+    ) -> Peer:
+        # A refused or closed connection stays closed: the tests look at why, not retry.
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        peer = Peer(client)
+
+        def on_connect(_c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
+            peer.connack = rc
+
+        def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+            with peer.lock:
+                peer.messages.append((msg.topic, bytes(msg.payload)))
+
+        def on_publish(_c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _p: object) -> None:
+            peer.pubacks[mid] = rc
+
+        def on_subscribe(
+            _c: mqtt.Client, _u: object, mid: int, rcs: list[ReasonCode], _p: object
+        ) -> None:
+            peer.subacks[mid] = rcs
+
+        client.on_connect = on_connect
+        client.on_message = on_message
+        client.on_publish = on_publish
+        client.on_subscribe = on_subscribe
+        if username is not None:
+            client.username_pw_set(username, password)
+        port = self.broker.port
+        if tls:
+            assert self.broker.tls_port is not None
+            client.tls_set(ca_certs=str(self.broker.tmp / "ca.crt"))
+            port = self.broker.tls_port
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = session_expiry
+        self.made.append(peer)
+        client.connect("127.0.0.1", port, clean_start=session_expiry == 0, properties=properties)
+        client.loop_start()
+        wait_for(lambda: peer.connack is not None, timeout=5)
+        return peer
+
+    def close(self, peer: Peer) -> None:
+        peer.client.disconnect()
+        peer.client.loop_stop()
+        self.made.remove(peer)
+
+    def close_all(self) -> None:
+        for peer in list(self.made):
+            self.close(peer)
+
+
+@pytest.fixture
+def peers(broker: SmsaBroker) -> Iterator[Peers]:
+    made = Peers(broker)
+    try:
+        yield made
+    finally:
+        made.close_all()
+
+
+def login(
+    peers: Peers, user: str, *, client_id: str = "", session_expiry: int = 0, tls: bool = False
+) -> Peer:
+    peer = peers.connect(
+        user, PASSWORDS[user], client_id=client_id, session_expiry=session_expiry, tls=tls
+    )
+    assert peer.connack is not None and not peer.connack.is_failure, peer.connack
+    return peer
+
+
+def hub_listening(peers: Peers) -> Peer:
+    hub = login(peers, "smsa-hub")
+    assert not hub.subscribe("smsa/v1/gw/+/#").is_failure
+    return hub
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [(None, None), ("gw-1", "wrong"), ("stranger", "pw-gw-1")],
+    ids=["anonymous", "bad-password", "unknown-user"],
+)
+def test_unauthenticated_clients_are_refused(
+    peers: Peers, username: str | None, password: str | None
+) -> None:
+    peer = peers.connect(username, password)
+    assert peer.connack is not None and peer.connack.is_failure
+
+
+def test_gateway_usage_reaches_the_hub(peers: Peers) -> None:
+    hub = hub_listening(peers)
+    gw1 = login(peers, "gw-1")
+    for kind in ("status", "usage", "events"):
+        topic = f"smsa/v1/gw/gw-1/{kind}"
+        assert not gw1.publish(topic, b'{"v": 1}').is_failure
+        wait_for(partial(hub.payloads, topic), timeout=5)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "smsa/v1/gw/gw-2/usage",
+        "smsa/v1/gw/gw-2/status",
+        "smsa/v1/gw/gw-2/events",
+        "smsa/v1/gw/gw-1/cmd",
+    ],
+)
+def test_gateway_cannot_speak_for_another_gateway_or_the_hub(peers: Peers, topic: str) -> None:
+    hub = hub_listening(peers)
+    gw1 = login(peers, "gw-1")
+    # MQTT v5: PUBACK 0x87 "not authorised". Mosquitto 2.0 then also closes the connection.
+    assert gw1.publish(topic, b"forged").is_failure
+    # The broker routes a publish to subscribers before it acknowledges it, and sends a
+    # subscriber its messages in that order: once a marker published after the PUBACK has
+    # arrived, a forged message that got through would have arrived before it.
+    gw2 = login(peers, "gw-2")
+    assert not gw2.publish("smsa/v1/gw/gw-2/usage", b"marker").is_failure
+    wait_for(lambda: hub.payloads("smsa/v1/gw/gw-2/usage") == [b"marker"], timeout=5)
+    assert hub.topics() == ["smsa/v1/gw/gw-2/usage"]
+
+
+def test_commands_reach_only_their_gateway(peers: Peers) -> None:
+    hub = login(peers, "smsa-hub")
+    gw1 = login(peers, "gw-1")
+    gw2 = login(peers, "gw-2")
+    assert not gw1.subscribe("smsa/v1/gw/gw-1/cmd").is_failure
+    gw1.subscribe("smsa/v1/gw/gw-2/cmd")  # refused or silently useless: nothing may arrive
+    assert not gw2.subscribe("smsa/v1/gw/gw-2/cmd").is_failure
+    assert not hub.publish("smsa/v1/gw/gw-2/cmd", b"for gw-2").is_failure
+    assert not hub.publish("smsa/v1/gw/gw-1/cmd", b"for gw-1").is_failure
+    wait_for(lambda: gw2.payloads("smsa/v1/gw/gw-2/cmd") == [b"for gw-2"], timeout=5)
+    wait_for(lambda: gw1.payloads("smsa/v1/gw/gw-1/cmd") == [b"for gw-1"], timeout=5)
+    assert gw1.topics() == ["smsa/v1/gw/gw-1/cmd"]
+
+
+def test_hub_session_keeps_more_than_the_default_queue(peers: Peers) -> None:
+    """Mosquitto's default max_queued_messages (1000) would drop the rest of this backlog."""
+    backlog = 1500
+    hub = login(peers, "smsa-hub", client_id="smsa-hub-queue-test", session_expiry=600)
+    assert not hub.subscribe("smsa/v1/gw/+/usage").is_failure
+    peers.close(hub)  # the hub is down; its persistent session stays on the broker
+    gw1 = login(peers, "gw-1")
+    infos = [
+        gw1.client.publish("smsa/v1/gw/gw-1/usage", b"%d" % seq, qos=1) for seq in range(backlog)
+    ]
+    wait_for(lambda: all(info.mid in gw1.pubacks for info in infos), timeout=20)
+    hub = login(peers, "smsa-hub", client_id="smsa-hub-queue-test", session_expiry=600)
+    wait_for(lambda: len(hub.payloads("smsa/v1/gw/gw-1/usage")) >= backlog, timeout=20)
+    assert hub.payloads("smsa/v1/gw/gw-1/usage") == [b"%d" % seq for seq in range(backlog)]
+
+
+def test_gateway_over_tls(peers: Peers, broker: SmsaBroker) -> None:
+    if broker.tls_port is None:
+        pytest.skip("openssl is needed to make test certificates")
+    hub = hub_listening(peers)
+    gw1 = login(peers, "gw-1", tls=True)
+    assert not gw1.publish("smsa/v1/gw/gw-1/usage", b"over tls").is_failure
+    wait_for(lambda: hub.payloads("smsa/v1/gw/gw-1/usage") == [b"over tls"], timeout=5)
