@@ -4,7 +4,10 @@ import asyncio
 import logging
 import os
 import socket
+import termios
 from collections.abc import Callable
+
+from serial import SerialException
 
 from firmware_sim.bus import Bus, build_bus
 from firmware_sim.clock import SimClock
@@ -73,11 +76,15 @@ async def serve(
         server = SimSerialServer(
             Responder(bus, config.line, config.line_timing, rtu=True), config.serial
         )
+    where = f"{config.tcp[0]}:{config.tcp[1]}" if config.tcp else str(config.serial)
     try:
         await server.serve_forever(background=True)
     except RuntimeError as exc:
-        where = f"{config.tcp[0]}:{config.tcp[1]}" if config.tcp else str(config.serial)
         raise ListenError(where, "the server could not start") from exc
+    except (OSError, termios.error, SerialException) as exc:
+        # pyserial and termios refuse settings a device cannot take (e.g. parity on a pty).
+        reason = exc.args[-1] if exc.args else type(exc).__name__
+        raise ListenError(where, f"cannot configure the device: {reason}") from exc
     try:
         if isinstance(server, SimTcpServer):
             where = f"tcp {config.tcp[0] if config.tcp else ''}:{server.port}"

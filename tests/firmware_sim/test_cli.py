@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from firmware_sim.__main__ import main
+from firmware_sim.pty import SocatPair
 from tests.firmware_sim.conftest import StartSim
 
 
@@ -111,3 +112,14 @@ def test_port_zero_reports_the_bound_port() -> None:
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+@pytest.mark.serial
+def test_settings_a_device_refuses_are_one_line(
+    pty_pair: SocatPair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--serial", pty_pair.server, "--parity", "E"]) == 1  # a pty takes no parity
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "cannot configure the device" in lines[0]
