@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -296,6 +297,7 @@ class Peers:
         client_id: str = "",
         session_expiry: int = 0,
         tls: bool = False,
+        will: str | None = None,
     ) -> Peer:
         # A refused or closed connection stays closed: the tests look at why, not retry.
         client = mqtt.Client(
@@ -327,6 +329,8 @@ class Peers:
         client.on_subscribe = on_subscribe
         if username is not None:
             client.username_pw_set(username, password)
+        if will is not None:
+            client.will_set(will, b'{"state": "offline"}', qos=1)
         port = self.broker.port
         if tls:
             assert self.broker.tls_port is not None
@@ -345,6 +349,14 @@ class Peers:
         peer.client.loop_stop()
         self.made.remove(peer)
 
+    def drop(self, peer: Peer) -> None:
+        """Lose the connection without a DISCONNECT, as a gateway that loses power does."""
+        sock = peer.client.socket()
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(socket.SHUT_RDWR)  # paho's loop sees the connection lost and exits
+        peer.client.loop_stop()
+        self.made.remove(peer)
+
     def close_all(self) -> None:
         for peer in list(self.made):
             self.close(peer)
@@ -360,10 +372,21 @@ def peers(broker: SmsaBroker) -> Iterator[Peers]:
 
 
 def login(
-    peers: Peers, user: str, *, client_id: str = "", session_expiry: int = 0, tls: bool = False
+    peers: Peers,
+    user: str,
+    *,
+    client_id: str = "",
+    session_expiry: int = 0,
+    tls: bool = False,
+    will: str | None = None,
 ) -> Peer:
     peer = peers.connect(
-        user, PASSWORDS[user], client_id=client_id, session_expiry=session_expiry, tls=tls
+        user,
+        PASSWORDS[user],
+        client_id=client_id,
+        session_expiry=session_expiry,
+        tls=tls,
+        will=will,
     )
     assert peer.connack is not None and not peer.connack.is_failure, peer.connack
     return peer
@@ -417,6 +440,16 @@ def test_gateway_cannot_speak_for_another_gateway_or_the_hub(peers: Peers, topic
     assert not gw2.publish("smsa/v1/gw/gw-2/usage", b"marker").is_failure
     wait_for(lambda: hub.payloads("smsa/v1/gw/gw-2/usage") == [b"marker"], timeout=5)
     assert hub.topics() == ["smsa/v1/gw/gw-2/usage"]
+
+
+def test_last_will_only_on_the_gateways_own_status(peers: Peers) -> None:
+    hub = hub_listening(peers)
+    forged = peers.connect("gw-1", PASSWORDS["gw-1"], will="smsa/v1/gw/gw-2/status")
+    peers.drop(forged)  # the broker may accept the CONNECT; it must not publish that will
+    honest = login(peers, "gw-1", will="smsa/v1/gw/gw-1/status")
+    peers.drop(honest)
+    wait_for(partial(hub.payloads, "smsa/v1/gw/gw-1/status"), timeout=5)
+    assert hub.topics() == ["smsa/v1/gw/gw-1/status"]
 
 
 def test_commands_reach_only_their_gateway(peers: Peers) -> None:
