@@ -239,16 +239,13 @@ class IngestService:
             due = self._pending > 0 and time.monotonic() >= next_release
             if items or due:
                 self._busy = True
-                try:
-                    outcome = self._process(items)
-                finally:
-                    self._busy = bool(items) and outcome is None
+                outcome = self._process(items)
                 if outcome is None:
                     break  # stopping while the database was unreachable: nothing acked
                 next_release = time.monotonic() + 1.0
                 self._ack(items)
                 self._account(outcome)
-                self._busy = False
+            self._busy = False
             self._flush_credit()
 
     def _collect(self) -> list[Inbound]:
@@ -257,6 +254,7 @@ class IngestService:
             items = [q.get(timeout=0.1)]
         except queue.Empty:
             return []
+        self._busy = True
         deadline = time.monotonic() + self.batch_wait_s
         while len(items) < self.batch_size:
             try:

@@ -13,6 +13,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from sqlalchemy import Engine, func, select
 
+from hub.db import read_tx
 from hub.models import metadata
 from protocol.topics import topic
 
@@ -98,7 +99,7 @@ def table(name: str) -> Any:
 
 
 def count(engine: Engine, name: str) -> int:
-    with engine.connect() as conn:
+    with read_tx(engine) as conn:
         return int(conn.execute(select(func.count()).select_from(table(name))).scalar_one())
 
 
@@ -108,14 +109,14 @@ def posted(engine: Engine) -> int:
 
 def quarantined(engine: Engine) -> list[tuple[str, str]]:
     q = table("quarantine")
-    with engine.connect() as conn:
+    with read_tx(engine) as conn:
         rows = conn.execute(select(q.c.topic, q.c.reason).order_by(q.c.id))
         return [(r[0], r[1]) for r in rows]
 
 
 def balances(engine: Engine) -> dict[str, int]:
     a = table("accounts")
-    with engine.connect() as conn:
+    with read_tx(engine) as conn:
         return {r[0]: r[1] for r in conn.execute(select(a.c.id, a.c.balance))}
 
 
