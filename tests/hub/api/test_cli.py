@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from hub.__main__ import main
 from hub.settings import HubSettings
-from tests.hub.api.conftest import LiveServer
+from tests.support import free_port, port_open, stop, wait_for
 
 EXE = Path(sys.executable).with_name("smsa-hub")
 
@@ -24,26 +25,6 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     return subprocess.run(
         [*cmd, *args], capture_output=True, text=True, timeout=60, env=full_env, check=False
     )
-
-
-def test_create_key_prints_only_a_working_key(
-    live_server: LiveServer, api_settings: HubSettings
-) -> None:
-    done = run("create-key", "--role", "operator", "--db", api_settings.db)
-    assert done.returncode == 0, done.stderr
-    assert re.fullmatch(r"smsa_[A-Za-z0-9_\-]{43}\n", done.stdout), repr(done.stdout)
-    key = done.stdout.strip()
-    with httpx.Client(base_url=live_server.url) as http:
-        h = {"Authorization": f"Bearer {key}"}
-        assert http.get("/api/v1/meters", headers=h).status_code == 200
-        assert (
-            http.post("/api/v1/accounts", json={"id": "x", "name": "x"}, headers=h).status_code
-            == 403
-        )
-        # revoke-key by the key itself: refused from then on.
-        revoked = run("revoke-key", key, env={"SMSA_HUB_DB": api_settings.db})
-        assert revoked.returncode == 0, revoked.stderr
-        assert http.get("/api/v1/meters", headers=h).status_code == 401
 
 
 def main_exit(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -94,3 +75,46 @@ def test_bad_arguments_give_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "http" in done.stderr
+
+
+def test_serve_create_key_revoke_key(tmp_path: Path) -> None:
+    """smsa-hub serve migrates and serves; create-key prints only a key, which works until
+    revoke-key; SIGTERM stops the server gracefully even with an event stream open."""
+    db = f"sqlite:///{tmp_path / 'served.db'}"
+    port = free_port()
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "hub"]
+    env = {**os.environ, "SMSA_HUB_MQTT": "", "SMSA_HUB_HTTP": f"127.0.0.1:{port}"}
+    proc = subprocess.Popen(
+        [*cmd, "serve", "--db", db], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for(lambda: port_open(port) or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        done = run("create-key", "--role", "operator", "--db", db)
+        assert done.returncode == 0, done.stderr
+        assert re.fullmatch(r"smsa_[A-Za-z0-9_\-]{43}\n", done.stdout), repr(done.stdout)
+        key = done.stdout.strip()
+        h = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert http.get("/healthz").json()["ok"] is True
+            assert http.get("/api/v1/meters", headers=h).json() == []
+            r = http.post("/api/v1/accounts", json={"id": "x", "name": "x"}, headers=h)
+            assert r.status_code == 403
+            admin = run("create-key", "--role", "admin", "--db", db).stdout.strip()
+            revoked = run("revoke-key", key, env={"SMSA_HUB_DB": db})
+            assert revoked.returncode == 0, revoked.stderr
+            assert http.get("/api/v1/meters", headers=h).status_code == 401
+            h = {"Authorization": f"Bearer {admin}"}
+            # An open event stream does not hold up the shutdown.
+            with http.stream("GET", "/api/v1/events/stream", headers=h) as stream:
+                assert stream.status_code == 200
+                proc.send_signal(signal.SIGTERM)
+                # uvicorn re-raises the signal after its graceful shutdown.
+                assert proc.wait(timeout=15) in {0, -signal.SIGTERM}
+        assert proc.stderr is not None
+        assert "Application shutdown complete" in proc.stderr.read().decode()
+    finally:
+        stop(proc)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
