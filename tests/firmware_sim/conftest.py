@@ -73,10 +73,15 @@ def sim_tcp() -> Iterator[StartSim]:
 
     yield start
     for sim in started:
-        stop(sim.proc)
-        for pipe in (sim.proc.stdout, sim.proc.stderr):
-            if pipe:
-                pipe.close()
+        shutdown(sim)
+
+
+def shutdown(sim: Sim) -> None:
+    """Stop a simulator and close its pipes."""
+    stop(sim.proc)
+    for pipe in (sim.proc.stdout, sim.proc.stderr):
+        if pipe:
+            pipe.close()
 
 
 @pytest.fixture
@@ -97,7 +102,4 @@ def sim_serial(pty_pair: SocatPair) -> Iterator[StartSim]:
 
     yield start
     for sim in started:
-        stop(sim.proc)
-        for pipe in (sim.proc.stdout, sim.proc.stderr):
-            if pipe:
-                pipe.close()
+        shutdown(sim)

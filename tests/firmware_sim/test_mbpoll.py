@@ -64,7 +64,7 @@ def _u64(target: mbpoll.Target, address: int) -> int:
 def test_mbpoll_switches_the_dds238_relay_with_function_16(
     transport: str, sim_tcp: StartSim, request: pytest.FixtureRequest
 ) -> None:
-    target = _start(transport, sim_tcp, request, "--meter", "1:1800", "--speed", "3600")
+    target = _start(transport, sim_tcp, request, "--meter", "1:1800", "--speed", "36000")
     energy: Callable[[], int] = lambda: _u64(target, 0x900B)  # noqa: E731
     seconds: Callable[[], int] = lambda: _u64(target, 0x900F)  # noqa: E731
 
@@ -80,7 +80,7 @@ def test_mbpoll_switches_the_dds238_relay_with_function_16(
     assert mbpoll.read(target, 1, "-r", str(0x1A), "-t", "4") == ["0"]
     assert mbpoll.read(target, 1, "-r", str(0x0E), "-t", "4") == ["0"]  # power
     frozen, since = energy(), seconds()
-    wait_for(lambda: seconds() >= since + 1800, timeout=5)  # half an hour simulated
+    wait_for(lambda: seconds() >= since + 3600, timeout=5)  # an hour simulated
     assert energy() == frozen
 
     on = mbpoll.run(target, 1, "-r", str(0x19), "-t", "4", values=(0, 1))
