@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -135,6 +136,10 @@ def migrate(engine_or_url: Engine | str) -> None:
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+    except CommandError as exc:
+        raise DatabaseError(f"cannot migrate the database: {exc}") from exc
+    except DBAPIError as exc:
+        raise DatabaseError(f"cannot migrate the database: {exc.orig}") from exc
     finally:
         if isinstance(engine_or_url, str):
             engine.dispose()

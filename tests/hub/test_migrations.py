@@ -3,6 +3,8 @@ schema matches the models; the journal refuses UPDATE and DELETE."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -11,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 import hub.models
 from hub.db import make_engine, migrate, schema_revision, write_tx
+from hub.errors import DatabaseError, InvalidInputError
 
 TABLES = {
     "providers", "tariffs", "tariff_versions", "customers", "accounts", "gateways", "meters",
@@ -51,3 +54,23 @@ def test_journal_rows_cannot_be_updated_or_deleted(engine: Engine) -> None:
             conn.execute(text(statement))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT memo FROM journal_entries")).scalar_one() == "x"
+
+
+def test_bad_database_urls_fail_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="db"):
+        make_engine("mysql://localhost/x")
+    with pytest.raises(DatabaseError, match="cannot migrate"):
+        migrate(f"sqlite:///{tmp_path}/missing-dir/hub.db")
+
+
+def test_unknown_revision_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hub.db"
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        with write_tx(engine) as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'from-the-future'"))
+        with pytest.raises(DatabaseError, match="from-the-future"):
+            migrate(engine)
+    finally:
+        engine.dispose()
