@@ -5,6 +5,7 @@ bits, or a Modbus exception code, exactly as the device's register map and the m
 behaviour dictate. No Modbus library import here: the server adapts this to pymodbus.
 """
 
+import logging
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -15,6 +16,8 @@ from firmware_sim.errors import ConfigError
 from firmware_sim.meter import Meter
 from firmware_sim.registers import encode, quantity
 from hardware.regmap import MeterModel, Register
+
+log = logging.getLogger(__name__)
 
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_ADDRESS = 0x02
@@ -135,9 +138,11 @@ class Device:
         if any(a not in self.bits for a in range(address, address + len(values))):
             return ILLEGAL_ADDRESS
         for i, value in enumerate(values):
+            if self.bits[address + i] != value:
+                log.info("unit %d: coil %d %s", self.unit, address + i, "on" if value else "off")
             self.bits[address + i] = value
             if self.model.relay and self._is_relay_address(address + i):
-                self.relay_on = value
+                self.set_relay(value)
         return None
 
     def _write_registers(self, fc: int, address: int, values: list[int]) -> int | None:
@@ -163,7 +168,8 @@ class Device:
         return None
 
     def _write_control(self, address: int, values: list[int]) -> int | None:
-        touched, readonly = control.written_fields(self.control_words(), address, values)
+        current = self.control_words()
+        touched, readonly = control.written_fields(current, address, values)
         if readonly:
             return ILLEGAL_ADDRESS
         checks = {
@@ -175,14 +181,23 @@ class Device:
         }
         if any(name in checks and not checks[name](v) for name, v in touched.items()):
             return ILLEGAL_VALUE
+        # Only fields whose value changes are applied: writing back what was read (a 16-bit
+        # speed that shows 0xFFFF for a faster clock, say) changes nothing.
+        start = address - control.CONTROL_BASE
+        before, _ = control.written_fields(current, address, current[start : start + len(values)])
         now = self.clock.now_ns()
         for name, value in touched.items():
-            self._apply(name, value, now)
+            if value != before[name]:
+                self._apply(name, value, now)
         if touched.get("reset_energy") == 1 and self.meter:
             self.meter.reset_energy(self.reset_value_wh, now)
+            log.info(
+                "unit %d: energy reset to %d Wh (meter replaced)", self.unit, self.reset_value_wh
+            )
         return None
 
     def _apply(self, name: str, value: int, now: int) -> None:
+        log.info("unit %d: %s = %d", self.unit, name, value)
         if name == "load_w" and self.meter:
             self.meter.set_load(value, now)
         elif name in ("speed_centi", "speed_centi_32"):
@@ -203,6 +218,8 @@ class Device:
     # ---------------------------------------------------------------- control
     def set_relay(self, on: bool) -> None:
         """Switch the device's own relay."""
+        if on != self.relay_on:
+            log.info("unit %d: relay %s", self.unit, "on" if on else "off")
         self.relay_on = on
         if self.model.relay:
             reg = self.model.register(self.model.relay.register_name)

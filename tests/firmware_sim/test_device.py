@@ -137,3 +137,12 @@ def test_line_times() -> None:
     assert fast.read_s(2) == pytest.approx(17 * 10 / 38400 + 2 * 0.00175)
     with pytest.raises(ConfigError):
         Line(9600, "X")
+
+
+def test_writing_back_the_control_block_changes_nothing() -> None:
+    device, _ = _dds(load=1000, speed=3600)
+    words = device.read(3, control.CONTROL_BASE, 11)
+    assert isinstance(words, list) and words[2] == 0xFFFF
+    assert device.write(16, control.CONTROL_BASE, [int(w) for w in words]) is None
+    assert device.clock.speed == 3600  # not 655.35
+    assert device.meter is not None and device.meter.load_w == 1000

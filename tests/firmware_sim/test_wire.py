@@ -103,3 +103,24 @@ def _sample(client: Client, name: str, unit: int) -> tuple[Decimal, int, int]:
     model = load_model(name)
     register = read_value(client, model, model.register("import_energy"), unit)
     return (register, *sim_energy(client, unit))
+
+
+def test_relay_module_switches_a_meter_without_relay(sim_tcp: StartSim) -> None:
+    sim = sim_tcp(
+        "--model", "sdm120", "--meter", "1:1000", "--relay-unit", "9:1:3", "--profile", "household"
+    )
+    assert sim.ready.endswith("units 1,9")
+    assert sim.port is not None
+    client = tcp_client(sim.port)
+    model = load_model("sdm120")
+    try:
+        assert read_value(client, model, model.register("power"), 1) > 0
+        assert not client.write_coil(3, False, device_id=9).isError()
+        assert (
+            client.read_coils(0, count=8, device_id=9).bits[:8] == [True] * 3 + [False] + [True] * 4
+        )
+        assert read_value(client, model, model.register("power"), 1) == 0
+        assert not client.write_coil(3, True, device_id=9).isError()
+        assert read_value(client, model, model.register("power"), 1) > 0
+    finally:
+        client.close()
