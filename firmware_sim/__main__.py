@@ -7,7 +7,7 @@ import sys
 
 from firmware_sim.app import serve
 from firmware_sim.config import parse_args
-from firmware_sim.errors import SimError
+from firmware_sim.errors import ConfigError, SimError
 
 PROG = "smsa-meter-sim"
 
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
+    except ConfigError as exc:  # found while building the bus (a unit twice, a bad pairing)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     except SimError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
