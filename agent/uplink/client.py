@@ -38,6 +38,8 @@ BATCH_ROWS = 200
 WINDOW = 8
 SESSION_EXPIRY_S = 86_400
 KEEPALIVE_S = 30
+CONNACK_WAIT_S = 10.0
+SILENT_REFUSALS = 3
 _UNSUPPORTED_PROTOCOL = (1, 0x84)  # MQTT 3.1.1 return code, MQTT 5 reason code
 
 
@@ -107,6 +109,7 @@ class Uplink:
         window: int = WINDOW,
         batch_rows: int = BATCH_ROWS,
         tls_ca: str | None = None,
+        connack_wait_s: float = CONNACK_WAIT_S,
     ) -> None:
         if not topics.valid_gateway_id(gateway_id):
             raise UplinkError(_redact(url), f"gateway id {gateway_id!r} is not usable in a topic")
@@ -126,6 +129,9 @@ class Uplink:
         self._window = max(1, window)
         self._batch_rows = max(1, batch_rows)
         self._tls_ca = tls_ca
+        self._connack_wait_s = connack_wait_s
+        self._attempt_at: float | None = None
+        self._silent_refusals = 0
         self._topic_status = topics.topic(gateway_id, "status")
         self._topic_usage = topics.topic(gateway_id, "usage")
         self._topic_events = topics.topic(gateway_id, "events")
@@ -186,6 +192,14 @@ class Uplink:
 
     # -- paho callbacks (network thread: enqueue only) ----------------------------------------
 
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        if self._attempt_at is not None:  # the previous attempt reached the broker, no CONNACK
+            self._silent_refusals += 1
+        self._attempt_at = time.monotonic()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._attempt_at = None  # the broker was not reachable at all: not a protocol problem
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -194,6 +208,8 @@ class Uplink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._attempt_at = None
+        self._silent_refusals = 0
         if reason.is_failure:
             self._inbox.put(("refused", reason.value))
         else:
@@ -239,6 +255,7 @@ class Uplink:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
             try:
+                self._check_protocol()
                 self._drain_inbox()
                 if self._connected.is_set() and not self._stopping.is_set():
                     self._pump()
@@ -288,17 +305,32 @@ class Uplink:
 
     def _refused(self, code: int) -> None:
         if self._protocol == MQTTProtocolVersion.MQTTv5 and code in _UNSUPPORTED_PROTOCOL:
-            log.warning("broker refuses MQTT 5; falling back to MQTT 3.1.1")
-            self._protocol = MQTTProtocolVersion.MQTTv311
-            old = self._client
-            old.disconnect()
-            old.loop_stop()
-            self._inflight.clear()
-            self._cursor = 0
-            self._client = self._new_client()
-            self._connect(self._client)
+            self._fall_back("broker refuses MQTT 5")
         else:
             log.error("broker refused the connection (reason %d); retrying with back-off", code)
+
+    def _check_protocol(self) -> None:
+        """Some MQTT 3.1.1 brokers ignore or drop an MQTT 5 CONNECT instead of refusing it."""
+        if self._protocol != MQTTProtocolVersion.MQTTv5 or self._connected.is_set():
+            return
+        started = self._attempt_at
+        if self._silent_refusals >= SILENT_REFUSALS:
+            self._fall_back(f"{self._silent_refusals} MQTT 5 connects dropped without CONNACK")
+        elif started is not None and time.monotonic() - started > self._connack_wait_s:
+            self._fall_back(f"no CONNACK to MQTT 5 within {self._connack_wait_s:g} s")
+
+    def _fall_back(self, why: str) -> None:
+        log.warning("%s; falling back to MQTT 3.1.1", why)
+        self._protocol = MQTTProtocolVersion.MQTTv311
+        self._attempt_at = None
+        self._silent_refusals = 0
+        old = self._client
+        old.disconnect()
+        old.loop_stop()
+        self._inflight.clear()
+        self._cursor = 0
+        self._client = self._new_client()
+        self._connect(self._client)
 
     def _pump(self) -> None:
         if time.monotonic() < self._retry_at:
@@ -346,6 +378,8 @@ class Uplink:
             protocol=self._protocol,
             clean_session=None if v5 else False,
         )
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish

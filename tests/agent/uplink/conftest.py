@@ -1,16 +1,27 @@
-"""Uplink fixtures: a subscriber on the test's broker."""
+"""Uplink fixtures: a broker whose persistence works, and a subscriber on it."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.agent.uplink.helpers import Subscriber
-from tests.conftest import Broker
+from tests.agent.uplink.helpers import Broker, Subscriber
+from tests.support import free_port
 
 
 @pytest.fixture
-def subscriber(mosquitto: Broker) -> Iterator[Subscriber]:
-    sub = Subscriber(mosquitto)
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker("127.0.0.1", free_port(), tmp_path)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def subscriber(broker: Broker) -> Iterator[Subscriber]:
+    sub = Subscriber(broker)
     try:
         yield sub
     finally:

@@ -1,8 +1,13 @@
 """Uplink test helpers: records, events, and a real paho subscriber recording what arrives."""
 
+import getpass
 import json
+import shutil
+import subprocess
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -11,8 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol.messages import Event, UsageRecord
-from tests.conftest import Broker
-from tests.support import wait_for
+from tests.support import port_open, stop, wait_for
 
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 
@@ -35,6 +39,52 @@ def record(meter: str, seq: int, wh: int = 10, shares: dict[str, int] | None = N
 
 def event(n: int, meter: str | None = "m1") -> Event:
     return Event(id=f"ev-{n}", kind="relay", at=T0 + timedelta(seconds=n), meter=meter)
+
+
+@dataclass
+class Broker:
+    """A real Mosquitto on 127.0.0.1 whose persistence works, so a restart keeps sessions.
+
+    Like ``tests.conftest.Broker`` but with ``user`` set to the current user: run as root,
+    Mosquitto otherwise drops to user ``mosquitto``, cannot write its store in the root-only
+    test directory, and silently loses every session and queued message on restart.
+    """
+
+    host: str
+    port: int
+    tmp_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        conf = self.tmp_path / f"mosquitto-{self.port}.conf"
+        conf.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.tmp_path}/\n"
+            f"user {getpass.getuser()}\n"
+            "max_queued_messages 0\n"
+            "log_dest stderr\n"
+            "log_type error\n"
+        )
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        self.proc = proc
+        wait_for(lambda: port_open(self.port) or proc.poll() is not None, timeout=10)
+        if proc.poll() is not None:
+            raise RuntimeError(f"mosquitto exited with {proc.returncode}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 class Subscriber:

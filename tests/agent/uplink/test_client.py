@@ -12,9 +12,8 @@ import pytest
 
 from agent.uplink.client import Uplink, UplinkError, parse_url
 from agent.uplink.outbox import Outbox
-from tests.agent.uplink.helpers import Subscriber, deduplicated, event, record
-from tests.conftest import Broker
-from tests.support import wait_for
+from tests.agent.uplink.helpers import Broker, Subscriber, deduplicated, event, record
+from tests.support import free_port, port_open, stop, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 METERS = ("m1", "m2", "m3")
@@ -56,11 +55,11 @@ def statuses(sub: Subscriber) -> list[str]:
 
 
 def test_broker_down_at_start_then_everything_arrives_once_in_order(
-    mosquitto: Broker, subscriber: Subscriber, outbox: Outbox
+    broker: Broker, subscriber: Subscriber, outbox: Outbox
 ) -> None:
-    mosquitto.stop()
+    broker.stop()
     received = Received()
-    uplink = make_uplink(mosquitto, outbox, received, batch_rows=25)
+    uplink = make_uplink(broker, outbox, received, batch_rows=25)
     uplink.start()
     try:
         for seq in range(1, 101):
@@ -70,7 +69,7 @@ def test_broker_down_at_start_then_everything_arrives_once_in_order(
                 outbox.add_event(event(seq))
         assert not uplink.connected
         assert outbox.depth() == 310
-        mosquitto.restart()
+        broker.restart()
         wait_for(lambda: outbox.depth() == 0, timeout=30)
         wait_for(lambda: len(subscriber.records()) >= 300, timeout=10)
         wait_for(lambda: len(subscriber.events()) >= 10, timeout=10)
@@ -95,16 +94,16 @@ def test_broker_down_at_start_then_everything_arrives_once_in_order(
 
 
 def test_broker_restart_mid_stream_loses_nothing(
-    mosquitto: Broker, subscriber: Subscriber, outbox: Outbox
+    broker: Broker, subscriber: Subscriber, outbox: Outbox
 ) -> None:
     total = 1500
     for seq in range(1, total + 1):
         outbox.add_usage(record(METERS[seq % 3], seq))
-    uplink = make_uplink(mosquitto, outbox, Received(), batch_rows=5, window=4)
+    uplink = make_uplink(broker, outbox, Received(), batch_rows=5, window=4)
     uplink.start()
     try:
         wait_for(lambda: outbox.depth() < total - 200, timeout=30)
-        mosquitto.restart()
+        broker.restart()
         wait_for(lambda: outbox.depth() == 0, timeout=60)
         wait_for(lambda: len({(r["meter"], r["seq"]) for r in subscriber.records()}) == total, 20)
     finally:
@@ -116,14 +115,14 @@ def test_broker_restart_mid_stream_loses_nothing(
 
 
 def test_last_will_reports_offline_when_the_agent_is_killed(
-    mosquitto: Broker, subscriber: Subscriber, tmp_path: Path
+    broker: Broker, subscriber: Subscriber, tmp_path: Path
 ) -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
             str(Path(__file__).with_name("uplink_runner.py")),
             str(tmp_path / "child.db"),
-            mosquitto.url,
+            broker.url,
             "gw-9",
         ],
         stdout=subprocess.PIPE,
@@ -146,7 +145,7 @@ def test_last_will_reports_offline_when_the_agent_is_killed(
         if proc.stdout:
             proc.stdout.close()
     # retained: a newcomer learns the gateway is offline
-    late = Subscriber(mosquitto, client_id="late")
+    late = Subscriber(broker, client_id="late")
     try:
         wait_for(lambda: late.payloads("status"), timeout=10)
         assert late.payloads("status")[-1]["state"] == "offline"
@@ -170,3 +169,51 @@ def test_urls() -> None:
             parse_url(bad)
     with pytest.raises(UplinkError, match=r"\*\*\*@h"):
         parse_url("ftp://user:secret@h")
+
+
+@pytest.fixture
+def mqtt311_broker(tmp_path: Path) -> Iterator[str]:
+    """A real MQTT 3.1.1-only broker (amqtt), which drops an MQTT 5 CONNECT without a CONNACK."""
+    port = free_port()
+    conf = tmp_path / "amqtt.yaml"
+    conf.write_text(
+        "listeners:\n"
+        "  default:\n"
+        "    type: tcp\n"
+        f"    bind: 127.0.0.1:{port}\n"
+        "plugins:\n"
+        "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+        "    allow_anonymous: true\n"
+    )
+    exe = Path(sys.executable).with_name("amqtt")
+    proc = subprocess.Popen(
+        [str(exe), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: port_open(port) or proc.poll() is not None, timeout=20)
+        assert proc.poll() is None, "amqtt did not start"
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def test_falls_back_to_mqtt_311_when_the_broker_ignores_mqtt_5(
+    mqtt311_broker: str, outbox: Outbox
+) -> None:
+    uplink = Uplink(
+        "gw-1",
+        mqtt311_broker,
+        None,
+        None,
+        outbox,
+        Received(),
+        reconnect_delay=(1, 2),
+        connack_wait_s=1.5,
+    )
+    for seq in range(1, 6):
+        outbox.add_usage(record("m1", seq))
+    uplink.start()
+    try:
+        wait_for(lambda: uplink.connected and outbox.depth() == 0, timeout=30)
+    finally:
+        uplink.stop()
