@@ -30,6 +30,7 @@ HARDWARE = Path(__file__).resolve().parents[2] / "hardware"
 UNITS = HARDWARE / "systemd"
 BROKER_CONF = HARDWARE / "mosquitto" / "smsa.conf"
 BROKER_ACL = HARDWARE / "mosquitto" / "acl"
+README = HARDWARE / "README.md"
 
 PASSWORDS = {"gw-1": "pw-gw-1", "gw-2": "pw-gw-2", "smsa-hub": "pw-hub"}
 PLAIN_PORT, TLS_PORT = "1883", "8883"  # the shipped listeners
@@ -128,6 +129,54 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout + result.stderr == ""
+
+
+# --- the install guide ---------------------------------------------------------------
+
+
+def fenced_blocks(text: str, language: str) -> list[str]:
+    blocks: list[str] = []
+    current: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        if not inside and line.strip() == f"```{language}":
+            inside, current = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            blocks.append("\n".join(current) + "\n")
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+def test_readme_agent_config_passes_the_agents_loader(tmp_path: Path) -> None:
+    from agent.settings import load  # noqa: PLC0415 (only this test needs the agent)
+
+    (example,) = fenced_blocks(README.read_text(), "toml")
+    path = tmp_path / "agent.toml"
+    path.write_text(example)
+    settings = load(path)
+    assert settings.gateway_id == settings.mqtt.username
+    assert {bus.transport for bus in settings.buses} == {"rtu"}
+
+
+def test_readme_mbpoll_lines_set_line_and_addressing() -> None:
+    """mbpoll defaults to 19200 baud, even parity, 1-based registers: every RTU example must
+    override all three, and 32-bit reads must ask for high word first (-B)."""
+    lines = [
+        line
+        for block in fenced_blocks(README.read_text(), "sh")
+        for line in block.splitlines()
+        if line.startswith("mbpoll ")
+    ]
+    assert len(lines) >= 5
+    for line in lines:
+        args = line.split("#")[0].split()
+        assert "-0" in args, line
+        if "rtu" in args:
+            assert "-b" in args and "-P" in args, line
+        if any(kind in args for kind in ("4:int", "3:float")):
+            assert "-B" in args, line
 
 
 # --- broker configuration ---------------------------------------------------------------
