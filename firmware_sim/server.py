@@ -83,8 +83,11 @@ class Responder:
         self, context: BusContext, framer: Any, pdu: ModbusPDU, arrived: float
     ) -> bytes | None:
         unit, fc = pdu.dev_id, pdu.function_code
+        # With the line model the bus is one resource: a request starts once the line is free.
+        start = max(arrived, self.bus_free_at) if self.line_timing else arrived
         if unit not in self.bus.devices:
             if self.rtu:
+                self._silence(start, pdu)
                 return None  # nobody on the line has this address
             response: ModbusPDU = ExceptionResponse(fc, GATEWAY_NO_RESPONSE)
             fault = None
@@ -93,6 +96,7 @@ class Responder:
             fault = self.bus.fault(unit, fc, address, count)
             if fault is not None and fault.mode == FaultMode.NO_RESPONSE:
                 log.debug("unit %d: no response (fault)", unit)
+                self._silence(start, pdu)
                 return None
             response = await self._answer(context, pdu, fault)
         response.transaction_id = pdu.transaction_id
@@ -100,17 +104,22 @@ class Responder:
         packet: bytes = framer.buildFrame(response)
         if fault is not None and fault.mode == FaultMode.BAD_CRC and self.rtu:
             packet = packet[:-2] + bytes([packet[-2] ^ 0xFF, packet[-1] ^ 0xFF])
-        deadline = arrived
+        deadline = start
         if self.line_timing:
-            start = max(arrived, self.bus_free_at)
-            deadline = start + self.line.exchange_s(rtu_size(pdu), rtu_size(response))
-            self.bus_free_at = deadline
+            deadline += self.line.exchange_s(rtu_size(pdu), rtu_size(response))
         if fault is not None and fault.mode == FaultMode.SLOW:
-            deadline += fault.delay_s
+            deadline += fault.delay_s  # a slow device holds the line while the master waits
+        if self.line_timing:
+            self.bus_free_at = deadline
         wait = deadline - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         return packet
+
+    def _silence(self, start: float, pdu: ModbusPDU) -> None:
+        """No answer: the line was still busy for the request itself."""
+        if self.line_timing:
+            self.bus_free_at = start + self.line.frame_s(rtu_size(pdu))
 
     async def _answer(self, context: BusContext, pdu: ModbusPDU, fault: Fault | None) -> ModbusPDU:
         fc = pdu.function_code

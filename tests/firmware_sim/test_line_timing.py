@@ -2,6 +2,7 @@
 62.5 ms for 20 at 9600 8N1), within 15 %, measured with a plain pymodbus client."""
 
 import statistics
+import threading
 import time
 
 import pytest
@@ -34,6 +35,34 @@ def test_tcp_line_timing_at_9600_8n1(sim_tcp: StartSim) -> None:
         assert _median_ms(client, 20) == pytest.approx(62.5, rel=0.15)
     finally:
         client.close()
+
+
+def test_the_line_is_shared_by_every_connection(sim_tcp: StartSim) -> None:
+    # Two masters reading at once queue on the one simulated line: 10 reads take 10 x 25 ms.
+    sim = sim_tcp("--meter", "1", "--line-timing", "--baudrate", "9600")
+    assert sim.port is not None
+    clients = [tcp_client(sim.port), tcp_client(sim.port)]
+    errors: list[str] = []
+
+    def poll(client: Client) -> None:
+        for _ in range(5):
+            response = client.read_holding_registers(0, count=2, device_id=1)
+            if response.isError():
+                errors.append(str(response))
+
+    threads = [threading.Thread(target=poll, args=(client,)) for client in clients]
+    started = time.perf_counter()
+    try:
+        for thread in threads:
+            thread.start()
+    finally:
+        for thread in threads:
+            thread.join(10)
+        for client in clients:
+            client.close()
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert not errors
+    assert elapsed_ms == pytest.approx(10 * 25.0, rel=0.15)
 
 
 def test_tcp_without_line_timing_is_fast(sim_tcp: StartSim) -> None:
