@@ -54,10 +54,12 @@ class Broker:
     port: int
     tmp_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    extra: str = ""
+    scheme: str = "mqtt"
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> None:
         conf = self.tmp_path / f"mosquitto-{self.port}.conf"
@@ -69,7 +71,7 @@ class Broker:
             f"user {getpass.getuser()}\n"
             "max_queued_messages 0\n"
             "log_dest stderr\n"
-            "log_type error\n"
+            "log_type error\n" + self.extra
         )
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)

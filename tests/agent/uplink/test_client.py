@@ -217,3 +217,49 @@ def test_falls_back_to_mqtt_311_when_the_broker_ignores_mqtt_5(
         wait_for(lambda: uplink.connected and outbox.depth() == 0, timeout=30)
     finally:
         uplink.stop()
+
+
+def test_tls_with_a_private_ca(tmp_path: Path, outbox: Outbox) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    broker = Broker(
+        "127.0.0.1",
+        free_port(),
+        tmp_path,
+        extra=f"certfile {cert}\nkeyfile {key}\n",
+        scheme="mqtts",
+    )
+    broker.start()
+    uplink = Uplink(
+        "gw-1", broker.url, None, None, outbox, Received(), tls_ca=str(cert), reconnect_delay=(1, 2)
+    )
+    try:
+        outbox.add_usage(record("m1", 1))
+        uplink.start()
+        wait_for(lambda: uplink.connected and outbox.depth() == 0, timeout=20)
+    finally:
+        uplink.stop()
+        broker.stop()
