@@ -16,12 +16,14 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -125,6 +127,7 @@ class Outcome:
     counts: Counter[str] = field(default_factory=Counter)
     credit: dict[str, CreditInfo] = field(default_factory=dict)
     pending: int = 0  # records held, in the whole table, after the batch
+    states: dict[str, MeterState] = field(default_factory=dict)  # rating states written
 
 
 @dataclass
@@ -175,6 +178,10 @@ class BatchProcessor:
         self.engine = engine
         self.currency = currency
         self.hold = timedelta(seconds=hold_s)
+        # Meter rating states as last committed by this processor. The ingest service is the
+        # only writer of meter_carry (one consumer per persistent MQTT session), so after a
+        # commit the cache equals the table; any failure empties it.
+        self._cache: dict[str, MeterState] = {}
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -219,13 +226,17 @@ class BatchProcessor:
         for attempt in range(1, attempts + 1):
             try:
                 with write_tx(self.engine) as conn:
-                    return self._run(conn, items, now or datetime.now(UTC))
-            except BatchConflictError:
-                if attempt == attempts:
+                    outcome = self._run(conn, items, now or datetime.now(UTC))
+            except BaseException as exc:
+                self._cache.clear()
+                transient = isinstance(exc, BatchConflictError) or (
+                    isinstance(exc, DBAPIError) and is_retryable(exc)
+                )
+                if not transient or attempt == attempts:
                     raise
-            except DBAPIError as exc:
-                if not is_retryable(exc) or attempt == attempts:
-                    raise
+            else:
+                self._cache.update(outcome.states)
+                return outcome
             time.sleep(min(0.5, 0.005 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
@@ -333,6 +344,7 @@ class BatchProcessor:
         mismatches: list[dict[str, Any]] = []
         payers: dict[str, tuple[dict[str, int], str]] = {}
         touched: dict[str, tuple[Tariff, MeterState]] = {}
+        carries: dict[str, str] = {}
         for meter_id in sorted(by_meter):
             meter = meters[meter_id]
             recs = sorted(by_meter[meter_id], key=lambda c: c.record.seq)
@@ -391,14 +403,14 @@ class BatchProcessor:
                     work.counts["released"] += 1
                 last_index = len(meter_postings) - 1
             if last_index >= 0:
-                last = meter_postings[last_index]
-                meter_postings[last_index] = _with_carry(last, state.dump())
                 postings.extend(meter_postings)
+                carries[meter_id] = state.dump()
+                out.states[meter_id] = state
                 if any(p.lines for p in meter_postings):  # the balance changed
                     payers[meter_id] = (weights, _paying(meter.customer_id, weights))
                     touched[meter_id] = (history.at(work.now), state)
         self._write_usage(conn, work=work, postings=postings, to_hold=to_hold, released=released,
-                          events=events, mismatches=mismatches)  # fmt: skip
+                          events=events, mismatches=mismatches, carries=carries)  # fmt: skip
         self._mark_online(conn, meters, {r.record.meter for r in work.usage} & set(meters), work)
         if touched:
             self._credit(conn, out, meters, payers, touched)
@@ -413,6 +425,7 @@ class BatchProcessor:
         released: list[tuple[str, int]],
         events: list[dict[str, Any]],
         mismatches: list[dict[str, Any]],
+        carries: dict[str, str],
     ) -> None:
         if released:
             for i in range(0, len(released), CHUNK):
@@ -433,6 +446,7 @@ class BatchProcessor:
                     f"rejected {[(p.meter_id, p.seq, why) for p, why in result.rejected[:3]]}"
                 )
             work.counts["posted"] += len(result.posted)
+            _save_states(conn, carries, work.now)
         if events:
             conn.execute(insert(T_EVENTS), events)
         if mismatches:
@@ -541,9 +555,9 @@ class BatchProcessor:
                     m.problem = f"split rule of {m.id!r} names unknown accounts {sorted(missing)}"
         return out
 
-    def _states(self, conn: Connection, ids: Iterable[str]) -> dict[str, MeterState]:
-        ids = sorted(ids)
-        out: dict[str, MeterState] = {}
+    def _states(self, conn: Connection, wanted: Iterable[str]) -> dict[str, MeterState]:
+        out = {m: self._cache[m] for m in wanted if m in self._cache}
+        ids = sorted(m for m in wanted if m not in out)
         for i in range(0, len(ids), CHUNK):
             stmt = select(T_CARRY.c.meter_id, T_CARRY.c.state).where(
                 T_CARRY.c.meter_id.in_(ids[i : i + CHUNK])
@@ -738,8 +752,18 @@ def _paying(customer: str | None, weights: dict[str, int]) -> str:
     return min(weights, key=lambda a: (-weights[a], a))
 
 
-def _with_carry(p: UsagePosting, carry: str) -> UsagePosting:
-    return replace(p, carry=carry)
+def _save_states(conn: Connection, states: dict[str, str], now: datetime) -> None:
+    """Upsert each meter's rating state in one statement (``meter_carry``)."""
+    if not states:
+        return
+    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
+    stmt = dialect.insert(T_CARRY)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["meter_id"],
+        set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+    )
+    conn.execute(stmt, [{"meter_id": m, "state": s, "updated_at": now}
+                        for m, s in sorted(states.items())])  # fmt: skip
 
 
 def _unknown_providers(tariff: Tariff, providers: dict[str, str]) -> str | None:

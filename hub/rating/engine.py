@@ -7,16 +7,17 @@ records and their seq order, never on arrival order or batch boundaries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from fractions import Fraction
 from functools import lru_cache
+from math import lcm
 from typing import cast
 
+from hub.rating.fast import apportion_fast, apportion_linear
 from hub.rating.mix import apply_mix
 from hub.rating.state import MeterState
-from protocol.apportion import apportion
 from protocol.messages import UsageRecord
 from protocol.rating import price_interval
 from protocol.tariff import Tariff
@@ -24,12 +25,19 @@ from protocol.tariff import Tariff
 
 @dataclass(frozen=True)
 class Rated:
-    """The hub's figures for one record: ``debit`` = sum of ``shares`` (provider → minor units)."""
+    """The hub's figures for one record: ``debit`` = sum of ``shares`` (provider → minor units).
 
-    amounts: dict[str, Fraction]
+    ``amounts`` (exact, per provider) is built on first use: the linear fast path never needs
+    it to rate."""
+
     shares: dict[str, int]
     debit: int
     state: MeterState
+    exact: Callable[[], dict[str, Fraction]]
+
+    @property
+    def amounts(self) -> dict[str, Fraction]:
+        return self.exact()
 
 
 def month_key(tariff: Tariff, moment: datetime) -> str:
@@ -39,6 +47,16 @@ def month_key(tariff: Tariff, moment: datetime) -> str:
 def _month_start(tariff: Tariff, moment: datetime) -> datetime:
     local = moment.astimezone(tariff.zone)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+@lru_cache(maxsize=256)
+def _int_rates(tariff: Tariff) -> tuple[int, dict[str, int]] | None:
+    """The unit rates of a linear tariff as integers over one denominator."""
+    rates = _unit_rates(tariff)
+    if rates is None:
+        return None
+    d = lcm(*(r.denominator for r in rates.values())) if rates else 1
+    return d, {p: r.numerator * (d // r.denominator) for p, r in rates.items()}
 
 
 @lru_cache(maxsize=256)
@@ -90,10 +108,22 @@ def rate(
     start_month = month_key(tariff, start)
     if month_to_date is None:
         month_to_date = state.mtd if state.month == start_month else Fraction(0)
-    amounts = price(tariff, start, end, energy, month_to_date)
-    if mix:
-        amounts = apply_mix(amounts, mix)
-    shares, carry = apportion(amounts, state.carry)
+    linear = None if mix else _int_rates(tariff)
+    if linear is not None:
+        d, rates = linear
+        shares, carry = apportion_linear(rates, d, energy, state.carry)
+
+        def exact() -> dict[str, Fraction]:
+            return {p: Fraction(r * energy, d) for p, r in rates.items()}
+    else:
+        amounts = price(tariff, start, end, energy, month_to_date)
+        if mix:
+            amounts = apply_mix(amounts, mix)
+        shares, carry = apportion_fast(amounts, state.carry)
+
+        def exact() -> dict[str, Fraction]:
+            return amounts
+
     end_month = month_key(tariff, end)
     if not in_order:
         late = energy_in_end_month(tariff, start, end, energy)
@@ -107,7 +137,7 @@ def rate(
         new = MeterState(
             seq=record.seq, carry=carry, month=end_month, mtd=mtd, register=record.import_end
         )
-    return Rated(amounts=amounts, shares=shares, debit=sum(shares.values()), state=new)
+    return Rated(shares=shares, debit=sum(shares.values()), state=new, exact=exact)
 
 
 def _micros(d: timedelta) -> int:

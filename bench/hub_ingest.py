@@ -1,0 +1,347 @@
+"""Hub ingest benchmark: usage records through Mosquitto into the ledger, against raw paho.
+
+Starts Mosquitto on a free loopback port, seeds a database (SQLite file, or a throwaway
+PostgreSQL server), starts the hub's ingest service (``python -m hub.ingest.runner``) and, in
+the same run, a bare paho subscriber (QoS 1, auto-acknowledged) on the same topics. Then
+publisher processes (simulated gateways) send ``--records`` usage records at QoS 1. Measured,
+each from the first publish: the rate at which the bare subscriber received the stream, and
+the rate at which the hub settled it (records in ``posted_usage``). Invariants are checked
+after. Goal: settled >= 0.8 x raw.
+
+    python -m bench.hub_ingest [--records 200000] [--db sqlite|postgres|both]
+                               [--per-message 1] [--gateways 20] [--meters 50]
+
+Prints a table and writes ``bench/results/hub_ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from sqlalchemy import func, select
+
+from hub.db import make_engine, migrate, read_tx
+from hub.ingest.seed import seed_world
+from hub.ledger import check_invariants
+from hub.models import metadata
+
+RESULTS = Path(__file__).resolve().parent / "results" / "hub_ingest.json"
+GOAL = 0.8
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+def start_broker(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    # max_queued_messages 0: no limit, the hub's persistent session may fall behind the
+    # publishers without Mosquitto dropping anything (hardware/mosquitto/smsa.conf).
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest stderr\n"
+                    "log_type error\n")  # fmt: skip
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([exe, "-c", str(conf)])
+    wait_port(port)
+    return proc, port
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- PostgreSQL (a throwaway server, as the test fixture does) ------------------------------
+
+
+def _as_pg(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def start_postgres(tmp: Path) -> tuple[Path, Path, str]:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not found:
+        raise SystemExit("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    bindir = Path(found[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="smsa-bench-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    root.chmod(0o700)
+    data, port = root / "data", free_port()
+    subprocess.run(_as_pg([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A",
+                           "trust", "--no-sync"]), check=True, capture_output=True)  # fmt: skip
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=50"
+    ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts]
+    subprocess.run(_as_pg([*ctl, "-w", "start"]), check=True, capture_output=True)
+    dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(b"CREATE DATABASE bench")
+    return bindir, root, f"postgresql+psycopg://postgres@127.0.0.1:{port}/bench"
+
+
+def stop_postgres(bindir: Path, root: Path) -> None:
+    subprocess.run(_as_pg([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "fast",
+                           "stop"]), check=False, capture_output=True)  # fmt: skip
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# -- child roles -------------------------------------------------------------------------------
+
+
+def raw_subscriber(port: int, expect: int) -> None:
+    """Count usage records as a bare paho QoS 1 subscriber; print JSON when all arrived."""
+    got = 0
+    first = last = 0.0
+
+    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        nonlocal got, first, last
+        last = time.time()
+        if not got:
+            first = last
+        got += msg.payload.count(b'"seq"')
+
+    def on_subscribe(*_a: Any) -> None:
+        print("ready", flush=True)
+
+    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                         client_id="bench-raw", protocol=mqtt.MQTTv5)  # fmt: skip
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    client.connect("127.0.0.1", port)
+    client.subscribe("smsa/v1/gw/+/usage", qos=1)
+    deadline = time.monotonic() + 3600
+    while got < expect and time.monotonic() < deadline:
+        client.loop(0.05)
+    client.disconnect()
+    print(json.dumps({"records": got, "first": first, "last": last}), flush=True)
+
+
+def publisher(args: argparse.Namespace) -> None:
+    """Publish this publisher's share of the stream at QoS 1; print JSON timings."""
+    port, index, total_publishers = args.port, args.index, args.publishers
+    gateways, meters, records = args.gateways_list.split(","), args.meters, args.records
+    per_message = args.per_message
+    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"bench-pub-{index}")  # fmt: skip
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    all_meters = [f"{gw}-m{m}" for gw in gateways for m in range(meters)]
+    mine = all_meters[index::total_publishers]
+    rounds = -(-records // len(all_meters))
+    step = timedelta(minutes=15)
+    infos = []
+    first = time.time()
+    sent = 0
+    quota = len([i for i in range(records) if all_meters[i % len(all_meters)] in set(mine)])
+    batch: dict[str, list[str]] = {}
+    for r in range(rounds):
+        start = T0 + step * r
+        s, e = start.isoformat(), (start + step).isoformat()
+        for meter in mine:
+            if sent >= quota:
+                break
+            gw = meter.rsplit("-m", 1)[0]
+            reg = 1000 + r * 137
+            batch.setdefault(gw, []).append(
+                f'{{"meter":"{meter}","seq":{r + 1},"start":"{s}","end":"{e}",'
+                f'"import_start":{reg},"import_end":{reg + 137}}}'
+            )
+            sent += 1
+            if len(batch[gw]) >= per_message:
+                payload = ('{"v":1,"records":[' + ",".join(batch.pop(gw)) + "]}").encode()
+                infos.append(client.publish(f"smsa/v1/gw/{gw}/usage", payload, qos=1))
+    for gw, recs in batch.items():
+        payload = ('{"v":1,"records":[' + ",".join(recs) + "]}").encode()
+        infos.append(client.publish(f"smsa/v1/gw/{gw}/usage", payload, qos=1))
+    for info in infos:
+        info.wait_for_publish(600)
+    done = time.time()
+    client.disconnect()
+    client.loop_stop()
+    print(json.dumps({"records": sent, "messages": len(infos), "first": first, "done": done}),
+          flush=True)  # fmt: skip
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    pg: tuple[Path, Path, str] | None = None
+    if db_kind == "postgres":
+        pg = start_postgres(tmp)
+        url = pg[2]
+    else:
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    broker, port = start_broker(tmp)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        migrate(url)
+        engine = make_engine(url)
+        world = seed_world(engine, gateways=args.gateways, meters_per_gateway=args.meters)
+        gateways = sorted(world.gateways)
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "hub.ingest.runner", "--db", url, "--mqtt",
+             f"mqtt://127.0.0.1:{port}", "--client-id", "bench-hub",
+             "--batch-size", str(args.batch_size), "--batch-wait", "0.05"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        procs.append(hub)
+        raw = subprocess.Popen(
+            [sys.executable, "-m", "bench.hub_ingest", "--role", "raw", "--port", str(port),
+             "--records", str(args.records)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        procs.append(raw)
+        for proc in (hub, raw):
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit("a consumer did not start")
+        pubs = [_start_publisher(args, port, gateways, i) for i in range(args.publishers)]
+        procs += pubs
+        posted = metadata.tables["posted_usage"]
+        settled_at = 0.0
+        deadline = time.monotonic() + args.timeout
+        n = 0
+        while time.monotonic() < deadline:
+            with read_tx(engine) as conn:
+                n = int(conn.execute(select(func.count()).select_from(posted)).scalar_one())
+            if n >= args.records:
+                settled_at = time.time()
+                break
+            time.sleep(0.05)
+        pub_results = [json.loads(_last_line(p)) for p in pubs]
+        raw_result = json.loads(_last_line(raw))
+        first = min(p["first"] for p in pub_results)
+        published_at = max(p["done"] for p in pub_results)
+        with read_tx(engine) as conn:
+            report = check_invariants(conn)
+        engine.dispose()
+        if not settled_at:
+            raise SystemExit(f"{db_kind}: only {n} of {args.records} records settled in time")
+        raw_s = raw_result["last"] - first
+        settled_s = settled_at - first
+        messages = sum(p["messages"] for p in pub_results)
+        return {
+            "db": db_kind,
+            "records": args.records,
+            "messages": messages,
+            "per_message": args.per_message,
+            "meters": args.gateways * args.meters,
+            "publish_s": round(published_at - first, 3),
+            "raw_s": round(raw_s, 3),
+            "settled_s": round(settled_s, 3),
+            "raw_records_per_s": round(args.records / raw_s),
+            "raw_messages_per_s": round(messages / raw_s),
+            "settled_records_per_s": round(args.records / settled_s),
+            "ratio": round(raw_s / settled_s, 3),
+            "goal": GOAL,
+            "met": raw_s / settled_s >= GOAL,
+            "invariants_ok": bool(report["ok"]),
+        }
+    finally:
+        for proc in procs:
+            stop(proc)
+        stop(broker)
+        if pg is not None:
+            stop_postgres(pg[0], pg[1])
+
+
+def _start_publisher(
+    args: argparse.Namespace, port: int, gateways: list[str], index: int
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.hub_ingest", "--role", "publish", "--port", str(port),
+         "--records", str(args.records), "--gateways-list", ",".join(gateways),
+         "--meters", str(args.meters), "--per-message", str(args.per_message),
+         "--index", str(index), "--publishers", str(args.publishers)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _last_line(proc: subprocess.Popen[str]) -> str:
+    out, _ = proc.communicate(timeout=600)
+    lines = [line for line in out.splitlines() if line.strip()]
+    return lines[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.hub_ingest")
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--per-message", type=int, default=1)
+    parser.add_argument("--gateways", type=int, default=20)
+    parser.add_argument("--meters", type=int, default=50, help="meters per gateway")
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=1800)
+    # child roles
+    parser.add_argument("--role", choices=["raw", "publish"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--gateways-list", help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.records < 1 or args.per_message < 1 or args.publishers < 1:
+        parser.error("--records, --per-message and --publishers must be >= 1")
+    if args.role == "raw":
+        raw_subscriber(args.port, args.records)
+        return 0
+    if args.role == "publish":
+        publisher(args)
+        return 0
+    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="smsa-bench-") as tmp:
+        for kind in kinds:
+            sub = Path(tmp) / kind
+            sub.mkdir()
+            results.append(run(kind, args, sub))
+    header = (f"{'db':<9}{'records':>9}{'raw rec/s':>11}{'settled rec/s':>15}{'ratio':>7}"
+              f"{'goal':>6}{'invariants':>12}")  # fmt: skip
+    print(header)
+    for r in results:
+        print(f"{r['db']:<9}{r['records']:>9}{r['raw_records_per_s']:>11}"
+              f"{r['settled_records_per_s']:>15}{r['ratio']:>7}{'met' if r['met'] else 'MISS':>6}"
+              f"{'ok' if r['invariants_ok'] else 'FAILED':>12}")  # fmt: skip
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"benchmark": "hub_ingest", "results": results}, indent=2) + "\n")
+    return 0 if all(r["invariants_ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
