@@ -45,9 +45,12 @@ class OutboxLike(Protocol):
 
 
 class DecisionLike(Protocol):
-    action: str
-    reason: str
-    rule: str
+    @property
+    def action(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
 
 
 class CreditLike(Protocol):
@@ -124,6 +127,7 @@ class Agent:
                 rt = MeterRuntime(point, poller)
                 if point.id in wanted:
                     rt.wanted, rt.cause = wanted[point.id]
+                    point.watch_relay = rt.wanted is False
                 self.meters[point.id] = rt
                 self.states[point.id] = saved.get(point.id, MeterState(point.id))
 
@@ -342,6 +346,7 @@ class Agent:
         spec = rt.point.relay
         now = datetime.now(UTC)
         rt.wanted, rt.cause = on, cause
+        rt.point.watch_relay = not on
         self.store.want_relay(meter, on, cause, now)
         if spec is None:
             self._event("relay_fault", meter, "this meter has no relay to switch")

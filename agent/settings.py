@@ -62,6 +62,7 @@ class _BusBase(_Section):
     inter_frame_ms: float | None = Field(default=None, ge=0, le=1000)
     backoff_s: float = Field(default=2.0, gt=0, le=3600)
     backoff_max_s: float = Field(default=60.0, gt=0, le=86_400)
+    relay_read_every: int = Field(default=10, ge=1, le=3600)
 
 
 class TcpBus(_BusBase):

@@ -53,7 +53,7 @@ class ModbusLine:
                 settings.host, port=settings.port, timeout=settings.timeout_s, retries=0
             )
         else:
-            self._client = ModbusSerialClient(
+            self._client = _SerialClient(
                 settings.device,
                 baudrate=settings.baudrate,
                 parity=settings.parity,
@@ -163,6 +163,34 @@ class ModbusLine:
                     pass
         except OSError:
             self._client.close()
+
+
+class _SerialClient(ModbusSerialClient):
+    """pymodbus' serial client, reading an answer as soon as its bytes arrive.
+
+    pymodbus 3.16 polls the port every 4 characters and returns only once the byte count stood
+    still for a whole poll: up to 8 ms of dead time per request at 9600 baud, 15 % of a short
+    read. Here ``recv`` blocks in the driver for the first byte (up to the request's timeout)
+    and returns it with whatever else has arrived; pymodbus' receive loop keeps reading until
+    the frame is complete (or the timeout), so a frame split across reads is reassembled.
+    """
+
+    def recv(self, size: int | None) -> bytes:
+        port = self.socket
+        if not port:
+            raise ConnectionException(str(self))
+        try:
+            timeout = self.comm_params.timeout_connect
+            if port.timeout != timeout:
+                port.timeout = timeout
+            first = port.read(1)
+            if not first:
+                return b""
+            waiting = port.in_waiting
+            return first + (port.read(waiting) if waiting else b"")
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise ConnectionException(str(self)) from exc
 
 
 def _short(text: str) -> str:

@@ -71,6 +71,7 @@ class MeterPoint:
     last_ok: datetime | None = None
     import_wh: int | None = None
     relay_on: bool | None = None
+    watch_relay: bool = False  # set by the engine while it wants the relay off
 
     @property
     def id(self) -> str:
@@ -95,10 +96,7 @@ class Reading:
 def meter_point(meter: MeterSettings, bus: TcpBus | RtuBus) -> MeterPoint:
     model = load_model(meter.model)
     relay = RelaySpec.for_meter(meter, model)
-    names = [ENERGY_REGISTER]
-    if relay is not None and relay.unit == meter.unit:
-        names.append(relay.register.name)
-    blocks = plan_model(model, names)
+    blocks = plan_model(model, [ENERGY_REGISTER])
     return MeterPoint(meter, model, blocks, meter.timeout_s or bus.timeout_s, relay)
 
 
@@ -258,17 +256,19 @@ class BusPoller(threading.Thread):
             raise err
         relay_on: bool | None = None
         spec = meter.relay
-        if spec is not None:
-            if spec.register.name in values:
-                relay_on = spec.decode(values[spec.register.name])
-            else:
-                meter.counters.requests += 1
-                try:
-                    relay_on = spec.read(self.line, meter.timeout_s)
-                except BusError as exc:
-                    meter.counters.count(exc)
-                    relay_on = None
+        if spec is not None and self._relay_due(meter):
+            meter.counters.requests += 1
+            try:
+                relay_on = spec.read(self.line, meter.timeout_s)
+            except BusError as exc:
+                meter.counters.count(exc)
         return energy, relay_on
+
+    def _relay_due(self, meter: MeterPoint) -> bool:
+        """Read the relay every poll while it is (or should be) off, else every few polls."""
+        if meter.watch_relay or meter.relay_on is not True:
+            return True
+        return meter.counters.polls % self.bus.relay_read_every == 0
 
     def _recovered(
         self, meter: MeterPoint, energy: int, relay_on: bool | None, at: datetime
@@ -286,7 +286,8 @@ class BusPoller(threading.Thread):
         meter.backoff_until = 0.0
         meter.last_ok = at
         meter.import_wh = energy
-        meter.relay_on = relay_on
+        if relay_on is not None:
+            meter.relay_on = relay_on
 
     def _failed(self, meter: MeterPoint, err: BusError) -> None:
         meter.counters.failed_polls += 1

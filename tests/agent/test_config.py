@@ -42,7 +42,11 @@ def _good(tmp_path: Path) -> Path:
             "unknown key",
         ),
         (lambda t: t.replace('host = "127.0.0.1"\n', ""), "buses[0].host", "missing"),
-        (lambda t: t.replace("[storage]\npath = ", "[storage]\nwhere = "), "storage.where", "unknown key"),
+        (
+            lambda t: t.replace("[storage]\npath = ", "[storage]\nwhere = "),
+            "storage.where",
+            "unknown key",
+        ),
         (
             lambda t: t.replace('bus = "bus0"\nunit = 2', 'bus = "bus9"\nunit = 2'),
             "meters[1].bus",
