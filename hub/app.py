@@ -27,6 +27,7 @@ from hub.api.routes import (
     system,
     tariffs,
 )
+from hub.api.schemas import ERROR_RESPONSES
 from hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def create_app(
         ledger,
         payments,
     ):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)
     app.include_router(system.router, prefix=API_PREFIX, include_in_schema=False)
     web.install(app)

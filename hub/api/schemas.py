@@ -205,3 +205,19 @@ class StatementOut(BaseModel):
     closing: Money
     totals: dict[str, Money]
     lines: list[EntryLine]
+
+
+class ErrorOut(BaseModel):
+    """Every error but 422: a one-line reason and (for the hub's own errors) its class name."""
+
+    detail: str
+    error: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the body could not be read (not UTF-8)"},
+    401: {"model": ErrorOut, "description": "missing, unknown or revoked API key"},
+    403: {"model": ErrorOut, "description": "the key's role or account does not allow this"},
+    404: {"model": ErrorOut, "description": "unknown id"},
+    409: {"model": ErrorOut, "description": "duplicate id, or idempotency conflict"},
+}
