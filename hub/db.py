@@ -39,7 +39,11 @@ RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlo
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
-    """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...``."""
+    """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...`` (``postgresql://``
+    and ``postgres://`` mean the same)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):  # the only PostgreSQL driver installed is psycopg 3
+            url = "postgresql+psycopg://" + url[len(plain) :]
     try:
         if url.startswith("sqlite"):
             engine = create_engine(
