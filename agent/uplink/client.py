@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import AgentError
-from agent.uplink.outbox import Outbox, Row
+from agent.uplink.outbox import Outbox
 from protocol import topics
 from protocol.messages import MAX_PAYLOAD
 
@@ -262,6 +262,9 @@ class Uplink:
             except AgentError as exc:  # a store error: log, keep the uplink alive, retry
                 log.error("uplink: %s", exc)
                 self._stopping.wait(1.0)
+            except Exception:  # never let the worker die silently
+                log.exception("uplink worker failed; retrying")
+                self._stopping.wait(1.0)
 
     def _drain_inbox(self) -> None:
         while True:
@@ -336,11 +339,9 @@ class Uplink:
         if time.monotonic() < self._retry_at:
             return
         while len(self._inflight) < self._window and not self._stopping.is_set():
-            rows = self._outbox.pending(self._batch_rows, after=self._cursor)
-            if not rows:
+            batch = self._outbox.next_batch(self._cursor, self._batch_rows, MAX_PAYLOAD - 64)
+            if not batch:
                 return
-            batch = _first_batch(rows)
-            self._outbox.mark_sent([r.id for r in batch])
             kind = batch[0].kind
             topic = self._topic_usage if kind == "usage" else self._topic_events
             field = "records" if kind == "usage" else "events"
@@ -410,16 +411,3 @@ class Uplink:
         else:
             client.connect_async(self._address.host, self._address.port, keepalive=KEEPALIVE_S)
         client.loop_start()
-
-
-def _first_batch(rows: list[Row]) -> list[Row]:
-    """The longest prefix of ``rows`` of one kind that fits in one payload."""
-    kind = rows[0].kind
-    batch: list[Row] = []
-    size = 32
-    for row in rows:
-        if row.kind != kind or (batch and size + len(row.body) + 1 > MAX_PAYLOAD):
-            break
-        batch.append(row)
-        size += len(row.body) + 1
-    return batch

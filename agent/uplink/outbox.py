@@ -151,6 +151,30 @@ class Outbox:
             self._depth -= deleted
         return deleted
 
+    def next_batch(self, after: int, limit: int, max_bytes: int) -> list[Row]:
+        """The next rows to publish, marked ``sent`` in the same transaction.
+
+        The longest run of rows of one kind with ``id > after``, at most ``limit`` rows and
+        ``max_bytes`` of bodies. Atomic with the mark, so a merge cannot change a row between
+        being read for publishing and being protected from merging.
+        """
+        with self._lock, transaction(self._conn, self.path) as conn:
+            rows = conn.execute(
+                "SELECT id, kind, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+            batch: list[Row] = []
+            size = 0
+            for row_id, kind, body in rows:
+                if batch and (kind != batch[0].kind or size + len(body) + 1 > max_bytes):
+                    break
+                batch.append(Row(int(row_id), kind, body))
+                size += len(body) + 1
+            conn.executemany(
+                "UPDATE outbox SET sent = 1 WHERE id = ? AND sent = 0", [(r.id,) for r in batch]
+            )
+        return batch
+
     # -- reading ------------------------------------------------------------------------------
 
     def pending(self, limit: int, after: int = 0) -> list[Row]:

@@ -160,3 +160,24 @@ def test_kill_9_loses_nothing_unacknowledged_and_keeps_nothing_acknowledged(
     # at most the one add that committed but was not yet reported is extra
     assert len(rows.keys() - added.keys()) <= 1
     outbox.close()
+
+
+def test_next_batch_is_one_kind_and_is_protected_from_merging(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "b.db", max_rows=6)
+    for seq in (1, 2, 3):
+        outbox.add_usage(record("m1", seq))
+    outbox.add_event(event(1))
+    first = outbox.next_batch(after=0, limit=10, max_bytes=10_000)
+    assert [r.kind for r in first] == ["usage"] * 3
+    second = outbox.next_batch(after=first[-1].id, limit=10, max_bytes=10_000)
+    assert [r.kind for r in second] == ["event"]
+    assert outbox.next_batch(after=second[-1].id, limit=10, max_bytes=10_000) == []
+    small = outbox.next_batch(after=0, limit=10, max_bytes=len(first[0].body) + 1)
+    assert small == first[:1]
+    # rows handed out for publishing are never merged, even when the outbox is over its bound
+    for seq in (4, 5, 6, 7):
+        outbox.add_usage(record("m1", seq))
+    kept = usage_rows(outbox)
+    assert [(r.seq, r.merged) for r in kept[:3]] == [(1, 1), (2, 1), (3, 1)]
+    assert sum(r.merged for r in kept) == 7 and outbox.depth() == 6
+    outbox.close()
