@@ -1,35 +1,32 @@
 """Fixtures for firmware_sim tests: the simulator as a real subprocess, a socat pty pair."""
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
+from firmware_sim.process import SimProcess
 from firmware_sim.pty import SocatPair, socat_pair
-from tests.support import free_port, stop, wait_for
+from tests.support import free_port
 
 
 @dataclass
 class Sim:
-    """A running ``smsa-meter-sim``; ``ready`` is its first stdout line."""
+    """A running ``smsa-meter-sim``; ``device`` is the pty end a client opens."""
 
-    proc: subprocess.Popen[bytes]
+    process: SimProcess
     port: int | None = None
     device: str | None = None
-    ready: str = ""
-    _out: bytearray = field(default_factory=bytearray)
 
-    def read_stdout(self) -> str:
-        assert self.proc.stdout is not None
-        try:
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-        except BlockingIOError:
-            chunk = b""
-        self._out.extend(chunk)
-        return self._out.decode(errors="replace")
+    @property
+    def ready(self) -> str:
+        return self.process.ready
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.process.proc is not None
+        return self.process.proc
 
 
 StartSim = Callable[..., Sim]
@@ -37,27 +34,8 @@ StartSim = Callable[..., Sim]
 
 def launch(args: list[str], port: int | None = None, device: str | None = None) -> Sim:
     """Start the simulator with ``args`` and wait for its ready line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_sim", "--log-level", "WARNING", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    sim = Sim(proc, port, device)
-    try:
-        text = wait_for(
-            lambda: ("\n" in sim.read_stdout() and sim.read_stdout()) or proc.poll() is not None,
-            timeout=15,
-        )
-    except AssertionError:
-        stop(proc)
-        raise
-    if proc.poll() is not None:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise RuntimeError(f"simulator exited with {proc.returncode}: {err}")
-    sim.ready = str(text).splitlines()[0]
-    return sim
+    process = SimProcess(["--log-level", "WARNING", *args]).start()
+    return Sim(process, port if port is not None else process.port or None, device)
 
 
 @pytest.fixture
@@ -78,10 +56,7 @@ def sim_tcp() -> Iterator[StartSim]:
 
 def shutdown(sim: Sim) -> None:
     """Stop a simulator and close its pipes."""
-    stop(sim.proc)
-    for pipe in (sim.proc.stdout, sim.proc.stderr):
-        if pipe:
-            pipe.close()
+    sim.process.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from firmware_sim.__main__ import main
+from firmware_sim.process import SimProcessError, sim_process
 from firmware_sim.pty import SocatPair
 from tests.firmware_sim.conftest import StartSim
 
@@ -92,26 +93,19 @@ def test_ready_line_and_clean_sigterm(sim_tcp: StartSim) -> None:
 
 
 def test_port_zero_reports_the_bound_port() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_sim", "--tcp", "127.0.0.1:0", "--log-level", "ERROR"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        port = int(line.split()[2].rsplit(":", 1)[1])
-        assert port > 0
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
+    with sim_process("--tcp", "127.0.0.1:0", "--meter", "3", "--log-level", "ERROR") as sim:
+        assert sim.host == "127.0.0.1" and sim.port > 0 and sim.units == [3]
+        with socket.create_connection((sim.host, sim.port), timeout=2):
             pass
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        assert sim.proc is not None
+        sim.proc.send_signal(signal.SIGINT)
+        assert sim.proc.wait(10) == 0
+    assert sim.proc is None
+
+
+def test_sim_process_reports_a_simulator_that_exits() -> None:
+    with pytest.raises(SimProcessError, match="exited with 2"):
+        sim_process("--tcp", "127.0.0.1:0", "--model", "nope").start()
 
 
 @pytest.mark.serial

@@ -10,7 +10,6 @@ import pytest
 from firmware_sim.line import Line
 from tests.firmware_sim.conftest import StartSim
 from tests.firmware_sim.helpers import Client, rtu_client, tcp_client
-from tests.support import stop
 
 READS = 8
 
@@ -88,6 +87,6 @@ def test_rtu_line_timing_adds_the_on_wire_time_at_9600_8n2(sim_serial: StartSim)
             ms[extra] = _median_ms(client, 20)
         finally:
             client.close()
-            stop(sim.proc)
+            sim.process.stop()
     expected = Line(9600, "N", 2).read_s(20) * 1000  # 11-bit characters: 68.75 ms
     assert ms[("--line-timing",)] - ms[()] == pytest.approx(expected, rel=0.15)
