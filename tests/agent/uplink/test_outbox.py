@@ -5,15 +5,19 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.uplink.outbox import Outbox, merge
 from protocol.messages import UsageRecord
 from tests.agent.uplink.helpers import event, record
 
 ROOT = Path(__file__).resolve().parents[3]
+FAST_TMP = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 
 def usage_rows(outbox: Outbox) -> list[UsageRecord]:
@@ -181,3 +185,64 @@ def test_next_batch_is_one_kind_and_is_protected_from_merging(tmp_path: Path) ->
     assert [(r.seq, r.merged) for r in kept[:3]] == [(1, 1), (2, 1), (3, 1)]
     assert sum(r.merged for r in kept) == 7 and outbox.depth() == 6
     outbox.close()
+
+
+op_st = st.one_of(
+    st.tuples(st.just("usage"), st.sampled_from(["m1", "m2"]), st.integers(0, 50), st.booleans()),
+    st.tuples(st.just("event"), st.none(), st.none(), st.none()),
+    st.tuples(st.just("publish"), st.none(), st.integers(1, 4), st.booleans()),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 8), st.lists(op_st, max_size=60))
+def test_merging_never_changes_what_is_delivered(
+    max_rows: int, ops: list[tuple[str, str | None, int | None, bool | None]]
+) -> None:
+    """Whatever the interleaving of adds, publishes and acks: per meter, the records delivered
+    plus those still waiting carry exactly the energy, shares and interval count added, in seq
+    order; every event arrives once, in order; the bound holds unless nothing is mergeable."""
+    with tempfile.TemporaryDirectory(dir=FAST_TMP) as tmp:
+        outbox = Outbox(Path(tmp) / "p.db", max_rows=max_rows)
+        added: dict[str, list[UsageRecord]] = {"m1": [], "m2": []}
+        events: list[str] = []
+        delivered: list[tuple[str, str]] = []
+        cursor, seq = 0, 0
+        for kind, meter, n, flag in ops:
+            if kind == "usage" and meter is not None and n is not None:
+                seq += 1
+                prev = added[meter][-1].import_end if added[meter] else 0
+                start = 0 if flag else prev  # flag: the register was reset
+                rec = record(meter, seq).model_copy(
+                    update={"import_start": start, "import_end": start + n, "shares": {"p": n}}
+                )
+                added[meter].append(rec)
+                outbox.add_usage(rec)
+            elif kind == "event":
+                events.append(f"ev-{len(events)}")
+                outbox.add_event(event(len(events) - 1))
+            elif n is not None:
+                batch = outbox.next_batch(cursor, n, 10**6)
+                if batch:
+                    cursor = batch[-1].id
+                    if flag:  # the broker acknowledged it
+                        outbox.ack([r.id for r in batch])
+                        delivered.extend((r.kind, r.body) for r in batch)
+                    else:  # lost: a restarted agent would send it again from the outbox
+                        cursor = 0
+            if outbox.depth() > max_rows:
+                assert outbox._pick_pair(outbox._conn) is None
+        waiting = [(r.kind, r.body) for r in outbox.pending(10**6)]
+        outbox.close()
+    everything = delivered + waiting
+    got_events = [json.loads(b)["id"] for k, b in everything if k == "event"]
+    assert got_events == events
+    usage = [UsageRecord.model_validate_json(b) for k, b in everything if k == "usage"]
+    for meter, recs in added.items():
+        mine = [r for r in usage if r.meter == meter]
+        assert [r.seq for r in mine] == sorted({r.seq for r in mine})
+        assert sum(r.merged for r in mine) == len(recs)
+        assert sum(r.energy for r in mine) == sum(r.energy for r in recs)
+        assert sum(r.shares.get("p", 0) for r in mine) == sum(r.energy for r in recs)
+        if recs:
+            assert mine[-1].seq == recs[-1].seq and mine[-1].end == recs[-1].end
