@@ -132,3 +132,62 @@ def test_commands_and_tamper(tmp_path: Path, mosquitto: Broker, procs: list[Proc
         collector.close()
     assert agent.proc.poll() is None
     assert "Traceback" not in agent.text()
+
+
+@pytest.mark.slow
+def test_meter_switched_by_a_relay_module(
+    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+) -> None:
+    port = free_port()
+    procs.append(
+        start_sim(
+            [
+                "--tcp",
+                f"127.0.0.1:{port}",
+                "--speed",
+                "600",
+                "--model",
+                "sdm120",
+                "--meter",
+                "1:2000",
+                "--meter",
+                "2:2000",
+                "--relay-unit",
+                "9:2:3",
+            ],
+            tmp_path / "sim.log",
+        )
+    )
+    key = new_key()
+    ms = meters([1, 2], model="sdm120")
+    ms[1].update(relay_unit=9, relay_model="modbus-relay-module", relay_channel=3)
+    config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), ms, key=key)
+    status = tmp_path / "status.json"
+    collector = Collector(mosquitto.port)
+    agent = start_agent(config, tmp_path / "agent.log")
+    procs.append(agent)
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    assert client.connect()
+    try:
+        wait_for(lambda: meter_status(status, "m2").get("relay") == "on", timeout=20)
+        assert meter_status(status, "m1").get("relay") == "unknown"  # sdm120: no relay
+        publish(mosquitto.port, CMD, command(key, "m2", "disconnect"))
+        wait_for(lambda: collector.events_of("command_ack", "m2"), timeout=15)
+        assert collector.events_of("command_ack", "m2")[0].data["ok"] is True
+        coil = client.read_coils(3, count=1, device_id=9)
+        assert not coil.isError() and coil.bits[0] is False
+        # supply is off: the meter's energy stops advancing
+        wait_for(lambda: meter_status(status, "m2").get("relay") == "off")
+        frozen = meter_status(status, "m2")["import_wh"]
+        m1 = meter_status(status, "m1")["import_wh"]
+        wait_for(lambda: meter_status(status, "m1")["import_wh"] > m1 + 20, timeout=10)
+        assert meter_status(status, "m2")["import_wh"] == frozen
+        # a meter without any relay: the command is acknowledged as not carried out
+        publish(mosquitto.port, CMD, command(key, "m1", "disconnect"))
+        wait_for(lambda: collector.events_of("command_ack", "m1"), timeout=15)
+        assert collector.events_of("command_ack", "m1")[0].data["ok"] is False
+        assert collector.events_of("relay_fault", "m1")
+    finally:
+        client.close()
+        collector.close()
+    assert "Traceback" not in agent.text()
