@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import select
 
-from hub.db import run_tx
-from hub.keys import revoke_key
+from hub.db import run_tx, session_scope
+from hub.keys import hash_key, revoke_key
+from hub.models import ApiKey
 from tests.hub.api.conftest import Keys, Shared
 from tests.hub.api.helpers import ledger_state
 
@@ -156,3 +158,19 @@ def test_public_endpoints(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/v1/accounts/{account_id}/topups" in spec["paths"]
     assert client.get("/").status_code == 200
+
+
+def test_keys_are_stored_hashed_and_last_use_recorded(
+    client: httpx.Client, keys: Keys, api_engine: Engine
+) -> None:
+    with session_scope(api_engine, write=False) as session:
+        rows = session.exec(select(ApiKey)).all()
+        assert keys.operator not in {r.key_hash for r in rows}
+        row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(keys.operator))).one()
+        assert row.last_used_at is None
+        key_id = row.id
+    assert client.get("/api/v1/meters", headers=keys.h("operator")).status_code == 200
+    with session_scope(api_engine, write=False) as session:
+        used = session.get(ApiKey, key_id)
+        assert used is not None
+        assert used.last_used_at is not None
