@@ -218,7 +218,7 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         hub = subprocess.Popen(
             [sys.executable, "-m", "hub.ingest.runner", "--db", url, "--mqtt",
              f"mqtt://127.0.0.1:{port}", "--client-id", "bench-hub",
-             "--batch-size", str(args.batch_size), "--batch-wait", "0.05"],
+             "--batch-size", str(args.batch_size), "--batch-wait", "0.05", "--counters"],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         procs.append(hub)
@@ -246,6 +246,8 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 break
             time.sleep(0.05)
         pub_results = [json.loads(_last_line(p)) for p in pubs]
+        hub.terminate()
+        hub_counters = json.loads(_last_line(hub))
         raw_result = json.loads(_last_line(raw))
         first = min(p["first"] for p in pub_results)
         published_at = max(p["done"] for p in pub_results)
@@ -273,6 +275,7 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "goal": GOAL,
             "met": raw_s / settled_s >= GOAL,
             "invariants_ok": bool(report["ok"]),
+            "hub_counters": hub_counters,
         }
     finally:
         for proc in procs:

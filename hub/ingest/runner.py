@@ -8,6 +8,7 @@ runs until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--credit-interval", type=float, default=1.0)
     parser.add_argument("--migrate", action="store_true", help="create or upgrade the schema")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--counters", action="store_true", help="print counters on exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait()
     finally:
         service.stop()
+        if args.counters:
+            print(json.dumps(service.counters), flush=True)
         engine.dispose()
     return 0
 

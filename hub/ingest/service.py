@@ -46,7 +46,7 @@ SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", 
 COUNTERS = (
     "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
-    "batches", "commands", "db_errors",
+    "batches", "commands", "db_errors", "worker_cpu_ms", "credit_cpu_ms",
 )  # fmt: skip
 
 
@@ -239,14 +239,18 @@ class IngestService:
             due = self._pending > 0 and time.monotonic() >= next_release
             if items or due:
                 self._busy = True
+                cpu = time.thread_time()
                 outcome = self._process(items)
+                self.counters["worker_cpu_ms"] += int((time.thread_time() - cpu) * 1000)
                 if outcome is None:
                     break  # stopping while the database was unreachable: nothing acked
                 next_release = time.monotonic() + 1.0
                 self._ack(items)
                 self._account(outcome)
             self._busy = False
+            cpu = time.thread_time()
             self._flush_credit()
+            self.counters["credit_cpu_ms"] += int((time.thread_time() - cpu) * 1000)
 
     def _collect(self) -> list[Inbound]:
         q = self._queue
