@@ -110,6 +110,7 @@ class Uplink:
         batch_rows: int = BATCH_ROWS,
         tls_ca: str | None = None,
         connack_wait_s: float = CONNACK_WAIT_S,
+        keepalive_s: int = KEEPALIVE_S,
     ) -> None:
         if not topics.valid_gateway_id(gateway_id):
             raise UplinkError(_redact(url), f"gateway id {gateway_id!r} is not usable in a topic")
@@ -130,6 +131,7 @@ class Uplink:
         self._batch_rows = max(1, batch_rows)
         self._tls_ca = tls_ca
         self._connack_wait_s = connack_wait_s
+        self._keepalive_s = keepalive_s
         self._attempt_at: float | None = None
         self._silent_refusals = 0
         self._topic_status = topics.topic(gateway_id, "status")
@@ -404,10 +406,12 @@ class Uplink:
             client.connect_async(
                 self._address.host,
                 self._address.port,
-                keepalive=KEEPALIVE_S,
+                keepalive=self._keepalive_s,
                 clean_start=False,
                 properties=properties,
             )
         else:
-            client.connect_async(self._address.host, self._address.port, keepalive=KEEPALIVE_S)
+            client.connect_async(
+                self._address.host, self._address.port, keepalive=self._keepalive_s
+            )
         client.loop_start()
