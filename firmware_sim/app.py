@@ -7,12 +7,14 @@ import socket
 import termios
 from collections.abc import Callable
 
+import serial
 from serial import SerialException
 
 from firmware_sim.bus import Bus, build_bus
 from firmware_sim.clock import SimClock
 from firmware_sim.config import SimConfig
 from firmware_sim.errors import ListenError
+from firmware_sim.line import Line
 from firmware_sim.server import Responder, SimSerialServer, SimTcpServer
 
 log = logging.getLogger(__name__)
@@ -45,11 +47,18 @@ def check_tcp(host: str, port: int) -> None:
             raise ListenError(f"{host}:{port}", exc.strerror or str(exc)) from exc
 
 
-def check_serial(device: str) -> None:
+def check_serial(device: str, line: Line) -> None:
+    """Fail early, with the system's reason, if ``device`` cannot be opened as configured."""
     if not os.path.exists(device):
         raise ListenError(device, "no such device")
-    if not os.access(device, os.R_OK | os.W_OK):
-        raise ListenError(device, "permission denied")
+    try:
+        port = serial.Serial(
+            device, line.baudrate, parity=line.parity, stopbits=line.stopbits, timeout=0
+        )
+    except (SerialException, OSError, termios.error, ValueError) as exc:
+        reason = exc.args[-1] if exc.args else type(exc).__name__
+        raise ListenError(device, f"cannot configure the device: {reason}") from exc
+    port.close()
 
 
 async def serve(
@@ -72,7 +81,7 @@ async def serve(
         )
     else:
         assert config.serial is not None
-        check_serial(config.serial)
+        check_serial(config.serial, config.line)
         server = SimSerialServer(
             Responder(bus, config.line, config.line_timing, rtu=True), config.serial
         )
