@@ -36,6 +36,7 @@ from protocol.messages import Command, CreditState, Event, UsageRecord
 log = logging.getLogger(__name__)
 
 RELAY_WAIT_S = 15.0
+OFFLINE_AFTER = 3  # failed polls in a row before a meter_offline event
 
 
 class OutboxLike(Protocol):
@@ -78,6 +79,7 @@ class MeterRuntime:
     wanted: bool | None = None
     cause: str = ""
     switched_at: datetime | None = None
+    offline: bool = False
 
 
 def new_event(kind: str, meter: str | None, reason: str = "", **data: Any) -> Event:
@@ -232,7 +234,13 @@ class Agent:
     def _reading(self, reading: Reading) -> None:
         rt = self.meters[reading.meter]
         if not reading.ok or reading.import_wh is None:
+            if not rt.offline and rt.point.failures >= OFFLINE_AFTER:
+                rt.offline = True
+                self._event("meter_offline", reading.meter, reading.error, polls=OFFLINE_AFTER)
             return
+        if rt.offline:
+            rt.offline = False
+            self._event("meter_online", reading.meter, "answers again")
         self._meter(reading.meter, Point(reading.at, reading.import_wh))
         self._check_tamper(rt, reading)
         rt.prev_wh, rt.prev_relay = reading.import_wh, reading.relay_on

@@ -158,9 +158,16 @@ def test_rtu_crc_errors_counted_others_keep_reading(
         assert "Traceback" not in agent.text()
 
 
+@pytest.fixture
+def collector(mosquitto: Broker) -> Iterator[Collector]:
+    c = Collector(mosquitto.port)
+    yield c
+    c.close()
+
+
 @pytest.mark.slow
 def test_tcp_reconnects_after_the_peer_goes_away(
-    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+    tmp_path: Path, mosquitto: Broker, procs: list[Proc], collector: Collector
 ) -> None:
     port = free_port()
     args = ["--tcp", f"127.0.0.1:{port}", "--meter", "1:2000", "--meter", "2:2000"]
@@ -170,17 +177,15 @@ def test_tcp_reconnects_after_the_peer_goes_away(
     status = tmp_path / "status.json"
     agent = start_agent(config, tmp_path / "agent.log")
     procs.append(agent)
+    both = ("m1", "m2")
     wait_for(lambda: meter_status(status, "m2").get("state") == "ok", timeout=20)
     stop(sim.proc)
-    wait_for(
-        lambda: all(meter_status(status, m).get("state") == "failing" for m in ("m1", "m2")),
-        timeout=15,
-    )
+    wait_for(lambda: all(meter_status(status, m).get("state") == "failing" for m in both), 15)
     assert _counter(status, "m1", "connection") >= 1
+    wait_for(lambda: collector.events_of("meter_offline", "m1"), timeout=15)
     procs.append(start_sim(args, tmp_path / "sim2.log"))
-    wait_for(
-        lambda: all(meter_status(status, m).get("state") == "ok" for m in ("m1", "m2")), timeout=15
-    )
+    wait_for(lambda: all(meter_status(status, m).get("state") == "ok" for m in both), 15)
     assert (read_status(status) or {})["buses"]["bus0"]["reconnects"] >= 1
+    wait_for(lambda: collector.events_of("meter_online", "m1"), timeout=10)
     assert agent.proc.poll() is None
     assert "Traceback" not in agent.text()
