@@ -155,6 +155,8 @@ class CreditBook:
                     meter_id,
                 ),
             )
+            if meter.memory.hold:  # the hub has spoken again: its rules apply from now on
+                self._save_memory(conn, meter_id, meter.memory.model_copy(update={"hold": False}))
         return True
 
     def balance(self, meter_id: str) -> int | None:
@@ -194,7 +196,9 @@ class CreditBook:
         """Record the relay's actual state, e.g. after a hub command or a failed switch.
 
         The rules reconnect automatically only after a cut-off they made themselves
-        (``by_rules``); a disconnect from the hub or an operator stays until reconnected.
+        (``by_rules``); a disconnect from the hub or an operator stays until reconnected. A
+        reconnect from the hub holds off automatic cut-off until the balance is positive again or
+        the hub sends a new credit state.
         """
         with self._lock, transaction(self._conn, self.path) as conn:
             meter = self._load(conn, meter_id)
@@ -203,7 +207,11 @@ class CreditBook:
                 memory = Memory()
             else:
                 memory = meter.memory
-            update = {"relay": relay, "cut_by_rules": by_rules and relay == "disconnected"}
+            update = {
+                "relay": relay,
+                "cut_by_rules": by_rules and relay == "disconnected",
+                "hold": not by_rules and relay == "connected",
+            }
             self._save_memory(conn, meter_id, memory.model_copy(update=update))
 
     def relay(self, meter_id: str) -> Relay:

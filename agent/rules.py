@@ -19,6 +19,9 @@ persists the memory and acts on the decision. The rules, in order:
   it ends, a customer still exhausted is cut off (after whatever grace is left).
 - Protected customers are never cut off automatically: one ``protected`` prompt per exhaustion
   (so the gateway reports it), then nothing.
+- Operator hold: after the hub reconnects a meter by command (``Memory.hold``), the rules do not
+  cut it off again until the balance is back above zero or the hub sends a new credit state;
+  the hub decided, the gateway does not overrule it offline.
 - Reconnect, only after a cut-off these rules made, when the balance rises above
   ``max(reconnect_above, 0)``: above the cut-off floor, so the relay does not chatter.
 """
@@ -52,6 +55,7 @@ class Memory(BaseModel):
 
     relay: Relay = "connected"
     cut_by_rules: bool = False
+    hold: bool = False
     prompted: tuple[int, ...] = ()
     exhausted_since: AwareDatetime | None = None
     exhausted_prompted: bool = False
@@ -89,6 +93,7 @@ def evaluate(
             "exhausted_since": (memory.exhausted_since or now) if exhausted else None,
             "exhausted_prompted": memory.exhausted_prompted and exhausted,
             "emergency_prompted": memory.emergency_prompted and balance < 0,
+            "hold": memory.hold and not in_credit,
         }
     )
 
@@ -112,6 +117,8 @@ def evaluate(
                 reason = f"{below}; protected customer, supply stays on"
                 return _decide("prompt", reason, "protected", mem, exhausted_prompted=True)
             return Decision(action="none", reason="protected customer", rule="protected"), mem
+        if mem.hold:
+            return Decision(action="none", reason="reconnected by the hub", rule="hold"), mem
         if friendly_now and friendly_ok:
             if not mem.exhausted_prompted:
                 reason = f"{below}; friendly hours, no cut-off until they end"

@@ -191,11 +191,15 @@ def test_offline_cut_off_and_reconnect_after_a_top_up(tmp_path: Path) -> None:
     book.close()
 
 
-def test_a_hub_disconnect_is_not_undone_locally(tmp_path: Path) -> None:
+def test_hub_relay_commands_are_not_overruled_locally(tmp_path: Path) -> None:
     book = CreditBook(tmp_path / "c.db")
     book.apply("m1", state(10_000))
     book.set_relay("m1", "disconnected")
-    assert book.decide("m1", T0).action == "none"
+    assert book.decide("m1", T0).action == "none"  # no automatic reconnect
+    book.apply("m1", state(-50))
     book.set_relay("m1", "connected")
     assert book.relay("m1") == "connected"
+    assert book.decide("m1", T0).rule == "hold"  # no automatic cut-off either
+    book.apply("m1", state(-60))  # until the hub sends a new credit state
+    assert book.decide("m1", T0 + timedelta(seconds=1)).action == "disconnect"
     book.close()

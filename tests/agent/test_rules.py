@@ -273,3 +273,12 @@ def test_no_chatter_around_the_thresholds(
         if meter.at(balance, now).action in ("reconnect", "disconnect"):
             switches += 1
     assert switches <= excursions
+
+
+def test_a_hub_reconnect_holds_off_the_rules_until_credit_returns() -> None:
+    meter = Meter(CreditRules())
+    meter.memory = meter.memory.model_copy(update={"hold": True})
+    assert meter.at(-500, MONDAY_NOON).rule == "hold"
+    assert meter.at(-900, MONDAY_NOON + timedelta(days=1)).action == "none"
+    assert meter.at(10, MONDAY_NOON + timedelta(days=2)).action == "none"  # hold ends here
+    assert meter.at(-1, MONDAY_NOON + timedelta(days=3)).action == "disconnect"
