@@ -23,7 +23,7 @@ from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
-from pymodbus.framer import FramerType
+from pymodbus.framer import FramerBase, FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
@@ -80,7 +80,7 @@ class Responder:
     bus_free_at: float = 0.0
 
     async def respond(
-        self, context: BusContext, framer: Any, pdu: ModbusPDU, arrived: float
+        self, context: BusContext, framer: FramerBase, pdu: ModbusPDU, arrived: float
     ) -> bytes | None:
         unit, fc = pdu.dev_id, pdu.function_code
         # With the line model the bus is one resource: a request starts once the line is free.
@@ -101,7 +101,7 @@ class Responder:
             response = await self._answer(context, pdu, fault)
         response.transaction_id = pdu.transaction_id
         response.dev_id = unit
-        packet: bytes = framer.buildFrame(response)
+        packet = framer.buildFrame(response)
         if fault is not None and fault.mode == FaultMode.BAD_CRC and self.rtu:
             packet = packet[:-2] + bytes([packet[-2] ^ 0xFF, packet[-1] ^ 0xFF])
         deadline = start
