@@ -10,6 +10,7 @@ import pytest
 
 from agent.commands import MAX_COMMAND_BYTES, CommandGate, credit_state
 from agent.errors import CommandRejected
+from protocol.messages import CreditState
 from protocol.signing import new_key, signed
 
 NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
@@ -161,3 +162,27 @@ def test_concurrent_deliveries_are_accepted_exactly_once(tmp_path: Path) -> None
 def test_a_bad_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="command_key"):
         CommandGate("zz", tmp_path / "x.db")
+
+
+def test_commands_built_by_the_hub_pass_the_gate(gate: CommandGate) -> None:
+    """Contract check: what hub.control signs, the agent accepts, and the credit state survives."""
+    from hub.control.commands import build_command, credit_command  # noqa: PLC0415
+
+    state = CreditState.model_validate(
+        {
+            "balance": 1250,
+            "as_of_seq": 3,
+            "tariff": {"id": "t", "components": [{"provider": "g", "per_kwh": "0.1234"}]},
+            "rules": {
+                "low_credit": [500],
+                "friendly": [{"start": "16:00", "end": "08:00"}],
+                "holidays": ["2026-12-25"],
+            },
+            "carry": {"g": "1/3"},
+        }
+    )
+    now = datetime.now(UTC)
+    credit = gate.accept(raw(credit_command(KEY, "m1", state, now=now)), now)
+    assert credit_state(credit) == state
+    cut = gate.accept(raw(build_command(KEY, "m1", "disconnect", reason="ops", now=now)), now)
+    assert (cut.action, cut.reason) == ("disconnect", "ops")
