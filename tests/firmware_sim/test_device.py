@@ -1,7 +1,11 @@
 """One device's register behaviour, pure: what the DDS238 accepts and refuses, the control
 block, relay-module pairing, the line model."""
 
+from fractions import Fraction
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from firmware_sim import control
 from firmware_sim.bus import MeterSpec, Pairing, build_bus
@@ -10,8 +14,8 @@ from firmware_sim.control import FaultMode
 from firmware_sim.device import ILLEGAL_ADDRESS, ILLEGAL_FUNCTION, ILLEGAL_VALUE, Device
 from firmware_sim.errors import ConfigError
 from firmware_sim.line import Line
-from firmware_sim.meter import Meter
-from firmware_sim.registers import encode
+from firmware_sim.meter import UNITS_PER_WH, Meter
+from firmware_sim.registers import ENERGY_UNITS, encode
 from hardware.regmap import available_models, load_model
 
 DDS = load_model("dds238-2-zn-sr")
@@ -146,3 +150,22 @@ def test_writing_back_the_control_block_changes_nothing() -> None:
     assert device.write(16, control.CONTROL_BASE, [int(w) for w in words]) is None
     assert device.clock.speed == 3600  # not 655.35
     assert device.meter is not None and device.meter.load_w == 1000
+
+
+@given(
+    name=st.sampled_from(["dds238-2-zn-sr", "sdm120", "sdm630"]),
+    units=st.integers(0, 10**9 * UNITS_PER_WH),
+)
+def test_energy_register_decodes_to_the_exact_energy_rounded_down(name: str, units: int) -> None:
+    """What the agent decodes (hardware.regmap) is the simulator's exact energy, rounded down
+    to the register's resolution (integer registers) or to float32 precision."""
+    model = load_model(name)
+    reg = model.register("import_energy")
+    exact = Fraction(units, UNITS_PER_WH)  # Wh
+    value = exact / ENERGY_UNITS[reg.unit]
+    decoded = model.value(reg, encode(model, reg, value)) * ENERGY_UNITS[reg.unit]
+    if reg.type.startswith("float"):
+        assert abs(Fraction(decoded) - exact) <= exact * Fraction(1, 2**23) + Fraction(1, 10**6)
+    else:
+        step = Fraction(reg.scale) * ENERGY_UNITS[reg.unit]
+        assert exact - step < Fraction(decoded) <= exact
