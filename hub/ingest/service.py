@@ -46,7 +46,7 @@ SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", 
 COUNTERS = (
     "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
-    "batches", "commands", "db_errors", "worker_cpu_ms", "credit_cpu_ms",
+    "batches", "commands", "db_errors", "worker_cpu_ms", "worker_wall_ms", "credit_cpu_ms",
 )  # fmt: skip
 
 
@@ -239,9 +239,10 @@ class IngestService:
             due = self._pending > 0 and time.monotonic() >= next_release
             if items or due:
                 self._busy = True
-                cpu = time.thread_time()
+                cpu, wall = time.thread_time(), time.monotonic()
                 outcome = self._process(items)
                 self.counters["worker_cpu_ms"] += int((time.thread_time() - cpu) * 1000)
+                self.counters["worker_wall_ms"] += int((time.monotonic() - wall) * 1000)
                 if outcome is None:
                     break  # stopping while the database was unreachable: nothing acked
                 next_release = time.monotonic() + 1.0
