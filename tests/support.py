@@ -1,5 +1,6 @@
 """Helpers shared by the tests: free ports, waiting on conditions, real peer processes."""
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -56,6 +57,9 @@ def start_mosquitto(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
+        # Mosquitto 2 drops root for user "mosquitto", which cannot write a root-owned tmp dir:
+        # run as the current user so persistence (sessions, queued messages) survives a restart.
+        f"user {getpass.getuser()}\n"
         "persistence true\n"
         f"persistence_location {tmp_path}/\n"
         "max_queued_messages 0\n"
