@@ -1,6 +1,7 @@
 """Fixtures for firmware_sim tests: the simulator as a real subprocess, a socat pty pair."""
 
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -30,6 +31,15 @@ class Sim:
 
 
 StartSim = Callable[..., Sim]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread running."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"
 
 
 def launch(args: list[str], port: int | None = None, device: str | None = None) -> Sim:
