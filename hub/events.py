@@ -49,6 +49,7 @@ def query_events(
     session: Session,
     *,
     kind: str | None = None,
+    exclude: frozenset[str] = frozenset(),
     meter: str | None = None,
     since: datetime | None = None,
     after_id: int | None = None,
@@ -58,6 +59,8 @@ def query_events(
     stmt = select(Event)
     if kind:
         stmt = stmt.where(Event.kind == kind)
+    if exclude:
+        stmt = stmt.where(col(Event.kind).not_in(exclude))
     if meter:
         stmt = stmt.where(Event.meter_id == meter)
     if since is not None:
@@ -86,12 +89,18 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 def _fetch_after(
-    engine: Engine, after_id: int, kinds: frozenset[str], meter: str | None
+    engine: Engine,
+    after_id: int,
+    kinds: frozenset[str],
+    exclude: frozenset[str],
+    meter: str | None,
 ) -> list[dict[str, Any]]:
     with session_scope(engine, write=False) as session:
         stmt = select(Event).where(col(Event.id) > after_id)
         if kinds:
             stmt = stmt.where(col(Event.kind).in_(kinds))
+        if exclude:
+            stmt = stmt.where(col(Event.kind).not_in(exclude))
         if meter:
             stmt = stmt.where(Event.meter_id == meter)
         rows = session.exec(stmt.order_by(col(Event.id)).limit(BATCH)).all()
@@ -107,6 +116,7 @@ async def sse_stream(
     *,
     after_id: int | None,
     kinds: frozenset[str] = frozenset(),
+    exclude: frozenset[str] = frozenset(),
     meter: str | None = None,
     poll_s: float = 0.2,
     keepalive_s: float = 15.0,
@@ -126,7 +136,7 @@ async def sse_stream(
             return
         if disconnected is not None and await disconnected():
             return
-        events = await asyncio.to_thread(_fetch_after, engine, cursor, kinds, meter)
+        events = await asyncio.to_thread(_fetch_after, engine, cursor, kinds, exclude, meter)
         for event in events:
             cursor = event["id"]
             yield sse_frame(event)

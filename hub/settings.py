@@ -47,7 +47,7 @@ class HubSettings(BaseSettings):
     # Lifetime of a dashboard stream token (EventSource cannot send an Authorization header).
     stream_token_ttl_s: int = Field(default=300, ge=10, le=86_400)
     # Seconds a signed command stays valid for the agent.
-    command_ttl_s: int = Field(default=300, ge=10, le=86_400)
+    command_ttl_s: int = Field(default=3600, ge=10, le=7 * 86_400)
     log_level: str = "INFO"
     # Run the background scheduler in ``serve`` (false in some tests).
     scheduler: Annotated[bool, NoDecode] = True

@@ -7,6 +7,8 @@
 const API = "/api/v1";
 const KEY = "smsa.key";
 const FEED_MAX = 200;
+// Acknowledgements of every credit-state command would drown the feed.
+const FEED_EXCLUDE = "exclude=command_ack";
 const state = { lastEventId: 0, source: null, refreshTimer: null, meters: new Map() };
 
 const $ = (sel) => document.querySelector(sel);
@@ -149,7 +151,8 @@ function addEvent(ev, fresh) {
 async function openStream() {
   if (!key()) return;
   const { token } = await api("/events/stream-token", { method: "POST" });
-  const url = `${API}/events/stream?token=${encodeURIComponent(token)}&last_event_id=${state.lastEventId}`;
+  const url = `${API}/events/stream?token=${encodeURIComponent(token)}` +
+    `&last_event_id=${state.lastEventId}&${FEED_EXCLUDE}`;
   const source = new EventSource(url);
   state.source = source;
   source.onopen = () => { $("#stat-stream").textContent = "live"; };
@@ -169,7 +172,7 @@ async function openStream() {
 }
 
 async function loadRecentEvents() {
-  const recent = await api("/events?order=desc&limit=50");
+  const recent = await api(`/events?order=desc&limit=50&${FEED_EXCLUDE}`);
   for (const ev of recent.reverse()) addEvent(ev, false);
 }
 

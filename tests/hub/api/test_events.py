@@ -75,6 +75,8 @@ def test_query_filters(client: httpx.Client, keys: Keys) -> None:
     assert [e["reason"] for e in get("?meter=m1")] == ["a", "c"]
     assert [e["reason"] for e in get("?kind=disconnect")] == ["a", "b"]
     assert [e["reason"] for e in get("?kind=reconnect&meter=m1")] == ["c"]
+    assert [e["reason"] for e in get("?exclude=disconnect")] == ["c"]
+    assert get("?exclude=disconnect&exclude=reconnect") == []
     assert [e["reason"] for e in get("?order=desc&limit=2")] == ["c", "b"]
     first = get("")[0]
     assert [e["reason"] for e in get(f"?after={first['id']}")] == ["b", "c"]
@@ -118,6 +120,9 @@ def test_last_event_id_resumes_with_nothing_lost(client: httpx.Client, keys: Key
     assert live[0]["reason"] == "after resume"
     # The query parameter form (for EventSource URLs) and kind filters.
     url = f"{STREAM}?last_event_id={ids[0]}&kind=reconnect"
+    with client.stream("GET", url, headers=keys.h("operator")) as r:
+        assert [e["reason"] for e in events_from(frames(r), 1)] == ["after resume"]
+    url = f"{STREAM}?last_event_id={ids[0]}&exclude=disconnect"
     with client.stream("GET", url, headers=keys.h("operator")) as r:
         assert [e["reason"] for e in events_from(frames(r), 1)] == ["after resume"]
 

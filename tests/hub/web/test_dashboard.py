@@ -1,6 +1,11 @@
-"""The operator dashboard in a real headless chromium (Debian's chromium + chromedriver):
-sign in with an operator key, see meters, balances and provider totals, and watch a meter's
-relay go from on to off live when its gateway reports it; screenshot to test-artifacts/."""
+"""The operator dashboard in a real headless chromium (Debian's chromium + chromedriver),
+with the whole chain running: simulated meters, the real agent, Mosquitto, the hub.
+
+An operator signs in (a customer key is refused), sees the meters come online and the
+balance fall as usage is settled, and watches meter m1 go off live when its credit runs out
+(the agent cuts it and reports it; the SSE feed brings it to the page). Screenshot to
+test-artifacts/dashboard.png.
+"""
 
 from __future__ import annotations
 
@@ -9,61 +14,67 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent.helpers import Proc, agent_config, meters, start_agent, start_sim, tcp_bus
 from tests.conftest import Broker
-from tests.hub.api.stack import Stack, running_hub
+from tests.hub.api.stack import running_hub
 from tests.hub.web.webdriver import available, chromium
-from tests.support import wait_for
+from tests.support import free_port, stop
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
-pytestmark = pytest.mark.skipif(not available(), reason="needs /usr/bin/chromium and chromedriver")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not available(), reason="needs /usr/bin/chromium and chromedriver"),
+]
 
 
 @pytest.fixture
-def stack(tmp_path: Path, mosquitto: Broker) -> Iterator[Stack]:
-    with running_hub(tmp_path, mosquitto) as running:
-        yield running
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for p in reversed(started):
+        stop(p.proc)
 
 
-def relay(stack: Stack, meter: str) -> str:
-    r = stack.http.get(f"/api/v1/meters/{meter}", headers=stack.keys.h("operator"))
-    return str(r.json()["relay"])
+def test_dashboard_shows_a_meter_cut_off_live(
+    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+) -> None:
+    with running_hub(tmp_path, mosquitto) as hub, chromium() as browser:
+        admin = hub.keys.h("admin")
+        # m1's customer has 0.10 (about 0.67 kWh at 0.15/kWh), m2's plenty.
+        for account, amount in (("c1", "0.10"), ("c2", "400.00")):
+            r = hub.http.post(f"/api/v1/accounts/{account}/topups",
+                              json={"amount": amount, "reference": "cash"},
+                              headers={**admin, "Idempotency-Key": f"dash-{account}"})  # fmt: skip
+            assert r.status_code == 201
 
-
-def test_dashboard_shows_a_meter_cut_off_live(stack: Stack) -> None:
-    h = stack.keys.h("admin")
-    r = stack.http.post("/api/v1/accounts/c1/topups", json={"amount": "4.20", "reference": "cash"},
-                        headers={**h, "Idempotency-Key": "dash-1"})  # fmt: skip
-    assert r.status_code == 201
-    stack.gw.status("online")
-    for meter in ("m1", "m2"):
-        stack.gw.report("relay_on", meter, "supply on")
-    wait_for(lambda: relay(stack, "m1") == "on" and relay(stack, "m2") == "on")
-    wait_for(lambda: all(m["online"] for m in stack.http.get("/api/v1/meters", headers=h).json()))
-
-    with chromium() as browser:
-        browser.get(stack.url + "/")
-        # A customer key is refused with a message; the login form stays.
-        browser.type("#key", stack.keys.customer)
+        browser.get(hub.url + "/")
+        browser.type("#key", hub.keys.customer)
         browser.click("#login-form button")
         browser.wait_text("#login-error", "403")
-        # The operator signs in.
-        browser.type("#key", stack.keys.operator)
+        browser.type("#key", hub.keys.operator)
         browser.click("#login-form button")
         browser.wait_text("#meters tbody", "m2")
         browser.wait_text("#stat-stream", "live")
-        assert browser.text("tr[data-meter='m1'] .relay") == "on"
-        assert "4.20" in browser.text("tr[data-meter='m1']")
-        assert "Generator" in browser.text("#providers")
+        assert "0.10" in browser.text("tr[data-meter='m1']")
         assert browser.text("#stat-ledger") == "balanced"
-        assert browser.js("return sessionStorage.getItem('smsa.key')") == stack.keys.operator
+        assert browser.js("return sessionStorage.getItem('smsa.key')") == hub.keys.operator
 
-        # Credit runs out at the gateway: it opens the relay and reports it.
-        stack.gw.report("relay_off", "m1", "credit exhausted")
-        browser.wait_text("tr[data-meter='m1'] .relay", "off")
+        # The meters start: two 2 kW loads, 240 simulated seconds per second.
+        sim_port = free_port()
+        procs.append(start_sim(["--tcp", f"127.0.0.1:{sim_port}", "--speed", "240",
+                                "--meter", "1:2000", "--meter", "2:2000"],
+                               tmp_path / "sim.log"))  # fmt: skip
+        config = agent_config(tmp_path, mosquitto.port, tcp_bus(sim_port), meters([1, 2]),
+                              gateway="gw1", key=hub.command_key, report=0.5)  # fmt: skip
+        agent = start_agent(config, tmp_path / "agent.log")
+        procs.append(agent)
+        browser.wait_text("#stat-online", "2", timeout=30)
+        browser.wait_text("tr[data-meter='m1'] .relay", "off", timeout=60)
         browser.wait_text("#feed", "credit exhausted")
-        assert browser.text("tr[data-meter='m2'] .relay") == "on"
-        assert browser.text("#stat-off") == "1"
-        assert browser.text("#stat-online") == "2"
+        assert browser.text("tr[data-meter='m2'] .relay") != "off"
+        assert "Generator" in browser.text("#providers")
+        assert browser.text("#providers-total") != "0.00"
         browser.screenshot(ARTIFACTS / "dashboard.png")
+        assert "Traceback" not in agent.text()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
