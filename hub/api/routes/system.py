@@ -24,6 +24,7 @@ router = APIRouter(tags=["system"])
 events = cast(Table, Event.__table__)  # type: ignore[attr-defined]
 quarantine = cast(Table, Quarantine.__table__)  # type: ignore[attr-defined]
 FEED_KINDS = ("disconnect", "reconnect", "low_credit", "tamper")
+LATENCY_WINDOW = 100
 
 HELP = {
     "records_ingested": "usage records posted to the ledger (database count)",
@@ -33,6 +34,10 @@ HELP = {
     "reconnects": "reconnect events (database count)",
     "meters_online": "meters currently online",
     "meters_relay_off": "meters whose relay is open",
+    "operator_command_latency_seconds_median": "operator command sent to agent ack, median "
+    "of the last 100",
+    "operator_command_latency_seconds_max": "operator command sent to agent ack, maximum "
+    "of the last 100",
 }
 
 
@@ -67,6 +72,40 @@ def _db_gauges(ctx: HubContext) -> dict[str, int]:
         }
 
 
+def _command_latency(ctx: HubContext) -> dict[str, float]:
+    """Median and maximum seconds from an operator command being sent to the agent's
+    ``command_ack`` (same ``command`` id), over the last ``LATENCY_WINDOW`` operator commands.
+    The ack time is the agent's clock, so skew between gateway and hub shows up here."""
+    with session_scope(ctx.engine, write=False) as session:
+        conn = session.connection()
+        sent = conn.execute(
+            select(events.c.at, events.c.data)
+            .where(events.c.kind.in_(("disconnect", "reconnect")))
+            .order_by(events.c.id.desc())
+            .limit(LATENCY_WINDOW * 4)
+        ).all()
+        acks = conn.execute(
+            select(events.c.at, events.c.data)
+            .where(events.c.kind == "command_ack")
+            .order_by(events.c.id.desc())
+            .limit(LATENCY_WINDOW * 20)
+        ).all()
+    acked = {str((d or {}).get("command")): at for at, d in acks if (d or {}).get("command")}
+    matched = [
+        max(0.0, (acked[cid] - at).total_seconds())
+        for at, d in sent
+        if (d or {}).get("by") == "operator" and (cid := str(d.get("command_id"))) in acked
+    ]
+    latencies = sorted(matched[:LATENCY_WINDOW])
+    if not latencies:
+        return {}
+    return {
+        "operator_command_latency_seconds_median": latencies[len(latencies) // 2],
+        "operator_command_latency_seconds_max": latencies[-1],
+        "operator_commands_acknowledged": float(len(latencies)),
+    }
+
+
 def _ingest_values(ctx: HubContext) -> tuple[dict[str, float], dict[str, float]]:
     """Counters and gauges of the IngestService, when one runs (names prefixed ``ingest_``)."""
     counters: dict[str, float] = {}
@@ -96,6 +135,7 @@ def metrics_text(ctx: HubContext) -> str:
     all_counters: dict[str, float] = {f"api_{k}": v for k, v in counters.items()}
     all_gauges: dict[str, float] = dict(gauges)
     all_gauges.update(_db_gauges(ctx))
+    all_gauges.update(_command_latency(ctx))
     ing_counters, ing_gauges = _ingest_values(ctx)
     all_counters.update(ing_counters)
     all_gauges.update(ing_gauges)

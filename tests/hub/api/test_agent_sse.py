@@ -100,5 +100,8 @@ def test_agent_relay_event_reaches_the_stream(
         assert event["id"] > 0
         assert agent.proc.poll() is None
         assert "Traceback" not in agent.text()
+        metrics = hub.http.get("/metrics").text
+        assert "smsa_operator_commands_acknowledged 2.0" in metrics
+        assert "smsa_operator_command_latency_seconds_max " in metrics
         check = hub.http.get("/api/v1/ledger/check", headers=op).json()
         assert check["ok"], check
