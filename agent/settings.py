@@ -11,6 +11,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -34,6 +35,18 @@ class MqttSettings(_Section):
     password: str | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     ca_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _broker_url(cls, url: str) -> str:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises ValueError for a bad port)
+        except ValueError as exc:
+            raise ValueError(f"not a broker URL: {exc}") from exc
+        if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("expected mqtt[s]://[user[:password]@]host[:port]")
+        return url
 
 
 class SecuritySettings(_Section):

@@ -1,5 +1,6 @@
 """A bad configuration stops the agent before any bus, with one line naming the file and key."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,9 +117,10 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.mqtt.url == "mqtts://broker.example:8883"
     assert settings.timing.report_interval_s == 900
     assert settings.timing.poll_interval_s == 0.1  # the rest of the section still from the file
-    monkeypatch.setenv("SMSA_AGENT_MQTT__URL", "http://nope")
-    result = _run(config, env=dict(__import__("os").environ))
-    assert result.returncode == 2 and "mqtt.url" in result.stderr
+    for bad in ("http://nope", "mqtt://host:port", "mqtt://host/path"):
+        monkeypatch.setenv("SMSA_AGENT_MQTT__URL", bad)
+        result = _run(config, env=dict(os.environ))
+        assert result.returncode == 2 and ": mqtt.url:" in result.stderr, result.stderr
 
 
 def test_status_without_running_agent(tmp_path: Path) -> None:
