@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from hub.models import metadata
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hub_ingest.json"
 GOAL = 0.8
+WINDOW = 20_000  # QoS 1 messages a publisher keeps unacknowledged
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -165,7 +167,8 @@ def publisher(args: argparse.Namespace) -> None:
     mine = all_meters[index::total_publishers]
     rounds = -(-records // len(all_meters))
     step = timedelta(minutes=15)
-    infos = []
+    infos: deque[mqtt.MQTTMessageInfo] = deque()
+    messages = 0
     first = time.time()
     sent = 0
     quota = len([i for i in range(records) if all_meters[i % len(all_meters)] in set(mine)])
@@ -186,15 +189,19 @@ def publisher(args: argparse.Namespace) -> None:
             if len(batch[gw]) >= per_message:
                 payload = ('{"v":1,"records":[' + ",".join(batch.pop(gw)) + "]}").encode()
                 infos.append(client.publish(f"smsa/v1/gw/{gw}/usage", payload, qos=1))
+                messages += 1
+                while len(infos) > WINDOW:  # paho's message ids wrap at 65535
+                    infos.popleft().wait_for_publish(600)
     for gw, recs in batch.items():
         payload = ('{"v":1,"records":[' + ",".join(recs) + "]}").encode()
         infos.append(client.publish(f"smsa/v1/gw/{gw}/usage", payload, qos=1))
+        messages += 1
     for info in infos:
         info.wait_for_publish(600)
     done = time.time()
     client.disconnect()
     client.loop_stop()
-    print(json.dumps({"records": sent, "messages": len(infos), "first": first, "done": done}),
+    print(json.dumps({"records": sent, "messages": messages, "first": first, "done": done}),
           flush=True)  # fmt: skip
 
 
@@ -244,6 +251,8 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if n >= args.records:
                 settled_at = time.time()
                 break
+            if any(p.poll() not in (None, 0) for p in (*pubs, hub, raw)):
+                raise SystemExit(f"{db_kind}: a publisher or consumer failed")
             time.sleep(0.05)
         pub_results = [json.loads(_last_line(p)) for p in pubs]
         hub.terminate()

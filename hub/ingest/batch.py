@@ -411,7 +411,7 @@ class BatchProcessor:
                     touched[meter_id] = (history.at(work.now), state)
         self._write_usage(conn, work=work, postings=postings, to_hold=to_hold, released=released,
                           events=events, mismatches=mismatches, carries=carries)  # fmt: skip
-        self._mark_online(conn, meters, {r.record.meter for r in work.usage} & set(meters), work)
+        self._mark_online(conn, meters, {c.record.meter for c in candidates}, work)
         if touched:
             self._credit(conn, out, meters, payers, touched)
 

@@ -248,10 +248,14 @@ class IngestService:
                 next_release = time.monotonic() + 1.0
                 self._ack(items)
                 self._account(outcome)
+                if self._stopping.is_set():
+                    self._busy = False
+                    break  # what is still queued is unacknowledged: the broker keeps it
             self._busy = False
             cpu = time.thread_time()
             self._flush_credit()
             self.counters["credit_cpu_ms"] += int((time.thread_time() - cpu) * 1000)
+        self._flush_credit(force=True)  # the newest states of the last batches, before leaving
 
     def _collect(self) -> list[Inbound]:
         q = self._queue
@@ -314,12 +318,12 @@ class IngestService:
         self._pending = outcome.pending
         self._dirty.update(outcome.credit)
 
-    def _flush_credit(self) -> None:
+    def _flush_credit(self, force: bool = False) -> None:
         if not self._dirty or self._client is None:
             return
         now = time.monotonic()
         for meter_id in list(self._dirty):
-            if now - self._last_sent.get(meter_id, -1e9) < self.credit_interval_s:
+            if not force and now - self._last_sent.get(meter_id, -1e9) < self.credit_interval_s:
                 continue
             info = self._dirty.pop(meter_id)
             self._last_sent[meter_id] = now
