@@ -123,7 +123,7 @@ def run(settings: AgentSettings) -> int:
         mqtt.password,
         outbox,
         agent.on_command,
-        lambda: {"meters": len(settings.meters)},
+        agent.uplink_status,
         tls_ca=str(mqtt.ca_file) if mqtt.ca_file else None,
     )
     agent.uplink = uplink

@@ -36,6 +36,7 @@ from protocol.messages import Command, CreditState, Event, UsageRecord
 log = logging.getLogger(__name__)
 
 RELAY_WAIT_S = 15.0
+STATUS_PUBLISH_S = 60.0  # refresh the retained MQTT status this often
 OFFLINE_AFTER = 3  # failed polls in a row before a meter_offline event
 
 
@@ -111,6 +112,7 @@ class Agent:
         self.notifier = notifier or Notifier()
         self.store = MeteringStore(settings.storage.path)
         self.uplink: Any = None
+        self._status_sent = time.monotonic()
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self.pollers: list[BusPoller] = []
@@ -201,6 +203,10 @@ class Agent:
 
     def _tick(self) -> None:
         self._write_status()
+        now = time.monotonic()
+        if self.uplink is not None and now - self._status_sent >= STATUS_PUBLISH_S:
+            self._status_sent = now
+            self.uplink.publish_status()
         if self._healthy():
             self.notifier.notify("WATCHDOG=1")
 
@@ -495,6 +501,19 @@ class Agent:
                 for p in self.pollers
             },
             "meters": meters,
+        }
+
+    def uplink_status(self) -> dict[str, Any]:
+        """What the retained MQTT status carries besides ``state``: each meter's state and relay."""
+        return {
+            "meters": {
+                mid: {
+                    "state": rt.point.state,
+                    "relay": _onoff(rt.point.relay_on),
+                    "seq": self.states[mid].seq if mid in self.states else 0,
+                }
+                for mid, rt in self.meters.items()
+            }
         }
 
     def _write_status(self) -> None:
