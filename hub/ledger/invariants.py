@@ -65,8 +65,22 @@ _VIOLATIONS: dict[str, tuple[str, str]] = {
         "energy skipped between consecutive records (a register going back is a reset)",
     ),
     "floors": (
-        "SELECT id, balance, floor FROM accounts WHERE floor IS NOT NULL AND balance < floor",
-        "no balance is below its floor (emergency credit lowers the floor)",
+        # Invariant 9: only consumption (usage, standing charges) and corrections (reversals)
+        # may take a balance below its floor: energy already delivered in friendly hours, to a
+        # protected customer, in a grace period or before the gateway cut off is never
+        # refused; it is debt. Every other debit (alternate draw, transfer, debt recovery,
+        # adjustment) must leave the account at or above its floor (emergency credit lowers
+        # the floor). Checked line by line: the balance right after each such debit.
+        "SELECT account_id AS id, MIN(after) AS balance, floor FROM (SELECT l.account_id, "
+        "a.floor, (SELECT CAST(SUM(x.amount) AS BIGINT) FROM journal_lines x "
+        "WHERE x.account_id = l.account_id "
+        "AND x.id <= l.id) AS after FROM journal_lines l "
+        "JOIN accounts a ON a.id = l.account_id AND a.floor IS NOT NULL "
+        "JOIN journal_entries e ON e.id = l.entry_id "
+        "WHERE l.amount < 0 AND e.kind NOT IN ('usage', 'standing', 'reversal')) t "
+        "WHERE after < floor GROUP BY account_id, floor",
+        "no debit but consumption or a reversal leaves a balance below its floor "
+        "(emergency credit lowers the floor; usage past it is debt)",
     ),
     "idempotency_keys": (
         "SELECT idempotency_key, COUNT(*) AS n FROM journal_entries "

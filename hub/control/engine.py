@@ -1,0 +1,338 @@
+"""The hub's credit-control runner: rules in, money moves, events and signed commands out.
+
+:class:`CreditControl` is called after every posting that changes a balance (ingest, after a
+batch commits, with the meters touched), after a top-up commits (the API), periodically
+(``tick``: grace periods and friendly windows end without any posting) and for operator
+actions. For each paying account, in one transaction:
+
+1. alternate draw (claim 21): below zero and with an alternate account, move what the rule
+   says from it (within its floor and ``alternate_limit``), an ``alternate_draw`` entry and
+   event, before any cut-off;
+2. emergency credit: still below zero, lower the floor by ``emergency_credit`` once per
+   exhaustion (``emergency_credit`` event); at or above zero again, restore the floor;
+3. per meter, ``agent.rules.evaluate`` (the agent's own rules) with the memory kept in the
+   database: low-credit prompts (``low_credit`` event + ``prompt`` command), grace, friendly
+   hours, protected customers (``operator_alert`` instead of a cut-off), ``disconnect`` (one
+   command and event per exhaustion, with reason and rule) and ``reconnect`` (hysteresis).
+
+Commands are built and signed inside the transaction (their ids are in the events) and
+published after the commit, after the meters' new credit state; notifications go out last.
+Without a publisher (API-only use) commands are recorded with status ``pending``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
+
+from hub.control.commands import DEFAULT_TTL, build_command, topic_for
+from hub.control.credit_state import publish_credit_state
+from hub.control.effects import BY, Action, Plan, restore_floor
+from hub.control.rules import Decision, Memory, draw_amount, emergency_floor, evaluate
+from hub.control.state import (
+    AccountCtx,
+    MeterView,
+    account_ctx,
+    meter_views,
+    refresh_balance,
+    save_memories,
+)
+from hub.control.topup import apply_recovery
+from hub.control.webhook import Channels, Notifier
+from hub.db import read_tx, run_tx
+from hub.errors import NotFoundError
+from hub.ledger import post_entry, set_floor
+from hub.ledger._sql import accounts, customers, meters
+from hub.models import EntryKind, Gateway, MeterCustomer
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], object]
+Clock = Callable[[], datetime]
+_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
+_gateways = Gateway.__table__  # type: ignore[attr-defined]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CreditControl:
+    """Hub-side credit control over one database (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        publish: Publish | None = None,
+        notifier: Notifier | None = None,
+        *,
+        clock: Clock = utc_now,
+        ttl: timedelta = DEFAULT_TTL,
+    ) -> None:
+        self.engine = engine
+        self.publish = publish
+        self.notifier: Notifier = notifier or Channels()
+        self.clock = clock
+        self.ttl = ttl
+
+    # -- entry points --------------------------------------------------------------------------
+
+    def after_postings(self, meter_ids: Iterable[str]) -> list[Action]:
+        """Evaluate the accounts paying for ``meter_ids`` (ingest calls this after a batch)."""
+        wanted = sorted(set(meter_ids))
+        if not wanted:
+            return []
+        now = self.clock()
+
+        def work(session: Session) -> Plan:
+            plan = Plan()
+            self._evaluate(session, meter_views(session.connection(), wanted, now), now, plan)
+            return plan
+
+        return self._run(work)
+
+    def tick(self) -> list[Action]:
+        """Re-evaluate every meter whose customer is below zero: grace periods and friendly
+        windows end with no posting to trigger it (the scheduler calls this every minute)."""
+        with read_tx(self.engine) as conn:
+            ids = list(conn.execute(
+                select(meters.c.id).join(accounts, accounts.c.id == meters.c.customer_id)
+                .where(accounts.c.balance < 0).order_by(meters.c.id)
+            ).scalars())  # fmt: skip
+        return self.after_postings(ids)
+
+    def after_topup(self, account_id: str, entry_id: int | None = None) -> list[Action]:
+        """After a top-up of ``account_id`` committed (entry ``entry_id``): debt recovery,
+        floor restored, reconnect above the threshold, credit state to the meters. A top-up
+        of an alternate account also lets its customers below zero draw on it now."""
+        now = self.clock()
+
+        def work(session: Session) -> Plan:
+            plan = Plan()
+            conn = session.connection()
+            if entry_id is not None:
+                apply_recovery(session, account_id, entry_id, plan)
+            ids = meters_of(conn, account_id)
+            views = meter_views(conn, ids, now)
+            plan.credit_meters.update(v.id for v in views if v.account_id == account_id)
+            self._evaluate(session, views, now, plan)
+            return plan
+
+        return self._run(work)
+
+    def operator(
+        self, meter_id: str, action: str, reason: str, *, by: Mapping[str, Any] | None = None
+    ) -> tuple[str, str, int]:
+        """An operator's ``disconnect`` / ``reconnect`` with a reason: the rules' memory learns
+        it (a manual cut-off is never undone automatically; a manual reconnect starts a fresh
+        grace period), the command is signed and sent, and an audit event is stored.
+        Returns (command id, status ``sent`` | ``pending``, event id)."""
+        if action not in ("disconnect", "reconnect"):
+            raise ValueError(f"operator action must be disconnect or reconnect, not {action!r}")
+        now = self.clock()
+
+        def work(session: Session) -> Plan:
+            conn = session.connection()
+            row = conn.execute(
+                select(meters.c.id, meters.c.gateway_id).where(meters.c.id == meter_id)
+            ).first()
+            if row is None:
+                raise NotFoundError("meter", meter_id)
+            plan = Plan()
+            views = meter_views(conn, [meter_id], now)
+            for view in views:
+                view.memory = operator_memory(view.memory, action, now)
+            save_memories(conn, views)
+            key = _command_key(conn, row.gateway_id)
+            command = self._command(
+                plan, key, row.gateway_id, meter_id, action=action,
+                reason=f"operator: {reason}", params={"by": "operator"},
+            )  # fmt: skip
+            data = {"by": "operator", **(by or {}), "command_id": command["id"],
+                    "status": self._status()}  # fmt: skip
+            plan.record(session, action, meter_id, reason, data, rule="operator",
+                        command_id=command["id"], notify=False)  # fmt: skip
+            return plan
+
+        plan = self._run_plan(work)
+        last = plan.actions[-1]
+        return str(last.command_id), self._status(), int(last.event_id or 0)
+
+    # -- the decision chain --------------------------------------------------------------------
+
+    def _evaluate(
+        self, session: Session, views: list[MeterView], now: datetime, plan: Plan
+    ) -> None:
+        conn = session.connection()
+        by_account: dict[str, list[MeterView]] = {}
+        for view in views:
+            by_account.setdefault(view.account_id, []).append(view)
+        for account_id in sorted(by_account):
+            ctx = account_ctx(conn, account_id)
+            if ctx is None:
+                continue
+            ctx.meters = by_account[account_id]
+            self._draw(session, ctx, plan)
+            self._emergency(session, ctx, plan)
+            for view in ctx.meters:
+                decision, view.memory = evaluate(ctx.balance, ctx.rules, view.zone, view.memory,
+                                                 now)  # fmt: skip
+                self._apply(session, ctx, view, decision, plan)
+        save_memories(conn, views)
+
+    def _draw(self, session: Session, ctx: AccountCtx, plan: Plan) -> None:
+        if ctx.alternate_id is None or ctx.balance >= 0 or ctx.policy.alternate_draw is None:
+            return
+        conn = session.connection()
+        alt = conn.execute(
+            select(accounts.c.balance, accounts.c.floor, accounts.c.currency)
+            .where(accounts.c.id == ctx.alternate_id).with_for_update()
+        ).first()  # fmt: skip
+        if alt is None or alt.currency != ctx.currency:
+            log.warning("customer %s: alternate account %s unusable", ctx.id, ctx.alternate_id)
+            return
+        available = None if alt.floor is None else max(0, int(alt.balance) - int(alt.floor))
+        relay_off = any(v.memory.relay == "disconnected" or v.relay == "off" for v in ctx.meters)
+        amount = draw_amount(ctx.balance, ctx.policy, reconnect_above=ctx.rules.reconnect_above,
+                             available=available, relay_off=relay_off)  # fmt: skip
+        if amount <= 0:
+            log.info("customer %s below zero; alternate account %s has nothing to draw",
+                     ctx.id, ctx.alternate_id)  # fmt: skip
+            return
+        before = ctx.balance
+        meta = {"rule": "alternate_draw", "alternate_draw": ctx.policy.alternate_draw,
+                "alternate_limit": ctx.policy.alternate_limit, "available": available,
+                "balance_before": before, "customer": ctx.id,
+                "alternate": ctx.alternate_id}  # fmt: skip
+        entry_id = post_entry(session, EntryKind.ALTERNATE_DRAW,
+                              [(ctx.alternate_id, -amount), (ctx.id, amount)], ctx.currency,
+                              memo=f"alternate draw for {ctx.id}", metadata=meta)  # fmt: skip
+        refresh_balance(conn, ctx)
+        reason = (f"drew {amount} from alternate account {ctx.alternate_id}: balance "
+                  f"{before} -> {ctx.balance}")  # fmt: skip
+        data = {**meta, "by": BY, "entry_id": entry_id, "amount": amount,
+                "balance": ctx.balance, "meters": [v.id for v in ctx.meters]}  # fmt: skip
+        plan.record(session, "alternate_draw", ctx.meters[0].id, reason, data,
+                    rule="alternate_draw")  # fmt: skip
+        plan.credit_meters.update(v.id for v in ctx.meters)
+
+    def _emergency(self, session: Session, ctx: AccountCtx, plan: Plan) -> None:
+        conn = session.connection()
+        floor = emergency_floor(ctx.balance, ctx.floor, ctx.rules.emergency_credit)
+        if floor is not None:
+            set_floor(conn, ctx.id, floor)
+            ctx.floor = floor
+            reason = (f"emergency credit of {ctx.rules.emergency_credit} taken at balance "
+                      f"{ctx.balance}; cut-off below {floor}")  # fmt: skip
+            data = {"by": BY, "account": ctx.id, "emergency_credit": ctx.rules.emergency_credit,
+                    "floor": floor, "balance": ctx.balance}  # fmt: skip
+            plan.record(session, "emergency_credit", ctx.meters[0].id, reason, data,
+                        rule="emergency")  # fmt: skip
+        elif ctx.floor is not None and ctx.floor < 0 and ctx.balance >= 0:
+            restore_floor(session, ctx, plan, "balance back at or above zero")
+
+    def _apply(
+        self, session: Session, ctx: AccountCtx, view: MeterView, decision: Decision, plan: Plan
+    ) -> None:
+        if decision.action == "none":
+            return
+        base = {"by": BY, "rule": decision.rule, "account": ctx.id, "balance": ctx.balance}
+        if decision.action == "prompt":
+            kind = "operator_alert" if decision.rule == "protected" else "low_credit"
+            command = self._command(plan, view.command_key, view.gateway_id, view.id,
+                                    action="prompt", reason=decision.reason,
+                                    params={"rule": decision.rule})  # fmt: skip
+            data = {**base, "command_id": command["id"], "status": self._status()}
+            plan.record(session, kind, view.id, decision.reason, data, rule=decision.rule,
+                        command_id=command["id"])  # fmt: skip
+            return
+        action = decision.action  # disconnect | reconnect
+        reason = f"{decision.reason} (rule: {decision.rule})"
+        command = self._command(plan, view.command_key, view.gateway_id, view.id, action=action,
+                                reason=reason, params={"rule": decision.rule})  # fmt: skip
+        data = {**base, "command_id": command["id"], "status": self._status()}
+        plan.record(session, action, view.id, decision.reason, data, rule=decision.rule,
+                    command_id=command["id"])  # fmt: skip
+        if action == "reconnect":
+            plan.credit_meters.add(view.id)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _status(self) -> str:
+        return "sent" if self.publish is not None else "pending"
+
+    def _command(
+        self, plan: Plan, key: str, gateway: str, meter_id: str, *, action: str, reason: str,
+        params: dict[str, Any],
+    ) -> dict[str, Any]:  # fmt: skip
+        command = build_command(key, meter_id, action, params=params, reason=reason, ttl=self.ttl)
+        plan.commands.append((gateway, command))
+        return command
+
+    def _run(self, work: Callable[[Session], Plan]) -> list[Action]:
+        return self._run_plan(work).actions
+
+    def _run_plan(self, work: Callable[[Session], Plan]) -> Plan:
+        plan = run_tx(self.engine, work)
+        self._dispatch(plan)
+        return plan
+
+    def _dispatch(self, plan: Plan) -> None:
+        """After the commit: credit states first (a draw must reach the agent before it cuts
+        on its own), then commands, then notifications. Failures are logged, never raised:
+        the decision is committed and the next evaluation or credit state corrects it."""
+        publish = self.publish
+        if publish is not None:
+            for meter_id in sorted(plan.credit_meters):
+                try:
+                    publish_credit_state(self.engine, publish, meter_id, reason="credit control",
+                                         ttl=self.ttl)  # fmt: skip
+                except Exception:
+                    log.exception("credit state of %s not sent", meter_id)
+            for gateway, command in plan.commands:
+                try:
+                    payload = json.dumps(command, separators=(",", ":")).encode()
+                    publish(topic_for(gateway), payload)
+                except Exception:
+                    log.exception("command %s to %s not sent", command["id"], command["meter"])
+        for notice in plan.notices:
+            self.notifier.notify(notice)
+
+
+def operator_memory(memory: Memory, action: str, now: datetime) -> Memory:
+    """The rules' memory after an operator action: a manual cut-off is not the rules' (no
+    automatic reconnect); a manual reconnect restarts exhaustion handling from ``now``."""
+    if action == "disconnect":
+        return memory.model_copy(update={"relay": "disconnected", "cut_by_rules": False})
+    fresh = {"relay": "connected", "cut_by_rules": False, "exhausted_since": None,
+             "exhausted_prompted": False}  # fmt: skip
+    return memory.model_copy(update=fresh)
+
+
+def meters_of(conn: Connection, account_id: str) -> list[str]:
+    """Meters paid (wholly or partly) by ``account_id``, and meters of the customers whose
+    alternate account it is."""
+    found = set(conn.execute(select(meters.c.id).where(meters.c.customer_id == account_id))
+                .scalars())  # fmt: skip
+    found |= set(conn.execute(select(_sharing.c.meter_id)
+                              .where(_sharing.c.customer_id == account_id)).scalars())  # fmt: skip
+    for row in conn.execute(select(meters.c.id, meters.c.split_rule)
+                            .where(meters.c.split_rule.is_not(None))):  # fmt: skip
+        if account_id in ((row.split_rule or {}).get("accounts") or {}):
+            found.add(row.id)
+    backed = select(customers.c.id).where(customers.c.alternate_account_id == account_id)
+    found |= set(conn.execute(select(meters.c.id).where(meters.c.customer_id.in_(backed)))
+                 .scalars())  # fmt: skip
+    return sorted(found)
+
+
+def _command_key(conn: Connection, gateway_id: str) -> str:
+    stmt = select(_gateways.c.command_key).where(_gateways.c.id == gateway_id)
+    return str(conn.execute(stmt).scalar_one())

@@ -1,0 +1,187 @@
+"""What credit control reads and keeps in the database, inside the caller's transaction.
+
+Per meter, the rules' memory (``agent.rules.Memory``: prompted thresholds, exhaustion time,
+friendly-period start, relay as the rules last set it) is kept in the meter's customer row,
+``customers.flags["credit_memory"][meter_id]``; the customer row is locked (``FOR UPDATE`` on
+PostgreSQL; SQLite holds the write lock from ``BEGIN IMMEDIATE``) before it is read, so two
+evaluations of one customer are serialised and never lose an update.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from hub.control.credit_state import credit_rules, paying_account
+from hub.control.rules import Memory, Policy
+from hub.ledger._sql import accounts, customers, meters
+from hub.models import Gateway, MeterCustomer
+from hub.rating.payers import Sharer, SplitRuleError, payer_weights
+from hub.rating.tariffs import load_histories
+from protocol.messages import CreditRules
+
+log = logging.getLogger(__name__)
+
+MEMORY = "credit_memory"
+_gateways = Gateway.__table__  # type: ignore[attr-defined]
+_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class MeterView:
+    id: str
+    gateway_id: str
+    command_key: str
+    customer_id: str  # whose row keeps the memory
+    account_id: str  # whose balance the meter enforces
+    relay: str  # as the agent last reported it: on / off / unknown
+    zone: ZoneInfo
+    memory: Memory
+
+
+@dataclass
+class AccountCtx:
+    """One paying account and its customer, locked for this transaction."""
+
+    id: str
+    currency: str
+    balance: int
+    floor: int | None
+    rules: CreditRules
+    policy: Policy
+    alternate_id: str | None
+    meters: list[MeterView] = field(default_factory=list)
+
+
+def meter_views(conn: Connection, meter_ids: Iterable[str], now: datetime) -> list[MeterView]:
+    """The meters (unknown ones, and ones without a customer or paying account, skipped)."""
+    wanted = sorted(set(meter_ids))
+    if not wanted:
+        return []
+    rows = conn.execute(
+        select(meters.c.id, meters.c.gateway_id, meters.c.customer_id, meters.c.tariff_id,
+               meters.c.relay, meters.c.timezone, meters.c.split_rule, _gateways.c.command_key)
+        .join(_gateways, _gateways.c.id == meters.c.gateway_id)
+        .where(meters.c.id.in_(wanted))
+    ).all()  # fmt: skip
+    owners = sorted({r.customer_id for r in rows if r.customer_id})
+    lock_customers(conn, owners)
+    flags = _flags(conn, owners)
+    out = []
+    for r in rows:
+        if r.customer_id is None:
+            continue
+        try:
+            account_id = _paying(conn, r.id, r.customer_id, r.split_rule)
+        except LookupError as exc:
+            log.warning("credit control skips %s: %s", r.id, exc)
+            continue
+        memory = load_memory(flags.get(r.customer_id), r.id)
+        zone = _zone(conn, r.timezone, r.tariff_id, now)
+        out.append(MeterView(r.id, r.gateway_id, r.command_key, r.customer_id, account_id,
+                             str(r.relay), zone, memory))  # fmt: skip
+    return out
+
+
+def account_ctx(conn: Connection, account_id: str) -> AccountCtx | None:
+    row = conn.execute(
+        select(accounts.c.id, accounts.c.currency, accounts.c.balance, accounts.c.floor)
+        .where(accounts.c.id == account_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        return None
+    cust = conn.execute(
+        select(customers.c.flags, customers.c.protected, customers.c.alternate_account_id)
+        .where(customers.c.id == account_id)
+        .with_for_update()
+    ).first()
+    flags = cust.flags if cust is not None else None
+    rules = credit_rules(flags, bool(cust is not None and cust.protected))
+    alternate = cust.alternate_account_id if cust is not None else None
+    return AccountCtx(row.id, row.currency, int(row.balance), row.floor, rules,
+                      Policy.from_flags(flags), alternate)  # fmt: skip
+
+
+def refresh_balance(conn: Connection, ctx: AccountCtx) -> None:
+    row = conn.execute(
+        select(accounts.c.balance, accounts.c.floor).where(accounts.c.id == ctx.id)
+    ).one()
+    ctx.balance, ctx.floor = int(row.balance), row.floor
+
+
+def lock_customers(conn: Connection, ids: list[str]) -> None:
+    if ids and conn.dialect.name == "postgresql":
+        conn.execute(
+            select(customers.c.id).where(customers.c.id.in_(ids)).order_by(customers.c.id)
+            .with_for_update()
+        ).all()  # fmt: skip
+
+
+def load_memory(flags: Mapping[str, Any] | None, meter_id: str) -> Memory:
+    raw = ((flags or {}).get(MEMORY) or {}).get(meter_id)
+    if not raw:
+        return Memory()
+    try:
+        return Memory.model_validate(raw)
+    except ValueError:
+        log.warning("credit memory of %s unreadable; starting afresh", meter_id)
+        return Memory()
+
+
+def save_memories(conn: Connection, views: Iterable[MeterView]) -> None:
+    """Write back the memory of each meter into its customer's flags (one UPDATE each)."""
+    by_customer: dict[str, list[MeterView]] = {}
+    for view in views:
+        by_customer.setdefault(view.customer_id, []).append(view)
+    current = _flags(conn, sorted(by_customer))
+    for customer_id, group in by_customer.items():
+        flags = dict(current.get(customer_id) or {})
+        memory = dict(flags.get(MEMORY) or {})
+        for view in group:
+            memory[view.id] = view.memory.model_dump(mode="json")
+        flags[MEMORY] = memory
+        conn.execute(update(customers).where(customers.c.id == customer_id).values(flags=flags))
+
+
+def _flags(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not ids:
+        return {}
+    rows = conn.execute(select(customers.c.id, customers.c.flags).where(customers.c.id.in_(ids)))
+    return {r.id: dict(r.flags or {}) for r in rows}
+
+
+def _paying(conn: Connection, meter_id: str, customer: str, split_rule: Any) -> str:
+    sharers = tuple(
+        Sharer(r.customer_id, int(r.weight), bool(r.contributes))
+        for r in conn.execute(select(_sharing).where(_sharing.c.meter_id == meter_id))
+    )
+    if not sharers and not split_rule:
+        return customer
+    try:
+        weights = payer_weights(customer, sharers, split_rule)
+    except SplitRuleError as exc:
+        raise LookupError(str(exc)) from exc
+    return paying_account(customer, weights)
+
+
+def _zone(conn: Connection, name: str | None, tariff_id: str | None, now: datetime) -> ZoneInfo:
+    """The meter's time zone; a meter left at the default UTC takes its tariff's zone (the one
+    the agent uses offline), so hub and agent see the same friendly hours."""
+    if name and name != "UTC":
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            log.warning("unknown time zone %r; using UTC", name)
+    if tariff_id is not None:
+        history = load_histories(conn, [tariff_id]).get(tariff_id)
+        if history is not None:
+            return history.at(now).zone
+    return ZoneInfo("UTC")
