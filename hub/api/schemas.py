@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from hub.models import ID_PATTERN, Relay, Service, Tier
-from protocol.tariff import Tariff
+from protocol.tariff import Component, Tariff
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -49,6 +49,16 @@ class TariffIn(Tariff):
     the instant version 1 takes effect (default: now)."""
 
     name: Annotated[str, StringConstraints(max_length=200)] = ""
+    valid_from: AwareDatetime | None = None
+
+
+class TariffVersionIn(Body):
+    """A new version of an existing tariff: the whole definition again, and when it starts
+    (default: now; never before the latest version's start)."""
+
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
+    timezone: str = "UTC"
+    components: Annotated[tuple[Component, ...], Field(min_length=1, max_length=32)]
     valid_from: AwareDatetime | None = None
 
 

@@ -10,16 +10,32 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import ContextDep
 from hub.api.money import major
-from hub.api.schemas import TopupOut
-from hub.payments import handle_callback
+from hub.api.schemas import ErrorOut, TopupOut
+from hub.payments import MAX_BODY, BodyTooLargeError, handle_callback
 
 router = APIRouter(prefix="/payments", tags=["payments"])
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The raw body, refused (413) past ``limit`` bytes without reading the rest."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @router.post(
     "/callback/{provider}",
     status_code=201,
     response_model=TopupOut,
+    responses={413: {"model": ErrorOut, "description": "body larger than 16 KiB"}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -48,7 +64,7 @@ async def callback(
     x_signature: Annotated[str | None, Header()] = None,
     x_timestamp: Annotated[str | None, Header()] = None,
 ) -> TopupOut:
-    body = await request.body()
+    body = await read_capped(request, MAX_BODY)
     result = await run_in_threadpool(handle_callback, ctx, provider, body, x_signature, x_timestamp)
     return TopupOut(
         id=result.entry_id,

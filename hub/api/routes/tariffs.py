@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
-from hub.api.schemas import TariffIn, TariffOut
+from hub.api.schemas import TariffIn, TariffOut, TariffVersionIn
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.models import Provider, Tariff, TariffVersion, utcnow
 from protocol.tariff import Tariff as TariffDoc
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/tariffs", tags=["tariffs"])
 
 
@@ -34,8 +37,19 @@ def tariff_out(session: Session, tariff_id: str) -> TariffOut:
         currency=tariff.currency,
         version=version.version,
         valid_from=version.valid_from,
-        components=list(doc.get("components", [])),
+        components=[
+            {k: v for k, v in c.items() if v not in (None, [], ())}
+            for c in doc.get("components", [])
+        ],
     )
+
+
+def check_providers(session: Session, doc: TariffDoc) -> None:
+    for index, component in enumerate(doc.components):
+        if session.get(Provider, component.provider) is None:
+            raise InvalidInputError(
+                f"components.{index}.provider", f"unknown provider {component.provider!r}"
+            )
 
 
 @router.post("", status_code=201, response_model=TariffOut)
@@ -47,11 +61,7 @@ def create(body: TariffIn, ctx: ContextDep, _: Admin) -> TariffOut:
     def work(session: Session) -> TariffOut:
         if session.get(Tariff, body.id) is not None:
             raise ConflictError(f"tariff {body.id!r} already exists")
-        for index, component in enumerate(doc.components):
-            if session.get(Provider, component.provider) is None:
-                raise InvalidInputError(
-                    f"components.{index}.provider", f"unknown provider {component.provider!r}"
-                )
+        check_providers(session, doc)
         session.add(Tariff(id=body.id, currency=body.currency, name=body.name))
         session.flush()
         session.add(
@@ -66,6 +76,57 @@ def create(body: TariffIn, ctx: ContextDep, _: Admin) -> TariffOut:
         return tariff_out(session, body.id)
 
     return write(ctx.engine, work)
+
+
+@router.post("/{tariff_id}/versions", status_code=201, response_model=TariffOut)
+def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin) -> TariffOut:
+    """The next version of a tariff. With MQTT, every meter on the tariff is then sent its
+    credit state with the version in force (``publish_tariff_update``)."""
+    if body.currency != ctx.currency:
+        raise InvalidInputError("currency", f"this hub settles in {ctx.currency}")
+
+    def work(session: Session) -> TariffOut:
+        if session.get(Tariff, tariff_id) is None:
+            raise NotFoundError("tariff", tariff_id)
+        latest = session.exec(
+            select(TariffVersion)
+            .where(TariffVersion.tariff_id == tariff_id)
+            .order_by(col(TariffVersion.version).desc())
+        ).first()
+        assert latest is not None
+        start = body.valid_from or utcnow()
+        if start <= latest.valid_from:
+            raise InvalidInputError("valid_from", "must be after the latest version's start")
+        try:
+            doc = TariffDoc(
+                id=tariff_id,
+                version=latest.version + 1,
+                currency=body.currency,
+                timezone=body.timezone,
+                components=body.components,
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InvalidInputError(".".join(str(p) for p in err["loc"]), err["msg"]) from exc
+        check_providers(session, doc)
+        session.add(
+            TariffVersion(
+                tariff_id=tariff_id,
+                version=doc.version,
+                valid_from=start,
+                document=doc.model_dump_json(),
+            )
+        )
+        session.flush()
+        return tariff_out(session, tariff_id)
+
+    out = write(ctx.engine, work)
+    if ctx.ingest is not None:
+        try:
+            ctx.ingest.publish_tariff_update(tariff_id)
+        except Exception:  # the version is stored; the next credit state carries it anyway
+            log.exception("tariff %s: update not published", tariff_id)
+    return out
 
 
 @router.get("/{tariff_id}", response_model=TariffOut)

@@ -144,3 +144,27 @@ def test_tariff_round_trip(client: httpx.Client, keys: Keys) -> None:
     got = client.get("/api/v1/tariffs/tou", headers=keys.h("operator")).json()
     assert got["version"] == 1
     assert [c["provider"] for c in got["components"]] == ["gen", "ret"]
+
+
+def test_tariff_versions(client: httpx.Client, keys: Keys) -> None:
+    h = keys.h("admin")
+    body = {"currency": "USD", "components": [{"provider": "gen", "per_kwh": "0.20"}]}
+    r = client.post("/api/v1/tariffs/t1/versions", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["version"] == 2
+    assert r.json()["components"] == [{"provider": "gen", "per_kwh": "0.20"}]
+    assert client.get("/api/v1/tariffs/t1", headers=h).json()["version"] == 2
+    early = {**body, "valid_from": "2000-01-01T00:00:00Z"}
+    r = client.post("/api/v1/tariffs/t1/versions", json=early, headers=h)
+    assert r.status_code == 422
+    assert error_fields(r) == ["valid_from"]
+    r = client.post(
+        "/api/v1/tariffs/t1/versions", json={**body, "timezone": "Mars/Base"}, headers=h
+    )
+    assert error_fields(r) == ["timezone"]
+    r = client.post("/api/v1/tariffs/t1/versions", json={**body, "currency": "EUR"}, headers=h)
+    assert error_fields(r) == ["currency"]
+    bad = {"currency": "USD", "components": [{"provider": "nobody", "per_kwh": "1"}]}
+    r = client.post("/api/v1/tariffs/t1/versions", json=bad, headers=h)
+    assert error_fields(r) == ["components.0.provider"]
+    assert client.post("/api/v1/tariffs/nope/versions", json=body, headers=h).status_code == 404

@@ -62,3 +62,16 @@ def test_topup_sends_credit_state_and_reconnects_a_cut_meter(stack: Stack) -> No
     text = http.get("/metrics").text
     assert "smsa_ingest_events_total" in text
     assert "smsa_ingest_queue_depth 0" in text
+
+
+def test_new_tariff_version_is_sent_to_the_meters(stack: Stack) -> None:
+    body = {"currency": "USD", "components": [{"provider": "gen", "per_kwh": "0.40"}]}
+    r = stack.http.post("/api/v1/tariffs/t1/versions", json=body, headers=stack.keys.h("admin"))
+    assert r.status_code == 201
+    sent = {}
+    while len(sent) < 2:
+        credit = stack.gw.next("credit")
+        assert verify(credit, stack.command_key)
+        sent[credit["meter"]] = credit["params"]["tariff"]
+    assert sent["m1"]["version"] == sent["m2"]["version"] == 2
+    assert [(c["provider"], c["per_kwh"]) for c in sent["m1"]["components"]] == [("gen", "0.40")]

@@ -99,3 +99,8 @@ def test_signed_but_invalid_payment_is_422(
     assert error_fields(post(client, raw)) == ["x"]
     assert post(client, body(account="nope")).status_code == 404
     assert ledger_state(api_engine) == state
+
+
+def test_oversized_body_is_refused_unread(client: httpx.Client, keys: Keys) -> None:
+    raw = b'{"transaction_id": "T", "pad": "' + b"x" * 40_000 + b'"}'
+    assert post(client, raw).status_code == 413

@@ -55,6 +55,8 @@ CALLS = [
          lambda: {"id": _uid("t"), "currency": "USD",
                   "components": [{"provider": "gen", "per_kwh": "0.2"}]}),
     Call("GET", "/api/v1/tariffs/t1", STAFF),
+    Call("POST", "/api/v1/tariffs/t1/versions", ADMIN, 201,
+         {"currency": "USD", "components": [{"provider": "gen", "per_kwh": "0.3"}]}),
     Call("POST", "/api/v1/customers", ADMIN, 201, lambda: {"id": _uid("c"), "name": "C"}),
     Call("GET", "/api/v1/customers/c1", STAFF),
     Call("POST", "/api/v1/accounts", ADMIN, 201, lambda: {"id": _uid("a"), "name": "A"}),
