@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_new_tariff_version_is_sent_to_the_meters(stack: Stack) -> None:
     body = {"currency": "USD", "components": [{"provider": "gen", "per_kwh": "0.40"}]}
     r = stack.http.post("/api/v1/tariffs/t1/versions", json=body, headers=stack.keys.h("admin"))
     assert r.status_code == 201
-    sent = {}
+    sent: dict[str, Any] = {}
     while len(sent) < 2:
         credit = stack.gw.next("credit")
         assert verify(credit, stack.command_key)
