@@ -129,7 +129,13 @@ def make_stream_token(ctx: HubContext, principal: Principal) -> tuple[str, int]:
 
 def principal_from_token(ctx: HubContext, token: str) -> Principal:
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+    if (
+        len(parts) != 3
+        or not parts[0].isdigit()
+        or not parts[1].isdigit()
+        or len(parts[0]) > 18
+        or len(parts[1]) > 12
+    ):
         raise AuthError("malformed stream token")
     body = f"{parts[0]}.{parts[1]}"
     mac = hmac.new(ctx.token_secret, body.encode(), hashlib.sha256).digest()

@@ -1,0 +1,22 @@
+"""The scheduler's jobs: module-level functions taking the database URL."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from hub import jobs
+from hub.api.context import HubContext
+from hub.settings import HubSettings
+
+
+def test_check_ledger_job(api_settings: HubSettings, api_engine: Engine) -> None:
+    ctx = HubContext(settings=api_settings, engine=api_engine)
+    assert jobs.check_ledger(api_settings.db) is None  # not registered: nothing to do
+    scheduler = jobs.start_scheduler(ctx)
+    try:
+        assert [job.id for job in scheduler.get_jobs()] == ["check_ledger"]
+        assert jobs.check_ledger(api_settings.db) is True
+        assert ctx.metrics.snapshot()[1]["ledger_ok"] == 1
+    finally:
+        jobs.stop_scheduler(ctx, scheduler)
+    assert jobs.check_ledger(api_settings.db) is None
