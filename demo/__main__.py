@@ -1,184 +1,171 @@
-"""``smsa-demo`` (temporary): simulated meters on a local Modbus TCP port, read back, one
-relay switched off and its energy seen frozen while the others keep counting.
+"""``smsa-demo``: the whole system on one machine, an accelerated prepaid story, then the books.
 
-Until the whole-system demo exists, this shows the meter side: it starts ``smsa-meter-sim``
-with three meters (two DDS238 with built-in relays, one SDM120 switched by a relay module),
-at 3600x speed (an hour a second), prints a table before and after, and exits 0 when the
-story held.
+It starts a broker (embedded amqtt unless ``--broker URL``), the hub on a temporary SQLite
+database, ``smsa-meter-sim`` with four meters on Modbus TCP (and one over a socat pty pair when
+socat is present) and ``smsa-agent``; provisions everything through the hub's public API; tops
+up; and watches the story below happen live. It ends with each provider's settlement and the
+ledger check, exits 0 only if the story happened, and stops every process it started.
 """
 
-import subprocess
+import argparse
+import logging
+import shutil
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from contextlib import ExitStack
+from pathlib import Path
 
-from pymodbus.client import ModbusTcpClient
+from demo.broker import EmbeddedBroker, mosquitto_path, start_mosquitto
+from demo.procs import DemoError, Processes, free_port, stop_process
+from demo.stack import Stack, start_stack
+from demo.story import BOB_SECOND_TOPUP, Story
+from demo.view import View
 
-from hardware.regmap import MeterModel, load_model
-
-SPEED = 3600
-# unit -> (model, load W); unit 10 is a relay module whose coil 0 feeds unit 3.
-METERS = {1: ("dds238-2-zn-sr", 1500), 2: ("dds238-2-zn-sr", 800), 3: ("sdm120", 2200)}
-RELAY_MODULE = 10
-CONTROL_SIM_SECONDS = 0x900F
-
-
-class DemoError(Exception):
-    """The story did not hold (or the simulator did not start)."""
+log = logging.getLogger("demo")
 
 
-@dataclass(frozen=True)
-class Row:
-    unit: int
-    model: str
-    relay: str
-    power_w: float
-    energy_kwh: float
-
-
-def start_sim() -> tuple[subprocess.Popen[str], int]:
-    meters = [a for u, (m, w) in METERS.items() for a in ("--meter", f"{u}:{w}@{m}")]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firmware_sim",
-            "--tcp",
-            "127.0.0.1:0",
-            *meters,
-            "--relay-unit",
-            f"{RELAY_MODULE}:3",
-            "--speed",
-            str(SPEED),
-            "--log-level",
-            "ERROR",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="smsa-demo", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--broker",
+        default="auto",
+        help="auto (Mosquitto if installed, else embedded), embedded (amqtt in this process), "
+        "mosquitto (started here), or the URL of a running broker",
     )
-    assert proc.stdout is not None
-    ready = proc.stdout.readline().strip()
-    if not ready.startswith("listening"):
-        stop_sim(proc)
-        raise DemoError(f"the simulator did not start: {ready!r}")
-    print(f"simulator: {ready} (speed {SPEED}x: one simulated hour per second)")
-    return proc, int(ready.split()[2].rsplit(":", 1)[1])
-
-
-def stop_sim(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stdout:
-        proc.stdout.close()
-
-
-def read(client: ModbusTcpClient, model: MeterModel, name: str, unit: int) -> float:
-    reg = model.register(name)
-    reader = (
-        client.read_input_registers if reg.function == "input" else client.read_holding_registers
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the hub running; print the dashboard URL and an operator key",
     )
-    response = reader(reg.address, count=reg.width, device_id=unit)
-    if response.isError():
-        raise DemoError(f"unit {unit}: reading {name} failed: {response}")
-    return float(model.value(reg, list(response.registers)))
+    parser.add_argument(
+        "--speed", type=float, default=720.0, help="simulated seconds per real second (720)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=75.0, help="seconds the story may take (75)"
+    )
+    parser.add_argument("--no-serial", action="store_true", help="skip the RS-485 (socat) meter")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the database, configs and logs here (default: a temporary folder)",
+    )
+    args = parser.parse_args(argv)
+    if args.speed <= 0 or args.timeout <= 0:
+        parser.error("--speed and --timeout must be positive")
+    return args
 
 
-def relay_state(client: ModbusTcpClient, unit: int, model: MeterModel) -> str:
-    if model.relay is not None:
-        return "on" if read(client, model, model.relay.register_name, unit) else "off"
-    response = client.read_coils(0, count=1, device_id=RELAY_MODULE)
-    if response.isError():
-        raise DemoError(f"relay module {RELAY_MODULE}: {response}")
-    return "on" if response.bits[0] else "off"
-
-
-def snapshot(client: ModbusTcpClient) -> list[Row]:
-    rows = []
-    for unit, (name, _) in METERS.items():
-        model = load_model(name)
-        rows.append(
-            Row(
-                unit,
-                name,
-                relay_state(client, unit, model),
-                read(client, model, "power", unit),
-                read(client, model, "import_energy", unit),
-            )
+def run(args: argparse.Namespace, view: View) -> bool:
+    with ExitStack() as stack:
+        work = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="smsa-demo-"))
         )
-    return rows
+        work.mkdir(parents=True, exist_ok=True)
+        procs = Processes(work)
+        stack.callback(procs.stop_all)
+        broker_url = start_broker(args.broker, stack, work)
+        view.say(f"broker {broker_url}; logs in {work}")
+        serial = not args.no_serial and shutil.which("socat") is not None
+        system = start_stack(
+            procs,
+            stack,
+            work=work,
+            broker_url=broker_url,
+            speed=args.speed,
+            serial=serial,
+            view=view,
+        )
+        story = Story(serial=serial)
+        ok = watch(system, story, view, args.timeout)
+        finish(system, story, view)
+        if args.keep:
+            keep(system, procs, view)
+        return ok and system.ledger_ok
 
 
-def sim_seconds(client: ModbusTcpClient) -> int:
-    response = client.read_holding_registers(CONTROL_SIM_SECONDS, count=4, device_id=1)
-    if response.isError():
-        raise DemoError(f"control block: {response}")
-    return int.from_bytes(b"".join(w.to_bytes(2, "big") for w in response.registers), "big")
+def start_broker(choice: str, stack: ExitStack, work: Path) -> str:
+    """The URL of the broker to use, starting one unless ``choice`` is a URL."""
+    if choice.startswith(("mqtt://", "mqtts://")):
+        return choice
+    if choice == "auto":
+        choice = "mosquitto" if mosquitto_path() else "embedded"
+    if choice == "mosquitto":
+        port = free_port()
+        try:
+            proc = start_mosquitto(work, port)
+        except RuntimeError as exc:
+            raise DemoError(str(exc)) from exc
+        stack.callback(stop_process, proc)
+        return f"mqtt://127.0.0.1:{port}"
+    if choice == "embedded":
+        broker = EmbeddedBroker()
+        broker.start()
+        stack.callback(broker.stop)
+        return broker.url
+    raise DemoError(
+        f"--broker: expected auto, embedded, mosquitto or an mqtt:// URL, got {choice!r}"
+    )
 
 
-def wait_simulated(client: ModbusTcpClient, seconds: int) -> None:
-    target = sim_seconds(client) + seconds
-    deadline = time.monotonic() + 10
-    while sim_seconds(client) < target:
-        if time.monotonic() > deadline:
-            raise DemoError("simulated time does not advance")
-        time.sleep(0.05)
+def watch(system: Stack, story: Story, view: View, timeout: float) -> bool:
+    api = system.api
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if failed := system.procs.failed():
+            raise DemoError(f"{failed[0]} stopped: {system.procs.tail(failed[0])}")
+        meters = system.meters()
+        events = api.get("/events")
+        story.observe(events, meters)
+        if story.bob_cut() and not story.topped_up_bob:
+            api.topup("bob", BOB_SECOND_TOPUP)
+            story.topped_up_bob = True
+        view.show(f"SMSA demo - {system.hub_url}", meters, events, story.milestones())
+        if story.done():
+            return True
+        time.sleep(0.5)
+    return False
 
 
-def table(title: str, rows: list[Row]) -> None:
-    print(f"\n{title}")
-    print(f"{'unit':>4}  {'model':<15} {'relay':<5} {'power W':>9} {'energy kWh':>11}")
-    for r in rows:
-        print(f"{r.unit:>4}  {r.model:<15} {r.relay:<5} {r.power_w:>9.1f} {r.energy_kwh:>11.3f}")
+def finish(system: Stack, story: Story, view: View) -> None:
+    view.say("")
+    for text, done in story.milestones():
+        view.say(f"  [{'x' if done else ' '}] {text}")
+    view.say("\nprovider settlement:")
+    for provider in system.providers():
+        view.say(f"  {provider['id']:<14} {provider['tier']:<13} {provider['balance']:>10} USD")
+    check = system.api.get("/ledger/check")
+    system.ledger_ok = bool(check.get("ok"))
+    bad = [name for name, c in check.get("checks", {}).items() if not c.get("ok")]
+    view.say(f"\nledger check: {'ok' if system.ledger_ok else 'FAILED: ' + ', '.join(bad)}")
 
 
-def story(client: ModbusTcpClient) -> None:
-    wait_simulated(client, 3600)
-    first = snapshot(client)
-    table("after one simulated hour", first)
-    # Meter 1: its own relay, holding 0x001A written with function 16.
-    if client.write_registers(0x001A, [0], device_id=1).isError():
-        raise DemoError("switching meter 1 off failed")
-    # Meter 3 has no relay: coil 0 of the relay module feeding it, function 5.
-    if client.write_coil(0, False, device_id=RELAY_MODULE).isError():
-        raise DemoError("switching meter 3 off failed")
-    print("\nswitched meter 1 off (its relay, function 16) and meter 3 off (relay module coil)")
-    off = snapshot(client)
-    wait_simulated(client, 3600)
-    later = snapshot(client)
-    table("one simulated hour later", later)
-    for before, after in zip(off, later, strict=True):
-        if after.unit in (1, 3):
-            if after.relay != "off" or after.power_w != 0 or after.energy_kwh != before.energy_kwh:
-                raise DemoError(f"meter {after.unit} is off but its energy moved")
-        elif after.energy_kwh <= before.energy_kwh:
-            raise DemoError(f"meter {after.unit} is on but its energy did not advance")
-    print("\nok: energy frozen on meters 1 and 3, still counting on meter 2")
+def keep(system: Stack, procs: Processes, view: View) -> None:
+    view.say(f"\ndashboard: {system.hub_url}/   operator key: {system.operator_key}")
+    view.say("the system keeps running; press Ctrl-C to stop it")
+    try:
+        while not procs.failed():
+            time.sleep(1)
+    except KeyboardInterrupt:
+        view.say("stopping")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("amqtt").setLevel(logging.ERROR)
+    view = View()
     started = time.monotonic()
     try:
-        proc, port = start_sim()
+        ok = run(args, view)
     except DemoError as exc:
-        print(f"smsa-demo: error: {exc}", file=sys.stderr)
+        print(f"smsa-demo: {exc}", file=sys.stderr)
         return 1
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=1)
-    try:
-        if not client.connect():
-            raise DemoError(f"cannot connect to 127.0.0.1:{port}")
-        story(client)
-    except DemoError as exc:
-        print(f"smsa-demo: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        client.close()
-        stop_sim(proc)
-    print(f"demo finished in {time.monotonic() - started:.1f} s")
-    return 0
+    except KeyboardInterrupt:
+        return 130
+    took = time.monotonic() - started
+    view.say(f"\n{'the story happened' if ok else 'the story did NOT happen'} in {took:.0f} s")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
-"""An MQTT broker inside this process (amqtt), for the demo and for tests of the embedded path."""
+"""MQTT brokers started by the demo and the tests: amqtt in this process, or a Mosquitto child."""
 
 import asyncio
+import getpass
 import logging
+import shutil
 import socket
+import subprocess
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from amqtt.broker import Broker
@@ -38,12 +43,20 @@ class EmbeddedBroker:
     def stop(self) -> None:
         if self._broker is None or not self._thread.is_alive():
             return
-        future = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(self._broker), self._loop)
         try:
             future.result(timeout=10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+
+    @staticmethod
+    async def _shutdown(broker: Broker) -> None:
+        await broker.shutdown()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -71,3 +84,53 @@ def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def mosquitto_path() -> str | None:
+    """The Mosquitto executable, if this machine has one."""
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if Path(p).exists()), None
+    )
+
+
+def start_mosquitto(folder: Path, port: int, timeout: float = 10.0) -> subprocess.Popen[bytes]:
+    """Mosquitto on 127.0.0.1:``port``, persistence in ``folder``; returns once it listens.
+
+    Queues are unbounded (``max_queued_messages 0``) so a subscriber with a persistent session
+    loses nothing while it is away; see hardware/mosquitto/smsa.conf for production bounds.
+    """
+    exe = mosquitto_path()
+    if exe is None:
+        raise RuntimeError("mosquitto is not installed")
+    conf = folder / f"mosquitto-{port}.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        # Mosquitto 2 drops root for user "mosquitto", which cannot write a root-owned folder:
+        # run as the current user so persistence (sessions, queued messages) survives a restart.
+        f"user {getpass.getuser()}\n"
+        "persistence true\n"
+        f"persistence_location {folder}/\n"
+        "max_queued_messages 0\n"
+        "log_dest stderr\n"
+        "log_type error\n"
+    )
+    proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not _listening("127.0.0.1", port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"mosquitto exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"mosquitto did not listen on port {port} within {timeout} s")
+        time.sleep(0.02)
+    return proc
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,187 @@
+"""Start the demo's system (hub, simulated meters, agent) and provision it through the API."""
+
+import subprocess
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from demo.api import HubApi
+from demo.procs import DemoError, Processes, free_port
+from demo.story import CAST, PROVIDERS, SERIAL_MEMBER, SPONSOR, SPONSOR_TOPUP, TARIFF, Member
+from demo.view import View
+from firmware_sim.pty import socat_pair
+
+GATEWAY = "gw-demo"
+
+
+@dataclass
+class Stack:
+    procs: Processes
+    api: HubApi
+    hub_url: str
+    operator_key: str
+    members: list[Member] = field(default_factory=list)
+    ledger_ok: bool = False
+
+    def meters(self) -> list[dict[str, Any]]:
+        rows = []
+        for member in self.members:
+            meter = self.api.get(f"/meters/{member.meter}")
+            meter.setdefault("customer", member.customer)
+            meter["balance"] = self.api.get(f"/accounts/{member.customer}")["balance"]
+            rows.append(meter)
+        return rows
+
+    def providers(self) -> list[dict[str, Any]]:
+        return [self.api.get(f"/providers/{p['id']}") for p in PROVIDERS]
+
+
+def start_stack(
+    procs: Processes,
+    stack: ExitStack,
+    *,
+    work: Path,
+    broker_url: str,
+    speed: float,
+    serial: bool,
+    view: View,
+) -> Stack:
+    db = f"sqlite:///{work / 'hub.db'}"
+    admin_key = _create_key(db, "admin")
+    operator_key = _create_key(db, "operator")
+    port = free_port()
+    hub_url = f"http://127.0.0.1:{port}"
+    procs.start(
+        "hub",
+        ["smsa-hub", "serve", "--db", db, "--mqtt", broker_url, "--http", f"127.0.0.1:{port}"],
+    )
+    procs.wait_ready("hub", lambda: _healthy(hub_url))
+    view.say(f"hub {hub_url} ready")
+    api = HubApi(hub_url, admin_key)
+    stack.callback(api.close)
+    members = [*CAST, SERIAL_MEMBER] if serial else list(CAST)
+    command_key = provision(api, members)
+    sim_port = free_port()
+    meter_args = [a for m in CAST for a in ("--meter", f"{m.unit}:{m.load_w}")]
+    procs.start(
+        "meter-sim",
+        ["smsa-meter-sim", "--tcp", f"127.0.0.1:{sim_port}", *meter_args, "--speed", str(speed)],
+    )
+    procs.wait_ready("meter-sim", lambda: "listening" in procs.tail("meter-sim", 20))
+    buses = [{"name": "tcp0", "transport": "tcp", "host": "127.0.0.1", "port": sim_port}]
+    if serial:
+        pair = stack.enter_context(socat_pair())
+        m = SERIAL_MEMBER
+        procs.start(
+            "meter-sim-rs485",
+            [
+                "smsa-meter-sim",
+                "--serial",
+                pair.server,
+                "--meter",
+                f"{m.unit}:{m.load_w}",
+                "--speed",
+                str(speed),
+            ],
+        )
+        procs.wait_ready(
+            "meter-sim-rs485", lambda: "listening" in procs.tail("meter-sim-rs485", 20)
+        )
+        buses.append({"name": "rs485", "transport": "rtu", "device": pair.client})
+    config = work / "agent.toml"
+    config.write_text(agent_toml(broker_url, command_key, work / "agent.db", buses, members))
+    procs.start("agent", ["smsa-agent", "--config", str(config)])
+    procs.wait_ready("agent", (work / "agent.status.json").exists)
+    view.say("meters and agent running; topping up")
+    for member in members:
+        api.topup(member.customer, member.topup)
+    return Stack(procs, api, hub_url, operator_key, members)
+
+
+def provision(api: HubApi, members: list[Member]) -> str:
+    """Providers, tariff, accounts, customers, the gateway and meters; the gateway's key."""
+    for provider in PROVIDERS:
+        api.post("/providers", provider)
+    api.post("/tariffs", TARIFF)
+    api.post("/accounts", SPONSOR)
+    api.topup(SPONSOR["id"], SPONSOR_TOPUP)
+    for m in members:
+        body: dict[str, Any] = {"id": m.customer, "name": m.name, "protected": m.protected}
+        if m.alternate:
+            body["alternate_account"] = m.alternate
+        if m.rules:
+            body["credit_rules"] = m.rules
+        api.post("/customers", body)
+    gateway = api.post("/gateways", {"id": GATEWAY})
+    for m in members:
+        api.post(
+            "/meters",
+            {"id": m.meter, "gateway": GATEWAY, "customer": m.customer, "tariff": TARIFF["id"]},
+        )
+    return str(gateway["command_key"])
+
+
+def agent_toml(
+    broker_url: str, command_key: str, db: Path, buses: list[dict[str, Any]], members: list[Member]
+) -> str:
+    lines = [
+        f'gateway_id = "{GATEWAY}"',
+        "",
+        "[mqtt]",
+        f'url = "{broker_url}"',
+        "",
+        "[security]",
+        f'command_key = "{command_key}"',
+        "",
+        "[storage]",
+        f'path = "{db}"',
+        "",
+        "[timing]",
+        "poll_interval_s = 0.5",
+        "report_interval_s = 1.0",
+        "",
+    ]
+    for bus in buses:
+        lines.append("[[buses]]")
+        lines += [f"{k} = {_toml(v)}" for k, v in bus.items()]
+        lines.append("")
+    for m in members:
+        bus_name = "rs485" if m is SERIAL_MEMBER else "tcp0"
+        lines += [
+            "[[meters]]",
+            f'id = "{m.meter}"',
+            f'bus = "{bus_name}"',
+            f"unit = {m.unit}",
+            'model = "dds238-2-zn-sr"',
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    return str(value) if isinstance(value, int) else f'"{value}"'
+
+
+def _create_key(db: str, role: str) -> str:
+    exe = Path(sys.executable).parent / "smsa-hub"
+    result = subprocess.run(
+        [str(exe), "create-key", "--role", role, "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise DemoError(f"smsa-hub create-key failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
