@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -99,10 +100,13 @@ def test_tcp_three_meters_with_reset(
         assert energy_register_wh(client, 2) == 0
         wait_for(lambda: meter_status(status, "m2").get("import_wh") == 0, timeout=10)
         set_control(client, 2, "load_w", 1500)
+        wait_for(lambda: collector.events_of("register_reset", "m2"), timeout=10)
+        reset_at = datetime.fromisoformat(
+            str(collector.events_of("register_reset", "m2")[0].data["new_at"])
+        )
+        # usage after the reset is published: an interval from the reset reading onwards
         wait_for(
-            lambda: (
-                (last_end(collector, "m2") or 0) > 0 and (last_end(collector, "m2") or 0) < before
-            ),
+            lambda: any(r.start >= reset_at and r.import_end > 0 for r in collector.of("m2")),
             timeout=20,
         )
         for unit in UNITS:
