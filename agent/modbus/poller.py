@@ -230,6 +230,20 @@ class BusPoller(threading.Thread):
 
     def _read(self, meter: MeterPoint) -> tuple[int, bool | None]:
         unit = meter.settings.unit
+        # The relay first, then the energy: a relay that reads off was already off when the
+        # energy was read, so energy rising between two such polls really flowed while off.
+        relay_on: bool | None = None
+        spec = meter.relay
+        if spec is not None and self._relay_due(meter):
+            meter.counters.requests += 1
+            try:
+                relay_on = spec.read(self.line, meter.timeout_s)
+            except BusError as exc:
+                meter.counters.count(exc)
+                # a meter that does not answer fails the poll; a refused or garbled relay read
+                # (or a relay module that is away) leaves the relay unknown for this poll
+                if exc.kind == "connection" or (exc.kind == "timeout" and spec.unit == unit):
+                    raise
         values: dict[str, list[int]] = {}
         for block in meter.blocks:
             meter.counters.requests += 1
@@ -254,14 +268,6 @@ class BusPoller(threading.Thread):
             err = BusError(self.bus.name, unit, "frame", f"negative energy {energy}")
             meter.counters.count(err)
             raise err
-        relay_on: bool | None = None
-        spec = meter.relay
-        if spec is not None and self._relay_due(meter):
-            meter.counters.requests += 1
-            try:
-                relay_on = spec.read(self.line, meter.timeout_s)
-            except BusError as exc:
-                meter.counters.count(exc)
         return energy, relay_on
 
     def _relay_due(self, meter: MeterPoint) -> bool:

@@ -75,7 +75,7 @@ def test_tcp_faults_counted_others_keep_reading(
             tmp_path / "sim.log",
         )
     )
-    config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), meters([1, 2, 3]))
+    config = agent_config(tmp_path, mosquitto.port, tcp_bus(port, timeout_s=0.5), meters([1, 2, 3]))
     status = tmp_path / "status.json"
     agent = start_agent(config, tmp_path / "agent.log")
     procs.append(agent)
@@ -144,7 +144,9 @@ def test_rtu_crc_errors_counted_others_keep_reading(
             set_control(client, 2, "fault_mode", int(FaultMode.BAD_CRC))
         finally:
             client.close()
-        config = agent_config(tmp_path, mosquitto.port, rtu_bus(pty.client), meters([1, 2, 3]))
+        config = agent_config(
+            tmp_path, mosquitto.port, rtu_bus(pty.client, timeout_s=0.5), meters([1, 2, 3])
+        )
         status = tmp_path / "status.json"
         agent = start_agent(config, tmp_path / "agent.log")
         procs.append(agent)
