@@ -65,12 +65,12 @@ def apply_recovery(session: Session, account_id: str, entry_id: int, plan: Plan)
     meta = entry.metadata or {}
     balance_after = int(meta.get("balance_after", ctx.balance))
     before = balance_after - int(amount)
-    if before >= 0:
-        return  # nothing owed when the money came in
     debt_id = debt_account_id(account_id)
     debt_balance = conn.execute(
         select(accounts.c.balance).where(accounts.c.id == debt_id)
     ).scalar_one_or_none()
+    if before >= 0 and not debt_balance:
+        return  # nothing owed when the money came in
     share = ctx.policy.debt_recovery_share
     split = recovery(int(amount), before, emergency_in_use=max(0, -(ctx.floor or 0)),
                      debt=max(0, -int(debt_balance or 0)), share=share)  # fmt: skip

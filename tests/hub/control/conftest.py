@@ -1,0 +1,63 @@
+"""Credit-control fixtures: a migrated SQLite file, an injected clock, and commands published
+through a real Mosquitto broker to a subscriber standing in for the gateways."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from hub.control.engine import CreditControl
+from hub.db import make_engine, migrate
+from tests.conftest import Broker
+from tests.hub.control.scene import Clock, Scene, make_scene
+from tests.hub.ingest.helpers import Collector, Publisher
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def wire(mosquitto: Broker) -> Iterator[tuple[Publisher, Collector]]:
+    """The hub's publisher (QoS 1, waits for PUBACK) and a subscriber to every cmd topic."""
+    collector = Collector(mosquitto.port, "smsa/v1/gw/+/cmd")
+    assert collector.subscribed.wait(10)
+    publisher = Publisher(mosquitto.port, "hub-control-test")
+    try:
+        yield publisher, collector
+    finally:
+        publisher.close()
+        collector.close()
+
+
+@pytest.fixture
+def scene_of(
+    sqlite_engine: Engine, clock: Clock, wire: tuple[Publisher, Collector]
+) -> Callable[..., Scene]:
+    """``scene_of(**options)``: a customer with one meter; credit control publishes through
+    the broker and ``scene.commands()`` reads what the gateway would receive."""
+    publisher, collector = wire
+    control = CreditControl(sqlite_engine, publisher.send, clock=clock)
+
+    def make(**options: Any) -> Scene:
+        scene = make_scene(sqlite_engine, control, **options)
+        scene.sent = collector.messages
+        return scene
+
+    return make
