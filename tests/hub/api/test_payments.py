@@ -67,9 +67,9 @@ def test_stale_or_future_timestamp_is_refused(
     client: httpx.Client, keys: Keys, api_engine: Engine
 ) -> None:
     state = ledger_state(api_engine)
-    now = int(time.time())
-    assert post(client, body(), ts=now - 301).status_code == 401
-    assert post(client, body(), ts=now + 301).status_code == 401
+    now = int(time.time())  # the window is 300 s; margins allow for a slow, loaded host
+    assert post(client, body(), ts=now - 400).status_code == 401
+    assert post(client, body(), ts=now + 400).status_code == 401
     r = client.post(URL, content=body(), headers={"X-Signature": "sha256=00", "X-Timestamp": "x"})
     assert r.status_code == 401
     assert ledger_state(api_engine) == state
