@@ -113,6 +113,7 @@ class Agent:
         self.store = MeteringStore(settings.storage.path)
         self.uplink: Any = None
         self._status_sent = time.monotonic()
+        self._journal_behind = False
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self.pollers: list[BusPoller] = []
@@ -202,6 +203,13 @@ class Agent:
                     log.exception("engine: final reading failed")
 
     def _tick(self) -> None:
+        if self._journal_behind:
+            self._journal_behind = False
+            try:
+                self._recover()
+            except Exception:
+                log.exception("journal still not handed to the outbox")
+                self._journal_behind = True
         self._write_status()
         now = time.monotonic()
         if self.uplink is not None and now - self._status_sent >= STATUS_PUBLISH_S:
@@ -274,15 +282,22 @@ class Agent:
                         new_at=out.new.at.isoformat(),
                     )
                 )
-        self.states[meter] = state
         if not outputs:
+            self.states[meter] = state
             return
         ids = self.store.commit([state], records, events)
-        for record in records:
-            self.outbox.add_usage(record)
-        for event in events:
-            self.outbox.add_event(event)
-        self.store.done(ids)
+        # committed: from here the records exist (in the journal) whatever happens next
+        self.states[meter] = state
+        try:
+            for record in records:
+                self.outbox.add_usage(record)
+            for event in events:
+                self.outbox.add_event(event)
+        except Exception:
+            log.exception("outbox refused meter %s's records; kept in the journal", meter)
+            self._journal_behind = True
+        else:
+            self.store.done(ids)
         self.stats["records"] += len(records)
         self.stats["events"] += len(events)
 
