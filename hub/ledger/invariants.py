@@ -105,11 +105,35 @@ _ENERGY_TOTALS = (
 )
 
 
+# Invariant 9, second half: a protected customer's meter is never left cut off by credit
+# control or by the agent's own credit rules (an operator may still disconnect it). A meter
+# violates it when its latest disconnect/reconnect event is an automatic disconnect.
+_PROTECTED = (
+    "SELECT m.id AS meter, c.id AS customer, e.id AS event FROM meters m "
+    "JOIN customers c ON c.id = m.customer_id "
+    "JOIN events e ON e.id = (SELECT MAX(x.id) FROM events x WHERE x.meter_id = m.id "
+    "AND x.kind IN ('disconnect', 'reconnect')) "
+    "WHERE c.protected AND e.kind = 'disconnect' "
+    "AND ({by} = 'credit_control' OR {cause} = 'credit')"
+)
+
+
+def _protected_sql(dialect: str) -> str:
+    if dialect == "postgresql":
+        return _PROTECTED.format(by="e.data->>'by'", cause="e.data->>'cause'")
+    return _PROTECTED.format(by="json_extract(e.data, '$.by')",
+                             cause="json_extract(e.data, '$.cause')")  # fmt: skip
+
+
 def check_invariants(db: Executor) -> dict[str, Any]:
     """``{"ok": bool, "checks": {name: {"ok": bool, "detail": {...}}}}``."""
     conn = conn_of(db)
     checks: dict[str, dict[str, Any]] = {}
-    for name, (sql, rule) in _VIOLATIONS.items():
+    violations = {**_VIOLATIONS, "protected_supply": (
+        _protected_sql(conn.dialect.name),
+        "a protected customer is never cut off automatically (an operator alert instead)",
+    )}  # fmt: skip
+    for name, (sql, rule) in violations.items():
         rows = conn.execute(text(sql)).mappings().all()
         detail: dict[str, Any] = {"rule": rule, "violations": len(rows)}
         if rows:
