@@ -29,6 +29,7 @@ from agent.rules import Decision, Memory, evaluate, is_friendly
 from protocol.messages import MAX_MONEY, CreditRules
 
 __all__ = [
+    "CustomerRules",
     "Decision",
     "Memory",
     "Policy",
@@ -40,6 +41,7 @@ __all__ = [
     "is_friendly",
     "recovery",
     "split_rules",
+    "stored_rules",
 ]
 
 Amount = Annotated[int, Field(gt=0, le=MAX_MONEY)]
@@ -101,6 +103,27 @@ class Policy(BaseModel):
             return cls.model_validate(dict((flags or {}).get("credit_policy") or {}))
         except ValidationError:
             return cls()
+
+
+class CustomerRules(CreditRules):
+    """A customer's credit rules as the API takes them (``POST /customers`` ``credit_rules``):
+    the protocol's ``CreditRules`` fields (sent to the gateway) plus the hub-only ``Policy``
+    fields. Amounts in minor units."""
+
+    alternate_draw: Literal["needed"] | Amount | None = "needed"
+    alternate_limit: Amount | None = None
+    debt_recovery_share: Annotated[Decimal, Field(ge=0, le=1, max_digits=8)] | None = None
+
+    def split(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(``flags["credit_rules"]``, ``flags["credit_policy"]``)."""
+        return split_rules(self.model_dump(mode="json", exclude_unset=True))
+
+
+def stored_rules(flags: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The customer's rules as given (both parts, unset fields left out), for the API."""
+    flags = flags or {}
+    policy = {k: v for k, v in (flags.get("credit_policy") or {}).items() if v is not None}
+    return {**(flags.get("credit_rules") or {}), **policy}
 
 
 def split_rules(given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

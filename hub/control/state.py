@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from hub.control.credit_state import credit_rules, paying_account
-from hub.control.rules import Memory, Policy
+from hub.control.rules import CustomerRules, Memory, Policy
 from hub.ledger._sql import accounts, customers, meters
 from hub.models import Gateway, MeterCustomer
 from hub.rating.payers import Sharer, SplitRuleError, payer_weights
@@ -149,6 +149,14 @@ def save_memories(conn: Connection, views: Iterable[MeterView]) -> None:
             memory[view.id] = view.memory.model_dump(mode="json")
         flags[MEMORY] = memory
         conn.execute(update(customers).where(customers.c.id == customer_id).values(flags=flags))
+
+
+def set_credit_rules(conn: Connection, customer_id: str, rules: CustomerRules) -> None:
+    """Store a customer's credit rules (protocol part and hub part) in its flags."""
+    proto, policy = rules.split()
+    flags = _flags(conn, [customer_id]).get(customer_id, {})
+    flags.update({"credit_rules": proto, "credit_policy": policy})
+    conn.execute(update(customers).where(customers.c.id == customer_id).values(flags=flags))
 
 
 def _flags(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:

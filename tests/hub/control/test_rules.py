@@ -7,14 +7,17 @@ from fractions import Fraction
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from hub.control.rules import (
+    CustomerRules,
     Policy,
     RulesError,
     draw_amount,
     emergency_floor,
     recovery,
     split_rules,
+    stored_rules,
 )
 
 money = st.integers(min_value=0, max_value=10**9)
@@ -111,3 +114,19 @@ def test_bad_rules_name_the_field(given_rules: dict[str, object], field: str) ->
     with pytest.raises(RulesError) as caught:
         split_rules(given_rules)
     assert caught.value.field.startswith(field)
+
+
+def test_customer_rules_as_the_api_takes_them() -> None:
+    given = {"low_credit": [500], "friendly": [{"start": "16:00", "end": "08:00"}],
+             "alternate_draw": "needed", "alternate_limit": 2000,
+             "debt_recovery_share": 0.25}  # fmt: skip
+    proto, hub = CustomerRules.model_validate(given).split()
+    assert proto["low_credit"] == [500] and proto["friendly"][0]["start"] == "16:00:00"
+    assert hub == {"alternate_draw": "needed", "alternate_limit": 2000,
+                   "debt_recovery_share": "0.25"}  # fmt: skip
+    back = stored_rules({"credit_rules": proto, "credit_policy": hub})
+    assert CustomerRules.model_validate(back).split() == (proto, hub)
+    with pytest.raises(ValidationError):
+        CustomerRules.model_validate({"debt_recovery_share": "1.5"})
+    with pytest.raises(ValidationError):
+        CustomerRules.model_validate({"unknown": 1})
