@@ -180,6 +180,9 @@ class Agent:
             for poller in self.pollers:
                 poller.join(10)
             self._drain_readings()
+            # the last readings too (they are otherwise saved only with closed intervals), so
+            # a register reset while the agent is stopped closes the interval where it was left
+            self.store.commit(list(self.states.values()), [], [])
             self._write_status()
             self.store.close()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -146,50 +146,88 @@ def pty() -> Iterator[SocatPair]:
         yield pair
 
 
+def _pty_client(device: str) -> ModbusSerialClient:
+    client = ModbusSerialClient(device, framer=FramerType.RTU, baudrate=9600, timeout=1)
+    assert client.connect()
+    return client
+
+
+def _sim_seconds(client: ModbusSerialClient, unit: int) -> int:
+    resp = client.read_holding_registers(0x900F, count=4, device_id=unit)
+    assert not resp.isError(), resp
+    value = 0
+    for word in resp.registers:
+        value = (value << 16) | word
+    return int(value)
+
+
 @pytest.mark.slow
 @pytest.mark.serial
-def test_rtu_pty_three_meters(
+def test_rtu_pty_three_meters_with_reset(
     tmp_path: Path, mosquitto: Broker, collector: Collector, procs: list[Proc], pty: SocatPair
 ) -> None:
-    # Simulated time starts at 23:55 and runs 60x: 5 s without load (the agent starts), then
-    # the profile's load from 00:00 to 00:05 (5 s), then none: each meter's final register is
-    # load x 5 minutes, known in advance.
+    # Simulated time runs 120x from 23:54: no load for 3 s (the agent starts), the profile's
+    # load 00:00-00:05 (2.5 s), none 00:05-00:20 (7.5 s: the agent is stopped, meter 2's
+    # register reset over the line, the agent started again), load 00:20-00:25, then none.
+    # Each phase adds load x 5 minutes to a register, so every final value is known.
     loads = {1: 3000, 2: 1200, 3: 600}
+    start = datetime(2026, 1, 1, 23, 54, tzinfo=UTC)
     sim = start_sim(
         [
             "--serial",
             pty.server,
             "--speed",
-            "60",
+            "120",
             "--start-time",
-            "2026-01-01T23:55:00+00:00",
+            start.isoformat(),
             "--profile",
-            "00=1,00:05=0",
+            "00=1,00:05=0,00:20=1,00:25=0",
             *(a for u, w in loads.items() for a in ("--meter", f"{u}:{w}")),
         ],
         tmp_path / "sim.log",
     )
     procs.append(sim)
-    expected = {u: w * 5 // 60 // 10 * 10 for u, w in loads.items()}  # Wh, 1/100 kWh register
+    phase = {u: w * 5 // 60 // 10 * 10 for u, w in loads.items()}  # Wh, 1/100 kWh register
     config = agent_config(
         tmp_path, mosquitto.port, rtu_bus(pty.client), meters(list(loads)), poll=0.2
     )
     agent = start_agent(config, tmp_path / "agent.log")
     procs.append(agent)
-    wait_for(lambda: all(last_end(collector, f"m{u}") == expected[u] for u in loads), timeout=40)
+    wait_for(lambda: all(last_end(collector, f"m{u}") == phase[u] for u in loads), timeout=30)
     stop(agent.proc)
-    # the line is free again: read the registers ourselves
-    client = ModbusSerialClient(pty.client, framer=FramerType.RTU, baudrate=9600, timeout=1)
-    assert client.connect()
+    # the line is free: reset meter 2 ourselves, in the quiet phase
+    client = _pty_client(pty.client)
+    try:
+        assert energy_register_wh(client, 2) == phase[2]
+        set_control(client, 2, "reset_value_wh", 0)
+        set_control(client, 2, "reset_energy", 1)
+        assert energy_register_wh(client, 2) == 0
+        at = _sim_seconds(client, 2) - int(start.timestamp())
+        assert at < 26 * 60, f"reset at {at} s of simulated time: the host is too slow"
+    finally:
+        client.close()
+    agent = start_agent(config, tmp_path / "agent.log")
+    procs.append(agent)
+    expected = {1: 2 * phase[1], 2: phase[2], 3: 2 * phase[3]}
+    wait_for(lambda: all(last_end(collector, f"m{u}") == expected[u] for u in loads), timeout=30)
+    stop(agent.proc)
+    client = _pty_client(pty.client)
     try:
         actual = {u: energy_register_wh(client, u) for u in loads}
     finally:
         client.close()
     assert actual == expected
-    for unit in loads:
+    for unit in (1, 3):
         recs = collector.of(f"m{unit}")
         assert unique_by_seq(recs)[1].import_start == 0
         assert chain_total(recs) == expected[unit]
+    # meter 2: what it used before the reset, then everything from the reset on
+    resets = collector.events_of("register_reset", "m2")
+    assert len(resets) == 1 and resets[0].data["old_wh"] == phase[2]
+    assert chain_total_across_reset(collector.of("m2")) == phase[2] + expected[2] - int(
+        str(resets[0].data["new_wh"])
+    )
+    assert 0 <= int(str(resets[0].data["new_wh"])) < expected[2]
     status = meter_status(tmp_path / "status.json", "m1")
     assert status["counters"]["requests"] > 0
     assert "Traceback" not in agent.text()
