@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -28,6 +29,8 @@ from hub.api.routes import (
     tariffs,
 )
 from hub.api.schemas import ERROR_RESPONSES
+from hub.control.engine import CreditControl
+from hub.control.webhook import Channels, WebhookNotifier
 from hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
@@ -42,12 +45,25 @@ def create_app(
     """The hub's app on ``engine`` (schema already migrated). ``ingest``: a started-by-lifespan
     IngestService (``start()``/``stop()``), or None for the API alone. ``scheduler``: run the
     background jobs (``serve`` does)."""
-    ctx = HubContext(settings=settings, engine=engine, ingest=ingest)
+    webhook = (
+        WebhookNotifier(settings.webhook_url, settings.webhook_secret)
+        if settings.webhook_url
+        else None
+    )
+    control = CreditControl(
+        engine,
+        publish=ingest.publish if ingest is not None else None,
+        notifier=Channels(webhook) if webhook is not None else Channels(),
+        ttl=timedelta(seconds=settings.command_ttl_s),
+    )
+    ctx = HubContext(settings=settings, engine=engine, ingest=ingest, control=control)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ctx.stopping.clear()
         sched = None
+        if webhook is not None:
+            webhook.start()
         if ingest is not None:
             await run_in_threadpool(ingest.start)
         if scheduler:
@@ -61,6 +77,8 @@ def create_app(
                 await run_in_threadpool(jobs.stop_scheduler, ctx, sched)
             if ingest is not None:
                 await run_in_threadpool(ingest.stop)
+            if webhook is not None:
+                await run_in_threadpool(webhook.stop)
 
     app = FastAPI(
         title="SMSA hub",

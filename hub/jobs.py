@@ -20,6 +20,7 @@ _contexts: dict[str, HubContext] = {}
 _lock = threading.Lock()
 
 LEDGER_CHECK_S = 300
+CREDIT_TICK_S = 60
 
 
 def register(ctx: HubContext) -> None:
@@ -53,6 +54,18 @@ def check_ledger(db_url: str) -> bool | None:
     return ok
 
 
+def credit_tick(db_url: str) -> int | None:
+    """Credit control for every meter below zero: grace periods and friendly windows end
+    without any posting to trigger them. Returns how many actions it took."""
+    ctx = _context(db_url)
+    if ctx is None or ctx.control is None:
+        return None
+    actions = ctx.control.tick()
+    for action in actions:
+        ctx.metrics.inc(f"control_{action.kind}")
+    return len(actions)
+
+
 def start_scheduler(ctx: HubContext) -> BackgroundScheduler:
     register(ctx)
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True})
@@ -62,6 +75,14 @@ def start_scheduler(ctx: HubContext) -> BackgroundScheduler:
         seconds=LEDGER_CHECK_S,
         args=[ctx.settings.db],
         id="check_ledger",
+        max_instances=1,
+    )
+    scheduler.add_job(
+        credit_tick,
+        "interval",
+        seconds=CREDIT_TICK_S,
+        args=[ctx.settings.db],
+        id="credit_tick",
         max_instances=1,
     )
     scheduler.start()

@@ -48,6 +48,10 @@ class HubSettings(BaseSettings):
     stream_token_ttl_s: int = Field(default=300, ge=10, le=86_400)
     # Seconds a signed command stays valid for the agent.
     command_ttl_s: int = Field(default=3600, ge=10, le=7 * 86_400)
+    # Credit-control notifications (low credit, cut-off, alerts) are POSTed here, signed with
+    # HMAC-SHA256 (hub.control.webhook); empty: log and events table only.
+    webhook_url: str = ""
+    webhook_secret: str = ""
     log_level: str = "INFO"
     # Run the background scheduler in ``serve`` (false in some tests).
     scheduler: Annotated[bool, NoDecode] = True
@@ -84,6 +88,14 @@ class HubSettings(BaseSettings):
         if isinstance(value, str):
             return value.strip().lower() not in {"0", "false", "no", "off", ""}
         return value
+
+    @model_validator(mode="after")
+    def _webhook(self) -> Self:
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http:// or https:// URL")
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("webhook_url needs webhook_secret")
+        return self
 
     @model_validator(mode="after")
     def _max_topup(self) -> Self:

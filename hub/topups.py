@@ -1,9 +1,8 @@
 """Top-ups as the API performs them: validate, post once (ledger), then tell the meters.
 
-After the posting commits, the customer's meters get their new credit state and, when the
-balance is back above the reconnect threshold, a reconnect (``hub.control``). Both are
-best-effort: without MQTT (API-only tests) they are skipped, and a failure to publish never
-undoes or repeats the posting; the next credit-state publication corrects the gateway.
+After the posting commits, credit control runs for the account (``hub.notify``): debt
+recovery, reconnect above the threshold, the meters' new credit state. It is best-effort: a
+failure never undoes or repeats the posting; a replayed top-up triggers nothing.
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ def topup(
     if result.created:
         ctx.metrics.inc("topups")
         ctx.metrics.inc("postings")
-        after_topup(ctx, account_id)
+        after_topup(ctx, account_id, result.entry_id)
     else:
         ctx.metrics.inc("topup_replays")
     return result

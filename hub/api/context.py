@@ -19,6 +19,9 @@ class HubContext:
     engine: Engine
     # The IngestService when MQTT is configured (``serve``); None in API-only tests.
     ingest: Any | None = None
+    # Credit control (``hub.control.engine.CreditControl``): after top-ups, operator actions,
+    # and the scheduler's tick. Built by ``hub.app.create_app``.
+    control: Any | None = None
     metrics: Metrics = field(default_factory=Metrics)
     # Signs short-lived stream tokens; new per process (a token outlives no restart).
     token_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from hub.control.rules import CustomerRules
 from hub.models import ID_PATTERN, Relay, Service, Tier
 from protocol.tariff import Component, Tariff
 
@@ -76,6 +77,9 @@ class CustomerIn(Body):
     name: Name
     protected: bool = False
     alternate_account: Id | None = None
+    # Credit control (hub/control/README.md): CreditRules fields plus alternate_draw,
+    # alternate_limit, debt_recovery_share; amounts in minor units.
+    credit_rules: CustomerRules | None = None
 
 
 class CustomerOut(BaseModel):
@@ -86,6 +90,7 @@ class CustomerOut(BaseModel):
     account: str
     balance: Money
     currency: str
+    credit_rules: dict[str, Any] = Field(default_factory=dict)
 
 
 class AccountIn(Body):

@@ -8,6 +8,8 @@ from sqlmodel import Session
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.money import major
 from hub.api.schemas import CustomerIn, CustomerOut
+from hub.control.rules import stored_rules
+from hub.control.state import set_credit_rules
 from hub.errors import InvalidInputError, NotFoundError
 from hub.ledger.accounts import create_customer
 from hub.models import Account, Customer
@@ -29,6 +31,7 @@ def customer_out(session: Session, customer_id: str) -> CustomerOut:
         account=account.id,
         balance=major(account.balance, account.currency),
         currency=account.currency,
+        credit_rules=stored_rules(customer.flags),
     )
 
 
@@ -53,6 +56,8 @@ def create(body: CustomerIn, ctx: ContextDep, _: Admin) -> CustomerOut:
             protected=body.protected,
             alternate_account_id=body.alternate_account,
         )
+        if body.credit_rules is not None:
+            set_credit_rules(session.connection(), body.id, body.credit_rules)
         return customer_out(session, body.id)
 
     return write(ctx.engine, work)

@@ -6,15 +6,17 @@ from sqlalchemy import Engine
 
 from hub import jobs
 from hub.api.context import HubContext
+from hub.control.engine import CreditControl
 from hub.settings import HubSettings
 
 
 def test_check_ledger_job(api_settings: HubSettings, api_engine: Engine) -> None:
-    ctx = HubContext(settings=api_settings, engine=api_engine)
+    ctx = HubContext(settings=api_settings, engine=api_engine, control=CreditControl(api_engine))
     assert jobs.check_ledger(api_settings.db) is None  # not registered: nothing to do
     scheduler = jobs.start_scheduler(ctx)
     try:
-        assert [job.id for job in scheduler.get_jobs()] == ["check_ledger"]
+        assert sorted(job.id for job in scheduler.get_jobs()) == ["check_ledger", "credit_tick"]
+        assert jobs.credit_tick(api_settings.db) == 0
         assert jobs.check_ledger(api_settings.db) is True
         assert ctx.metrics.snapshot()[1]["ledger_ok"] == 1
     finally:
