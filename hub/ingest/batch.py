@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -55,15 +56,16 @@ from hub.rating.tariffs import TariffHistory, load_histories
 from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.messages import (
-    Event as EventMsg,
-)
-from protocol.messages import (
+    MAX_PAYLOAD,
     EventMessage,
     Status,
     UsageMessage,
     UsageRecord,
     parse,
     validate,
+)
+from protocol.messages import (
+    Event as EventMsg,
 )
 from protocol.tariff import Tariff
 
@@ -272,7 +274,7 @@ class BatchProcessor:
             return
         try:
             if kind == "usage":
-                usage = parse(item.payload, UsageMessage)
+                usage = _parse_usage(item.payload)
                 work.counts["records"] += len(usage.records)
                 work.usage.extend(_Rec(r, gateway, item.received_at, False) for r in usage.records)
             elif kind == "events":
@@ -771,6 +773,17 @@ def _unknown_providers(tariff: Tariff, providers: dict[str, str]) -> str | None:
     if missing:
         return f"tariff {tariff.id!r} names unknown provider(s) {missing}"
     return None
+
+
+def _parse_usage(payload: bytes) -> UsageMessage:
+    """``parse(payload, UsageMessage)``, via pydantic's JSON parser when the payload is valid
+    (about twice as fast); an invalid payload goes through ``parse`` for its one-line reason."""
+    if len(payload) <= MAX_PAYLOAD:
+        try:
+            return UsageMessage.model_validate_json(payload)
+        except ValidationError:
+            pass
+    return parse(payload, UsageMessage)
 
 
 def _record_json(r: UsageRecord) -> str:

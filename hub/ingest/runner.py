@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--batch-wait", type=float, default=0.05)
     parser.add_argument("--currency", default="USD")
-    parser.add_argument("--credit-interval", type=float, default=1.0)
+    parser.add_argument("--credit-interval", type=float, default=5.0)
     parser.add_argument("--migrate", action="store_true", help="create or upgrade the schema")
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--counters", action="store_true", help="print counters on exit")

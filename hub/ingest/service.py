@@ -63,7 +63,7 @@ class IngestService:
         currency: str = "USD",
         *,
         hold_s: float = 30.0,
-        credit_interval_s: float = 1.0,
+        credit_interval_s: float = 5.0,
         command_ttl_s: int = 3600,
         queue_max: int = 10_000,
         session_expiry_s: int = 7 * 86_400,
@@ -126,10 +126,10 @@ class IngestService:
         self._worker.start()
         if self.mqtt_v5:
             props = connect_properties(self.session_expiry_s, self.receive_maximum)
-            client.connect_async(self.url.host, self.url.port, keepalive=30, clean_start=False,
+            client.connect_async(self.url.host, self.url.port, keepalive=60, clean_start=False,
                                  properties=props)  # fmt: skip
         else:
-            client.connect_async(self.url.host, self.url.port, keepalive=30)
+            client.connect_async(self.url.host, self.url.port, keepalive=60)
         client.loop_start()
         log.info("ingest: connecting to %s:%d as %s", self.url.host, self.url.port,
                  self.client_id)  # fmt: skip
