@@ -13,6 +13,15 @@ from sqlalchemy import Engine
 from hub.control.engine import CreditControl
 from hub.db import make_engine, migrate
 from tests.conftest import Broker
+from tests.hub.api.conftest import (  # noqa: F401 (the API's fixtures, for test_api_rules)
+    api_engine,
+    api_settings,
+    app,
+    client,
+    keys,
+    live_server,
+    migrated_sqlite,
+)
 from tests.hub.control.scene import Clock, Scene, make_scene
 from tests.hub.ingest.helpers import Collector, Publisher
 
