@@ -35,6 +35,7 @@ __all__ = [
     "Policy",
     "Recovery",
     "RulesError",
+    "at_rest",
     "draw_amount",
     "emergency_floor",
     "evaluate",
@@ -141,6 +142,24 @@ def split_rules(given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any
         where = ".".join(str(p) for p in err["loc"]) or "credit_rules"
         raise RulesError(where, err["msg"]) from exc
     return rules.model_dump(mode="json", exclude_defaults=True), policy.as_json()
+
+
+def at_rest(balance: int, rules: CreditRules, memory: Memory) -> bool:
+    """True when evaluating would neither act nor change the memory in any way that matters:
+    in credit above every low-credit threshold, supplied, nothing prompted or pending, no
+    friendly period under way. Lets the hub skip most meters after a usage batch."""
+    if balance <= max((0, *rules.low_credit)):
+        return False
+    return (
+        memory.relay == "connected"
+        and not memory.cut_by_rules
+        and not memory.prompted
+        and memory.exhausted_since is None
+        and not memory.exhausted_prompted
+        and not memory.emergency_prompted
+        and memory.friendly_since is None
+        and memory.in_credit is not False
+    )
 
 
 def draw_amount(

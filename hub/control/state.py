@@ -30,6 +30,7 @@ from protocol.messages import CreditRules
 log = logging.getLogger(__name__)
 
 MEMORY = "credit_memory"
+CHUNK = 500  # ids per IN (...) list
 _gateways = Gateway.__table__  # type: ignore[attr-defined]
 _sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
 
@@ -44,6 +45,7 @@ class MeterView:
     relay: str  # as the agent last reported it: on / off / unknown
     zone: ZoneInfo
     memory: Memory
+    stored: Memory  # as read: written back only when the rules changed it
 
 
 @dataclass
@@ -65,28 +67,35 @@ def meter_views(conn: Connection, meter_ids: Iterable[str], now: datetime) -> li
     wanted = sorted(set(meter_ids))
     if not wanted:
         return []
-    rows = conn.execute(
-        select(meters.c.id, meters.c.gateway_id, meters.c.customer_id, meters.c.tariff_id,
-               meters.c.relay, meters.c.timezone, meters.c.split_rule, _gateways.c.command_key)
-        .join(_gateways, _gateways.c.id == meters.c.gateway_id)
-        .where(meters.c.id.in_(wanted))
-    ).all()  # fmt: skip
+    rows: list[Any] = []
+    for i in range(0, len(wanted), CHUNK):
+        rows += conn.execute(
+            select(meters.c.id, meters.c.gateway_id, meters.c.customer_id, meters.c.tariff_id,
+                   meters.c.relay, meters.c.timezone, meters.c.split_rule,
+                   _gateways.c.command_key)
+            .join(_gateways, _gateways.c.id == meters.c.gateway_id)
+            .where(meters.c.id.in_(wanted[i : i + CHUNK]))
+        ).all()  # fmt: skip
     owners = sorted({r.customer_id for r in rows if r.customer_id})
     lock_customers(conn, owners)
     flags = _flags(conn, owners)
+    shared = _sharers(conn, wanted)
+    zones: dict[tuple[str | None, str | None], ZoneInfo] = {}
     out = []
     for r in rows:
         if r.customer_id is None:
             continue
         try:
-            account_id = _paying(conn, r.id, r.customer_id, r.split_rule)
+            account_id = _paying(r.customer_id, shared.get(r.id, ()), r.split_rule)
         except LookupError as exc:
             log.warning("credit control skips %s: %s", r.id, exc)
             continue
         memory = load_memory(flags.get(r.customer_id), r.id)
-        zone = _zone(conn, r.timezone, r.tariff_id, now)
+        where = (r.timezone, r.tariff_id)
+        if where not in zones:
+            zones[where] = _zone(conn, r.timezone, r.tariff_id, now)
         out.append(MeterView(r.id, r.gateway_id, r.command_key, r.customer_id, account_id,
-                             str(r.relay), zone, memory))  # fmt: skip
+                             str(r.relay), zones[where], memory, memory))  # fmt: skip
     return out
 
 
@@ -140,13 +149,17 @@ def save_memories(conn: Connection, views: Iterable[MeterView]) -> None:
     """Write back the memory of each meter into its customer's flags (one UPDATE each)."""
     by_customer: dict[str, list[MeterView]] = {}
     for view in views:
-        by_customer.setdefault(view.customer_id, []).append(view)
+        if view.memory != view.stored:
+            by_customer.setdefault(view.customer_id, []).append(view)
+    if not by_customer:
+        return
     current = _flags(conn, sorted(by_customer))
     for customer_id, group in by_customer.items():
         flags = dict(current.get(customer_id) or {})
         memory = dict(flags.get(MEMORY) or {})
         for view in group:
             memory[view.id] = view.memory.model_dump(mode="json")
+            view.stored = view.memory
         flags[MEMORY] = memory
         conn.execute(update(customers).where(customers.c.id == customer_id).values(flags=flags))
 
@@ -166,11 +179,18 @@ def _flags(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
     return {r.id: dict(r.flags or {}) for r in rows}
 
 
-def _paying(conn: Connection, meter_id: str, customer: str, split_rule: Any) -> str:
-    sharers = tuple(
-        Sharer(r.customer_id, int(r.weight), bool(r.contributes))
-        for r in conn.execute(select(_sharing).where(_sharing.c.meter_id == meter_id))
-    )
+def _sharers(conn: Connection, meter_ids: list[str]) -> dict[str, tuple[Sharer, ...]]:
+    found: dict[str, list[Sharer]] = {}
+    for i in range(0, len(meter_ids), CHUNK):
+        stmt = select(_sharing).where(_sharing.c.meter_id.in_(meter_ids[i : i + CHUNK]))
+        for r in conn.execute(stmt):
+            found.setdefault(r.meter_id, []).append(
+                Sharer(r.customer_id, int(r.weight), bool(r.contributes))
+            )
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def _paying(customer: str, sharers: tuple[Sharer, ...], split_rule: Any) -> str:
     if not sharers and not split_rule:
         return customer
     try:

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from hub.control.rules import (
     CustomerRules,
+    Memory,
     Policy,
     RulesError,
+    at_rest,
     draw_amount,
     emergency_floor,
+    evaluate,
     recovery,
     split_rules,
     stored_rules,
 )
+from protocol.messages import CreditRules, FriendlyWindow
 
+MONDAY = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 money = st.integers(min_value=0, max_value=10**9)
 balances = st.integers(min_value=-(10**9), max_value=10**9)
 shares = st.none() | st.fractions(min_value=0, max_value=1, max_denominator=100)
@@ -130,3 +137,40 @@ def test_customer_rules_as_the_api_takes_them() -> None:
         CustomerRules.model_validate({"debt_recovery_share": "1.5"})
     with pytest.raises(ValidationError):
         CustomerRules.model_validate({"unknown": 1})
+
+
+memories = st.sampled_from([Memory(), Memory(in_credit=True)]) | st.builds(
+    Memory,
+    relay=st.sampled_from(["connected", "disconnected"]),
+    cut_by_rules=st.booleans(),
+    prompted=st.lists(st.integers(0, 2000), max_size=3).map(tuple),
+    exhausted_since=st.none() | st.just(MONDAY),
+    exhausted_prompted=st.booleans(),
+    emergency_prompted=st.booleans(),
+    friendly_since=st.none() | st.just(MONDAY),
+    friendly_ok=st.booleans(),
+    in_credit=st.none() | st.booleans(),
+)
+rule_sets = st.builds(
+    CreditRules,
+    low_credit=st.lists(st.integers(-500, 2000), max_size=3).map(tuple),
+    reconnect_above=st.integers(-500, 2000),
+    emergency_credit=st.integers(0, 500),
+    grace_s=st.integers(0, 3600),
+    friendly=st.sampled_from([(), (FriendlyWindow(start=time(16), end=time(8)),)]),
+    protected=st.booleans(),
+)
+
+
+@given(balance=st.integers(-3000, 3000), rules=rule_sets, memory=memories,
+       hours=st.integers(0, 24 * 7))  # fmt: skip
+def test_a_meter_at_rest_needs_no_evaluation(
+    balance: int, rules: CreditRules, memory: Memory, hours: int
+) -> None:
+    if not at_rest(balance, rules, memory):
+        assume(False)
+    decision, after = evaluate(balance, rules, ZoneInfo("UTC"), memory,
+                               MONDAY + timedelta(hours=hours))  # fmt: skip
+    assert decision.action == "none"
+    ignored = {"in_credit", "friendly_since", "friendly_ok"}  # rebuilt on the next evaluation
+    assert after.model_dump(exclude=ignored) == memory.model_dump(exclude=ignored)
