@@ -251,3 +251,16 @@ def test_operator_reconnect_of_an_exhausted_meter_restarts_grace(
     s.control.tick()
     assert s.kinds()[-1] == "disconnect"
     assert len(s.events("disconnect")) == 2
+
+
+def test_topping_up_the_alternate_account_draws_and_reconnects(scene_of: SceneOf) -> None:
+    s = scene_of(balance=100, rules={"alternate_draw": "needed"}, alternate=(0, 0))
+    alt = alternate_of(s)
+    s.use(300)  # -200 and nothing to draw: cut off
+    assert s.kinds() == ["disconnect"]
+    s.topup(1000, account=alt)  # the sponsor pays in: the customer draws what it needs
+    [(_, moved, _meta)] = s.entries("alternate_draw")
+    assert moved == {alt: -201, s.customer: 201}  # back above the reconnect level 0
+    assert s.kinds()[-2:] == ["alternate_draw", "reconnect"]
+    assert s.commands("reconnect", at_least=1)
+    assert s.invariants() == {}
