@@ -303,16 +303,21 @@ class CreditControl:
 
     def _dispatch(self, plan: Plan) -> None:
         """After the commit: credit states first (a draw must reach the agent before it cuts
-        on its own), then commands, then notifications. Failures are logged, never raised:
-        the decision is committed and the next evaluation or credit state corrects it."""
+        on its own; each one sent is listed as a ``credit_state`` action, no event), then
+        commands, then notifications. Failures are logged, never raised: the decision is
+        committed and the next evaluation or credit state corrects it."""
         publish = self.publish
         if publish is not None:
             for meter_id in sorted(plan.credit_meters):
                 try:
-                    publish_credit_state(self.engine, publish, meter_id, reason="credit control",
-                                         ttl=self.ttl)  # fmt: skip
+                    sent = publish_credit_state(self.engine, publish, meter_id,
+                                                reason="credit control", ttl=self.ttl)  # fmt: skip
                 except Exception:
                     log.exception("credit state of %s not sent", meter_id)
+                    continue
+                if sent is not None:  # the caller may drop an older state it meant to send
+                    plan.actions.append(Action("credit_state", meter_id, "credit state sent",
+                                               command_id=sent))  # fmt: skip
             for gateway, command in plan.commands:
                 try:
                     payload = json.dumps(command, separators=(",", ":")).encode()
