@@ -64,6 +64,13 @@ class ModbusLine:
             )
         self.reconnects = 0
         self._was_connected = False
+        client = self._client
+        self._readers: dict[str, Any] = {
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+            "coil": client.read_coils,
+            "discrete": client.read_discrete_inputs,
+        }
 
     @property
     def connected(self) -> bool:
@@ -74,17 +81,10 @@ class ModbusLine:
 
     def read(self, unit: int, function: str, address: int, count: int, timeout: float) -> list[int]:
         """``count`` words (or bits, as 0/1) from ``address`` of ``unit``."""
-        kwargs = {"count": count, "device_id": unit}
-        client = self._client
-        calls = {
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-            "coil": client.read_coils,
-            "discrete": client.read_discrete_inputs,
-        }
-        if function not in calls:
+        call = self._readers.get(function)
+        if call is None:
             raise ValueError(f"cannot read a {function}")
-        response = self._call(unit, timeout, calls[function], address, **kwargs)
+        response = self._call(unit, timeout, call, address, count=count, device_id=unit)
         if function in ("coil", "discrete"):
             bits = list(getattr(response, "bits", []) or [])
             if len(bits) < count:

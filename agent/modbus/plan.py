@@ -7,10 +7,12 @@ the model's ``max_registers_per_request``; ``max_gap`` lets a block span a few u
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from hardware.regmap import MeterModel, Register
+
+_WH_PER = {"kWh": 1000, "Wh": 1, "m3": 1000, "L": 1}
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,25 @@ def plan_model(model: MeterModel, names: Iterable[str], max_gap: int = 0) -> lis
     """Blocks reading the named registers of ``model`` (names the model lacks are skipped)."""
     regs = [model.register(n) for n in names if model.has(n)]
     return plan(regs, model.max_registers_per_request, max_gap)
+
+
+def base_unit_decoder(model: MeterModel, reg: Register) -> Callable[[list[int]], int]:
+    """``words -> integer base units`` for an energy register, same result as
+    ``model.base_units``; unsigned integer registers whose scale makes whole Wh (the DDS238's
+    1/100 kWh is 10 Wh) skip the Decimal arithmetic, which matters at thousands of reads/s."""
+    factor = reg.scale * _WH_PER.get(reg.unit, 0)
+    if reg.type not in ("u16", "u32", "u64") or factor <= 0 or factor != int(factor):
+        return lambda words: model.base_units(reg, words)
+    whole = int(factor)
+    big = model.order_of(reg) == "big"
+    width = reg.width
+
+    def decode(words: list[int]) -> int:
+        if len(words) != width or any(not 0 <= w <= 0xFFFF for w in words):
+            return model.base_units(reg, words)  # raises the codec's error
+        raw = 0
+        for w in words if big else reversed(words):
+            raw = (raw << 16) | w
+        return raw * whole
+
+    return decode

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from agent.errors import BusError
 from agent.modbus.bus import ModbusLine
-from agent.modbus.plan import Block, plan_model
+from agent.modbus.plan import Block, base_unit_decoder, plan_model
 from agent.relay import RelaySpec
 from agent.settings import MeterSettings, RtuBus, TcpBus
 from hardware.codec import CodecError
@@ -63,6 +63,7 @@ class MeterPoint:
     blocks: list[Block]
     timeout_s: float
     relay: RelaySpec | None
+    energy: Callable[[list[int]], int]  # the energy register's words to Wh
     counters: Counters = field(default_factory=Counters)
     failures: int = 0
     backoff_until: float = 0.0
@@ -97,7 +98,8 @@ def meter_point(meter: MeterSettings, bus: TcpBus | RtuBus) -> MeterPoint:
     model = load_model(meter.model)
     relay = RelaySpec.for_meter(meter, model)
     blocks = plan_model(model, [ENERGY_REGISTER])
-    return MeterPoint(meter, model, blocks, meter.timeout_s or bus.timeout_s, relay)
+    decoder = base_unit_decoder(model, model.register(ENERGY_REGISTER))
+    return MeterPoint(meter, model, blocks, meter.timeout_s or bus.timeout_s, relay, decoder)
 
 
 class BusPoller(threading.Thread):
@@ -257,9 +259,7 @@ class BusPoller(threading.Thread):
             for reg in block.registers:
                 values[reg.name] = block.words_of(reg, data)
         try:
-            energy = meter.model.base_units(
-                meter.model.register(ENERGY_REGISTER), values[ENERGY_REGISTER]
-            )
+            energy = meter.energy(values[ENERGY_REGISTER])
         except (CodecError, ValueError, ArithmeticError) as exc:
             err = BusError(self.bus.name, unit, "frame", f"energy register garbage: {exc}")
             meter.counters.count(err)

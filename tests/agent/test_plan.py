@@ -2,11 +2,12 @@
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.modbus.plan import plan, plan_model
-from hardware.regmap import Register, load_model
+from agent.modbus.plan import base_unit_decoder, plan, plan_model
+from hardware.regmap import Register, available_models, load_model
 
 
 def _reg(name: str, address: int, rtype: str = "u16", function: str = "holding") -> Register:
@@ -70,3 +71,19 @@ def test_every_register_read_exactly_within_limit(
             assert b.address <= r.address and r.end <= b.end
     for a, b in itertools.pairwise(blocks):
         assert a.end <= b.address or a.function != b.function
+
+
+@pytest.mark.parametrize("name", [m for m in available_models() if load_model(m).kind == "meter"])
+@given(words=st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4))
+def test_fast_energy_decoder_matches_the_register_map(name: str, words: list[int]) -> None:
+    model = load_model(name)
+    reg = model.register("import_energy")
+    part = words[: reg.width]
+    decode = base_unit_decoder(model, reg)
+    try:
+        expected = model.base_units(reg, part)
+    except (ValueError, ArithmeticError) as exc:
+        with pytest.raises(type(exc)):
+            decode(part)
+        return
+    assert decode(part) == expected
