@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from protocol.messages import (
     parse,
 )
 from protocol.money import to_major, to_minor
+from protocol.schemas import PAYLOADS, schema
 from protocol.signing import new_key, signed, verify
 
 NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
@@ -119,3 +121,10 @@ def test_money_strings(bad: str) -> None:
     assert to_minor("1000", "UGX") == 1000
     with pytest.raises(ValueError, match="amount"):
         to_minor(bad, "USD")
+
+
+def test_published_schemas_match_the_models() -> None:
+    folder = Path(__file__).resolve().parents[2] / "docs" / "protocol"
+    for name in PAYLOADS:
+        published = (folder / f"{name}.schema.json").read_text()
+        assert published == schema(name), f"run: python -m protocol.schemas docs/protocol ({name})"
