@@ -57,15 +57,16 @@ def wire(mosquitto: Broker) -> Iterator[tuple[Publisher, Collector]]:
 
 @pytest.fixture
 def scene_of(
-    sqlite_engine: Engine, clock: Clock, wire: tuple[Publisher, Collector]
+    engine: Engine, clock: Clock, wire: tuple[Publisher, Collector]
 ) -> Callable[..., Scene]:
-    """``scene_of(**options)``: a customer with one meter; credit control publishes through
-    the broker and ``scene.commands()`` reads what the gateway would receive."""
+    """``scene_of(**options)``: a customer with one meter on SQLite and on PostgreSQL; credit
+    control publishes through the broker and ``scene.commands()`` reads what the gateway
+    would receive."""
     publisher, collector = wire
-    control = CreditControl(sqlite_engine, publisher.send, clock=clock)
+    control = CreditControl(engine, publisher.send, clock=clock)
 
     def make(**options: Any) -> Scene:
-        scene = make_scene(sqlite_engine, control, **options)
+        scene = make_scene(engine, control, **options)
         scene.sent = collector.messages
         return scene
 
