@@ -4,6 +4,7 @@ time from an injected clock. Ledger invariants hold after every scenario."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from tests.hub.control.scene import Clock, Scene, alternate_of
@@ -263,4 +264,15 @@ def test_topping_up_the_alternate_account_draws_and_reconnects(scene_of: SceneOf
     assert moved == {alt: -201, s.customer: 201}  # back above the reconnect level 0
     assert s.kinds()[-2:] == ["alternate_draw", "reconnect"]
     assert s.commands("reconnect", at_least=1)
+    assert s.invariants() == {}
+
+
+def test_concurrent_evaluations_cut_once(scene_of: SceneOf, clock: Clock) -> None:
+    s = scene_of(balance=100, rules={"grace_s": 60})
+    s.use(150)  # exhausted: the grace prompt
+    clock.advance(seconds=61)
+    with ThreadPoolExecutor(8) as pool:  # ingest, the API and the scheduler at once
+        list(pool.map(lambda _: s.control.after_postings([s.meter]), range(16)))
+    assert s.kinds().count("disconnect") == 1
+    assert len(s.commands("disconnect", at_least=1)) == 1
     assert s.invariants() == {}
