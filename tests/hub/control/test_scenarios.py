@@ -1,5 +1,5 @@
-"""Credit control end to end on the hub: a real SQLite ledger, commands through Mosquitto,
-time from an injected clock. Ledger invariants hold after every scenario."""
+"""Credit control end to end on the hub: a real ledger (SQLite and PostgreSQL), commands through
+Mosquitto, time from an injected clock. Ledger invariants hold after every scenario."""
 
 from __future__ import annotations
 
