@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,5 +191,48 @@ def test_tcp_reconnects_after_the_peer_goes_away(
     wait_for(lambda: all(meter_status(status, m).get("state") == "ok" for m in both), 15)
     assert (read_status(status) or {})["buses"]["bus0"]["reconnects"] >= 1
     wait_for(lambda: collector.events_of("meter_online", "m1"), timeout=10)
+    assert agent.proc.poll() is None
+    assert "Traceback" not in agent.text()
+
+
+def _socat_links(folder: Path) -> subprocess.Popen[bytes]:
+    """A pty pair behind stable names (``server``, ``client``), like a USB adapter's path."""
+    proc = subprocess.Popen(
+        [
+            shutil.which("socat") or "socat",
+            f"pty,raw,echo=0,link={folder / 'server'}",
+            f"pty,raw,echo=0,link={folder / 'client'}",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: (folder / "server").exists() and (folder / "client").exists(), timeout=10)
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.serial
+def test_rtu_port_lost_and_back(tmp_path: Path, mosquitto: Broker, procs: list[Proc]) -> None:
+    """The serial port disappears (adapter unplugged) and comes back: the agent reopens it."""
+    line = _socat_links(tmp_path)
+    procs.append(Proc(line, tmp_path / "socat.log"))
+    args = ["--serial", str(tmp_path / "server"), "--meter", "1:2000", "--meter", "2:2000"]
+    procs.append(start_sim(args, tmp_path / "sim.log"))
+    config = agent_config(
+        tmp_path, mosquitto.port, rtu_bus(str(tmp_path / "client"), timeout_s=0.5), meters([1, 2])
+    )
+    status = tmp_path / "status.json"
+    agent = start_agent(config, tmp_path / "agent.log")
+    procs.append(agent)
+    both = ("m1", "m2")
+    wait_for(lambda: all(meter_status(status, m).get("state") == "ok" for m in both), 20)
+    stop(line)  # unplugged: both ptys vanish
+    wait_for(lambda: all(meter_status(status, m).get("state") == "failing" for m in both), 15)
+    line = _socat_links(tmp_path)  # plugged back in, same path
+    procs.append(Proc(line, tmp_path / "socat2.log"))
+    procs.append(start_sim(args, tmp_path / "sim2.log"))
+    wait_for(lambda: all(meter_status(status, m).get("state") == "ok" for m in both), 20)
+    assert (read_status(status) or {})["buses"]["bus0"]["reconnects"] >= 1
     assert agent.proc.poll() is None
     assert "Traceback" not in agent.text()
