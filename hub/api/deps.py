@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
@@ -41,7 +41,10 @@ class ForbiddenError(HubError):
     http_status = 403
 
 
-def get_context(request: Request) -> HubContext:
+# Pure dependencies are ``async def`` so FastAPI does not hop to a worker thread for them.
+
+
+async def get_context(request: Request) -> HubContext:
     ctx: HubContext = request.app.state.hub
     return ctx
 
@@ -49,7 +52,7 @@ def get_context(request: Request) -> HubContext:
 ContextDep = Annotated[HubContext, Depends(get_context)]
 
 
-def get_engine(ctx: ContextDep) -> Engine:
+async def get_engine(ctx: ContextDep) -> Engine:
     return ctx.engine
 
 
@@ -93,11 +96,11 @@ def get_principal(request: Request, ctx: ContextDep) -> Principal:
     return authenticate(ctx, _bearer(request))
 
 
-def require(*roles: Role) -> Callable[..., Principal]:
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency allowing only ``roles`` (admin is always allowed)."""
     allowed = {Role.ADMIN, *roles}
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in allowed:
             raise ForbiddenError(f"role {principal.role.value!r} may not do this")
         return principal
