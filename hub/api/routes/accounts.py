@@ -22,7 +22,7 @@ from hub.api.deps import (
 )
 from hub.api.money import major
 from hub.api.schemas import AccountIn, AccountOut, EntriesPage, EntryLine, TopupIn, TopupOut
-from hub.errors import InvalidInputError, NotFoundError
+from hub.errors import NotFoundError
 from hub.ledger import account_lines
 from hub.ledger.accounts import open_account
 from hub.models import Account, AccountKind
@@ -31,8 +31,13 @@ from hub.topups import topup
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
 IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", description="1 to 100 characters, unique per top-up"),
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        description="1 to 100 characters, unique per top-up",
+    ),
 ]
 
 
@@ -98,11 +103,9 @@ def create_topup(
     body: TopupIn,
     ctx: ContextDep,
     who: CustomerOrAdmin,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> TopupOut:
     ensure_account(who, account_id)
-    if not idempotency_key or len(idempotency_key) > 100:
-        raise InvalidInputError("header.Idempotency-Key", "required, 1 to 100 characters")
     result = topup(
         ctx,
         account_id,
