@@ -33,6 +33,8 @@ class TariffHistory:
 
     def at(self, moment: datetime) -> Tariff:
         """The version in force at ``moment``."""
+        if len(self.tariffs) == 1:
+            return self.tariffs[0]
         index = bisect.bisect_right(self.starts, moment) - 1
         return self.tariffs[max(index, 0)]
 
