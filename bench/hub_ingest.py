@@ -273,6 +273,7 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "records": args.records,
             "messages": messages,
             "per_message": args.per_message,
+            "batch_size": args.batch_size,
             "meters": args.gateways * args.meters,
             "publish_s": round(published_at - first, 3),
             "raw_s": round(raw_s, 3),
@@ -320,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateways", type=int, default=20)
     parser.add_argument("--meters", type=int, default=50, help="meters per gateway")
     parser.add_argument("--publishers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--batch-size",
+        default="500",
+        help="the hub's batch size; a comma list runs each (e.g. 500,5000)",
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     # child roles
     parser.add_argument("--role", choices=["raw", "publish"], help=argparse.SUPPRESS)
@@ -337,19 +342,26 @@ def main(argv: list[str] | None = None) -> int:
         publisher(args)
         return 0
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    try:
+        sizes = [int(s) for s in str(args.batch_size).split(",")]
+    except ValueError:
+        parser.error("--batch-size takes integers, e.g. 500 or 500,5000")
     results = []
     with tempfile.TemporaryDirectory(prefix="smsa-bench-") as tmp:
-        for kind in kinds:
-            sub = Path(tmp) / kind
-            sub.mkdir()
-            results.append(run(kind, args, sub))
-    header = (f"{'db':<9}{'records':>9}{'raw rec/s':>11}{'settled rec/s':>15}{'ratio':>7}"
-              f"{'goal':>6}{'invariants':>12}")  # fmt: skip
+        for size in sizes:
+            for kind in kinds:
+                sub = Path(tmp) / f"{kind}-{size}"
+                sub.mkdir()
+                results.append(run(kind, argparse.Namespace(**{**vars(args), "batch_size": size}),
+                                   sub))  # fmt: skip
+    header = (f"{'db':<9}{'batch':>6}{'records':>9}{'raw rec/s':>11}{'settled rec/s':>15}"
+              f"{'ratio':>7}{'goal':>6}{'invariants':>12}{'hub cpu us/rec':>16}")  # fmt: skip
     print(header)
     for r in results:
-        print(f"{r['db']:<9}{r['records']:>9}{r['raw_records_per_s']:>11}"
+        cpu = r["hub_counters"]["worker_cpu_ms"] * 1000 / r["records"]
+        print(f"{r['db']:<9}{r['batch_size']:>6}{r['records']:>9}{r['raw_records_per_s']:>11}"
               f"{r['settled_records_per_s']:>15}{r['ratio']:>7}{'met' if r['met'] else 'MISS':>6}"
-              f"{'ok' if r['invariants_ok'] else 'FAILED':>12}")  # fmt: skip
+              f"{'ok' if r['invariants_ok'] else 'FAILED':>12}{cpu:>16.0f}")  # fmt: skip
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"benchmark": "hub_ingest", "results": results}, indent=2) + "\n")
     return 0 if all(r["invariants_ok"] for r in results) else 1

@@ -146,6 +146,8 @@ class IngestService:
             self._client.loop_stop()
             self._client = None
         self._connected.clear()
+        while not self._queue.empty():  # unacknowledged: the broker keeps them for the session
+            self._queue.get_nowait()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self._connected.wait(timeout)
@@ -222,11 +224,15 @@ class IngestService:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.counters["received"] += 1
-        self._queue.put(
-            Inbound(
-                msg.topic, bytes(msg.payload), datetime.now(UTC), msg.mid, msg.qos, self._generation
-            )
-        )
+        now = datetime.now(UTC)
+        item = Inbound(msg.topic, bytes(msg.payload), now, msg.mid, msg.qos, self._generation)
+        while True:  # back-pressure when full, but never block a stopping service
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self._stopping.is_set():
+                    return  # never acknowledged: the broker delivers it again
 
     # -- worker --------------------------------------------------------------------------------
 
