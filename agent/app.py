@@ -81,6 +81,7 @@ class MeterRuntime:
     cause: str = ""
     switched_at: datetime | None = None
     offline: bool = False
+    unconfirmed: bool = False  # the last switch did not get through the bus
 
 
 def new_event(kind: str, meter: str | None, reason: str = "", **data: Any) -> Event:
@@ -337,7 +338,12 @@ class Agent:
             and reading.relay_on != rt.wanted
             and (rt.switched_at is None or reading.at > rt.switched_at)
         )
-        if mismatch and not rt.tamper_relay:
+        if mismatch and rt.unconfirmed and rt.wanted is not None:
+            # the last switch failed on the bus: try again, no tamper (nobody touched it)
+            if self._switch(rt, rt.wanted, rt.cause, quiet=True):
+                kind = "reconnect" if rt.wanted else "disconnect"
+                self._event(kind, meter, "switched on a later attempt", cause=rt.cause)
+        elif mismatch and not rt.tamper_relay:
             self._event(
                 "tamper",
                 meter,
@@ -391,10 +397,12 @@ class Agent:
         try:
             observed, rt.switched_at = rt.poller.submit(job).result(RELAY_WAIT_S)
         except (RelayError, AgentError, TimeoutError) as exc:
+            rt.unconfirmed = True
             log.error("meter %s: switching the relay %s failed: %s", meter, _onoff(on), exc)
             if not quiet:
                 self._event("relay_fault", meter, f"switching {_onoff(on)} failed: {exc}")
             return False
+        rt.unconfirmed = False
         rt.point.relay_on = observed
         # energy may have flowed between the last poll and the switch: compare from the next one
         rt.prev_relay, rt.prev_wh = observed, None
@@ -427,11 +435,13 @@ class Agent:
         if cmd.action == "disconnect":
             ok = self._switch(rt, False, "command")
             self.credit.set_relay(cmd.meter, "disconnected", by_rules=False)
-            self._event("disconnect", cmd.meter, cmd.reason, cause="command", command=cmd.id)
+            if ok:  # the hub takes these events as the relay's state
+                self._event("disconnect", cmd.meter, cmd.reason, cause="command", command=cmd.id)
         elif cmd.action == "reconnect":
             ok = self._switch(rt, True, "command")
             self.credit.set_relay(cmd.meter, "connected", by_rules=False)
-            self._event("reconnect", cmd.meter, cmd.reason, cause="command", command=cmd.id)
+            if ok:
+                self._event("reconnect", cmd.meter, cmd.reason, cause="command", command=cmd.id)
         elif cmd.action == "credit":
             try:
                 state = credit_state(cmd)

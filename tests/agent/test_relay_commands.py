@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pymodbus.client import ModbusTcpClient
 
+from firmware_sim.control import FaultMode
 from protocol.signing import new_key
 from tests.agent.helpers import (
     Collector,
@@ -187,6 +188,43 @@ def test_meter_switched_by_a_relay_module(
         wait_for(lambda: collector.events_of("command_ack", "m1"), timeout=15)
         assert collector.events_of("command_ack", "m1")[0].data["ok"] is False
         assert collector.events_of("relay_fault", "m1")
+        assert not collector.events_of("disconnect", "m1")  # the hub reads it as relay state
+    finally:
+        client.close()
+        collector.close()
+    assert "Traceback" not in agent.text()
+
+
+@pytest.mark.slow
+def test_switch_that_fails_on_the_bus_is_retried_not_called_tamper(
+    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+) -> None:
+    port = free_port()
+    procs.append(
+        start_sim(["--tcp", f"127.0.0.1:{port}", "--meter", "1:2000"], tmp_path / "sim.log")
+    )
+    key = new_key()
+    config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), meters([1]), key=key)
+    status = tmp_path / "status.json"
+    collector = Collector(mosquitto.port)
+    agent = start_agent(config, tmp_path / "agent.log")
+    procs.append(agent)
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    assert client.connect()
+    try:
+        wait_for(lambda: meter_status(status, "m1").get("relay") == "on", timeout=20)
+        set_control(client, 1, "fault_param", 4)
+        set_control(client, 1, "fault_mode", int(FaultMode.EXCEPTION))
+        publish(mosquitto.port, CMD, command(key, "m1", "disconnect"))
+        wait_for(lambda: collector.events_of("command_ack", "m1"), timeout=15)
+        assert collector.events_of("command_ack", "m1")[0].data["ok"] is False
+        assert not collector.events_of("disconnect", "m1")
+        resp = client.read_holding_registers(0x9009, count=1, device_id=1)  # control block
+        assert resp.registers == [1]  # still on: the write never got through
+        set_control(client, 1, "fault_mode", int(FaultMode.NONE))
+        wait_for(lambda: collector.events_of("disconnect", "m1"), timeout=15)
+        assert relay_register(client, 1) == 0
+        assert not collector.events_of("tamper", "m1")
     finally:
         client.close()
         collector.close()
