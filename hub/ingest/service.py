@@ -33,6 +33,7 @@ from hub.control.credit_state import (
     publish_credit_state,
     publish_tariff_update,
 )
+from hub.control.engine import CreditControl
 from hub.db import read_tx
 from hub.errors import NotFoundError
 from hub.ingest.batch import BatchProcessor, CreditInfo, Inbound, Outcome
@@ -68,6 +69,7 @@ class IngestService:
         queue_max: int = 10_000,
         session_expiry_s: int = 7 * 86_400,
         mqtt_v5: bool = True,
+        credit_control: bool = True,
     ) -> None:
         if batch_size < 1 or batch_wait_s < 0 or queue_max < 1:
             raise ValueError("batch_size and queue_max must be >= 1, batch_wait_s >= 0")
@@ -96,6 +98,13 @@ class IngestService:
         self._dirty: dict[str, CreditInfo] = {}
         self._last_sent: dict[str, float] = {}
         self._busy = False
+        # Credit control (hub.control) runs after each committed batch on the meters whose
+        # balance changed; its commands and credit states go out through this client.
+        self.control: CreditControl | None = (
+            CreditControl(engine, publish=self.publish, ttl=self.command_ttl)
+            if credit_control
+            else None
+        )
 
     # -- public --------------------------------------------------------------------------------
 
@@ -254,6 +263,7 @@ class IngestService:
                 next_release = time.monotonic() + 1.0
                 self._ack(items)
                 self._account(outcome)
+                self._run_control(outcome)
                 if self._stopping.is_set():
                     self._busy = False
                     break  # what is still queued is unacknowledged: the broker keeps it
@@ -323,6 +333,21 @@ class IngestService:
         self.counters["batches"] += 1
         self._pending = outcome.pending
         self._dirty.update(outcome.credit)
+
+    def _run_control(self, outcome: Outcome) -> None:
+        if self.control is None or not outcome.credit:
+            return
+        known = {m: (i.balance, i.flags, i.protected) for m, i in outcome.credit.items()}
+        try:
+            actions = self.control.after_postings(sorted(outcome.credit), known=known)
+        except Exception:  # committed postings stand; the next batch or tick re-evaluates
+            log.exception("ingest: credit control after a batch failed")
+            return
+        now = time.monotonic()
+        for action in actions:
+            if action.kind == "credit_state" and action.meter_id is not None:
+                self._dirty.pop(action.meter_id, None)  # a newer state was just sent
+                self._last_sent[action.meter_id] = now
 
     def _flush_credit(self, force: bool = False) -> None:
         if not self._dirty or self._client is None:
