@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             print("error: could not connect to the broker", file=sys.stderr)
             return 1
         print("ready", flush=True)
-        stop.wait()
+        while not stop.wait(0.5):  # wake up now and then: signal handlers run in this thread
+            pass
     finally:
         service.stop()
         if args.counters:

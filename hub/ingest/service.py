@@ -235,17 +235,27 @@ class IngestService:
         self.counters["received"] += 1
         now = datetime.now(UTC)
         item = Inbound(msg.topic, bytes(msg.payload), now, msg.mid, msg.qos, self._generation)
-        while True:  # back-pressure when full, but never block a stopping service
+        while not self._stopping.is_set():  # back-pressure when full, never when stopping
             try:
                 self._queue.put(item, timeout=0.2)
                 return
             except queue.Full:
-                if self._stopping.is_set():
-                    return  # never acknowledged: the broker delivers it again
+                continue
+        # stopping: dropped unacknowledged, the broker delivers it again on the next start
 
     # -- worker --------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._loop()
+                return
+            except Exception:  # a bug must not silently stop ingest: log, keep consuming
+                log.exception("ingest: worker error; continuing")
+                self._busy = False
+                time.sleep(0.5)
+
+    def _loop(self) -> None:
         next_release = 0.0
         while True:
             items = self._collect()
