@@ -125,6 +125,7 @@ def run(settings: AgentSettings) -> int:
         agent.on_command,
         agent.uplink_status,
         tls_ca=str(mqtt.ca_file) if mqtt.ca_file else None,
+        keepalive_s=mqtt.keepalive_s,
     )
     agent.uplink = uplink
 

@@ -82,6 +82,7 @@ class MeterRuntime:
     switched_at: datetime | None = None
     offline: bool = False
     unconfirmed: bool = False  # the last switch did not get through the bus
+    reported_relay: bool | None = None  # the relay state last sent to the hub as a ``relay`` event
 
 
 def new_event(kind: str, meter: str | None, reason: str = "", **data: Any) -> Event:
@@ -261,8 +262,17 @@ class Agent:
             self._event("meter_online", reading.meter, "answers again")
         self._meter(reading.meter, Point(reading.at, reading.import_wh))
         self._check_tamper(rt, reading)
+        self._report_relay(rt, reading)
         rt.prev_wh, rt.prev_relay = reading.import_wh, reading.relay_on
         self._enforce(rt, reading.at)
+
+    def _report_relay(self, rt: MeterRuntime, reading: Reading) -> None:
+        """A ``relay`` event whenever the relay is first read, or read in another state."""
+        if reading.relay_on is None or reading.relay_on == rt.reported_relay:
+            return
+        rt.reported_relay = reading.relay_on
+        state = _onoff(reading.relay_on)
+        self._event("relay", reading.meter, f"relay reads {state}", state=state)
 
     def _meter(self, meter: str, point: Point) -> None:
         state, outputs = step(self.states[meter], point, self.settings.timing.report_interval_s)

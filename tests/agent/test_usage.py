@@ -123,6 +123,8 @@ def test_tcp_three_meters_with_reset(
     resets = collector.events_of("register_reset", "m2")
     assert len(resets) == 1
     assert resets[0].data["old_wh"] == before and resets[0].data["new_wh"] == 0
+    for unit in UNITS:  # the hub learns each relay's state from the first reading
+        assert collector.events_of("relay", f"m{unit}")[0].data["state"] == "on"
     assert "Traceback" not in agent.text()
 
 
