@@ -4,6 +4,7 @@ hook after each committed batch, signed commands back on the gateway's cmd topic
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, update
@@ -21,6 +22,10 @@ from tests.conftest import Broker
 from tests.hub.control.scene import Clock, Scene
 from tests.hub.ingest.helpers import Collector, posted, publisher, records_for
 from tests.support import wait_for
+
+
+def _posted(engine: Engine, n: int) -> bool:
+    return posted(engine) == n
 
 
 def _commands(collector: Collector, key: str, action: str) -> list[dict[str, Any]]:
@@ -58,7 +63,7 @@ def test_usage_batches_run_credit_control(sqlite_engine: Engine, mosquitto: Brok
         with publisher(mosquitto.port) as pub:
             for i in range(0, 60, 5):  # about 0.40 a message: one batch each
                 pub.usage(gateway, records[i : i + 5])
-                wait_for(lambda n=i + 5: posted(sqlite_engine) == n)
+                wait_for(partial(_posted, sqlite_engine, i + 5))
         wait_for(lambda: _commands(collector, key, "disconnect"))
         scene = Scene(sqlite_engine, service.control, meter, customer, gateway, key)
         assert scene.balance() < 0
