@@ -10,47 +10,59 @@ all in ONE transaction. Nothing is acknowledged to the broker before that transa
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from hub.db import is_retryable, write_tx
 from hub.errors import HubError
-from hub.ledger import UsagePosting, post_usage_batch
-from hub.models import (
-    Account,
-    Customer,
-    Event,
-    GatewayEventSeen,
-    GenerationMix,
-    Meter,
-    MeterCarry,
-    MeterCustomer,
-    PostedUsage,
-    Provider,
-    Quarantine,
-    UsageMismatch,
-    UsagePending,
+from hub.ingest.events import apply_statuses, store_events
+from hub.ingest.model import (
+    CHUNK,
+    EPOCH,
+    ONLINE_REFRESH,
+    T_ACCOUNTS,
+    T_CUSTOMERS,
+    T_EVENTS,
+    T_GATEWAYS,
+    T_METERS,
+    T_MISMATCH,
+    T_PENDING,
+    T_QUARANTINE,
+    CreditInfo,
+    Inbound,
+    MeterCfg,
+    Outcome,
+    Rec,
+    Work,
+    event_row,
+    record_json,
+    usage_topic,
 )
-from hub.models import Gateway as GatewayRow
-from hub.models.ops import QUARANTINE_PAYLOAD_MAX
+from hub.ingest.reads import (
+    due_pending,
+    load_meters,
+    load_pending,
+    load_states,
+    mix_windows,
+    posted_keys,
+    posted_mtd,
+    provider_accounts,
+    save_states,
+)
+from hub.ledger import UsagePosting, post_usage_batch
 from hub.rating.engine import Rated, rate
-from hub.rating.mix import MixWindow, proportions
-from hub.rating.payers import Sharer, SplitRuleError, payer_weights, portions
+from hub.rating.mix import proportions
+from hub.rating.payers import SplitRuleError, payer_weights, portions
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory, load_histories
 from protocol import topics
@@ -62,115 +74,14 @@ from protocol.messages import (
     UsageMessage,
     UsageRecord,
     parse,
-    validate,
-)
-from protocol.messages import (
-    Event as EventMsg,
 )
 from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
 
-T_METERS = Meter.__table__  # type: ignore[attr-defined]
-T_SHARING = MeterCustomer.__table__  # type: ignore[attr-defined]
-T_CARRY = MeterCarry.__table__  # type: ignore[attr-defined]
-T_PENDING = UsagePending.__table__  # type: ignore[attr-defined]
-T_POSTED = PostedUsage.__table__  # type: ignore[attr-defined]
-T_PROVIDERS = Provider.__table__  # type: ignore[attr-defined]
-T_ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
-T_CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
-T_GATEWAYS = GatewayRow.__table__  # type: ignore[attr-defined]
-T_QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
-T_EVENTS = Event.__table__  # type: ignore[attr-defined]
-T_SEEN = GatewayEventSeen.__table__  # type: ignore[attr-defined]
-T_MIX = GenerationMix.__table__  # type: ignore[attr-defined]
-T_MISMATCH = UsageMismatch.__table__  # type: ignore[attr-defined]
-
-CHUNK = 500
-ONLINE_REFRESH = timedelta(seconds=60)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-RELAY_ON = frozenset({"on", "closed", "1", "true"})
-RELAY_OFF = frozenset({"off", "open", "0", "false"})
-
 
 class BatchConflictError(HubError):
     """The ledger saw the batch differently (a concurrent writer): roll back and retry."""
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """One MQTT message as the network thread handed it over."""
-
-    topic: str
-    payload: bytes
-    received_at: datetime
-    mid: int = 0
-    qos: int = 0
-    generation: int = 0
-
-
-@dataclass
-class CreditInfo:
-    """What the service needs to send a meter its credit state after a batch."""
-
-    meter_id: str
-    gateway_id: str
-    command_key: str
-    account_id: str
-    balance: int
-    tariff: Tariff
-    state: MeterState
-    flags: dict[str, Any] | None
-    protected: bool
-
-
-@dataclass
-class Outcome:
-    counts: Counter[str] = field(default_factory=Counter)
-    credit: dict[str, CreditInfo] = field(default_factory=dict)
-    pending: int = 0  # records held, in the whole table, after the batch
-    states: dict[str, MeterState] = field(default_factory=dict)  # rating states written
-
-
-@dataclass
-class _Rec:
-    record: UsageRecord
-    gateway: str
-    received_at: datetime
-    pending: bool  # already in usage_pending
-
-
-@dataclass
-class _MeterCfg:
-    id: str
-    gateway_id: str
-    customer_id: str | None
-    tariff_id: str | None
-    split_rule: dict[str, Any] | None
-    online: bool
-    relay: str
-    last_seen_at: datetime | None
-    sharers: list[Sharer] = field(default_factory=list)
-    problem: str | None = None
-
-
-@dataclass
-class _Work:
-    """Everything one batch writes, gathered before the single write."""
-
-    now: datetime
-    counts: Counter[str] = field(default_factory=Counter)
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
-    usage: list[_Rec] = field(default_factory=list)
-    events: list[tuple[str, EventMsg]] = field(default_factory=list)
-    statuses: dict[str, Status] = field(default_factory=dict)  # gateway -> newest status
-
-    def quarantine_payload(self, topic: str, payload: bytes | str, reason: str) -> None:
-        text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
-        self.quarantine.append({"received_at": self.now, "topic": topic[:256],
-                                "payload": text[:QUARANTINE_PAYLOAD_MAX],
-                                "reason": reason[:500]})  # fmt: skip
-        self.counts["quarantined"] += 1
 
 
 class BatchProcessor:
@@ -243,7 +154,7 @@ class BatchProcessor:
         raise AssertionError("unreachable")
 
     def _quarantine_failed(self, items: Sequence[Inbound], reason: str) -> Outcome:
-        work = _Work(now=datetime.now(UTC))
+        work = Work(now=datetime.now(UTC))
         for item in items:
             work.quarantine_payload(item.topic, item.payload, reason)
         with write_tx(self.engine) as conn:
@@ -251,13 +162,13 @@ class BatchProcessor:
         return Outcome(counts=work.counts)
 
     def _run(self, conn: Connection, items: Sequence[Inbound], now: datetime) -> Outcome:
-        work = _Work(now=now)
+        work = Work(now=now)
         for item in items:
             self._decode(item, work)
         out = Outcome(counts=work.counts)
         self._usage(conn, work, out)
-        self._events(conn, work)
-        self._statuses(conn, work)
+        store_events(conn, work)
+        apply_statuses(conn, work)
         if work.quarantine:
             conn.execute(insert(T_QUARANTINE), work.quarantine)
         out.pending = int(conn.execute(select(func.count()).select_from(T_PENDING)).scalar_one())
@@ -265,7 +176,7 @@ class BatchProcessor:
 
     # -- decoding (no database) ---------------------------------------------------------------
 
-    def _decode(self, item: Inbound, work: _Work) -> None:
+    def _decode(self, item: Inbound, work: Work) -> None:
         work.counts["messages"] += 1
         try:
             gateway, kind = topics.parse(item.topic)
@@ -276,7 +187,7 @@ class BatchProcessor:
             if kind == "usage":
                 usage = _parse_usage(item.payload)
                 work.counts["records"] += len(usage.records)
-                work.usage.extend(_Rec(r, gateway, item.received_at, False) for r in usage.records)
+                work.usage.extend(Rec(r, gateway, item.received_at, False) for r in usage.records)
             elif kind == "events":
                 events = parse(item.payload, EventMessage)
                 work.events.extend((gateway, e) for e in events.events)
@@ -291,28 +202,28 @@ class BatchProcessor:
 
     # -- usage --------------------------------------------------------------------------------
 
-    def _usage(self, conn: Connection, work: _Work, out: Outcome) -> None:
-        pending_rows = self._due_pending(conn, work)
+    def _usage(self, conn: Connection, work: Work, out: Outcome) -> None:
+        pending_rows = due_pending(conn, work.now - self.hold)
         meter_ids = {r.record.meter for r in work.usage} | {r.meter_id for r in pending_rows}
         if not meter_ids:
             return
-        meters = self._meters(conn, meter_ids)
-        states = self._states(conn, meter_ids)
-        held = self._pending(conn, meter_ids, pending_rows)
-        by_meter: dict[str, list[_Rec]] = {}
+        meters = load_meters(conn, meter_ids)
+        states = load_states(conn, meter_ids, self._cache)
+        held = load_pending(conn, meter_ids)
+        by_meter: dict[str, list[Rec]] = {}
         seen: set[tuple[str, int]] = set()
-        candidates: list[_Rec] = []
+        candidates: list[Rec] = []
         for rec in work.usage:
             r = rec.record
             meter = meters.get(r.meter)
             if meter is None:
                 work.quarantine_payload(
-                    _usage_topic(rec), _record_json(r), f"unknown meter {r.meter!r}"
+                    usage_topic(rec), record_json(r), f"unknown meter {r.meter!r}"
                 )
                 continue
             if meter.gateway_id != rec.gateway:
                 why = f"gateway {rec.gateway!r} does not own meter {r.meter!r}"
-                work.quarantine_payload(_usage_topic(rec), _record_json(r), why)
+                work.quarantine_payload(usage_topic(rec), record_json(r), why)
                 continue
             key = (r.meter, r.seq)
             if key in seen or key in held:
@@ -326,7 +237,7 @@ class BatchProcessor:
             for c in candidates
             if c.record.seq <= states.get(c.record.meter, MeterState()).seq
         ]
-        posted = self._posted(conn, maybe_posted)
+        posted = posted_keys(conn, maybe_posted)
         for rec in candidates:
             if (rec.record.meter, rec.record.seq) in posted:
                 work.counts["duplicates"] += 1
@@ -337,10 +248,10 @@ class BatchProcessor:
         if not by_meter:
             return
         tariffs = load_histories(conn, {m.tariff_id for m in meters.values() if m.tariff_id})
-        providers = self._providers(conn, tariffs.values())
-        mixes = self._mixes(conn, by_meter)
+        providers = provider_accounts(conn, tariffs.values())
+        mixes = mix_windows(conn, by_meter)
         postings: list[UsagePosting] = []
-        to_hold: list[_Rec] = []
+        to_hold: list[Rec] = []
         released: list[tuple[str, int]] = []
         events: list[dict[str, Any]] = []
         mismatches: list[dict[str, Any]] = []
@@ -353,7 +264,7 @@ class BatchProcessor:
             problem, weights = self._payable(meter, tariffs)
             if problem is not None:
                 for rec in recs:
-                    work.quarantine_payload(_usage_topic(rec), _record_json(rec.record), problem)
+                    work.quarantine_payload(usage_topic(rec), record_json(rec.record), problem)
                     if rec.pending:
                         released.append((meter_id, rec.record.seq))
                 continue
@@ -375,21 +286,21 @@ class BatchProcessor:
                 tariff = history.at(r.end)
                 problem = _unknown_providers(tariff, providers)
                 if problem is not None:
-                    work.quarantine_payload(_usage_topic(rec), _record_json(r), problem)
+                    work.quarantine_payload(usage_topic(rec), record_json(r), problem)
                     if rec.pending:
                         released.append((meter_id, r.seq))
                     continue
-                mtd = None if in_order else self._posted_mtd(conn, tariff, r)
+                mtd = None if in_order else posted_mtd(conn, tariff, r)
                 mix = proportions(mixes.get(meter_id, ()), r.start, r.end)
                 rated = rate(tariff, state, r, mix=mix, month_to_date=mtd, in_order=in_order)
                 if in_order and r.seq - r.merged > state.seq:
                     work.counts["gaps_skipped"] += 1
                     why = f"records {state.seq + 1}..{r.seq - r.merged} never arrived in time"
-                    events.append(_event(work.now, "seq_gap", meter_id, why, {"seq": r.seq}))
+                    events.append(event_row(work.now, "seq_gap", meter_id, why, {"seq": r.seq}))
                 if not in_order:
                     work.counts["late"] += 1
                 if in_order and state.register is not None and r.import_start < state.register:
-                    events.append(_event(work.now, "register_reset", meter_id,
+                    events.append(event_row(work.now, "register_reset", meter_id,
                                          f"register went back from {state.register} to "
                                          f"{r.import_start} at seq {r.seq}",
                                          {"seq": r.seq}))  # fmt: skip
@@ -421,9 +332,9 @@ class BatchProcessor:
         self,
         conn: Connection,
         *,
-        work: _Work,
+        work: Work,
         postings: list[UsagePosting],
-        to_hold: list[_Rec],
+        to_hold: list[Rec],
         released: list[tuple[str, int]],
         events: list[dict[str, Any]],
         mismatches: list[dict[str, Any]],
@@ -437,7 +348,7 @@ class BatchProcessor:
         if to_hold:
             conn.execute(insert(T_PENDING), [
                 {"meter_id": h.record.meter, "seq": h.record.seq, "gateway_id": h.gateway,
-                 "record": _record_json(h.record), "received_at": h.received_at}
+                 "record": record_json(h.record), "received_at": h.received_at}
                 for h in to_hold
             ])  # fmt: skip
         if postings:
@@ -448,7 +359,7 @@ class BatchProcessor:
                     f"rejected {[(p.meter_id, p.seq, why) for p, why in result.rejected[:3]]}"
                 )
             work.counts["posted"] += len(result.posted)
-            _save_states(conn, carries, work.now)
+            save_states(conn, carries, work.now)
         if events:
             conn.execute(insert(T_EVENTS), events)
         if mismatches:
@@ -456,7 +367,7 @@ class BatchProcessor:
 
     def _posting(
         self,
-        meter: _MeterCfg,
+        meter: MeterCfg,
         *,
         weights: dict[str, int],
         providers: dict[str, str],
@@ -494,7 +405,7 @@ class BatchProcessor:
         *,
         mix: dict[str, dict[str, Fraction]],
         mismatches: list[dict[str, Any]],
-        work: _Work,
+        work: Work,
     ) -> None:
         if not r.shares:
             return
@@ -512,7 +423,7 @@ class BatchProcessor:
                                "agent_shares": theirs})  # fmt: skip
 
     def _payable(
-        self, meter: _MeterCfg, tariffs: dict[str, TariffHistory]
+        self, meter: MeterCfg, tariffs: dict[str, TariffHistory]
     ) -> tuple[str | None, dict[str, int]]:
         if meter.problem is not None:
             return meter.problem, {}
@@ -526,125 +437,10 @@ class BatchProcessor:
             return f"meter {meter.id!r}: {exc}", {}
         return None, weights
 
-    # -- reads ----------------------------------------------------------------------------------
-
-    def _meters(self, conn: Connection, ids: Iterable[str]) -> dict[str, _MeterCfg]:
-        ids = sorted(ids)
-        out: dict[str, _MeterCfg] = {}
-        cols = (T_METERS.c.id, T_METERS.c.gateway_id, T_METERS.c.customer_id,
-                T_METERS.c.tariff_id, T_METERS.c.split_rule, T_METERS.c.online,
-                T_METERS.c.relay, T_METERS.c.last_seen_at)  # fmt: skip
-        for i in range(0, len(ids), CHUNK):
-            part = ids[i : i + CHUNK]
-            for row in conn.execute(select(*cols).where(T_METERS.c.id.in_(part))):
-                out[row.id] = _MeterCfg(row.id, row.gateway_id, row.customer_id, row.tariff_id,
-                                        row.split_rule, bool(row.online), row.relay,
-                                        row.last_seen_at)  # fmt: skip
-            stmt = select(T_SHARING).where(T_SHARING.c.meter_id.in_(part))
-            for row in conn.execute(stmt.order_by(T_SHARING.c.customer_id)):
-                if row.meter_id in out:
-                    out[row.meter_id].sharers.append(
-                        Sharer(row.customer_id, int(row.weight), bool(row.contributes))
-                    )
-        accounts = {a for m in out.values() for a in (m.split_rule or {}).get("accounts", {})}
-        if accounts:
-            known = set(conn.execute(
-                select(T_ACCOUNTS.c.id).where(T_ACCOUNTS.c.id.in_(sorted(accounts)))
-            ).scalars())  # fmt: skip
-            for m in out.values():
-                missing = set((m.split_rule or {}).get("accounts", {})) - known
-                if missing:
-                    m.problem = f"split rule of {m.id!r} names unknown accounts {sorted(missing)}"
-        return out
-
-    def _states(self, conn: Connection, wanted: Iterable[str]) -> dict[str, MeterState]:
-        out = {m: self._cache[m] for m in wanted if m in self._cache}
-        ids = sorted(m for m in wanted if m not in out)
-        for i in range(0, len(ids), CHUNK):
-            stmt = select(T_CARRY.c.meter_id, T_CARRY.c.state).where(
-                T_CARRY.c.meter_id.in_(ids[i : i + CHUNK])
-            )
-            for row in conn.execute(stmt):
-                out[row.meter_id] = MeterState.load(row.state)
-        return out
-
-    def _due_pending(self, conn: Connection, work: _Work) -> list[Any]:
-        """Held records of meters whose hold time is over (released even without news)."""
-        stmt = select(T_PENDING.c.meter_id).where(T_PENDING.c.received_at <= work.now - self.hold)
-        return list(conn.execute(stmt.distinct()))
-
-    def _pending(
-        self, conn: Connection, ids: Iterable[str], _due: list[Any]
-    ) -> dict[tuple[str, int], _Rec]:
-        ids = sorted(ids)
-        out: dict[tuple[str, int], _Rec] = {}
-        for i in range(0, len(ids), CHUNK):
-            stmt = select(T_PENDING).where(T_PENDING.c.meter_id.in_(ids[i : i + CHUNK]))
-            for row in conn.execute(stmt):
-                record = validate(json.loads(row.record), UsageRecord)
-                out[(row.meter_id, int(row.seq))] = _Rec(record, row.gateway_id,
-                                                         row.received_at, True)  # fmt: skip
-        return out
-
-    def _posted(self, conn: Connection, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
-        out: set[tuple[str, int]] = set()
-        for i in range(0, len(keys), CHUNK):
-            stmt = select(T_POSTED.c.meter_id, T_POSTED.c.seq).where(
-                tuple_(T_POSTED.c.meter_id, T_POSTED.c.seq).in_(keys[i : i + CHUNK])
-            )
-            out.update((row.meter_id, int(row.seq)) for row in conn.execute(stmt))
-        return out
-
-    def _posted_mtd(self, conn: Connection, tariff: Tariff, r: UsageRecord) -> Fraction:
-        """Month-to-date energy before a late record: posted energy of its month before it."""
-        local = r.start.astimezone(tariff.zone)
-        month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        stmt = select(func.coalesce(func.sum(T_POSTED.c.import_end - T_POSTED.c.import_start),
-                                    0)).where(
-            T_POSTED.c.meter_id == r.meter,
-            T_POSTED.c.interval_start >= month_start.astimezone(UTC),
-            T_POSTED.c.interval_end <= r.start,
-        )  # fmt: skip
-        return Fraction(int(conn.execute(stmt).scalar_one()))
-
-    def _providers(self, conn: Connection, histories: Iterable[TariffHistory]) -> dict[str, str]:
-        names = sorted({c.provider for h in histories for t in h.tariffs for c in t.components})
-        stmt = select(T_PROVIDERS.c.id, T_PROVIDERS.c.account_id)
-        found: dict[str, str] = {}
-        if names:
-            rows = conn.execute(stmt.where(T_PROVIDERS.c.id.in_(names)))
-            found = {row.id: row.account_id for row in rows}
-        # Generators named in mix tables are providers too.
-        gens = conn.execute(select(T_MIX.c.measured)).scalars().all()
-        extra = sorted({g for m in gens for g in (m or {})} - set(found))
-        if extra:
-            stmt2 = select(T_PROVIDERS.c.id, T_PROVIDERS.c.account_id)
-            found.update({r.id: r.account_id for r in conn.execute(
-                stmt2.where(T_PROVIDERS.c.id.in_(extra)))})  # fmt: skip
-        return found
-
-    def _mixes(
-        self, conn: Connection, by_meter: dict[str, list[_Rec]]
-    ) -> dict[str, list[MixWindow]]:
-        rows = conn.execute(select(T_MIX).where(
-            or_(T_MIX.c.meter_id.is_(None), T_MIX.c.meter_id.in_(sorted(by_meter)))
-        )).all()  # fmt: skip
-        if not rows:
-            return {}
-        out: dict[str, list[MixWindow]] = {}
-        for meter_id in by_meter:
-            for row in rows:
-                if row.meter_id is None or row.meter_id == meter_id:
-                    measured = {str(k): int(v) for k, v in (row.measured or {}).items()}
-                    out.setdefault(meter_id, []).append(
-                        MixWindow(row.pool, row.start, row.end, measured)
-                    )
-        return out
-
     # -- meter status, events -----------------------------------------------------------------
 
     def _mark_online(
-        self, conn: Connection, meters: dict[str, _MeterCfg], ids: set[str], work: _Work
+        self, conn: Connection, meters: dict[str, MeterCfg], ids: set[str], work: Work
     ) -> None:
         stale = [m for m in sorted(ids) if not meters[m].online
                  or work.now - (meters[m].last_seen_at or EPOCH) > ONLINE_REFRESH]  # fmt: skip
@@ -657,66 +453,13 @@ class BatchProcessor:
         )
         conn.execute(stmt, [{"mid": m, "seen": work.now} for m in stale])
 
-    def _events(self, conn: Connection, work: _Work) -> None:
-        if not work.events:
-            return
-        keys = sorted({(gw, e.id) for gw, e in work.events})
-        seen: set[tuple[str, str]] = set()
-        for i in range(0, len(keys), CHUNK):
-            stmt = select(T_SEEN.c.gateway_id, T_SEEN.c.event_id).where(
-                tuple_(T_SEEN.c.gateway_id, T_SEEN.c.event_id).in_(keys[i : i + CHUNK])
-            )
-            seen.update((r.gateway_id, r.event_id) for r in conn.execute(stmt))
-        meter_ids = {e.meter for _, e in work.events if e.meter}
-        owners: dict[str, str] = dict(conn.execute(
-            select(T_METERS.c.id, T_METERS.c.gateway_id).where(T_METERS.c.id.in_(sorted(meter_ids)))
-        ).all()) if meter_ids else {}  # fmt: skip
-        topic_of = {gw: topics.topic(gw, "events") for gw, _ in work.events}
-        for gateway, ev in work.events:
-            if (gateway, ev.id) in seen:
-                work.counts["duplicate_events"] += 1
-                continue
-            seen.add((gateway, ev.id))
-            if ev.meter is not None and owners.get(ev.meter) != gateway:
-                why = (f"unknown meter {ev.meter!r}" if ev.meter not in owners
-                       else f"gateway {gateway!r} does not own meter {ev.meter!r}")  # fmt: skip
-                work.quarantine_payload(topic_of[gateway], ev.model_dump_json(), why)
-                continue
-            data: dict[str, Any] = {"gateway": gateway, "event_id": ev.id, **ev.data}
-            row_id = conn.execute(
-                insert(T_EVENTS).values(kind=ev.kind, meter_id=ev.meter, reason=ev.reason[:500],
-                                        at=ev.at, data=data).returning(T_EVENTS.c.id)
-            ).scalar_one()  # fmt: skip
-            conn.execute(insert(T_SEEN).values(gateway_id=gateway, event_id=ev.id,
-                                               event_row_id=row_id))  # fmt: skip
-            work.counts["events"] += 1
-            relay = _relay_of(ev)
-            if relay is not None and ev.meter is not None:
-                conn.execute(update(T_METERS).where(T_METERS.c.id == ev.meter).values(relay=relay))
-
-    def _statuses(self, conn: Connection, work: _Work) -> None:
-        for gateway, status in sorted(work.statuses.items()):
-            online = status.state == "online"
-            rows = conn.execute(select(T_METERS.c.id, T_METERS.c.online)
-                                .where(T_METERS.c.gateway_id == gateway)).all()  # fmt: skip
-            flipped = [r.id for r in rows if bool(r.online) != online]
-            if not flipped:
-                continue
-            conn.execute(update(T_METERS).where(T_METERS.c.id.in_(flipped))
-                         .values(online=online, last_seen_at=work.now))  # fmt: skip
-            if not online:
-                conn.execute(insert(T_EVENTS), [
-                    _event(work.now, "meter_offline", m, f"gateway {gateway} is offline",
-                           {"gateway": gateway}) for m in flipped
-                ])  # fmt: skip
-
     # -- credit state -------------------------------------------------------------------------
 
     def _credit(
         self,
         conn: Connection,
         out: Outcome,
-        meters: dict[str, _MeterCfg],
+        meters: dict[str, MeterCfg],
         payers: dict[str, tuple[dict[str, int], str]],
         touched: dict[str, tuple[Tariff, MeterState]],
     ) -> None:
@@ -754,20 +497,6 @@ def _paying(customer: str | None, weights: dict[str, int]) -> str:
     return min(weights, key=lambda a: (-weights[a], a))
 
 
-def _save_states(conn: Connection, states: dict[str, str], now: datetime) -> None:
-    """Upsert each meter's rating state in one statement (``meter_carry``)."""
-    if not states:
-        return
-    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
-    stmt = dialect.insert(T_CARRY)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["meter_id"],
-        set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
-    )
-    conn.execute(stmt, [{"meter_id": m, "state": s, "updated_at": now}
-                        for m, s in sorted(states.items())])  # fmt: skip
-
-
 def _unknown_providers(tariff: Tariff, providers: dict[str, str]) -> str | None:
     missing = [p for p in tariff.providers if p not in providers]
     if missing:
@@ -784,36 +513,6 @@ def _parse_usage(payload: bytes) -> UsageMessage:
         except ValidationError:
             pass
     return parse(payload, UsageMessage)
-
-
-def _record_json(r: UsageRecord) -> str:
-    return r.model_dump_json(exclude_none=True)
-
-
-def _usage_topic(rec: _Rec) -> str:
-    return topics.topic(rec.gateway, "usage")
-
-
-def _event(
-    at: datetime, kind: str, meter: str | None, reason: str, data: dict[str, Any]
-) -> dict[str, Any]:
-    return {"kind": kind, "meter_id": meter, "reason": reason[:500], "at": at, "data": data}
-
-
-def _relay_of(ev: EventMsg) -> str | None:
-    """The relay state an event reports: ``relay``/``relay_on``/``relay_off`` kinds (with
-    ``data.state`` or ``data.relay``), and ``disconnect``/``reconnect`` acknowledgements."""
-    if ev.kind in ("relay_on", "reconnect", "reconnected"):
-        return "on"
-    if ev.kind in ("relay_off", "disconnect", "disconnected"):
-        return "off"
-    if ev.kind in ("relay", "relay_change", "relay_changed"):
-        value = str(ev.data.get("state", ev.data.get("relay", ""))).lower()
-        if value in RELAY_ON:
-            return "on"
-        if value in RELAY_OFF:
-            return "off"
-    return None
 
 
 def _unreachable(exc: DBAPIError) -> bool:

@@ -1,0 +1,95 @@
+"""Gateway events (stored once per id, relay state followed) and gateway status (meters online
+or offline, ``meter_offline`` events on the change)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.engine import Connection
+
+from hub.ingest.model import (
+    CHUNK,
+    RELAY_OFF,
+    RELAY_ON,
+    T_EVENTS,
+    T_METERS,
+    T_SEEN,
+    Work,
+    event_row,
+)
+from protocol import topics
+from protocol.messages import (
+    Event as EventMsg,
+)
+
+
+def store_events(conn: Connection, work: Work) -> None:
+    if not work.events:
+        return
+    keys = sorted({(gw, e.id) for gw, e in work.events})
+    seen: set[tuple[str, str]] = set()
+    for i in range(0, len(keys), CHUNK):
+        stmt = select(T_SEEN.c.gateway_id, T_SEEN.c.event_id).where(
+            tuple_(T_SEEN.c.gateway_id, T_SEEN.c.event_id).in_(keys[i : i + CHUNK])
+        )
+        seen.update((r.gateway_id, r.event_id) for r in conn.execute(stmt))
+    meter_ids = {e.meter for _, e in work.events if e.meter}
+    owners: dict[str, str] = dict(conn.execute(
+        select(T_METERS.c.id, T_METERS.c.gateway_id).where(T_METERS.c.id.in_(sorted(meter_ids)))
+    ).all()) if meter_ids else {}  # fmt: skip
+    topic_of = {gw: topics.topic(gw, "events") for gw, _ in work.events}
+    for gateway, ev in work.events:
+        if (gateway, ev.id) in seen:
+            work.counts["duplicate_events"] += 1
+            continue
+        seen.add((gateway, ev.id))
+        if ev.meter is not None and owners.get(ev.meter) != gateway:
+            why = (f"unknown meter {ev.meter!r}" if ev.meter not in owners
+                   else f"gateway {gateway!r} does not own meter {ev.meter!r}")  # fmt: skip
+            work.quarantine_payload(topic_of[gateway], ev.model_dump_json(), why)
+            continue
+        data: dict[str, Any] = {"gateway": gateway, "event_id": ev.id, **ev.data}
+        row_id = conn.execute(
+            insert(T_EVENTS).values(kind=ev.kind, meter_id=ev.meter, reason=ev.reason[:500],
+                                    at=ev.at, data=data).returning(T_EVENTS.c.id)
+        ).scalar_one()  # fmt: skip
+        conn.execute(insert(T_SEEN).values(gateway_id=gateway, event_id=ev.id,
+                                           event_row_id=row_id))  # fmt: skip
+        work.counts["events"] += 1
+        relay = relay_of(ev)
+        if relay is not None and ev.meter is not None:
+            conn.execute(update(T_METERS).where(T_METERS.c.id == ev.meter).values(relay=relay))
+
+
+def apply_statuses(conn: Connection, work: Work) -> None:
+    for gateway, status in sorted(work.statuses.items()):
+        online = status.state == "online"
+        rows = conn.execute(select(T_METERS.c.id, T_METERS.c.online)
+                            .where(T_METERS.c.gateway_id == gateway)).all()  # fmt: skip
+        flipped = [r.id for r in rows if bool(r.online) != online]
+        if not flipped:
+            continue
+        conn.execute(update(T_METERS).where(T_METERS.c.id.in_(flipped))
+                     .values(online=online, last_seen_at=work.now))  # fmt: skip
+        if not online:
+            conn.execute(insert(T_EVENTS), [
+                event_row(work.now, "meter_offline", m, f"gateway {gateway} is offline",
+                       {"gateway": gateway}) for m in flipped
+            ])  # fmt: skip
+
+
+def relay_of(ev: EventMsg) -> str | None:
+    """The relay state an event reports: ``relay``/``relay_on``/``relay_off`` kinds (with
+    ``data.state`` or ``data.relay``), and ``disconnect``/``reconnect`` acknowledgements."""
+    if ev.kind in ("relay_on", "reconnect", "reconnected"):
+        return "on"
+    if ev.kind in ("relay_off", "disconnect", "disconnected"):
+        return "off"
+    if ev.kind in ("relay", "relay_change", "relay_changed"):
+        value = str(ev.data.get("state", ev.data.get("relay", ""))).lower()
+        if value in RELAY_ON:
+            return "on"
+        if value in RELAY_OFF:
+            return "off"
+    return None

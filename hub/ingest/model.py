@@ -1,0 +1,148 @@
+"""What a batch works on: table handles, the messages handed over, and the work gathered."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hub.models import (
+    Account,
+    Customer,
+    Event,
+    GatewayEventSeen,
+    GenerationMix,
+    Meter,
+    MeterCarry,
+    MeterCustomer,
+    PostedUsage,
+    Provider,
+    Quarantine,
+    UsageMismatch,
+    UsagePending,
+)
+from hub.models import Gateway as GatewayRow
+from hub.models.ops import QUARANTINE_PAYLOAD_MAX
+from hub.rating.payers import Sharer
+from hub.rating.state import MeterState
+from protocol import topics
+from protocol.messages import (
+    Event as EventMsg,
+)
+from protocol.messages import (
+    Status,
+    UsageRecord,
+)
+from protocol.tariff import Tariff
+
+T_METERS = Meter.__table__  # type: ignore[attr-defined]
+T_SHARING = MeterCustomer.__table__  # type: ignore[attr-defined]
+T_CARRY = MeterCarry.__table__  # type: ignore[attr-defined]
+T_PENDING = UsagePending.__table__  # type: ignore[attr-defined]
+T_POSTED = PostedUsage.__table__  # type: ignore[attr-defined]
+T_PROVIDERS = Provider.__table__  # type: ignore[attr-defined]
+T_ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
+T_CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
+T_GATEWAYS = GatewayRow.__table__  # type: ignore[attr-defined]
+T_QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
+T_EVENTS = Event.__table__  # type: ignore[attr-defined]
+T_SEEN = GatewayEventSeen.__table__  # type: ignore[attr-defined]
+T_MIX = GenerationMix.__table__  # type: ignore[attr-defined]
+T_MISMATCH = UsageMismatch.__table__  # type: ignore[attr-defined]
+
+CHUNK = 500
+ONLINE_REFRESH = timedelta(seconds=60)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RELAY_ON = frozenset({"on", "closed", "1", "true"})
+RELAY_OFF = frozenset({"off", "open", "0", "false"})
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One MQTT message as the network thread handed it over."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    mid: int = 0
+    qos: int = 0
+    generation: int = 0
+
+
+@dataclass
+class CreditInfo:
+    """What the service needs to send a meter its credit state after a batch."""
+
+    meter_id: str
+    gateway_id: str
+    command_key: str
+    account_id: str
+    balance: int
+    tariff: Tariff
+    state: MeterState
+    flags: dict[str, Any] | None
+    protected: bool
+
+
+@dataclass
+class Outcome:
+    counts: Counter[str] = field(default_factory=Counter)
+    credit: dict[str, CreditInfo] = field(default_factory=dict)
+    pending: int = 0  # records held, in the whole table, after the batch
+    states: dict[str, MeterState] = field(default_factory=dict)  # rating states written
+
+
+@dataclass
+class Rec:
+    record: UsageRecord
+    gateway: str
+    received_at: datetime
+    pending: bool  # already in usage_pending
+
+
+@dataclass
+class MeterCfg:
+    id: str
+    gateway_id: str
+    customer_id: str | None
+    tariff_id: str | None
+    split_rule: dict[str, Any] | None
+    online: bool
+    relay: str
+    last_seen_at: datetime | None
+    sharers: list[Sharer] = field(default_factory=list)
+    problem: str | None = None
+
+
+@dataclass
+class Work:
+    """Everything one batch writes, gathered before the single write."""
+
+    now: datetime
+    counts: Counter[str] = field(default_factory=Counter)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[Rec] = field(default_factory=list)
+    events: list[tuple[str, EventMsg]] = field(default_factory=list)
+    statuses: dict[str, Status] = field(default_factory=dict)  # gateway -> newest status
+
+    def quarantine_payload(self, topic: str, payload: bytes | str, reason: str) -> None:
+        text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+        self.quarantine.append({"received_at": self.now, "topic": topic[:256],
+                                "payload": text[:QUARANTINE_PAYLOAD_MAX],
+                                "reason": reason[:500]})  # fmt: skip
+        self.counts["quarantined"] += 1
+
+
+def event_row(
+    at: datetime, kind: str, meter: str | None, reason: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    return {"kind": kind, "meter_id": meter, "reason": reason[:500], "at": at, "data": data}
+
+
+def record_json(r: UsageRecord) -> str:
+    return r.model_dump_json(exclude_none=True)
+
+
+def usage_topic(rec: Rec) -> str:
+    return topics.topic(rec.gateway, "usage")

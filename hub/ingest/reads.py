@@ -1,0 +1,173 @@
+"""What a batch reads (meters, rating states, held and posted records, providers, mixes) and
+the rating states it writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection
+
+from hub.ingest.model import (
+    CHUNK,
+    T_ACCOUNTS,
+    T_CARRY,
+    T_METERS,
+    T_MIX,
+    T_PENDING,
+    T_POSTED,
+    T_PROVIDERS,
+    T_SHARING,
+    MeterCfg,
+    Rec,
+)
+from hub.rating.mix import MixWindow
+from hub.rating.payers import Sharer
+from hub.rating.state import MeterState
+from hub.rating.tariffs import TariffHistory
+from protocol.messages import (
+    UsageRecord,
+    validate,
+)
+from protocol.tariff import Tariff
+
+
+def load_meters(conn: Connection, ids: Iterable[str]) -> dict[str, MeterCfg]:
+    ids = sorted(ids)
+    out: dict[str, MeterCfg] = {}
+    cols = (T_METERS.c.id, T_METERS.c.gateway_id, T_METERS.c.customer_id,
+            T_METERS.c.tariff_id, T_METERS.c.split_rule, T_METERS.c.online,
+            T_METERS.c.relay, T_METERS.c.last_seen_at)  # fmt: skip
+    for i in range(0, len(ids), CHUNK):
+        part = ids[i : i + CHUNK]
+        for row in conn.execute(select(*cols).where(T_METERS.c.id.in_(part))):
+            out[row.id] = MeterCfg(row.id, row.gateway_id, row.customer_id, row.tariff_id,
+                                    row.split_rule, bool(row.online), row.relay,
+                                    row.last_seen_at)  # fmt: skip
+        stmt = select(T_SHARING).where(T_SHARING.c.meter_id.in_(part))
+        for row in conn.execute(stmt.order_by(T_SHARING.c.customer_id)):
+            if row.meter_id in out:
+                out[row.meter_id].sharers.append(
+                    Sharer(row.customer_id, int(row.weight), bool(row.contributes))
+                )
+    accounts = {a for m in out.values() for a in (m.split_rule or {}).get("accounts", {})}
+    if accounts:
+        known = set(conn.execute(
+            select(T_ACCOUNTS.c.id).where(T_ACCOUNTS.c.id.in_(sorted(accounts)))
+        ).scalars())  # fmt: skip
+        for m in out.values():
+            missing = set((m.split_rule or {}).get("accounts", {})) - known
+            if missing:
+                m.problem = f"split rule of {m.id!r} names unknown accounts {sorted(missing)}"
+    return out
+
+
+def load_states(
+    conn: Connection, wanted: Iterable[str], cache: dict[str, MeterState]
+) -> dict[str, MeterState]:
+    """Each meter's rating state: from ``cache`` where present, else from ``meter_carry``."""
+    out = {m: cache[m] for m in wanted if m in cache}
+    ids = sorted(m for m in wanted if m not in out)
+    for i in range(0, len(ids), CHUNK):
+        stmt = select(T_CARRY.c.meter_id, T_CARRY.c.state).where(
+            T_CARRY.c.meter_id.in_(ids[i : i + CHUNK])
+        )
+        for row in conn.execute(stmt):
+            out[row.meter_id] = MeterState.load(row.state)
+    return out
+
+
+def due_pending(conn: Connection, held_before: datetime) -> list[Any]:
+    """Meters with records held since before ``held_before`` (released even without news)."""
+    stmt = select(T_PENDING.c.meter_id).where(T_PENDING.c.received_at <= held_before)
+    return list(conn.execute(stmt.distinct()))
+
+
+def load_pending(conn: Connection, ids: Iterable[str]) -> dict[tuple[str, int], Rec]:
+    """Every held record of the meters ``ids``."""
+    ids = sorted(ids)
+    out: dict[tuple[str, int], Rec] = {}
+    for i in range(0, len(ids), CHUNK):
+        stmt = select(T_PENDING).where(T_PENDING.c.meter_id.in_(ids[i : i + CHUNK]))
+        for row in conn.execute(stmt):
+            record = validate(json.loads(row.record), UsageRecord)
+            out[(row.meter_id, int(row.seq))] = Rec(record, row.gateway_id,
+                                                     row.received_at, True)  # fmt: skip
+    return out
+
+
+def posted_keys(conn: Connection, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    out: set[tuple[str, int]] = set()
+    for i in range(0, len(keys), CHUNK):
+        stmt = select(T_POSTED.c.meter_id, T_POSTED.c.seq).where(
+            tuple_(T_POSTED.c.meter_id, T_POSTED.c.seq).in_(keys[i : i + CHUNK])
+        )
+        out.update((row.meter_id, int(row.seq)) for row in conn.execute(stmt))
+    return out
+
+
+def posted_mtd(conn: Connection, tariff: Tariff, r: UsageRecord) -> Fraction:
+    """Month-to-date energy before a late record: posted energy of its month before it."""
+    local = r.start.astimezone(tariff.zone)
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    stmt = select(func.coalesce(func.sum(T_POSTED.c.import_end - T_POSTED.c.import_start),
+                                0)).where(
+        T_POSTED.c.meter_id == r.meter,
+        T_POSTED.c.interval_start >= month_start.astimezone(UTC),
+        T_POSTED.c.interval_end <= r.start,
+    )  # fmt: skip
+    return Fraction(int(conn.execute(stmt).scalar_one()))
+
+
+def provider_accounts(conn: Connection, histories: Iterable[TariffHistory]) -> dict[str, str]:
+    names = sorted({c.provider for h in histories for t in h.tariffs for c in t.components})
+    stmt = select(T_PROVIDERS.c.id, T_PROVIDERS.c.account_id)
+    found: dict[str, str] = {}
+    if names:
+        rows = conn.execute(stmt.where(T_PROVIDERS.c.id.in_(names)))
+        found = {row.id: row.account_id for row in rows}
+    # Generators named in mix tables are providers too.
+    gens = conn.execute(select(T_MIX.c.measured)).scalars().all()
+    extra = sorted({g for m in gens for g in (m or {})} - set(found))
+    if extra:
+        stmt2 = select(T_PROVIDERS.c.id, T_PROVIDERS.c.account_id)
+        found.update({r.id: r.account_id for r in conn.execute(
+            stmt2.where(T_PROVIDERS.c.id.in_(extra)))})  # fmt: skip
+    return found
+
+
+def mix_windows(conn: Connection, by_meter: dict[str, list[Rec]]) -> dict[str, list[MixWindow]]:
+    rows = conn.execute(select(T_MIX).where(
+        or_(T_MIX.c.meter_id.is_(None), T_MIX.c.meter_id.in_(sorted(by_meter)))
+    )).all()  # fmt: skip
+    if not rows:
+        return {}
+    out: dict[str, list[MixWindow]] = {}
+    for meter_id in by_meter:
+        for row in rows:
+            if row.meter_id is None or row.meter_id == meter_id:
+                measured = {str(k): int(v) for k, v in (row.measured or {}).items()}
+                out.setdefault(meter_id, []).append(
+                    MixWindow(row.pool, row.start, row.end, measured)
+                )
+    return out
+
+
+def save_states(conn: Connection, states: dict[str, str], now: datetime) -> None:
+    """Upsert each meter's rating state in one statement (``meter_carry``)."""
+    if not states:
+        return
+    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
+    stmt = dialect.insert(T_CARRY)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["meter_id"],
+        set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+    )
+    conn.execute(stmt, [{"meter_id": m, "state": s, "updated_at": now}
+                        for m, s in sorted(states.items())])  # fmt: skip
