@@ -5,9 +5,10 @@ tariff's time zone, what the rules remember from the previous evaluation (:class
 the time, and returns one :class:`Decision` and the new memory. The caller (``CreditBook``)
 persists the memory and acts on the decision. The rules, in order:
 
-- Cut-off floor: ``-emergency_credit``. The meter is *exhausted* when its balance is below the
-  floor; with emergency credit the customer runs into it first (one ``emergency`` prompt when
-  the balance goes below zero).
+- Cut-off floor: ``-(emergency_credit + alternate_available)``. The meter is *exhausted* when its
+  balance is below the floor; with emergency credit the customer runs into it first (one
+  ``emergency`` prompt when the balance goes below zero). ``alternate_available`` is what the
+  hub will draw from the customer's alternate account: supply is not cut while it lasts.
 - Low credit: each threshold in ``low_credit`` prompts once when the balance falls below it and
   is re-armed only when the balance is back at or above it, so a balance sitting below a
   threshold never prompts twice.
@@ -69,7 +70,7 @@ def evaluate(
     balance: int, rules: CreditRules, zone: ZoneInfo, memory: Memory, now: datetime
 ) -> tuple[Decision, Memory]:
     """The decision for a meter with ``balance`` at ``now``, and the memory to keep."""
-    floor = -rules.emergency_credit
+    floor = -(rules.emergency_credit + rules.alternate_available)
     exhausted = balance < floor
     in_credit = balance > 0
     friendly_now = is_friendly(rules, zone, now)
@@ -130,7 +131,7 @@ def evaluate(
             return _decide("prompt", reason, "grace", mem, exhausted_prompted=True)
         if now < since + timedelta(seconds=rules.grace_s):
             return Decision(action="none", reason="grace period", rule="grace"), mem
-        why = "credit exhausted" if floor == 0 else "emergency credit exhausted"
+        why = "emergency credit exhausted" if rules.emergency_credit else "credit exhausted"
         if friendly_now:
             why += " (no friendly credit: not in credit when friendly hours began)"
         return _decide(

@@ -108,6 +108,9 @@ class CreditRules(Message):
     low_credit: tuple[Money, ...] = ()
     reconnect_above: Money = 0
     emergency_credit: Annotated[int, Field(ge=0, le=MAX_MONEY)] = 0
+    # What the hub will draw from the customer's alternate account (claim 21) before any
+    # cut-off: the agent lets the balance run this far below zero (plus emergency credit).
+    alternate_available: Annotated[int, Field(ge=0, le=MAX_MONEY)] = 0
     grace_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 0
     friendly: tuple[FriendlyWindow, ...] = ()
     holidays: tuple[date, ...] = ()

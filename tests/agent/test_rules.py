@@ -282,3 +282,13 @@ def test_a_hub_reconnect_holds_off_the_rules_until_credit_returns() -> None:
     assert meter.at(-900, MONDAY_NOON + timedelta(days=1)).action == "none"
     assert meter.at(10, MONDAY_NOON + timedelta(days=2)).action == "none"  # hold ends here
     assert meter.at(-1, MONDAY_NOON + timedelta(days=3)).action == "disconnect"
+
+
+def test_alternate_account_credit_is_drawn_before_any_cut_off() -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    rules = CreditRules(alternate_available=500)
+    connected = Memory(relay="connected")
+    decision, _ = evaluate(-499, rules, ZoneInfo("UTC"), connected, now)
+    assert decision.action != "disconnect"
+    decision, _ = evaluate(-501, rules, ZoneInfo("UTC"), connected, now)
+    assert decision.action == "disconnect"
