@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
 from hub.control.commands import DEFAULT_TTL, credit_command, topic_for
+from hub.control.rules import Policy
 from hub.db import read_tx
 from hub.models import Account, Customer, Gateway, Meter, MeterCarry, MeterCustomer
 from hub.rating.payers import Sharer, SplitRuleError, payer_weights
@@ -53,15 +54,50 @@ class MeterCredit:
     state: CreditState
 
 
-def credit_rules(flags: Mapping[str, Any] | None, protected: bool) -> CreditRules:
-    """The customer's rules (``flags["credit_rules"]``), defaults where absent or invalid."""
+def credit_rules(
+    flags: Mapping[str, Any] | None, protected: bool, alternate_available: int = 0
+) -> CreditRules:
+    """The customer's rules (``flags["credit_rules"]``), defaults where absent or invalid.
+
+    ``alternate_available`` is what the hub can still draw from the customer's alternate account
+    (:func:`alternate_headroom`): sent to the agent so it does not cut supply before the hub draws.
+    """
     given = dict((flags or {}).get("credit_rules") or {})
     given["protected"] = bool(protected or given.get("protected", False))
+    given["alternate_available"] = max(0, alternate_available)
     try:
         return validate(given, CreditRules)
     except ProtocolError as exc:
         log.warning("ignoring invalid credit rules (%s); using defaults", exc.reason)
         return CreditRules(protected=given["protected"])
+
+
+def alternate_headroom(conn: Connection, customer_ids: Iterable[str]) -> dict[str, int]:
+    """Per customer with a usable alternate account: what the hub can still draw from it.
+
+    That is the alternate account's balance above its floor (an account without a floor counts
+    from zero, so the agent never relies on more than the account holds); a customer whose
+    policy never draws has none.
+    """
+    rows = conn.execute(
+        select(_customers.c.id, _customers.c.flags, _customers.c.alternate_account_id).where(
+            _customers.c.id.in_(list(customer_ids)), _customers.c.alternate_account_id.is_not(None)
+        )
+    ).all()
+    alternates = {
+        r.id: r
+        for r in conn.execute(
+            select(_accounts.c.id, _accounts.c.balance, _accounts.c.floor).where(
+                _accounts.c.id.in_({r.alternate_account_id for r in rows})
+            )
+        )
+    }
+    headroom: dict[str, int] = {}
+    for row in rows:
+        alt = alternates.get(row.alternate_account_id)
+        if alt is not None and Policy.from_flags(row.flags).alternate_draw is not None:
+            headroom[row.id] = max(0, int(alt.balance) - max(0, int(alt.floor or 0)))
+    return headroom
 
 
 def paying_account(customer: str | None, weights: Mapping[str, int]) -> str:
@@ -111,7 +147,8 @@ def credit_state(conn: Connection, meter_id: str, now: datetime | None = None) -
         select(_customers.c.flags, _customers.c.protected).where(_customers.c.id == account_id)
     ).first()
     protected = bool(customer and customer.protected)
-    rules = credit_rules(customer.flags if customer else None, protected)
+    headroom = alternate_headroom(conn, [account_id]).get(account_id, 0)
+    rules = credit_rules(customer.flags if customer else None, protected, headroom)
     history = load_histories(conn, [meter.tariff_id]).get(meter.tariff_id)
     if history is None:
         raise LookupError(f"tariff {meter.tariff_id!r} has no version")

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, bindparam, delete, func, insert, select, tuple_, 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from hub.control.credit_state import alternate_headroom
 from hub.db import is_retryable, write_tx
 from hub.errors import HubError
 from hub.ingest.events import apply_statuses, store_events
@@ -470,6 +471,7 @@ class BatchProcessor:
         customers = {r.id: r for r in conn.execute(
             select(T_CUSTOMERS.c.id, T_CUSTOMERS.c.flags, T_CUSTOMERS.c.protected)
             .where(T_CUSTOMERS.c.id.in_(accounts)))}  # fmt: skip
+        headroom = alternate_headroom(conn, customers)
         gateways = sorted({meters[m].gateway_id for m in touched})
         keys: dict[str, str] = dict(conn.execute(
             select(T_GATEWAYS.c.id, T_GATEWAYS.c.command_key)
@@ -488,6 +490,7 @@ class BatchProcessor:
                 state=state,
                 flags=customer.flags if customer is not None else None,
                 protected=bool(customer.protected) if customer is not None else False,
+                alternate_available=headroom.get(paying, 0),
             )
 
 

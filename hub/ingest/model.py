@@ -83,6 +83,7 @@ class CreditInfo:
     state: MeterState
     flags: dict[str, Any] | None
     protected: bool
+    alternate_available: int = 0
 
 
 @dataclass

@@ -43,6 +43,8 @@ from protocol import topics
 
 log = logging.getLogger(__name__)
 
+# How long an MQTT 5 CONNECT may go unanswered on an open connection before MQTT 3.1.1 is tried.
+CONNACK_WAIT_S = 5.0
 SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", "status")]
 COUNTERS = (
     "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
@@ -83,6 +85,9 @@ class IngestService:
         self.command_ttl = timedelta(seconds=command_ttl_s)
         self.session_expiry_s = session_expiry_s
         self.mqtt_v5 = mqtt_v5
+        self._refused_v5 = False
+        self._spoke_v5 = False  # a broker once accepted MQTT 5: never fall back from it
+        self._attempt_at = time.monotonic()
         self.receive_maximum = min(queue_max, 65_535)
         self.processor = BatchProcessor(engine, currency=currency, hold_s=hold_s)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
@@ -125,14 +130,19 @@ class IngestService:
         if self._worker is not None:
             return
         self._stopping.clear()
+        self._open_client()
+        self._worker = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
+        self._worker.start()
+
+    def _open_client(self) -> None:
         client = make_client(self.url, self.client_id, v5=self.mqtt_v5)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
         self._client = client
-        self._worker = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
-        self._worker.start()
+        self._attempt_at = time.monotonic()
         if self.mqtt_v5:
             props = connect_properties(self.session_expiry_s, self.receive_maximum)
             client.connect_async(self.url.host, self.url.port, keepalive=60, clean_start=False,
@@ -142,6 +152,18 @@ class IngestService:
         client.loop_start()
         log.info("ingest: connecting to %s:%d as %s", self.url.host, self.url.port,
                  self.client_id)  # fmt: skip
+
+    def _fall_back_to_311(self) -> None:
+        """Reopen the session with MQTT 3.1.1 (worker thread; the broker refused MQTT 5)."""
+        self._refused_v5 = False
+        old = self._client
+        if old is not None:
+            old.disconnect()
+            old.loop_stop()
+        self.mqtt_v5 = False
+        log.warning("ingest: the broker refuses MQTT 5; using MQTT 3.1.1 (batches of at most "
+                    "the broker's in-flight limit)")  # fmt: skip
+        self._open_client()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, then disconnect; unprocessed messages stay unacknowledged
@@ -209,12 +231,26 @@ class IngestService:
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
     ) -> None:
+        if not reason.is_failure:
+            self._spoke_v5 = self.mqtt_v5
         if reason.is_failure:
+            if self.mqtt_v5 and str(reason) == "Unsupported protocol version":
+                self._refused_v5 = True  # the worker reopens with MQTT 3.1.1
+                return
             log.error("ingest: broker refused the connection: %s", reason)
             return
         self._generation += 1
         client.subscribe(SUBSCRIPTIONS)
         log.info("ingest: connected (session present: %s)", flags.session_present)
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self._attempt_at = time.monotonic()  # no TCP connection: the broker is down, not silent
+
+    def _silent_on_v5(self) -> bool:
+        """An MQTT 3.1.1-only broker (amqtt) may swallow an MQTT 5 CONNECT without a CONNACK."""
+        waited = time.monotonic() - self._attempt_at
+        silent = not self._spoke_v5 and not self.connected
+        return self.mqtt_v5 and silent and waited > CONNACK_WAIT_S
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: Any, _props: Any
@@ -258,6 +294,8 @@ class IngestService:
     def _loop(self) -> None:
         next_release = 0.0
         while True:
+            if self._refused_v5 or self._silent_on_v5():
+                self._fall_back_to_311()
             items = self._collect()
             if not items and self._stopping.is_set():
                 break
@@ -379,7 +417,7 @@ class IngestService:
 
 
 def to_meter_credit(info: CreditInfo) -> MeterCredit:
-    rules = credit_rules(info.flags, info.protected)
+    rules = credit_rules(info.flags, info.protected, info.alternate_available)
     state = build_state(info.tariff, info.balance, info.state, rules)
     return MeterCredit(info.meter_id, info.gateway_id, info.command_key, info.account_id, state)
 
