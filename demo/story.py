@@ -72,7 +72,7 @@ CAST = [
         "0.80",
         "is carried by her alternate account",
         alternate="carol-sponsor",
-        rules={"reconnect_above": 100, "alternate_draw": "needed", "alternate_limit": 2000},
+        rules={"reconnect_above": 100, "alternate_draw": 500},
     ),
     Member(
         "dave",
@@ -95,7 +95,7 @@ SPONSOR = {
     "kind": "alternate",
 }
 SPONSOR_TOPUP = "30.00"
-BOB_SECOND_TOPUP = "5.00"
+BOB_SECOND_TOPUP = "20.00"
 
 
 @dataclass
