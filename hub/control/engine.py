@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from hub.control.commands import DEFAULT_TTL, build_command, topic_for
-from hub.control.credit_state import credit_rules, publish_credit_state
+from hub.control.credit_state import alternate_headroom, credit_rules, publish_credit_state
 from hub.control.effects import BY, Action, Plan, restore_floor
 from hub.control.rules import (
     Decision,
@@ -198,9 +198,12 @@ class CreditControl:
             ctx.meters = by_account[account_id]
             self._draw(session, ctx, plan)
             self._emergency(session, ctx, plan)
+            rules = ctx.rules
+            if ctx.alternate_id is not None:  # as the agent is told: no cut while it can draw
+                headroom = alternate_headroom(conn, [ctx.id]).get(ctx.id, 0)
+                rules = rules.model_copy(update={"alternate_available": headroom})
             for view in ctx.meters:
-                decision, view.memory = evaluate(ctx.balance, ctx.rules, view.zone, view.memory,
-                                                 now)  # fmt: skip
+                decision, view.memory = evaluate(ctx.balance, rules, view.zone, view.memory, now)
                 self._apply(session, ctx, view, decision, plan)
         save_memories(conn, views)
 

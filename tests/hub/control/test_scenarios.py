@@ -276,3 +276,19 @@ def test_concurrent_evaluations_cut_once(scene_of: SceneOf, clock: Clock) -> Non
     assert s.kinds().count("disconnect") == 1
     assert len(s.commands("disconnect", at_least=1)) == 1
     assert s.invariants() == {}
+
+
+def test_no_cut_while_the_alternate_account_can_still_be_drawn(
+    scene_of: SceneOf, clock: Clock
+) -> None:
+    s = scene_of(balance=100, rules={"alternate_draw": 100}, alternate=(250, 0))
+    alt = alternate_of(s)
+    s.use(300)  # -200: one draw of the rule's 100, -100 left, 150 still in the alternate
+    assert s.kinds() == ["alternate_draw"] and s.balance() == -100
+    clock.advance(minutes=1)
+    s.control.tick()  # the next evaluation draws again
+    assert s.kinds() == ["alternate_draw", "alternate_draw"] and s.balance() == 0
+    s.use(100)  # -100: the last 50 is drawn, nothing is left: now the cut-off
+    assert s.kinds()[-2:] == ["alternate_draw", "disconnect"]
+    assert s.balance(alt) == 0 and s.balance() == -50
+    assert s.invariants() == {}
