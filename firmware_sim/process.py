@@ -14,7 +14,6 @@ import selectors
 import subprocess
 import sys
 import time
-from types import TracebackType
 from typing import IO
 
 from firmware_sim.errors import SimError
@@ -22,6 +21,17 @@ from firmware_sim.errors import SimError
 
 class SimProcessError(SimError):
     """The simulator exited or stayed silent instead of reporting that it listens."""
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """Stop a child process if it still runs: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
 
 
 class SimProcess:
@@ -90,13 +100,7 @@ class SimProcess:
         proc, self.proc = self.proc, None
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        terminate(proc)
         if proc.stdout:
             proc.stdout.close()
         return proc.returncode
@@ -104,12 +108,7 @@ class SimProcess:
     def __enter__(self) -> "SimProcess":
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 

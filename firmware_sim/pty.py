@@ -10,9 +10,9 @@ import shutil
 import subprocess
 import tempfile
 import time
-from types import TracebackType
 
 from firmware_sim.errors import SocatError
+from firmware_sim.process import terminate
 
 _PTY_LINE = re.compile(rb"PTY is (\S+)")
 _READY = b"starting data transfer loop"
@@ -64,24 +64,14 @@ class SocatPair:
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        if proc is not None:
+            terminate(proc)
         self._log.close()
 
     def __enter__(self) -> "SocatPair":
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

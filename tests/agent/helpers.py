@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.framer import FramerType
 
 from firmware_sim.control import field as control_field
 from protocol.messages import Event, EventMessage, UsageMessage, UsageRecord
@@ -143,6 +146,65 @@ def start_agent(config: Path, log: Path, *extra: str) -> Proc:
     return Proc(proc, log)
 
 
+class Procs:
+    """The processes one test starts (logs under its ``tmp`` folder), stopped newest first."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.started: list[Proc] = []
+
+    def append(self, proc: Proc) -> Proc:
+        self.started.append(proc)
+        return proc
+
+    def sim(self, args: list[str], log: str = "sim.log") -> Proc:
+        return self.append(start_sim(args, self.tmp / log))
+
+    def agent(self, config: Path) -> Proc:
+        return self.append(start_agent(config, self.tmp / "agent.log"))
+
+    def stop_all(self) -> None:
+        for p in reversed(self.started):
+            stop(p.proc)
+
+
+def meter_args(loads: Mapping[int, int]) -> list[str]:
+    """``--meter UNIT:WATTS`` for each simulated meter."""
+    return [a for unit, watts in loads.items() for a in ("--meter", f"{unit}:{watts}")]
+
+
+def tcp_sim_args(port: int, loads: Mapping[int, int], *extra: str) -> list[str]:
+    """Simulator options: Modbus TCP on 127.0.0.1:``port``, a meter per unit of ``loads``."""
+    return ["--tcp", f"127.0.0.1:{port}", *extra, *meter_args(loads)]
+
+
+def serial_sim_args(device: str, loads: Mapping[int, int], *extra: str) -> list[str]:
+    """Simulator options: Modbus RTU on ``device``, a meter per unit of ``loads``."""
+    return ["--serial", device, *extra, *meter_args(loads)]
+
+
+@contextmanager
+def modbus_tcp(port: int) -> Iterator[ModbusTcpClient]:
+    """A connected Modbus TCP client of the simulator on ``port``, closed on exit."""
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    assert client.connect()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextmanager
+def modbus_rtu(device: str) -> Iterator[ModbusSerialClient]:
+    """A connected Modbus RTU client on the serial ``device``, closed on exit."""
+    client = ModbusSerialClient(device, framer=FramerType.RTU, baudrate=9600, timeout=1)
+    assert client.connect()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def kill9(proc: Proc) -> None:
     proc.proc.send_signal(signal.SIGKILL)
     proc.proc.wait(10)
@@ -214,6 +276,12 @@ class Collector:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def unique_by_seq(records: list[UsageRecord]) -> dict[int, UsageRecord]:

@@ -4,68 +4,43 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymodbus.client import ModbusTcpClient
 
 from tests.agent.helpers import (
     Collector,
-    Proc,
+    Procs,
     agent_config,
     energy_register_wh,
     kill9,
     meter_status,
     meters,
+    modbus_tcp,
     set_control,
-    start_agent,
-    start_sim,
     tcp_bus,
+    tcp_sim_args,
     unique_by_seq,
 )
 from tests.conftest import Broker
-from tests.support import free_port, stop, wait_for
+from tests.support import free_port, wait_for
 
 UNITS = [1, 2, 3]
 
 
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in reversed(started):
-        stop(p.proc)
-
-
 @pytest.mark.slow
 def test_kill9_restart_loses_and_duplicates_nothing(
-    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+    tmp_path: Path, mosquitto: Broker, procs: Procs
 ) -> None:
     port = free_port()
-    procs.append(
-        start_sim(
-            [
-                "--tcp",
-                f"127.0.0.1:{port}",
-                "--speed",
-                "300",
-                *(a for u in UNITS for a in ("--meter", f"{u}:0")),
-            ],
-            tmp_path / "sim.log",
-        )
-    )
+    procs.sim(tcp_sim_args(port, dict.fromkeys(UNITS, 0), "--speed", "300"))
     config = agent_config(
         tmp_path, mosquitto.port, tcp_bus(port), meters(UNITS), poll=0.05, report=0.3
     )
     status = tmp_path / "status.json"
-    collector = Collector(mosquitto.port)
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-    assert client.connect()
     rng = random.Random(7)
-    try:
-        agent = start_agent(config, tmp_path / "agent.log")
-        procs.append(agent)
+    with Collector(mosquitto.port) as collector, modbus_tcp(port) as client:
+        agent = procs.agent(config)
         wait_for(
             lambda: all(meter_status(status, f"m{u}").get("import_wh") == 0 for u in UNITS),
             timeout=20,
@@ -77,8 +52,7 @@ def test_kill9_restart_loses_and_duplicates_nothing(
             target = len(collector.records) + rng.randint(2, 9)
             wait_for(lambda: len(collector.records) >= target, timeout=20)  # noqa: B023
             kill9(agent)
-            agent = start_agent(config, tmp_path / "agent.log")
-            procs.append(agent)
+            agent = procs.agent(config)
         for unit in UNITS:
             set_control(client, unit, "load_w", 0)
         final = {u: energy_register_wh(client, u) for u in UNITS}
@@ -91,9 +65,6 @@ def test_kill9_restart_loses_and_duplicates_nothing(
             return True
 
         wait_for(caught_up, timeout=30)
-    finally:
-        client.close()
-        collector.close()
     for unit in UNITS:
         recs = collector.of(f"m{unit}")
         by_seq = unique_by_seq(recs)  # a repeated seq always carries identical data

@@ -4,38 +4,33 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymodbus.client import ModbusSerialClient, ModbusTcpClient
-from pymodbus.framer import FramerType
 
 from firmware_sim.control import FaultMode
 from firmware_sim.pty import socat_pair
 from tests.agent.helpers import (
     Collector,
     Proc,
+    Procs,
     agent_config,
     meter_status,
     meters,
+    modbus_rtu,
+    modbus_tcp,
     read_status,
     rtu_bus,
+    serial_sim_args,
     set_control,
-    start_agent,
-    start_sim,
     tcp_bus,
+    tcp_sim_args,
 )
 from tests.conftest import Broker
 from tests.support import free_port, stop, wait_for
 
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in reversed(started):
-        stop(p.proc)
+THREE_METERS = dict.fromkeys((1, 2, 3), 2000)
+TWO_METERS = dict.fromkeys((1, 2), 2000)
 
 
 def _wh(status: Path, meter: str) -> int:
@@ -57,34 +52,14 @@ def _healthy_meanwhile(status: Path, meters_: tuple[str, ...]) -> None:
 
 @pytest.mark.slow
 def test_tcp_faults_counted_others_keep_reading(
-    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+    tmp_path: Path, mosquitto: Broker, procs: Procs
 ) -> None:
     port = free_port()
-    procs.append(
-        start_sim(
-            [
-                "--tcp",
-                f"127.0.0.1:{port}",
-                "--speed",
-                "600",
-                "--meter",
-                "1:2000",
-                "--meter",
-                "2:2000",
-                "--meter",
-                "3:2000",
-            ],
-            tmp_path / "sim.log",
-        )
-    )
+    procs.sim(tcp_sim_args(port, THREE_METERS, "--speed", "600"))
     config = agent_config(tmp_path, mosquitto.port, tcp_bus(port, timeout_s=0.5), meters([1, 2, 3]))
     status = tmp_path / "status.json"
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
-    collector = Collector(mosquitto.port)
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-    assert client.connect()
-    try:
+    agent = procs.agent(config)
+    with Collector(mosquitto.port) as collector, modbus_tcp(port) as client:
         wait_for(
             lambda: all(meter_status(status, f"m{u}").get("state") == "ok" for u in (1, 2, 3)),
             timeout=20,
@@ -106,9 +81,6 @@ def test_tcp_faults_counted_others_keep_reading(
         assert agent.proc.poll() is None
         assert read_status(status)["buses"]["bus0"]["alive"]  # type: ignore[index]
         wait_for(lambda: len(collector.of("m1")) >= 3 and len(collector.of("m3")) >= 3)
-    finally:
-        client.close()
-        collector.close()
     log = agent.text()
     assert "Traceback" not in log
     # logged once at ERROR per failing episode, then DEBUG until it answers again
@@ -119,39 +91,18 @@ def test_tcp_faults_counted_others_keep_reading(
 @pytest.mark.slow
 @pytest.mark.serial
 def test_rtu_crc_errors_counted_others_keep_reading(
-    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+    tmp_path: Path, mosquitto: Broker, procs: Procs
 ) -> None:
     with socat_pair() as pty:
-        procs.append(
-            start_sim(
-                [
-                    "--serial",
-                    pty.server,
-                    "--speed",
-                    "600",
-                    "--meter",
-                    "1:2000",
-                    "--meter",
-                    "2:2000",
-                    "--meter",
-                    "3:2000",
-                ],
-                tmp_path / "sim.log",
-            )
-        )
+        procs.sim(serial_sim_args(pty.server, THREE_METERS, "--speed", "600"))
         # the agent is the only master once it runs: set the fault first
-        client = ModbusSerialClient(pty.client, framer=FramerType.RTU, baudrate=9600, timeout=1)
-        assert client.connect()
-        try:
+        with modbus_rtu(pty.client) as client:
             set_control(client, 2, "fault_mode", int(FaultMode.BAD_CRC))
-        finally:
-            client.close()
         config = agent_config(
             tmp_path, mosquitto.port, rtu_bus(pty.client, timeout_s=0.5), meters([1, 2, 3])
         )
         status = tmp_path / "status.json"
-        agent = start_agent(config, tmp_path / "agent.log")
-        procs.append(agent)
+        agent = procs.agent(config)
         wait_for(
             lambda: meter_status(status, "m2").get("counters", {}).get("errors", 0) >= 3, timeout=20
         )
@@ -162,32 +113,23 @@ def test_rtu_crc_errors_counted_others_keep_reading(
         assert "Traceback" not in agent.text()
 
 
-@pytest.fixture
-def collector(mosquitto: Broker) -> Iterator[Collector]:
-    c = Collector(mosquitto.port)
-    yield c
-    c.close()
-
-
 @pytest.mark.slow
 def test_tcp_reconnects_after_the_peer_goes_away(
-    tmp_path: Path, mosquitto: Broker, procs: list[Proc], collector: Collector
+    tmp_path: Path, mosquitto: Broker, procs: Procs, collector: Collector
 ) -> None:
     port = free_port()
-    args = ["--tcp", f"127.0.0.1:{port}", "--meter", "1:2000", "--meter", "2:2000"]
-    sim = start_sim(args, tmp_path / "sim.log")
-    procs.append(sim)
+    args = tcp_sim_args(port, TWO_METERS)
+    sim = procs.sim(args)
     config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), meters([1, 2]))
     status = tmp_path / "status.json"
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
+    agent = procs.agent(config)
     both = ("m1", "m2")
     wait_for(lambda: meter_status(status, "m2").get("state") == "ok", timeout=20)
     stop(sim.proc)
     wait_for(lambda: all(meter_status(status, m).get("state") == "failing" for m in both), 15)
     assert _counter(status, "m1", "connection") >= 1
     wait_for(lambda: collector.events_of("meter_offline", "m1"), timeout=15)
-    procs.append(start_sim(args, tmp_path / "sim2.log"))
+    procs.sim(args, "sim2.log")
     wait_for(lambda: all(meter_status(status, m).get("state") == "ok" for m in both), 15)
     assert (read_status(status) or {})["buses"]["bus0"]["reconnects"] >= 1
     wait_for(lambda: collector.events_of("meter_online", "m1"), timeout=10)
@@ -213,25 +155,24 @@ def _socat_links(folder: Path) -> subprocess.Popen[bytes]:
 
 @pytest.mark.slow
 @pytest.mark.serial
-def test_rtu_port_lost_and_back(tmp_path: Path, mosquitto: Broker, procs: list[Proc]) -> None:
+def test_rtu_port_lost_and_back(tmp_path: Path, mosquitto: Broker, procs: Procs) -> None:
     """The serial port disappears (adapter unplugged) and comes back: the agent reopens it."""
     line = _socat_links(tmp_path)
     procs.append(Proc(line, tmp_path / "socat.log"))
-    args = ["--serial", str(tmp_path / "server"), "--meter", "1:2000", "--meter", "2:2000"]
-    procs.append(start_sim(args, tmp_path / "sim.log"))
+    args = serial_sim_args(str(tmp_path / "server"), TWO_METERS)
+    procs.sim(args)
     config = agent_config(
         tmp_path, mosquitto.port, rtu_bus(str(tmp_path / "client"), timeout_s=0.5), meters([1, 2])
     )
     status = tmp_path / "status.json"
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
+    agent = procs.agent(config)
     both = ("m1", "m2")
     wait_for(lambda: all(meter_status(status, m).get("state") == "ok" for m in both), 20)
     stop(line)  # unplugged: both ptys vanish
     wait_for(lambda: all(meter_status(status, m).get("state") == "failing" for m in both), 15)
     line = _socat_links(tmp_path)  # plugged back in, same path
     procs.append(Proc(line, tmp_path / "socat2.log"))
-    procs.append(start_sim(args, tmp_path / "sim2.log"))
+    procs.sim(args, "sim2.log")
     wait_for(lambda: all(meter_status(status, m).get("state") == "ok" for m in both), 20)
     assert (read_status(status) or {})["buses"]["bus0"]["reconnects"] >= 1
     assert agent.proc.poll() is None

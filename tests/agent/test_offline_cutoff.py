@@ -3,60 +3,36 @@ broker comes back every record arrives once, in order."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymodbus.client import ModbusTcpClient
 
 from agent.credit import CreditBook
 from protocol.messages import CreditState
 from protocol.tariff import Tariff
 from tests.agent.helpers import (
     Collector,
-    Proc,
+    Procs,
     agent_config,
     meter_status,
     meters,
+    modbus_tcp,
     read_status,
     relay_register,
-    start_agent,
-    start_sim,
     tcp_bus,
+    tcp_sim_args,
 )
 from tests.conftest import Broker
-from tests.support import free_port, stop, wait_for
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in reversed(started):
-        stop(p.proc)
+from tests.support import free_port, wait_for
 
 
 @pytest.mark.slow
 def test_cuts_off_offline_then_delivers_everything(
-    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+    tmp_path: Path, mosquitto: Broker, procs: Procs
 ) -> None:
     port = free_port()
     # 3 kW at 600x: 0.5 kWh per real second, at 1.00 USD/kWh: 50 cents a second
-    procs.append(
-        start_sim(
-            [
-                "--tcp",
-                f"127.0.0.1:{port}",
-                "--speed",
-                "600",
-                "--meter",
-                "1:3000",
-                "--meter",
-                "2:100",
-            ],
-            tmp_path / "sim.log",
-        )
-    )
+    procs.sim(tcp_sim_args(port, {1: 3000, 2: 100}, "--speed", "600"))
     db = tmp_path / "agent.db"
     tariff = Tariff.model_validate(
         {"id": "flat", "currency": "USD", "components": [{"provider": "retail", "per_kwh": "1.00"}]}
@@ -66,17 +42,13 @@ def test_cuts_off_offline_then_delivers_everything(
         book.apply("m1", CreditState(balance=150, as_of_seq=0, tariff=tariff))
     finally:
         book.close()
-    collector = Collector(mosquitto.port, persistent=True)
-    mosquitto.stop()
-    config = agent_config(
-        tmp_path, mosquitto.port, tcp_bus(port), meters([1, 2]), db=db, report=0.5
-    )
-    status = tmp_path / "status.json"
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-    assert client.connect()
-    try:
+    with Collector(mosquitto.port, persistent=True) as collector, modbus_tcp(port) as client:
+        mosquitto.stop()
+        config = agent_config(
+            tmp_path, mosquitto.port, tcp_bus(port), meters([1, 2]), db=db, report=0.5
+        )
+        status = tmp_path / "status.json"
+        agent = procs.agent(config)
         wait_for(lambda: relay_register(client, 1) == 0, timeout=30)
         assert relay_register(client, 2) == 1  # no credit state for m2: never cut
         wait_for(lambda: meter_status(status, "m1").get("relay") == "off")
@@ -90,9 +62,6 @@ def test_cuts_off_offline_then_delivers_everything(
             ),
             timeout=60,
         )
-    finally:
-        client.close()
-        collector.close()
     records = collector.of("m1")
     seqs = [r.seq for r in records]
     assert seqs == list(range(1, len(seqs) + 1))  # once each, in order

@@ -14,17 +14,9 @@ from typing import Any
 import pytest
 
 from agent.sdnotify import Notifier
-from tests.agent.helpers import Proc, agent_config, meters, start_sim, tcp_bus
+from tests.agent.helpers import Proc, Procs, agent_config, meters, tcp_bus, tcp_sim_args
 from tests.conftest import Broker
 from tests.support import free_port, stop, wait_for
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in reversed(started):
-        stop(p.proc)
 
 
 @pytest.fixture
@@ -57,15 +49,10 @@ def test_notifier_abstract_and_path(notify_socket: socket.socket, tmp_path: Path
 
 @pytest.mark.slow
 def test_ready_watchdog_and_status_command(
-    tmp_path: Path, mosquitto: Broker, procs: list[Proc], notify_socket: socket.socket
+    tmp_path: Path, mosquitto: Broker, procs: Procs, notify_socket: socket.socket
 ) -> None:
     port = free_port()
-    procs.append(
-        start_sim(
-            ["--tcp", f"127.0.0.1:{port}", "--meter", "1:1000", "--meter", "2:1000"],
-            tmp_path / "sim.log",
-        )
-    )
+    procs.sim(tcp_sim_args(port, {1: 1000, 2: 1000}))
     config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), meters([1, 2, 3]))
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
     log = tmp_path / "agent.log"

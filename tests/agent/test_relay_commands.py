@@ -2,40 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymodbus.client import ModbusTcpClient
 
 from firmware_sim.control import FaultMode
 from protocol.signing import new_key
 from tests.agent.helpers import (
     Collector,
-    Proc,
+    Procs,
     agent_config,
     command,
     meter_status,
     meters,
+    modbus_tcp,
     publish,
     relay_register,
     set_control,
-    start_agent,
-    start_sim,
     tcp_bus,
+    tcp_sim_args,
 )
 from tests.conftest import Broker
-from tests.support import free_port, stop, wait_for
+from tests.support import free_port, wait_for
 
 CMD = "smsa/v1/gw/gw-t/cmd"
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in reversed(started):
-        stop(p.proc)
 
 
 def _rejected(c: Collector, words: str) -> bool:
@@ -43,32 +33,14 @@ def _rejected(c: Collector, words: str) -> bool:
 
 
 @pytest.mark.slow
-def test_commands_and_tamper(tmp_path: Path, mosquitto: Broker, procs: list[Proc]) -> None:
+def test_commands_and_tamper(tmp_path: Path, mosquitto: Broker, procs: Procs) -> None:
     port = free_port()
-    procs.append(
-        start_sim(
-            [
-                "--tcp",
-                f"127.0.0.1:{port}",
-                "--speed",
-                "600",
-                "--meter",
-                "1:2000",
-                "--meter",
-                "2:2000",
-            ],
-            tmp_path / "sim.log",
-        )
-    )
+    procs.sim(tcp_sim_args(port, dict.fromkeys((1, 2), 2000), "--speed", "600"))
     key = new_key()
     config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), meters([1, 2]), key=key)
     status = tmp_path / "status.json"
-    collector = Collector(mosquitto.port)
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-    assert client.connect()
-    try:
+    with Collector(mosquitto.port) as collector, modbus_tcp(port) as client:
+        agent = procs.agent(config)
         wait_for(lambda: meter_status(status, "m1").get("relay") == "on", timeout=20)
         wait_for(lambda: meter_status(status, "m1").get("import_wh", 0) > 0)
 
@@ -128,48 +100,24 @@ def test_commands_and_tamper(tmp_path: Path, mosquitto: Broker, procs: list[Proc
         # m2 was never touched
         assert relay_register(client, 2) == 1
         assert not collector.events_of("tamper", "m2")
-    finally:
-        client.close()
-        collector.close()
     assert agent.proc.poll() is None
     assert "Traceback" not in agent.text()
 
 
 @pytest.mark.slow
-def test_meter_switched_by_a_relay_module(
-    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
-) -> None:
+def test_meter_switched_by_a_relay_module(tmp_path: Path, mosquitto: Broker, procs: Procs) -> None:
     port = free_port()
-    procs.append(
-        start_sim(
-            [
-                "--tcp",
-                f"127.0.0.1:{port}",
-                "--speed",
-                "600",
-                "--model",
-                "sdm120",
-                "--meter",
-                "1:2000",
-                "--meter",
-                "2:2000",
-                "--relay-unit",
-                "9:2:3",
-            ],
-            tmp_path / "sim.log",
-        )
+    loads = dict.fromkeys((1, 2), 2000)
+    procs.sim(
+        tcp_sim_args(port, loads, "--speed", "600", "--model", "sdm120", "--relay-unit", "9:2:3")
     )
     key = new_key()
     ms = meters([1, 2], model="sdm120")
     ms[1].update(relay_unit=9, relay_model="modbus-relay-module", relay_channel=3)
     config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), ms, key=key)
     status = tmp_path / "status.json"
-    collector = Collector(mosquitto.port)
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-    assert client.connect()
-    try:
+    with Collector(mosquitto.port) as collector, modbus_tcp(port) as client:
+        agent = procs.agent(config)
         wait_for(lambda: meter_status(status, "m2").get("relay") == "on", timeout=20)
         assert meter_status(status, "m1").get("relay") == "unknown"  # sdm120: no relay
         publish(mosquitto.port, CMD, command(key, "m2", "disconnect"))
@@ -189,29 +137,20 @@ def test_meter_switched_by_a_relay_module(
         assert collector.events_of("command_ack", "m1")[0].data["ok"] is False
         assert collector.events_of("relay_fault", "m1")
         assert not collector.events_of("disconnect", "m1")  # the hub reads it as relay state
-    finally:
-        client.close()
-        collector.close()
     assert "Traceback" not in agent.text()
 
 
 @pytest.mark.slow
 def test_switch_that_fails_on_the_bus_is_retried_not_called_tamper(
-    tmp_path: Path, mosquitto: Broker, procs: list[Proc]
+    tmp_path: Path, mosquitto: Broker, procs: Procs
 ) -> None:
     port = free_port()
-    procs.append(
-        start_sim(["--tcp", f"127.0.0.1:{port}", "--meter", "1:2000"], tmp_path / "sim.log")
-    )
+    procs.sim(tcp_sim_args(port, {1: 2000}))
     key = new_key()
     config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), meters([1]), key=key)
     status = tmp_path / "status.json"
-    collector = Collector(mosquitto.port)
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-    assert client.connect()
-    try:
+    with Collector(mosquitto.port) as collector, modbus_tcp(port) as client:
+        agent = procs.agent(config)
         wait_for(lambda: meter_status(status, "m1").get("relay") == "on", timeout=20)
         set_control(client, 1, "fault_param", 4)
         set_control(client, 1, "fault_mode", int(FaultMode.EXCEPTION))
@@ -225,7 +164,4 @@ def test_switch_that_fails_on_the_bus_is_retried_not_called_tamper(
         wait_for(lambda: collector.events_of("disconnect", "m1"), timeout=15)
         assert relay_register(client, 1) == 0
         assert not collector.events_of("tamper", "m1")
-    finally:
-        client.close()
-        collector.close()
     assert "Traceback" not in agent.text()

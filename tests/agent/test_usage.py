@@ -12,44 +12,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pymodbus.client import ModbusSerialClient, ModbusTcpClient
-from pymodbus.framer import FramerType
+from pymodbus.client import ModbusSerialClient
 
 from firmware_sim.pty import SocatPair, socat_pair
 from protocol.messages import UsageRecord
 from tests.agent.helpers import (
     Collector,
-    Proc,
+    Procs,
     agent_config,
     energy_register_wh,
     meter_status,
     meters,
+    modbus_rtu,
+    modbus_tcp,
     rtu_bus,
+    serial_sim_args,
     set_control,
-    start_agent,
-    start_sim,
     tcp_bus,
+    tcp_sim_args,
     unique_by_seq,
 )
 from tests.conftest import Broker
 from tests.support import free_port, stop, wait_for
 
 UNITS = [1, 2, 3]
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in reversed(started):
-        stop(p.proc)
-
-
-@pytest.fixture
-def collector(mosquitto: Broker) -> Iterator[Collector]:
-    c = Collector(mosquitto.port)
-    yield c
-    c.close()
 
 
 def chain_total(records: list[UsageRecord]) -> int:
@@ -69,20 +55,14 @@ def last_end(c: Collector, meter: str) -> int | None:
 
 @pytest.mark.slow
 def test_tcp_three_meters_with_reset(
-    tmp_path: Path, mosquitto: Broker, collector: Collector, procs: list[Proc]
+    tmp_path: Path, mosquitto: Broker, collector: Collector, procs: Procs
 ) -> None:
     port = free_port()
-    args = ["--tcp", f"127.0.0.1:{port}", "--speed", "120"]
-    procs.append(
-        start_sim([*args, *(a for u in UNITS for a in ("--meter", f"{u}:0"))], tmp_path / "sim.log")
-    )
+    procs.sim(tcp_sim_args(port, dict.fromkeys(UNITS, 0), "--speed", "120"))
     config = agent_config(tmp_path, mosquitto.port, tcp_bus(port), meters(UNITS))
     status = tmp_path / "status.json"
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
-    assert client.connect()
-    try:
+    agent = procs.agent(config)
+    with modbus_tcp(port) as client:
         wait_for(
             lambda: all(meter_status(status, f"m{u}").get("import_wh") == 0 for u in UNITS),
             timeout=20,
@@ -113,8 +93,6 @@ def test_tcp_three_meters_with_reset(
             set_control(client, unit, "load_w", 0)
         final = {u: energy_register_wh(client, u) for u in UNITS}
         wait_for(lambda: all(last_end(collector, f"m{u}") == final[u] for u in UNITS), timeout=20)
-    finally:
-        client.close()
     assert chain_total_across_reset(collector.of("m2")) == before + final[2]
     for unit in (1, 3):
         recs = collector.of(f"m{unit}")
@@ -148,12 +126,6 @@ def pty() -> Iterator[SocatPair]:
         yield pair
 
 
-def _pty_client(device: str) -> ModbusSerialClient:
-    client = ModbusSerialClient(device, framer=FramerType.RTU, baudrate=9600, timeout=1)
-    assert client.connect()
-    return client
-
-
 def _sim_seconds(client: ModbusSerialClient, unit: int) -> int:
     resp = client.read_holding_registers(0x900F, count=4, device_id=unit)
     assert not resp.isError(), resp
@@ -166,7 +138,7 @@ def _sim_seconds(client: ModbusSerialClient, unit: int) -> int:
 @pytest.mark.slow
 @pytest.mark.serial
 def test_rtu_pty_three_meters_with_reset(
-    tmp_path: Path, mosquitto: Broker, collector: Collector, procs: list[Proc], pty: SocatPair
+    tmp_path: Path, mosquitto: Broker, collector: Collector, procs: Procs, pty: SocatPair
 ) -> None:
     # Simulated time runs 120x from 23:54: no load for 3 s (the agent starts), the profile's
     # load 00:00-00:05 (2.5 s), none 00:05-00:20 (7.5 s: the agent is stopped, meter 2's
@@ -174,50 +146,39 @@ def test_rtu_pty_three_meters_with_reset(
     # Each phase adds load x 5 minutes to a register, so every final value is known.
     loads = {1: 3000, 2: 1200, 3: 600}
     start = datetime(2026, 1, 1, 23, 54, tzinfo=UTC)
-    sim = start_sim(
-        [
-            "--serial",
+    procs.sim(
+        serial_sim_args(
             pty.server,
+            loads,
             "--speed",
             "120",
             "--start-time",
             start.isoformat(),
             "--profile",
             "00=1,00:05=0,00:20=1,00:25=0",
-            *(a for u, w in loads.items() for a in ("--meter", f"{u}:{w}")),
-        ],
-        tmp_path / "sim.log",
+        )
     )
-    procs.append(sim)
     phase = {u: w * 5 // 60 // 10 * 10 for u, w in loads.items()}  # Wh, 1/100 kWh register
     config = agent_config(
         tmp_path, mosquitto.port, rtu_bus(pty.client), meters(list(loads)), poll=0.2
     )
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
+    agent = procs.agent(config)
     wait_for(lambda: all(last_end(collector, f"m{u}") == phase[u] for u in loads), timeout=30)
     stop(agent.proc)
     # the line is free: reset meter 2 ourselves, in the quiet phase
-    client = _pty_client(pty.client)
-    try:
+    with modbus_rtu(pty.client) as client:
         assert energy_register_wh(client, 2) == phase[2]
         set_control(client, 2, "reset_value_wh", 0)
         set_control(client, 2, "reset_energy", 1)
         assert energy_register_wh(client, 2) == 0
         at = _sim_seconds(client, 2) - int(start.timestamp())
         assert at < 26 * 60, f"reset at {at} s of simulated time: the host is too slow"
-    finally:
-        client.close()
-    agent = start_agent(config, tmp_path / "agent.log")
-    procs.append(agent)
+    agent = procs.agent(config)
     expected = {1: 2 * phase[1], 2: phase[2], 3: 2 * phase[3]}
     wait_for(lambda: all(last_end(collector, f"m{u}") == expected[u] for u in loads), timeout=30)
     stop(agent.proc)
-    client = _pty_client(pty.client)
-    try:
+    with modbus_rtu(pty.client) as client:
         actual = {u: energy_register_wh(client, u) for u in loads}
-    finally:
-        client.close()
     assert actual == expected
     for unit in (1, 3):
         recs = collector.of(f"m{unit}")
