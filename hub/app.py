@@ -56,6 +56,8 @@ def create_app(
         notifier=Channels(webhook) if webhook is not None else Channels(),
         ttl=timedelta(seconds=settings.command_ttl_s),
     )
+    if ingest is not None and getattr(ingest, "control", None) is not None:
+        ingest.control.notifier = control.notifier  # usage-driven notices reach the webhook too
     ctx = HubContext(settings=settings, engine=engine, ingest=ingest, control=control)
 
     @asynccontextmanager
