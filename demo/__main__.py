@@ -17,10 +17,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from demo.broker import EmbeddedBroker, mosquitto_path, start_mosquitto
-from demo.procs import DemoError, Processes, free_port, stop_process
+from demo.procs import DemoError, Processes, free_port
 from demo.stack import Stack, start_stack
 from demo.story import BOB_SECOND_TOPUP, Story
 from demo.view import View
+from firmware_sim.process import terminate
 
 log = logging.getLogger("demo")
 
@@ -96,7 +97,7 @@ def start_broker(choice: str, stack: ExitStack, work: Path) -> str:
             proc = start_mosquitto(work, port)
         except RuntimeError as exc:
             raise DemoError(str(exc)) from exc
-        stack.callback(stop_process, proc)
+        stack.callback(terminate, proc)
         return f"mqtt://127.0.0.1:{port}"
     if choice == "embedded":
         broker = EmbeddedBroker()

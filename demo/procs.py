@@ -80,17 +80,6 @@ class Processes:
         self._procs.clear()
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    """Terminate one child, killing it if it does not exit in time."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from demo.broker import start_mosquitto
 from demo.procs import free_port
-from demo.procs import stop_process as stop
+from firmware_sim.process import terminate as stop
 
 __all__ = ["free_port", "port_open", "start_mosquitto", "stop", "wait_for"]
 
