@@ -7,6 +7,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from sqlalchemy import update
+from sqlmodel import Session
+
+from hub.db import run_tx
+from hub.events import record_event
+from hub.ledger._sql import meters
 from tests.hub.control.scene import Clock, Scene, alternate_of
 
 SceneOf = Callable[..., Scene]
@@ -292,3 +298,25 @@ def test_no_cut_while_the_alternate_account_can_still_be_drawn(
     assert s.kinds()[-2:] == ["alternate_draw", "disconnect"]
     assert s.balance(alt) == 0 and s.balance() == -50
     assert s.invariants() == {}
+
+
+def test_agent_cut_first_offline_hub_still_one_command(scene_of: SceneOf, clock: Clock) -> None:
+    s = scene_of(balance=100, rules={"grace_s": 60})
+    s.use(150)  # the hub: grace prompt
+
+    def agent_cut(session: Session) -> None:  # what ingest stores when the agent reports
+        data = {"cause": "credit", "rule": "exhausted", "gateway": s.gateway}
+        record_event(session, "disconnect", meter_id=s.meter, reason="exhausted", data=data)
+        session.connection().execute(update(meters).where(meters.c.id == s.meter)
+                                     .values(relay="off"))  # fmt: skip
+
+    run_tx(s.engine, agent_cut)
+    clock.advance(seconds=61)
+    for _ in range(3):
+        s.use(5)
+        s.control.tick()
+    hub_cuts = [e for e in s.events("disconnect") if e["data"].get("by") == "credit_control"]
+    assert len(hub_cuts) == 1 and len(s.events("disconnect")) == 2
+    assert len(s.commands("disconnect", at_least=1)) == 1
+    s.topup(1000)
+    assert s.kinds()[-1] == "reconnect" and s.invariants() == {}
