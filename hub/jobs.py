@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -13,6 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from hub.api.context import HubContext
 from hub.db import session_scope
 from hub.ledger import check_invariants
+from hub.rating.standing import standing_charges_job
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,9 @@ _lock = threading.Lock()
 
 LEDGER_CHECK_S = 300
 CREDIT_TICK_S = 60
+# Yesterday's standing charges are accrued at start and every hour after (idempotent per meter
+# and day), so a hub that was down at midnight catches up when it comes back the same day.
+STANDING_S = 3600
 
 
 def register(ctx: HubContext) -> None:
@@ -84,6 +89,15 @@ def start_scheduler(ctx: HubContext) -> BackgroundScheduler:
         args=[ctx.settings.db],
         id="credit_tick",
         max_instances=1,
+    )
+    scheduler.add_job(
+        standing_charges_job,
+        "interval",
+        seconds=STANDING_S,
+        args=[ctx.settings.db],
+        id="standing_charges",
+        max_instances=1,
+        next_run_time=datetime.now(UTC),
     )
     scheduler.start()
     return scheduler

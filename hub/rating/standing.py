@@ -63,6 +63,11 @@ def accrue_standing_charges(
     return posted
 
 
+def _utc(moment: datetime | str) -> datetime:
+    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 def _accrue_one(conn: Connection, meter: Any, day: date) -> int:
     meter_id: str = meter.id
     tariff_id: str = meter.tariff_id
@@ -70,6 +75,8 @@ def _accrue_one(conn: Connection, meter: Any, day: date) -> int:
     if history is None:
         return 0
     start = datetime.combine(day, datetime.min.time(), UTC)
+    if _utc(meter.created_at) > start:
+        return 0  # a meter pays for the whole days it has existed, from the day after creation
     tariff = history.at(start)
     shares = day_shares(tariff, day)
     if not shares:

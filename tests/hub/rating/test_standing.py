@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from math import floor
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
-from hub.db import read_tx
+from hub.db import read_tx, write_tx
 from hub.ingest.seed import seed_world
 from hub.ledger import check_invariants, get_account, provider_account_id
 from hub.rating.standing import accrue_standing_charges, day_shares, standing_charges_job
 from protocol.rating import standing_charges
 from protocol.tariff import Tariff
+from tests.hub.ingest.helpers import table
 
 TARIFF = {
     "id": "daily",
@@ -42,6 +43,8 @@ def test_day_shares_never_drift() -> None:
 
 def test_accrued_once_per_meter_and_day(engine: Engine) -> None:
     world = seed_world(engine, gateways=1, meters_per_gateway=2, tariff=TARIFF)
+    with write_tx(engine) as conn:  # installed before the days charged
+        conn.execute(update(table("meters")).values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))
     meter = next(iter(world.meters))
     customer = world.customers[meter]
     day = date(2026, 3, 1)
@@ -60,3 +63,10 @@ def test_accrued_once_per_meter_and_day(engine: Engine) -> None:
     daily = sum(standing_charges(world.tariff, 1).values(), Fraction(0))
     assert before - after in (floor(2 * daily), floor(2 * daily) + 1, floor(2 * daily) - 1)
     assert grid > 0
+
+
+def test_no_standing_charge_before_the_meter_existed(engine: Engine) -> None:
+    seed_world(engine, gateways=1, meters_per_gateway=1, tariff=TARIFF)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    assert accrue_standing_charges(engine, yesterday) == 0
+    assert accrue_standing_charges(engine, date(2026, 3, 1)) == 0
