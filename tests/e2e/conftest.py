@@ -1,0 +1,139 @@
+"""A real SMSA system for end-to-end tests: hub, simulated meters and agent, built from the demo's
+own building blocks (demo.stack, demo.procs, demo.api) and provisioned through the HTTP API."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymodbus.client import ModbusTcpClient
+
+from demo.api import HubApi
+from demo.procs import Processes
+from demo.stack import _create_key, _healthy, agent_toml, provision
+from demo.story import Member
+from hardware.regmap import load_model
+from tests.support import free_port, wait_for
+
+MODEL = load_model("dds238-2-zn-sr")
+RELAY = MODEL.register("relay")
+IMPORT = MODEL.register("import_energy")
+POLL_INTERVAL_S = 0.5  # what demo.stack.agent_toml writes
+
+
+def minor(money: str) -> int:
+    """Minor units of an API money string ("-1.25" -> -125)."""
+    return int(Decimal(money) * 100)
+
+
+@dataclass
+class System:
+    procs: Processes
+    api: HubApi
+    hub_url: str
+    sim_port: int
+    broker_url: str
+    members: list[Member]
+    modbus: ModbusTcpClient
+
+    def relay_on(self, unit: int) -> bool:
+        words = self._read(RELAY.address, RELAY.width, unit)
+        return words[0] == 1
+
+    def import_wh(self, unit: int) -> int:
+        return MODEL.base_units(IMPORT, self._read(IMPORT.address, IMPORT.width, unit))
+
+    def _read(self, address: int, count: int, unit: int) -> list[int]:
+        if not self.modbus.connected:
+            self.modbus.connect()
+        result = self.modbus.read_holding_registers(address, count=count, device_id=unit)
+        assert not result.isError(), f"Modbus read {address:#x} unit {unit}: {result}"
+        return list(result.registers)
+
+    def balance(self, customer: str) -> int:
+        return minor(self.api.get(f"/accounts/{customer}")["balance"])
+
+    def events(self, kind: str, meter: str | None = None, **params: str) -> list[dict[str, Any]]:
+        if meter is not None:
+            params["meter"] = meter
+        rows: list[dict[str, Any]] = self.api.get("/events", kind=kind, limit="1000", **params)
+        return rows
+
+    def entries(self, account: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        before: str | None = None
+        while True:
+            params = {"limit": "500", **({"before": before} if before else {})}
+            page = self.api.get(f"/accounts/{account}/entries", **params)
+            items += page["items"]
+            if page["next_before"] is None:
+                return items
+            before = str(page["next_before"])
+
+    def tails(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted(self.procs.logs.glob("*.log"))
+        )
+
+
+def start_system(
+    procs: Processes,
+    work: Path,
+    broker_url: str,
+    members: list[Member],
+    *,
+    speed: float,
+    topups: dict[str, str],
+) -> System:
+    """Hub on a temporary SQLite file, provisioned through the API, then the Modbus TCP meter
+    simulator and the agent (poll 0.5 s, report 1 s); ``topups`` are made once the agent runs."""
+    db = f"sqlite:///{work / 'hub.db'}"
+    admin_key = _create_key(db, "admin")
+    port = free_port()
+    hub_url = f"http://127.0.0.1:{port}"
+    procs.start(
+        "hub",
+        ["smsa-hub", "serve", "--db", db, "--mqtt", broker_url, "--http", f"127.0.0.1:{port}"],
+    )
+    procs.wait_ready("hub", lambda: _healthy(hub_url))
+    api = HubApi(hub_url, admin_key)
+    command_key = provision(api, members)
+    sim_port = free_port()
+    meter_args = [a for m in members for a in ("--meter", f"{m.unit}:{m.load_w}")]
+    procs.start(
+        "meter-sim",
+        ["smsa-meter-sim", "--tcp", f"127.0.0.1:{sim_port}", *meter_args, "--speed", str(speed)],
+    )
+    procs.wait_ready("meter-sim", lambda: "listening" in procs.tail("meter-sim", 20))
+    buses = [{"name": "tcp0", "transport": "tcp", "host": "127.0.0.1", "port": sim_port}]
+    config = work / "agent.toml"
+    config.write_text(agent_toml(broker_url, command_key, work / "agent.db", buses, members))
+    procs.start("agent", ["smsa-agent", "--config", str(config)])
+    procs.wait_ready("agent", (work / "agent.status.json").exists)
+    for customer, amount in topups.items():
+        api.topup(customer, amount)
+    modbus = ModbusTcpClient("127.0.0.1", port=sim_port, timeout=1.0, retries=0)
+    system = System(procs, api, hub_url, sim_port, broker_url, members, modbus)
+    for m in members:  # every meter reports before the test starts
+        wait_for(partial(_reported, api, m.meter), timeout=20)
+    return system
+
+
+def _reported(api: HubApi, meter: str) -> bool:
+    return bool(api.get(f"/meters/{meter}")["last_seq"])
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Every process a test starts, all stopped at the end (logs in tmp_path/logs)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = Processes(logs)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
