@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.util import undefined
 
 from hub.api.context import HubContext
 from hub.db import session_scope
@@ -74,31 +75,14 @@ def credit_tick(db_url: str) -> int | None:
 def start_scheduler(ctx: HubContext) -> BackgroundScheduler:
     register(ctx)
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True})
-    scheduler.add_job(
-        check_ledger,
-        "interval",
-        seconds=LEDGER_CHECK_S,
-        args=[ctx.settings.db],
-        id="check_ledger",
-        max_instances=1,
+    jobs = (
+        (check_ledger, LEDGER_CHECK_S, undefined),  # APScheduler: first run after one interval
+        (credit_tick, CREDIT_TICK_S, undefined),
+        (standing_charges_job, STANDING_S, datetime.now(UTC)),  # and at start
     )
-    scheduler.add_job(
-        credit_tick,
-        "interval",
-        seconds=CREDIT_TICK_S,
-        args=[ctx.settings.db],
-        id="credit_tick",
-        max_instances=1,
-    )
-    scheduler.add_job(
-        standing_charges_job,
-        "interval",
-        seconds=STANDING_S,
-        args=[ctx.settings.db],
-        id="standing_charges",
-        max_instances=1,
-        next_run_time=datetime.now(UTC),
-    )
+    for job, seconds, first in jobs:
+        scheduler.add_job(job, "interval", seconds=seconds, args=[ctx.settings.db],
+                          id=job.__name__, max_instances=1, next_run_time=first)  # fmt: skip
     scheduler.start()
     return scheduler
 

@@ -146,3 +146,15 @@ def engine(db_url: str) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated hub database in a real SQLite file of the test's own."""
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

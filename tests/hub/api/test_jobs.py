@@ -15,7 +15,10 @@ def test_check_ledger_job(api_settings: HubSettings, api_engine: Engine) -> None
     assert jobs.check_ledger(api_settings.db) is None  # not registered: nothing to do
     scheduler = jobs.start_scheduler(ctx)
     try:
-        assert sorted(job.id for job in scheduler.get_jobs()) == ["check_ledger", "credit_tick"]
+        scheduled = scheduler.get_jobs()
+        names = ["check_ledger", "credit_tick", "standing_charges_job"]
+        assert sorted(job.id for job in scheduled) == names
+        assert all(job.next_run_time is not None for job in scheduled), "no job is paused"
         assert jobs.credit_tick(api_settings.db) == 0
         assert jobs.check_ledger(api_settings.db) is True
         assert ctx.metrics.snapshot()[1]["ledger_ok"] == 1

@@ -4,14 +4,12 @@ through a real Mosquitto broker to a subscriber standing in for the gateways."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
 from hub.control.engine import CreditControl
-from hub.db import make_engine, migrate
 from tests.conftest import Broker
 from tests.hub.api.conftest import (  # noqa: F401 (the API's fixtures, for test_api_rules)
     api_engine,
@@ -24,17 +22,6 @@ from tests.hub.api.conftest import (  # noqa: F401 (the API's fixtures, for test
 )
 from tests.hub.control.scene import Clock, Scene, make_scene
 from tests.hub.ingest.helpers import Collector, Publisher
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
