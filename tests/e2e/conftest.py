@@ -1,6 +1,9 @@
 """A real SMSA system for end-to-end tests: hub, simulated meters and agent, built from the demo's
 own building blocks (demo.stack, demo.procs, demo.api) and provisioned through the HTTP API."""
 
+import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -8,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from pymodbus.client import ModbusTcpClient
 
@@ -121,6 +125,47 @@ def start_system(
     for m in members:  # every meter reports before the test starts
         wait_for(partial(_reported, api, m.meter), timeout=20)
     return system
+
+
+class Recorder:
+    """A paho 2.x subscriber that keeps every message on ``topic`` with its arrival time
+    (``time.monotonic()``); it subscribes again whenever it reconnects."""
+
+    def __init__(self, broker_port: int, topic: str) -> None:
+        self.topic = topic
+        self.messages: list[tuple[float, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"rec-{id(self)}")
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(1, 1)
+        self._client.connect("127.0.0.1", broker_port, keepalive=10)
+        self._client.loop_start()
+
+    def wait_subscribed(self, timeout: float = 10) -> None:
+        wait_for(self._subscribed.is_set, timeout=timeout)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def since(self, start: float) -> list[tuple[float, dict[str, Any]]]:
+        with self._lock:
+            return [(t, m) for t, m in self.messages if t >= start]
+
+    def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
+        self._subscribed.clear()
+        client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, *_: Any) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.messages.append((now, json.loads(msg.payload)))
 
 
 def _reported(api: HubApi, meter: str) -> bool:

@@ -6,16 +6,20 @@ Tariff: the demo's (0.25 USD/kWh, so 1 cent per 40 Wh). Meters draw 4000 W at sp
 2000 Wh, i.e. 50 cents, per real second.
 """
 
+import time
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from demo.procs import Processes
+from demo.procs import DemoError, Processes
+from demo.stack import GATEWAY
 from demo.story import Member
+from protocol.topics import topic
 from tests.conftest import Broker
-from tests.e2e.conftest import System, minor, start_system
+from tests.e2e.conftest import POLL_INTERVAL_S, Recorder, System, minor, start_system
 from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
@@ -110,3 +114,96 @@ def test_emergency_credit_cut_below_limit_then_repaid_and_reconnected(start: Sta
     assert minor(lines[topup["id"]]["amount"]) == 1000
     assert minor(topup["balance"]) == cut_balance + 1000
     assert system.api.get("/ledger/check")["ok"]
+
+
+def recovery_for(system: System, topup_id: int) -> dict[str, Any]:
+    """The ``debt_recovery`` event's split for top-up entry ``topup_id``."""
+
+    def find() -> list[dict[str, Any]]:
+        rows = system.events("debt_recovery")
+        return [e["data"] for e in rows if e["data"].get("topup_entry") == topup_id]
+
+    return wait_for(find, timeout=10)[0]
+
+
+def debt_balance(system: System, customer: str) -> int:
+    """The balance of the customer's debt account (0 when recovery never opened one)."""
+    try:
+        return system.balance(f"debt:{customer}")
+    except DemoError as exc:
+        if "404" in str(exc):
+            return 0
+        raise
+
+
+def test_debt_recovery_share_splits_each_topup(start: Start) -> None:
+    rules = {"reconnect_above": 100, "debt_recovery_share": "0.25"}
+    fay = member("fay", 1, rules)
+    system = start([fay], {"fay": "1.00"})
+    wait_for(lambda: settled(system, fay), timeout=30)
+    before = system.balance("fay")
+    debt = -before  # no emergency credit: everything below zero is debt
+    assert debt > 0
+
+    # first top-up: a quarter of it repays debt, the rest is credit; not enough to reconnect
+    first = system.api.topup("fay", "0.40")
+    split = recovery_for(system, first["id"])
+    recovered = min(debt, 10)
+    expected = {
+        "balance_before": before,
+        "emergency_repaid": 0,
+        "debt_moved": debt,
+        "debt_recovered": recovered,
+        "debt_outstanding": debt - recovered,
+        "credit": 40 - recovered,
+    }
+    assert {k: split[k] for k in expected} == expected, split
+    assert Fraction(split["share"]) == Fraction(1, 4), split
+    owed = debt - recovered
+    lines = {e["entry_id"]: e for e in system.entries("fay")}
+    assert minor(lines[first["id"]]["amount"]) == 40
+    if owed:
+        assert minor(lines[split["entry_id"]]["amount"]) == owed, lines
+        assert lines[split["entry_id"]]["kind"] == "transfer"
+    assert system.balance("fay") == 40 - recovered  # relay off: nothing else moves
+    assert debt_balance(system, "fay") == -owed
+    assert not system.events("reconnect", fay.meter), "reconnected below reconnect_above"
+    assert not system.relay_on(fay.unit)
+
+    # second top-up: the share keeps repaying what is still owed, then reconnect
+    second = system.api.topup("fay", "2.00")
+    split = recovery_for(system, second["id"])
+    recovered2 = min(owed, 50)
+    assert split["debt_recovered"] == recovered2, split
+    assert split["debt_outstanding"] == owed - recovered2, split
+    assert split["credit"] == 200 - recovered2, split
+    wait_for(lambda: system.relay_on(fay.unit), timeout=10)
+    assert debt_balance(system, "fay") == -(owed - recovered2)
+    assert system.events("reconnect", fay.meter), system.tails()
+    assert system.api.get("/ledger/check")["ok"]
+
+
+def test_topup_reconnects_within_one_poll_interval(start: Start, mosquitto: Broker) -> None:
+    gus = member("gus", 1, {"reconnect_above": 100})
+    system = start([gus], {"gus": "1.00"})
+    commands = Recorder(mosquitto.port, topic(GATEWAY, "cmd"))
+    try:
+        commands.wait_subscribed()
+        wait_for(lambda: settled(system, gus), timeout=30)
+        topped_up = time.monotonic()
+        system.api.topup("gus", "5.00")
+
+        def credit_arrived() -> list[float]:
+            return [
+                t
+                for t, c in commands.since(topped_up)
+                if c.get("action") == "credit" and c.get("meter") == gus.meter
+            ]
+
+        wait_for(lambda: system.relay_on(gus.unit), timeout=10, interval=0.05)
+        relay_on = time.monotonic()
+        arrived = wait_for(credit_arrived, timeout=5)[0]
+    finally:
+        commands.close()
+    gap = relay_on - arrived
+    assert gap <= POLL_INTERVAL_S + 1.0, f"relay on {gap:.3f} s after the credit state arrived"
