@@ -8,6 +8,7 @@ Tariff: the demo's (0.25 USD/kWh, so 1 cent per 40 Wh). Meters draw 4000 W at sp
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 SPEED = 1800
 LOAD_W = 4000
+FRIENDLY_S = 20  # the friendly window ends this long after the test starts
 
 
 def member(name: str, unit: int, rules: dict[str, Any]) -> Member:
@@ -207,3 +209,30 @@ def test_topup_reconnects_within_one_poll_interval(start: Start, mosquitto: Brok
         commands.close()
     gap = relay_on - arrived
     assert gap <= POLL_INTERVAL_S + 1.0, f"relay on {gap:.3f} s after the credit state arrived"
+
+
+def test_friendly_window_no_cut_inside_cut_after(start: Start) -> None:
+    now = datetime.now(UTC)
+    begin = now - timedelta(minutes=1)
+    end = (now + timedelta(seconds=FRIENDLY_S)).replace(microsecond=0)
+    window = {"start": begin.strftime("%H:%M:%S"), "end": end.strftime("%H:%M:%S")}
+    hal = member("hal", 1, {"reconnect_above": 100, "friendly": [window]})
+    system = start([hal], {"hal": "1.00"})  # in credit when the window began (at 'begin')
+    assert datetime.now(UTC) < end - timedelta(seconds=8), "the system started too slowly"
+
+    wait_below(system, "hal", 0, timeout=max(1.0, (end - datetime.now(UTC)).total_seconds() - 4))
+
+    def window_over() -> bool:  # supply stays on until the window ends
+        assert system.relay_on(hal.unit), f"cut at {datetime.now(UTC)}, window ends {end}"
+        return datetime.now(UTC) >= end - timedelta(seconds=0.5)
+
+    wait_for(window_over, timeout=FRIENDLY_S, interval=0.05)
+    inside = system.events("disconnect", hal.meter)
+    assert not inside, inside
+    assert system.balance("hal") < -200, "ran out well inside the window"
+
+    wait_for(lambda: not system.relay_on(hal.unit), timeout=15)
+    cuts = wait_for(lambda: system.events("disconnect", hal.meter), timeout=10)
+    assert all(datetime.fromisoformat(c["at"]) >= end for c in cuts), (end, cuts)
+    assert all(c["reason"] for c in cuts), cuts
+    assert any((c["data"] or {}).get("rule") == "exhausted" for c in cuts), cuts
