@@ -17,7 +17,7 @@ from pymodbus.client import ModbusTcpClient
 
 from demo.api import HubApi
 from demo.procs import Processes
-from demo.stack import _create_key, _healthy, agent_toml, provision
+from demo.stack import agent_toml, provision, start_agent, start_hub, start_meter_sim
 from demo.story import Member
 from hardware.regmap import load_model
 from tests.support import free_port, wait_for
@@ -94,37 +94,25 @@ def start_system(
     topups: dict[str, str],
 ) -> System:
     """Hub on a temporary SQLite file, provisioned through the API, then the Modbus TCP meter
-    simulator and the agent (poll 0.5 s, report 1 s); ``topups`` are made once the agent runs."""
-    db = f"sqlite:///{work / 'hub.db'}"
-    admin_key = _create_key(db, "admin")
-    port = free_port()
-    hub_url = f"http://127.0.0.1:{port}"
-    procs.start(
-        "hub",
-        ["smsa-hub", "serve", "--db", db, "--mqtt", broker_url, "--http", f"127.0.0.1:{port}"],
-    )
-    procs.wait_ready("hub", lambda: _healthy(hub_url))
+    simulator and the agent (poll 0.5 s, report 1 s); ``topups`` are made before the meters run."""
+    hub_url, admin_key = start_hub(procs, work, broker_url)
     api = HubApi(hub_url, admin_key)
-    command_key = provision(api, members)
-    sim_port = free_port()
-    meter_args = [a for m in members for a in ("--meter", f"{m.unit}:{m.load_w}")]
-    procs.start(
-        "meter-sim",
-        ["smsa-meter-sim", "--tcp", f"127.0.0.1:{sim_port}", *meter_args, "--speed", str(speed)],
-    )
-    procs.wait_ready("meter-sim", lambda: "listening" in procs.tail("meter-sim", 20))
-    buses = [{"name": "tcp0", "transport": "tcp", "host": "127.0.0.1", "port": sim_port}]
-    config = work / "agent.toml"
-    config.write_text(agent_toml(broker_url, command_key, work / "agent.db", buses, members))
-    procs.start("agent", ["smsa-agent", "--config", str(config)])
-    procs.wait_ready("agent", (work / "agent.status.json").exists)
-    for customer, amount in topups.items():
-        api.topup(customer, amount)
+    try:
+        command_key = provision(api, members)
+        for customer, amount in topups.items():  # in credit before the first reading is priced
+            api.topup(customer, amount)
+        sim_port = free_port()
+        start_meter_sim(procs, "meter-sim", ["--tcp", f"127.0.0.1:{sim_port}"], members, speed)
+        buses = [{"name": "tcp0", "transport": "tcp", "host": "127.0.0.1", "port": sim_port}]
+        config = agent_toml(broker_url, command_key, work / "agent.db", buses, members)
+        start_agent(procs, work, config)
+        for m in members:  # every meter reports before the test starts
+            wait_for(partial(_reported, api, m.meter), timeout=20)
+    except BaseException:
+        api.close()
+        raise
     modbus = ModbusTcpClient("127.0.0.1", port=sim_port, timeout=1.0, retries=0)
-    system = System(procs, api, hub_url, sim_port, broker_url, members, modbus)
-    for m in members:  # every meter reports before the test starts
-        wait_for(partial(_reported, api, m.meter), timeout=20)
-    return system
+    return System(procs, api, hub_url, sim_port, broker_url, members, modbus)
 
 
 class Recorder:

@@ -6,9 +6,11 @@ Tariff: the demo's (0.25 USD/kWh, so 1 cent per 40 Wh). Meters draw 4000 W at sp
 2000 Wh, i.e. 50 cents, per real second.
 """
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -236,3 +238,59 @@ def test_friendly_window_no_cut_inside_cut_after(start: Start) -> None:
     assert all(datetime.fromisoformat(c["at"]) >= end for c in cuts), (end, cuts)
     assert all(c["reason"] for c in cuts), cuts
     assert any((c["data"] or {}).get("rule") == "exhausted" for c in cuts), cuts
+
+
+def test_broker_stopped_agent_cuts_offline_and_hub_agrees(
+    start: Start, mosquitto: Broker, tmp_path: Path
+) -> None:
+    ivy = member("ivy", 1, {"reconnect_above": 100})
+    usage = Recorder(mosquitto.port, topic(GATEWAY, "usage"))
+    try:
+        usage.wait_subscribed()
+        system = start([ivy], {"ivy": "3.00"})
+        first = wait_for(lambda: usage.since(0), timeout=10)[0][1]["records"][0]
+    finally:
+        usage.close()
+    assert first["seq"] == 1, first
+    start_wh = first["import_start"]
+
+    mosquitto.stop()
+    assert system.relay_on(ivy.unit), "ran out before the broker stopped"
+    assert not system.events("disconnect", ivy.meter)
+    stopped_at = datetime.now(UTC)
+
+    # no broker: the agent prices locally and cuts off on its own
+    wait_for(lambda: not system.relay_on(ivy.unit), timeout=30)
+    end_wh = system.import_wh(ivy.unit)
+    status = tmp_path / "work" / "agent.status.json"
+
+    def agent_caught_up() -> int:
+        meter = json.loads(status.read_text())["meters"][ivy.meter]
+        return int(meter["seq"]) if meter["import_wh"] == end_wh else 0
+
+    agent_seq = wait_for(agent_caught_up, timeout=10)
+
+    # broker back: everything arrives and the hub's ledger agrees with the meter
+    mosquitto.restart()
+    restarted_at = datetime.now(UTC)
+
+    def delivered() -> bool:
+        hub = system.api.get(f"/meters/{ivy.meter}")
+        return hub["import_wh"] == end_wh and hub["last_seq"] >= agent_seq
+
+    wait_for(delivered, timeout=30)
+    assert system.import_wh(ivy.unit) == end_wh, "energy flowed after the cut-off"
+    energy = end_wh - start_wh
+    usage_lines = [e for e in system.entries("ivy") if e["kind"] == "usage"]
+    charged = -sum(minor(e["amount"]) for e in usage_lines)
+    components = system.api.get("/tariffs/residential")["components"]
+    exact = energy * sum(Decimal(c["per_kwh"]) for c in components) / 10  # cents
+    assert abs(charged - exact) < len(components), (energy, charged, exact)
+    seqs = sorted(e["seq"] for e in usage_lines)
+    assert seqs == list(range(1, len(seqs) + 1)), seqs  # no record missing
+    assert system.balance("ivy") == 300 - charged
+    cuts = wait_for(lambda: system.events("disconnect", ivy.meter), timeout=10)
+    offline = [c for c in cuts if (c["data"] or {}).get("cause") == "credit"]
+    assert offline, cuts
+    assert stopped_at < datetime.fromisoformat(offline[0]["at"]) < restarted_at, offline
+    assert system.api.get("/ledger/check")["ok"]
