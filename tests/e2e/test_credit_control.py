@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 SPEED = 1800
 LOAD_W = 4000
-FRIENDLY_S = 20  # the friendly window ends this long after the test starts
+FRIENDLY_S = 24  # the friendly window ends this long after the test starts
 
 
 def member(name: str, unit: int, rules: dict[str, Any]) -> Member:
@@ -187,7 +187,9 @@ def test_debt_recovery_share_splits_each_topup(start: Start) -> None:
     assert system.api.get("/ledger/check")["ok"]
 
 
-def test_topup_reconnects_within_one_poll_interval(start: Start, mosquitto: Broker) -> None:
+def test_topup_reconnects_within_one_poll_interval(
+    start: Start, mosquitto: Broker, record_property: Callable[[str, object], None]
+) -> None:
     gus = member("gus", 1, {"reconnect_above": 100})
     system = start([gus], {"gus": "1.00"})
     commands = Recorder(mosquitto.port, topic(GATEWAY, "cmd"))
@@ -201,7 +203,9 @@ def test_topup_reconnects_within_one_poll_interval(start: Start, mosquitto: Brok
             return [
                 t
                 for t, c in commands.since(topped_up)
-                if c.get("action") == "credit" and c.get("meter") == gus.meter
+                if c.get("action") == "credit"
+                and c.get("meter") == gus.meter
+                and c["params"]["balance"] > 100  # the credit state after the top-up
             ]
 
         wait_for(lambda: system.relay_on(gus.unit), timeout=10, interval=0.05)
@@ -210,6 +214,7 @@ def test_topup_reconnects_within_one_poll_interval(start: Start, mosquitto: Brok
     finally:
         commands.close()
     gap = relay_on - arrived
+    record_property("reconnect_gap_s", round(gap, 3))
     assert gap <= POLL_INTERVAL_S + 1.0, f"relay on {gap:.3f} s after the credit state arrived"
 
 
