@@ -50,56 +50,56 @@ def start_stack(
     serial: bool,
     view: View,
 ) -> Stack:
-    db = f"sqlite:///{work / 'hub.db'}"
-    admin_key = _create_key(db, "admin")
-    operator_key = _create_key(db, "operator")
-    port = free_port()
-    hub_url = f"http://127.0.0.1:{port}"
-    procs.start(
-        "hub",
-        ["smsa-hub", "serve", "--db", db, "--mqtt", broker_url, "--http", f"127.0.0.1:{port}"],
-    )
-    procs.wait_ready("hub", lambda: _healthy(hub_url))
+    hub_url, admin_key = start_hub(procs, work, broker_url)
+    operator_key = create_key(work, "operator")
     view.say(f"hub {hub_url} ready")
     api = HubApi(hub_url, admin_key)
     stack.callback(api.close)
     members = [*CAST, SERIAL_MEMBER] if serial else list(CAST)
     command_key = provision(api, members)
     sim_port = free_port()
-    meter_args = [a for m in CAST for a in ("--meter", f"{m.unit}:{m.load_w}")]
-    procs.start(
-        "meter-sim",
-        ["smsa-meter-sim", "--tcp", f"127.0.0.1:{sim_port}", *meter_args, "--speed", str(speed)],
-    )
-    procs.wait_ready("meter-sim", lambda: "listening" in procs.tail("meter-sim", 20))
+    start_meter_sim(procs, "meter-sim", ["--tcp", f"127.0.0.1:{sim_port}"], CAST, speed)
     buses = [{"name": "tcp0", "transport": "tcp", "host": "127.0.0.1", "port": sim_port}]
     if serial:
         pair = stack.enter_context(socat_pair())
-        m = SERIAL_MEMBER
-        procs.start(
-            "meter-sim-rs485",
-            [
-                "smsa-meter-sim",
-                "--serial",
-                pair.server,
-                "--meter",
-                f"{m.unit}:{m.load_w}",
-                "--speed",
-                str(speed),
-            ],
-        )
-        procs.wait_ready(
-            "meter-sim-rs485", lambda: "listening" in procs.tail("meter-sim-rs485", 20)
-        )
+        start_meter_sim(procs, "meter-sim-rs485", ["--serial", pair.server], [SERIAL_MEMBER], speed)
         buses.append({"name": "rs485", "transport": "rtu", "device": pair.client})
-    config = work / "agent.toml"
-    config.write_text(agent_toml(broker_url, command_key, work / "agent.db", buses, members))
-    procs.start("agent", ["smsa-agent", "--config", str(config)])
-    procs.wait_ready("agent", (work / "agent.status.json").exists)
+    start_agent(procs, work, agent_toml(broker_url, command_key, work / "agent.db", buses, members))
     view.say("meters and agent running; topping up")
     for member in members:
         api.topup(member.customer, member.topup)
     return Stack(procs, api, hub_url, operator_key, members)
+
+
+def start_hub(procs: Processes, work: Path, broker_url: str) -> tuple[str, str]:
+    """``smsa-hub serve`` on ``work/hub.db`` and a free port: (its URL, an admin key)."""
+    admin_key = create_key(work, "admin")
+    port = free_port()
+    hub_url = f"http://127.0.0.1:{port}"
+    db = f"sqlite:///{work / 'hub.db'}"
+    procs.start(
+        "hub",
+        ["smsa-hub", "serve", "--db", db, "--mqtt", broker_url, "--http", f"127.0.0.1:{port}"],
+    )
+    procs.wait_ready("hub", lambda: _healthy(hub_url))
+    return hub_url, admin_key
+
+
+def start_meter_sim(
+    procs: Processes, name: str, transport: list[str], members: list[Member], speed: float
+) -> None:
+    """``smsa-meter-sim`` with one meter per member, returning once it listens."""
+    meters = [a for m in members for a in ("--meter", f"{m.unit}:{m.load_w}")]
+    procs.start(name, ["smsa-meter-sim", *transport, *meters, "--speed", str(speed)])
+    procs.wait_ready(name, lambda: "listening" in procs.tail(name, 20))
+
+
+def start_agent(procs: Processes, work: Path, config: str) -> None:
+    """``smsa-agent`` with ``config`` (TOML text), returning once it writes its status."""
+    path = work / "agent.toml"
+    path.write_text(config)
+    procs.start("agent", ["smsa-agent", "--config", str(path)])
+    procs.wait_ready("agent", (work / "agent.status.json").exists)
 
 
 def provision(api: HubApi, members: list[Member]) -> str:
@@ -166,7 +166,9 @@ def _toml(value: Any) -> str:
     return str(value) if isinstance(value, int) else f'"{value}"'
 
 
-def _create_key(db: str, role: str) -> str:
+def create_key(work: Path, role: str) -> str:
+    """A new API key of ``role`` for the hub database in ``work``."""
+    db = f"sqlite:///{work / 'hub.db'}"
     exe = Path(sys.executable).parent / "smsa-hub"
     result = subprocess.run(
         [str(exe), "create-key", "--role", role, "--db", db],
