@@ -442,15 +442,16 @@ class Agent:
             self._reject(payload, f"meter {cmd.meter!r} is not on this gateway", cmd.id)
             return
         ok, detail = True, ""
+        was = rt.point.relay_on
         if cmd.action == "disconnect":
             ok = self._switch(rt, False, "command")
             self.credit.set_relay(cmd.meter, "disconnected", by_rules=False)
-            if ok:  # the hub takes these events as the relay's state
+            if ok and was is not False:  # a change: the hub takes these events as relay state
                 self._event("disconnect", cmd.meter, cmd.reason, cause="command", command=cmd.id)
         elif cmd.action == "reconnect":
             ok = self._switch(rt, True, "command")
             self.credit.set_relay(cmd.meter, "connected", by_rules=False)
-            if ok:
+            if ok and was is not True:
                 self._event("reconnect", cmd.meter, cmd.reason, cause="command", command=cmd.id)
         elif cmd.action == "credit":
             try:
