@@ -11,7 +11,7 @@ from typing import Annotated, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from protocol.money import exponent, to_minor
+from protocol.money import Currency, to_minor
 
 DEFAULT_DB = "sqlite:///smsa-hub.db"
 DEFAULT_MQTT = "mqtt://127.0.0.1:1883"
@@ -33,7 +33,7 @@ class HubSettings(BaseSettings):
     # Empty string: no MQTT (the API still works; commands are recorded as pending).
     mqtt: str = DEFAULT_MQTT
     http: str = DEFAULT_HTTP
-    currency: str = "USD"
+    currency: Currency = "USD"
     # Largest single top-up, a decimal string in major units of ``currency``.
     max_topup: str = "10000.00"
     # Payment providers' shared secrets: JSON object {"provider": "secret"} in the environment.
@@ -55,12 +55,6 @@ class HubSettings(BaseSettings):
     log_level: str = "INFO"
     # Run the background scheduler in ``serve`` (false in some tests).
     scheduler: Annotated[bool, NoDecode] = True
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str) -> str:
-        exponent(value)
-        return value
 
     @field_validator("http")
     @classmethod

@@ -2,6 +2,9 @@
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 # ISO 4217 minor-unit exponents for the currencies we expect; anything else defaults to 2.
 _EXPONENTS = {"JPY": 0, "KRW": 0, "UGX": 0, "RWF": 0, "XOF": 0, "XAF": 0, "KWD": 3, "BHD": 3}
@@ -13,6 +16,15 @@ def exponent(currency: str) -> int:
     if not _CURRENCY.match(currency):
         raise ValueError(f"currency {currency!r} is not an ISO 4217 code")
     return _EXPONENTS.get(currency, 2)
+
+
+def currency_code(value: str) -> str:
+    """``value`` if it is an ISO 4217 code (ValueError otherwise), for pydantic validators."""
+    exponent(value)
+    return value
+
+
+Currency = Annotated[str, AfterValidator(currency_code)]
 
 
 def to_minor(amount: str, currency: str) -> int:

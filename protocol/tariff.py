@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from protocol.money import exponent
+from protocol.money import Currency, exponent
 
 Price = Annotated[Decimal, Field(ge=0, le=Decimal(1_000_000), max_digits=18, decimal_places=8)]
 ProviderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
@@ -88,15 +88,9 @@ class Component(_Frozen):
 class Tariff(_Frozen):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
     version: int = Field(default=1, ge=1)
-    currency: str = "USD"
+    currency: Currency = "USD"
     timezone: str = "UTC"
     components: tuple[Component, ...] = Field(min_length=1, max_length=32)
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str) -> str:
-        exponent(value)
-        return value
 
     @field_validator("timezone")
     @classmethod
