@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, Column, Table
 from sqlalchemy.engine import Connection
+
+from hub.models.types import UTCDateTime
 
 CHUNK = 500  # (meter, seq) keys per lookup: 1,000 parameters on SQLite
 
@@ -32,12 +35,14 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     columns = []
     for name in names:
         column = table.c[name]
-        if conn.dialect.name == "postgresql" and isinstance(column.type, JSON):
-            convert: Any = _json_text
-        else:
-            convert = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        convert = _bind_processor(conn, column)
         values = [row[name] for row in rows]
-        columns.append(values if convert is None else [convert(v) for v in values])
+        if convert is None:
+            columns.append(values)
+        elif isinstance(column.type, UTCDateTime):
+            columns.append(_convert_instants(values, convert))
+        else:
+            columns.append([convert(v) for v in values])
     into = f"INSERT INTO {table.name} ({', '.join(names)}) "
     if conn.dialect.name == "postgresql":
         casts = [f"CAST(%s AS {table.c[n].type.compile(dialect=conn.dialect)}[])" for n in names]
@@ -45,6 +50,34 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     else:
         marks = ", ".join("?" * len(names))
         conn.exec_driver_sql(into + f"VALUES ({marks})", list(zip(*columns, strict=True)))
+
+
+def _bind_processor(conn: Connection, column: Column[Any]) -> Callable[[Any], Any] | None:
+    if conn.dialect.name == "postgresql" and isinstance(column.type, JSON):
+        return _json_text
+    processor: Callable[[Any], Any] | None = column.type.dialect_impl(conn.dialect).bind_processor(
+        conn.dialect
+    )
+    return processor
+
+
+def _convert_instants(values: list[Any], convert: Callable[[Any], Any]) -> list[Any]:
+    """``[convert(v) for v in values]`` for a UTC datetime column, converting each distinct
+    instant once: a batch repeats a few values (interval bounds, the batch's creation time)
+    thousands of times, and the conversion (to naive UTC, then the driver's format) depends
+    only on the instant. Equal datetimes are the same instant except across a DST fold in one
+    zone, so a value with ``fold=1`` (and None) is converted on its own."""
+    seen: dict[Any, Any] = {}
+    out = []
+    for value in values:
+        if value is None or value.fold:
+            out.append(convert(value))
+            continue
+        converted = seen.get(value)
+        if converted is None:
+            converted = seen[value] = convert(value)
+        out.append(converted)
+    return out
 
 
 def _json_text(value: Any) -> str | None:
