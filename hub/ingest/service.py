@@ -1,10 +1,12 @@
-"""The ingest service: one MQTT client, a bounded hand-off queue, one worker thread.
+"""The ingest service: an MQTT pump process, a bounded hand-off queue, one worker thread.
 
-paho's network thread only enqueues (topic, payload, received_at, mid); the worker collects up
-to ``batch_size`` messages or waits ``batch_wait_s``, processes them in one transaction
-(``BatchProcessor``), and only then acknowledges them to the broker (paho ``manual_ack``). A
-crash before the commit loses nothing: the broker redelivers every unacknowledged message of
-the persistent session, and (meter, seq) deduplication makes the redelivery harmless.
+The MQTT client runs in its own process (``hub.ingest.pump``) so receiving and acknowledging do
+not share the GIL with settling. It forwards messages in chunks; a reader thread puts them on
+the queue; the worker collects up to ``batch_size`` messages or waits ``batch_wait_s``,
+processes them in one transaction (``BatchProcessor``), and only then tells the pump to
+acknowledge them to the broker (paho ``manual_ack``). A crash before the commit loses nothing:
+the broker redelivers every unacknowledged message of the persistent session, and (meter, seq)
+deduplication makes the redelivery harmless.
 
 After each batch the meters whose balance changed are sent a signed ``credit`` command, at most
 once per ``credit_interval_s`` per meter (0: after every batch).
@@ -21,7 +23,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import paho.mqtt.client as mqtt
 from sqlalchemy import Engine, select
 
 from hub.control.commands import build_command, topic_for
@@ -37,15 +38,13 @@ from hub.control.engine import CreditControl
 from hub.db import read_tx
 from hub.errors import NotFoundError
 from hub.ingest.batch import BatchProcessor, CreditInfo, Inbound, Outcome
-from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
+from hub.ingest.mqtt import BrokerUrl
+from hub.ingest.pump import PumpConfig
+from hub.ingest.pump_link import Chunk, PumpLink
 from hub.models import Gateway, Meter, MeterCustomer
-from protocol import topics
 
 log = logging.getLogger(__name__)
 
-# How long an MQTT 5 CONNECT may go unanswered on an open connection before MQTT 3.1.1 is tried.
-CONNACK_WAIT_S = 5.0
-SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", "status")]
 COUNTERS = (
     "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
@@ -76,7 +75,8 @@ class IngestService:
         if batch_size < 1 or batch_wait_s < 0 or queue_max < 1:
             raise ValueError("batch_size and queue_max must be >= 1, batch_wait_s >= 0")
         self.engine = engine
-        self.url = BrokerUrl.parse(mqtt_url)
+        self.url = BrokerUrl.parse(mqtt_url)  # a bad URL fails here, before any process
+        self.mqtt_url = mqtt_url
         self.client_id = client_id
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
@@ -85,19 +85,15 @@ class IngestService:
         self.command_ttl = timedelta(seconds=command_ttl_s)
         self.session_expiry_s = session_expiry_s
         self.mqtt_v5 = mqtt_v5
-        self._refused_v5 = False
-        self._spoke_v5 = False  # a broker once accepted MQTT 5: never fall back from it
-        self._attempt_at = time.monotonic()
         self.receive_maximum = min(queue_max, 65_535)
         self.processor = BatchProcessor(engine, currency=currency, hold_s=hold_s)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         # Twice the broker's in-flight allowance: messages of a dropped connection may still
         # be queued while the new connection refills; a full queue blocks (back-pressure).
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=2 * self.receive_maximum)
-        self._client: mqtt.Client | None = None
+        self._pump: PumpLink | None = None
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._generation = 0
         self._connected = threading.Event()
         self._pending = 1  # held records (unknown at start: check once)
         self._dirty: dict[str, CreditInfo] = {}
@@ -130,40 +126,13 @@ class IngestService:
         if self._worker is not None:
             return
         self._stopping.clear()
-        self._open_client()
+        cfg = PumpConfig(url=self.mqtt_url, client_id=self.client_id, v5=self.mqtt_v5,
+                         session_expiry_s=self.session_expiry_s,
+                         receive_maximum=self.receive_maximum)  # fmt: skip
+        self._pump = PumpLink(cfg, self._on_messages, self._on_state)
+        self._pump.start()
         self._worker = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
         self._worker.start()
-
-    def _open_client(self) -> None:
-        client = make_client(self.url, self.client_id, v5=self.mqtt_v5)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
-        self._client = client
-        self._attempt_at = time.monotonic()
-        if self.mqtt_v5:
-            props = connect_properties(self.session_expiry_s, self.receive_maximum)
-            client.connect_async(self.url.host, self.url.port, keepalive=60, clean_start=False,
-                                 properties=props)  # fmt: skip
-        else:
-            client.connect_async(self.url.host, self.url.port, keepalive=60)
-        client.loop_start()
-        log.info("ingest: connecting to %s:%d as %s", self.url.host, self.url.port,
-                 self.client_id)  # fmt: skip
-
-    def _fall_back_to_311(self) -> None:
-        """Reopen the session with MQTT 3.1.1 (worker thread; the broker refused MQTT 5)."""
-        self._refused_v5 = False
-        old = self._client
-        if old is not None:
-            old.disconnect()
-            old.loop_stop()
-        self.mqtt_v5 = False
-        log.warning("ingest: the broker refuses MQTT 5; using MQTT 3.1.1 (batches of at most "
-                    "the broker's in-flight limit)")  # fmt: skip
-        self._open_client()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, then disconnect; unprocessed messages stay unacknowledged
@@ -172,10 +141,9 @@ class IngestService:
         if self._worker is not None:
             self._worker.join(timeout)
             self._worker = None
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._client = None
+        if self._pump is not None:
+            self._pump.stop()
+            self._pump = None
         self._connected.clear()
         while not self._queue.empty():  # unacknowledged: the broker keeps them for the session
             self._queue.get_nowait()
@@ -185,9 +153,11 @@ class IngestService:
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1 (queued by paho while disconnected)."""
-        if self._client is None:
+        if self._pump is None:
             raise RuntimeError("the ingest service is not started")
-        self._client.publish(topic, payload, qos=1)
+        if not self._pump.publish(topic, payload):
+            log.warning("ingest: MQTT pump not running; %s not published", topic)
+            return
         self.counters["commands"] += 1
 
     def publish_credit_state(self, meter_id: str, reason: str = "credit state") -> str | None:
@@ -226,58 +196,29 @@ class IngestService:
         self.publish(topic_for(row.id), json.dumps(command, separators=(",", ":")).encode())
         return str(command["id"])
 
-    # -- paho callbacks (network thread: no database work here) --------------------------------
+    # -- from the pump (its reader thread: no database work here) -----------------------------
 
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
-    ) -> None:
-        if not reason.is_failure:
-            self._spoke_v5 = self.mqtt_v5
-        if reason.is_failure:
-            if self.mqtt_v5 and str(reason) == "Unsupported protocol version":
-                self._refused_v5 = True  # the worker reopens with MQTT 3.1.1
-                return
-            log.error("ingest: broker refused the connection: %s", reason)
-            return
-        self._generation += 1
-        client.subscribe(SUBSCRIPTIONS)
-        log.info("ingest: connected (session present: %s)", flags.session_present)
+    def _on_messages(self, chunk: Chunk) -> None:
+        for topic, payload, received_at, mid, qos, generation in chunk:
+            self.counters["received"] += 1
+            when = datetime.fromtimestamp(received_at, UTC)
+            item = Inbound(topic, payload, when, mid, qos, generation)
+            while not self._stopping.is_set():  # back-pressure when full, never when stopping
+                try:
+                    self._queue.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            # stopping: dropped unacknowledged, the broker delivers it again on the next start
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        self._attempt_at = time.monotonic()  # no TCP connection: the broker is down, not silent
-
-    def _silent_on_v5(self) -> bool:
-        """An MQTT 3.1.1-only broker (amqtt) may swallow an MQTT 5 CONNECT without a CONNACK."""
-        waited = time.monotonic() - self._attempt_at
-        silent = not self._spoke_v5 and not self.connected
-        return self.mqtt_v5 and silent and waited > CONNACK_WAIT_S
-
-    def _on_subscribe(
-        self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: Any, _props: Any
-    ) -> None:
-        if any(code.is_failure for code in codes):
-            log.error("ingest: subscription refused: %s", codes)
-            return
-        self._connected.set()
-
-    def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        self._connected.clear()
-        if not self._stopping.is_set():
-            log.warning("ingest: disconnected from the broker (%s); reconnecting", reason)
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.counters["received"] += 1
-        now = datetime.now(UTC)
-        item = Inbound(msg.topic, bytes(msg.payload), now, msg.mid, msg.qos, self._generation)
-        while not self._stopping.is_set():  # back-pressure when full, never when stopping
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-        # stopping: dropped unacknowledged, the broker delivers it again on the next start
+    def _on_state(self, kind: str, args: tuple[Any, ...]) -> None:
+        if kind == "up":
+            log.info("ingest: connected (session present: %s)", args[1])
+            self._connected.set()
+        elif kind == "down":
+            self._connected.clear()
+        elif kind == "protocol":
+            self.mqtt_v5 = bool(args[0])
 
     # -- worker --------------------------------------------------------------------------------
 
@@ -294,8 +235,6 @@ class IngestService:
     def _loop(self) -> None:
         next_release = 0.0
         while True:
-            if self._refused_v5 or self._silent_on_v5():
-                self._fall_back_to_311()
             items = self._collect()
             if not items and self._stopping.is_set():
                 break
@@ -365,15 +304,17 @@ class IngestService:
             delay = min(delay * 2, 5.0)
 
     def _ack(self, items: list[Inbound]) -> None:
-        client = self._client
-        if client is None:
+        pump = self._pump
+        if pump is None:
             return
-        generation = self._generation
+        by_generation: dict[int, list[tuple[int, int]]] = {}
         for item in items:
-            # A message of an earlier connection is redelivered on the new one; its old mid
-            # may now name another message, so it is never acknowledged here.
-            if item.qos > 0 and item.generation == generation:
-                client.ack(item.mid, item.qos)
+            if item.qos > 0:
+                by_generation.setdefault(item.generation, []).append((item.mid, item.qos))
+        # The pump acknowledges only the current connection's messages: one of an earlier
+        # connection is redelivered on the new one, where its old mid may name another message.
+        for generation, mids in by_generation.items():
+            pump.ack(generation, mids)
 
     def _account(self, outcome: Outcome) -> None:
         for name, value in outcome.counts.items():
@@ -398,7 +339,7 @@ class IngestService:
                 self._last_sent[action.meter_id] = now
 
     def _flush_credit(self, force: bool = False) -> None:
-        if not self._dirty or self._client is None:
+        if not self._dirty or self._pump is None:
             return
         now = time.monotonic()
         for meter_id in list(self._dirty):

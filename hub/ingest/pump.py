@@ -1,0 +1,255 @@
+"""The hub's MQTT client in a process of its own: ``python -m hub.ingest.pump --fd N CONFIG``.
+
+Receiving and acknowledging QoS 1 messages costs paho about as much CPU per message as settling
+one record costs the worker; in one process both share the GIL and the hub can use one core at
+most. This process owns the paho client and nothing else: it forwards what it receives to the
+parent over a socket (``multiprocessing.connection.Connection``, in chunks), acknowledges what
+the parent says is committed, and publishes what the parent asks it to.
+
+Child → parent: ``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``,
+``("up", generation, session_present)`` once subscribed, ``("down", reason)``,
+``("protocol", v5)`` after falling back to MQTT 3.1.1.
+Parent → child: ``("ack", generation, [(mid, qos), ...])``, ``("publish", topic, payload)``,
+``("stop",)``.
+
+A generation names one connection: a message received on an earlier connection is never
+acknowledged on a later one (its mid may name another message there); the broker redelivers it.
+When the parent goes away (even by kill -9) the socket reads end-of-file and this process
+disconnects and exits, so a restarted hub never fights an orphan for its session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
+from protocol import topics
+
+log = logging.getLogger(__name__)
+
+# How long an MQTT 5 CONNECT may go unanswered on an open connection before MQTT 3.1.1 is tried.
+CONNACK_WAIT_S = 5.0
+SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", "status")]
+FORWARD_WAIT_S = 0.005  # longest a received message waits before it is forwarded
+CHUNK_MAX = 2_000  # messages per forwarded chunk
+
+
+@dataclass(frozen=True)
+class PumpConfig:
+    url: str
+    client_id: str
+    v5: bool
+    session_expiry_s: int
+    receive_maximum: int
+    generation_base: int = 0  # this pump's generations start above it (one base per restart)
+    log_level: str = "WARNING"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> PumpConfig:
+        return cls(**json.loads(text))
+
+
+class Pump:
+    """The paho client, its callbacks, and the two directions of the parent connection."""
+
+    def __init__(self, cfg: PumpConfig, conn: Connection) -> None:
+        self.cfg = cfg
+        self.url = BrokerUrl.parse(cfg.url)
+        self.conn = conn
+        self.v5 = cfg.v5
+        self.generation = cfg.generation_base
+        self._client: mqtt.Client | None = None
+        self._client_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._inbox: list[tuple[str, bytes, float, int, int, int]] = []
+        self._inbox_lock = threading.Lock()
+        self._arrived = threading.Event()
+        self._stopping = threading.Event()
+        self._connected = False
+        self._refused_v5 = False
+        self._spoke_v5 = False  # a broker once accepted MQTT 5: never fall back from it
+        self._attempt_at = time.monotonic()
+        self._session_present = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect, forward in a thread, and serve the parent's requests until told to stop or
+        the parent is gone."""
+        self._open()
+        forwarder = threading.Thread(target=self._forward_loop, name="pump-forward", daemon=True)
+        forwarder.start()
+        try:
+            self._serve()
+        finally:
+            self._stopping.set()
+            self._arrived.set()
+            forwarder.join(5)
+            self._close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                request = self.conn.recv()
+            except (EOFError, OSError):
+                return  # the parent is gone
+            kind = request[0]
+            if kind == "ack":
+                self._ack(request[1], request[2])
+            elif kind == "publish":
+                with self._client_lock:
+                    if self._client is not None:
+                        self._client.publish(request[1], request[2], qos=1)
+            elif kind == "stop":
+                return
+
+    def _open(self) -> None:
+        client = make_client(self.url, self.cfg.client_id, v5=self.v5)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
+        self._attempt_at = time.monotonic()
+        if self.v5:
+            props = connect_properties(self.cfg.session_expiry_s, self.cfg.receive_maximum)
+            client.connect_async(self.url.host, self.url.port, keepalive=60, clean_start=False,
+                                 properties=props)  # fmt: skip
+        else:
+            client.connect_async(self.url.host, self.url.port, keepalive=60)
+        with self._client_lock:
+            self._client = client
+        client.loop_start()
+        log.info("ingest: connecting to %s:%d as %s", self.url.host, self.url.port,
+                 self.cfg.client_id)  # fmt: skip
+
+    def _close(self) -> None:
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+
+    def _fall_back_to_311(self) -> None:
+        """Reopen the session with MQTT 3.1.1 (the broker refused or ignored MQTT 5)."""
+        self._refused_v5 = False
+        self._close()
+        self.v5 = False
+        log.warning("ingest: the broker refuses MQTT 5; using MQTT 3.1.1 (batches of at most "
+                    "the broker's in-flight limit)")  # fmt: skip
+        self._send(("protocol", False))
+        self._open()
+
+    def _silent_on_v5(self) -> bool:
+        """An MQTT 3.1.1-only broker (amqtt) may swallow an MQTT 5 CONNECT without a CONNACK."""
+        waited = time.monotonic() - self._attempt_at
+        return self.v5 and not self._spoke_v5 and not self._connected and waited > CONNACK_WAIT_S
+
+    # -- to the parent -------------------------------------------------------------------------
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            with self._send_lock:
+                self.conn.send(message)
+        except (OSError, ValueError):
+            self._stopping.set()  # the parent is gone; _serve sees the end-of-file
+
+    def _forward_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._arrived.wait(0.1)
+            if self._refused_v5 or self._silent_on_v5():
+                self._fall_back_to_311()
+            if not self._arrived.is_set():
+                continue
+            time.sleep(FORWARD_WAIT_S)  # let a burst gather into one chunk
+            self._arrived.clear()
+            with self._inbox_lock:
+                inbox, self._inbox = self._inbox, []
+            for i in range(0, len(inbox), CHUNK_MAX):
+                self._send(("msgs", inbox[i : i + CHUNK_MAX]))
+
+    def _ack(self, generation: int, items: list[tuple[int, int]]) -> None:
+        with self._client_lock:
+            client = self._client
+            if client is None or generation != self.generation:
+                return  # an earlier connection's messages: the broker delivers them again
+            for mid, qos in items:
+                client.ack(mid, qos)
+
+    # -- paho callbacks (network thread) ---------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            if self.v5 and str(reason) == "Unsupported protocol version":
+                self._refused_v5 = True  # the forwarder reopens with MQTT 3.1.1
+                self._arrived.set()
+                return
+            log.error("ingest: broker refused the connection: %s", reason)
+            return
+        self._spoke_v5 = self.v5
+        self.generation += 1
+        self._session_present = bool(flags.session_present)
+        client.subscribe(SUBSCRIPTIONS)
+        log.info("ingest: connected (session present: %s)", flags.session_present)
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self._attempt_at = time.monotonic()  # no TCP connection: the broker is down, not silent
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: Any, _props: Any
+    ) -> None:
+        if any(code.is_failure for code in codes):
+            log.error("ingest: subscription refused: %s", codes)
+            return
+        self._connected = True
+        self._send(("up", self.generation, self._session_present))
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self._connected = False
+        self._send(("down", str(reason)))
+        if not self._stopping.is_set():
+            log.warning("ingest: disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # The generation is read here, in the thread that also counts connections, so a
+        # message is always tagged with the connection it came on.
+        item = (msg.topic, bytes(msg.payload), time.time(), msg.mid, msg.qos, self.generation)
+        with self._inbox_lock:
+            self._inbox.append(item)
+        self._arrived.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hub.ingest.pump")
+    parser.add_argument("--fd", type=int, required=True, help="the parent's socket")
+    parser.add_argument("config", help="PumpConfig as JSON")
+    args = parser.parse_args(argv)
+    cfg = PumpConfig.from_json(args.config)
+    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    Pump(cfg, Connection(args.fd)).run()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # paho's thread is stopped; do not wait on anything else at exit
