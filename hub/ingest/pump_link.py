@@ -45,6 +45,11 @@ class PumpLink:
         self._restarts = 0
 
     @property
+    def pid(self) -> int | None:
+        """The pump process's pid (for health checks and tests), None when not started."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -114,6 +114,11 @@ class IngestService:
         return self._queue.qsize()
 
     @property
+    def pump_pid(self) -> int | None:
+        """The MQTT pump process (``hub.ingest.pump``), None when not started."""
+        return self._pump.pid if self._pump is not None else None
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
