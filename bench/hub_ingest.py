@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument(
         "--batch-size",
-        default="500",
-        help="the hub's batch size; a comma list runs each (e.g. 500,5000)",
+        default="5000",
+        help="the hub's batch size (default: the hub's own); a comma list runs each",
     )
     parser.add_argument("--timeout", type=float, default=1800)
     # child roles

@@ -165,7 +165,11 @@ def _ingest(settings: HubSettings, engine: Any) -> Any | None:
         log.warning("no MQTT URL: ingest and commands are off")
         return None
     return IngestService(
-        engine, settings.mqtt, currency=settings.currency, command_ttl_s=settings.command_ttl_s
+        engine,
+        settings.mqtt,
+        batch_size=settings.ingest_batch_size,
+        currency=settings.currency,
+        command_ttl_s=settings.command_ttl_s,
     )
 
 

@@ -46,6 +46,9 @@ class HubSettings(BaseSettings):
     sse_keepalive_s: float = Field(default=15.0, gt=0, le=300)
     # Lifetime of a dashboard stream token (EventSource cannot send an Authorization header).
     stream_token_ttl_s: int = Field(default=300, ge=10, le=86_400)
+    # Most MQTT messages settled in one transaction. A batch closes after ``INGEST_BATCH_WAIT_S``
+    # too, so it only grows this large under load, where it amortises per-meter work.
+    ingest_batch_size: int = Field(default=5000, ge=1, le=100_000)
     # Seconds a signed command stays valid for the agent.
     command_ttl_s: int = Field(default=3600, ge=10, le=7 * 86_400)
     # Credit-control notifications (low credit, cut-off, alerts) are POSTed here, signed with

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True)
     parser.add_argument("--mqtt", required=True)
     parser.add_argument("--client-id", default="smsa-hub")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--batch-wait", type=float, default=0.05)
     parser.add_argument("--currency", default="USD")
     parser.add_argument("--credit-interval", type=float, default=5.0)

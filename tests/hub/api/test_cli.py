@@ -77,6 +77,14 @@ def test_bad_arguments_give_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "http" in done.stderr
 
 
+def test_a_bad_ingest_batch_size_is_one_line(tmp_path: Path) -> None:
+    env = {"SMSA_HUB_INGEST_BATCH_SIZE": "0", "SMSA_HUB_DB": f"sqlite:///{tmp_path / 'x.db'}"}
+    done = run("serve", env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "ingest_batch_size" in done.stderr
+
+
 def test_serve_create_key_revoke_key(tmp_path: Path) -> None:
     """smsa-hub serve migrates and serves; create-key prints only a key, which works until
     revoke-key; SIGTERM stops the server gracefully even with an event stream open."""
