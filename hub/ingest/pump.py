@@ -21,19 +21,18 @@ disconnects and exits, so a restarted hub never fights an orphan for its session
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
+from hub.ingest.pump_link import PumpConfig
 from protocol import topics
 
 log = logging.getLogger(__name__)
@@ -43,24 +42,6 @@ CONNACK_WAIT_S = 5.0
 SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", "status")]
 FORWARD_WAIT_S = 0.005  # longest a received message waits before it is forwarded
 CHUNK_MAX = 2_000  # messages per forwarded chunk
-
-
-@dataclass(frozen=True)
-class PumpConfig:
-    url: str
-    client_id: str
-    v5: bool
-    session_expiry_s: int
-    receive_maximum: int
-    generation_base: int = 0  # this pump's generations start above it (one base per restart)
-    log_level: str = "WARNING"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> PumpConfig:
-        return cls(**json.loads(text))
 
 
 class Pump:
@@ -234,7 +215,8 @@ class Pump:
         item = (msg.topic, bytes(msg.payload), time.time(), msg.mid, msg.qos, self.generation)
         with self._inbox_lock:
             self._inbox.append(item)
-        self._arrived.set()
+        if not self._arrived.is_set():  # the forwarder clears it before taking the inbox
+            self._arrived.set()
 
 
 def main(argv: list[str] | None = None) -> int:

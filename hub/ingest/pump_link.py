@@ -9,22 +9,39 @@ one is ever acknowledged by the new one (the broker redelivers it).
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
-
-from hub.ingest.pump import PumpConfig
 
 log = logging.getLogger(__name__)
 
 GENERATIONS_PER_PUMP = 1_000_000
 Chunk = list[tuple[str, bytes, float, int, int, int]]
+
+
+@dataclass(frozen=True)
+class PumpConfig:
+    url: str
+    client_id: str
+    v5: bool
+    session_expiry_s: int
+    receive_maximum: int
+    generation_base: int = 0  # this pump's generations start above it (one base per restart)
+    log_level: str = "WARNING"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> PumpConfig:
+        return cls(**json.loads(text))
 
 
 class PumpLink:

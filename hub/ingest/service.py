@@ -39,8 +39,7 @@ from hub.db import read_tx
 from hub.errors import NotFoundError
 from hub.ingest.batch import BatchProcessor, CreditInfo, Inbound, Outcome
 from hub.ingest.mqtt import BrokerUrl
-from hub.ingest.pump import PumpConfig
-from hub.ingest.pump_link import Chunk, PumpLink
+from hub.ingest.pump_link import Chunk, PumpConfig, PumpLink
 from hub.models import Gateway, Meter, MeterCustomer
 
 log = logging.getLogger(__name__)
