@@ -40,8 +40,25 @@ class Rated:
         return self.exact()
 
 
+_months: dict[tuple[str, datetime], str] = {}
+_rates: dict[int, tuple[Tariff, tuple[int, dict[str, int]] | None]] = {}
+_CACHE_MAX = 4096
+
+
 def month_key(tariff: Tariff, moment: datetime) -> str:
-    return moment.astimezone(tariff.zone).strftime("%Y-%m")
+    """ "YYYY-MM" of ``moment`` in the tariff's zone. Memoised per (zone, instant): every meter
+    reports the same interval bounds, and the conversion costs more than the rest of rating
+    a record. Equal datetimes are one instant except across a DST fold, so ``fold=1`` is
+    never memoised."""
+    key = (tariff.timezone, moment)
+    month = None if moment.fold else _months.get(key)
+    if month is None:
+        month = moment.astimezone(tariff.zone).strftime("%Y-%m")
+        if not moment.fold:
+            if len(_months) >= _CACHE_MAX:
+                _months.clear()
+            _months[key] = month
+    return month
 
 
 def _month_start(tariff: Tariff, moment: datetime) -> datetime:
@@ -49,8 +66,22 @@ def _month_start(tariff: Tariff, moment: datetime) -> datetime:
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-@lru_cache(maxsize=256)
 def _int_rates(tariff: Tariff) -> tuple[int, dict[str, int]] | None:
+    """``_int_rates_of(tariff)`` looked up by identity: hashing a Tariff (as ``lru_cache``
+    does) walks all its fields, per record. The entry holds the tariff, so its id cannot be
+    reused while cached."""
+    hit = _rates.get(id(tariff))
+    if hit is not None and hit[0] is tariff:
+        return hit[1]
+    rates = _int_rates_of(tariff)
+    if len(_rates) >= _CACHE_MAX:
+        _rates.clear()
+    _rates[id(tariff)] = (tariff, rates)
+    return rates
+
+
+@lru_cache(maxsize=256)
+def _int_rates_of(tariff: Tariff) -> tuple[int, dict[str, int]] | None:
     """The unit rates of a linear tariff as integers over one denominator."""
     rates = _unit_rates(tariff)
     if rates is None:
@@ -109,6 +140,7 @@ def rate(
     if month_to_date is None:
         month_to_date = state.mtd if state.month == start_month else Fraction(0)
     linear = None if mix else _int_rates(tariff)
+    carry: Mapping[str, Fraction]
     if linear is not None:
         d, rates = linear
         shares, carry = apportion_linear(rates, d, energy, state.carry)

@@ -7,11 +7,48 @@ apportioning the hub's most expensive step per record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
-from math import lcm
+from math import gcd, lcm
 
 from protocol.apportion import Carry
+
+
+class ScaledCarry(Mapping[str, Fraction]):
+    """A carry as integer numerators over one denominator: ``{p: Fraction(n[p], d)}``.
+
+    What ``apportion_linear`` returns, so that rating a meter's next record reads the numerators
+    directly instead of building (and gcd-normalising) a Fraction per provider per record and
+    taking them apart again. Read as a mapping it equals that dict of Fractions, in the same
+    key order."""
+
+    __slots__ = ("denominator", "numerators")
+
+    def __init__(self, denominator: int, numerators: dict[str, int]) -> None:
+        self.denominator = denominator
+        self.numerators = numerators
+
+    def __getitem__(self, provider: str) -> Fraction:
+        return Fraction(self.numerators[provider], self.denominator)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.numerators)
+
+    def __len__(self) -> int:
+        return len(self.numerators)
+
+    def __repr__(self) -> str:
+        return f"ScaledCarry({dict(self)!r})"
+
+    def dump(self) -> dict[str, str]:
+        """``protocol.apportion.dump_carry(self)`` without building Fractions."""
+        d = self.denominator
+        out: dict[str, str] = {}
+        for p, n in self.numerators.items():
+            if n:
+                g = gcd(n, d)
+                out[p] = f"{n // g}/{d // g}"
+        return out
 
 
 def apportion_int(owed: Mapping[str, int], d: int) -> tuple[dict[str, int], dict[str, int]]:
@@ -46,12 +83,22 @@ def apportion_fast(
 
 def apportion_linear(
     rates: Mapping[str, int], rates_d: int, energy: int, carry: Mapping[str, Fraction]
-) -> tuple[dict[str, int], Carry]:
-    """``apportion({p: rates[p] * energy / rates_d}, carry)`` without building Fractions."""
-    d = lcm(rates_d, *(c.denominator for c in carry.values()))
+) -> tuple[dict[str, int], ScaledCarry]:
+    """``apportion({p: rates[p] * energy / rates_d}, carry)`` without building Fractions.
+
+    The result is the same whatever common denominator the sums are taken over (every step of
+    ``apportion_int`` scales with it), so a ``ScaledCarry`` is used as it stands."""
+    if isinstance(carry, ScaledCarry):
+        d = lcm(rates_d, carry.denominator)
+        numerators = carry.numerators
+        carry_scale = d // carry.denominator
+    else:
+        d = lcm(rates_d, *(c.denominator for c in carry.values()))
+        numerators = {p: c.numerator * (d // c.denominator) for p, c in carry.items()}
+        carry_scale = 1
     scale = d // rates_d
     owed = {p: r * scale * energy for p, r in rates.items()}
-    for p, c in carry.items():
-        owed[p] = owed.get(p, 0) + c.numerator * (d // c.denominator)
+    for p, n in numerators.items():
+        owed[p] = owed.get(p, 0) + n * carry_scale
     shares, rest = apportion_int(owed, d)
-    return shares, {p: Fraction(n, d) for p, n in rest.items()}
+    return shares, ScaledCarry(d, rest)

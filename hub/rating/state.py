@@ -8,23 +8,27 @@ exactly those of the records ``<= seq`` applied in seq order.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from protocol.apportion import Carry, dump_carry, load_carry
+from hub.rating.fast import ScaledCarry
+from protocol.apportion import dump_carry, load_carry
 
 
 @dataclass(frozen=True)
 class MeterState:
     seq: int = 0
-    carry: Carry = field(default_factory=dict)
+    carry: Mapping[str, Fraction] = field(default_factory=dict)  # a ScaledCarry once rated
     month: str | None = None  # "YYYY-MM" in the tariff's zone that ``mtd`` counts
     mtd: Fraction = Fraction(0)  # energy (base units) posted in ``month`` up to ``seq``
     register: int | None = None  # import_end of record ``seq``
 
     def dump(self) -> str:
-        data: dict[str, Any] = {"seq": self.seq, "carry": dump_carry(self.carry)}
+        carry = self.carry
+        dumped = carry.dump() if isinstance(carry, ScaledCarry) else dump_carry(carry)
+        data: dict[str, Any] = {"seq": self.seq, "carry": dumped}
         if self.month is not None:
             data["month"] = self.month
             data["mtd"] = f"{self.mtd.numerator}/{self.mtd.denominator}"
@@ -48,5 +52,5 @@ class MeterState:
             register=data.get("register"),
         )
 
-    def with_carry(self, carry: Carry) -> MeterState:
+    def with_carry(self, carry: Mapping[str, Fraction]) -> MeterState:
         return replace(self, carry=carry)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -11,6 +13,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.ledger.bulk import _convert_instants
 from hub.models.types import UTCDateTime
+from hub.rating.engine import month_key
+from hub.rating.fast import ScaledCarry, apportion_linear
+from hub.rating.state import MeterState
+from protocol.apportion import apportion, dump_carry
+from protocol.tariff import Tariff
 
 ZONES = [UTC, timezone(timedelta(hours=2)), ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")]
 # Few distinct instants, so values repeat as in a batch; DST folds of both zones included.
@@ -30,9 +37,44 @@ INSTANTS = st.builds(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.none(), INSTANTS), max_size=40))
 def test_convert_instants_equals_converting_each_value(values: list[datetime | None]) -> None:
-    for dialect in (sqlite.dialect(), postgresql.psycopg.dialect()):  # type: ignore[attr-defined]
+    for dialect in (sqlite.dialect(), postgresql.psycopg.dialect()):
         convert = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
         assert convert is not None
         fast = _convert_instants(values, convert)
         plain = [convert(v) for v in values]
         assert [repr(v) for v in fast] == [repr(v) for v in plain]
+
+
+NAMES = st.sampled_from(["a", "b", "gen", "tax"])
+RATES = st.tuples(st.dictionaries(NAMES, st.integers(0, 10**6), min_size=1), st.integers(1, 10**6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(RATES, st.integers(0, 10**5)), min_size=1, max_size=8))
+def test_linear_apportion_chained_on_its_own_carry_is_the_protocols(
+    steps: list[tuple[tuple[dict[str, int], int], int]],
+) -> None:
+    """Record after record, tariffs (denominators) changing: the ScaledCarry fed back in gives
+    the protocol's shares and carry, and dumps as the protocol's carry does."""
+    fast: Mapping[str, Fraction] = {}
+    exact: dict[str, Fraction] = {}
+    for (rates, d), energy in steps:
+        amounts = {p: Fraction(r * energy, d) for p, r in rates.items()}
+        shares, fast = apportion_linear(rates, d, energy, fast)
+        want_shares, exact = apportion(amounts, exact)
+        assert shares == want_shares
+        assert isinstance(fast, ScaledCarry)
+        assert list(fast.items()) == list(exact.items())
+        assert fast.dump() == dump_carry(exact)
+        assert MeterState(carry=fast).dump() == MeterState(carry=exact).dump()
+
+
+@settings(max_examples=300, deadline=None)
+@given(INSTANTS, st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]))
+def test_month_key_is_the_local_month(moment: datetime, zone: str) -> None:
+    component = {"provider": "gen", "per_kwh": "0.1"}
+    tariff = Tariff.model_validate(
+        {"id": "t", "currency": "USD", "timezone": zone, "components": [component]}
+    )
+    for _ in range(2):  # computed, then memoised
+        assert month_key(tariff, moment) == moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m")
