@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 
 from hub.db import make_engine, migrate
@@ -32,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--migrate", action="store_true", help="create or upgrade the schema")
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--counters", action="store_true", help="print counters on exit")
+    parser.add_argument(
+        "--progress",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help='print {"posted": N, "at": UNIX_TIME} whenever the posted count changed, at most '
+        "this often (benchmarks read it instead of querying the database while it is loaded)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
@@ -58,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             print("error: could not connect to the broker", file=sys.stderr)
             return 1
         print("ready", flush=True)
-        while not stop.wait(0.5):  # wake up now and then: signal handlers run in this thread
-            pass
+        wake = args.progress if args.progress > 0 else 0.5
+        posted = 0
+        while not stop.wait(wake):  # wake up now and then: signal handlers run in this thread
+            if args.progress > 0 and service.counters["posted"] != posted:
+                posted = service.counters["posted"]
+                print(json.dumps({"posted": posted, "at": time.time()}), flush=True)
     finally:
         service.stop()
         if args.counters:
