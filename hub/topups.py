@@ -1,8 +1,9 @@
 """Top-ups as the API performs them: validate, post once (ledger), then tell the meters.
 
-After the posting commits, credit control runs for the account (``hub.notify``): debt
-recovery, reconnect above the threshold, the meters' new credit state. It is best-effort: a
-failure never undoes or repeats the posting; a replayed top-up triggers nothing.
+Debt recovery is posted in the top-up's own transaction, so a crash cannot separate them.
+After the commit, credit control runs for the account (``hub.notify``): reconnect above the
+threshold, the meters' new credit state. It is best-effort: a failure never undoes or repeats
+the posting; a replayed top-up triggers nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlmodel import Session
 
 from hub.api.context import HubContext
 from hub.api.money import parse_amount
+from hub.control.effects import Plan
 from hub.db import run_tx
 from hub.errors import InvalidInputError, NotFoundError
 from hub.ledger.topups import TopupResult, post_topup
@@ -41,7 +43,7 @@ def topup(
         raise InvalidInputError("currency", f"this hub takes {ctx.currency}, not {currency}")
     minor = parse_amount("amount", amount, ctx.currency, maximum=ctx.settings.max_topup_minor)
 
-    def work(session: Session) -> TopupResult:
+    def work(session: Session) -> tuple[TopupResult, Plan | None]:
         account = session.get(Account, account_id)
         if account is None:
             raise NotFoundError("account", account_id)
@@ -49,7 +51,7 @@ def topup(
             raise InvalidInputError("path.account_id", f"a {account.kind} account takes no top-up")
         if account.currency != ctx.currency:
             raise InvalidInputError("currency", f"account is in {account.currency}")
-        return post_topup(
+        result = post_topup(
             session,
             account_id,
             minor,
@@ -57,12 +59,15 @@ def topup(
             reference=reference,
             metadata=metadata,
         )
+        if not result.created or ctx.control is None:
+            return result, None
+        return result, ctx.control.recover(session, account_id, result.entry_id)
 
-    result = run_tx(ctx.engine, work)
+    result, recovered = run_tx(ctx.engine, work)
     if result.created:
         ctx.metrics.inc("topups")
         ctx.metrics.inc("postings")
-        after_topup(ctx, account_id, result.entry_id)
+        after_topup(ctx, account_id, result.entry_id, recovered)
     else:
         ctx.metrics.inc("topup_replays")
     return result

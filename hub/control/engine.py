@@ -144,6 +144,25 @@ class CreditControl:
 
         return self._run(work)
 
+    def recover(self, session: Session, account_id: str, entry_id: int) -> Plan:
+        """Debt recovery for top-up ``entry_id``, in the top-up's own transaction (``session``)
+        so that no crash can commit the money without its recovery; ``dispatch`` the plan
+        after the commit. A failure rolls back to a savepoint and is logged: the top-up stands
+        and ``after_topup`` tries again after the commit."""
+        plan = Plan()
+        try:
+            with session.begin_nested():
+                apply_recovery(session, account_id, entry_id, plan)
+        except Exception:
+            log.exception("debt recovery for top-up %s of %s failed", entry_id, account_id)
+            return Plan()
+        return plan
+
+    def dispatch(self, plan: Plan) -> list[Action]:
+        """Carry out a committed plan (``recover``): credit states, commands, notifications."""
+        self._dispatch(plan)
+        return plan.actions
+
     def operator(
         self, meter_id: str, action: str, reason: str, *, by: Mapping[str, Any] | None = None
     ) -> tuple[str, str, int]:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import update
 from sqlmodel import Session
 
+from hub import ledger
 from hub.db import run_tx
 from hub.events import record_event
 from hub.ledger._sql import meters
@@ -222,6 +223,24 @@ def test_recovery_runs_once_per_topup(scene_of: SceneOf) -> None:
     assert len(s.events("debt_recovery")) == 1
     # 250 of the 400 debt recovered, 150 still owed on the debt account, 750 credit
     assert s.balance() == 750 and s.balance(f"debt:{s.customer}") == -150
+    assert s.invariants() == {}
+
+
+def test_recovery_is_committed_with_the_topup(scene_of: SceneOf) -> None:
+    """The API posts the recovery in the top-up's transaction: a hub that dies right after
+    the commit (before any after-commit hook) has still recovered the debt, once."""
+    s = scene_of(balance=0, rules={"debt_recovery_share": "0.25"})
+    s.use(400)
+
+    def work(session: Session) -> ledger.TopupResult:
+        result = ledger.post_topup(session, s.customer, 1000, idempotency_key="crash")
+        s.control.recover(session, s.customer, result.entry_id)
+        return result
+
+    result = run_tx(s.engine, work)  # nothing runs after the commit
+    assert s.balance() == 750 and s.balance(f"debt:{s.customer}") == -150
+    s.control.after_topup(s.customer, result.entry_id)  # the hook, if it ran, adds nothing
+    assert len(s.entries("transfer")) == 1 and len(s.events("debt_recovery")) == 1
     assert s.invariants() == {}
 
 
