@@ -44,6 +44,7 @@ from hub.control.rules import (
     evaluate,
 )
 from hub.control.state import (
+    CHUNK,
     MEMORY,
     AccountCtx,
     MeterView,
@@ -116,13 +117,15 @@ class CreditControl:
         return self._run(work)
 
     def tick(self) -> list[Action]:
-        """Re-evaluate every meter whose customer is below zero: grace periods and friendly
-        windows end with no posting to trigger it (the scheduler calls this every minute)."""
+        """Re-evaluate every meter paid (wholly or partly) by a customer account below zero:
+        grace periods and friendly windows end with no posting to trigger it (the scheduler
+        calls this every minute)."""
         with read_tx(self.engine) as conn:
-            ids = list(conn.execute(
-                select(meters.c.id).join(accounts, accounts.c.id == meters.c.customer_id)
-                .where(accounts.c.balance < 0).order_by(meters.c.id)
+            owing = set(conn.execute(
+                select(accounts.c.id).join(customers, customers.c.id == accounts.c.id)
+                .where(accounts.c.balance < 0)
             ).scalars())  # fmt: skip
+            ids = meters_paid_by_any(conn, owing)
         return self.after_postings(ids)
 
     def after_topup(self, account_id: str, entry_id: int | None = None) -> list[Action]:
@@ -384,6 +387,26 @@ def meters_of(conn: Connection, account_id: str) -> list[str]:
     backed = select(customers.c.id).where(customers.c.alternate_account_id == account_id)
     found |= set(conn.execute(select(meters.c.id).where(meters.c.customer_id.in_(backed)))
                  .scalars())  # fmt: skip
+    return sorted(found)
+
+
+def meters_paid_by_any(conn: Connection, account_ids: set[str]) -> list[str]:
+    """Meters paid (wholly or partly) by any of ``account_ids``: as their customer, as a
+    sharing user, or through a split rule."""
+    if not account_ids:
+        return []
+    found: set[str] = set()
+    ids = sorted(account_ids)
+    for i in range(0, len(ids), CHUNK):
+        part = ids[i : i + CHUNK]
+        found |= set(conn.execute(select(meters.c.id).where(meters.c.customer_id.in_(part)))
+                     .scalars())  # fmt: skip
+        found |= set(conn.execute(select(_sharing.c.meter_id)
+                                  .where(_sharing.c.customer_id.in_(part))).scalars())  # fmt: skip
+    for row in conn.execute(select(meters.c.id, meters.c.split_rule)
+                            .where(meters.c.split_rule.is_not(None))):  # fmt: skip
+        if account_ids & set((row.split_rule or {}).get("accounts") or {}):
+            found.add(row.id)
     return sorted(found)
 
 

@@ -13,7 +13,8 @@ from sqlmodel import Session
 from hub import ledger
 from hub.db import run_tx
 from hub.events import record_event
-from hub.ledger._sql import meters
+from hub.ledger import UsagePosting
+from hub.ledger._sql import customers, meters
 from tests.hub.control.scene import Clock, Scene, alternate_of
 
 SceneOf = Callable[..., Scene]
@@ -56,6 +57,33 @@ def test_exhausted_prompts_then_grace_then_disconnect_once(scene_of: SceneOf, cl
     assert s.commands("reconnect", at_least=1)[0]["meter"] == s.meter
     credit = s.commands("credit", at_least=1)[-1]
     assert credit["params"]["balance"] == 340
+    assert s.invariants() == {}
+
+
+def test_tick_reaches_a_meter_paid_through_a_split_rule(scene_of: SceneOf, clock: Clock) -> None:
+    """The meter's own customer is in credit; the account its split rule debits is not, so
+    the grace period must still end in a cut-off on the tick."""
+    s = scene_of(balance=1000, rules={"grace_s": 600})
+    payer = f"payer-{s.meter}"
+
+    def setup(session: Session) -> None:
+        ledger.create_customer(session, payer, payer, "USD")
+        conn = session.connection()
+        rule = {"accounts": {payer: 1}}
+        conn.execute(update(meters).where(meters.c.id == s.meter).values(split_rule=rule))
+        flags = {"credit_rules": {"grace_s": 600}}
+        conn.execute(update(customers).where(customers.c.id == payer).values(flags=flags))
+
+    run_tx(s.engine, setup)
+    s.seq += 1
+    charge = [(payer, -100), ("provider:gen", 100)]
+    posting = UsagePosting(s.meter, s.seq, s.register, s.register + 100, charge, "USD")
+    run_tx(s.engine, lambda session: ledger.post_usage_batch(session, [posting]))
+    s.control.after_postings([s.meter])  # exhausted: grace starts
+    assert "disconnect" not in s.kinds()
+    clock.advance(seconds=601)
+    done = s.control.tick()
+    assert [(a.kind, a.meter_id) for a in done] == [("disconnect", s.meter)]
     assert s.invariants() == {}
 
 
