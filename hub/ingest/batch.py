@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Engine, delete, func, insert, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -61,6 +61,7 @@ from hub.ingest.reads import (
     save_states,
 )
 from hub.ledger import UsagePosting, post_usage_batch
+from hub.ledger.bulk import execute_many, select_in
 from hub.rating.engine import Rated, rate
 from hub.rating.mix import proportions
 from hub.rating.payers import SplitRuleError, payer_weights, portions
@@ -447,12 +448,9 @@ class BatchProcessor:
                  or work.now - (meters[m].last_seen_at or EPOCH) > ONLINE_REFRESH]  # fmt: skip
         if not stale:
             return
-        stmt = (
-            update(T_METERS)
-            .where(T_METERS.c.id == bindparam("mid"))
-            .values(online=True, last_seen_at=bindparam("seen"))
-        )
-        conn.execute(stmt, [{"mid": m, "seen": work.now} for m in stale])
+        execute_many(conn, "UPDATE meters SET online = ?, last_seen_at = ? WHERE id = ?",
+                     (T_METERS.c.online, T_METERS.c.last_seen_at, None),
+                     [(True, work.now, m) for m in stale])  # fmt: skip
 
     # -- credit state -------------------------------------------------------------------------
 
@@ -465,21 +463,18 @@ class BatchProcessor:
         touched: dict[str, tuple[Tariff, MeterState]],
     ) -> None:
         accounts = sorted({paying for _, paying in payers.values()})
-        balances: dict[str, int] = dict(conn.execute(
-            select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.balance).where(T_ACCOUNTS.c.id.in_(accounts))
-        ).all())  # fmt: skip
-        customers = {r.id: r for r in conn.execute(
-            select(T_CUSTOMERS.c.id, T_CUSTOMERS.c.flags, T_CUSTOMERS.c.protected)
-            .where(T_CUSTOMERS.c.id.in_(accounts)))}  # fmt: skip
+        balances: dict[str, int] = dict(select_in(conn, T_ACCOUNTS, ("id", "balance"), "id",
+                                                  accounts))  # fmt: skip
+        customers = {cid: (flags, protected) for cid, flags, protected in select_in(
+            conn, T_CUSTOMERS, ("id", "flags", "protected"), "id", accounts)}  # fmt: skip
         headroom = alternate_headroom(conn, customers)
         gateways = sorted({meters[m].gateway_id for m in touched})
-        keys: dict[str, str] = dict(conn.execute(
-            select(T_GATEWAYS.c.id, T_GATEWAYS.c.command_key)
-            .where(T_GATEWAYS.c.id.in_(gateways))).all())  # fmt: skip
+        keys: dict[str, str] = dict(select_in(conn, T_GATEWAYS, ("id", "command_key"), "id",
+                                              gateways))  # fmt: skip
         for meter_id, (tariff, state) in touched.items():
             paying = payers[meter_id][1]
             meter = meters[meter_id]
-            customer = customers.get(paying)
+            flags, protected = customers.get(paying, (None, False))
             out.credit[meter_id] = CreditInfo(
                 meter_id=meter_id,
                 gateway_id=meter.gateway_id,
@@ -488,8 +483,8 @@ class BatchProcessor:
                 balance=int(balances.get(paying, 0)),
                 tariff=tariff,
                 state=state,
-                flags=customer.flags if customer is not None else None,
-                protected=bool(customer.protected) if customer is not None else False,
+                flags=flags,
+                protected=bool(protected),
                 alternate_available=headroom.get(paying, 0),
             )
 

@@ -10,8 +10,6 @@ from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import func, or_, select, tuple_
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
 from hub.ingest.model import (
@@ -27,6 +25,7 @@ from hub.ingest.model import (
     MeterCfg,
     Rec,
 )
+from hub.ledger.bulk import bulk_insert, select_in
 from hub.rating.mix import MixWindow
 from hub.rating.payers import Sharer
 from hub.rating.state import MeterState
@@ -41,26 +40,20 @@ from protocol.tariff import Tariff
 def load_meters(conn: Connection, ids: Iterable[str]) -> dict[str, MeterCfg]:
     ids = sorted(ids)
     out: dict[str, MeterCfg] = {}
-    cols = (T_METERS.c.id, T_METERS.c.gateway_id, T_METERS.c.customer_id,
-            T_METERS.c.tariff_id, T_METERS.c.split_rule, T_METERS.c.online,
-            T_METERS.c.relay, T_METERS.c.last_seen_at)  # fmt: skip
-    for i in range(0, len(ids), CHUNK):
-        part = ids[i : i + CHUNK]
-        for row in conn.execute(select(*cols).where(T_METERS.c.id.in_(part))):
-            out[row.id] = MeterCfg(row.id, row.gateway_id, row.customer_id, row.tariff_id,
-                                    row.split_rule, bool(row.online), row.relay,
-                                    row.last_seen_at)  # fmt: skip
-        stmt = select(T_SHARING).where(T_SHARING.c.meter_id.in_(part))
-        for row in conn.execute(stmt.order_by(T_SHARING.c.customer_id)):
-            if row.meter_id in out:
-                out[row.meter_id].sharers.append(
-                    Sharer(row.customer_id, int(row.weight), bool(row.contributes))
-                )
+    cols = ("id", "gateway_id", "customer_id", "tariff_id", "split_rule", "online", "relay",
+            "last_seen_at")  # fmt: skip
+    for mid, gateway, customer, tariff, rule, online, relay, seen in select_in(
+        conn, T_METERS, cols, "id", ids
+    ):
+        out[mid] = MeterCfg(mid, gateway, customer, tariff, rule, bool(online), relay, seen)
+    sharing = select_in(conn, T_SHARING, ("meter_id", "customer_id", "weight", "contributes"),
+                        "meter_id", ids, order_by="customer_id")  # fmt: skip
+    for mid, customer, weight, contributes in sharing:  # each meter's in customer_id order
+        if mid in out:
+            out[mid].sharers.append(Sharer(customer, int(weight), bool(contributes)))
     accounts = {a for m in out.values() for a in (m.split_rule or {}).get("accounts", {})}
     if accounts:
-        known = set(conn.execute(
-            select(T_ACCOUNTS.c.id).where(T_ACCOUNTS.c.id.in_(sorted(accounts)))
-        ).scalars())  # fmt: skip
+        known = {row[0] for row in select_in(conn, T_ACCOUNTS, ("id",), "id", sorted(accounts))}
         for m in out.values():
             missing = set((m.split_rule or {}).get("accounts", {})) - known
             if missing:
@@ -74,12 +67,8 @@ def load_states(
     """Each meter's rating state: from ``cache`` where present, else from ``meter_carry``."""
     out = {m: cache[m] for m in wanted if m in cache}
     ids = sorted(m for m in wanted if m not in out)
-    for i in range(0, len(ids), CHUNK):
-        stmt = select(T_CARRY.c.meter_id, T_CARRY.c.state).where(
-            T_CARRY.c.meter_id.in_(ids[i : i + CHUNK])
-        )
-        for row in conn.execute(stmt):
-            out[row.meter_id] = MeterState.load(row.state)
+    for meter_id, state in select_in(conn, T_CARRY, ("meter_id", "state"), "meter_id", ids):
+        out[meter_id] = MeterState.load(state)
     return out
 
 
@@ -91,14 +80,13 @@ def due_pending(conn: Connection, held_before: datetime) -> list[Any]:
 
 def load_pending(conn: Connection, ids: Iterable[str]) -> dict[tuple[str, int], Rec]:
     """Every held record of the meters ``ids``."""
-    ids = sorted(ids)
     out: dict[tuple[str, int], Rec] = {}
-    for i in range(0, len(ids), CHUNK):
-        stmt = select(T_PENDING).where(T_PENDING.c.meter_id.in_(ids[i : i + CHUNK]))
-        for row in conn.execute(stmt):
-            record = validate(json.loads(row.record), UsageRecord)
-            out[(row.meter_id, int(row.seq))] = Rec(record, row.gateway_id,
-                                                     row.received_at, True)  # fmt: skip
+    cols = ("meter_id", "seq", "gateway_id", "record", "received_at")
+    for meter_id, seq, gateway, text, received in select_in(
+        conn, T_PENDING, cols, "meter_id", sorted(ids)
+    ):
+        record = validate(json.loads(text), UsageRecord)
+        out[(meter_id, int(seq))] = Rec(record, gateway, received, True)
     return out
 
 
@@ -159,15 +147,12 @@ def mix_windows(conn: Connection, by_meter: dict[str, list[Rec]]) -> dict[str, l
     return out
 
 
+_CARRY_UPSERT = (
+    "ON CONFLICT (meter_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+)
+
+
 def save_states(conn: Connection, states: dict[str, str], now: datetime) -> None:
     """Upsert each meter's rating state in one statement (``meter_carry``)."""
-    if not states:
-        return
-    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
-    stmt = dialect.insert(T_CARRY)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["meter_id"],
-        set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
-    )
-    conn.execute(stmt, [{"meter_id": m, "state": s, "updated_at": now}
-                        for m, s in sorted(states.items())])  # fmt: skip
+    rows = [{"meter_id": m, "state": s, "updated_at": now} for m, s in sorted(states.items())]
+    bulk_insert(conn, T_CARRY, rows, on_conflict=_CARRY_UPSERT)

@@ -1,13 +1,20 @@
-"""Bulk SQL for usage batches: id allocation, array inserts and key lookups per backend."""
+"""Bulk SQL for usage batches: id allocation, array inserts and key lookups per backend.
+
+The statements a batch runs every time are SQL text rendered once per shape and run with the
+driver's executemany or one array parameter, with values converted by each column's own bind
+and result processors: building and compiling a Core ``select(...).where(col.in_(...))`` (with
+its expanding IN list) or a Core executemany cost more CPU per batch than the queries did.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, Column, Table
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from hub.models.types import UTCDateTime
 
@@ -24,7 +31,9 @@ def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
     return list(range(int(top) + 1, int(top) + 1 + n))
 
 
-def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def bulk_insert(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], on_conflict: str = ""
+) -> None:
     """Insert many rows with one statement, bypassing per-row SQLAlchemy compilation: ``INSERT
     ... SELECT FROM unnest(arrays)`` on PostgreSQL (psycopg's executemany would pipeline one
     statement per row), the driver's executemany on SQLite. Values pass through each column's
@@ -32,24 +41,101 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if not rows:
         return
     names = list(rows[0])
-    columns = []
-    for name in names:
-        column = table.c[name]
-        convert = _bind_processor(conn, column)
-        values = [row[name] for row in rows]
-        if convert is None:
-            columns.append(values)
-        elif isinstance(column.type, UTCDateTime):
-            columns.append(_convert_instants(values, convert))
-        else:
-            columns.append([convert(v) for v in values])
+    columns = [bind_values(conn, table.c[name], [row[name] for row in rows]) for name in names]
     into = f"INSERT INTO {table.name} ({', '.join(names)}) "
+    if on_conflict:
+        on_conflict = " " + on_conflict
     if conn.dialect.name == "postgresql":
         casts = [f"CAST(%s AS {table.c[n].type.compile(dialect=conn.dialect)}[])" for n in names]
-        conn.exec_driver_sql(into + f"SELECT * FROM unnest({', '.join(casts)})", tuple(columns))
+        sql = into + f"SELECT * FROM unnest({', '.join(casts)})" + on_conflict
+        conn.exec_driver_sql(sql, tuple(columns))
     else:
         marks = ", ".join("?" * len(names))
-        conn.exec_driver_sql(into + f"VALUES ({marks})", list(zip(*columns, strict=True)))
+        sql = into + f"VALUES ({marks})" + on_conflict
+        conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+
+
+def bind_values(conn: Connection, column: Column[Any], values: list[Any]) -> list[Any]:
+    """``values`` as the driver should get them for ``column`` (its bind processor)."""
+    convert = _bind_processor(conn, column)
+    if convert is None:
+        return values
+    if isinstance(column.type, UTCDateTime):
+        return _convert_instants(values, convert)
+    return [convert(v) for v in values]
+
+
+def execute_many(
+    conn: Connection, sql: str, columns: Sequence[Column[Any] | None], rows: list[tuple[Any, ...]]
+) -> None:
+    """Run ``sql`` (``?`` marks) once per row with the driver's executemany; the value at
+    position i goes through ``columns[i]``'s bind processor (None: passed as it is)."""
+    if not rows:
+        return
+    values = [list(v) for v in zip(*rows, strict=True)]
+    converted = [
+        v if column is None else bind_values(conn, column, v)
+        for column, v in zip(columns, values, strict=True)
+    ]
+    conn.exec_driver_sql(driver_sql(conn, sql), list(zip(*converted, strict=True)))
+
+
+def driver_sql(conn: Connection, sql: str) -> str:
+    """``sql`` written with ``?`` marks in the driver's paramstyle (psycopg: ``%s``)."""
+    return sql.replace("?", "%s") if conn.dialect.name == "postgresql" else sql
+
+
+def select_in(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    key: str,
+    keys: Sequence[Any],
+    *,
+    order_by: str = "",
+    lock: bool = False,
+) -> list[tuple[Any, ...]]:
+    """Rows of ``SELECT columns FROM table WHERE key IN keys [ORDER BY order_by]``, each value
+    through its column's result processor (as a Core select returns them). PostgreSQL: one
+    statement with the keys as an array (``= ANY``), ``FOR UPDATE`` with ``lock``; SQLite:
+    chunks of CHUNK keys (its write lock is held from ``BEGIN IMMEDIATE``)."""
+    if not keys:
+        return []
+    convert = _result_processors(conn.dialect, table, tuple(columns))
+    pg = conn.dialect.name == "postgresql"
+    step = len(keys) if pg else CHUNK
+    head = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
+    tail = (f" ORDER BY {order_by}" if order_by else "") + (" FOR UPDATE" if lock and pg else "")
+    out: list[tuple[Any, ...]] = []
+    for i in range(0, len(keys), step):
+        part = list(keys[i : i + step])
+        if pg:
+            rows = conn.exec_driver_sql(f"{head} = ANY(%s){tail}", (part,)).all()
+        else:
+            rows = conn.exec_driver_sql(f"{head} IN ({_marks(len(part))}){tail}", tuple(part)).all()
+        if any(convert):
+            out.extend(_convert_row(convert, row) for row in rows)
+        else:
+            out.extend(tuple(row) for row in rows)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _convert_row(convert: Sequence[Callable[[Any], Any] | None], row: Any) -> tuple[Any, ...]:
+    return tuple(v if f is None else f(v) for f, v in zip(convert, row, strict=True))
+
+
+@lru_cache(maxsize=256)
+def _result_processors(
+    dialect: Dialect, table: Table, columns: tuple[str, ...]
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    return tuple(
+        table.c[name].type.dialect_impl(dialect).result_processor(dialect, None) for name in columns
+    )
 
 
 def _bind_processor(conn: Connection, column: Column[Any]) -> Callable[[Any], Any] | None:

@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import select
 
-from hub.ledger._sql import Executor, carry, conn_of, meters, upsert
+from hub.ledger._sql import Executor, carry, conn_of, upsert
+from hub.ledger.bulk import execute_many
 from hub.models import utcnow
 
 if TYPE_CHECKING:
     from hub.ledger.usage import UsagePosting
+
+
+_PROGRESS = ("UPDATE meters SET last_seq = ?, import_wh = ? "
+             "WHERE id = ? AND (last_seq IS NULL OR last_seq < ?)")  # fmt: skip
 
 
 def record_progress(conn: Any, postings: Sequence[UsagePosting]) -> None:
@@ -24,14 +29,9 @@ def record_progress(conn: Any, postings: Sequence[UsagePosting]) -> None:
             newest[p.meter_id] = p
         if p.carry is not None:
             carries[p.meter_id] = p.carry
-    stmt = (
-        update(meters)
-        .where(and_(meters.c.id == bindparam("mid"),
-                    or_(meters.c.last_seq.is_(None), meters.c.last_seq < bindparam("s"))))
-        .values(last_seq=bindparam("s"), import_wh=bindparam("wh"))
-    )  # fmt: skip
-    conn.execute(stmt, [{"mid": m, "s": newest[m].seq, "wh": newest[m].import_end}
-                        for m in sorted(newest)])  # fmt: skip
+    execute_many(conn, _PROGRESS, (None, None, None, None),
+                 [(newest[m].seq, newest[m].import_end, m, newest[m].seq)
+                  for m in sorted(newest)])  # fmt: skip
     for meter_id in sorted(carries):
         set_carry(conn, meter_id, carries[meter_id])
 

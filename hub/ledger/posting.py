@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
 from hub.errors import BelowFloorError, CurrencyMismatchError, UnknownAccountError
 from hub.ledger._sql import Executor, accounts, conn_of, entries, insert_ignore, lines
+from hub.ledger.bulk import execute_many
 from hub.ledger.lines import Line, check_lines
 from hub.models import EntryKind, utcnow
 
@@ -42,14 +43,8 @@ def lock_accounts(conn: Connection, account_ids: Sequence[str]) -> dict[str, Any
 
 def apply_deltas(conn: Connection, deltas: Mapping[str, int]) -> None:
     """Add each delta to its account's cached balance, in id order, without reading it first."""
-    if not deltas:
-        return
-    stmt = (
-        update(accounts)
-        .where(accounts.c.id == bindparam("aid"))
-        .values(balance=accounts.c.balance + bindparam("delta"))
-    )
-    conn.execute(stmt, [{"aid": k, "delta": deltas[k]} for k in sorted(deltas)])
+    execute_many(conn, "UPDATE accounts SET balance = balance + ? WHERE id = ?", (None, None),
+                 [(deltas[k], k) for k in sorted(deltas)])  # fmt: skip
 
 
 def find_by_key(conn: Connection, key: str) -> int | None:

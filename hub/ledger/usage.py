@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from hub.errors import LedgerError
 from hub.ledger._sql import Executor, accounts, conn_of, entries, lines, meters, posted
-from hub.ledger.bulk import allocate_ids, bulk_insert, find_posted
+from hub.ledger.bulk import allocate_ids, bulk_insert, find_posted, select_in
 from hub.ledger.lines import Line, check_lines, merge_deltas
 from hub.ledger.meters import record_progress
 from hub.ledger.posting import apply_deltas
@@ -89,18 +87,14 @@ def post_usage_batch(db: Executor, postings: Sequence[UsagePosting]) -> BatchRes
             fresh[(p.meter_id, p.seq)] = p
             deltas[(p.meter_id, p.seq)] = checked
     meter_ids = sorted({m for m, _ in fresh})
-    known = set(
-        conn.execute(
-            select(meters.c.id).where(meters.c.id.in_(meter_ids)).order_by(meters.c.id)
-            .with_for_update()
-        ).scalars()
-    )  # fmt: skip
+    known = {r[0] for r in select_in(conn, meters, ("id",), "id", meter_ids, order_by="id",
+                                     lock=True)}  # fmt: skip
     for key in sorted(find_posted(conn, list(fresh))):
         fresh.pop(key)
         result.duplicates.append(key)
     account_ids = sorted({a for p in fresh.values() for a, _ in p.lines})
-    stmt_acc = select(accounts.c.id, accounts.c.currency).where(accounts.c.id.in_(account_ids))
-    currency_of: dict[str, str] = {r.id: r.currency for r in conn.execute(stmt_acc)}
+    currency_of: dict[str, str] = dict(select_in(conn, accounts, ("id", "currency"), "id",
+                                                 account_ids))  # fmt: skip
     todo: list[UsagePosting] = []
     for p in fresh.values():
         reason = _account_problem(p, known, currency_of)
@@ -148,7 +142,5 @@ def _write(
     record_progress(conn, todo)
     result.posted.extend((p.meter_id, p.seq, eid) for eid, p in zip(ids, todo, strict=True))
     touched = sorted({a for p in todo for a, _ in p.lines})
-    stmt2 = select(accounts.c.id, accounts.c.balance, accounts.c.floor).where(
-        accounts.c.id.in_(touched)
-    )
-    result.accounts = {r.id: AccountState(r.balance, r.floor) for r in conn.execute(stmt2)}
+    found = select_in(conn, accounts, ("id", "balance", "floor"), "id", touched)
+    result.accounts = {aid: AccountState(balance, floor) for aid, balance, floor in found}
