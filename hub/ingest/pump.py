@@ -8,7 +8,7 @@ the parent says is committed, and publishes what the parent asks it to.
 
 Child → parent: ``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``,
 ``("up", generation, session_present)`` once subscribed, ``("down", reason)``,
-``("protocol", v5)`` after falling back to MQTT 3.1.1.
+``("protocol", v5)`` after falling back to MQTT 3.1.1, ``("cpu", seconds)`` when stopping.
 Parent → child: ``("ack", generation, [(mid, qos), ...])``, ``("publish", topic, payload)``,
 ``("stop",)``.
 
@@ -96,6 +96,7 @@ class Pump:
                     if self._client is not None:
                         self._client.publish(request[1], request[2], qos=1)
             elif kind == "stop":
+                self._send(("cpu", time.process_time()))
                 return
 
     def _open(self) -> None:

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         service.stop()
         if args.counters:
-            print(json.dumps(service.counters), flush=True)
+            cpu = {"process_cpu_ms": int(time.process_time() * 1000)}
+            print(json.dumps({**service.counters, **cpu}), flush=True)
         engine.dispose()
     return 0
 

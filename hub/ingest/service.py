@@ -48,6 +48,7 @@ COUNTERS = (
     "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
     "batches", "commands", "db_errors", "worker_cpu_ms", "worker_wall_ms", "credit_cpu_ms",
+    "pump_cpu_ms",
 )  # fmt: skip
 
 
@@ -223,6 +224,8 @@ class IngestService:
             self._connected.clear()
         elif kind == "protocol":
             self.mqtt_v5 = bool(args[0])
+        elif kind == "cpu":
+            self.counters["pump_cpu_ms"] += int(float(args[0]) * 1000)
 
     # -- worker --------------------------------------------------------------------------------
 
