@@ -303,8 +303,7 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "raw_cpu_us_per_record": round(raw_result["cpu_ms"] * 1000 / args.records),
             # the hub's two processes (settling + MQTT pump), start-up included
             "hub_cpu_us_per_record": round(
-                (hub_counters["process_cpu_ms"] + hub_counters["pump_cpu_ms"])
-                * 1000 / args.records
+                (hub_counters["process_cpu_ms"] + hub_counters["pump_cpu_ms"]) * 1000 / args.records
             ),
             "worker_cpu_us_per_record": round(hub_counters["worker_cpu_ms"] * 1000 / args.records),
             "hub_counters": hub_counters,
