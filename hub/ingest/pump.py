@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="PumpConfig as JSON")
     args = parser.parse_args(argv)
     cfg = PumpConfig.from_json(args.config)
+    # Ctrl-C in a terminal reaches the whole process group: the hub stops the pump itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     Pump(cfg, Connection(args.fd)).run()
