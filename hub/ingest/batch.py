@@ -237,7 +237,7 @@ class BatchProcessor:
         maybe_posted = [
             (c.record.meter, c.record.seq)
             for c in candidates
-            if c.record.seq <= states.get(c.record.meter, MeterState()).seq
+            if c.record.meter in states and c.record.seq <= states[c.record.meter].seq
         ]
         posted = posted_keys(conn, maybe_posted)
         for rec in candidates:
@@ -251,6 +251,9 @@ class BatchProcessor:
             return
         tariffs = load_histories(conn, {m.tariff_id for m in meters.values() if m.tariff_id})
         providers = provider_accounts(conn, tariffs.values())
+        # Per tariff version, not per record: what it names that has no provider account.
+        unknown = {id(t): _unknown_providers(t, providers)
+                   for h in tariffs.values() for t in h.tariffs}  # fmt: skip
         mixes = mix_windows(conn, by_meter)
         postings: list[UsagePosting] = []
         to_hold: list[Rec] = []
@@ -286,14 +289,15 @@ class BatchProcessor:
                         work.counts["held"] += 1
                     continue
                 tariff = history.at(r.end)
-                problem = _unknown_providers(tariff, providers)
+                problem = unknown[id(tariff)]
                 if problem is not None:
                     work.quarantine_payload(usage_topic(rec), record_json(r), problem)
                     if rec.pending:
                         released.append((meter_id, r.seq))
                     continue
                 mtd = None if in_order else posted_mtd(conn, tariff, r)
-                mix = proportions(mixes.get(meter_id, ()), r.start, r.end)
+                windows = mixes.get(meter_id)
+                mix = proportions(windows, r.start, r.end) if windows else {}
                 rated = rate(tariff, state, r, mix=mix, month_to_date=mtd, in_order=in_order)
                 if in_order and r.seq - r.merged > state.seq:
                     work.counts["gaps_skipped"] += 1

@@ -60,4 +60,8 @@ def portions(debit: int, weights: Mapping[str, int]) -> dict[str, int]:
     """``debit`` split by ``weights``: non-zero portions only, summing exactly to ``debit``."""
     if debit == 0:
         return {}
+    if len(weights) == 1 and debit > 0:  # one payer (the usual meter) pays it all
+        ((account, weight),) = weights.items()
+        if weight > 0:
+            return {account: debit}
     return {a: v for a, v in split(debit, weights).items() if v}

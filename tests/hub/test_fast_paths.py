@@ -15,8 +15,9 @@ from hub.ledger.bulk import _convert_instants
 from hub.models.types import UTCDateTime
 from hub.rating.engine import month_key
 from hub.rating.fast import ScaledCarry, apportion_linear
+from hub.rating.payers import portions
 from hub.rating.state import MeterState
-from protocol.apportion import apportion, dump_carry
+from protocol.apportion import apportion, dump_carry, split
 from protocol.tariff import Tariff
 
 ZONES = [UTC, timezone(timedelta(hours=2)), ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")]
@@ -78,3 +79,11 @@ def test_month_key_is_the_local_month(moment: datetime, zone: str) -> None:
     )
     for _ in range(2):  # computed, then memoised
         assert month_key(tariff, moment) == moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m")
+
+
+@given(st.integers(0, 10**12), st.dictionaries(NAMES, st.integers(0, 9), min_size=1, max_size=3))
+def test_portions_is_the_protocols_split(debit: int, weights: dict[str, int]) -> None:
+    if not any(weights.values()):
+        weights["a"] = 1
+    want = {a: v for a, v in split(debit, weights).items() if v} if debit else {}
+    assert list(portions(debit, weights).items()) == list(want.items())
