@@ -163,13 +163,21 @@ def rate(
         new = replace(state, carry=carry, mtd=mtd)
     else:
         if end_month == start_month:
-            mtd = month_to_date + energy
+            mtd = _plus(month_to_date, energy)
         else:
             mtd = energy_in_end_month(tariff, start, end, energy)
         new = MeterState(
             seq=record.seq, carry=carry, month=end_month, mtd=mtd, register=record.import_end
         )
     return Rated(shares=shares, debit=sum(shares.values()), state=new, exact=exact)
+
+
+def _plus(energy: Fraction, more: int) -> Fraction:
+    """``energy + more``; a whole ``energy`` (the usual month-to-date) skips Fraction's
+    general addition and its gcd."""
+    if energy.denominator == 1:
+        return Fraction(energy.numerator + more)
+    return energy + more
 
 
 def _micros(d: timedelta) -> int:

@@ -61,10 +61,15 @@ def apportion_int(owed: Mapping[str, int], d: int) -> tuple[dict[str, int], dict
         for p in providers:
             if owed[p] > 0:
                 shares[p] = owed[p] * debit // positive
+    rest = {p: owed[p] - shares[p] * d for p in providers}
+    # Each unit left goes to the largest remainder, a tie to the later name: ``max`` keeps the
+    # first maximum it meets, so it scans the names from the last.
+    latest_first = providers[::-1]
     for _ in range(debit - sum(shares.values())):
-        p = max(providers, key=lambda q: (owed[q] - shares[q] * d, q))
+        p = max(latest_first, key=rest.__getitem__)
         shares[p] += 1
-    return shares, {p: owed[p] - shares[p] * d for p in providers}
+        rest[p] -= d
+    return shares, rest
 
 
 def apportion_fast(
@@ -88,6 +93,13 @@ def apportion_linear(
 
     The result is the same whatever common denominator the sums are taken over (every step of
     ``apportion_int`` scales with it), so a ``ScaledCarry`` is used as it stands."""
+    if isinstance(carry, ScaledCarry) and carry.denominator == rates_d:
+        # The usual case: the meter's last record was rated with the same rates.
+        owed = {p: r * energy for p, r in rates.items()}
+        for p, n in carry.numerators.items():
+            owed[p] = owed.get(p, 0) + n
+        shares, rest = apportion_int(owed, rates_d)
+        return shares, ScaledCarry(rates_d, rest)
     if isinstance(carry, ScaledCarry):
         d = lcm(rates_d, carry.denominator)
         numerators = carry.numerators
