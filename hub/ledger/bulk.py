@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, Column, Table
+from sqlalchemy import JSON, Boolean, Column, DateTime, Table
 from sqlalchemy.engine import Connection, Dialect
 
 from hub.models.types import UTCDateTime
@@ -101,7 +101,11 @@ def select_in(
     chunks of CHUNK keys (its write lock is held from ``BEGIN IMMEDIATE``)."""
     if not keys:
         return []
-    convert = _result_processors(conn.dialect, table, tuple(columns))
+    convert = [
+        _memo_result(f, table.c[name].type)
+        for f, name in zip(_result_processors(conn.dialect, table, tuple(columns)), columns,
+                           strict=True)
+    ]  # fmt: skip
     pg = conn.dialect.name == "postgresql"
     step = len(keys) if pg else CHUNK
     head = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
@@ -127,6 +131,30 @@ def _marks(n: int) -> str:
 
 def _convert_row(convert: Sequence[Callable[[Any], Any] | None], row: Any) -> tuple[Any, ...]:
     return tuple(v if f is None else f(v) for f, v in zip(convert, row, strict=True))
+
+
+def _memo_result(
+    convert: Callable[[Any], Any] | None, sql_type: Any
+) -> Callable[[Any], Any] | None:
+    """``convert`` for one query's values of a column: a stored value converts to an immutable
+    datetime or bool once per query (many meters share a last-seen time), JSON ``null`` (a meter
+    without a split rule) to None without the JSON parser; other JSON parses each time, as each
+    row must get its own mutable dict."""
+    if convert is None:
+        return None
+    if isinstance(sql_type, JSON):
+        json_convert = convert
+        return lambda value: None if value == "null" else json_convert(value)
+    if isinstance(sql_type, (DateTime, UTCDateTime, Boolean)):
+        seen: dict[Any, Any] = {}
+
+        def once(value: Any) -> Any:
+            if value not in seen:
+                seen[value] = convert(value)
+            return seen[value]
+
+        return once
+    return convert
 
 
 @lru_cache(maxsize=256)

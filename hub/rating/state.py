@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from hub.rating.fast import ScaledCarry
@@ -28,6 +29,10 @@ class MeterState:
     def dump(self) -> str:
         carry = self.carry
         dumped = carry.dump() if isinstance(carry, ScaledCarry) else dump_carry(carry)
+        plain = (type(self.seq) is int and type(self.register) in (int, type(None))
+                 and type(self.month) in (str, type(None)))  # fmt: skip
+        if plain:
+            return _dump_text(self.seq, dumped, self.month, self.mtd, self.register)
         data: dict[str, Any] = {"seq": self.seq, "carry": dumped}
         if self.month is not None:
             data["month"] = self.month
@@ -54,3 +59,26 @@ class MeterState:
 
     def with_carry(self, carry: Mapping[str, Fraction]) -> MeterState:
         return replace(self, carry=carry)
+
+
+def _dump_text(
+    seq: int, carry: dict[str, str], month: str | None, mtd: Fraction, register: int | None
+) -> str:
+    """What ``MeterState.dump`` gets from ``json.dumps(..., sort_keys=True, separators=(",",
+    ":"))`` for integer seq and register, written out directly: the hub dumps every meter it
+    rates in every batch. Strings go through ``json.dumps`` (memoised: the same providers and
+    months recur); the "n/d" values and integers need no escaping."""
+    parts = ['{"carry":{']
+    parts.append(",".join(f'{_json_str(p)}:"{carry[p]}"' for p in sorted(carry)))
+    parts.append("}")
+    if month is not None:
+        parts.append(f',"month":{_json_str(month)},"mtd":"{mtd.numerator}/{mtd.denominator}"')
+    if register is not None:
+        parts.append(f',"register":{register}')
+    parts.append(f',"seq":{seq}}}')
+    return "".join(parts)
+
+
+@lru_cache(maxsize=4096)
+def _json_str(text: str) -> str:
+    return json.dumps(text)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -91,3 +93,28 @@ def test_portions_is_the_protocols_split(debit: int, weights: dict[str, int]) ->
         weights["a"] = 1
     want = {a: v for a, v in split(debit, weights).items() if v} if debit else {}
     assert list(portions(debit, weights).items()) == list(want.items())
+
+
+def _json_dump(state: MeterState) -> str:
+    """MeterState.dump as json.dumps writes it (the general path)."""
+    data: dict[str, Any] = {"seq": state.seq, "carry": dump_carry(state.carry)}
+    if state.month is not None:
+        data["month"] = state.month
+        data["mtd"] = f"{state.mtd.numerator}/{state.mtd.denominator}"
+    if state.register is not None:
+        data["register"] = state.register
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+@given(
+    st.integers(0, 2**53),
+    st.dictionaries(st.text(max_size=5), st.fractions(max_denominator=10**9), max_size=4),
+    st.one_of(st.none(), st.text(max_size=8)),
+    st.fractions(min_value=0, max_denominator=10**6),
+    st.one_of(st.none(), st.integers(0, 10**15)),
+)
+def test_state_dump_is_json_dumps(
+    seq: int, carry: dict[str, Fraction], month: str | None, mtd: Fraction, register: int | None
+) -> None:
+    state = MeterState(seq=seq, carry=carry, month=month, mtd=mtd, register=register)
+    assert state.dump() == _json_dump(state)
