@@ -32,6 +32,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from hub.ingest.child import serve_parent
 from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
 from hub.ingest.pump_link import PumpConfig
 from protocol import topics
@@ -76,29 +77,22 @@ class Pump:
         forwarder = threading.Thread(target=self._forward_loop, name="pump-forward", daemon=True)
         forwarder.start()
         try:
-            self._serve()
+            serve_parent(self.conn, self._request)
         finally:
             self._stopping.set()
             self._arrived.set()
             forwarder.join(5)
             self._close()
+            self._send(("cpu", time.process_time()))
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                request = self.conn.recv()
-            except (EOFError, OSError):
-                return  # the parent is gone
-            kind = request[0]
-            if kind == "ack":
-                self._ack(request[1], request[2])
-            elif kind == "publish":
-                with self._client_lock:
-                    if self._client is not None:
-                        self._client.publish(request[1], request[2], qos=1)
-            elif kind == "stop":
-                self._send(("cpu", time.process_time()))
-                return
+    def _request(self, request: tuple[Any, ...]) -> bool:
+        if request[0] == "ack":
+            self._ack(request[1], request[2])
+        elif request[0] == "publish":
+            with self._client_lock:
+                if self._client is not None:
+                    self._client.publish(request[1], request[2], qos=1)
+        return True
 
     def _open(self) -> None:
         client = make_client(self.url, self.cfg.client_id, v5=self.v5)
@@ -149,7 +143,7 @@ class Pump:
             with self._send_lock:
                 self.conn.send(message)
         except (OSError, ValueError):
-            self._stopping.set()  # the parent is gone; _serve sees the end-of-file
+            self._stopping.set()  # the parent is gone; serve_parent sees the end-of-file
 
     def _forward_loop(self) -> None:
         while not self._stopping.is_set():
