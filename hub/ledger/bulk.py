@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, Table
@@ -50,9 +51,23 @@ def bulk_insert(
         sql = into + f"SELECT * FROM unnest({', '.join(casts)})" + on_conflict
         conn.exec_driver_sql(sql, tuple(columns))
     else:
-        marks = ", ".join("?" * len(names))
-        sql = into + f"VALUES ({marks})" + on_conflict
-        conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+        _sqlite_values(conn, into, on_conflict, len(names), list(zip(*columns, strict=True)))
+
+
+def _sqlite_values(
+    conn: Connection, into: str, suffix: str, width: int, rows: list[tuple[Any, ...]]
+) -> None:
+    """``into VALUES (row) suffix`` for every row, as an executemany of a statement that takes
+    up to 50 rows at once: SQLite then does about a third less work per row than stepping a
+    one-row statement per row. Rows are inserted in order (the same ids, the same result)."""
+    per = max(1, min(50, 900 // width))
+    full = len(rows) - len(rows) % per
+    if full:
+        sql = into + "VALUES " + ", ".join([f"({_marks(width)})"] * per) + suffix
+        chunks = [tuple(chain.from_iterable(rows[i : i + per])) for i in range(0, full, per)]
+        conn.exec_driver_sql(sql, chunks)
+    if full < len(rows):
+        conn.exec_driver_sql(into + f"VALUES ({_marks(width)})" + suffix, rows[full:])
 
 
 def bind_values(conn: Connection, column: Column[Any], values: list[Any]) -> list[Any]:
