@@ -39,10 +39,20 @@ def bulk_insert(
     ... SELECT FROM unnest(arrays)`` on PostgreSQL (psycopg's executemany would pipeline one
     statement per row), the driver's executemany on SQLite. Values pass through each column's
     bind processor (UTC datetimes, JSON) exactly as an ORM insert would."""
-    if not rows:
+    if rows:
+        names = list(rows[0])
+        insert_columns(conn, table, {n: [row[n] for row in rows] for n in names}, on_conflict)
+
+
+def insert_columns(
+    conn: Connection, table: Table, values: dict[str, list[Any]], on_conflict: str = ""
+) -> None:
+    """``bulk_insert`` of the rows whose values per column are ``values`` (equal lengths), for
+    a caller that has the columns at hand rather than one dict per row."""
+    names = list(values)
+    if not names or not values[names[0]]:
         return
-    names = list(rows[0])
-    columns = [bind_values(conn, table.c[name], [row[name] for row in rows]) for name in names]
+    columns = [bind_values(conn, table.c[name], values[name]) for name in names]
     into = f"INSERT INTO {table.name} ({', '.join(names)}) "
     if on_conflict:
         on_conflict = " " + on_conflict

@@ -16,7 +16,7 @@ from typing import Any
 
 from hub.errors import LedgerError
 from hub.ledger._sql import Executor, accounts, conn_of, entries, lines, meters, posted
-from hub.ledger.bulk import allocate_ids, bulk_insert, find_posted, select_in
+from hub.ledger.bulk import allocate_ids, find_posted, insert_columns, select_in
 from hub.ledger.lines import Line, check_lines, merge_deltas
 from hub.ledger.meters import record_progress
 from hub.ledger.posting import apply_deltas
@@ -122,22 +122,33 @@ def _write(
     conn: Any, todo: list[UsagePosting], deltas: dict[str, int], result: BatchResult
 ) -> None:
     now = utcnow()
-    ids = allocate_ids(conn, entries, len(todo))
-    rows = [{"id": eid, "kind": EntryKind.USAGE.value, "currency": p.currency, "created_at": now,
-             "effective_at": p.interval_end or now, "meter_id": p.meter_id, "seq": p.seq,
-             "idempotency_key": None, "reverses_id": None, "memo": p.memo,
-             "metadata": dict(p.metadata) if p.metadata is not None else None}
-            for eid, p in zip(ids, todo, strict=True)]  # fmt: skip
-    bulk_insert(conn, entries, rows)
-    line_rows = [{"entry_id": eid, "account_id": a, "amount": amount}
-                 for eid, p in zip(ids, todo, strict=True) for a, amount in p.lines]  # fmt: skip
-    bulk_insert(conn, lines, line_rows)
-    bulk_insert(conn, posted, [
-        {"meter_id": p.meter_id, "seq": p.seq, "entry_id": eid, "import_start": p.import_start,
-         "import_end": p.import_end, "interval_start": p.interval_start,
-         "interval_end": p.interval_end}
-        for eid, p in zip(ids, todo, strict=True)
-    ])  # fmt: skip
+    n = len(todo)
+    ids = allocate_ids(conn, entries, n)
+    meter_ids = [p.meter_id for p in todo]
+    seqs = [p.seq for p in todo]
+    ends = [p.interval_end for p in todo]
+    insert_columns(conn, entries, {
+        "id": ids, "kind": [EntryKind.USAGE.value] * n, "currency": [p.currency for p in todo],
+        "created_at": [now] * n, "effective_at": [end or now for end in ends],
+        "meter_id": meter_ids, "seq": seqs, "idempotency_key": [None] * n,
+        "reverses_id": [None] * n, "memo": [p.memo for p in todo],
+        "metadata": [dict(p.metadata) if p.metadata is not None else None for p in todo],
+    })  # fmt: skip
+    line_ids: list[int] = []
+    line_accounts: list[str] = []
+    line_amounts: list[int] = []
+    for eid, p in zip(ids, todo, strict=True):
+        for account_id, amount in p.lines:
+            line_ids.append(eid)
+            line_accounts.append(account_id)
+            line_amounts.append(amount)
+    insert_columns(conn, lines, {"entry_id": line_ids, "account_id": line_accounts,
+                                 "amount": line_amounts})  # fmt: skip
+    insert_columns(conn, posted, {
+        "meter_id": meter_ids, "seq": seqs, "entry_id": ids,
+        "import_start": [p.import_start for p in todo], "import_end": [p.import_end for p in todo],
+        "interval_start": [p.interval_start for p in todo], "interval_end": ends,
+    })  # fmt: skip
     apply_deltas(conn, deltas)
     record_progress(conn, todo)
     result.posted.extend((p.meter_id, p.seq, eid) for eid, p in zip(ids, todo, strict=True))
