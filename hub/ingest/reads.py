@@ -73,8 +73,11 @@ def load_states(
 
 
 def due_pending(conn: Connection, held_before: datetime) -> list[Any]:
-    """Meters with records held since before ``held_before`` (released even without news)."""
-    stmt = select(T_PENDING.c.meter_id).where(T_PENDING.c.received_at <= held_before)
+    """Meters (and their gateways) with records held since before ``held_before`` (released
+    even without news)."""
+    stmt = select(T_PENDING.c.meter_id, T_PENDING.c.gateway_id).where(
+        T_PENDING.c.received_at <= held_before
+    )
     return list(conn.execute(stmt.distinct()))
 
 
@@ -115,11 +118,7 @@ def posted_mtd(conn: Connection, tariff: Tariff, r: UsageRecord) -> Fraction:
 
 def provider_accounts(conn: Connection, histories: Iterable[TariffHistory]) -> dict[str, str]:
     names = sorted({c.provider for h in histories for t in h.tariffs for c in t.components})
-    stmt = select(T_PROVIDERS.c.id, T_PROVIDERS.c.account_id)
-    found: dict[str, str] = {}
-    if names:
-        rows = conn.execute(stmt.where(T_PROVIDERS.c.id.in_(names)))
-        found = {row.id: row.account_id for row in rows}
+    found: dict[str, str] = dict(select_in(conn, T_PROVIDERS, ("id", "account_id"), "id", names))
     # Generators named in mix tables are providers too.
     gens = conn.execute(select(T_MIX.c.measured)).scalars().all()
     extra = sorted({g for m in gens for g in (m or {})} - set(found))

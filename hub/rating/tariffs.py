@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from hub.ledger.bulk import select_in
 from hub.models import TariffVersion
 from protocol.messages import validate
 from protocol.tariff import Tariff
@@ -61,16 +61,12 @@ def load_histories(conn: Connection, tariff_ids: Iterable[str]) -> dict[str, Tar
     ids = sorted(set(tariff_ids))
     if not ids:
         return {}
-    stmt = (
-        select(_versions.c.tariff_id, _versions.c.version, _versions.c.valid_from,
-               _versions.c.document)
-        .where(_versions.c.tariff_id.in_(ids))
-        .order_by(_versions.c.tariff_id, _versions.c.valid_from, _versions.c.version)
-    )  # fmt: skip
     rows: dict[str, list[tuple[datetime, Tariff]]] = {}
-    for row in conn.execute(stmt):
-        tariff = parse_document(row.tariff_id, int(row.version), row.document)
-        rows.setdefault(row.tariff_id, []).append((row.valid_from, tariff))
+    found = select_in(conn, _versions, ("tariff_id", "version", "valid_from", "document"),
+                      "tariff_id", ids, order_by="tariff_id, valid_from, version")  # fmt: skip
+    for tariff_id, version, valid_from, document in found:
+        tariff = parse_document(tariff_id, int(version), document)
+        rows.setdefault(tariff_id, []).append((valid_from, tariff))
     return {
         tid: TariffHistory(tid, tuple(s for s, _ in vs), tuple(t for _, t in vs))
         for tid, vs in rows.items()
