@@ -11,9 +11,12 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from hub.ledger.bulk import _convert_instants
+from hub.db import write_tx
+from hub.ingest.model import T_CUSTOMERS
+from hub.ledger.bulk import _convert_instants, select_in
 from hub.models.types import UTCDateTime
 from hub.rating.engine import month_key
 from hub.rating.fast import ScaledCarry, apportion_linear
@@ -118,3 +121,28 @@ def test_state_dump_is_json_dumps(
 ) -> None:
     state = MeterState(seq=seq, carry=carry, month=month, mtd=mtd, register=register)
     assert state.dump() == _json_dump(state)
+
+
+def test_select_in_returns_what_a_core_select_does(engine: Engine) -> None:
+    """More keys than one SQLite chunk, values through the columns' processors (UTC datetime,
+    JSON, bool), missing keys ignored, row lock on PostgreSQL."""
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    ids = [f"c-{i:04d}" for i in range(1234)]
+    with write_tx(engine) as conn:
+        conn.execute(insert(T_CUSTOMERS), [
+            {"id": c, "name": c, "protected": i % 3 == 0, "alternate_account_id": None,
+             "flags": {"n": i} if i % 2 else {}, "created_at": now + timedelta(seconds=i % 7)}
+            for i, c in enumerate(ids)
+        ])  # fmt: skip
+    wanted = sorted({*ids[::2], *ids[1::7], "nobody"})
+    columns = ("id", "protected", "flags", "created_at")
+    with write_tx(engine) as conn:
+        fast = select_in(conn, T_CUSTOMERS, columns, "id", wanted, order_by="id", lock=True)
+        core = conn.execute(
+            select(*(T_CUSTOMERS.c[n] for n in columns))
+            .where(T_CUSTOMERS.c.id.in_(wanted))
+            .order_by(T_CUSTOMERS.c.id)
+        ).all()
+    assert fast == [tuple(row) for row in core]
+    assert len(fast) == len(wanted) - 1
+    assert isinstance(fast[0][1], bool) and fast[0][3].tzinfo is not None
