@@ -57,7 +57,7 @@ def insert_columns(
     if on_conflict:
         on_conflict = " " + on_conflict
     if conn.dialect.name == "postgresql":
-        casts = [f"CAST(%s AS {table.c[n].type.compile(dialect=conn.dialect)}[])" for n in names]
+        casts = [f"CAST(%b AS {table.c[n].type.compile(dialect=conn.dialect)}[])" for n in names]
         sql = into + f"SELECT * FROM unnest({', '.join(casts)})" + on_conflict
         conn.exec_driver_sql(sql, tuple(columns))
     else:
