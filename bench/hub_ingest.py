@@ -229,6 +229,7 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             [sys.executable, "-m", "hub.ingest.runner", "--db", url, "--mqtt",
              f"mqtt://127.0.0.1:{port}", "--client-id", "bench-hub",
              "--batch-size", str(args.batch_size), "--batch-wait", "0.05", "--counters",
+             "--workers", str(args.workers),
              "--progress", "0.05"],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -248,6 +249,7 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         progress: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_lines, args=(hub, progress), daemon=True).start()
         settled_at = 0.0
+        timeline: list[tuple[float, int]] = []  # (time, records posted) as the hub reported
         deadline = time.monotonic() + args.timeout
         n = 0
         while time.monotonic() < deadline:
@@ -258,6 +260,8 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             except queue.Empty:
                 report = {}
             n = max(n, int(report.get("posted", 0)))
+            if report:
+                timeline.append((float(report["at"]), n))
             if n >= args.records:
                 settled_at = float(report["at"])
                 break
@@ -289,6 +293,7 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "messages": messages,
             "per_message": args.per_message,
             "batch_size": args.batch_size,
+            "workers": args.workers,
             "meters": args.gateways * args.meters,
             "publish_s": round(published_at - first, 3),
             "raw_s": round(raw_s, 3),
@@ -300,6 +305,8 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "goal": GOAL,
             "met": raw_s / settled_s >= GOAL,
             "invariants_ok": bool(report["ok"]),
+            # records settled by each whole second after the first publish
+            "settled_by_second": _by_second(timeline, first),
             "raw_cpu_us_per_record": round(raw_result["cpu_ms"] * 1000 / args.records),
             # the hub's two processes (settling + MQTT pump), start-up included
             "hub_cpu_us_per_record": round(
@@ -326,6 +333,16 @@ def _start_publisher(
          "--index", str(index), "--publishers", str(args.publishers)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def _by_second(timeline: list[tuple[float, int]], first: float) -> list[int]:
+    out: list[int] = []
+    for at, n in timeline:
+        second = int(at - first)
+        while len(out) <= second:
+            out.append(out[-1] if out else 0)
+        out[second] = n
+    return out
 
 
 def _lines(proc: subprocess.Popen[str], into: queue.Queue[str]) -> None:
@@ -363,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         default="5000",
         help="the hub's batch size (default: the hub's own); a comma list runs each",
     )
+    parser.add_argument("--workers", type=int, default=2, help="the hub's settling processes")
     parser.add_argument("--timeout", type=float, default=1800)
     # child roles
     parser.add_argument("--role", choices=["raw", "publish"], help=argparse.SUPPRESS)

@@ -168,6 +168,7 @@ def _ingest(settings: HubSettings, engine: Any) -> Any | None:
         engine,
         settings.mqtt,
         batch_size=settings.ingest_batch_size,
+        workers=settings.ingest_workers,
         currency=settings.currency,
         command_ttl_s=settings.command_ttl_s,
     )

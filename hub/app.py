@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 VERSION = "1.0.0"
+INGEST_CONNECT_WAIT_S = 10.0  # longest start-up waits for the ingest subscription
 
 
 def create_app(
@@ -68,6 +69,10 @@ def create_app(
             webhook.start()
         if ingest is not None:
             await run_in_threadpool(ingest.start)
+            # Ready only once subscribed: a gateway's records sent before the hub's first-ever
+            # subscription would be dropped by the broker (there is no session to queue them).
+            if not await run_in_threadpool(ingest.wait_connected, INGEST_CONNECT_WAIT_S):
+                log.warning("ingest: not connected to the broker yet; the API starts anyway")
         if scheduler:
             sched = jobs.start_scheduler(ctx)
         log.info("hub API ready (%s)", settings.currency)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
@@ -89,13 +89,23 @@ class BatchConflictError(HubError):
 class BatchProcessor:
     """Turns batches of inbound messages into ledger postings; see the module docstring."""
 
-    def __init__(self, engine: Engine, currency: str = "USD", hold_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        currency: str = "USD",
+        hold_s: float = 30.0,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
         self.engine = engine
         self.currency = currency
         self.hold = timedelta(seconds=hold_s)
-        # Meter rating states as last committed by this processor. The ingest service is the
-        # only writer of meter_carry (one consumer per persistent MQTT session), so after a
-        # commit the cache equals the table; any failure empties it.
+        # ``owns(gateway_id)``: whether this processor settles that gateway's meters (several
+        # settling processes each own a shard of the gateways; None: all of them). It rates,
+        # holds and releases records, and writes rating states, of its own meters only.
+        self.owns = owns
+        # Meter rating states as last committed by this processor. Each meter's state has one
+        # writer (the processor owning its gateway, one consumer per persistent MQTT session),
+        # so after a commit the cache equals the table; any failure empties it.
         self._cache: dict[str, MeterState] = {}
 
     # -- entry points ------------------------------------------------------------------------
@@ -205,13 +215,20 @@ class BatchProcessor:
     # -- usage --------------------------------------------------------------------------------
 
     def _usage(self, conn: Connection, work: Work, out: Outcome) -> None:
-        pending_rows = due_pending(conn, work.now - self.hold)
+        owns = self.owns
+        pending_rows = [r for r in due_pending(conn, work.now - self.hold)
+                        if owns is None or owns(r.gateway_id)]  # fmt: skip
         meter_ids = {r.record.meter for r in work.usage} | {r.meter_id for r in pending_rows}
         if not meter_ids:
             return
         meters = load_meters(conn, meter_ids)
-        states = load_states(conn, meter_ids, self._cache)
-        held = load_pending(conn, meter_ids)
+        # A record naming another shard's meter is quarantined below (wrong gateway): its
+        # meter's state and held records are that shard's and are not even read here.
+        mine = {
+            m for m in meter_ids if m in meters and (owns is None or owns(meters[m].gateway_id))
+        }
+        states = load_states(conn, mine, self._cache)
+        held = load_pending(conn, mine)
         by_meter: dict[str, list[Rec]] = {}
         seen: set[tuple[str, int]] = set()
         candidates: list[Rec] = []

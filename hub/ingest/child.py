@@ -3,7 +3,8 @@
 ``ChildLink.start()`` runs ``python -m MODULE --fd N CONFIG`` with one end of a socket pair
 (``multiprocessing.connection.Connection``: pickled tuples); a reader thread hands each message
 to ``on_message``. ``send`` and ``stop`` are safe from any thread. If the child dies while the
-link is open, ``on_exit`` is called and the child is started again with ``config(restarts)``.
+link is open, ``on_exit`` is called, the child is started again with ``config(restarts)``,
+then ``on_restart`` is called.
 A child reads end-of-file when its parent goes away (even by kill -9) and exits by itself
 (``serve_parent``), so a restarted hub never finds orphans at work.
 """
@@ -31,11 +32,13 @@ class ChildLink:
         config: Callable[[int], str],
         on_message: Callable[[tuple[Any, ...]], None],
         on_exit: Callable[[int | None], None],
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         self.module = module
         self._config = config
         self._on_message = on_message
         self._on_exit = on_exit
+        self._on_restart = on_restart
         self._conn: Connection | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -110,6 +113,14 @@ class ChildLink:
         self.restarts += 1
         if not self._stopping.wait(RESTART_DELAY_S):
             self._spawn()
+            if self._on_restart is not None:
+                self._on_restart()
+
+    def restart(self) -> None:
+        """Stop the child and start a new one (counted as a restart: a new ``config``)."""
+        self.stop()
+        self.restarts += 1
+        self.start()
 
 
 def serve_parent(conn: Connection, handle: Callable[[tuple[Any, ...]], bool]) -> None:

@@ -221,8 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="PumpConfig as JSON")
     args = parser.parse_args(argv)
     cfg = PumpConfig.from_json(args.config)
-    # Ctrl-C in a terminal reaches the whole process group: the hub stops the pump itself.
+    # Ctrl-C in a terminal, or a service manager's SIGTERM, reaches the whole process group:
+    # the hub stops its pump itself, after the settlers' last batches are acknowledged.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     Pump(cfg, Connection(args.fd)).run()

@@ -61,6 +61,11 @@ class PumpLink:
     def stop(self, timeout: float = 10.0) -> None:
         self._child.stop(timeout)
 
+    def restart(self) -> None:
+        """A new pump on a new connection (new generations): the broker delivers every
+        unacknowledged message again."""
+        self._child.restart()
+
     def ack(self, generation: int, items: list[tuple[int, int]]) -> None:
         if items:
             self._child.send(("ack", generation, items))

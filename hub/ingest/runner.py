@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-id", default="smsa-hub")
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--batch-wait", type=float, default=0.05)
+    parser.add_argument("--workers", type=int, default=2, help="settling processes")
     parser.add_argument("--currency", default="USD")
     parser.add_argument("--credit-interval", type=float, default=5.0)
     parser.add_argument("--migrate", action="store_true", help="create or upgrade the schema")
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         engine = make_engine(args.db)
         service = IngestService(engine, args.mqtt, args.client_id, args.batch_size,
                                 args.batch_wait, args.currency,
-                                credit_interval_s=args.credit_interval)  # fmt: skip
+                                credit_interval_s=args.credit_interval,
+                                workers=args.workers)  # fmt: skip
     except (HubError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

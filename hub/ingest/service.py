@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -37,9 +37,10 @@ from hub.control.credit_state import (
 from hub.control.engine import CreditControl
 from hub.db import read_tx
 from hub.errors import NotFoundError
-from hub.ingest.batch import BatchProcessor, CreditInfo, Inbound, Outcome
+from hub.ingest.model import CreditInfo
 from hub.ingest.mqtt import BrokerUrl
 from hub.ingest.pump_link import Chunk, PumpConfig, PumpLink
+from hub.ingest.settler_link import SettlerConfig, SettlerLink, shard_of
 from hub.models import Gateway, Meter, MeterCustomer
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class IngestService:
         batch_wait_s: float = 0.05,
         currency: str = "USD",
         *,
+        workers: int = 2,
         hold_s: float = 30.0,
         credit_interval_s: float = 5.0,
         command_ttl_s: int = 3600,
@@ -72,35 +74,41 @@ class IngestService:
         mqtt_v5: bool = True,
         credit_control: bool = True,
     ) -> None:
-        if batch_size < 1 or batch_wait_s < 0 or queue_max < 1:
-            raise ValueError("batch_size and queue_max must be >= 1, batch_wait_s >= 0")
+        if batch_size < 1 or batch_wait_s < 0 or queue_max < 1 or workers < 1:
+            raise ValueError("batch_size, queue_max and workers must be >= 1, batch_wait_s >= 0")
         self.engine = engine
+        self.db_url = engine.url.render_as_string(hide_password=False)
+        in_memory = engine.url.database in (None, "", ":memory:")
+        if engine.url.get_backend_name() == "sqlite" and in_memory:
+            raise ValueError("ingest needs a database file or server: settlers are processes")
         self.url = BrokerUrl.parse(mqtt_url)  # a bad URL fails here, before any process
         self.mqtt_url = mqtt_url
         self.client_id = client_id
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
         self.currency = currency
+        self.workers = workers
+        self.hold_s = hold_s
         self.credit_interval_s = credit_interval_s
         self.command_ttl = timedelta(seconds=command_ttl_s)
         self.session_expiry_s = session_expiry_s
         self.mqtt_v5 = mqtt_v5
         self.receive_maximum = min(queue_max, 65_535)
-        self.processor = BatchProcessor(engine, currency=currency, hold_s=hold_s)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        # Twice the broker's in-flight allowance: messages of a dropped connection may still
-        # be queued while the new connection refills; a full queue blocks (back-pressure).
-        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=2 * self.receive_maximum)
         self._pump: PumpLink | None = None
-        self._worker: threading.Thread | None = None
+        self._settlers: list[SettlerLink] = []
+        self._reports: queue.Queue[tuple[int, tuple[Any, ...]]] = queue.Queue()
+        self._in_flight = [0] * workers  # messages handed to each settler, not yet reported
+        self._flight_lock = threading.Lock()
+        self._coordinator: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._settlers_stopped = threading.Event()
         self._connected = threading.Event()
-        self._pending = 1  # held records (unknown at start: check once)
         self._dirty: dict[str, CreditInfo] = {}
         self._last_sent: dict[str, float] = {}
         self._busy = False
         # Credit control (hub.control) runs after each committed batch on the meters whose
-        # balance changed; its commands and credit states go out through this client.
+        # balance changed; its commands and credit states go out through the pump.
         self.control: CreditControl | None = (
             CreditControl(engine, publish=self.publish, ttl=self.command_ttl)
             if credit_control
@@ -111,7 +119,8 @@ class IngestService:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        """Messages received and not yet settled."""
+        return sum(self._in_flight)
 
     @property
     def pump_pid(self) -> int | None:
@@ -119,39 +128,59 @@ class IngestService:
         return self._pump.pid if self._pump is not None else None
 
     @property
+    def settler_pids(self) -> list[int | None]:
+        """The settling processes (``hub.ingest.settler``), one per shard."""
+        return [s.pid for s in self._settlers]
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
     @property
     def idle(self) -> bool:
-        """Nothing queued and no batch in flight (for tests and benchmarks)."""
-        return self._queue.empty() and not self._busy
+        """Nothing received that is not settled and reported (for tests and benchmarks)."""
+        return self.queue_depth == 0 and self._reports.empty() and not self._busy
 
     def start(self) -> None:
-        if self._worker is not None:
+        if self._coordinator is not None:
             return
         self._stopping.clear()
+        self._settlers_stopped.clear()
+        self._settlers = [
+            SettlerLink(self._settler_config(k), self._on_report, self._on_settler_restart)
+            for k in range(self.workers)
+        ]
+        for settler in self._settlers:
+            settler.start()
         cfg = PumpConfig(url=self.mqtt_url, client_id=self.client_id, v5=self.mqtt_v5,
                          session_expiry_s=self.session_expiry_s,
                          receive_maximum=self.receive_maximum)  # fmt: skip
         self._pump = PumpLink(cfg, self._on_messages, self._on_state)
         self._pump.start()
-        self._worker = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
-        self._worker.start()
+        self._coordinator = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
+        self._coordinator.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the batch in hand, then disconnect; unprocessed messages stay unacknowledged
-        at the broker and come back on the next start."""
+    def _settler_config(self, shard: int) -> SettlerConfig:
+        return SettlerConfig(db=self.db_url, shard=shard, shards=self.workers,
+                             batch_size=self.batch_size, batch_wait_s=self.batch_wait_s,
+                             currency=self.currency, hold_s=self.hold_s)  # fmt: skip
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Each settler finishes the batch in hand, which is acknowledged; then disconnect.
+        Unsettled messages stay unacknowledged at the broker and come back on the next start."""
         self._stopping.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
-            self._worker = None
+        for settler in self._settlers:
+            settler.stop(timeout)
+        self._settlers_stopped.set()
+        if self._coordinator is not None:
+            self._coordinator.join(timeout)
+            self._coordinator = None
         if self._pump is not None:
             self._pump.stop()
             self._pump = None
+        self._settlers = []
+        self._in_flight = [0] * self.workers
         self._connected.clear()
-        while not self._queue.empty():  # unacknowledged: the broker keeps them for the session
-            self._queue.get_nowait()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self._connected.wait(timeout)
@@ -201,20 +230,23 @@ class IngestService:
         self.publish(topic_for(row.id), json.dumps(command, separators=(",", ":")).encode())
         return str(command["id"])
 
-    # -- from the pump (its reader thread: no database work here) -----------------------------
+    # -- from the pump and the settlers (their reader threads: no database work here) -------
 
     def _on_messages(self, chunk: Chunk) -> None:
-        for topic, payload, received_at, mid, qos, generation in chunk:
-            self.counters["received"] += 1
-            when = datetime.fromtimestamp(received_at, UTC)
-            item = Inbound(topic, payload, when, mid, qos, generation)
-            while not self._stopping.is_set():  # back-pressure when full, never when stopping
-                try:
-                    self._queue.put(item, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-            # stopping: dropped unacknowledged, the broker delivers it again on the next start
+        self.counters["received"] += len(chunk)
+        if self._stopping.is_set():
+            return  # unacknowledged: the broker delivers them again on the next start
+        parts: dict[int, Chunk] = {}
+        for item in chunk:
+            parts.setdefault(shard_of(item[0], self.workers), []).append(item)
+        for shard, part in parts.items():
+            with self._flight_lock:
+                self._in_flight[shard] += len(part)
+            if not self._settlers[shard].send(part):
+                # the settler is being restarted; when it is back the pump reconnects and
+                # the broker delivers these again
+                with self._flight_lock:
+                    self._in_flight[shard] -= len(part)
 
     def _on_state(self, kind: str, args: tuple[Any, ...]) -> None:
         if kind == "up":
@@ -227,115 +259,68 @@ class IngestService:
         elif kind == "cpu":
             self.counters["pump_cpu_ms"] += int(float(args[0]) * 1000)
 
-    # -- worker --------------------------------------------------------------------------------
+    def _on_report(self, shard: int, message: tuple[Any, ...]) -> None:
+        self._reports.put((shard, message))
+
+    def _on_settler_restart(self, shard: int) -> None:
+        """A settler died: what it held was never acknowledged. Reconnecting (a new pump, new
+        generations) has the broker deliver every unacknowledged message again; those already
+        settled elsewhere come back as duplicates."""
+        with self._flight_lock:
+            self._in_flight[shard] = 0
+        if self._pump is not None and not self._stopping.is_set():
+            self._pump.restart()
+
+    # -- coordinator ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._loop()
-                return
-            except Exception:  # a bug must not silently stop ingest: log, keep consuming
-                log.exception("ingest: worker error; continuing")
-                self._busy = False
-                time.sleep(0.5)
-
-    def _loop(self) -> None:
-        next_release = 0.0
         while True:
-            items = self._collect()
-            if not items and self._stopping.is_set():
-                break
-            due = self._pending > 0 and time.monotonic() >= next_release
-            if items or due:
+            try:
+                shard, message = self._reports.get(timeout=0.1)
+            except queue.Empty:
+                if self._settlers_stopped.is_set():
+                    break
+            else:
                 self._busy = True
-                cpu, wall = time.thread_time(), time.monotonic()
-                outcome = self._process(items)
-                self.counters["worker_cpu_ms"] += int((time.thread_time() - cpu) * 1000)
-                self.counters["worker_wall_ms"] += int((time.monotonic() - wall) * 1000)
-                if outcome is None:
-                    break  # stopping while the database was unreachable: nothing acked
-                next_release = time.monotonic() + 1.0
-                self._ack(items)
-                self._account(outcome)
-                self._run_control(outcome)
-                if self._stopping.is_set():
-                    self._busy = False
-                    break  # what is still queued is unacknowledged: the broker keeps it
-            self._busy = False
+                try:
+                    self._settled(shard, message)
+                except Exception:  # a bug must not stop ingest: log, keep going
+                    log.exception("ingest: handling a settled batch failed")
+                self._busy = False
             cpu = time.thread_time()
             self._flush_credit()
             self.counters["credit_cpu_ms"] += int((time.thread_time() - cpu) * 1000)
         self._flush_credit(force=True)  # the newest states of the last batches, before leaving
 
-    def _collect(self) -> list[Inbound]:
-        q = self._queue
-        try:
-            items = [q.get(timeout=0.1)]
-        except queue.Empty:
-            return []
-        self._busy = True
-        deadline = time.monotonic() + self.batch_wait_s
-        while len(items) < self.batch_size:
-            try:
-                items.append(q.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                items.append(q.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return items
+    def _settled(self, shard: int, message: tuple[Any, ...]) -> None:
+        _kind, acks, counts, credit, messages = message
+        self._ack(acks)
+        with self._flight_lock:
+            self._in_flight[shard] = max(0, self._in_flight[shard] - messages)
+        for name, value in counts.items():
+            self.counters[name] = self.counters.get(name, 0) + value
+        self.counters["batches"] += 1
+        self._dirty.update(credit)
+        self._run_control(credit)
 
-    def _process(self, items: list[Inbound]) -> Outcome | None:
-        delay = 0.1
-        failing = False
-        while True:
-            try:
-                outcome = self.processor.process(items)
-                if failing:
-                    log.error("ingest: database reachable again")
-                return outcome
-            except Exception as exc:  # the database is down or broken: retry, never drop
-                self.counters["db_errors"] += 1
-                if not failing:
-                    log.error("ingest: batch of %d not processed (%s); retrying", len(items), exc)
-                else:
-                    log.debug("ingest: still failing: %s", exc)
-                failing = True
-            if self._stopping.wait(delay):
-                return None
-            delay = min(delay * 2, 5.0)
-
-    def _ack(self, items: list[Inbound]) -> None:
+    def _ack(self, acks: list[tuple[int, int, int]]) -> None:
         pump = self._pump
         if pump is None:
             return
         by_generation: dict[int, list[tuple[int, int]]] = {}
-        for item in items:
-            if item.qos > 0:
-                by_generation.setdefault(item.generation, []).append((item.mid, item.qos))
+        for generation, mid, qos in acks:
+            by_generation.setdefault(generation, []).append((mid, qos))
         # The pump acknowledges only the current connection's messages: one of an earlier
         # connection is redelivered on the new one, where its old mid may name another message.
         for generation, mids in by_generation.items():
             pump.ack(generation, mids)
 
-    def _account(self, outcome: Outcome) -> None:
-        for name, value in outcome.counts.items():
-            self.counters[name] = self.counters.get(name, 0) + value
-        self.counters["batches"] += 1
-        self._pending = outcome.pending
-        self._dirty.update(outcome.credit)
-
-    def _run_control(self, outcome: Outcome) -> None:
-        if self.control is None or not outcome.credit:
+    def _run_control(self, credit: dict[str, CreditInfo]) -> None:
+        if self.control is None or not credit:
             return
-        known = {m: (i.balance, i.flags, i.protected) for m, i in outcome.credit.items()}
+        known = {m: (i.balance, i.flags, i.protected) for m, i in credit.items()}
         try:
-            actions = self.control.after_postings(sorted(outcome.credit), known=known)
+            actions = self.control.after_postings(sorted(credit), known=known)
         except Exception:  # committed postings stand; the next batch or tick re-evaluates
             log.exception("ingest: credit control after a batch failed")
             return

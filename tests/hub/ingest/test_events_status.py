@@ -75,7 +75,8 @@ def test_a_gap_is_held_then_filled_or_skipped_after_the_hold_time(
     start_service: Callable[..., IngestService],
 ) -> None:
     (m1, gw1), (m2, gw2) = list(world.meters.items())[:2]
-    service = start_service(sqlite_engine, hold_s=0.5)
+    # long enough that a loaded machine does not release m1's records before 3 arrives
+    service = start_service(sqlite_engine, hold_s=2.0)
     first, second = records_for(m1, 6), records_for(m2, 4)
     with publisher(mosquitto.port) as pub:
         # m1: 1, 2, then 4..6 -- held until 3 arrives

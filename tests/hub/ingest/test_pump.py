@@ -1,5 +1,6 @@
-"""The MQTT pump process (hub.ingest.pump): killed with -9 while records stream in, it is
-started again and every record is posted exactly once; and it never outlives its hub."""
+"""The ingest service's processes: the MQTT pump (hub.ingest.pump) or a settler
+(hub.ingest.settler) killed with -9 while records stream in is started again and every record
+is posted exactly once; none of them outlives its hub."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from hub.db import read_tx
@@ -32,14 +34,17 @@ def _alive(pid: int) -> bool:
         return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_a_killed_pump_is_restarted_and_nothing_is_lost_or_doubled(
+@pytest.mark.parametrize("victim", ["pump", "settler"])
+def test_a_killed_process_is_restarted_and_nothing_is_lost_or_doubled(
     sqlite_engine: Engine,
     world: World,
     mosquitto: Broker,
     start_service: Callable[..., IngestService],
+    victim: str,
 ) -> None:
     service = start_service(sqlite_engine, batch_size=40)
-    first = service.pump_pid
+    pids = [service.pump_pid] if victim == "pump" else service.settler_pids
+    first = pids[0]
     assert first is not None
     records = {m: records_for(m, N_PER_METER) for m in world.meters}
     total = N_PER_METER * len(records)
@@ -55,7 +60,10 @@ def test_a_killed_pump_is_restarted_and_nothing_is_lost_or_doubled(
         assert at_kill < total, "the kill must land while records are still arriving"
         for info in sent:
             info.wait_for_publish(10)
-    wait_for(lambda: service.pump_pid not in (None, first), timeout=15)
+    restarted = (
+        (lambda: service.pump_pid) if victim == "pump" else (lambda: service.settler_pids[0])
+    )
+    wait_for(lambda: restarted() not in (None, first), timeout=15)
     wait_for(lambda: posted(sqlite_engine) == total, timeout=60)
     with read_tx(sqlite_engine) as conn:
         report = check_invariants(conn)
@@ -63,7 +71,7 @@ def test_a_killed_pump_is_restarted_and_nothing_is_lost_or_doubled(
     assert report["checks"]["usage_once"]["ok"]
 
 
-def test_the_pump_exits_when_its_hub_is_killed(
+def test_the_pump_and_settlers_exit_when_their_hub_is_killed(
     sqlite_engine: Engine, world: World, mosquitto: Broker, tmp_path: Path
 ) -> None:
     hub = subprocess.Popen(
@@ -73,11 +81,12 @@ def test_the_pump_exits_when_its_hub_is_killed(
     )  # fmt: skip
     try:
         assert hub.stdout is not None and hub.stdout.readline().strip() == b"ready"
-        children = Path(f"/proc/{hub.pid}/task/{hub.pid}/children").read_text().split()
-        assert len(children) == 1, children
-        pump = int(children[0])
+        children = [
+            int(c) for c in Path(f"/proc/{hub.pid}/task/{hub.pid}/children").read_text().split()
+        ]
+        assert len(children) == 3, children  # the pump and two settlers
         os.kill(hub.pid, signal.SIGKILL)
         hub.wait(10)
-        wait_for(lambda: not _alive(pump), timeout=10)
+        wait_for(lambda: not any(_alive(c) for c in children), timeout=10)
     finally:
         stop(hub)

@@ -1,0 +1,163 @@
+"""A settling process of the ingest service: ``python -m hub.ingest.settler --fd N CONFIG``.
+
+The hub runs ``workers`` of these. Each owns the gateways whose id hashes to its shard
+(``hub.ingest.settler_link.shard_of``), so every meter's records are rated by one process, in
+seq order, with its rating state cached there. A settler collects up to ``batch_size`` messages
+or waits ``batch_wait_s``, processes them in one transaction (``BatchProcessor``) and only then
+reports them to the hub as done, which has the pump acknowledge them to the broker. Held records
+of its own gateways are released once their hold time is over.
+
+Parent → child: ``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``,
+``("stop",)`` (finish the batch in hand, report it, exit; what is still queued stays
+unacknowledged and the broker delivers it again).
+Child → parent: ``("done", [(generation, mid, qos), ...], counts, credit, messages)`` after
+each committed batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+from hub.db import make_engine
+from hub.ingest.batch import BatchProcessor, Inbound, Outcome
+from hub.ingest.child import serve_parent
+from hub.ingest.settler_link import SettlerConfig, gateway_shard
+
+log = logging.getLogger(__name__)
+
+RELEASE_EVERY_S = 1.0  # how often held records are checked while some are held
+
+
+class Settler:
+    def __init__(self, cfg: SettlerConfig, conn: Connection) -> None:
+        self.cfg = cfg
+        self.conn = conn
+        self.engine = make_engine(cfg.db)
+        self.processor = BatchProcessor(
+            self.engine,
+            currency=cfg.currency,
+            hold_s=cfg.hold_s,
+            owns=lambda gateway: gateway_shard(gateway, cfg.shards) == cfg.shard,
+        )
+        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._stopping = threading.Event()
+        self._pending = 1  # held records (unknown at start: check once)
+        self._db_errors = 0  # failed attempts since the last report
+
+    def run(self) -> None:
+        reader = threading.Thread(target=self._read, name="settler-read", daemon=True)
+        reader.start()
+        try:
+            self._loop()
+        finally:
+            self.engine.dispose()
+
+    def _read(self) -> None:
+        serve_parent(self.conn, self._take)
+        self._stopping.set()
+
+    def _take(self, message: tuple[Any, ...]) -> bool:
+        if message[0] == "msgs":
+            for topic, payload, received_at, mid, qos, generation in message[1]:
+                when = datetime.fromtimestamp(received_at, UTC)
+                self._inbox.put(Inbound(topic, payload, when, mid, qos, generation))
+        return True
+
+    def _loop(self) -> None:
+        next_release = 0.0
+        while True:
+            items = self._collect()
+            if not items and self._stopping.is_set():
+                return
+            due = self._pending > 0 and time.monotonic() >= next_release
+            if not items and not due:
+                continue
+            cpu, wall = time.thread_time(), time.monotonic()
+            outcome = self._process(items)
+            if outcome is None:
+                return  # stopping while the database was unreachable: nothing acknowledged
+            outcome.counts["worker_cpu_ms"] += int((time.thread_time() - cpu) * 1000)
+            outcome.counts["worker_wall_ms"] += int((time.monotonic() - wall) * 1000)
+            outcome.counts["db_errors"] += self._db_errors
+            self._db_errors = 0
+            next_release = time.monotonic() + RELEASE_EVERY_S
+            self._pending = outcome.pending
+            acks = [(i.generation, i.mid, i.qos) for i in items if i.qos > 0]
+            try:
+                self.conn.send(("done", acks, dict(outcome.counts), outcome.credit, len(items)))
+            except (OSError, ValueError):
+                return  # the hub is gone: the broker delivers these again to the next one
+            if self._stopping.is_set():
+                return
+
+    def _collect(self) -> list[Inbound]:
+        inbox = self._inbox
+        try:
+            items = [inbox.get(timeout=0.1)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.cfg.batch_wait_s
+        while len(items) < self.cfg.batch_size:
+            try:
+                items.append(inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                items.append(inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return items
+
+    def _process(self, items: list[Inbound]) -> Outcome | None:
+        delay = 0.1
+        failing = False
+        while True:
+            try:
+                outcome = self.processor.process(items)
+                if failing:
+                    log.error("ingest: database reachable again")
+                return outcome
+            except Exception as exc:  # the database is down or broken: retry, never drop
+                self._db_errors += 1
+                if not failing:
+                    log.error("ingest: batch of %d not processed (%s); retrying", len(items), exc)
+                failing = True
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, 5.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hub.ingest.settler")
+    parser.add_argument("--fd", type=int, required=True, help="the parent's socket")
+    parser.add_argument("config", help="SettlerConfig as JSON")
+    args = parser.parse_args(argv)
+    cfg = SettlerConfig.from_json(args.config)
+    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    # Ctrl-C or a service manager's SIGTERM reaches the whole group: the hub stops its settlers
+    # (each finishes and reports the batch in hand first).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Settler(cfg, Connection(args.fd)).run()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)
