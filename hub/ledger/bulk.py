@@ -122,7 +122,8 @@ def select_in(
 ) -> list[tuple[Any, ...]]:
     """Rows of ``SELECT columns FROM table WHERE key IN keys [ORDER BY order_by]``, each value
     through its column's result processor (as a Core select returns them). PostgreSQL: one
-    statement with the keys as an array (``= ANY``), ``FOR UPDATE`` with ``lock``; SQLite:
+    statement with the keys as an array (``= ANY``, sent in binary like every array here:
+    psycopg quotes and escapes each element of a text array), ``FOR UPDATE`` with ``lock``; SQLite:
     chunks of CHUNK keys (its write lock is held from ``BEGIN IMMEDIATE``)."""
     if not keys:
         return []
@@ -139,7 +140,7 @@ def select_in(
     for i in range(0, len(keys), step):
         part = list(keys[i : i + step])
         if pg:
-            rows = conn.exec_driver_sql(f"{head} = ANY(%s){tail}", (part,)).all()
+            rows = conn.exec_driver_sql(f"{head} = ANY(%b){tail}", (part,)).all()
         else:
             rows = conn.exec_driver_sql(f"{head} IN ({_marks(len(part))}){tail}", tuple(part)).all()
         if any(convert):
@@ -230,8 +231,8 @@ def find_posted(conn: Any, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
     for i in range(0, len(keys), CHUNK):
         chunk = keys[i : i + CHUNK]
         if conn.dialect.name == "postgresql":
-            sql = ("SELECT p.meter_id, p.seq FROM posted_usage p JOIN unnest(CAST(%s AS "
-                   "VARCHAR[]), CAST(%s AS BIGINT[])) AS k(m, s) "
+            sql = ("SELECT p.meter_id, p.seq FROM posted_usage p JOIN unnest(CAST(%b AS "
+                   "VARCHAR[]), CAST(%b AS BIGINT[])) AS k(m, s) "
                    "ON p.meter_id = k.m AND p.seq = k.s")  # fmt: skip
             params: tuple[Any, ...] = ([m for m, _ in chunk], [q for _, q in chunk])
         else:
