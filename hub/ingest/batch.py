@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from hub.control.credit_state import alternate_headroom
-from hub.db import is_retryable, write_tx
+from hub.db import is_retryable, read_tx, write_tx
 from hub.errors import HubError
 from hub.ingest.events import apply_statuses, store_events
 from hub.ingest.model import (
@@ -150,8 +151,7 @@ class BatchProcessor:
     def _with_retry(self, items: Sequence[Inbound], now: datetime | None, attempts: int) -> Outcome:
         for attempt in range(1, attempts + 1):
             try:
-                with write_tx(self.engine) as conn:
-                    outcome = self._run(conn, items, now or datetime.now(UTC))
+                outcome = self._run(items, now or datetime.now(UTC))
             except BaseException as exc:
                 self._cache.clear()
                 transient = isinstance(exc, BatchConflictError) or (
@@ -173,17 +173,30 @@ class BatchProcessor:
             conn.execute(insert(T_QUARANTINE), work.quarantine)
         return Outcome(counts=work.counts)
 
-    def _run(self, conn: Connection, items: Sequence[Inbound], now: datetime) -> Outcome:
+    def _run(self, items: Sequence[Inbound], now: datetime) -> Outcome:
+        """Decode, then rate in a read transaction, then write in one write transaction.
+
+        Rating reads, besides configuration, only rows of this processor's own meters (rating
+        states, held and posted records), which no one else writes: so it runs without
+        SQLite's write lock, and several settlers rate in parallel and queue only to write.
+        Should another writer still post one of the same records, the ledger's (meter, seq)
+        check refuses it and the batch is retried from fresh state (``BatchConflictError``).
+        """
         work = Work(now=now)
         for item in items:
             self._decode(item, work)
         out = Outcome(counts=work.counts)
-        self._usage(conn, work, out)
-        store_events(conn, work)
-        apply_statuses(conn, work)
-        if work.quarantine:
-            conn.execute(insert(T_QUARANTINE), work.quarantine)
-        out.pending = int(conn.execute(select(func.count()).select_from(T_PENDING)).scalar_one())
+        with read_tx(self.engine) as conn:
+            rated = self._usage(conn, work, out)
+        with write_tx(self.engine) as conn:
+            if rated is not None:
+                self._commit_usage(conn, work, out, rated)
+            store_events(conn, work)
+            apply_statuses(conn, work)
+            if work.quarantine:
+                conn.execute(insert(T_QUARANTINE), work.quarantine)
+            pending = conn.execute(select(func.count()).select_from(T_PENDING)).scalar_one()
+            out.pending = int(pending)
         return out
 
     # -- decoding (no database) ---------------------------------------------------------------
@@ -214,13 +227,14 @@ class BatchProcessor:
 
     # -- usage --------------------------------------------------------------------------------
 
-    def _usage(self, conn: Connection, work: Work, out: Outcome) -> None:
+    def _usage(self, conn: Connection, work: Work, out: Outcome) -> RatedUsage | None:
+        """Rate the batch's usage (and held records now due): what to write, or None."""
         owns = self.owns
         pending_rows = [r for r in due_pending(conn, work.now - self.hold)
                         if owns is None or owns(r.gateway_id)]  # fmt: skip
         meter_ids = {r.record.meter for r in work.usage} | {r.meter_id for r in pending_rows}
         if not meter_ids:
-            return
+            return None
         meters = load_meters(conn, meter_ids)
         # A record naming another shard's meter is quarantined below (wrong gateway): its
         # meter's state and held records are that shard's and are not even read here.
@@ -264,8 +278,9 @@ class BatchProcessor:
                 by_meter.setdefault(rec.record.meter, []).append(rec)
         for rec in held.values():
             by_meter.setdefault(rec.record.meter, []).append(rec)
+        seen_meters = {c.record.meter for c in candidates}
         if not by_meter:
-            return
+            return RatedUsage(meters=meters, seen=seen_meters)
         tariffs = load_histories(conn, {m.tariff_id for m in meters.values() if m.tariff_id})
         providers = provider_accounts(conn, tariffs.values())
         # Per tariff version, not per record: what it names that has no provider account.
@@ -345,11 +360,17 @@ class BatchProcessor:
                 if any(p.lines for p in meter_postings):  # the balance changed
                     payers[meter_id] = (weights, _paying(meter.customer_id, weights))
                     touched[meter_id] = (history.at(work.now), state)
-        self._write_usage(conn, work=work, postings=postings, to_hold=to_hold, released=released,
-                          events=events, mismatches=mismatches, carries=carries)  # fmt: skip
-        self._mark_online(conn, meters, {c.record.meter for c in candidates}, work)
-        if touched:
-            self._credit(conn, out, meters, payers, touched)
+        return RatedUsage(meters=meters, seen=seen_meters, postings=postings, to_hold=to_hold,
+                          released=released, events=events, mismatches=mismatches,
+                          carries=carries, payers=payers, touched=touched)  # fmt: skip
+
+    def _commit_usage(self, conn: Connection, work: Work, out: Outcome, rated: RatedUsage) -> None:
+        self._write_usage(conn, work=work, postings=rated.postings, to_hold=rated.to_hold,
+                          released=rated.released, events=rated.events,
+                          mismatches=rated.mismatches, carries=rated.carries)  # fmt: skip
+        self._mark_online(conn, rated.meters, rated.seen, work)
+        if rated.touched:
+            self._credit(conn, out, rated.meters, rated.payers, rated.touched)
 
     def _write_usage(
         self,
@@ -508,6 +529,22 @@ class BatchProcessor:
                 protected=bool(protected),
                 alternate_available=headroom.get(paying, 0),
             )
+
+
+@dataclass
+class RatedUsage:
+    """A batch's usage rated and ready to write (``BatchProcessor._commit_usage``)."""
+
+    meters: dict[str, MeterCfg]
+    seen: set[str]  # meters that sent records (marked online)
+    postings: list[UsagePosting] = field(default_factory=list)
+    to_hold: list[Rec] = field(default_factory=list)
+    released: list[tuple[str, int]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    carries: dict[str, str] = field(default_factory=dict)
+    payers: dict[str, tuple[dict[str, int], str]] = field(default_factory=dict)
+    touched: dict[str, tuple[Tariff, MeterState]] = field(default_factory=dict)
 
 
 def _paying(customer: str | None, weights: dict[str, int]) -> str:
