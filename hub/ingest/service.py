@@ -19,7 +19,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -34,14 +33,14 @@ from hub.control.credit_state import (
     publish_credit_state,
     publish_tariff_update,
 )
-from hub.control.engine import CreditControl
+from hub.control.engine import CreditControl, meters_paid_by_any
 from hub.db import read_tx
 from hub.errors import NotFoundError
 from hub.ingest.model import CreditInfo
 from hub.ingest.mqtt import BrokerUrl
 from hub.ingest.pump_link import Chunk, PumpConfig, PumpLink
 from hub.ingest.settler_link import SettlerConfig, SettlerLink, shard_of
-from hub.models import Gateway, Meter, MeterCustomer
+from hub.models import Gateway, Meter
 
 log = logging.getLogger(__name__)
 
@@ -357,23 +356,5 @@ def to_meter_credit(info: CreditInfo) -> MeterCredit:
 
 def meters_paid_by(engine: Engine, account_id: str) -> list[str]:
     """Meters whose charge ``account_id`` pays, wholly or in part."""
-    meters = Meter.__table__  # type: ignore[attr-defined]
-    sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
     with read_tx(engine) as conn:
-        found = set(
-            conn.execute(select(meters.c.id).where(meters.c.customer_id == account_id)).scalars()
-        )
-        found |= set(
-            conn.execute(
-                select(sharing.c.meter_id).where(sharing.c.customer_id == account_id)
-            ).scalars()
-        )
-        for row in conn.execute(
-            select(meters.c.id, meters.c.split_rule).where(meters.c.split_rule.is_not(None))
-        ):
-            if account_id in ((row.split_rule or {}).get("accounts") or {}):
-                found.add(row.id)
-    return sorted(found)
-
-
-Publisher = Callable[[str, bytes], None]
+        return meters_paid_by_any(conn, {account_id})
