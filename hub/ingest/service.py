@@ -96,7 +96,9 @@ class IngestService:
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._pump: PumpLink | None = None
         self._settlers: list[SettlerLink] = []
-        self._reports: queue.Queue[tuple[int, tuple[Any, ...]]] = queue.Queue()
+        # credit changes of settled batches, for the coordinator (credit control, credit states)
+        self._reports: queue.Queue[dict[str, CreditInfo]] = queue.Queue()
+        self._count_lock = threading.Lock()
         self._in_flight = [0] * workers  # messages handed to each settler, not yet reported
         self._flight_lock = threading.Lock()
         self._coordinator: threading.Thread | None = None
@@ -191,7 +193,7 @@ class IngestService:
         if not self._pump.publish(topic, payload):
             log.warning("ingest: MQTT pump not running; %s not published", topic)
             return
-        self.counters["commands"] += 1
+        self._count(commands=1)
 
     def publish_credit_state(self, meter_id: str, reason: str = "credit state") -> str | None:
         """Send one meter its credit state now (after a top-up); the command id or None."""
@@ -232,7 +234,7 @@ class IngestService:
     # -- from the pump and the settlers (their reader threads: no database work here) -------
 
     def _on_messages(self, chunk: Chunk) -> None:
-        self.counters["received"] += len(chunk)
+        self._count(received=len(chunk))
         if self._stopping.is_set():
             return  # unacknowledged: the broker delivers them again on the next start
         parts: dict[int, Chunk] = {}
@@ -256,10 +258,23 @@ class IngestService:
         elif kind == "protocol":
             self.mqtt_v5 = bool(args[0])
         elif kind == "cpu":
-            self.counters["pump_cpu_ms"] += int(float(args[0]) * 1000)
+            self._count(pump_cpu_ms=int(float(args[0]) * 1000))
 
     def _on_report(self, shard: int, message: tuple[Any, ...]) -> None:
-        self._reports.put((shard, message))
+        """A settler committed a batch: acknowledge it now (before credit control, which may be
+        slow, so the broker's window of unacknowledged messages keeps moving), count it, and
+        leave its credit changes to the coordinator."""
+        _kind, acks, counts, credit, messages = message
+        self._ack(acks)
+        with self._flight_lock:
+            self._in_flight[shard] = max(0, self._in_flight[shard] - messages)
+        self._count(batches=1, **counts)
+        self._reports.put(credit)
+
+    def _count(self, **amounts: int) -> None:
+        with self._count_lock:
+            for name, value in amounts.items():
+                self.counters[name] = self.counters.get(name, 0) + value
 
     def _on_settler_restart(self, shard: int) -> None:
         """A settler died: what it held was never acknowledged. Reconnecting (a new pump, new
@@ -275,32 +290,24 @@ class IngestService:
     def _run(self) -> None:
         while True:
             try:
-                shard, message = self._reports.get(timeout=0.1)
+                credit = self._reports.get(timeout=0.1)
             except queue.Empty:
                 if self._settlers_stopped.is_set():
                     break
             else:
                 self._busy = True
+                while not self._reports.empty():  # batches settled meanwhile: newest state wins
+                    credit = {**credit, **self._reports.get_nowait()}
                 try:
-                    self._settled(shard, message)
+                    self._dirty.update(credit)
+                    self._run_control(credit)
                 except Exception:  # a bug must not stop ingest: log, keep going
-                    log.exception("ingest: handling a settled batch failed")
+                    log.exception("ingest: credit control after settled batches failed")
                 self._busy = False
             cpu = time.thread_time()
             self._flush_credit()
-            self.counters["credit_cpu_ms"] += int((time.thread_time() - cpu) * 1000)
+            self._count(credit_cpu_ms=int((time.thread_time() - cpu) * 1000))
         self._flush_credit(force=True)  # the newest states of the last batches, before leaving
-
-    def _settled(self, shard: int, message: tuple[Any, ...]) -> None:
-        _kind, acks, counts, credit, messages = message
-        self._ack(acks)
-        with self._flight_lock:
-            self._in_flight[shard] = max(0, self._in_flight[shard] - messages)
-        for name, value in counts.items():
-            self.counters[name] = self.counters.get(name, 0) + value
-        self.counters["batches"] += 1
-        self._dirty.update(credit)
-        self._run_control(credit)
 
     def _ack(self, acks: list[tuple[int, int, int]]) -> None:
         pump = self._pump
