@@ -308,9 +308,15 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             # records settled by each whole second after the first publish
             "settled_by_second": _by_second(timeline, first),
             "raw_cpu_us_per_record": round(raw_result["cpu_ms"] * 1000 / args.records),
-            # the hub's two processes (settling + MQTT pump), start-up included
+            # all the hub's processes (hub, MQTT pump, settlers), start-up included
             "hub_cpu_us_per_record": round(
-                (hub_counters["process_cpu_ms"] + hub_counters["pump_cpu_ms"]) * 1000 / args.records
+                (
+                    hub_counters["process_cpu_ms"]
+                    + hub_counters["pump_cpu_ms"]
+                    + hub_counters["settler_cpu_ms"]
+                )
+                * 1000
+                / args.records
             ),
             "worker_cpu_us_per_record": round(hub_counters["worker_cpu_ms"] * 1000 / args.records),
             "hub_counters": hub_counters,
@@ -409,12 +415,13 @@ def main(argv: list[str] | None = None) -> int:
                 sub.mkdir()
                 results.append(run(kind, argparse.Namespace(**{**vars(args), "batch_size": size}),
                                    sub))  # fmt: skip
-    header = (f"{'db':<9}{'batch':>6}{'records':>9}{'raw rec/s':>11}{'settled rec/s':>15}"
+    header = (f"{'db':<9}{'batch':>6}{'workers':>8}{'records':>9}{'raw rec/s':>11}"
+              f"{'settled rec/s':>15}"
               f"{'ratio':>7}{'goal':>6}{'invariants':>12}"
               "  cpu us/rec: raw   hub  worker")  # fmt: skip
     print(header)
     for r in results:
-        print(f"{r['db']:<9}{r['batch_size']:>6}{r['records']:>9}{r['raw_records_per_s']:>11}"
+        print(f"{r['db']:<9}{r['batch_size']:>6}{r['workers']:>8}{r['records']:>9}{r['raw_records_per_s']:>11}"
               f"{r['settled_records_per_s']:>15}{r['ratio']:>7}{'met' if r['met'] else 'MISS':>6}"
               f"{'ok' if r['invariants_ok'] else 'FAILED':>12}{r['raw_cpu_us_per_record']:>17}"
               f"{r['hub_cpu_us_per_record']:>6}{r['worker_cpu_us_per_record']:>8}")  # fmt: skip

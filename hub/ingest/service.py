@@ -48,7 +48,7 @@ COUNTERS = (
     "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
     "batches", "commands", "db_errors", "worker_cpu_ms", "worker_wall_ms", "credit_cpu_ms",
-    "pump_cpu_ms",
+    "pump_cpu_ms", "settler_cpu_ms",
 )  # fmt: skip
 
 
@@ -264,6 +264,9 @@ class IngestService:
         """A settler committed a batch: acknowledge it now (before credit control, which may be
         slow, so the broker's window of unacknowledged messages keeps moving), count it, and
         leave its credit changes to the coordinator."""
+        if message[0] == "cpu":
+            self._count(settler_cpu_ms=int(float(message[1]) * 1000))
+            return
         _kind, acks, counts, credit, messages = message
         self._ack(acks)
         with self._flight_lock:

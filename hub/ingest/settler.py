@@ -11,12 +11,13 @@ Parent → child: ``("msgs", [(topic, payload, received_at, mid, qos, generation
 ``("stop",)`` (finish the batch in hand, report it, exit; what is still queued stays
 unacknowledged and the broker delivers it again).
 Child → parent: ``("done", [(generation, mid, qos), ...], counts, credit, messages)`` after
-each committed batch.
+each committed batch, ``("cpu", seconds)`` when it stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import queue
@@ -61,6 +62,8 @@ class Settler:
             self._loop()
         finally:
             self.engine.dispose()
+            with contextlib.suppress(OSError, ValueError):  # unless the hub is gone
+                self.conn.send(("cpu", time.process_time()))
 
     def _read(self) -> None:
         serve_parent(self.conn, self._take)
