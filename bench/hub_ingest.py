@@ -11,6 +11,9 @@ after. Goal: settled >= 0.8 x raw.
     python -m bench.hub_ingest [--records 200000] [--db sqlite|postgres|both]
                                [--per-message 1] [--gateways 20] [--meters 50]
 
+``--mode backlog`` (also run by default) measures capacity instead: both consumers are away
+while the stream is published, then each drains it alone.
+
 Prints a table and writes ``bench/results/hub_ingest.json``.
 """
 
@@ -29,13 +32,18 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from sqlalchemy import func, select
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import Engine, func, select
 
 from hub.db import make_engine, migrate, read_tx
 from hub.ingest.seed import seed_world
@@ -126,10 +134,12 @@ def stop_postgres(bindir: Path, root: Path) -> None:
 # -- child roles -------------------------------------------------------------------------------
 
 
-def raw_subscriber(port: int, expect: int) -> None:
-    """Count usage records as a bare paho QoS 1 subscriber; print JSON when all arrived."""
+def raw_subscriber(port: int, expect: int, backlog: bool = False) -> None:
+    """Count usage records as a bare paho QoS 1 subscriber; print JSON when all arrived.
+    ``backlog``: on a persistent session (``expect`` 0: only create it, then leave)."""
     got = 0
     first = last = 0.0
+    started = time.time()
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         nonlocal got, first, last
@@ -138,21 +148,32 @@ def raw_subscriber(port: int, expect: int) -> None:
             first = last
         got += msg.payload.count(b'"seq"')
 
+    subscribed = False
+
     def on_subscribe(*_a: Any) -> None:
+        nonlocal subscribed
+        subscribed = True
         print("ready", flush=True)
 
     client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                          client_id="bench-raw", protocol=mqtt.MQTTv5)  # fmt: skip
     client.on_message = on_message
     client.on_subscribe = on_subscribe
-    client.connect("127.0.0.1", port)
+    if backlog:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        client.connect("127.0.0.1", port, clean_start=False, properties=props)
+    else:
+        client.connect("127.0.0.1", port)
     client.subscribe("smsa/v1/gw/+/usage", qos=1)
     deadline = time.monotonic() + 3600
-    while got < expect and time.monotonic() < deadline:
+    # expect 0: only until subscribed (the session then queues what is published)
+    while (got < expect or not subscribed) and time.monotonic() < deadline:
         client.loop(0.05)
     client.disconnect()
     cpu_ms = int(time.process_time() * 1000)
-    print(json.dumps({"records": got, "first": first, "last": last, "cpu_ms": cpu_ms}), flush=True)
+    print(json.dumps({"records": got, "first": first, "last": last, "cpu_ms": cpu_ms,
+                      "started": started}), flush=True)  # fmt: skip
 
 
 def publisher(args: argparse.Namespace) -> None:
@@ -211,7 +232,19 @@ def publisher(args: argparse.Namespace) -> None:
 # -- one run ---------------------------------------------------------------------------------
 
 
-def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+@dataclass
+class Stack:
+    url: str
+    port: int
+    engine: Engine
+    gateways: list[str]
+    procs: list[subprocess.Popen[str]]
+
+
+@contextmanager
+def stack(db_kind: str, args: argparse.Namespace, tmp: Path) -> Iterator[Stack]:
+    """A database (SQLite file or throwaway PostgreSQL) with the seeded world, and Mosquitto;
+    every process put in ``procs`` is stopped at the end."""
     pg: tuple[Path, Path, str] | None = None
     if db_kind == "postgres":
         pg = start_postgres(tmp)
@@ -224,70 +257,110 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         migrate(url)
         engine = make_engine(url)
         world = seed_world(engine, gateways=args.gateways, meters_per_gateway=args.meters)
-        gateways = sorted(world.gateways)
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "hub.ingest.runner", "--db", url, "--mqtt",
-             f"mqtt://127.0.0.1:{port}", "--client-id", "bench-hub",
-             "--batch-size", str(args.batch_size), "--batch-wait", "0.05", "--counters",
-             "--workers", str(args.workers),
-             "--progress", "0.05"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        procs.append(hub)
-        raw = subprocess.Popen(
-            [sys.executable, "-m", "bench.hub_ingest", "--role", "raw", "--port", str(port),
-             "--records", str(args.records)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        procs.append(raw)
-        for proc in (hub, raw):
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise SystemExit("a consumer did not start")
-        pubs = [_start_publisher(args, port, gateways, i) for i in range(args.publishers)]
-        procs += pubs
-        progress: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=_lines, args=(hub, progress), daemon=True).start()
-        settled_at = 0.0
-        timeline: list[tuple[float, int]] = []  # (time, records posted) as the hub reported
-        deadline = time.monotonic() + args.timeout
-        n = 0
-        while time.monotonic() < deadline:
-            # The hub prints its posted count (committed records) as it changes; polling the
-            # database instead would load it with count(*) queries during the measurement.
-            try:
-                report = json.loads(progress.get(timeout=0.5))
-            except queue.Empty:
-                report = {}
-            n = max(n, int(report.get("posted", 0)))
-            if report:
-                timeline.append((float(report["at"]), n))
-            if n >= args.records:
-                settled_at = float(report["at"])
-                break
-            if any(p.poll() not in (None, 0) for p in (*pubs, hub, raw)):
-                raise SystemExit(f"{db_kind}: a publisher or consumer failed")
+        yield Stack(url, port, engine, sorted(world.gateways), procs)
+        engine.dispose()
+    finally:
+        for proc in procs:
+            stop(proc)
+        stop(broker)
+        if pg is not None:
+            stop_postgres(pg[0], pg[1])
+
+
+def start_hub(st: Stack, args: argparse.Namespace) -> subprocess.Popen[str]:
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "hub.ingest.runner", "--db", st.url, "--mqtt",
+         f"mqtt://127.0.0.1:{st.port}", "--client-id", "bench-hub",
+         "--batch-size", str(args.batch_size), "--batch-wait", "0.05", "--counters",
+         "--workers", str(args.workers), "--progress", "0.05"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    st.procs.append(hub)
+    return hub
+
+
+def start_raw(st: Stack, records: int, *, backlog: bool = False) -> subprocess.Popen[str]:
+    extra = ["--backlog-session"] if backlog else []
+    raw = subprocess.Popen(
+        [sys.executable, "-m", "bench.hub_ingest", "--role", "raw", "--port", str(st.port),
+         "--records", str(records), *extra],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    st.procs.append(raw)
+    return raw
+
+
+def wait_ready(*procs: subprocess.Popen[str]) -> float:
+    for proc in procs:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("a consumer did not start")
+    return time.time()
+
+
+def settle(
+    hub: subprocess.Popen[str], args: argparse.Namespace, others: tuple[subprocess.Popen[str], ...]
+) -> tuple[float, list[tuple[float, int]], dict[str, Any]]:
+    """Wait until the hub reports every record posted: (time, timeline, counters); the hub is
+    stopped. The hub prints its posted count (committed records) as it changes: polling the
+    database instead would load it with count(*) queries during the measurement."""
+    progress: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_lines, args=(hub, progress), daemon=True).start()
+    timeline: list[tuple[float, int]] = []
+    deadline = time.monotonic() + args.timeout
+    n = 0
+    while time.monotonic() < deadline:
+        try:
+            report = json.loads(progress.get(timeout=0.5))
+        except queue.Empty:
+            report = {}
+        n = max(n, int(report.get("posted", 0)))
+        if report:
+            timeline.append((float(report["at"]), n))
+        if n >= args.records:
+            hub.terminate()
+            hub.wait(60)
+            return float(report["at"]), timeline, json.loads(_drain(progress)[-1])
+        if any(p.poll() not in (None, 0) for p in (*others, hub)):
+            raise SystemExit("a publisher or consumer failed")
+    raise SystemExit(f"only {n} of {args.records} records settled in time")
+
+
+def checked(st: Stack, args: argparse.Namespace) -> bool:
+    """Every record in the database once, and the ledger's invariants: True when they hold."""
+    posted = metadata.tables["posted_usage"]
+    with read_tx(st.engine) as conn:
+        in_db = int(conn.execute(select(func.count()).select_from(posted)).scalar_one())
+        report = check_invariants(conn)
+    if in_db != args.records:
+        raise SystemExit(f"the hub reported {args.records} posted, the database has {in_db}")
+    return bool(report["ok"])
+
+
+def hub_cpu(counters: dict[str, Any], records: int) -> int:
+    """CPU per record of all the hub's processes (hub, MQTT pump, settlers), start-up included."""
+    total = counters["process_cpu_ms"] + counters["pump_cpu_ms"] + counters["settler_cpu_ms"]
+    return round(total * 1000 / records)
+
+
+def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Live: the hub and the raw subscriber consume the stream while it is published."""
+    with stack(db_kind, args, tmp) as st:
+        hub, raw = start_hub(st, args), start_raw(st, args.records)
+        wait_ready(hub, raw)
+        pubs = [_start_publisher(args, st.port, st.gateways, i) for i in range(args.publishers)]
+        st.procs.extend(pubs)
+        settled_at, timeline, hub_counters = settle(hub, args, (*pubs, raw))
         pub_results = [json.loads(_last_line(p)) for p in pubs]
-        hub.terminate()
-        hub.wait(60)
-        hub_counters = json.loads(_drain(progress)[-1])
         raw_result = json.loads(_last_line(raw))
-        posted = metadata.tables["posted_usage"]
-        with read_tx(engine) as conn:
-            in_db = int(conn.execute(select(func.count()).select_from(posted)).scalar_one())
+        invariants_ok = checked(st, args)
         first = min(p["first"] for p in pub_results)
         published_at = max(p["done"] for p in pub_results)
-        with read_tx(engine) as conn:
-            report = check_invariants(conn)
-        engine.dispose()
-        if not settled_at:
-            raise SystemExit(f"{db_kind}: only {n} of {args.records} records settled in time")
-        if in_db != args.records:
-            raise SystemExit(f"{db_kind}: the hub reported {n} posted, the database has {in_db}")
         raw_s = raw_result["last"] - first
         settled_s = settled_at - first
         messages = sum(p["messages"] for p in pub_results)
         return {
+            "mode": "live",
             "db": db_kind,
             "records": args.records,
             "messages": messages,
@@ -304,29 +377,51 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "ratio": round(raw_s / settled_s, 3),
             "goal": GOAL,
             "met": raw_s / settled_s >= GOAL,
-            "invariants_ok": bool(report["ok"]),
+            "invariants_ok": invariants_ok,
             # records settled by each whole second after the first publish
             "settled_by_second": _by_second(timeline, first),
             "raw_cpu_us_per_record": round(raw_result["cpu_ms"] * 1000 / args.records),
-            # all the hub's processes (hub, MQTT pump, settlers), start-up included
-            "hub_cpu_us_per_record": round(
-                (
-                    hub_counters["process_cpu_ms"]
-                    + hub_counters["pump_cpu_ms"]
-                    + hub_counters["settler_cpu_ms"]
-                )
-                * 1000
-                / args.records
-            ),
+            "hub_cpu_us_per_record": hub_cpu(hub_counters, args.records),
             "worker_cpu_us_per_record": round(hub_counters["worker_cpu_ms"] * 1000 / args.records),
             "hub_counters": hub_counters,
         }
-    finally:
-        for proc in procs:
-            stop(proc)
-        stop(broker)
-        if pg is not None:
-            stop_postgres(pg[0], pg[1])
+
+
+def run_backlog(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Backlog: both consumers are away while the stream is published (their persistent
+    sessions queue it, as after an outage), then each drains it alone: capacity, with no
+    publisher competing for the CPU."""
+    with stack(db_kind, args, tmp) as st:
+        hub = start_hub(st, args)  # create both sessions, then leave
+        wait_ready(hub, start_raw(st, 0, backlog=True))
+        hub.terminate()
+        hub.wait(60)
+        pubs = [_start_publisher(args, st.port, st.gateways, i) for i in range(args.publishers)]
+        st.procs.extend(pubs)
+        for pub in pubs:
+            _last_line(pub)
+        raw = start_raw(st, args.records, backlog=True)
+        raw_result = json.loads(_last_line(raw))
+        hub = start_hub(st, args)
+        ready_at = wait_ready(hub)
+        settled_at, timeline, hub_counters = settle(hub, args, ())
+        invariants_ok = checked(st, args)
+        raw_s = raw_result["last"] - raw_result["started"]
+        settled_s = settled_at - ready_at
+        return {
+            "mode": "backlog", "db": db_kind, "records": args.records,
+            "batch_size": args.batch_size, "workers": args.workers,
+            "raw_s": round(raw_s, 3), "settled_s": round(settled_s, 3),
+            "raw_records_per_s": round(args.records / raw_s),
+            "settled_records_per_s": round(args.records / settled_s),
+            "ratio": round(raw_s / settled_s, 3), "goal": GOAL, "met": raw_s / settled_s >= GOAL,
+            "invariants_ok": invariants_ok,
+            "settled_by_second": _by_second(timeline, ready_at),
+            "raw_cpu_us_per_record": round(raw_result["cpu_ms"] * 1000 / args.records),
+            "hub_cpu_us_per_record": hub_cpu(hub_counters, args.records),
+            "worker_cpu_us_per_record": round(hub_counters["worker_cpu_ms"] * 1000 / args.records),
+            "hub_counters": hub_counters,
+        }  # fmt: skip
 
 
 def _start_publisher(
@@ -388,20 +483,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=2, help="the hub's settling processes")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--mode",
+        choices=["live", "backlog", "both"],
+        default="both",
+        help="live: consume while the stream is published; backlog: each consumer drains the "
+        "whole stream alone after it was published (capacity)",
+    )
     # child roles
     parser.add_argument("--role", choices=["raw", "publish"], help=argparse.SUPPRESS)
+    parser.add_argument("--backlog-session", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--gateways-list", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.records < 1 or args.per_message < 1 or args.publishers < 1:
-        parser.error("--records, --per-message and --publishers must be >= 1")
     if args.role == "raw":
-        raw_subscriber(args.port, args.records)
+        raw_subscriber(args.port, args.records, backlog=args.backlog_session)
         return 0
     if args.role == "publish":
         publisher(args)
         return 0
+    if args.records < 1 or args.per_message < 1 or args.publishers < 1:
+        parser.error("--records, --per-message and --publishers must be >= 1")
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     try:
         sizes = [int(s) for s in str(args.batch_size).split(",")]
@@ -409,19 +512,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size takes integers, e.g. 500 or 500,5000")
     results = []
     with tempfile.TemporaryDirectory(prefix="smsa-bench-") as tmp:
+        modes = {"live": [run], "backlog": [run_backlog], "both": [run, run_backlog]}[args.mode]
         for size in sizes:
             for kind in kinds:
-                sub = Path(tmp) / f"{kind}-{size}"
-                sub.mkdir()
-                results.append(run(kind, argparse.Namespace(**{**vars(args), "batch_size": size}),
-                                   sub))  # fmt: skip
-    header = (f"{'db':<9}{'batch':>6}{'workers':>8}{'records':>9}{'raw rec/s':>11}"
-              f"{'settled rec/s':>15}"
-              f"{'ratio':>7}{'goal':>6}{'invariants':>12}"
+                for how in modes:
+                    sub = Path(tmp) / f"{kind}-{size}-{how.__name__}"
+                    sub.mkdir()
+                    one = argparse.Namespace(**{**vars(args), "batch_size": size})
+                    results.append(how(kind, one, sub))
+    header = (f"{'mode':<8}{'db':<9}{'batch':>6}{'workers':>8}{'records':>9}{'raw rec/s':>11}"
+              f"{'settled rec/s':>15}{'ratio':>7}{'goal':>6}{'invariants':>12}"
               "  cpu us/rec: raw   hub  worker")  # fmt: skip
     print(header)
     for r in results:
-        print(f"{r['db']:<9}{r['batch_size']:>6}{r['workers']:>8}{r['records']:>9}{r['raw_records_per_s']:>11}"
+        print(f"{r['mode']:<8}{r['db']:<9}{r['batch_size']:>6}{r['workers']:>8}{r['records']:>9}"
+              f"{r['raw_records_per_s']:>11}"
               f"{r['settled_records_per_s']:>15}{r['ratio']:>7}{'met' if r['met'] else 'MISS':>6}"
               f"{'ok' if r['invariants_ok'] else 'FAILED':>12}{r['raw_cpu_us_per_record']:>17}"
               f"{r['hub_cpu_us_per_record']:>6}{r['worker_cpu_us_per_record']:>8}")  # fmt: skip
