@@ -68,7 +68,7 @@ def agent_bus(data: dict[str, Any]) -> list[Row]:
 def hub_ingest(data: dict[str, Any]) -> list[Row]:
     return [
         _row(
-            f"hub settled records/s into {r['db']} ({r['records']} records)",
+            f"hub settled records/s into {r['db']} ({r['records']} records, {r['mode']})",
             r["settled_records_per_s"],
             ">= 0.8 of raw QoS 1 subscriber",
             r["ratio"],
