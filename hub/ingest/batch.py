@@ -63,6 +63,7 @@ from hub.ingest.reads import (
 )
 from hub.ledger import UsagePosting, post_usage_batch
 from hub.ledger.bulk import execute_many, select_in
+from hub.ledger.posting import apply_deltas
 from hub.rating.engine import Rated, rate
 from hub.rating.mix import proportions
 from hub.rating.payers import SplitRuleError, payer_weights, portions
@@ -189,14 +190,16 @@ class BatchProcessor:
         with read_tx(self.engine) as conn:
             rated = self._usage(conn, work, out)
         with write_tx(self.engine) as conn:
-            if rated is not None:
-                self._commit_usage(conn, work, out, rated)
+            credits = self._commit_usage(conn, work, out, rated) if rated is not None else {}
             store_events(conn, work)
             apply_statuses(conn, work)
             if work.quarantine:
                 conn.execute(insert(T_QUARANTINE), work.quarantine)
             pending = conn.execute(select(func.count()).select_from(T_PENDING)).scalar_one()
             out.pending = int(pending)
+            # The providers' balances last: every settler's batch credits the same few
+            # provider rows, whose locks (PostgreSQL) are then held only for the commit.
+            apply_deltas(conn, credits)
         return out
 
     # -- decoding (no database) ---------------------------------------------------------------
@@ -364,13 +367,17 @@ class BatchProcessor:
                           released=released, events=events, mismatches=mismatches,
                           carries=carries, payers=payers, touched=touched)  # fmt: skip
 
-    def _commit_usage(self, conn: Connection, work: Work, out: Outcome, rated: RatedUsage) -> None:
-        self._write_usage(conn, work=work, postings=rated.postings, to_hold=rated.to_hold,
+    def _commit_usage(
+        self, conn: Connection, work: Work, out: Outcome, rated: RatedUsage
+    ) -> dict[str, int]:
+        """Write the rated usage; returns the credits left to apply last (``_run``)."""
+        credits = self._write_usage(conn, work=work, postings=rated.postings, to_hold=rated.to_hold,
                           released=rated.released, events=rated.events,
                           mismatches=rated.mismatches, carries=rated.carries)  # fmt: skip
         self._mark_online(conn, rated.meters, rated.seen, work)
         if rated.touched:
             self._credit(conn, out, rated.meters, rated.payers, rated.touched)
+        return credits
 
     def _write_usage(
         self,
@@ -383,7 +390,8 @@ class BatchProcessor:
         events: list[dict[str, Any]],
         mismatches: list[dict[str, Any]],
         carries: dict[str, str],
-    ) -> None:
+    ) -> dict[str, int]:
+        credits: dict[str, int] = {}
         if released:
             for i in range(0, len(released), CHUNK):
                 conn.execute(delete(T_PENDING).where(
@@ -396,18 +404,20 @@ class BatchProcessor:
                 for h in to_hold
             ])  # fmt: skip
         if postings:
-            result = post_usage_batch(conn, postings)
+            result = post_usage_batch(conn, postings, defer_credits=True)
             if result.duplicates or result.rejected:
                 raise BatchConflictError(
                     f"ledger refused part of the batch: {len(result.duplicates)} duplicates, "
                     f"rejected {[(p.meter_id, p.seq, why) for p, why in result.rejected[:3]]}"
                 )
             work.counts["posted"] += len(result.posted)
+            credits = result.deferred
             save_states(conn, carries, work.now)
         if events:
             conn.execute(insert(T_EVENTS), events)
         if mismatches:
             conn.execute(insert(T_MISMATCH), mismatches)
+        return credits
 
     def _posting(
         self,

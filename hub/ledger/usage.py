@@ -55,6 +55,7 @@ class BatchResult:
     duplicates: list[tuple[str, int]] = field(default_factory=list)  # (meter, seq)
     rejected: list[tuple[UsagePosting, str]] = field(default_factory=list)  # (record, reason)
     accounts: dict[str, AccountState] = field(default_factory=dict)  # touched, after the batch
+    deferred: dict[str, int] = field(default_factory=dict)  # credits left to the caller
 
 
 def _problem(p: UsagePosting) -> str | dict[str, int]:
@@ -71,8 +72,17 @@ def _problem(p: UsagePosting) -> str | dict[str, int]:
         return exc.message
 
 
-def post_usage_batch(db: Executor, postings: Sequence[UsagePosting]) -> BatchResult:
-    """Post every new, valid record of ``postings`` in the caller's transaction (see module)."""
+def post_usage_batch(
+    db: Executor, postings: Sequence[UsagePosting], *, defer_credits: bool = False
+) -> BatchResult:
+    """Post every new, valid record of ``postings`` in the caller's transaction (see module).
+
+    ``defer_credits``: the balance increases (the providers' shares) are not applied but
+    returned in ``result.deferred``; the caller applies them (``apply_deltas``) last, just
+    before its commit. Every settler's batch credits the same few provider accounts, and on
+    PostgreSQL the row lock an UPDATE takes is held until the commit: applied last, concurrent
+    batches wait on each other only for the commit, not for the rest of the transaction.
+    ``result.accounts`` then lists only the accounts whose change was applied."""
     result = BatchResult()
     conn = conn_of(db)
     fresh: dict[tuple[str, int], UsagePosting] = {}
@@ -103,7 +113,11 @@ def post_usage_batch(db: Executor, postings: Sequence[UsagePosting]) -> BatchRes
         else:
             result.rejected.append((p, reason))
     if todo:
-        _write(conn, todo, merge_deltas(deltas[(p.meter_id, p.seq)] for p in todo), result)
+        net = merge_deltas(deltas[(p.meter_id, p.seq)] for p in todo)
+        if defer_credits:
+            result.deferred = {a: v for a, v in net.items() if v > 0}
+            net = {a: v for a, v in net.items() if v <= 0}
+        _write(conn, todo, net, result)
     return result
 
 
@@ -152,6 +166,6 @@ def _write(
     apply_deltas(conn, deltas)
     record_progress(conn, todo)
     result.posted.extend((p.meter_id, p.seq, eid) for eid, p in zip(ids, todo, strict=True))
-    touched = sorted({a for p in todo for a, _ in p.lines})
+    touched = sorted({a for p in todo for a, _ in p.lines} - set(result.deferred))
     found = select_in(conn, accounts, ("id", "balance", "floor"), "id", touched)
     result.accounts = {aid: AccountState(balance, floor) for aid, balance, floor in found}

@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from sqlalchemy import Engine, select
+from sqlmodel import Session
 
 from hub import ledger
 from hub.db import read_tx, run_tx
 from hub.ledger import UsagePosting
 from hub.ledger._sql import entries, meters
+from hub.ledger.posting import apply_deltas
 from tests.hub.world import World, failed, fund, make_world, snapshot
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -28,6 +30,27 @@ def usage(w: World, meter: int, seq: int, span: tuple[int, int], cost: int) -> U
     return UsagePosting(w.meters[meter], seq, *span, lines if cost else [], "USD",
                         carry=f"carry-{seq}", metadata={"agent_shares": [cost], "tariff": "t1/3"},
                         interval_end=T0 + timedelta(minutes=seq))  # fmt: skip
+
+
+def test_deferred_credits_are_left_to_the_caller(engine: Engine) -> None:
+    """``defer_credits``: the providers' increases come back to be applied last, in the same
+    transaction; once applied the ledger is what an immediate posting gives."""
+    w = make_world(engine)
+    fund(engine, w, 10_000)
+    batch = [usage(w, 0, s, (100 * s, 100 * s + 100), 37) for s in range(1, 21)]
+
+    def post(session: Session) -> dict[str, int]:
+        result = ledger.post_usage_batch(session, batch, defer_credits=True)
+        assert set(result.accounts) == {w.customers[0]}  # the debit is applied at once
+        assert sum(result.deferred.values()) == 37 * 20
+        apply_deltas(session.connection(), result.deferred)
+        return result.deferred
+
+    deferred = run_tx(engine, post)
+    assert set(deferred) <= set(w.providers)
+    with read_tx(engine) as conn:
+        report = ledger.check_invariants(conn)
+    assert report["ok"], report
 
 
 def test_batch_posts_and_replay_posts_nothing(engine: Engine) -> None:
