@@ -64,24 +64,6 @@ _VIOLATIONS: dict[str, tuple[str, str]] = {
         "energy posted for a meter equals its register span: no negative interval, and no "
         "energy skipped between consecutive records (a register going back is a reset)",
     ),
-    "floors": (
-        # Invariant 9: only consumption (usage, standing charges) and corrections (reversals)
-        # may take a balance below its floor: energy already delivered in friendly hours, to a
-        # protected customer, in a grace period or before the gateway cut off is never
-        # refused; it is debt. Every other debit (alternate draw, transfer, debt recovery,
-        # adjustment) must leave the account at or above its floor (emergency credit lowers
-        # the floor). Checked line by line: the balance right after each such debit.
-        "SELECT account_id AS id, MIN(after) AS balance, floor FROM (SELECT l.account_id, "
-        "a.floor, (SELECT CAST(SUM(x.amount) AS BIGINT) FROM journal_lines x "
-        "WHERE x.account_id = l.account_id "
-        "AND x.id <= l.id) AS after FROM journal_lines l "
-        "JOIN accounts a ON a.id = l.account_id AND a.floor IS NOT NULL "
-        "JOIN journal_entries e ON e.id = l.entry_id "
-        "WHERE l.amount < 0 AND e.kind NOT IN ('usage', 'standing', 'reversal')) t "
-        "WHERE after < floor GROUP BY account_id, floor",
-        "no debit but consumption or a reversal leaves a balance below its floor "
-        "(emergency credit lowers the floor; usage past it is debt)",
-    ),
     "idempotency_keys": (
         "SELECT idempotency_key, COUNT(*) AS n FROM journal_entries "
         "WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key HAVING COUNT(*) > 1",
@@ -118,6 +100,32 @@ _PROTECTED = (
 )
 
 
+# Invariant 9: only consumption (usage, standing charges) and corrections (reversals) may take a
+# balance below its floor: energy already delivered in friendly hours, to a protected customer,
+# in a grace period or before the gateway cut off is never refused; it is debt. Every other
+# debit (alternate draw, transfer, debt recovery, adjustment) must leave the account at or above
+# the floor in force when it was posted (recorded in the entry's metadata by ``post``; the
+# account's floor for entries without it). Checked line by line: the balance after each debit.
+_FLOORS = (
+    "SELECT account_id AS id, MIN(after) AS balance, floor FROM (SELECT l.account_id, "
+    "COALESCE(CAST({floor_then} AS BIGINT), a.floor) AS floor, "
+    "(SELECT CAST(SUM(x.amount) AS BIGINT) FROM journal_lines x "
+    "WHERE x.account_id = l.account_id AND x.id <= l.id) AS after FROM journal_lines l "
+    "JOIN accounts a ON a.id = l.account_id "
+    "JOIN journal_entries e ON e.id = l.entry_id "
+    "WHERE l.amount < 0 AND e.kind NOT IN ('usage', 'standing', 'reversal')) t "
+    "WHERE floor IS NOT NULL AND after < floor GROUP BY account_id, floor"
+)
+
+
+def _floors_sql(dialect: str) -> str:
+    if dialect == "postgresql":
+        return _FLOORS.format(floor_then="e.metadata -> 'floors' ->> l.account_id")
+    return _FLOORS.format(
+        floor_then="json_extract(e.metadata, '$.floors.\"' || l.account_id || '\"')"
+    )
+
+
 def _protected_sql(dialect: str) -> str:
     if dialect == "postgresql":
         return _PROTECTED.format(by="e.data->>'by'", cause="e.data->>'cause'")
@@ -129,7 +137,11 @@ def check_invariants(db: Executor) -> dict[str, Any]:
     """``{"ok": bool, "checks": {name: {"ok": bool, "detail": {...}}}}``."""
     conn = conn_of(db)
     checks: dict[str, dict[str, Any]] = {}
-    violations = {**_VIOLATIONS, "protected_supply": (
+    violations = {**_VIOLATIONS, "floors": (
+        _floors_sql(conn.dialect.name),
+        "no debit but consumption or a reversal leaves a balance below the floor in force "
+        "when it was posted (emergency credit lowers the floor; usage past it is debt)",
+    ), "protected_supply": (
         _protected_sql(conn.dialect.name),
         "a protected customer is never cut off automatically (an operator alert instead)",
     )}  # fmt: skip

@@ -52,6 +52,9 @@ def find_by_key(conn: Connection, key: str) -> int | None:
     return conn.execute(stmt).scalar_one_or_none()
 
 
+FLOORS_KEY = "floors"  # entry metadata: {account id: floor in force when posted}
+
+
 def post(
     db: Executor,
     kind: EntryKind | str,
@@ -87,10 +90,18 @@ def post(
         ):
             raise BelowFloorError(account_id, row.balance, delta, row.floor)
     now = utcnow()
+    meta = dict(metadata) if metadata is not None else {}
+    # The floor each debited account had when this entry was posted: invariant 9 checks the
+    # debit against it, not against a floor moved since (emergency credit taken or repaid).
+    floors = {
+        a: int(rows[a].floor) for a, d in deltas.items() if d < 0 and rows[a].floor is not None
+    }
+    if floors:
+        meta[FLOORS_KEY] = floors
     values = {"kind": EntryKind(kind).value, "currency": currency, "created_at": now,
               "effective_at": effective_at or now, "meter_id": meter_id, "seq": seq,
               "idempotency_key": idempotency_key, "reverses_id": reverses_id, "memo": memo,
-              "metadata": dict(metadata) if metadata is not None else None}  # fmt: skip
+              "metadata": meta or None}  # fmt: skip
     if idempotency_key is None:
         stmt: Any = insert(entries)
     else:

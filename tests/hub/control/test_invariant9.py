@@ -43,3 +43,17 @@ def test_protected_customer_left_cut_off_automatically_is_named(engine: Engine) 
     assert s.invariants() == {}
     s.control.operator(s.meter, "disconnect", "unsafe installation")  # an operator may
     assert s.invariants() == {}
+
+
+def test_a_debit_is_checked_against_the_floor_in_force_when_posted(engine: Engine) -> None:
+    """Emergency credit lowers the floor, a transfer uses it, the floor goes back to zero: the
+    transfer stays within the floor of its time, and a forced debit past it is still named."""
+    s = make_scene(engine, CreditControl(engine, clock=Clock()), balance=100)
+    run_tx(engine, lambda x: ledger.set_floor(x, s.customer, -500))
+    out = [(s.customer, -400), ("provider:gen", 400)]
+    run_tx(engine, lambda x: ledger.post_entry(x, "transfer", out, "USD"))  # -300 >= -500
+    run_tx(engine, lambda x: ledger.set_floor(x, s.customer, 0))  # repaid later
+    assert s.invariants() == {}
+    forced = [(s.customer, -250), ("provider:gen", 250)]
+    run_tx(engine, lambda x: ledger.post_entry(x, "adjustment", forced, "USD", enforce_floor=False))
+    assert s.invariants()["floors"]["sample"] == [{"id": s.customer, "balance": -550, "floor": 0}]
