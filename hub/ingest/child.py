@@ -11,7 +11,10 @@ A child reads end-of-file when its parent goes away (even by kill -9) and exits 
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -61,6 +64,7 @@ class ChildLink:
             [sys.executable, "-m", self.module, "--fd", str(theirs.fileno()),
              self._config(self.restarts)],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the hub only, not its children
         )  # fmt: skip
         theirs.close()
         self._conn = Connection(mine.detach())
@@ -121,6 +125,31 @@ class ChildLink:
         self.stop()
         self.restarts += 1
         self.start()
+
+
+def start_child(prog: str, argv: list[str] | None) -> tuple[str, Connection]:
+    """In a child: parse ``--fd N CONFIG``; returns the configuration text and the parent's
+    connection. SIGINT and SIGTERM are ignored: a service manager's SIGTERM reaches every
+    process of the service, and the hub stops its children itself, in order (each settler
+    reports the batch in hand, then the pump acknowledges it and leaves)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--fd", type=int, required=True, help="the parent's socket")
+    parser.add_argument("config", help="the child's configuration as JSON")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return args.config, Connection(args.fd)
+
+
+def log_to_stderr(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+
+
+def exit_child(code: int) -> None:
+    """Leave at once: the child's threads are stopped; nothing else is worth waiting for."""
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def serve_parent(conn: Connection, handle: Callable[[tuple[Any, ...]], bool]) -> None:

@@ -20,11 +20,7 @@ disconnects and exits, so a restarted hub never fights an orphan for its session
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-import signal
-import sys
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -32,7 +28,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from hub.ingest.child import serve_parent
+from hub.ingest.child import exit_child, log_to_stderr, serve_parent, start_child
 from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
 from hub.ingest.pump_link import PumpConfig
 from protocol import topics
@@ -216,22 +212,12 @@ class Pump:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hub.ingest.pump")
-    parser.add_argument("--fd", type=int, required=True, help="the parent's socket")
-    parser.add_argument("config", help="PumpConfig as JSON")
-    args = parser.parse_args(argv)
-    cfg = PumpConfig.from_json(args.config)
-    # Ctrl-C in a terminal, or a service manager's SIGTERM, reaches the whole process group:
-    # the hub stops its pump itself, after the settlers' last batches are acknowledged.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    Pump(cfg, Connection(args.fd)).run()
+    text, conn = start_child("python -m hub.ingest.pump", argv)
+    cfg = PumpConfig.from_json(text)
+    log_to_stderr(cfg.log_level)
+    Pump(cfg, conn).run()
     return 0
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # paho's thread is stopped; do not wait on anything else at exit
+    exit_child(main())

@@ -16,13 +16,9 @@ each committed batch, ``("cpu", seconds)`` when it stops.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import os
 import queue
-import signal
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -31,7 +27,7 @@ from typing import Any
 
 from hub.db import make_engine
 from hub.ingest.batch import BatchProcessor, Inbound, Outcome
-from hub.ingest.child import serve_parent
+from hub.ingest.child import exit_child, log_to_stderr, serve_parent, start_child
 from hub.ingest.settler_link import SettlerConfig, gateway_shard
 
 log = logging.getLogger(__name__)
@@ -145,22 +141,12 @@ class Settler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hub.ingest.settler")
-    parser.add_argument("--fd", type=int, required=True, help="the parent's socket")
-    parser.add_argument("config", help="SettlerConfig as JSON")
-    args = parser.parse_args(argv)
-    cfg = SettlerConfig.from_json(args.config)
-    logging.basicConfig(level=cfg.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    # Ctrl-C or a service manager's SIGTERM reaches the whole group: the hub stops its settlers
-    # (each finishes and reports the batch in hand first).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    Settler(cfg, Connection(args.fd)).run()
+    text, conn = start_child("python -m hub.ingest.settler", argv)
+    cfg = SettlerConfig.from_json(text)
+    log_to_stderr(cfg.log_level)
+    Settler(cfg, conn).run()
     return 0
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)
+    exit_child(main())
