@@ -337,10 +337,28 @@ def checked(st: Stack, args: argparse.Namespace) -> bool:
     return bool(report["ok"])
 
 
-def hub_cpu(counters: dict[str, Any], records: int) -> int:
-    """CPU per record of all the hub's processes (hub, MQTT pump, settlers), start-up included."""
-    total = counters["process_cpu_ms"] + counters["pump_cpu_ms"] + counters["settler_cpu_ms"]
-    return round(total * 1000 / records)
+def figures(
+    args: argparse.Namespace,
+    raw_s: float,
+    settled_s: float,
+    raw: dict[str, Any],
+    hub: dict[str, Any],
+) -> dict[str, Any]:
+    """Rates, the ratio against the goal, and CPU per record of the raw subscriber, of all the
+    hub's processes (hub, MQTT pump, settlers; start-up included) and of its settling work."""
+    n = args.records
+    hub_ms = hub["process_cpu_ms"] + hub["pump_cpu_ms"] + hub["settler_cpu_ms"]
+    return {
+        "raw_records_per_s": round(n / raw_s),
+        "settled_records_per_s": round(n / settled_s),
+        "ratio": round(raw_s / settled_s, 3),
+        "goal": GOAL,
+        "met": raw_s / settled_s >= GOAL,
+        "raw_cpu_us_per_record": round(raw["cpu_ms"] * 1000 / n),
+        "hub_cpu_us_per_record": round(hub_ms * 1000 / n),
+        "worker_cpu_us_per_record": round(hub["worker_cpu_ms"] * 1000 / n),
+        "hub_counters": hub,
+    }
 
 
 def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -371,19 +389,11 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "publish_s": round(published_at - first, 3),
             "raw_s": round(raw_s, 3),
             "settled_s": round(settled_s, 3),
-            "raw_records_per_s": round(args.records / raw_s),
             "raw_messages_per_s": round(messages / raw_s),
-            "settled_records_per_s": round(args.records / settled_s),
-            "ratio": round(raw_s / settled_s, 3),
-            "goal": GOAL,
-            "met": raw_s / settled_s >= GOAL,
+            **figures(args, raw_s, settled_s, raw_result, hub_counters),
             "invariants_ok": invariants_ok,
             # records settled by each whole second after the first publish
             "settled_by_second": _by_second(timeline, first),
-            "raw_cpu_us_per_record": round(raw_result["cpu_ms"] * 1000 / args.records),
-            "hub_cpu_us_per_record": hub_cpu(hub_counters, args.records),
-            "worker_cpu_us_per_record": round(hub_counters["worker_cpu_ms"] * 1000 / args.records),
-            "hub_counters": hub_counters,
         }
 
 
@@ -412,15 +422,9 @@ def run_backlog(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
             "mode": "backlog", "db": db_kind, "records": args.records,
             "batch_size": args.batch_size, "workers": args.workers,
             "raw_s": round(raw_s, 3), "settled_s": round(settled_s, 3),
-            "raw_records_per_s": round(args.records / raw_s),
-            "settled_records_per_s": round(args.records / settled_s),
-            "ratio": round(raw_s / settled_s, 3), "goal": GOAL, "met": raw_s / settled_s >= GOAL,
+            **figures(args, raw_s, settled_s, raw_result, hub_counters),
             "invariants_ok": invariants_ok,
             "settled_by_second": _by_second(timeline, ready_at),
-            "raw_cpu_us_per_record": round(raw_result["cpu_ms"] * 1000 / args.records),
-            "hub_cpu_us_per_record": hub_cpu(hub_counters, args.records),
-            "worker_cpu_us_per_record": round(hub_counters["worker_cpu_ms"] * 1000 / args.records),
-            "hub_counters": hub_counters,
         }  # fmt: skip
 
 

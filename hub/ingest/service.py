@@ -80,7 +80,7 @@ class IngestService:
         in_memory = engine.url.database in (None, "", ":memory:")
         if engine.url.get_backend_name() == "sqlite" and in_memory:
             raise ValueError("ingest needs a database file or server: settlers are processes")
-        self.url = BrokerUrl.parse(mqtt_url)  # a bad URL fails here, before any process
+        BrokerUrl.parse(mqtt_url)  # a bad URL fails here, before any process starts
         self.mqtt_url = mqtt_url
         self.client_id = client_id
         self.batch_size = batch_size
