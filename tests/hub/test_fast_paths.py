@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -15,7 +16,8 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.db import write_tx
-from hub.ingest.model import T_CUSTOMERS
+from hub.ingest.batch import BatchProcessor
+from hub.ingest.model import T_CUSTOMERS, Inbound
 from hub.ledger.bulk import _convert_instants, select_in
 from hub.models.types import UTCDateTime
 from hub.rating.engine import month_key
@@ -146,3 +148,18 @@ def test_select_in_returns_what_a_core_select_does(engine: Engine) -> None:
     assert fast == [tuple(row) for row in core]
     assert len(fast) == len(wanted) - 1
     assert isinstance(fast[0][1], bool) and fast[0][3].tzinfo is not None
+
+
+def test_batch_pauses_the_garbage_collector_only_while_it_runs(engine: Engine) -> None:
+    processor = BatchProcessor(engine)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    garbage = [Inbound("smsa/v1/gw/gw-1/usage", b"not json", now)]
+    assert gc.isenabled()
+    assert processor.process(garbage, now).counts["quarantined"] == 1
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        processor.process(garbage, now)
+        assert not gc.isenabled()  # a caller's choice is left alone
+    finally:
+        gc.enable()
