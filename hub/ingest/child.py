@@ -84,6 +84,18 @@ class ChildLink:
             return False  # the child died: the reader starts it again
         return True
 
+    def send_bytes(self, message: bytes) -> bool:
+        """Send ``message``, already pickled; False when the child is not running."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            with self._send_lock:
+                conn.send_bytes(message)
+        except (OSError, ValueError):
+            return False  # the child died: the reader starts it again
+        return True
+
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the child to stop (``("stop",)``), wait for it, then for its last messages."""
         self._stopping.set()

@@ -17,6 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hub.errors import InvalidInputError
+from hub.ingest.paho_bulk import BulkClient
 
 MAX_RECEIVE = 65_535
 
@@ -57,8 +58,8 @@ def make_client(
     *,
     manual_ack: bool = True,
     v5: bool = True,
-) -> mqtt.Client:
-    client = mqtt.Client(
+) -> BulkClient:
+    client = BulkClient(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,

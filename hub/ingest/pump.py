@@ -1,16 +1,20 @@
 """The hub's MQTT client in a process of its own: ``python -m hub.ingest.pump --fd N CONFIG``.
 
-Receiving and acknowledging QoS 1 messages costs paho about as much CPU per message as settling
-one record costs the worker; in one process both share the GIL and the hub can use one core at
-most. This process owns the paho client and nothing else: it forwards what it receives to the
-parent over a socket (``multiprocessing.connection.Connection``, in chunks), acknowledges what
-the parent says is committed, and publishes what the parent asks it to.
+Receiving and acknowledging QoS 1 messages costs a paho client a good part of what settling one
+record costs; in one process both share the GIL and the hub can use one core at most. This
+process owns the MQTT client (``hub.ingest.paho_bulk``) and nothing else: it forwards what it
+receives to the parent over a socket (``multiprocessing.connection.Connection``, in chunks),
+acknowledges what the parent says is committed, and publishes what the parent asks it to.
 
-Child → parent: ``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``,
+Messages are forwarded already split by settler (``shard_of``) and pickled as the settler's
+``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``, so the parent passes
+them on as bytes without unpickling them.
+
+Child → parent: ``("msgs", [(shard, count, pickled), ...])``,
 ``("up", generation, session_present)`` once subscribed, ``("down", reason)``,
 ``("protocol", v5)`` after falling back to MQTT 3.1.1, ``("cpu", seconds)`` when stopping.
-Parent → child: ``("ack", generation, [(mid, qos), ...])``, ``("publish", topic, payload)``,
-``("stop",)``.
+Parent → child: ``("ack", generation, [mid, ...])`` (QoS 1 messages: the subscriptions are QoS 1,
+so none arrive at QoS 2), ``("publish", topic, payload)``, ``("stop",)``.
 
 A generation names one connection: a message received on an earlier connection is never
 acknowledged on a later one (its mid may name another message there); the broker redelivers it.
@@ -21,6 +25,7 @@ disconnects and exits, so a restarted hub never fights an orphan for its session
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -30,7 +35,9 @@ import paho.mqtt.client as mqtt
 
 from hub.ingest.child import exit_child, log_to_stderr, serve_parent, start_child
 from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
-from hub.ingest.pump_link import PumpConfig
+from hub.ingest.paho_bulk import BulkClient
+from hub.ingest.pump_link import Chunk, Parts, PumpConfig
+from hub.ingest.settler_link import shard_of
 from protocol import topics
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,7 @@ CONNACK_WAIT_S = 5.0
 SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", "status")]
 FORWARD_WAIT_S = 0.005  # longest a received message waits before it is forwarded
 CHUNK_MAX = 2_000  # messages per forwarded chunk
+SHARD_CACHE_MAX = 100_000  # topics whose settler is remembered
 
 
 class Pump:
@@ -51,10 +59,10 @@ class Pump:
         self.conn = conn
         self.v5 = cfg.v5
         self.generation = cfg.generation_base
-        self._client: mqtt.Client | None = None
+        self._client: BulkClient | None = None
         self._client_lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._inbox: list[tuple[str, bytes, float, int, int, int]] = []
+        self._inbox: Chunk = []
         self._inbox_lock = threading.Lock()
         self._arrived = threading.Event()
         self._stopping = threading.Event()
@@ -63,6 +71,7 @@ class Pump:
         self._spoke_v5 = False  # a broker once accepted MQTT 5: never fall back from it
         self._attempt_at = time.monotonic()
         self._session_present = False
+        self._shard_cache: dict[str, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -153,15 +162,32 @@ class Pump:
             with self._inbox_lock:
                 inbox, self._inbox = self._inbox, []
             for i in range(0, len(inbox), CHUNK_MAX):
-                self._send(("msgs", inbox[i : i + CHUNK_MAX]))
+                self._send(("msgs", self._by_shard(inbox[i : i + CHUNK_MAX])))
 
-    def _ack(self, generation: int, items: list[tuple[int, int]]) -> None:
+    def _by_shard(self, chunk: Chunk) -> Parts:
+        """``chunk`` split by settler, each part pickled as that settler's message."""
+        shards, shard_cache = self.cfg.shards, self._shard_cache
+        parts: dict[int, Chunk] = {}
+        for item in chunk:
+            topic = item[0]
+            shard = shard_cache.get(topic)
+            if shard is None:
+                if len(shard_cache) >= SHARD_CACHE_MAX:
+                    shard_cache.clear()
+                shard = shard_cache[topic] = shard_of(topic, shards)
+            part = parts.get(shard)
+            if part is None:
+                part = parts[shard] = []
+            part.append(item)
+        return [(shard, len(part), pickle.dumps(("msgs", part), pickle.HIGHEST_PROTOCOL))
+                for shard, part in parts.items()]  # fmt: skip
+
+    def _ack(self, generation: int, mids: list[int]) -> None:
         with self._client_lock:
             client = self._client
             if client is None or generation != self.generation:
                 return  # an earlier connection's messages: the broker delivers them again
-            for mid, qos in items:
-                client.ack(mid, qos)
+            client.ack_many(mids)
 
     # -- paho callbacks (network thread) ---------------------------------------------------------
 

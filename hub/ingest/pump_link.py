@@ -18,6 +18,7 @@ from hub.ingest.child import ChildLink
 
 GENERATIONS_PER_PUMP = 1_000_000
 Chunk = list[tuple[str, bytes, float, int, int, int]]
+Parts = list[tuple[int, int, bytes]]  # (shard, messages, the settler's pickled message)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class PumpConfig:
     v5: bool
     session_expiry_s: int
     receive_maximum: int
+    shards: int = 1  # settlers: messages are forwarded split by ``settler_link.shard_of``
     generation_base: int = 0  # this pump's generations start above it (one base per restart)
     log_level: str = "WARNING"
 
@@ -42,7 +44,7 @@ class PumpLink:
     def __init__(
         self,
         cfg: PumpConfig,
-        on_messages: Callable[[Chunk], None],
+        on_messages: Callable[[Parts], None],
         on_state: Callable[[str, tuple[Any, ...]], None],
     ) -> None:
         self.cfg = cfg
@@ -66,9 +68,10 @@ class PumpLink:
         unacknowledged message again."""
         self._child.restart()
 
-    def ack(self, generation: int, items: list[tuple[int, int]]) -> None:
-        if items:
-            self._child.send(("ack", generation, items))
+    def ack(self, generation: int, mids: list[int]) -> None:
+        """Have the pump acknowledge the QoS 1 messages ``mids`` of connection ``generation``."""
+        if mids:
+            self._child.send(("ack", generation, mids))
 
     def publish(self, topic: str, payload: bytes) -> bool:
         """Hand ``topic``/``payload`` to the pump (QoS 1); False when no pump is running."""

@@ -1,15 +1,16 @@
-"""The ingest service: an MQTT pump process, a bounded hand-off queue, one worker thread.
+"""The ingest service: an MQTT pump process, settling processes, and a coordinator thread.
 
 The MQTT client runs in its own process (``hub.ingest.pump``) so receiving and acknowledging do
-not share the GIL with settling. It forwards messages in chunks; a reader thread puts them on
-the queue; the worker collects up to ``batch_size`` messages or waits ``batch_wait_s``,
-processes them in one transaction (``BatchProcessor``), and only then tells the pump to
-acknowledge them to the broker (paho ``manual_ack``). A crash before the commit loses nothing:
-the broker redelivers every unacknowledged message of the persistent session, and (meter, seq)
-deduplication makes the redelivery harmless.
+not share the GIL with settling. It forwards messages in chunks, already split by the settler
+that owns their gateway (``hub.ingest.settler``, ``workers`` of them), and this process passes
+each part on unread. A settler collects up to ``batch_size`` messages or waits
+``batch_wait_s``, processes them in one transaction (``BatchProcessor``) and reports them; only
+then does the pump acknowledge them to the broker (paho ``manual_ack``). A crash before the
+commit loses nothing: the broker redelivers every unacknowledged message of the persistent
+session, and (meter, seq) deduplication makes the redelivery harmless.
 
-After each batch the meters whose balance changed are sent a signed ``credit`` command, at most
-once per ``credit_interval_s`` per meter (0: after every batch).
+The coordinator runs credit control on the meters whose balance changed and sends each its
+signed ``credit`` state, at most once per ``credit_interval_s`` per meter (0: after every batch).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from hub.db import read_tx
 from hub.errors import NotFoundError
 from hub.ingest.model import CreditInfo
 from hub.ingest.mqtt import BrokerUrl
-from hub.ingest.pump_link import Chunk, PumpConfig, PumpLink
-from hub.ingest.settler_link import SettlerConfig, SettlerLink, shard_of
+from hub.ingest.pump_link import Parts, PumpConfig, PumpLink
+from hub.ingest.settler_link import SettlerConfig, SettlerLink
 from hub.models import Gateway, Meter
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class IngestService:
             settler.start()
         cfg = PumpConfig(url=self.mqtt_url, client_id=self.client_id, v5=self.mqtt_v5,
                          session_expiry_s=self.session_expiry_s,
-                         receive_maximum=self.receive_maximum)  # fmt: skip
+                         receive_maximum=self.receive_maximum, shards=self.workers)  # fmt: skip
         self._pump = PumpLink(cfg, self._on_messages, self._on_state)
         self._pump.start()
         self._coordinator = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
@@ -233,21 +234,19 @@ class IngestService:
 
     # -- from the pump and the settlers (their reader threads: no database work here) -------
 
-    def _on_messages(self, chunk: Chunk) -> None:
-        self._count(received=len(chunk))
+    def _on_messages(self, parts: Parts) -> None:
+        """Messages the pump split by settler and pickled: passed on as they are."""
+        self._count(received=sum(count for _shard, count, _blob in parts))
         if self._stopping.is_set():
             return  # unacknowledged: the broker delivers them again on the next start
-        parts: dict[int, Chunk] = {}
-        for item in chunk:
-            parts.setdefault(shard_of(item[0], self.workers), []).append(item)
-        for shard, part in parts.items():
+        for shard, count, blob in parts:
             with self._flight_lock:
-                self._in_flight[shard] += len(part)
-            if not self._settlers[shard].send(part):
+                self._in_flight[shard] += count
+            if not self._settlers[shard].send_pickled(blob):
                 # the settler is being restarted; when it is back the pump reconnects and
                 # the broker delivers these again
                 with self._flight_lock:
-                    self._in_flight[shard] -= len(part)
+                    self._in_flight[shard] -= count
 
     def _on_state(self, kind: str, args: tuple[Any, ...]) -> None:
         if kind == "up":
@@ -312,16 +311,13 @@ class IngestService:
             self._count(credit_cpu_ms=int((time.thread_time() - cpu) * 1000))
         self._flush_credit(force=True)  # the newest states of the last batches, before leaving
 
-    def _ack(self, acks: list[tuple[int, int, int]]) -> None:
+    def _ack(self, acks: dict[int, list[int]]) -> None:
         pump = self._pump
         if pump is None:
             return
-        by_generation: dict[int, list[tuple[int, int]]] = {}
-        for generation, mid, qos in acks:
-            by_generation.setdefault(generation, []).append((mid, qos))
         # The pump acknowledges only the current connection's messages: one of an earlier
         # connection is redelivered on the new one, where its old mid may name another message.
-        for generation, mids in by_generation.items():
+        for generation, mids in acks.items():
             pump.ack(generation, mids)
 
     def _run_control(self, credit: dict[str, CreditInfo]) -> None:

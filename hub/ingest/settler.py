@@ -10,8 +10,8 @@ of its own gateways are released once their hold time is over.
 Parent → child: ``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``,
 ``("stop",)`` (finish the batch in hand, report it, exit; what is still queued stays
 unacknowledged and the broker delivers it again).
-Child → parent: ``("done", [(generation, mid, qos), ...], counts, credit, messages)`` after
-each committed batch, ``("cpu", seconds)`` when it stops.
+Child → parent: ``("done", {generation: [mid, ...]}, counts, credit, messages)`` after each
+committed batch, ``("cpu", seconds)`` when it stops.
 """
 
 from __future__ import annotations
@@ -91,7 +91,10 @@ class Settler:
             self._db_errors = 0
             next_release = time.monotonic() + RELEASE_EVERY_S
             self._pending = outcome.pending
-            acks = [(i.generation, i.mid, i.qos) for i in items if i.qos > 0]
+            acks: dict[int, list[int]] = {}
+            for item in items:
+                if item.qos > 0:
+                    acks.setdefault(item.generation, []).append(item.mid)
             try:
                 self.conn.send(("done", acks, dict(outcome.counts), outcome.credit, len(items)))
             except (OSError, ValueError):

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from hub.ingest.child import ChildLink
-from hub.ingest.pump_link import Chunk
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,9 @@ class SettlerLink:
         """The settler finishes the batch in hand and reports it before this returns."""
         self._child.stop(timeout)
 
-    def send(self, chunk: Chunk) -> bool:
-        return self._child.send(("msgs", chunk))
+    def send_pickled(self, message: bytes) -> bool:
+        """Pass on a ``("msgs", chunk)`` the pump pickled for this settler."""
+        return self._child.send_bytes(message)
 
     def _config(self, _restarts: int) -> str:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
