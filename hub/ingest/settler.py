@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
@@ -28,11 +28,46 @@ from typing import Any
 from hub.db import make_engine
 from hub.ingest.batch import BatchProcessor, Inbound, Outcome
 from hub.ingest.child import exit_child, log_to_stderr, serve_parent, start_child
+from hub.ingest.pump_link import Chunk
 from hub.ingest.settler_link import SettlerConfig, gateway_shard
 
 log = logging.getLogger(__name__)
 
 RELEASE_EVERY_S = 1.0  # how often held records are checked while some are held
+IDLE_WAIT_S = 0.1  # longest the loop sleeps with nothing to do (held records, stopping)
+
+
+class Inbox:
+    """Chunks of messages from the reader thread, taken by the settling loop in batches."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[Chunk] = deque()
+        self._ready = threading.Condition()
+
+    def put(self, chunk: Chunk) -> None:
+        with self._ready:
+            self._chunks.append(chunk)
+            self._ready.notify()
+
+    def take(self, limit: int, wait_s: float) -> Chunk:
+        """Up to ``limit`` messages: waits ``IDLE_WAIT_S`` for a first one, then up to
+        ``wait_s`` for more; [] when none came."""
+        with self._ready:
+            if not self._chunks and not self._ready.wait(IDLE_WAIT_S):
+                return []
+            taken: Chunk = []
+            deadline = time.monotonic() + wait_s
+            while True:
+                while self._chunks and len(taken) < limit:
+                    chunk = self._chunks.popleft()
+                    room = limit - len(taken)
+                    if len(chunk) > room:
+                        self._chunks.appendleft(chunk[room:])
+                        chunk = chunk[:room]
+                    taken.extend(chunk)
+                remaining = deadline - time.monotonic()
+                if len(taken) >= limit or remaining <= 0 or not self._ready.wait(remaining):
+                    return taken
 
 
 class Settler:
@@ -46,7 +81,7 @@ class Settler:
             hold_s=cfg.hold_s,
             owns=lambda gateway: gateway_shard(gateway, cfg.shards) == cfg.shard,
         )
-        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._inbox = Inbox()
         self._stopping = threading.Event()
         self._pending = 1  # held records (unknown at start: check once)
         self._db_errors = 0  # failed attempts since the last report
@@ -67,9 +102,7 @@ class Settler:
 
     def _take(self, message: tuple[Any, ...]) -> bool:
         if message[0] == "msgs":
-            for topic, payload, received_at, mid, qos, generation in message[1]:
-                when = datetime.fromtimestamp(received_at, UTC)
-                self._inbox.put(Inbound(topic, payload, when, mid, qos, generation))
+            self._inbox.put(message[1])
         return True
 
     def _loop(self) -> None:
@@ -103,26 +136,12 @@ class Settler:
                 return
 
     def _collect(self) -> list[Inbound]:
-        inbox = self._inbox
-        try:
-            items = [inbox.get(timeout=0.1)]
-        except queue.Empty:
-            return []
-        deadline = time.monotonic() + self.cfg.batch_wait_s
-        while len(items) < self.cfg.batch_size:
-            try:
-                items.append(inbox.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                items.append(inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return items
+        return [
+            Inbound(topic, payload, datetime.fromtimestamp(at, UTC), mid, qos, generation)
+            for topic, payload, at, mid, qos, generation in self._inbox.take(
+                self.cfg.batch_size, self.cfg.batch_wait_s
+            )
+        ]
 
     def _process(self, items: list[Inbound]) -> Outcome | None:
         delay = 0.1
