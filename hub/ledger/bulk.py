@@ -9,7 +9,9 @@ its expanding IN list) or a Core executemany cost more CPU per batch than the qu
 from __future__ import annotations
 
 import json
+import json.encoder
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import chain
 from typing import Any
@@ -20,6 +22,7 @@ from sqlalchemy.engine import Connection, Dialect
 from hub.models.types import UTCDateTime
 
 CHUNK = 500  # (meter, seq) keys per lookup: 1,000 parameters on SQLite
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
@@ -127,11 +130,12 @@ def select_in(
     chunks of CHUNK keys (its write lock is held from ``BEGIN IMMEDIATE``)."""
     if not keys:
         return []
+    processors = _result_processors(conn.dialect, table, tuple(columns))
     convert = [
-        _memo_result(f, table.c[name].type)
-        for f, name in zip(_result_processors(conn.dialect, table, tuple(columns)), columns,
-                           strict=True)
-    ]  # fmt: skip
+        (i, _memo_result(f, table.c[columns[i]].type))
+        for i, f in enumerate(processors)
+        if f is not None
+    ]
     pg = conn.dialect.name == "postgresql"
     step = len(keys) if pg else CHUNK
     head = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
@@ -143,7 +147,7 @@ def select_in(
             rows = conn.exec_driver_sql(f"{head} = ANY(%b){tail}", (part,)).all()
         else:
             rows = conn.exec_driver_sql(f"{head} IN ({_marks(len(part))}){tail}", tuple(part)).all()
-        if any(convert):
+        if convert:
             out.extend(_convert_row(convert, row) for row in rows)
         else:
             out.extend(tuple(row) for row in rows)
@@ -155,19 +159,19 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def _convert_row(convert: Sequence[Callable[[Any], Any] | None], row: Any) -> tuple[Any, ...]:
-    return tuple(v if f is None else f(v) for f, v in zip(convert, row, strict=True))
+def _convert_row(convert: Sequence[tuple[int, Callable[[Any], Any]]], row: Any) -> tuple[Any, ...]:
+    """``row`` with the value at each position i of ``convert`` through its function."""
+    values = list(row)
+    for i, f in convert:
+        values[i] = f(values[i])
+    return tuple(values)
 
 
-def _memo_result(
-    convert: Callable[[Any], Any] | None, sql_type: Any
-) -> Callable[[Any], Any] | None:
+def _memo_result(convert: Callable[[Any], Any], sql_type: Any) -> Callable[[Any], Any]:
     """``convert`` for one query's values of a column: a stored value converts to an immutable
     datetime or bool once per query (many meters share a last-seen time), JSON ``null`` (a meter
     without a split rule) to None without the JSON parser; other JSON parses each time, as each
     row must get its own mutable dict."""
-    if convert is None:
-        return None
     if isinstance(sql_type, JSON):
         json_convert = convert
         return lambda value: None if value == "null" else json_convert(value)
@@ -198,6 +202,11 @@ def _bind_processor(conn: Connection, column: Column[Any]) -> Callable[[Any], An
     processor: Callable[[Any], Any] | None = column.type.dialect_impl(conn.dialect).bind_processor(
         conn.dialect
     )
+    if processor is not None and isinstance(column.type, JSON):
+        # SQLite: SQLAlchemy's processor is ``json.dumps`` (the engine sets no serializer)
+        # with its handling of None; a dict, the usual value, is encoded as it would be.
+        plain = processor
+        return lambda value: json_dumps(value) if type(value) is dict else plain(value)
     return processor
 
 
@@ -205,23 +214,44 @@ def _convert_instants(values: list[Any], convert: Callable[[Any], Any]) -> list[
     """``[convert(v) for v in values]`` for a UTC datetime column, converting each distinct
     instant once: a batch repeats a few values (interval bounds, the batch's creation time)
     thousands of times, and the conversion (to naive UTC, then the driver's format) depends
-    only on the instant. Equal datetimes are the same instant except across a DST fold in one
-    zone, so a value with ``fold=1`` (and None) is converted on its own."""
-    seen: dict[Any, Any] = {}
+    only on the instant. The instant is looked up as its distance from the epoch: comparing
+    two aware datetimes of different tzinfo objects (as parsed messages have) asks both for
+    their offset, which costs more than one subtraction. None, naive values and values with
+    ``fold=1`` (which the conversion may keep) are converted on their own."""
+    seen: dict[timedelta, Any] = {}
     out = []
     for value in values:
-        if value is None or value.fold:
+        if value is None or value.tzinfo is None or value.fold:
             out.append(convert(value))
             continue
-        converted = seen.get(value)
+        instant = value - _EPOCH
+        converted = seen.get(instant)
         if converted is None:
-            converted = seen[value] = convert(value)
+            converted = seen[instant] = convert(value)
         out.append(converted)
     return out
 
 
 def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+    return None if value is None else json_dumps(value)
+
+
+# What ``json.dumps`` builds on every call with its default arguments (ASCII output, ", " and
+# ": " separators, NaN allowed, keys unsorted), less the circular-reference check.
+_ENCODE = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+    False, False, True,
+)  # fmt: skip
+
+
+def json_dumps(value: Any) -> str:
+    """``json.dumps(value)``, through one C encoder made once instead of one per call (which
+    costs more than encoding a usage entry's metadata). A value it cannot encode, a circular
+    one included, goes through ``json.dumps`` for the usual error."""
+    try:
+        return "".join(_ENCODE(value, 0))
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(value)
 
 
 def find_posted(conn: Any, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:

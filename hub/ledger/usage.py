@@ -132,6 +132,13 @@ def _account_problem(p: UsagePosting, known: set[str], currency_of: dict[str, st
     return None
 
 
+def _plain(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``metadata`` as the dict the JSON column encodes (copied only if it is not one)."""
+    if metadata is None or type(metadata) is dict:
+        return metadata
+    return dict(metadata)
+
+
 def _write(
     conn: Any, todo: list[UsagePosting], deltas: dict[str, int], result: BatchResult
 ) -> None:
@@ -146,7 +153,7 @@ def _write(
         "created_at": [now] * n, "effective_at": [end or now for end in ends],
         "meter_id": meter_ids, "seq": seqs, "idempotency_key": [None] * n,
         "reverses_id": [None] * n, "memo": [p.memo for p in todo],
-        "metadata": [dict(p.metadata) if p.metadata is not None else None for p in todo],
+        "metadata": [_plain(p.metadata) for p in todo],
     })  # fmt: skip
     line_ids: list[int] = []
     line_accounts: list[str] = []

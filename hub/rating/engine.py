@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from functools import lru_cache
 from math import lcm
@@ -40,24 +40,27 @@ class Rated:
         return self.exact()
 
 
-_months: dict[tuple[str, datetime], str] = {}
+_months: dict[tuple[str, timedelta], str] = {}
 _rates: dict[int, tuple[Tariff, tuple[int, dict[str, int]] | None]] = {}
 _CACHE_MAX = 4096
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def month_key(tariff: Tariff, moment: datetime) -> str:
     """ "YYYY-MM" of ``moment`` in the tariff's zone. Memoised per (zone, instant): every meter
     reports the same interval bounds, and the conversion costs more than the rest of rating
-    a record. Equal datetimes are one instant except across a DST fold, so ``fold=1`` is
-    never memoised."""
-    key = (tariff.timezone, moment)
-    month = None if moment.fold else _months.get(key)
+    a record. The instant is looked up as its distance from the epoch, exact to the
+    microsecond and fold aware (comparing aware datetimes of different tzinfo objects, as
+    parsed records have, costs more); a naive ``moment`` is converted on its own."""
+    if moment.tzinfo is None:
+        return moment.astimezone(tariff.zone).strftime("%Y-%m")
+    key = (tariff.timezone, moment - _EPOCH)
+    month = _months.get(key)
     if month is None:
         month = moment.astimezone(tariff.zone).strftime("%Y-%m")
-        if not moment.fold:
-            if len(_months) >= _CACHE_MAX:
-                _months.clear()
-            _months[key] = month
+        if len(_months) >= _CACHE_MAX:
+            _months.clear()
+        _months[key] = month
     return month
 
 

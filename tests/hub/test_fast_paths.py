@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select
@@ -18,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from hub.db import write_tx
 from hub.ingest.batch import BatchProcessor
 from hub.ingest.model import T_CUSTOMERS, Inbound
-from hub.ledger.bulk import _convert_instants, select_in
+from hub.ledger.bulk import _convert_instants, json_dumps, select_in
 from hub.models.types import UTCDateTime
 from hub.rating.engine import month_key
 from hub.rating.fast import ScaledCarry, apportion_linear
@@ -51,6 +53,32 @@ def test_convert_instants_equals_converting_each_value(values: list[datetime | N
         fast = _convert_instants(values, convert)
         plain = [convert(v) for v in values]
         assert [repr(v) for v in fast] == [repr(v) for v in plain]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=6) | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=5))
+def test_json_dumps_is_the_standard_one(value: dict[str, Any]) -> None:
+    assert json_dumps(value) == json.dumps(value)
+
+
+def test_json_dumps_fails_as_the_standard_one() -> None:
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    for bad, error in (({"a": object()}, TypeError), (circular, ValueError)):
+        with pytest.raises(error) as plain:
+            json.dumps(bad)
+        with pytest.raises(error, match=re.escape(str(plain.value))):
+            json_dumps(bad)
 
 
 NAMES = st.sampled_from(["a", "b", "gen", "tax"])
