@@ -9,10 +9,16 @@ calls cost the pump about as much as everything else it does. This client:
   serves paho's small reads from it. paho's loop asks a socket for ``pending()`` bytes (its hook
   for a TLS socket's own buffer) and reads on without waiting in ``select()`` while any are
   buffered. TLS sockets are left as they are: they buffer already;
+- reads on while packets are buffered, where paho's loop reads one per ``select()``;
+- hands a QoS 0 or 1 PUBLISH straight to ``on_publish_received(topic, payload, mid, qos)``,
+  skipping paho's message object and its MQTT 5 property parsing (the hub uses no property of
+  an incoming message; the broker sends no topic aliases since the client allows none); any
+  other PUBLISH, or one without that callback, goes through paho as usual;
 - acknowledges many QoS 1 messages with one queued write (``ack_many``).
 
-Both use paho 2.x internals (``_create_socket``, ``_packet_queue``, ``_sock``);
-``tests/hub/ingest/test_paho_bulk.py`` checks them against a real broker.
+These use paho 2.x internals (``_create_socket``, ``_handle_publish``, ``_in_packet``,
+``_packet_queue``, ``_sock``); ``tests/hub/ingest/test_paho_bulk.py`` checks them against a real
+broker.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import socket
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -80,12 +86,64 @@ def pubacks(mids: Sequence[int]) -> bytes:
     return bytes(out)
 
 
+def _publish_parts(packet: bytearray, qos: int, v5: bool) -> tuple[str, bytes, int]:
+    """Topic, payload and packet identifier of a PUBLISH's variable header and payload."""
+    end = 2 + ((packet[0] << 8) | packet[1])
+    topic = packet[2:end].decode()
+    mid = 0
+    if qos:
+        mid = (packet[end] << 8) | packet[end + 1]
+        end += 2
+    if v5:  # skip the properties: a variable byte integer length, then the properties
+        length = shift = 0
+        while True:
+            byte = packet[end]
+            end += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        end += length
+    if end > len(packet):
+        raise ValueError("PUBLISH shorter than its header")
+    return topic, bytes(packet[end:]), mid
+
+
 class BulkClient(mqtt.Client):
+    on_publish_received: Callable[[str, bytes, int, int], None] | None = None
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        handler = self.on_publish_received
+        command = self._in_packet["command"]
+        qos = (command & 0x06) >> 1
+        if handler is None or qos > 1:
+            return super()._handle_publish()
+        try:
+            topic, payload, mid = _publish_parts(
+                self._in_packet["packet"], qos, self._protocol == mqtt.MQTTv5
+            )
+        except (IndexError, ValueError):  # malformed, or a topic that is not UTF-8
+            return super()._handle_publish()
+        handler(topic, payload, mid, qos)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(mid)
+        return mqtt.MQTT_ERR_SUCCESS
+
     def _create_socket(self) -> Any:
         sock = super()._create_socket()
         if isinstance(sock, socket.socket) and not self._ssl:
             return ReadAhead(sock)
         return sock
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """Read packets while any are buffered (paho's own loop reads one per ``select()``)."""
+        rc = super().loop_read(max_packets)
+        sock = self._sock
+        while rc == mqtt.MQTT_ERR_SUCCESS and isinstance(sock, ReadAhead) and sock.pending():
+            rc = super().loop_read(max_packets)
+            if self._sock is not sock:
+                break
+        return rc
 
     def ack_many(self, mids: Sequence[int]) -> None:
         """Acknowledge the QoS 1 messages ``mids`` (``manual_ack``) with one write."""

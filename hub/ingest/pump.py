@@ -104,7 +104,7 @@ class Pump:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
+        client.on_publish_received = self._on_publish
         client.on_connect_fail = self._on_connect_fail
         self._attempt_at = time.monotonic()
         if self.v5:
@@ -227,10 +227,10 @@ class Pump:
         if not self._stopping.is_set():
             log.warning("ingest: disconnected from the broker (%s); reconnecting", reason)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         # The generation is read here, in the thread that also counts connections, so a
         # message is always tagged with the connection it came on.
-        item = (msg.topic, bytes(msg.payload), time.time(), msg.mid, msg.qos, self.generation)
+        item = (topic, payload, time.time(), mid, qos, self.generation)
         with self._inbox_lock:
             self._inbox.append(item)
         if not self._arrived.is_set():  # the forwarder clears it before taking the inbox
