@@ -1,6 +1,6 @@
 """The hub's persistent session: records published while the hub is stopped are delivered when
 it starts again, with MQTT 5 (session expiry) and MQTT 3.1.1 (clean session off); manual
-acknowledgement works with both."""
+acknowledgement works with both, and a clean stop leaves nothing posted unacknowledged."""
 
 from __future__ import annotations
 
@@ -37,5 +37,35 @@ def test_records_sent_while_the_hub_is_down_arrive_after_restart(
         service.start()
         wait_for(lambda: posted(sqlite_engine) == 90, timeout=20)
         wait_for(lambda: service.counters["posted"] == 60)
+        assert service.counters["duplicates"] == 0  # a clean stop acknowledged what it posted
+    finally:
+        service.stop()
+
+
+def test_a_clean_stop_mid_stream_acknowledges_everything_it_posted(
+    sqlite_engine: Engine, world: World, mosquitto: Broker
+) -> None:
+    """Stopped while batches are in hand, the hub acknowledges each batch it posted before it
+    disconnects: after a restart nothing comes back as a duplicate."""
+    meters = list(world.meters.items())[:4]
+    streams = {meter: records_for(meter, 300) for meter, _gateway in meters}
+    service = IngestService(sqlite_engine, mosquitto.url, "hub-clean-stop", batch_size=200)
+    service.start()
+    try:
+        assert service.wait_connected(10)
+        with publisher(mosquitto.port) as pub:
+            for i in range(300):
+                for meter, gateway in meters:
+                    pub.usage(gateway, [streams[meter][i]])
+                if i == 150:
+                    wait_for(lambda: posted(sqlite_engine) > 0)
+                    service.stop()  # while records stream in
+        first = posted(sqlite_engine)
+        assert 0 < first < 1200
+        service = IngestService(sqlite_engine, mosquitto.url, "hub-clean-stop", batch_size=200)
+        service.start()
+        wait_for(lambda: posted(sqlite_engine) == 1200, timeout=30)
+        wait_for(lambda: service.counters["posted"] == 1200 - first)
+        assert service.counters["duplicates"] == 0
     finally:
         service.stop()
