@@ -64,7 +64,7 @@ from hub.ingest.reads import (
     provider_accounts,
     save_states,
 )
-from hub.ledger import UsagePosting, post_usage_batch
+from hub.ledger import AccountState, BatchResult, UsagePosting, post_usage_batch
 from hub.ledger.bulk import execute_many, select_in
 from hub.ledger.posting import apply_deltas
 from hub.rating.engine import Rated, rate
@@ -380,13 +380,14 @@ class BatchProcessor:
         self, conn: Connection, work: Work, out: Outcome, rated: RatedUsage
     ) -> dict[str, int]:
         """Write the rated usage; returns the credits left to apply last (``_run``)."""
-        credits = self._write_usage(conn, work=work, postings=rated.postings, to_hold=rated.to_hold,
+        result = self._write_usage(conn, work=work, postings=rated.postings, to_hold=rated.to_hold,
                           released=rated.released, events=rated.events,
                           mismatches=rated.mismatches, carries=rated.carries)  # fmt: skip
         self._mark_online(conn, rated.meters, rated.seen, work)
+        posted = result.accounts if result is not None else {}
         if rated.touched:
-            self._credit(conn, out, rated.meters, rated.payers, rated.touched)
-        return credits
+            self._credit(conn, out, rated.meters, rated.payers, rated.touched, posted=posted)
+        return result.deferred if result is not None else {}
 
     def _write_usage(
         self,
@@ -399,8 +400,8 @@ class BatchProcessor:
         events: list[dict[str, Any]],
         mismatches: list[dict[str, Any]],
         carries: dict[str, str],
-    ) -> dict[str, int]:
-        credits: dict[str, int] = {}
+    ) -> BatchResult | None:
+        result = None
         if released:
             for i in range(0, len(released), CHUNK):
                 conn.execute(delete(T_PENDING).where(
@@ -420,13 +421,12 @@ class BatchProcessor:
                     f"rejected {[(p.meter_id, p.seq, why) for p, why in result.rejected[:3]]}"
                 )
             work.counts["posted"] += len(result.posted)
-            credits = result.deferred
             save_states(conn, carries, work.now)
         if events:
             conn.execute(insert(T_EVENTS), events)
         if mismatches:
             conn.execute(insert(T_MISMATCH), mismatches)
-        return credits
+        return result
 
     def _posting(
         self,
@@ -521,10 +521,15 @@ class BatchProcessor:
         meters: dict[str, MeterCfg],
         payers: dict[str, tuple[dict[str, int], str]],
         touched: dict[str, tuple[Tariff, MeterState]],
+        *,
+        posted: dict[str, AccountState],
     ) -> None:
+        """Each touched meter's credit state. ``posted``: accounts as the ledger read them after
+        posting the batch; the balances of other paying accounts (none usually) are read."""
         accounts = sorted({paying for _, paying in payers.values()})
-        balances: dict[str, int] = dict(select_in(conn, T_ACCOUNTS, ("id", "balance"), "id",
-                                                  accounts))  # fmt: skip
+        balances = {a: posted[a].balance for a in accounts if a in posted}
+        unread = [a for a in accounts if a not in posted]
+        balances.update(select_in(conn, T_ACCOUNTS, ("id", "balance"), "id", unread))
         customers = {cid: (flags, protected) for cid, flags, protected in select_in(
             conn, T_CUSTOMERS, ("id", "flags", "protected"), "id", accounts)}  # fmt: skip
         headroom = alternate_headroom(conn, customers)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import json.encoder
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, Table
 from sqlalchemy.engine import Connection, Dialect
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Connection, Dialect
 from hub.models.types import UTCDateTime
 
 CHUNK = 500  # (meter, seq) keys per lookup: 1,000 parameters on SQLite
+SQLITE_ROWS = 200  # rows per multi-row INSERT statement
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -71,9 +73,12 @@ def _sqlite_values(
     conn: Connection, into: str, suffix: str, width: int, rows: list[tuple[Any, ...]]
 ) -> None:
     """``into VALUES (row) suffix`` for every row, as an executemany of a statement that takes
-    up to 50 rows at once: SQLite then does about a third less work per row than stepping a
-    one-row statement per row. Rows are inserted in order (the same ids, the same result)."""
-    per = max(1, min(50, 900 // width))
+    up to SQLITE_ROWS rows at once (fewer if SQLite allows fewer parameters): SQLite then does
+    about a quarter less work per row than stepping a one-row statement per row (a journal
+    entry: 7.5 -> 5.5 us; 50 rows at once: 6.1 us). Rows are inserted in order (the same ids,
+    the same result)."""
+    dbapi = cast(sqlite3.Connection, conn.connection.dbapi_connection)
+    per = max(1, min(SQLITE_ROWS, dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
     full = len(rows) - len(rows) % per
     if full:
         sql = into + "VALUES " + ", ".join([f"({_marks(width)})"] * per) + suffix
