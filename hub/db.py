@@ -2,7 +2,11 @@
 
 SQLite: WAL, foreign keys on, a busy timeout, and write transactions opened with
 ``BEGIN IMMEDIATE`` (pysqlite's own transaction handling is switched off and the BEGIN is
-emitted from the engine's ``begin`` event). Read transactions use a plain deferred BEGIN.
+emitted from the engine's ``begin`` event). While another connection writes, the BEGIN is
+retried every millisecond (``_begin_immediate``) rather than by SQLite's busy handler, which
+sleeps up to 100 ms between tries and so leaves the write lock idle after each release: with
+several ingest settlers taking turns, that lock is the hub's critical path. Read transactions
+use a plain deferred BEGIN.
 PostgreSQL (``postgresql+psycopg://``): READ COMMITTED with row locks; ``run_tx`` retries a
 transaction that failed on a serialization failure, a deadlock or a locked SQLite database.
 The caller owns every transaction: ledger functions never commit.
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +41,7 @@ READ_ONLY = "smsa_read_only"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 PG_MIGRATION_LOCK = 0x534D5341  # "SMSA": serialises concurrent migrations on PostgreSQL
 RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+BEGIN_RETRY_S = 0.001  # how often a waiting SQLite writer tries for the write lock
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
@@ -71,8 +77,29 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY, False):
+            conn.exec_driver_sql("BEGIN")
+        elif not _begin_immediate(conn.connection.dbapi_connection, busy_timeout_ms):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the last try, through the busy handler
+
+
+def _begin_immediate(dbapi_conn: Any, busy_timeout_ms: int) -> bool:
+    """``BEGIN IMMEDIATE``, tried every ``BEGIN_RETRY_S`` while the database is locked, for up
+    to ``busy_timeout_ms``; False when it never got the lock (the caller tries once more)."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    return False  # the caller's try raises it as SQLAlchemy reports errors
+            time.sleep(BEGIN_RETRY_S)
+        return False
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
 
 
 def reader(engine: Engine) -> Engine:

@@ -3,6 +3,7 @@ readers carry on; URLs are normalised or refused in one line."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,36 @@ def test_sqlite_write_transactions_begin_immediate(tmp_path: Path) -> None:
                 assert reader.execute(text("SELECT COUNT(*) FROM accounts")).scalar() == 0
     finally:
         engine.dispose()
+
+
+def test_a_waiting_writer_gets_the_lock_once_it_is_released(tmp_path: Path) -> None:
+    """A writer blocked by another retries BEGIN IMMEDIATE itself (hub.db._begin_immediate)
+    and gets in after the release; the busy timeout is left as configured."""
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    migrate(url)
+    engine = make_engine(url, busy_timeout_ms=10_000)
+    holding, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def hold() -> None:
+        with write_tx(engine):
+            holding.set()
+            release.wait(10)
+            order.append("holder done")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        release.set()
+        with write_tx(engine) as conn:
+            order.append("waiter in")
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+    finally:
+        release.set()
+        holder.join(10)
+        engine.dispose()
+    assert order == ["holder done", "waiter in"]
 
 
 def test_plain_postgresql_urls_use_psycopg() -> None:
