@@ -38,7 +38,7 @@ from hub.control.engine import CreditControl, meters_paid_by_any
 from hub.db import read_tx
 from hub.errors import NotFoundError
 from hub.ingest.model import CreditInfo
-from hub.ingest.mqtt import BrokerUrl
+from hub.ingest.mqtt import MAX_RECEIVE, BrokerUrl
 from hub.ingest.pump_link import Parts, PumpConfig, PumpLink
 from hub.ingest.settler_link import SettlerConfig, SettlerLink
 from hub.models import Gateway, Meter
@@ -69,11 +69,13 @@ class IngestService:
         hold_s: float = 30.0,
         credit_interval_s: float = 5.0,
         command_ttl_s: int = 3600,
-        queue_max: int = 10_000,
+        queue_max: int | None = None,
         session_expiry_s: int = 7 * 86_400,
         mqtt_v5: bool = True,
         credit_control: bool = True,
     ) -> None:
+        if queue_max is None:  # each settler settles one batch while the next one arrives
+            queue_max = 2 * workers * batch_size
         if batch_size < 1 or batch_wait_s < 0 or queue_max < 1 or workers < 1:
             raise ValueError("batch_size, queue_max and workers must be >= 1, batch_wait_s >= 0")
         self.engine = engine
@@ -93,7 +95,7 @@ class IngestService:
         self.command_ttl = timedelta(seconds=command_ttl_s)
         self.session_expiry_s = session_expiry_s
         self.mqtt_v5 = mqtt_v5
-        self.receive_maximum = min(queue_max, 65_535)
+        self.receive_maximum = min(queue_max, MAX_RECEIVE)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._pump: PumpLink | None = None
         self._settlers: list[SettlerLink] = []
