@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument(
         "--batch-size",
-        default="5000",
+        default="10000",
         help="the hub's batch size (default: the hub's own); a comma list runs each",
     )
     parser.add_argument("--workers", type=int, default=2, help="the hub's settling processes")

@@ -48,7 +48,7 @@ class HubSettings(BaseSettings):
     stream_token_ttl_s: int = Field(default=300, ge=10, le=86_400)
     # Most MQTT messages settled in one transaction. A batch closes after ``INGEST_BATCH_WAIT_S``
     # too, so it only grows this large under load, where it amortises per-meter work.
-    ingest_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    ingest_batch_size: int = Field(default=10_000, ge=1, le=100_000)
     # Settling processes; each owns the gateways whose id hashes to it.
     ingest_workers: int = Field(default=2, ge=1, le=32)
     # Seconds a signed command stays valid for the agent.

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True)
     parser.add_argument("--mqtt", required=True)
     parser.add_argument("--client-id", default="smsa-hub")
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--batch-wait", type=float, default=0.05)
     parser.add_argument("--workers", type=int, default=2, help="settling processes")
     parser.add_argument("--currency", default="USD")

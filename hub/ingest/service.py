@@ -61,7 +61,7 @@ class IngestService:
         engine: Engine,
         mqtt_url: str,
         client_id: str = "smsa-hub",
-        batch_size: int = 5000,
+        batch_size: int = 10_000,
         batch_wait_s: float = 0.05,
         currency: str = "USD",
         *,

@@ -75,7 +75,7 @@ def test_the_receive_window_holds_two_batches_per_settler(sqlite_engine: Engine)
     """The broker may have two batches per settler out unacknowledged (each settler has its
     next batch in hand while it commits one), within MQTT 5's limit of 65,535."""
     url = "mqtt://127.0.0.1:1883"  # nothing connects: the service is never started
-    assert IngestService(sqlite_engine, url).receive_maximum == 2 * 2 * 5000
+    assert IngestService(sqlite_engine, url).receive_maximum == 2 * 2 * 10_000
     assert IngestService(sqlite_engine, url, workers=3, batch_size=100).receive_maximum == 600
     assert IngestService(sqlite_engine, url, batch_size=50_000).receive_maximum == 65_535
     assert IngestService(sqlite_engine, url, queue_max=77).receive_maximum == 77
