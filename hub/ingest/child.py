@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -74,15 +75,7 @@ class ChildLink:
 
     def send(self, message: tuple[Any, ...]) -> bool:
         """Send ``message``; False when the child is not running."""
-        conn = self._conn
-        if conn is None:
-            return False
-        try:
-            with self._send_lock:
-                conn.send(message)
-        except (OSError, ValueError):
-            return False  # the child died: the reader starts it again
-        return True
+        return self.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def send_bytes(self, message: bytes) -> bool:
         """Send ``message``, already pickled; False when the child is not running."""
