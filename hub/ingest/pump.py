@@ -47,7 +47,6 @@ CONNACK_WAIT_S = 5.0
 SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", "status")]
 FORWARD_WAIT_S = 0.005  # longest a received message waits before it is forwarded
 CHUNK_MAX = 2_000  # messages per forwarded chunk
-SHARD_CACHE_MAX = 100_000  # topics whose settler is remembered
 
 
 class Pump:
@@ -71,7 +70,6 @@ class Pump:
         self._spoke_v5 = False  # a broker once accepted MQTT 5: never fall back from it
         self._attempt_at = time.monotonic()
         self._session_present = False
-        self._shard_cache: dict[str, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -166,15 +164,10 @@ class Pump:
 
     def _by_shard(self, chunk: Chunk) -> Parts:
         """``chunk`` split by settler, each part pickled as that settler's message."""
-        shards, shard_cache = self.cfg.shards, self._shard_cache
+        shards = self.cfg.shards
         parts: dict[int, Chunk] = {}
         for item in chunk:
-            topic = item[0]
-            shard = shard_cache.get(topic)
-            if shard is None:
-                if len(shard_cache) >= SHARD_CACHE_MAX:
-                    shard_cache.clear()
-                shard = shard_cache[topic] = shard_of(topic, shards)
+            shard = shard_of(item[0], shards)
             part = parts.get(shard)
             if part is None:
                 part = parts[shard] = []

@@ -7,6 +7,7 @@ is called: what it held was never acknowledged, so the caller has the broker del
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import zlib
@@ -36,6 +37,7 @@ class SettlerConfig:
         return cls(**json.loads(text))
 
 
+@functools.lru_cache(maxsize=100_000)  # a topic per gateway and kind: the pump asks per message
 def shard_of(topic: str, shards: int) -> int:
     """The settler that owns the gateway named in ``topic`` (``smsa/v1/gw/{gw}/...``)."""
     parts = topic.split("/", 4)
