@@ -124,6 +124,7 @@ def run(settings: AgentSettings) -> int:
         outbox,
         agent.on_command,
         agent.uplink_status,
+        command_key=settings.security.command_key,
         tls_ca=str(mqtt.ca_file) if mqtt.ca_file else None,
         keepalive_s=mqtt.keepalive_s,
     )

@@ -51,6 +51,10 @@ class UsageRecord(Message):
     tariff: str | None = None
     tariff_version: int | None = None
     merged: int = Field(default=1, ge=1)
+    # The gateway outbox that numbered this record (``protocol.receipts``): a receipt confirms
+    # seqs of one epoch only, so a gateway whose store was lost cannot be told to forget the
+    # records it numbers anew.
+    epoch: Annotated[str, Field(pattern=r"^[0-9a-f]{8,32}$")] | None = None
 
     @model_validator(mode="after")
     def _forward(self) -> Self:

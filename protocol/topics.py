@@ -1,9 +1,9 @@
-"""MQTT topics (contract section 4): ``smsa/v1/gw/{gateway}/{status|usage|events|cmd}``."""
+"""MQTT topics (contract section 4): ``smsa/v1/gw/{gateway}/{status|usage|events|cmd|receipt}``."""
 
 import re
 
 PREFIX = "smsa/v1"
-KINDS = ("status", "usage", "events", "cmd")
+KINDS = ("status", "usage", "events", "cmd", "receipt")
 _GATEWAY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOPIC = re.compile(rf"^{re.escape(PREFIX)}/gw/([^/]+)/({'|'.join(KINDS)})$")
 

@@ -1,11 +1,14 @@
-"""The MQTT uplink: drains the outbox in order, reports status, receives signed commands.
+"""The MQTT uplink: drains the outbox in order, reports status, receives signed commands and
+the hub's signed receipts.
 
 Threads: paho's network thread (``loop_start``) runs the callbacks, which only enqueue; one
-worker thread owns everything else (reading the outbox, publishing batches, deleting
-acknowledged rows, calling ``on_command``). Rows are published in outbox order; at most
-``window`` messages are unacknowledged at once. paho keeps unacknowledged QoS 1 messages across
-a reconnect and resends them first (DUP set), so the worker's map from message id to outbox rows
-stays valid; after a restart of the process, everything still in the outbox is published again.
+worker thread owns everything else (reading the outbox, publishing batches, deleting the rows a
+verified receipt confirms, calling ``on_command``). Rows are published in outbox order; at most
+``window`` messages wait for the broker's PUBACK at once, which only frees the window: a row
+stays in the outbox until the hub's receipt (``protocol.receipts``). After every (re)connect the
+worker publishes everything unconfirmed again from the oldest row, since a broker that lost its
+sessions may have dropped what it acknowledged; sent rows still unconfirmed past their resend
+time are published again too. The hub deduplicates by (meter, seq) and receipts duplicates.
 See ``agent/uplink/README.md`` for topics, payloads and the durability argument.
 """
 
@@ -30,7 +33,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.errors import AgentError
 from agent.uplink.outbox import Outbox
 from protocol import topics
+from protocol.errors import ProtocolError
 from protocol.messages import MAX_PAYLOAD
+from protocol.receipts import verify_receipt
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +110,7 @@ class Uplink:
         on_command: Callable[[bytes], None],
         status_extra: Callable[[], dict[str, Any]] | None = None,
         *,
+        command_key: str,
         reconnect_delay: tuple[int, int] = (1, 60),
         window: int = WINDOW,
         batch_rows: int = BATCH_ROWS,
@@ -124,6 +130,7 @@ class Uplink:
             password if password is not None else address.password,
         )
         self._outbox = outbox
+        self._command_key = command_key
         self._on_command = on_command
         self._status_extra = status_extra
         self._reconnect_delay = reconnect_delay
@@ -138,6 +145,7 @@ class Uplink:
         self._topic_usage = topics.topic(gateway_id, "usage")
         self._topic_events = topics.topic(gateway_id, "events")
         self._topic_cmd = topics.topic(gateway_id, "cmd")
+        self._topic_receipt = topics.topic(gateway_id, "receipt")
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -150,7 +158,11 @@ class Uplink:
         self._protocol = MQTTProtocolVersion.MQTTv5
         self._client = self._new_client()
         self.published_batches = 0
-        self.acked_rows = 0
+        self.resent_batches = 0
+        self.broker_acks = 0
+        self.confirmed_rows = 0
+        self.receipts = 0
+        self.refused_receipts = 0
         outbox.add_listener(self._wake.set)
 
     # -- public -------------------------------------------------------------------------------
@@ -215,7 +227,7 @@ class Uplink:
         if reason.is_failure:
             self._inbox.put(("refused", reason.value))
         else:
-            client.subscribe(self._topic_cmd, qos=1)
+            client.subscribe([(self._topic_cmd, 1), (self._topic_receipt, 1)])
             self._connected.set()
             self._inbox.put(("connected", flags.session_present))
         self._wake.set()
@@ -249,6 +261,9 @@ class Uplink:
         if message.topic == self._topic_cmd:
             self._inbox.put(("cmd", bytes(message.payload)))
             self._wake.set()
+        elif message.topic == self._topic_receipt:
+            self._inbox.put(("receipt", bytes(message.payload)))
+            self._wake.set()
 
     # -- worker -------------------------------------------------------------------------------
 
@@ -278,8 +293,13 @@ class Uplink:
                 self._acked(*value)
             elif kind == "cmd":
                 self._command(value)
+            elif kind == "receipt":
+                self._receipt(value)
             elif kind == "connected":
                 log.info("connected to %s:%d", self._address.host, self._address.port)
+                # the broker may have lost what it acknowledged: everything unconfirmed again
+                self._inflight.clear()
+                self._cursor = 0
                 self._publish_status()
             elif kind == "status":
                 if self._connected.is_set():
@@ -300,7 +320,17 @@ class Uplink:
             self._retry_delay = min(self._retry_delay * 2, 60.0)
             return
         self._retry_delay = 1.0
-        self.acked_rows += self._outbox.ack(ids)
+        self.broker_acks += 1
+
+    def _receipt(self, payload: bytes) -> None:
+        try:
+            receipt = verify_receipt(payload, self._command_key, self.gateway_id)
+        except ProtocolError as exc:
+            self.refused_receipts += 1
+            log.warning("receipt refused: %s", exc.reason)
+            return
+        self.receipts += 1
+        self.confirmed_rows += self._outbox.confirm(receipt)
 
     def _command(self, payload: bytes) -> None:
         try:
@@ -340,10 +370,18 @@ class Uplink:
     def _pump(self) -> None:
         if time.monotonic() < self._retry_at:
             return
+        outbox = self._outbox
         while len(self._inflight) < self._window and not self._stopping.is_set():
-            batch = self._outbox.next_batch(self._cursor, self._batch_rows, MAX_PAYLOAD - 64)
-            if not batch:
-                return
+            limit, max_bytes = self._batch_rows, MAX_PAYLOAD - 64
+            fresh = outbox.unconfirmed() < outbox.send_window
+            batch = outbox.next_batch(self._cursor, limit, max_bytes) if fresh else []
+            if batch:
+                self._cursor = batch[-1].id
+            else:
+                batch = outbox.due_batch(limit, max_bytes)
+                if not batch:
+                    return
+                self.resent_batches += 1
             kind = batch[0].kind
             topic = self._topic_usage if kind == "usage" else self._topic_events
             field = "records" if kind == "usage" else "events"
@@ -353,7 +391,6 @@ class Uplink:
                 log.error("publish failed: %s", mqtt.error_string(info.rc))
                 return
             self._inflight[info.mid] = [r.id for r in batch]
-            self._cursor = batch[-1].id
             self.published_batches += 1
 
     def _publish_status(self) -> None:
@@ -368,6 +405,8 @@ class Uplink:
                 except Exception:
                     log.exception("status_extra failed")
             body["outbox_depth"] = self._outbox.depth()
+            body["unconfirmed"] = self._outbox.unconfirmed()
+            body["epoch"] = self._outbox.epoch
         body.update(v=1, state=state, at=datetime.now(UTC).isoformat())
         return json.dumps(body, default=str).encode()
 

@@ -1,13 +1,22 @@
 """The durable outbox: every usage record and event is stored here before it is published.
 
-A row leaves the outbox only when the broker has acknowledged the message that carried it
-(:meth:`Outbox.ack`). Rows keep their insertion order (``id``, never reused), which is the order
-they are published in. Before a row is handed to the MQTT client it is marked ``sent``
-(:meth:`Outbox.mark_sent`), durably, so that it is never merged afterwards.
+A row leaves the outbox only when the **hub** confirms it has settled it, with a signed receipt
+(:meth:`Outbox.confirm`, ``protocol.receipts``); the broker's PUBACK only frees the in-flight
+window. Rows keep their insertion order (``id``, never reused), which is the order they are
+first published in. Before a row is handed to the MQTT client it is marked ``sent``, durably, in
+the transaction that reads it (:meth:`Outbox.next_batch`), so that it is never merged
+afterwards; a sent row that stays unconfirmed is due again after ``resend_after_s``, doubling
+with each try up to ``RESEND_MAX_S`` (:meth:`Outbox.due_batch`).
+
+Every usage record is stamped with the outbox's ``epoch`` (random, made with the file): a
+receipt confirms the seqs of one epoch only, so if the file is lost and seqs start over, no
+receipt meant for the old records can delete the new ones.
 
 When the outbox holds more than ``max_rows`` rows, the oldest usage records are merged, never
-dropped (rule below and in ``agent/uplink/README.md``). Events are never merged or dropped, so
-the bound is soft when the outbox holds nothing mergeable.
+dropped (rule below and in ``agent/uplink/README.md``). Sent rows count towards the bound but
+are never merged, so the uplink keeps at most ``send_window`` rows (half the bound) sent and
+unconfirmed: the other half is room for unsent records to merge in. Events are never merged or
+dropped, so the bound is soft when the outbox holds nothing mergeable.
 
 Merge rule. Two records ``a`` (older) and ``b`` of the same meter merge when both are unsent,
 ``b`` is the next record of that meter in the outbox, ``b.import_start == a.import_end`` (no
@@ -23,19 +32,24 @@ oldest ``MERGE_WINDOW`` unsent usage rows, the pair with the fewest intervals (s
 """
 
 import logging
+import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from agent.uplink.sqlite import StoreError, connect, transaction
 from protocol.messages import Event, UsageRecord
+from protocol.receipts import Receipt
 
 log = logging.getLogger(__name__)
 
 MERGE_WINDOW = 2000
+RESEND_AFTER_S = 30.0
+RESEND_MAX_S = 600.0
 
 Kind = Literal["usage", "event"]
 
@@ -53,7 +67,19 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent_usage ON outbox (kind, sent, id);
+CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
+# Columns added for hub receipts; an outbox file from before them gets them on open.
+_COLUMNS = {
+    "ref": "ALTER TABLE outbox ADD COLUMN ref TEXT",
+    "tries": "ALTER TABLE outbox ADD COLUMN tries INTEGER NOT NULL DEFAULT 0",
+    "next_try": "ALTER TABLE outbox ADD COLUMN next_try REAL NOT NULL DEFAULT 0",
+}
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS outbox_meter_seq ON outbox (meter, seq)",
+    "CREATE INDEX IF NOT EXISTS outbox_ref ON outbox (ref)",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent, next_try)",
+)
 
 
 @dataclass(frozen=True)
@@ -78,11 +104,15 @@ class _Candidate:
 class Outbox:
     """Thread-safe SQLite outbox bounded by ``max_rows`` (see the module docstring)."""
 
-    def __init__(self, path: Path, max_rows: int) -> None:
-        if max_rows < 2:
-            raise ValueError("max_rows must be at least 2")
+    def __init__(
+        self, path: Path, max_rows: int, *, resend_after_s: float = RESEND_AFTER_S
+    ) -> None:
+        if max_rows < 4:
+            raise ValueError("max_rows must be at least 4")
         self.path = path
         self.max_rows = max_rows
+        self.send_window = max_rows // 2
+        self.resend_after_s = resend_after_s
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._conn = connect(path)
@@ -91,12 +121,29 @@ class Outbox:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+            for column, ddl in _COLUMNS.items():
+                if column not in have:
+                    conn.execute(ddl)
+            for ddl in _INDEXES:
+                conn.execute(ddl)
+            found = conn.execute("SELECT value FROM outbox_meta WHERE key = 'epoch'").fetchone()
+            if found is None:
+                found = (secrets.token_hex(8),)
+                conn.execute("INSERT INTO outbox_meta (key, value) VALUES ('epoch', ?)", found)
+            self.epoch: str = str(found[0])
             self._depth = int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+            self._sent = int(
+                conn.execute("SELECT count(*) FROM outbox WHERE sent = 1").fetchone()[0]
+            )
 
     # -- writing ------------------------------------------------------------------------------
 
     def add_usage(self, record: UsageRecord) -> int:
-        """Store ``record`` durably; merges old records if the outbox is over its bound."""
+        """Store ``record`` (stamped with this outbox's epoch) durably; merges old records if
+        the outbox is over its bound."""
+        if record.epoch != self.epoch:
+            record = record.model_copy(update={"epoch": self.epoch})
         body = record.model_dump_json(exclude_none=True)
         with self._lock, transaction(self._conn, self.path) as conn:
             cur = conn.execute(
@@ -123,8 +170,8 @@ class Outbox:
         body = event.model_dump_json(exclude_none=True)
         with self._lock, transaction(self._conn, self.path) as conn:
             cur = conn.execute(
-                "INSERT INTO outbox (kind, meter, body) VALUES ('event', ?, ?)",
-                (event.meter, body),
+                "INSERT INTO outbox (kind, meter, ref, body) VALUES ('event', ?, ?, ?)",
+                (event.meter, event.id, body),
             )
             row_id = int(cur.lastrowid or 0)
             self._depth += 1
@@ -132,27 +179,11 @@ class Outbox:
         self._notify()
         return row_id
 
-    def mark_sent(self, ids: Sequence[int]) -> None:
-        """Record, durably, that these rows are being handed to the broker: never merge them."""
-        if not ids:
-            return
-        with self._lock, transaction(self._conn, self.path) as conn:
-            conn.executemany("UPDATE outbox SET sent = 1 WHERE id = ?", [(i,) for i in ids])
-
-    def ack(self, ids: Iterable[int]) -> int:
-        """Delete rows the broker acknowledged; the number deleted."""
-        params = [(i,) for i in ids]
-        if not params:
-            return 0
-        with self._lock, transaction(self._conn, self.path) as conn:
-            before = conn.total_changes
-            conn.executemany("DELETE FROM outbox WHERE id = ?", params)
-            deleted = conn.total_changes - before
-            self._depth -= deleted
-        return deleted
-
-    def next_batch(self, after: int, limit: int, max_bytes: int) -> list[Row]:
-        """The next rows to publish, marked ``sent`` in the same transaction.
+    def next_batch(
+        self, after: int, limit: int, max_bytes: int, now: float | None = None
+    ) -> list[Row]:
+        """The next rows to publish, marked ``sent`` (and due again after ``resend_after_s``)
+        in the same transaction.
 
         The longest run of rows of one kind with ``id > after``, at most ``limit`` rows and
         ``max_bytes`` of bodies. Atomic with the mark, so a merge cannot change a row between
@@ -163,17 +194,69 @@ class Outbox:
                 "SELECT id, kind, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
                 (after, limit),
             ).fetchall()
-            batch: list[Row] = []
-            size = 0
-            for row_id, kind, body in rows:
-                if batch and (kind != batch[0].kind or size + len(body) + 1 > max_bytes):
-                    break
-                batch.append(Row(int(row_id), kind, body))
-                size += len(body) + 1
-            conn.executemany(
-                "UPDATE outbox SET sent = 1 WHERE id = ? AND sent = 0", [(r.id,) for r in batch]
-            )
+            return self._take(conn, rows, max_bytes, now)
+
+    def due_batch(self, limit: int, max_bytes: int, now: float | None = None) -> list[Row]:
+        """Sent rows still unconfirmed past their resend time, oldest first, due again later
+        (the delay doubles with each try, up to ``RESEND_MAX_S``)."""
+        moment = time.time() if now is None else now
+        with self._lock, transaction(self._conn, self.path) as conn:
+            rows = conn.execute(
+                "SELECT id, kind, body FROM outbox WHERE sent = 1 AND next_try <= ?"
+                " ORDER BY id LIMIT ?",
+                (moment, limit),
+            ).fetchall()
+            return self._take(conn, rows, max_bytes, moment)
+
+    def _take(
+        self, conn: sqlite3.Connection, rows: list[Any], max_bytes: int,
+        now: float | None,
+    ) -> list[Row]:  # fmt: skip
+        batch: list[Row] = []
+        size = 0
+        for row_id, kind, body in rows:
+            if batch and (kind != batch[0].kind or size + len(body) + 1 > max_bytes):
+                break
+            batch.append(Row(int(row_id), kind, body))
+            size += len(body) + 1
+        if not batch:
+            return batch
+        moment = time.time() if now is None else now
+        before = conn.total_changes
+        conn.executemany(
+            "UPDATE outbox SET sent = 1 WHERE id = ? AND sent = 0", [(r.id,) for r in batch]
+        )
+        self._sent += conn.total_changes - before
+        conn.executemany(
+            "UPDATE outbox SET next_try = ? + min(? * (1 << min(tries, 16)), ?),"
+            " tries = tries + 1 WHERE id = ?",
+            [(moment, self.resend_after_s, RESEND_MAX_S, r.id) for r in batch],
+        )
         return batch
+
+    def confirm(self, receipt: Receipt) -> int:
+        """Delete the sent rows the hub's (verified) ``receipt`` says it settled: usage of this
+        outbox's epoch by (meter, seq), events by id. The number deleted."""
+        usage = receipt.usage if receipt.epoch == self.epoch else {}
+        if receipt.usage and not usage:
+            log.warning("receipt for epoch %s ignored: this outbox is epoch %s",
+                        receipt.epoch, self.epoch)  # fmt: skip
+        params = [(m, lo, hi) for m, spans in usage.items() for lo, hi in spans]
+        with self._lock, transaction(self._conn, self.path) as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "DELETE FROM outbox WHERE kind = 'usage' AND sent = 1 AND meter = ?"
+                " AND seq BETWEEN ? AND ?",
+                params,
+            )
+            conn.executemany(
+                "DELETE FROM outbox WHERE kind = 'event' AND sent = 1 AND ref = ?",
+                [(ref,) for ref in receipt.events],
+            )
+            deleted = conn.total_changes - before
+            self._depth -= deleted
+            self._sent -= deleted
+        return deleted
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -190,9 +273,14 @@ class Outbox:
         return [Row(int(r[0]), r[1], r[2]) for r in rows]
 
     def depth(self) -> int:
-        """Rows waiting for the broker's acknowledgement (usage records and events)."""
+        """Rows the hub has not confirmed yet (usage records and events), sent or not."""
         with self._lock:
             return self._depth
+
+    def unconfirmed(self) -> int:
+        """Rows sent at least once and not yet confirmed by the hub."""
+        with self._lock:
+            return self._sent
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` (quickly, from the writing thread) after every add."""

@@ -153,6 +153,7 @@ class BatchProcessor:
             one = self._process([item], now, attempts)
             total.counts.update(one.counts)
             total.credit.update(one.credit)
+            total.settled.update(one.settled)
             total.pending = one.pending
         return total
 
@@ -193,7 +194,7 @@ class BatchProcessor:
         work = Work(now=now)
         for item in items:
             self._decode(item, work)
-        out = Outcome(counts=work.counts)
+        out = Outcome(counts=work.counts, settled=work.settled)
         with read_tx(self.engine) as conn:
             rated = self._usage(conn, work, out)
         with write_tx(self.engine) as conn:
@@ -264,10 +265,12 @@ class BatchProcessor:
                 work.quarantine_payload(
                     usage_topic(rec), record_json(r), f"unknown meter {r.meter!r}"
                 )
+                work.settled.record(rec.gateway, r)
                 continue
             if meter.gateway_id != rec.gateway:
                 why = f"gateway {rec.gateway!r} does not own meter {r.meter!r}"
                 work.quarantine_payload(usage_topic(rec), record_json(r), why)
+                work.settled.record(rec.gateway, r)
                 continue
             key = (r.meter, r.seq)
             if key in seen or key in held:
@@ -285,6 +288,7 @@ class BatchProcessor:
         for rec in candidates:
             if (rec.record.meter, rec.record.seq) in posted:
                 work.counts["duplicates"] += 1
+                work.settled.record(rec.gateway, rec.record)  # its receipt may have been lost
             else:
                 by_meter.setdefault(rec.record.meter, []).append(rec)
         for rec in held.values():
@@ -313,6 +317,7 @@ class BatchProcessor:
             if problem is not None:
                 for rec in recs:
                     work.quarantine_payload(usage_topic(rec), record_json(rec.record), problem)
+                    work.settled.record(rec.gateway, rec.record)
                     if rec.pending:
                         released.append((meter_id, rec.record.seq))
                 continue
@@ -335,6 +340,7 @@ class BatchProcessor:
                 problem = unknown[id(tariff)]
                 if problem is not None:
                     work.quarantine_payload(usage_topic(rec), record_json(r), problem)
+                    work.settled.record(rec.gateway, r)
                     if rec.pending:
                         released.append((meter_id, r.seq))
                     continue
@@ -361,6 +367,7 @@ class BatchProcessor:
                     )
                 )
                 state = rated.state
+                work.settled.record(rec.gateway, r)
                 if rec.pending:
                     released.append((meter_id, r.seq))
                     work.counts["released"] += 1

@@ -40,6 +40,7 @@ def store_events(conn: Connection, work: Work) -> None:
     ).all()) if meter_ids else {}  # fmt: skip
     topic_of = {gw: topics.topic(gw, "events") for gw, _ in work.events}
     for gateway, ev in work.events:
+        work.settled.event(gateway, ev.id)  # stored, a duplicate, or quarantined below
         if (gateway, ev.id) in seen:
             work.counts["duplicate_events"] += 1
             continue
@@ -49,7 +50,8 @@ def store_events(conn: Connection, work: Work) -> None:
                    else f"gateway {gateway!r} does not own meter {ev.meter!r}")  # fmt: skip
             work.quarantine_payload(topic_of[gateway], ev.model_dump_json(), why)
             continue
-        data: dict[str, Any] = {"gateway": gateway, "event_id": ev.id, **ev.data}
+        # attributed by topic only: the payload cannot claim another gateway or event id
+        data: dict[str, Any] = {**ev.data, "gateway": gateway, "event_id": ev.id}
         row_id = conn.execute(
             insert(T_EVENTS).values(kind=ev.kind, meter_id=ev.meter, reason=ev.reason[:500],
                                     at=ev.at, data=data).returning(T_EVENTS.c.id)

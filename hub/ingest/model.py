@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hub.ingest.receipts import Settled
 from hub.models import (
     Account,
     Customer,
@@ -92,6 +93,7 @@ class Outcome:
     credit: dict[str, CreditInfo] = field(default_factory=dict)
     pending: int = 0  # records held, in the whole table, after the batch
     states: dict[str, MeterState] = field(default_factory=dict)  # rating states written
+    settled: Settled = field(default_factory=Settled)  # what the gateways get receipts for
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Work:
     usage: list[Rec] = field(default_factory=list)
     events: list[tuple[str, EventMsg]] = field(default_factory=list)
     statuses: dict[str, Status] = field(default_factory=dict)  # gateway -> newest status
+    settled: Settled = field(default_factory=Settled)
 
     def quarantine_payload(self, topic: str, payload: bytes | str, reason: str) -> None:
         text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")

@@ -49,7 +49,7 @@ COUNTERS = (
     "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
     "batches", "commands", "db_errors", "worker_cpu_ms", "worker_wall_ms", "credit_cpu_ms",
-    "pump_cpu_ms", "settler_cpu_ms",
+    "pump_cpu_ms", "settler_cpu_ms", "receipts", "receipt_bytes",
 )  # fmt: skip
 
 
@@ -268,8 +268,12 @@ class IngestService:
         if message[0] == "cpu":
             self._count(settler_cpu_ms=int(float(message[1]) * 1000))
             return
-        _kind, acks, counts, credit, messages = message
+        _kind, acks, counts, credit, messages, receipts = message
         self._ack(acks)
+        pump = self._pump
+        if pump is not None:
+            for topic, payload in receipts:
+                pump.publish(topic, payload)
         with self._flight_lock:
             self._in_flight[shard] = max(0, self._in_flight[shard] - messages)
         self._count(batches=1, **counts)

@@ -10,8 +10,10 @@ of its own gateways are released once their hold time is over.
 Parent → child: ``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``,
 ``("stop",)`` (finish the batch in hand, report it, exit; what is still queued stays
 unacknowledged and the broker delivers it again).
-Child → parent: ``("done", {generation: [mid, ...]}, counts, credit, messages)`` after each
-committed batch, ``("cpu", seconds)`` when it stops.
+Child → parent: ``("done", {generation: [mid, ...]}, counts, credit, messages, receipts)``
+after each committed batch, where ``receipts`` are the signed ``(topic, payload)`` receipts for
+what the batch settled (``hub.ingest.receipts``) for the pump to publish; ``("cpu", seconds)``
+when it stops.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from hub.db import make_engine
 from hub.ingest.batch import BatchProcessor, Inbound, Outcome
 from hub.ingest.child import exit_child, log_to_stderr, serve_parent, start_child
 from hub.ingest.pump_link import Chunk
+from hub.ingest.receipts import command_keys
 from hub.ingest.settler_link import SettlerConfig, gateway_shard
 
 log = logging.getLogger(__name__)
@@ -128,12 +131,28 @@ class Settler:
             for item in items:
                 if item.qos > 0:
                     acks.setdefault(item.generation, []).append(item.mid)
+            receipts = self._receipts(outcome)
             try:
-                self.conn.send(("done", acks, dict(outcome.counts), outcome.credit, len(items)))
+                self.conn.send(("done", acks, dict(outcome.counts), outcome.credit, len(items),
+                                receipts))  # fmt: skip
             except (OSError, ValueError):
                 return  # the hub is gone: the broker delivers these again to the next one
             if self._stopping.is_set():
                 return
+
+    def _receipts(self, outcome: Outcome) -> list[tuple[str, bytes]]:
+        """The signed receipts for what the committed batch settled (none on a database error:
+        the gateways send those records again and get them with their duplicates)."""
+        settled = outcome.settled
+        try:
+            keys = command_keys(self.engine, settled.gateways())
+        except Exception as exc:
+            log.warning("ingest: receipts of a batch not sent (%s); the gateways resend", exc)
+            return []
+        receipts = settled.receipts(keys, datetime.now(UTC))
+        outcome.counts["receipts"] += len(receipts)
+        outcome.counts["receipt_bytes"] += sum(len(p) for _, p in receipts)
+        return receipts
 
     def _collect(self) -> list[Inbound]:
         return [

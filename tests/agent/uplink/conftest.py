@@ -1,11 +1,12 @@
-"""Uplink fixtures: a broker whose persistence works, and a subscriber on it."""
+"""Uplink fixtures: a broker whose persistence works, and a subscriber on it that answers what
+it receives with signed receipts, as the hub does once it has settled them."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.agent.uplink.helpers import Broker, Subscriber
+from tests.agent.uplink.helpers import KEY, Broker, Subscriber
 from tests.support import free_port
 
 
@@ -21,7 +22,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @pytest.fixture
 def subscriber(broker: Broker) -> Iterator[Subscriber]:
-    sub = Subscriber(broker)
+    sub = Subscriber(broker, receipt_key=KEY)
     try:
         yield sub
     finally:

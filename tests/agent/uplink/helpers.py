@@ -16,9 +16,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol.messages import Event, UsageRecord
+from protocol.receipts import build_receipt, verify_receipt
 from tests.support import port_open, stop, wait_for
 
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+KEY = "ab" * 32  # the test gateways' command key, which also signs the hub's receipts
 
 
 def record(meter: str, seq: int, wh: int = 10, shares: dict[str, int] | None = None) -> UsageRecord:
@@ -39,6 +41,21 @@ def record(meter: str, seq: int, wh: int = 10, shares: dict[str, int] | None = N
 
 def event(n: int, meter: str | None = "m1") -> Event:
     return Event(id=f"ev-{n}", kind="relay", at=T0 + timedelta(seconds=n), meter=meter)
+
+
+def confirm_rows(outbox: Any, rows: list[Any], gateway: str = "gw-1") -> int:
+    """Have ``outbox`` confirm ``rows`` (sent) through a signed receipt, as the hub does."""
+    usage: dict[str, list[int]] = {}
+    events: list[str] = []
+    for row in rows:
+        body = json.loads(row.body)
+        if row.kind == "usage":
+            usage.setdefault(body["meter"], []).append(body["seq"])
+        else:
+            events.append(body["id"])
+    receipt = build_receipt(KEY, gateway, at=datetime.now(UTC), epoch=outbox.epoch,
+                            usage=usage, events=events)  # fmt: skip
+    return int(outbox.confirm(verify_receipt(json.dumps(receipt).encode(), KEY, gateway)))
 
 
 @dataclass
@@ -90,24 +107,41 @@ class Broker:
 
 
 class Subscriber:
-    """A persistent-session paho subscriber to every SMSA topic, collecting what arrives."""
+    """A persistent-session paho subscriber to every SMSA topic, collecting what arrives.
 
-    def __init__(self, broker: Broker, client_id: str = "test-sub") -> None:
+    With ``receipt_key`` it also answers each usage and events message the way the hub does
+    once it has settled them: a receipt signed with that key (``protocol.receipts``), so the
+    uplink's outbox empties without a hub.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        client_id: str = "test-sub",
+        *,
+        receipt_key: str | None = None,
+        v5: bool = True,
+    ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.receipt_key = receipt_key
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else False,
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *a: self._connected.clear()
         self.client.reconnect_delay_set(1, 1)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        self.client.connect(broker.host, broker.port, clean_start=False, properties=props)
+        if v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect(broker.host, broker.port, clean_start=False, properties=props)
+        else:
+            self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         wait_for(self._connected.is_set, timeout=10)
 
@@ -118,6 +152,23 @@ class Subscriber:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+        *_, gateway, kind = msg.topic.split("/")
+        if self.receipt_key is None or kind not in ("usage", "events"):
+            return
+        body = json.loads(msg.payload)
+        usage: dict[str, list[int]] = {}
+        for rec in body.get("records", ()):
+            usage.setdefault(rec["meter"], []).append(rec["seq"])
+        epochs = {rec.get("epoch") for rec in body.get("records", ())} or {None}
+        receipt = build_receipt(
+            self.receipt_key,
+            gateway,
+            at=datetime.now(UTC),
+            epoch=epochs.pop(),
+            usage=usage,
+            events=[e["id"] for e in body.get("events", ())],
+        )
+        client.publish(f"smsa/v1/gw/{gateway}/receipt", json.dumps(receipt), qos=1)
 
     @property
     def connected(self) -> bool:

@@ -1,4 +1,5 @@
-"""Child process for the kill -9 test: adds records forever, acknowledging some, and reports.
+"""Child process for the kill -9 test: adds records forever, has some confirmed by a signed
+receipt, and reports.
 
 Each line on stdout is written after the operation it names has returned (committed):
 ``added <seq> <row id>`` or ``acked <id> <id> …``.
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agent.uplink.outbox import Outbox
-from tests.agent.uplink.helpers import record
+from tests.agent.uplink.helpers import confirm_rows, record
 
 
 def main() -> None:
@@ -19,9 +20,9 @@ def main() -> None:
         row_id = outbox.add_usage(record("m1", seq))
         print(f"added {seq} {row_id}", flush=True)
         if seq % 7 == 0:
-            ids = [r.id for r in outbox.pending(3)]
-            outbox.ack(ids)
-            print("acked " + " ".join(map(str, ids)), flush=True)
+            rows = outbox.next_batch(0, 3, 10**6)
+            confirm_rows(outbox, rows)
+            print("acked " + " ".join(str(r.id) for r in rows), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pytest
 
 from agent.uplink.client import Uplink, UplinkError, parse_url
 from agent.uplink.outbox import Outbox
-from tests.agent.uplink.helpers import Broker, Subscriber, deduplicated, event, record
+from tests.agent.uplink.helpers import KEY, Broker, Subscriber, deduplicated, event, record
 from tests.support import free_port, port_open, stop, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -45,6 +45,7 @@ def make_uplink(broker: Broker, outbox: Outbox, received: Received, **kw: int) -
         outbox,
         received,
         lambda: {"meters": len(METERS)},
+        command_key=KEY,
         reconnect_delay=(1, 2),
         **kw,  # type: ignore[arg-type]
     )
@@ -78,7 +79,8 @@ def test_broker_down_at_start_then_everything_arrives_once_in_order(
         per_meter = deduplicated(records)
         for meter in METERS:
             assert [r["seq"] for r in per_meter[meter]] == list(range(1, 101))
-            assert per_meter[meter][0] == json.loads(record(meter, 1).model_dump_json())
+            stamped = record(meter, 1).model_copy(update={"epoch": outbox.epoch})
+            assert per_meter[meter][0] == json.loads(stamped.model_dump_json(exclude_none=True))
         assert [e["id"] for e in subscriber.events()] == [f"ev-{n}" for n in range(10, 101, 10)]
         wait_for(lambda: "online" in statuses(subscriber), timeout=10)
         online = subscriber.payloads("status")[-1]
@@ -200,6 +202,8 @@ def mqtt311_broker(tmp_path: Path) -> Iterator[str]:
 def test_falls_back_to_mqtt_311_when_the_broker_ignores_mqtt_5(
     mqtt311_broker: str, outbox: Outbox
 ) -> None:
+    port = int(mqtt311_broker.rsplit(":", 1)[1])
+    receipter = Subscriber(Broker("127.0.0.1", port, Path()), receipt_key=KEY, v5=False)
     uplink = Uplink(
         "gw-1",
         mqtt311_broker,
@@ -207,6 +211,7 @@ def test_falls_back_to_mqtt_311_when_the_broker_ignores_mqtt_5(
         None,
         outbox,
         Received(),
+        command_key=KEY,
         reconnect_delay=(1, 2),
         connack_wait_s=1.5,
     )
@@ -217,6 +222,7 @@ def test_falls_back_to_mqtt_311_when_the_broker_ignores_mqtt_5(
         wait_for(lambda: uplink.connected and outbox.depth() == 0, timeout=30)
     finally:
         uplink.stop()
+        receipter.close()
 
 
 def test_tls_with_a_private_ca(tmp_path: Path, outbox: Outbox) -> None:
@@ -254,12 +260,14 @@ def test_tls_with_a_private_ca(tmp_path: Path, outbox: Outbox) -> None:
     )
     broker.start()
     uplink = Uplink(
-        "gw-1", broker.url, None, None, outbox, Received(), tls_ca=str(cert), reconnect_delay=(1, 2)
-    )
+        "gw-1", broker.url, None, None, outbox, Received(), command_key=KEY, tls_ca=str(cert),
+        reconnect_delay=(1, 2),
+    )  # fmt: skip
     try:
         outbox.add_usage(record("m1", 1))
         uplink.start()
-        wait_for(lambda: uplink.connected and outbox.depth() == 0, timeout=20)
+        wait_for(lambda: uplink.connected and uplink.broker_acks == 1, timeout=20)
+        assert outbox.depth() == 1, "the broker's PUBACK alone must not delete the record"
     finally:
         uplink.stop()
         broker.stop()

@@ -1,4 +1,4 @@
-"""The outbox: order, acknowledgement, merging when full, and surviving kill -9."""
+"""The outbox: order, confirmation by the hub's receipt, merging when full, surviving kill -9."""
 
 import itertools
 import json
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from agent.uplink.outbox import Outbox, merge
 from protocol.messages import UsageRecord
-from tests.agent.uplink.helpers import event, record
+from tests.agent.uplink.helpers import confirm_rows, event, record
 
 ROOT = Path(__file__).resolve().parents[3]
 FAST_TMP = "/dev/shm" if Path("/dev/shm").is_dir() else None
@@ -28,7 +28,7 @@ def usage_rows(outbox: Outbox) -> list[UsageRecord]:
     ]
 
 
-def test_rows_come_back_in_order_until_acknowledged(tmp_path: Path) -> None:
+def test_rows_come_back_in_order_until_the_hub_confirms_them(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "a.db", max_rows=100)
     outbox.add_usage(record("m1", 1))
     outbox.add_event(event(1))
@@ -38,11 +38,15 @@ def test_rows_come_back_in_order_until_acknowledged(tmp_path: Path) -> None:
     assert [r.id for r in rows] == sorted(r.id for r in rows)
     assert outbox.depth() == 3
     assert outbox.pending(10, after=rows[0].id) == rows[1:]
-    assert outbox.ack([rows[0].id, rows[1].id]) == 2
-    assert outbox.ack([rows[0].id]) == 0
+    assert confirm_rows(outbox, rows[:2]) == 0, "rows never sent cannot be confirmed"
+    sent = outbox.next_batch(0, 10, 10**6) + outbox.next_batch(rows[0].id, 10, 10**6)
+    assert [r.id for r in sent] == [r.id for r in rows[:2]]
+    assert confirm_rows(outbox, rows[:2]) == 2
+    assert confirm_rows(outbox, rows[:1]) == 0
+    epoch = outbox.epoch
     outbox.close()
     reopened = Outbox(tmp_path / "a.db", max_rows=100)
-    assert reopened.depth() == 1
+    assert reopened.depth() == 1 and reopened.epoch == epoch
     assert json.loads(reopened.pending(10)[0].body)["seq"] == 2
     reopened.close()
 
@@ -95,8 +99,7 @@ def test_sent_rows_and_register_resets_are_never_merged(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "s.db", max_rows=4)
     for seq in (1, 2, 3):
         outbox.add_usage(record("m1", seq))
-    sent = [r.id for r in outbox.pending(2)]
-    outbox.mark_sent(sent)
+    assert len(outbox.next_batch(0, 2, 10**6)) == 2
     after_reset = [
         record("m1", seq).model_copy(update={"import_start": lo, "import_end": lo + 10})
         for seq, lo in ((4, 0), (5, 10), (6, 0))
@@ -114,7 +117,7 @@ def test_sent_rows_and_register_resets_are_never_merged(tmp_path: Path) -> None:
 
 
 def test_events_are_never_dropped(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "e.db", max_rows=3)
+    outbox = Outbox(tmp_path / "e.db", max_rows=4)
     for n in range(10):
         outbox.add_event(event(n))
     assert outbox.depth() == 10
@@ -195,11 +198,11 @@ op_st = st.one_of(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(2, 8), st.lists(op_st, max_size=60))
+@given(st.integers(4, 8), st.lists(op_st, max_size=60))
 def test_merging_never_changes_what_is_delivered(
     max_rows: int, ops: list[tuple[str, str | None, int | None, bool | None]]
 ) -> None:
-    """Whatever the interleaving of adds, publishes and acks: per meter, the records delivered
+    """Whatever the interleaving of adds, publishes and receipts: per meter, the records delivered
     plus those still waiting carry exactly the energy, shares and interval count added, in seq
     order; every event arrives once, in order; the bound holds unless nothing is mergeable."""
     with tempfile.TemporaryDirectory(dir=FAST_TMP) as tmp:
@@ -225,8 +228,8 @@ def test_merging_never_changes_what_is_delivered(
                 batch = outbox.next_batch(cursor, n, 10**6)
                 if batch:
                     cursor = batch[-1].id
-                    if flag:  # the broker acknowledged it
-                        outbox.ack([r.id for r in batch])
+                    if flag:  # the hub settled it and its receipt arrived
+                        confirm_rows(outbox, batch)
                         delivered.extend((r.kind, r.body) for r in batch)
                     else:  # lost: a restarted agent would send it again from the outbox
                         cursor = 0

@@ -14,7 +14,9 @@ from tests.support import wait_for
 
 def main() -> None:
     db, url, gateway = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    uplink = Uplink(gateway, url, None, None, Outbox(db, 1000), on_command=lambda _: None)
+    uplink = Uplink(
+        gateway, url, None, None, Outbox(db, 1000), on_command=lambda _: None, command_key="ab" * 32
+    )
     uplink.start()
     wait_for(lambda: uplink.connected, timeout=30)
     print("connected", flush=True)
