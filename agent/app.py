@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from agent.commands import credit_state
-from agent.errors import AgentError, CommandRejected, RelayError
+from agent.errors import AgentError, CommandRejected, CommandReplayed, RelayError
 from agent.metering.intervals import Closed, MeterState, Point, Reset, step
 from agent.metering.store import MeteringStore
 from agent.modbus.bus import ModbusLine
@@ -434,6 +434,11 @@ class Agent:
         now = datetime.now(UTC)
         try:
             cmd = self.gate.accept(payload, now)
+        except CommandReplayed as exc:  # applied before: say so again, do not apply again
+            meter = _text(json.loads(payload).get("meter"))
+            self._event("command_ack", meter if meter in self.meters else None,
+                        "already applied", command=exc.command_id, ok=True)  # fmt: skip
+            return
         except CommandRejected as exc:
             self._reject(payload, exc.reason, exc.command_id)
             return

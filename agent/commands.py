@@ -4,20 +4,22 @@ Checks, in order, each refusal a :class:`CommandRejected` with a one-line reason
 object; signature (HMAC-SHA256 over the canonical raw payload, checked before the model sees
 it); the message model; a known action; ``credit`` carrying a valid credit state; expiry
 (``expires_at <= now``) and an ``issued_at`` no more than ``MAX_SKEW`` ahead of the gateway's
-clock; and finally replay: the command id is recorded in SQLite in the same transaction that
-accepts it, so a second delivery (QoS 1 redelivery, a replay attack) is refused. A command
-refused for any other reason does not consume its id. Seen ids are kept until a day after the
-command expired (an expired command is refused anyway), then pruned.
+clock; replay: the command id is recorded in SQLite in the same transaction that accepts it, so
+a second delivery (QoS 1 redelivery, the hub sending it again, a replay attack) is refused as
+:class:`CommandReplayed`; and order: a command issued before the newest one accepted for the
+same meter and group (relay: disconnect/reconnect; credit; prompt) is refused as superseded, so
+a stale disconnect delivered late never undoes a newer reconnect. A command refused for any
+other reason does not consume its id. Seen ids are kept until a day after the command expired
+(an expired command is refused anyway), then pruned.
 """
 
 import logging
-import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.errors import CommandRejected
+from agent.errors import CommandRejected, CommandReplayed
 from agent.uplink.sqlite import connect, transaction
 from protocol.errors import ProtocolError
 from protocol.messages import ACTIONS, Command, CreditState, load_json, validate
@@ -29,13 +31,22 @@ MAX_COMMAND_BYTES = 16 * 1024
 MAX_SKEW = timedelta(minutes=5)
 KEEP_AFTER_EXPIRY = timedelta(days=1)
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS command_seen (
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS command_seen (
     id TEXT PRIMARY KEY,
     meter TEXT NOT NULL,
     action TEXT NOT NULL,
     expires_us INTEGER NOT NULL,
     accepted_at TEXT NOT NULL
-)"""
+)""",
+    """CREATE TABLE IF NOT EXISTS command_latest (
+    meter TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    issued_us INTEGER NOT NULL,
+    PRIMARY KEY (meter, grp)
+)""",
+)
+GROUPS = {"disconnect": "relay", "reconnect": "relay", "credit": "credit", "prompt": "prompt"}
 
 
 class CommandGate:
@@ -52,7 +63,8 @@ class CommandGate:
         self._lock = threading.Lock()
         self._conn = connect(db_path)
         with self._lock, transaction(self._conn, db_path) as conn:
-            conn.execute(_SCHEMA)
+            for statement in _SCHEMA:
+                conn.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -95,29 +107,37 @@ class CommandGate:
         return command
 
     def _consume(self, command: Command, now: datetime) -> None:
+        grp = GROUPS.get(command.action, command.action)
+        issued = _micros(command.issued_at)
         with self._lock, transaction(self._conn, self.path) as conn:
             conn.execute(
                 "DELETE FROM command_seen WHERE expires_us < ?",
                 (_micros(now - KEEP_AFTER_EXPIRY),),
             )
-            try:
-                conn.execute(
-                    "INSERT INTO command_seen (id, meter, action, expires_us, accepted_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (
-                        command.id,
-                        command.meter,
-                        command.action,
-                        _micros(command.expires_at),
-                        now.astimezone(UTC).isoformat(),
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                replayed = True
-            else:
-                replayed = False
-        if replayed:
-            raise CommandRejected("replayed command id", command.id)
+            if conn.execute("SELECT 1 FROM command_seen WHERE id = ?", (command.id,)).fetchone():
+                raise CommandReplayed("replayed command id", command.id)
+            newest = conn.execute(
+                "SELECT issued_us FROM command_latest WHERE meter = ? AND grp = ?",
+                (command.meter, grp),
+            ).fetchone()
+            if newest is not None and int(newest[0]) > issued:
+                raise CommandRejected(f"superseded by a newer {grp} command", command.id)
+            conn.execute(
+                "INSERT INTO command_latest (meter, grp, issued_us) VALUES (?, ?, ?)"
+                " ON CONFLICT (meter, grp) DO UPDATE SET issued_us = excluded.issued_us",
+                (command.meter, grp, issued),
+            )
+            conn.execute(
+                "INSERT INTO command_seen (id, meter, action, expires_us, accepted_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    command.id,
+                    command.meter,
+                    command.action,
+                    _micros(command.expires_at),
+                    now.astimezone(UTC).isoformat(),
+                ),
+            )
 
 
 def credit_state(command: Command) -> CreditState:

@@ -44,3 +44,9 @@ class CommandRejected(AgentError):  # noqa: N818 (agreed interface name)
         self.reason = reason
         self.command_id = command_id
         super().__init__(reason if command_id is None else f"command {command_id}: {reason}")
+
+
+class CommandReplayed(CommandRejected):
+    """A command id the gate already accepted came again: a QoS 1 redelivery, the hub sending
+    it again because the acknowledgement has not reached it yet, or a replay. Not applied
+    again; the agent acknowledges it again so the hub can stop sending it."""

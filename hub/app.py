@@ -53,7 +53,7 @@ def create_app(
     )
     control = CreditControl(
         engine,
-        publish=ingest.publish if ingest is not None else None,
+        wake=ingest.wake_commands if ingest is not None else None,
         notifier=Channels(webhook) if webhook is not None else Channels(),
         ttl=timedelta(seconds=settings.command_ttl_s),
     )

@@ -161,10 +161,33 @@ class CommandIn(Body):
 
 
 class CommandOut(BaseModel):
+    """An operator command as accepted: ``queued`` in the durable command table."""
+
     command_id: str
     meter: str
     action: str
-    status: Literal["sent", "pending"]
+    status: str
+
+
+CommandStatusName = Literal["queued", "sent", "applied", "rejected", "expired", "superseded"]
+
+
+class CommandStep(BaseModel):
+    status: CommandStatusName
+    at: datetime
+
+
+class CommandState(BaseModel):
+    """A command to a meter and how far it got: ``history`` lists each state reached, in order."""
+
+    id: str
+    action: str
+    status: CommandStatusName
+    detail: str
+    attempts: int
+    created_at: datetime
+    expires_at: datetime
+    history: list[CommandStep]
 
 
 class EventOut(BaseModel):

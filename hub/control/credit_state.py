@@ -5,15 +5,14 @@ seq), the tariff version in force and the credit rules, and builds a ``CreditSta
 come from the paying customer's ``flags["credit_rules"]`` (fields of ``CreditRules``) and its
 ``protected`` flag; anything not given takes the ``CreditRules`` default.
 
-The ``publish_*`` functions take ``publish(topic, payload)`` (the ingest service's MQTT client,
-QoS 1) so the API can send a credit state after a top-up or a new tariff version.
+The ``queue_*`` functions write the signed ``credit`` commands to the durable command table
+(``hub.commands.store``), from which the dispatcher publishes them until the agent applies them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,9 +20,10 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
-from hub.control.commands import DEFAULT_TTL, credit_command, topic_for
+from hub.commands.store import enqueue
+from hub.control.commands import DEFAULT_TTL, credit_command
 from hub.control.rules import Policy
-from hub.db import read_tx
+from hub.db import write_tx
 from hub.models import Account, Customer, Gateway, Meter, MeterCarry, MeterCustomer
 from hub.rating.payers import Sharer, SplitRuleError, payer_weights
 from hub.rating.state import MeterState
@@ -34,8 +34,6 @@ from protocol.messages import CreditRules, CreditState, validate
 from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
-
-Publish = Callable[[str, bytes], object]
 
 _meters = Meter.__table__  # type: ignore[attr-defined]
 _gateways = Gateway.__table__  # type: ignore[attr-defined]
@@ -158,52 +156,44 @@ def credit_state(conn: Connection, meter_id: str, now: datetime | None = None) -
     return MeterCredit(meter_id, meter.gateway_id, key, account_id, state)
 
 
-def credit_message(
+def credit_command_for(
     credit: MeterCredit, *, ttl: timedelta = DEFAULT_TTL, reason: str = "credit state"
-) -> tuple[str, bytes]:
-    """(topic, payload) of the signed ``credit`` command for ``credit``."""
-    command = credit_command(credit.command_key, credit.meter_id, credit.state, reason=reason,
-                             ttl=ttl)  # fmt: skip
-    return topic_for(credit.gateway_id), json.dumps(command, separators=(",", ":")).encode()
+) -> dict[str, Any]:
+    """The signed ``credit`` command carrying ``credit``'s state."""
+    return credit_command(credit.command_key, credit.meter_id, credit.state, reason=reason,
+                          ttl=ttl)  # fmt: skip
 
 
-def publish_credit_state(
-    engine: Engine, publish: Publish, meter_id: str, *, reason: str = "credit state",
+def queue_credit_state(
+    engine: Engine, meter_id: str, *, reason: str = "credit state",
     ttl: timedelta = DEFAULT_TTL,
 ) -> str | None:  # fmt: skip
-    """Send one meter its credit state now (after a top-up, say); the command id, or None when
-    the meter has no state to send (logged)."""
-    with read_tx(engine) as conn:
+    """Queue one meter's credit state now (after a top-up, say) in the durable command table;
+    the command id, or None when the meter has no state to send (logged)."""
+    with write_tx(engine) as conn:
         try:
             credit = credit_state(conn, meter_id)
         except LookupError as exc:
             log.warning("no credit state for %s: %s", meter_id, exc)
             return None
-    topic, payload = credit_message(credit, ttl=ttl, reason=reason)
-    publish(topic, payload)
-    return _command_id(payload)
+        return enqueue(conn, credit.gateway_id, credit_command_for(credit, ttl=ttl, reason=reason))
 
 
-def publish_tariff_update(
-    engine: Engine, publish: Publish, tariff_id: str, *, ttl: timedelta = DEFAULT_TTL
-) -> int:
-    """Send every meter on ``tariff_id`` its credit state (with the version now in force);
-    returns how many commands were published."""
-    with read_tx(engine) as conn:
+def queue_tariff_update(engine: Engine, tariff_id: str, *, ttl: timedelta = DEFAULT_TTL) -> int:
+    """Queue for every meter on ``tariff_id`` its credit state (with the version now in force);
+    returns how many commands were queued."""
+    queued = 0
+    with write_tx(engine) as conn:
         meter_ids = list(
             conn.execute(select(_meters.c.id).where(_meters.c.tariff_id == tariff_id)).scalars()
         )
-        messages = []
         for meter_id in meter_ids:
             try:
-                messages.append(credit_message(credit_state(conn, meter_id), ttl=ttl,
-                                               reason="tariff update"))  # fmt: skip
+                credit = credit_state(conn, meter_id)
             except LookupError as exc:
                 log.warning("no credit state for %s: %s", meter_id, exc)
-    for topic, payload in messages:
-        publish(topic, payload)
-    return len(messages)
-
-
-def _command_id(payload: bytes) -> str:
-    return str(json.loads(payload)["id"])
+                continue
+            enqueue(conn, credit.gateway_id,
+                    credit_command_for(credit, ttl=ttl, reason="tariff update"))  # fmt: skip
+            queued += 1
+    return queued

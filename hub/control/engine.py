@@ -15,14 +15,15 @@ actions. For each paying account, in one transaction:
    hours, protected customers (``operator_alert`` instead of a cut-off), ``disconnect`` (one
    command and event per exhaustion, with reason and rule) and ``reconnect`` (hysteresis).
 
-Commands are built and signed inside the transaction (their ids are in the events) and
-published after the commit, after the meters' new credit state; notifications go out last.
-Without a publisher (API-only use) commands are recorded with status ``pending``.
+Commands are built, signed and written to the durable command table (``hub.commands.store``)
+inside the transaction that decided them (their ids are in the events); after the commit the
+meters' new credit states are queued the same way, the command dispatcher is woken (``wake``)
+and notifications go out last. The dispatcher publishes from the table until the agent applies
+each command or it expires; without MQTT (API-only use) commands stay ``queued``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -32,8 +33,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
-from hub.control.commands import DEFAULT_TTL, build_command, topic_for
-from hub.control.credit_state import alternate_headroom, credit_rules, publish_credit_state
+from hub.commands.store import enqueue
+from hub.control.commands import DEFAULT_TTL, build_command
+from hub.control.credit_state import alternate_headroom, credit_rules, queue_credit_state
 from hub.control.effects import BY, Action, Plan, restore_floor
 from hub.control.rules import (
     Decision,
@@ -64,7 +66,8 @@ from hub.models import EntryKind, Gateway, MeterCustomer
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[str, bytes], object]
+QUEUED = "queued"  # a command's status when credit control has decided it (hub.commands.store)
+
 Clock = Callable[[], datetime]
 Known = tuple[int, Mapping[str, Any] | None, bool]  # (balance, flags, protected)
 _sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
@@ -81,14 +84,14 @@ class CreditControl:
     def __init__(
         self,
         engine: Engine,
-        publish: Publish | None = None,
+        wake: Callable[[], None] | None = None,
         notifier: Notifier | None = None,
         *,
         clock: Clock = utc_now,
         ttl: timedelta = DEFAULT_TTL,
     ) -> None:
         self.engine = engine
-        self.publish = publish
+        self.wake = wake
         self.notifier: Notifier = notifier or Channels()
         self.clock = clock
         self.ttl = ttl
@@ -171,8 +174,8 @@ class CreditControl:
     ) -> tuple[str, str, int]:
         """An operator's ``disconnect`` / ``reconnect`` with a reason: the rules' memory learns
         it (a manual cut-off is never undone automatically; a manual reconnect starts a fresh
-        grace period), the command is signed and sent, and an audit event is stored.
-        Returns (command id, status ``sent`` | ``pending``, event id)."""
+        grace period), the command is signed and queued for the meter in the same transaction,
+        and an audit event is stored. Returns (command id, status ``queued``, event id)."""
         if action not in ("disconnect", "reconnect"):
             raise ValueError(f"operator action must be disconnect or reconnect, not {action!r}")
         now = self.clock()
@@ -191,18 +194,18 @@ class CreditControl:
             save_memories(conn, views)
             key = _command_key(conn, row.gateway_id)
             command = self._command(
-                plan, key, row.gateway_id, meter_id, action=action,
+                conn, plan, key, row.gateway_id, meter_id, action=action,
                 reason=f"operator: {reason}", params={"by": "operator"},
             )  # fmt: skip
             data = {"by": "operator", **(by or {}), "command_id": command["id"],
-                    "status": self._status()}  # fmt: skip
+                    "status": QUEUED}  # fmt: skip
             plan.record(session, action, meter_id, reason, data, rule="operator",
                         command_id=command["id"], notify=False)  # fmt: skip
             return plan
 
         plan = self._run_plan(work)
         last = plan.actions[-1]
-        return str(last.command_id), self._status(), int(last.event_id or 0)
+        return str(last.command_id), QUEUED, int(last.event_id or 0)
 
     # -- the decision chain --------------------------------------------------------------------
 
@@ -288,18 +291,20 @@ class CreditControl:
         base = {"by": BY, "rule": decision.rule, "account": ctx.id, "balance": ctx.balance}
         if decision.action == "prompt":
             kind = "operator_alert" if decision.rule == "protected" else "low_credit"
-            command = self._command(plan, view.command_key, view.gateway_id, view.id,
-                                    action="prompt", reason=decision.reason,
+            command = self._command(session.connection(), plan, view.command_key,
+                                    view.gateway_id, view.id, action="prompt",
+                                    reason=decision.reason,
                                     params={"rule": decision.rule})  # fmt: skip
-            data = {**base, "command_id": command["id"], "status": self._status()}
+            data = {**base, "command_id": command["id"], "status": QUEUED}
             plan.record(session, kind, view.id, decision.reason, data, rule=decision.rule,
                         command_id=command["id"])  # fmt: skip
             return
         action = decision.action  # disconnect | reconnect
         reason = f"{decision.reason} (rule: {decision.rule})"
-        command = self._command(plan, view.command_key, view.gateway_id, view.id, action=action,
-                                reason=reason, params={"rule": decision.rule})  # fmt: skip
-        data = {**base, "command_id": command["id"], "status": self._status()}
+        command = self._command(session.connection(), plan, view.command_key, view.gateway_id,
+                                view.id, action=action, reason=reason,
+                                params={"rule": decision.rule})  # fmt: skip
+        data = {**base, "command_id": command["id"], "status": QUEUED}
         plan.record(session, action, view.id, decision.reason, data, rule=decision.rule,
                     command_id=command["id"])  # fmt: skip
         if action == "reconnect":
@@ -307,14 +312,12 @@ class CreditControl:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _status(self) -> str:
-        return "sent" if self.publish is not None else "pending"
-
     def _command(
-        self, plan: Plan, key: str, gateway: str, meter_id: str, *, action: str, reason: str,
-        params: dict[str, Any],
+        self, conn: Connection, plan: Plan, key: str, gateway: str, meter_id: str, *,
+        action: str, reason: str, params: dict[str, Any],
     ) -> dict[str, Any]:  # fmt: skip
         command = build_command(key, meter_id, action, params=params, reason=reason, ttl=self.ttl)
+        enqueue(conn, gateway, command)
         plan.commands.append((gateway, command))
         return command
 
@@ -327,28 +330,23 @@ class CreditControl:
         return plan
 
     def _dispatch(self, plan: Plan) -> None:
-        """After the commit: credit states first (a draw must reach the agent before it cuts
-        on its own; each one sent is listed as a ``credit_state`` action, no event), then
-        commands, then notifications. Failures are logged, never raised: the decision is
+        """After the commit: credit states queued (a draw must reach the agent before it cuts
+        on its own; each one queued is listed as a ``credit_state`` action, no event), the
+        dispatcher woken for them and the plan's commands (queued in the decision's
+        transaction), then notifications. Failures are logged, never raised: the decision is
         committed and the next evaluation or credit state corrects it."""
-        publish = self.publish
-        if publish is not None:
-            for meter_id in sorted(plan.credit_meters):
-                try:
-                    sent = publish_credit_state(self.engine, publish, meter_id,
-                                                reason="credit control", ttl=self.ttl)  # fmt: skip
-                except Exception:
-                    log.exception("credit state of %s not sent", meter_id)
-                    continue
-                if sent is not None:  # the caller may drop an older state it meant to send
-                    plan.actions.append(Action("credit_state", meter_id, "credit state sent",
-                                               command_id=sent))  # fmt: skip
-            for gateway, command in plan.commands:
-                try:
-                    payload = json.dumps(command, separators=(",", ":")).encode()
-                    publish(topic_for(gateway), payload)
-                except Exception:
-                    log.exception("command %s to %s not sent", command["id"], command["meter"])
+        for meter_id in sorted(plan.credit_meters):
+            try:
+                queued = queue_credit_state(self.engine, meter_id, reason="credit control",
+                                            ttl=self.ttl)  # fmt: skip
+            except Exception:
+                log.exception("credit state of %s not queued", meter_id)
+                continue
+            if queued is not None:  # the caller may drop an older state it meant to send
+                plan.actions.append(Action("credit_state", meter_id, "credit state queued",
+                                           command_id=queued))  # fmt: skip
+        if self.wake is not None and (plan.commands or plan.credit_meters):
+            self.wake()
         for notice in plan.notices:
             self.notifier.notify(notice)
 

@@ -1,5 +1,11 @@
-"""Gateway events (stored once per id, relay state followed) and gateway status (meters online
-or offline, ``meter_offline`` events on the change)."""
+"""Gateway events (stored once per id, relay state followed, command acknowledgements settling
+the command table) and gateway status (meters online or offline, ``meter_offline`` events on the
+change, the gateway's open commands due again when it comes online).
+
+An event is attributed by its topic only: the payload's ``data`` cannot name another gateway or
+event id, a ``command_ack`` can settle only a command addressed to its own gateway, and kinds
+that are about a meter (``METER_KINDS``) are quarantined without one, so a gateway cannot raise
+the operator's disconnect or tamper counters with meter-less events."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.engine import Connection
 
+from hub.commands.store import settle, wake_gateway
 from hub.ingest.model import (
     CHUNK,
     RELAY_OFF,
@@ -45,6 +52,10 @@ def store_events(conn: Connection, work: Work) -> None:
             work.counts["duplicate_events"] += 1
             continue
         seen.add((gateway, ev.id))
+        if ev.meter is None and ev.kind in METER_KINDS:
+            work.quarantine_payload(topic_of[gateway], ev.model_dump_json(),
+                                    f"a {ev.kind} event must name its meter")  # fmt: skip
+            continue
         if ev.meter is not None and owners.get(ev.meter) != gateway:
             why = (f"unknown meter {ev.meter!r}" if ev.meter not in owners
                    else f"gateway {gateway!r} does not own meter {ev.meter!r}")  # fmt: skip
@@ -59,14 +70,30 @@ def store_events(conn: Connection, work: Work) -> None:
         conn.execute(insert(T_SEEN).values(gateway_id=gateway, event_id=ev.id,
                                            event_row_id=row_id))  # fmt: skip
         work.counts["events"] += 1
+        _settle_command(conn, gateway, ev, work)
         relay = relay_of(ev)
         if relay is not None and ev.meter is not None:
             conn.execute(update(T_METERS).where(T_METERS.c.id == ev.meter).values(relay=relay))
 
 
+def _settle_command(conn: Connection, gateway: str, ev: EventMsg, work: Work) -> None:
+    """A ``command_ack`` (``data.ok`` false: the relay did not confirm) or ``command_rejected``
+    ends the gateway's command ``data.command`` in the command table."""
+    if ev.kind not in ("command_ack", "command_rejected"):
+        return
+    command_id = ev.data.get("command")
+    if not isinstance(command_id, str):
+        return
+    applied = ev.kind == "command_ack" and ev.data.get("ok", True) is not False
+    if settle(conn, gateway, command_id, applied=applied, detail=ev.reason, now=work.now):
+        work.counts["commands_settled"] += 1
+
+
 def apply_statuses(conn: Connection, work: Work) -> None:
     for gateway, status in sorted(work.statuses.items()):
         online = status.state == "online"
+        if online:  # it may have missed what was sent while it was away: send again now
+            wake_gateway(conn, gateway, work.now)
         rows = conn.execute(select(T_METERS.c.id, T_METERS.c.online)
                             .where(T_METERS.c.gateway_id == gateway)).all()  # fmt: skip
         flipped = [r.id for r in rows if bool(r.online) != online]
@@ -79,6 +106,13 @@ def apply_statuses(conn: Connection, work: Work) -> None:
                 event_row(work.now, "meter_offline", m, f"gateway {gateway} is offline",
                        {"gateway": gateway}) for m in flipped
             ])  # fmt: skip
+
+
+METER_KINDS = frozenset({
+    "disconnect", "reconnect", "relay", "relay_on", "relay_off", "relay_change", "relay_changed",
+    "disconnected", "reconnected", "tamper", "low_credit", "register_reset", "meter_offline",
+    "meter_online", "relay_fault", "prompt", "command_ack",
+})  # fmt: skip
 
 
 def relay_of(ev: EventMsg) -> str | None:

@@ -14,7 +14,8 @@ Child → parent: ``("msgs", [(shard, count, pickled), ...])``,
 ``("up", generation, session_present)`` once subscribed, ``("down", reason)``,
 ``("protocol", v5)`` after falling back to MQTT 3.1.1, ``("cpu", seconds)`` when stopping.
 Parent → child: ``("ack", generation, [mid, ...])`` (QoS 1 messages: the subscriptions are QoS 1,
-so none arrive at QoS 2), ``("publish", topic, payload)``, ``("stop",)``.
+so none arrive at QoS 2), ``("publish", topic, payload, token)`` (QoS 1; with a token, the
+broker's PUBACK is reported as ``("puback", token)``), ``("stop",)``.
 
 A generation names one connection: a message received on an earlier connection is never
 acknowledged on a later one (its mid may name another message there); the broker redelivers it.
@@ -70,6 +71,11 @@ class Pump:
         self._spoke_v5 = False  # a broker once accepted MQTT 5: never fall back from it
         self._attempt_at = time.monotonic()
         self._session_present = False
+        # mid -> token of our QoS 1 publishes awaiting PUBACK; mids acknowledged before
+        # ``publish()`` returned (the network thread can be that quick)
+        self._tracked: dict[int, str | None] = {}
+        self._early: set[int] = set()
+        self._tracked_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -92,10 +98,24 @@ class Pump:
         if request[0] == "ack":
             self._ack(request[1], request[2])
         elif request[0] == "publish":
-            with self._client_lock:
-                if self._client is not None:
-                    self._client.publish(request[1], request[2], qos=1)
+            self._publish(request[1], request[2], request[3] if len(request) > 3 else None)
         return True
+
+    def _publish(self, topic: str, payload: bytes, token: str | None) -> None:
+        with self._client_lock:
+            client = self._client
+        if client is None:
+            return
+        mid = client.publish(topic, payload, qos=1).mid
+        with self._tracked_lock:  # never held while calling paho (it calls on_publish locked)
+            if mid in self._early:
+                self._early.discard(mid)
+                early = True
+            else:
+                self._tracked[mid] = token
+                early = False
+        if early and token is not None:
+            self._send(("puback", token))
 
     def _open(self) -> None:
         client = make_client(self.url, self.cfg.client_id, v5=self.v5)
@@ -104,6 +124,7 @@ class Pump:
         client.on_subscribe = self._on_subscribe
         client.on_publish_received = self._on_publish
         client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_puback
         self._attempt_at = time.monotonic()
         if self.v5:
             props = connect_properties(self.cfg.session_expiry_s, self.cfg.receive_maximum)
@@ -219,6 +240,18 @@ class Pump:
         self._send(("down", str(reason)))
         if not self._stopping.is_set():
             log.warning("ingest: disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_puback(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, reason: Any, _props: Any
+    ) -> None:
+        with self._tracked_lock:
+            if mid in self._tracked:
+                token = self._tracked.pop(mid)
+            else:
+                self._early.add(mid)
+                token = None
+        if token is not None and not getattr(reason, "is_failure", False):
+            self._send(("puback", token))  # a refusal leaves it queued: it is tried again
 
     def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         # The generation is read here, in the thread that also counts connections, so a

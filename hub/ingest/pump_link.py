@@ -73,9 +73,10 @@ class PumpLink:
         if mids:
             self._child.send(("ack", generation, mids))
 
-    def publish(self, topic: str, payload: bytes) -> bool:
-        """Hand ``topic``/``payload`` to the pump (QoS 1); False when no pump is running."""
-        return self._child.send(("publish", topic, payload))
+    def publish(self, topic: str, payload: bytes, token: str | None = None) -> bool:
+        """Hand ``topic``/``payload`` to the pump (QoS 1); False when no pump is running. With a
+        ``token``, the broker's PUBACK comes back as ``on_state("puback", (token,))``."""
+        return self._child.send(("publish", topic, payload, token))
 
     def _config(self, restarts: int) -> str:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())

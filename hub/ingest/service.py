@@ -9,13 +9,15 @@ then does the pump acknowledge them to the broker (paho ``manual_ack``). A crash
 commit loses nothing: the broker redelivers every unacknowledged message of the persistent
 session, and (meter, seq) deduplication makes the redelivery harmless.
 
-The coordinator runs credit control on the meters whose balance changed and sends each its
+The coordinator runs credit control on the meters whose balance changed and queues for each its
 signed ``credit`` state, at most once per ``credit_interval_s`` per meter (0: after every batch).
+Every command goes through the durable command table (``hub.commands``): this service runs its
+dispatcher, which publishes through the pump and learns of the broker's PUBACK from it. After
+each batch the settler's signed receipts (``hub.ingest.receipts``) go out through the pump too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -25,17 +27,19 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from hub.control.commands import build_command, topic_for
+from hub.commands.dispatcher import CommandDispatcher
+from hub.commands.store import enqueue
+from hub.control.commands import build_command
 from hub.control.credit_state import (
     MeterCredit,
     build_state,
-    credit_message,
+    credit_command_for,
     credit_rules,
-    publish_credit_state,
-    publish_tariff_update,
+    queue_credit_state,
+    queue_tariff_update,
 )
 from hub.control.engine import CreditControl, meters_paid_by_any
-from hub.db import read_tx
+from hub.db import read_tx, write_tx
 from hub.errors import NotFoundError
 from hub.ingest.model import CreditInfo
 from hub.ingest.mqtt import MAX_RECEIVE, BrokerUrl
@@ -111,10 +115,12 @@ class IngestService:
         self._dirty: dict[str, CreditInfo] = {}
         self._last_sent: dict[str, float] = {}
         self._busy = False
+        # Every command goes out from the durable command table, published through the pump.
+        self.dispatcher = CommandDispatcher(engine, self._publish_command)
         # Credit control (hub.control) runs after each committed batch on the meters whose
-        # balance changed; its commands and credit states go out through the pump.
+        # balance changed; it queues its commands and credit states in the command table.
         self.control: CreditControl | None = (
-            CreditControl(engine, publish=self.publish, ttl=self.command_ttl)
+            CreditControl(engine, wake=self.wake_commands, ttl=self.command_ttl)
             if credit_control
             else None
         )
@@ -161,6 +167,7 @@ class IngestService:
                          receive_maximum=self.receive_maximum, shards=self.workers)  # fmt: skip
         self._pump = PumpLink(cfg, self._on_messages, self._on_state)
         self._pump.start()
+        self.dispatcher.start()
         self._coordinator = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
         self._coordinator.start()
 
@@ -179,6 +186,7 @@ class IngestService:
         if self._coordinator is not None:
             self._coordinator.join(timeout)
             self._coordinator = None
+        self.dispatcher.stop()
         if self._pump is not None:
             self._pump.stop()
             self._pump = None
@@ -189,37 +197,42 @@ class IngestService:
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self._connected.wait(timeout)
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        """Publish at QoS 1 (queued by paho while disconnected)."""
-        if self._pump is None:
-            raise RuntimeError("the ingest service is not started")
-        if not self._pump.publish(topic, payload):
-            log.warning("ingest: MQTT pump not running; %s not published", topic)
-            return
+    def wake_commands(self) -> None:
+        """Commands were queued: have the dispatcher publish them now."""
+        self.dispatcher.wake()
+
+    def _publish_command(self, topic: str, payload: bytes, command_id: str) -> bool:
+        pump = self._pump
+        if pump is None or not pump.publish(topic, payload, command_id):
+            return False
         self._count(commands=1)
+        return True
 
-    def publish_credit_state(self, meter_id: str, reason: str = "credit state") -> str | None:
-        """Send one meter its credit state now (after a top-up); the command id or None."""
-        return publish_credit_state(self.engine, self.publish, meter_id, reason=reason,
-                                    ttl=self.command_ttl)  # fmt: skip
+    def queue_credit_state(self, meter_id: str, reason: str = "credit state") -> str | None:
+        """Queue one meter's credit state now (after a top-up); the command id or None."""
+        queued = queue_credit_state(self.engine, meter_id, reason=reason, ttl=self.command_ttl)
+        self.wake_commands()
+        return queued
 
-    def publish_account_credit_state(self, account_id: str) -> int:
-        """Send every meter paid (wholly or partly) by ``account_id`` its credit state."""
-        sent = 0
+    def queue_account_credit_state(self, account_id: str) -> int:
+        """Queue for every meter paid (wholly or partly) by ``account_id`` its credit state."""
+        queued = 0
         for meter_id in meters_paid_by(self.engine, account_id):
-            if self.publish_credit_state(meter_id, reason="top-up") is not None:
-                sent += 1
-        return sent
+            if self.queue_credit_state(meter_id, reason="top-up") is not None:
+                queued += 1
+        return queued
 
-    def publish_tariff_update(self, tariff_id: str) -> int:
-        """Send every meter on ``tariff_id`` its credit state with the version now in force."""
-        return publish_tariff_update(self.engine, self.publish, tariff_id, ttl=self.command_ttl)
+    def queue_tariff_update(self, tariff_id: str) -> int:
+        """Queue for every meter on ``tariff_id`` its credit state with the version in force."""
+        queued = queue_tariff_update(self.engine, tariff_id, ttl=self.command_ttl)
+        self.wake_commands()
+        return queued
 
-    def send_command(
+    def queue_command(
         self, meter_id: str, action: str, *, reason: str = "", params: dict[str, Any] | None = None
     ) -> str:
-        """Build, sign and publish a command to the meter's gateway; returns its id."""
-        with read_tx(self.engine) as conn:
+        """Build, sign and queue a command to the meter's gateway; returns its id."""
+        with write_tx(self.engine) as conn:
             meters = Meter.__table__  # type: ignore[attr-defined]
             gateways = Gateway.__table__  # type: ignore[attr-defined]
             row = conn.execute(
@@ -227,11 +240,12 @@ class IngestService:
                 .join(meters, meters.c.gateway_id == gateways.c.id)
                 .where(meters.c.id == meter_id)
             ).first()
-        if row is None:
-            raise NotFoundError("meter", meter_id)
-        command = build_command(row.command_key, meter_id, action, params=params, reason=reason,
-                                ttl=self.command_ttl)  # fmt: skip
-        self.publish(topic_for(row.id), json.dumps(command, separators=(",", ":")).encode())
+            if row is None:
+                raise NotFoundError("meter", meter_id)
+            command = build_command(row.command_key, meter_id, action, params=params,
+                                    reason=reason, ttl=self.command_ttl)  # fmt: skip
+            enqueue(conn, row.id, command)
+        self.wake_commands()
         return str(command["id"])
 
     # -- from the pump and the settlers (their reader threads: no database work here) -------
@@ -260,6 +274,8 @@ class IngestService:
             self.mqtt_v5 = bool(args[0])
         elif kind == "cpu":
             self._count(pump_cpu_ms=int(float(args[0]) * 1000))
+        elif kind == "puback":
+            self.dispatcher.on_puback(str(args[0]))
 
     def _on_report(self, shard: int, message: tuple[Any, ...]) -> None:
         """A settler committed a batch: acknowledge it now (before credit control, which may be
@@ -342,9 +358,10 @@ class IngestService:
                 self._last_sent[action.meter_id] = now
 
     def _flush_credit(self, force: bool = False) -> None:
-        if not self._dirty or self._pump is None:
+        if not self._dirty:
             return
         now = time.monotonic()
+        commands: list[tuple[str, dict[str, Any]]] = []
         for meter_id in list(self._dirty):
             if not force and now - self._last_sent.get(meter_id, -1e9) < self.credit_interval_s:
                 continue
@@ -353,11 +370,17 @@ class IngestService:
             if not info.command_key:
                 continue
             try:
-                topic, payload = credit_message(to_meter_credit(info), ttl=self.command_ttl)
+                command = credit_command_for(to_meter_credit(info), ttl=self.command_ttl)
             except ValueError as exc:
                 log.warning("credit state of %s not sent: %s", meter_id, exc)
                 continue
-            self.publish(topic, payload)
+            commands.append((info.gateway_id, command))
+        if not commands:
+            return
+        with write_tx(self.engine) as conn:
+            for gateway, command in commands:
+                enqueue(conn, gateway, command)
+        self.wake_commands()
 
 
 def to_meter_credit(info: CreditInfo) -> MeterCredit:

@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+from hub.models.commands import Command, CommandStatus
 from hub.models.devices import (
     Gateway,
     GatewayCreate,
@@ -49,6 +50,8 @@ __all__ = [
     "AccountKind",
     "AccountPublic",
     "ApiKey",
+    "Command",
+    "CommandStatus",
     "Customer",
     "CustomerCreate",
     "CustomerPublic",

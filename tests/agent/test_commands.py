@@ -56,6 +56,23 @@ def test_a_good_command_is_accepted_once(gate: CommandGate) -> None:
     assert rejected(gate, payload, NOW + timedelta(seconds=1)) == "replayed command id"
 
 
+def test_a_stale_command_never_undoes_a_newer_one_of_its_group(gate: CommandGate) -> None:
+    """A disconnect issued before a reconnect that was already applied (delivered late, after
+    the broker came back) is refused; another group's older command is not affected."""
+    early = NOW - timedelta(minutes=2)
+    later = NOW - timedelta(minutes=1)
+    reconnect = command(id="c-reconnect", action="reconnect", issued_at=later.isoformat())
+    stale = command(id="c-disconnect", action="disconnect", issued_at=early.isoformat())
+    prompt = command(id="c-prompt", action="prompt", issued_at=early.isoformat())
+    assert gate.accept(raw(reconnect), NOW).action == "reconnect"
+    assert rejected(gate, raw(stale)) == "superseded by a newer relay command"
+    assert gate.accept(raw(prompt), NOW).action == "prompt"
+    newer = command(id="c-disconnect-2", issued_at=NOW.isoformat())
+    assert gate.accept(raw(newer), NOW).action == "disconnect"
+    # the refused stale one did not consume its id: still refused for its age, not as a replay
+    assert rejected(gate, raw(stale)) == "superseded by a newer relay command"
+
+
 def test_replay_survives_a_restart(tmp_path: Path) -> None:
     payload = raw(command())
     first = CommandGate(KEY, tmp_path / "a.db")

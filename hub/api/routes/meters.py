@@ -9,7 +9,8 @@ from sqlmodel import Session, col, select
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.money import major
-from hub.api.schemas import CommandIn, CommandOut, MeterIn, MeterOut
+from hub.api.schemas import CommandIn, CommandOut, CommandState, CommandStep, MeterIn, MeterOut
+from hub.commands.store import history
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.models import Account, Customer, Gateway, Meter, Tariff
 from hub.operator import operator_command
@@ -88,6 +89,29 @@ def list_meters(
 @router.get("/{meter_id}", response_model=MeterOut)
 def get(meter_id: str, session: SessionDep, _: Operator) -> MeterOut:
     return meter_out(session, get_meter(session, meter_id))
+
+
+@router.get("/{meter_id}/commands", response_model=list[CommandState])
+def commands(
+    meter_id: str,
+    session: SessionDep,
+    _: Operator,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[CommandState]:
+    """The meter's commands, newest first, each with the states it went through."""
+    get_meter(session, meter_id)
+    out = []
+    for row in history(session.connection(), meter_id, limit):
+        steps = [CommandStep(status="queued", at=row["created_at"])]
+        if row["sent_at"] is not None:
+            steps.append(CommandStep(status="sent", at=row["sent_at"]))
+        if row["done_at"] is not None:
+            steps.append(CommandStep(status=row["status"], at=row["done_at"]))
+        out.append(CommandState(id=row["id"], action=row["action"], status=row["status"],
+                                detail=row["detail"], attempts=row["attempts"],
+                                created_at=row["created_at"], expires_at=row["expires_at"],
+                                history=steps))  # fmt: skip
+    return out
 
 
 @router.post("/{meter_id}/disconnect", status_code=202, response_model=CommandOut)

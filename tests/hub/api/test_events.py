@@ -61,7 +61,7 @@ def test_operator_action_is_audited(client: httpx.Client, keys: Keys) -> None:
     assert event["reason"] == "unpaid arrears"
     assert event["data"]["by"] == "operator"
     assert event["data"]["command_id"] == command_id
-    assert event["data"]["status"] == "pending"  # no MQTT in this test
+    assert event["data"]["status"] == "queued"  # no MQTT in this test: queued in the table
     assert isinstance(event["data"]["key_id"], int)
 
 

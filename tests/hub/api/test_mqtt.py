@@ -26,7 +26,7 @@ def test_operator_disconnect_reaches_the_gateway_signed(stack: Stack) -> None:
     r = http.post("/api/v1/meters/m1/disconnect", json={"reason": "meter tampering"},
                   headers=keys.h("operator"))  # fmt: skip
     assert r.status_code == 202
-    assert r.json()["status"] == "sent"
+    assert r.json()["status"] == "queued"
     command = gw.next("disconnect")
     assert command["id"] == r.json()["command_id"]
     assert command["meter"] == "m1"

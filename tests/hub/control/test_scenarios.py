@@ -276,7 +276,7 @@ def test_operator_cut_is_not_undone_by_a_topup(scene_of: SceneOf) -> None:
     s = scene_of(balance=1000, rules={"reconnect_above": 0})
     command_id, status, _event = s.control.operator(s.meter, "disconnect", "meter tampering",
                                                    by={"key_id": 7})  # fmt: skip
-    assert status == "sent"
+    assert status == "queued"
     [event] = s.events("disconnect")
     assert event["reason"] == "meter tampering"
     assert event["data"]["by"] == "operator" and event["data"]["key_id"] == 7

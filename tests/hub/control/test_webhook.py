@@ -154,7 +154,7 @@ def test_credit_control_notifies_low_credit_and_alerts(
     got = {(e["kind"], e["meter"]) for e in receiver.accepted()}
     assert got == {("low_credit", s.meter), ("operator_alert", p.meter)}
     # without a publisher the prompt is recorded as pending (nobody to send it to)
-    assert s.events("low_credit")[0]["data"]["status"] == "pending"
+    assert s.events("low_credit")[0]["data"]["status"] == "queued"
 
 
 def test_the_app_gives_ingest_the_same_channels(sqlite_engine: Engine, receiver: Receiver) -> None:

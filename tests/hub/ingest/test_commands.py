@@ -1,5 +1,6 @@
 """Signed commands: built, verified with the gateway key, refused when tampered; the service
-publishes a credit state on demand (top-up), for every meter of a tariff, and any command."""
+queues a credit state on demand (top-up), for every meter of a tariff, and any command, and
+publishes them from the command table."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
+from hub.commands.store import history
 from hub.control.commands import build_command, credit_command, topic_for
 from hub.control.credit_state import credit_rules, paying_account
+from hub.db import read_tx
 from hub.errors import NotFoundError
 from hub.ingest import IngestService
 from hub.ingest.seed import World
@@ -69,14 +72,27 @@ def test_service_publishes_credit_states_and_commands_on_demand(
     try:
         assert inbox.subscribed.wait(5)
         service = start_service(sqlite_engine)
-        assert service.publish_credit_state(meter) is not None
-        assert service.publish_account_credit_state(world.customers[other]) == 1
-        assert service.publish_tariff_update(world.tariff.id) == len(world.meters)
-        command_id = service.send_command(meter, "disconnect", reason="operator")
+        assert service.queue_credit_state(meter) is not None
+        assert service.queue_account_credit_state(world.customers[other]) == 1
+        assert service.queue_tariff_update(world.tariff.id) == len(world.meters)
+        command_id = service.queue_command(meter, "disconnect", reason="operator")
         with pytest.raises(NotFoundError):
-            service.send_command("nobody", "disconnect")
-        assert service.publish_credit_state("nobody") is None
-        wait_for(lambda: len(inbox.messages) == 3 + len(world.meters))
+            service.queue_command("nobody", "disconnect")
+        assert service.queue_credit_state("nobody") is None
+
+        # each meter's newest credit state supersedes the older ones still queued; whatever is
+        # left open is published, and the broker's PUBACK makes it ``sent``
+        def statuses() -> dict[str, str]:
+            with read_tx(sqlite_engine) as conn:
+                return {r["id"]: str(r["status"]) for m in world.meters
+                        for r in history(conn, m)}  # fmt: skip
+
+        wait_for(lambda: "queued" not in statuses().values(), timeout=20)
+        final = statuses()
+        assert final[command_id] == "sent"
+        open_ids = {i for i, s in final.items() if s == "sent"}
+        assert len(open_ids) == 1 + len(world.meters)  # the disconnect and a credit per meter
+        wait_for(lambda: open_ids <= {json.loads(p)["id"] for _, p in inbox.messages})
         by_topic: dict[str, list[dict[str, object]]] = {}
         for name, payload in inbox.messages:
             by_topic.setdefault(name, []).append(json.loads(payload))

@@ -1,0 +1,1 @@
+"""Commands to meters: the durable table (``store``) and its publisher (``dispatcher``)."""

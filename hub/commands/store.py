@@ -1,0 +1,190 @@
+"""The durable command table's queries: every command a meter is sent lives here first.
+
+A decision to command a meter (credit control, an operator, a tariff update, a credit state)
+writes its signed command with :func:`enqueue` in the transaction that made the decision. The
+dispatcher (``hub.commands.dispatcher``) publishes from the table; the broker's PUBACK makes it
+``sent`` (:func:`mark_sent`), the agent's ``command_ack`` / ``command_rejected`` make it
+``applied`` / ``rejected`` (:func:`settle`, called by ingest in the batch that stores the
+event). Until then it is published again: at once when its gateway says it is online
+(:func:`wake_gateway`), and periodically with back-off (``next_try_at``). Its expiry ends it
+``expired`` (:func:`expire`). A newer command of the same group for the same meter supersedes an
+older open one, so a stale disconnect is never sent after a reconnect (the agent also refuses a
+command older than the newest it applied in that group).
+
+The functions take the caller's connection and never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from hub.models import Command, CommandStatus
+from hub.models.commands import OPEN
+from protocol.topics import topic
+
+T_COMMANDS = Command.__table__  # type: ignore[attr-defined]
+RETRY_FIRST = timedelta(seconds=30)
+RETRY_MAX = timedelta(minutes=10)
+GROUPS = {"disconnect": "relay", "reconnect": "relay", "credit": "credit", "prompt": "prompt"}
+
+
+@dataclass(frozen=True)
+class Due:
+    """A command to publish now."""
+
+    id: str
+    topic: str
+    payload: bytes
+
+
+def group_of(action: str) -> str:
+    return GROUPS.get(action, action)
+
+
+def enqueue(
+    conn: Connection, gateway: str, command: Mapping[str, Any], now: datetime | None = None
+) -> str:
+    """Store the signed ``command`` (a dict) for ``gateway``, superseding the meter's older open
+    commands of the same group; returns its id."""
+    moment = now or datetime.now(UTC)
+    grp = group_of(str(command["action"]))
+    conn.execute(
+        update(T_COMMANDS)
+        .where(T_COMMANDS.c.meter_id == command["meter"], T_COMMANDS.c.grp == grp,
+               T_COMMANDS.c.status.in_(OPEN))
+        .values(status=CommandStatus.SUPERSEDED, done_at=moment,
+                detail=f"superseded by {command['id']}")
+    )  # fmt: skip
+    conn.execute(
+        insert(T_COMMANDS).values(
+            id=command["id"], meter_id=command["meter"], gateway_id=gateway,
+            action=command["action"], grp=grp,
+            payload=json.dumps(command, separators=(",", ":")),
+            status=CommandStatus.QUEUED, detail="", attempts=0, created_at=moment,
+            expires_at=datetime.fromisoformat(command["expires_at"]), next_try_at=moment,
+        )
+    )  # fmt: skip
+    return str(command["id"])
+
+
+def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
+    """Open, unexpired commands whose next try has come, oldest first; each is given its next
+    try time (back-off doubling from ``RETRY_FIRST`` to ``RETRY_MAX``)."""
+    rows = conn.execute(
+        select(T_COMMANDS.c.id, T_COMMANDS.c.gateway_id, T_COMMANDS.c.payload,
+               T_COMMANDS.c.attempts)
+        .where(T_COMMANDS.c.status.in_(OPEN), T_COMMANDS.c.next_try_at <= now,
+               T_COMMANDS.c.expires_at > now)
+        .order_by(T_COMMANDS.c.created_at, T_COMMANDS.c.id).limit(limit)
+    ).all()  # fmt: skip
+    out = []
+    for row in rows:
+        delay = min(RETRY_FIRST * 2 ** min(int(row.attempts), 8), RETRY_MAX)
+        conn.execute(
+            update(T_COMMANDS).where(T_COMMANDS.c.id == row.id)
+            .values(attempts=T_COMMANDS.c.attempts + 1, next_try_at=now + delay)
+        )  # fmt: skip
+        out.append(Due(row.id, topic(row.gateway_id, "cmd"), row.payload.encode()))
+    return out
+
+
+def mark_sent(conn: Connection, ids: Iterable[str], now: datetime) -> None:
+    """The broker acknowledged these: ``queued`` → ``sent`` (a later state stays)."""
+    wanted = sorted(set(ids))
+    if wanted:
+        conn.execute(
+            update(T_COMMANDS)
+            .where(T_COMMANDS.c.id.in_(wanted), T_COMMANDS.c.status == CommandStatus.QUEUED)
+            .values(status=CommandStatus.SENT, sent_at=now)
+        )  # fmt: skip
+
+
+def settle(
+    conn: Connection, gateway: str, command_id: str, *, applied: bool, detail: str, now: datetime
+) -> bool:
+    """The agent of ``gateway`` applied (or refused) its command ``command_id``: the agent's word
+    ends it, unless it is not that gateway's command or already applied/rejected. An expired
+    command can still turn ``applied`` (the gateway applied it before its own clock said it
+    expired) but not ``rejected``. True when a row changed."""
+    allowed = [*OPEN, CommandStatus.SUPERSEDED] + ([CommandStatus.EXPIRED] if applied else [])
+    status = CommandStatus.APPLIED if applied else CommandStatus.REJECTED
+    result = conn.execute(
+        update(T_COMMANDS)
+        .where(T_COMMANDS.c.id == command_id, T_COMMANDS.c.gateway_id == gateway,
+               T_COMMANDS.c.status.in_(allowed))
+        .values(status=status, detail=detail[:500], done_at=now)
+    )  # fmt: skip
+    return bool(result.rowcount)
+
+
+def wake_gateway(conn: Connection, gateway: str, now: datetime) -> None:
+    """``gateway`` came online: its open commands are due again now."""
+    conn.execute(
+        update(T_COMMANDS)
+        .where(T_COMMANDS.c.gateway_id == gateway, T_COMMANDS.c.status.in_(OPEN))
+        .values(next_try_at=now)
+    )  # fmt: skip
+
+
+def expire(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    """End every open command whose expiry has passed; the rows ended (id, meter, action)."""
+    rows = conn.execute(
+        select(T_COMMANDS.c.id, T_COMMANDS.c.meter_id, T_COMMANDS.c.gateway_id,
+               T_COMMANDS.c.action, T_COMMANDS.c.status, T_COMMANDS.c.expires_at)
+        .where(T_COMMANDS.c.status.in_(OPEN), T_COMMANDS.c.expires_at <= now)
+    ).all()  # fmt: skip
+    if rows:
+        conn.execute(
+            update(T_COMMANDS)
+            .where(T_COMMANDS.c.id.in_([r.id for r in rows]), T_COMMANDS.c.status.in_(OPEN))
+            .values(status=CommandStatus.EXPIRED, done_at=now, detail="expired before applied")
+        )  # fmt: skip
+    return [dict(r._mapping) for r in rows]
+
+
+def history(conn: Connection, meter_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The meter's commands, newest first."""
+    rows = conn.execute(
+        select(T_COMMANDS.c.id, T_COMMANDS.c.action, T_COMMANDS.c.status, T_COMMANDS.c.detail,
+               T_COMMANDS.c.attempts, T_COMMANDS.c.created_at, T_COMMANDS.c.sent_at,
+               T_COMMANDS.c.done_at, T_COMMANDS.c.expires_at, T_COMMANDS.c.payload)
+        .where(T_COMMANDS.c.meter_id == meter_id)
+        .order_by(T_COMMANDS.c.created_at.desc(), T_COMMANDS.c.id.desc()).limit(limit)
+    ).all()  # fmt: skip
+    return [dict(r._mapping) for r in rows]
+
+
+def unapplied(conn: Connection, meter_ids: Iterable[str]) -> dict[str, str]:
+    """Per meter, the status of its newest command when that is not ``applied``."""
+    ids = sorted(set(meter_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(T_COMMANDS.c.meter_id, T_COMMANDS.c.status)
+        .where(T_COMMANDS.c.meter_id.in_(ids))
+        .order_by(T_COMMANDS.c.meter_id, T_COMMANDS.c.created_at.desc(), T_COMMANDS.c.id.desc())
+    ).all()  # fmt: skip
+    newest: dict[str, str] = {}
+    for row in rows:
+        newest.setdefault(row.meter_id, str(row.status))
+    return {m: s for m, s in newest.items() if s != CommandStatus.APPLIED}
+
+
+def prune(conn: Connection, before: datetime) -> int:
+    """Delete ended credit-state commands older than ``before`` (a meter gets one every few
+    seconds while it consumes; relay and prompt commands are kept for the audit trail)."""
+    result = conn.execute(
+        T_COMMANDS.delete().where(
+            T_COMMANDS.c.grp == "credit",
+            T_COMMANDS.c.status.not_in(OPEN),
+            T_COMMANDS.c.created_at < before,
+        )
+    )
+    return int(result.rowcount or 0)
