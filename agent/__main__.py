@@ -110,12 +110,12 @@ def run(settings: AgentSettings) -> int:
     from agent.uplink.outbox import Outbox  # noqa: PLC0415
 
     db = settings.storage.path
+    mqtt = settings.mqtt
     db.parent.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(db, settings.storage.max_outbox_rows)
+    outbox = Outbox(db, settings.storage.max_outbox_rows, resend_after_s=mqtt.resend_after_s)
     credit = CreditBook(db)
     gate = CommandGate(settings.security.command_key, db)
     agent = Agent(settings, outbox, credit, gate)
-    mqtt = settings.mqtt
     uplink = Uplink(
         settings.gateway_id,
         mqtt.url,

@@ -44,6 +44,7 @@ class OutboxLike(Protocol):
     def add_usage(self, record: UsageRecord) -> Any: ...
     def add_event(self, event: Event) -> Any: ...
     def depth(self) -> int: ...
+    def unconfirmed(self) -> int: ...
 
 
 class DecisionLike(Protocol):
@@ -533,6 +534,7 @@ class Agent:
             "at": datetime.now(UTC).isoformat(),
             "uplink": {"connected": bool(getattr(self.uplink, "connected", False))},
             "outbox_depth": self.outbox.depth(),
+            "outbox_unconfirmed": self.outbox.unconfirmed(),
             "stats": dict(self.stats),
             "buses": {
                 p.bus.name: {

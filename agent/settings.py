@@ -35,6 +35,9 @@ class MqttSettings(_Section):
     password: str | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     ca_file: Path | None = None
+    # a record or event the hub has not confirmed (its receipt) is sent again after this long,
+    # doubling with each try up to 10 minutes (and at once when the hub or broker comes back)
+    resend_after_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod

@@ -53,10 +53,18 @@ class Processes:
             time.sleep(0.1)
 
     def get(self, name: str) -> subprocess.Popen[bytes]:
-        for known, proc in self._procs:
+        """The process last started as ``name``."""
+        for known, proc in reversed(self._procs):
             if known == name:
                 return proc
         raise KeyError(name)
+
+    def stop(self, name: str, *, kill: bool = False) -> None:
+        """Stop the process ``name`` (SIGTERM, or SIGKILL with ``kill``) and wait for it."""
+        proc = self.get(name)
+        if proc.poll() is None:
+            _signal(proc, signal.SIGKILL if kill else signal.SIGTERM)
+        proc.wait(15)
 
     def failed(self) -> list[str]:
         return [name for name, proc in self._procs if proc.poll() is not None]

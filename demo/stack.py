@@ -71,17 +71,27 @@ def start_stack(
     return Stack(procs, api, hub_url, operator_key, members)
 
 
-def start_hub(procs: Processes, work: Path, broker_url: str) -> tuple[str, str]:
-    """``smsa-hub serve`` on ``work/hub.db`` and a free port: (its URL, an admin key)."""
+def start_hub(
+    procs: Processes,
+    work: Path,
+    broker_url: str,
+    *,
+    name: str = "hub",
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[str, str]:
+    """``smsa-hub serve`` on ``work/hub.db`` and ``port`` (a free one by default): (its URL, an
+    admin key). ``name`` names its log; ``env`` adds ``SMSA_HUB_*`` settings."""
     admin_key = create_key(work, "admin")
-    port = free_port()
+    port = port or free_port()
     hub_url = f"http://127.0.0.1:{port}"
     db = f"sqlite:///{work / 'hub.db'}"
     procs.start(
-        "hub",
+        name,
         ["smsa-hub", "serve", "--db", db, "--mqtt", broker_url, "--http", f"127.0.0.1:{port}"],
+        env=env,
     )
-    procs.wait_ready("hub", lambda: _healthy(hub_url))
+    procs.wait_ready(name, lambda: _healthy(hub_url))
     return hub_url, admin_key
 
 
@@ -94,12 +104,12 @@ def start_meter_sim(
     procs.wait_ready(name, lambda: "listening" in procs.tail(name, 20))
 
 
-def start_agent(procs: Processes, work: Path, config: str) -> None:
+def start_agent(procs: Processes, work: Path, config: str, *, name: str = "agent") -> None:
     """``smsa-agent`` with ``config`` (TOML text), returning once it writes its status."""
     path = work / "agent.toml"
     path.write_text(config)
-    procs.start("agent", ["smsa-agent", "--config", str(path)])
-    procs.wait_ready("agent", (work / "agent.status.json").exists)
+    procs.start(name, ["smsa-agent", "--config", str(path)])
+    procs.wait_ready(name, (work / "agent.status.json").exists)
 
 
 def provision(api: HubApi, members: list[Member]) -> str:

@@ -4,6 +4,9 @@ import re
 
 PREFIX = "smsa/v1"
 KINDS = ("status", "usage", "events", "cmd", "receipt")
+# The hub's presence, retained: ``{"v": 1, "state": "online"|"offline", "at": ...}``. A gateway
+# sends everything the hub has not confirmed again when the hub comes (back) online.
+HUB_STATUS = f"{PREFIX}/hub/status"
 _GATEWAY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOPIC = re.compile(rf"^{re.escape(PREFIX)}/gw/([^/]+)/({'|'.join(KINDS)})$")
 

@@ -29,6 +29,16 @@ class Broker:
     def stop(self) -> None:
         stop(self.proc)
 
+    def crash(self) -> None:
+        """Kill the broker (SIGKILL) and lose its store: it comes back with no sessions and no
+        queued messages, as after a crash without persistence or a failover to a fresh node."""
+        self.proc.kill()
+        self.proc.wait(10)
+        (self.tmp_path / "mosquitto.db").unlink(missing_ok=True)
+
+    def start(self) -> None:
+        self.proc = start_mosquitto(self.tmp_path, self.port)
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Broker]:

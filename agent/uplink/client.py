@@ -5,10 +5,11 @@ Threads: paho's network thread (``loop_start``) runs the callbacks, which only e
 worker thread owns everything else (reading the outbox, publishing batches, deleting the rows a
 verified receipt confirms, calling ``on_command``). Rows are published in outbox order; at most
 ``window`` messages wait for the broker's PUBACK at once, which only frees the window: a row
-stays in the outbox until the hub's receipt (``protocol.receipts``). After every (re)connect the
-worker publishes everything unconfirmed again from the oldest row, since a broker that lost its
-sessions may have dropped what it acknowledged; sent rows still unconfirmed past their resend
-time are published again too. The hub deduplicates by (meter, seq) and receipts duplicates.
+stays in the outbox until the hub's receipt (``protocol.receipts``). Sent rows still
+unconfirmed are published again, oldest first: after every (re)connect, since a broker that lost
+its sessions may have dropped what it acknowledged; whenever the hub announces itself online on
+``smsa/v1/hub/status`` (nobody may have been subscribed while it was away); and past their
+resend time, with back-off. The hub deduplicates by (meter, seq) and receipts duplicates.
 See ``agent/uplink/README.md`` for topics, payloads and the durability argument.
 """
 
@@ -160,6 +161,7 @@ class Uplink:
         self.published_batches = 0
         self.resent_batches = 0
         self.broker_acks = 0
+        self.hub_online = 0
         self.confirmed_rows = 0
         self.receipts = 0
         self.refused_receipts = 0
@@ -175,6 +177,7 @@ class Uplink:
         """Connect in the background (retrying with back-off) and start draining the outbox."""
         if self._worker is not None:
             raise RuntimeError("uplink already started")
+        self._cursor = self._outbox.last_sent_id()  # sent before a restart: resent as due
         self._connect(self._client)
         self._worker = threading.Thread(target=self._run, name="uplink", daemon=True)
         self._worker.start()
@@ -227,7 +230,9 @@ class Uplink:
         if reason.is_failure:
             self._inbox.put(("refused", reason.value))
         else:
-            client.subscribe([(self._topic_cmd, 1), (self._topic_receipt, 1)])
+            client.subscribe(
+                [(self._topic_cmd, 1), (self._topic_receipt, 1), (topics.HUB_STATUS, 1)]
+            )
             self._connected.set()
             self._inbox.put(("connected", flags.session_present))
         self._wake.set()
@@ -264,6 +269,9 @@ class Uplink:
         elif message.topic == self._topic_receipt:
             self._inbox.put(("receipt", bytes(message.payload)))
             self._wake.set()
+        elif message.topic == topics.HUB_STATUS:
+            self._inbox.put(("hub", bytes(message.payload)))
+            self._wake.set()
 
     # -- worker -------------------------------------------------------------------------------
 
@@ -295,11 +303,13 @@ class Uplink:
                 self._command(value)
             elif kind == "receipt":
                 self._receipt(value)
+            elif kind == "hub":
+                self._hub_status(value)
             elif kind == "connected":
                 log.info("connected to %s:%d", self._address.host, self._address.port)
                 # the broker may have lost what it acknowledged: everything unconfirmed again
                 self._inflight.clear()
-                self._cursor = 0
+                self._outbox.resend_all()
                 self._publish_status()
             elif kind == "status":
                 if self._connected.is_set():
@@ -315,12 +325,20 @@ class Uplink:
             return  # the status message, or a batch from before a client rebuild
         if failed:
             log.error("broker refused batch of %d rows: %s; retrying later", len(ids), reason)
-            self._cursor = min(self._cursor, ids[0] - 1)
             self._retry_at = time.monotonic() + self._retry_delay
             self._retry_delay = min(self._retry_delay * 2, 60.0)
             return
         self._retry_delay = 1.0
         self.broker_acks += 1
+
+    def _hub_status(self, payload: bytes) -> None:
+        try:
+            online = json.loads(payload).get("state") == "online"
+        except (ValueError, AttributeError):
+            return
+        if online:
+            self.hub_online += 1
+            self._outbox.resend_all()
 
     def _receipt(self, payload: bytes) -> None:
         try:
@@ -330,7 +348,10 @@ class Uplink:
             log.warning("receipt refused: %s", exc.reason)
             return
         self.receipts += 1
-        self.confirmed_rows += self._outbox.confirm(receipt)
+        confirmed = self._outbox.confirm(receipt)
+        self.confirmed_rows += confirmed
+        log.debug("receipt %s: %d rows confirmed (%d events named)", receipt.usage,
+                  confirmed, len(receipt.events))  # fmt: skip
 
     def _command(self, payload: bytes) -> None:
         try:
@@ -363,7 +384,7 @@ class Uplink:
         old.disconnect()
         old.loop_stop()
         self._inflight.clear()
-        self._cursor = 0
+        self._cursor = self._outbox.last_sent_id()
         self._client = self._new_client()
         self._connect(self._client)
 
@@ -392,6 +413,7 @@ class Uplink:
                 return
             self._inflight[info.mid] = [r.id for r in batch]
             self.published_batches += 1
+            log.debug("published %s rows %d-%d (%d)", kind, batch[0].id, batch[-1].id, len(batch))
 
     def _publish_status(self) -> None:
         self._client.publish(self._topic_status, self._status_payload("online"), qos=1, retain=True)

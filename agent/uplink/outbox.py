@@ -258,7 +258,19 @@ class Outbox:
             self._sent -= deleted
         return deleted
 
+    def resend_all(self) -> None:
+        """Every sent, unconfirmed row is due again now (after a reconnect: the broker may have
+        lost it; after the hub came back: nobody may have been there to receive it)."""
+        with self._lock, transaction(self._conn, self.path) as conn:
+            conn.execute("UPDATE outbox SET next_try = 0 WHERE sent = 1")
+
     # -- reading ------------------------------------------------------------------------------
+
+    def last_sent_id(self) -> int:
+        """The highest id handed out by :meth:`next_batch` (rows up to it are all sent)."""
+        with self._lock:
+            found = self._conn.execute("SELECT max(id) FROM outbox WHERE sent = 1").fetchone()
+        return int(found[0] or 0)
 
     def pending(self, limit: int, after: int = 0) -> list[Row]:
         """Up to ``limit`` rows with ``id > after``, oldest first."""

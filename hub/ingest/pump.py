@@ -25,6 +25,7 @@ disconnects and exits, so a restarted hub never fights an orphan for its session
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import threading
@@ -101,12 +102,14 @@ class Pump:
             self._publish(request[1], request[2], request[3] if len(request) > 3 else None)
         return True
 
-    def _publish(self, topic: str, payload: bytes, token: str | None) -> None:
+    def _publish(
+        self, topic: str, payload: bytes, token: str | None, *, retain: bool = False
+    ) -> None:
         with self._client_lock:
             client = self._client
         if client is None:
             return
-        mid = client.publish(topic, payload, qos=1).mid
+        mid = client.publish(topic, payload, qos=1, retain=retain).mid
         with self._tracked_lock:  # never held while calling paho (it calls on_publish locked)
             if mid in self._early:
                 self._early.discard(mid)
@@ -125,6 +128,7 @@ class Pump:
         client.on_publish_received = self._on_publish
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_puback
+        client.will_set(topics.HUB_STATUS, _hub_status("offline"), qos=1, retain=True)
         self._attempt_at = time.monotonic()
         if self.v5:
             props = connect_properties(self.cfg.session_expiry_s, self.cfg.receive_maximum)
@@ -231,6 +235,8 @@ class Pump:
             log.error("ingest: subscription refused: %s", codes)
             return
         self._connected = True
+        # subscribed: gateways send again what no hub has confirmed (nobody may have been here)
+        self._publish(topics.HUB_STATUS, _hub_status("online"), None, retain=True)
         self._send(("up", self.generation, self._session_present))
 
     def _on_disconnect(
@@ -261,6 +267,10 @@ class Pump:
             self._inbox.append(item)
         if not self._arrived.is_set():  # the forwarder clears it before taking the inbox
             self._arrived.set()
+
+
+def _hub_status(state: str) -> bytes:
+    return json.dumps({"v": 1, "state": state, "at": time.time()}).encode()
 
 
 def main(argv: list[str] | None = None) -> int:
