@@ -3,7 +3,8 @@
 Mosquitto 2.0 ``password_file`` lines are ``user:$7$<iterations>$<salt b64>$<hash b64>``
 with PBKDF2-HMAC-SHA512 over the password, a 12-byte salt and a 64-byte hash (what
 ``mosquitto_passwd`` writes). Storing that exact string lets the hub export the broker's
-password file (``smsa-hub mqtt-passwd``) while never keeping the password itself.
+password file (``smsa-hub mosquitto-config``, ``smsa-hub mqtt-passwd``) while never keeping
+the password itself.
 """
 
 from __future__ import annotations
