@@ -1,5 +1,6 @@
 """``smsa-hub``: serve (MQTT ingest + HTTP API + scheduler), create-key, revoke-key,
-mqtt-passwd. Bad arguments print one line on stderr and exit 2; a refused action exits 1."""
+mosquitto-config, mqtt-passwd. Bad arguments print one line on stderr and exit 2; a refused
+action exits 1."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -15,11 +17,13 @@ import uvicorn
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from hub import keys
+from hub import keys, mosquitto
 from hub.app import create_app
 from hub.db import make_engine, migrate, run_tx, session_scope
-from hub.errors import HubError
+from hub.errors import HubError, InvalidInputError
+from hub.gateways import mosquitto_hash
 from hub.ingest import IngestService
+from hub.ingest.mqtt import BrokerUrl
 from hub.models import Gateway
 from hub.settings import HubSettings
 
@@ -51,6 +55,29 @@ def _parser() -> argparse.ArgumentParser:
     revoke = sub.add_parser("revoke-key", help="revoke a key by its id or the key itself")
     revoke.add_argument("key", metavar="KEY_ID|KEY")
     revoke.add_argument("--db", help="database URL (SMSA_HUB_DB)")
+    broker = sub.add_parser(
+        "mosquitto-config", help="write the broker's passwd, acl and mosquitto.conf into a folder"
+    )
+    broker.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    broker.add_argument("--db", help="database URL (SMSA_HUB_DB)")
+    broker.add_argument(
+        "--mqtt", help="the hub's broker URL with its user:password@ (SMSA_HUB_MQTT)"
+    )
+    broker.add_argument(
+        "--tls-port", type=int, metavar="PORT", help="also a TLS listener for gateways on PORT"
+    )
+    broker.add_argument(
+        "--certs",
+        default=mosquitto.DEFAULT_CERTS,
+        metavar="DIR",
+        help="folder of ca.crt, server.crt, server.key for TLS listeners",
+    )
+    broker.add_argument(
+        "--conf-dir",
+        metavar="DIR",
+        help="where passwd and acl will be installed, as mosquitto.conf names them "
+        "(default: --out)",
+    )
     passwd = sub.add_parser("mqtt-passwd", help="print a Mosquitto password file of gateways")
     passwd.add_argument("--db", help="database URL (SMSA_HUB_DB)")
     return parser
@@ -93,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return create_key(settings, args.role, args.account)
         if args.command == "revoke-key":
             return revoke_key(settings, args.key)
+        if args.command == "mosquitto-config":
+            return mosquitto_config(settings, args)
         if args.command == "mqtt-passwd":
             return mqtt_passwd(settings)
     except HubError as exc:
@@ -126,17 +155,76 @@ def revoke_key(settings: HubSettings, key_or_id: str) -> int:
     return 0
 
 
+def mosquitto_config(settings: HubSettings, args: argparse.Namespace) -> int:
+    """DIR/passwd, DIR/acl, DIR/mosquitto.conf (see hub.mosquitto)."""
+    try:
+        url = BrokerUrl.parse(settings.mqtt)
+    except InvalidInputError as exc:
+        print(f"smsa-hub: --{exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    if url.username is None or url.password is None:
+        print(
+            "smsa-hub: --mqtt: give the hub's broker login, mqtt://USER:PASSWORD@HOST:PORT",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not mosquitto.valid_user(url.username):
+        print(
+            f"smsa-hub: --mqtt: user name {url.username!r} may use only A-Z a-z 0-9 . _ -",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.tls_port is not None and not 0 < args.tls_port < 65536:
+        print(f"smsa-hub: --tls-port: {args.tls_port} is not a port", file=sys.stderr)
+        return EXIT_USAGE
+    if args.conf_dir is not None and not args.conf_dir.startswith("/"):
+        print(f"smsa-hub: --conf-dir: {args.conf_dir!r} is not an absolute path", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    conf_dir = args.conf_dir or str(out.resolve())
+    gateways = _gateway_logins(settings)
+    usable = [(user, digest) for user, digest in gateways if digest.startswith(("$6$", "$7$"))]
+    if len(usable) < len(gateways):
+        unusable = sorted({user for user, _ in gateways} - {user for user, _ in usable})
+        print(
+            f"smsa-hub: warning: no Mosquitto password hash, left out of passwd: "
+            f"{', '.join(unusable)}",
+            file=sys.stderr,
+        )
+    listeners = mosquitto.listeners_for(url.host, url.port, url.tls, args.tls_port)
+    try:
+        files = {
+            "passwd": mosquitto.password_file((url.username, mosquitto_hash(url.password)), usable),
+            "acl": mosquitto.acl_file(url.username),
+            "mosquitto.conf": mosquitto.config_file(conf_dir, listeners, args.certs),
+        }
+        mosquitto.write_files(out, files)
+    except mosquitto.BrokerConfigError as exc:
+        print(f"smsa-hub: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"smsa-hub: --out: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
 def mqtt_passwd(settings: HubSettings) -> int:
+    """Password-file lines of the gateways only (mosquitto-config writes the whole set)."""
+    for user, digest in _gateway_logins(settings):
+        print(f"{user}:{digest}")
+    return 0
+
+
+def _gateway_logins(settings: HubSettings) -> list[tuple[str, str]]:
+    """(MQTT user name, password hash) of every gateway, by gateway id."""
     engine = make_engine(settings.db)
     try:
         migrate(engine)
         with session_scope(engine, write=False) as session:
             rows = session.exec(select(Gateway).order_by(col(Gateway.id))).all()
-            for gw in rows:
-                print(f"{gw.mqtt_username}:{gw.mqtt_password_hash}")
+            return [(gw.mqtt_username, gw.mqtt_password_hash) for gw in rows]
     finally:
         engine.dispose()
-    return 0
 
 
 def serve(settings: HubSettings) -> int:

@@ -1,8 +1,10 @@
-"""Deployment files: the systemd units parse, and the shipped broker config enforces the ACL.
+"""Deployment files: the systemd units parse, and the broker configuration enforces the ACL
+and binds client ids to user names.
 
-The broker tests run a real Mosquitto on a config derived from hardware/mosquitto/smsa.conf:
-only the listener addresses and the file paths are rewritten, every other option (no
-anonymous access, persistence, the QoS 1 queue policy) is taken as shipped.
+The broker tests run twice, each time on a real Mosquitto: once on a config derived from
+hardware/mosquitto/smsa.conf (only the listener addresses and the file paths are rewritten,
+every other option is taken as shipped), once on the files `smsa-hub mosquitto-config` writes
+from a hub database (only the TLS listener is narrowed to 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,8 +25,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlmodel import Session
 
-from tests.support import free_port, port_open, stop, wait_for
+from demo.broker import mosquitto_path
+from hub.db import make_engine, migrate, run_tx
+from hub.gateways import mosquitto_hash
+from hub.models import Gateway
+from hub.mosquitto import GATEWAY_PUBLISHES, HUB_PUBLISHES
+from protocol.topics import KINDS
+from tests.support import free_port, mosquitto_config, run_mosquitto, stop, wait_for
 
 HARDWARE = Path(__file__).resolve().parents[2] / "hardware"
 UNITS = HARDWARE / "systemd"
@@ -193,6 +202,17 @@ def config_options(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def listener_blocks(options: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """The options of each listener block, its own address under "listener"."""
+    blocks: list[dict[str, str]] = []
+    for key, value in options:
+        if key == "listener":
+            blocks.append({})
+        if blocks:
+            blocks[-1][key] = value
+    return blocks
+
+
 def test_shipped_broker_config_states_the_policy() -> None:
     options = config_options(BROKER_CONF.read_text())
     keys = [key for key, _ in options]
@@ -200,16 +220,43 @@ def test_shipped_broker_config_states_the_policy() -> None:
     global_opts = dict(options[:first_listener])
     assert global_opts["allow_anonymous"] == "false"
     assert global_opts["persistence"] == "true"
-    assert global_opts["password_file"]
-    assert global_opts["acl_file"]
+    assert global_opts["password_file"] == "/etc/mosquitto/smsa/passwd"
+    assert global_opts["acl_file"] == "/etc/mosquitto/smsa/acl"
     # The QoS 1 backlog: no count limit (default 1000 drops a restart's worth), a byte bound.
     assert global_opts["max_queued_messages"] == "0"
     assert int(global_opts["max_queued_bytes"]) >= 64 * 1024 * 1024
-    listeners = [value for key, value in options if key == "listener"]
-    assert listeners == [f"{PLAIN_PORT} 127.0.0.1", TLS_PORT]
-    tls_block = dict(options[keys.index("listener", first_listener + 1) :])
+    # Per listener (set before the first listener it binds none of them, tried on 2.0.11).
+    assert "use_username_as_clientid" not in global_opts
+    blocks = listener_blocks(options)
+    assert [block["listener"] for block in blocks] == [f"{PLAIN_PORT} 127.0.0.1", TLS_PORT]
+    for block in blocks:
+        assert block["use_username_as_clientid"] == "true", block
     for key in ("cafile", "certfile", "keyfile"):
-        assert tls_block[key].startswith("/etc/mosquitto/certs/")
+        assert blocks[1][key].startswith("/etc/mosquitto/certs/")
+
+
+def acl_rules(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def test_mosquitto_config_writes_the_shipped_configuration(tmp_path: Path) -> None:
+    """``smsa-hub mosquitto-config`` for the hub user smsa-hub on 127.0.0.1:1883 with a TLS
+    listener on 8883 writes the options and rules of the shipped, commented files."""
+    out = tmp_path / "broker"
+    conf = mosquitto_config(
+        out,
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        "mqtt://smsa-hub:secret@127.0.0.1:1883",
+        "--tls-port", "8883", "--conf-dir", "/etc/mosquitto/smsa",
+    )  # fmt: skip
+    assert config_options(conf.read_text()) == config_options(BROKER_CONF.read_text())
+    assert acl_rules((out / "acl").read_text()) == acl_rules(BROKER_ACL.read_text())
+
+
+def test_every_topic_kind_has_one_direction_in_the_acl() -> None:
+    """A new topic kind in protocol.topics must be given to the gateways or to the hub."""
+    assert set(GATEWAY_PUBLISHES) | set(HUB_PUBLISHES) == set(KINDS)
+    assert not set(GATEWAY_PUBLISHES) & set(HUB_PUBLISHES)
 
 
 def derive_config(tmp: Path, port: int, tls_port: int | None) -> str:
@@ -235,10 +282,6 @@ def derive_config(tmp: Path, port: int, tls_port: int | None) -> str:
             out.append(f"{key} {paths[key]}")
         else:
             out.append(f"{key} {value}")
-    # Globals may follow the listeners; what the Debian main config would add, in tmp.
-    out += [f"persistence_location {tmp}/", "log_dest stderr", "log_type error"]
-    if os.geteuid() == 0:
-        out.append("user root")  # else Mosquitto drops to "mosquitto" and cannot read tmp
     return "\n".join(out) + "\n"
 
 
@@ -258,20 +301,11 @@ def make_certificates(tmp: Path) -> None:
         )
 
 
-@dataclass
-class SmsaBroker:
-    port: int
-    tls_port: int | None
-    tmp: Path
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmsaBroker]:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+def shipped_files(tmp: Path, port: int, tls_port: int | None) -> str:
+    """hardware/mosquitto/smsa.conf and acl, with a password file from mosquitto_passwd."""
     passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    if not (os.path.exists(exe) and os.path.exists(passwd)):
-        pytest.skip("mosquitto and mosquitto_passwd are needed")
-    tmp = tmp_path_factory.mktemp("broker")
+    if not os.path.exists(passwd):
+        pytest.skip("mosquitto_passwd is needed")
     shutil.copy(BROKER_ACL, tmp / "smsa.acl")
     for index, (user, password) in enumerate(PASSWORDS.items()):
         create = ["-c"] if index == 0 else []
@@ -281,19 +315,66 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmsaBroker]:
             capture_output=True,
             timeout=30,
         )
+    return derive_config(tmp, port, tls_port)
+
+
+def generated_files(tmp: Path, port: int, tls_port: int | None) -> str:
+    """What ``smsa-hub mosquitto-config`` writes from a hub database holding gw-1 and gw-2
+    (their hashes as POST /gateways stores them) for the hub URL smsa-hub:pw-hub@127.0.0.1.
+    Only the TLS listener's address is narrowed to 127.0.0.1 for the test."""
+    db = f"sqlite:///{tmp / 'hub.db'}"
+    engine = make_engine(db)
+    try:
+        migrate(engine)
+
+        def add(session: Session) -> None:
+            for user in ("gw-1", "gw-2"):
+                session.add(
+                    Gateway(
+                        id=user,
+                        command_key="00" * 32,
+                        mqtt_username=user,
+                        mqtt_password_hash=mosquitto_hash(PASSWORDS[user]),
+                    )
+                )
+
+        run_tx(engine, add)
+    finally:
+        engine.dispose()
+    extra = ["--tls-port", str(tls_port), "--certs", str(tmp)] if tls_port else []
+    conf = mosquitto_config(
+        tmp / "broker", db, f"mqtt://smsa-hub:{PASSWORDS['smsa-hub']}@127.0.0.1:{port}", *extra
+    )
+    text = conf.read_text()
+    if tls_port:
+        assert f"\nlistener {tls_port}\n" in text
+        text = text.replace(f"\nlistener {tls_port}\n", f"\nlistener {tls_port} 127.0.0.1\n")
+    return text
+
+
+@dataclass
+class SmsaBroker:
+    port: int
+    tls_port: int | None
+    tmp: Path
+
+
+@pytest.fixture(scope="module", params=["shipped", "generated"])
+def broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SmsaBroker]:
+    """Mosquitto on the shipped files, then on the files smsa-hub mosquitto-config writes."""
+    if mosquitto_path() is None:
+        pytest.skip("mosquitto is needed")
+    tmp = tmp_path_factory.mktemp(f"broker-{request.param}")
     tls_port = None
     if shutil.which("openssl"):
         make_certificates(tmp)
         tls_port = free_port()
     port = free_port()
-    conf = tmp / "smsa.conf"
-    conf.write_text(derive_config(tmp, port, tls_port))
-    with (tmp / "mosquitto.log").open("wb") as log:
-        proc = subprocess.Popen([exe, "-c", str(conf)], stderr=log)
+    files = shipped_files if request.param == "shipped" else generated_files
+    proc = run_mosquitto(files(tmp, port, tls_port), tmp, port)
     try:
-        wait_for(lambda: port_open(port) or proc.poll() is not None, timeout=10)
-        if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited: {(tmp / 'mosquitto.log').read_text()}")
         yield SmsaBroker(port, tls_port, tmp)
     finally:
         stop(proc)
@@ -308,6 +389,8 @@ class Peer:
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     pubacks: dict[int, ReasonCode] = field(default_factory=dict)
     subacks: dict[int, list[ReasonCode]] = field(default_factory=dict)
+    # Why the broker closed this connection (e.g. 0x8E "session taken over"), in order.
+    disconnects: list[ReasonCode] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def topics(self) -> list[str]:
@@ -372,7 +455,13 @@ class Peers:
         ) -> None:
             peer.subacks[mid] = rcs
 
+        def on_disconnect(
+            _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
+        ) -> None:
+            peer.disconnects.append(rc)
+
         client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
         client.on_message = on_message
         client.on_publish = on_publish
         client.on_subscribe = on_subscribe
@@ -475,6 +564,7 @@ def test_gateway_usage_reaches_the_hub(peers: Peers) -> None:
         "smsa/v1/gw/gw-2/status",
         "smsa/v1/gw/gw-2/events",
         "smsa/v1/gw/gw-1/cmd",
+        "smsa/v1/gw/gw-1/receipt",
     ],
 )
 def test_gateway_cannot_speak_for_another_gateway_or_the_hub(peers: Peers, topic: str) -> None:
@@ -501,18 +591,22 @@ def test_last_will_only_on_the_gateways_own_status(peers: Peers) -> None:
     assert hub.topics() == ["smsa/v1/gw/gw-1/status"]
 
 
-def test_commands_reach_only_their_gateway(peers: Peers) -> None:
+@pytest.mark.parametrize("kind", HUB_PUBLISHES)
+def test_hub_messages_reach_only_their_gateway(peers: Peers, kind: str) -> None:
+    """Commands and receipts: the hub may send them to any gateway, a gateway reads only its
+    own, even with a wildcard subscription."""
     hub = login(peers, "smsa-hub")
     gw1 = login(peers, "gw-1")
     gw2 = login(peers, "gw-2")
-    assert not gw1.subscribe("smsa/v1/gw/gw-1/cmd").is_failure
-    gw1.subscribe("smsa/v1/gw/gw-2/cmd")  # refused or silently useless: nothing may arrive
-    assert not gw2.subscribe("smsa/v1/gw/gw-2/cmd").is_failure
-    assert not hub.publish("smsa/v1/gw/gw-2/cmd", b"for gw-2").is_failure
-    assert not hub.publish("smsa/v1/gw/gw-1/cmd", b"for gw-1").is_failure
-    wait_for(lambda: gw2.payloads("smsa/v1/gw/gw-2/cmd") == [b"for gw-2"], timeout=5)
-    wait_for(lambda: gw1.payloads("smsa/v1/gw/gw-1/cmd") == [b"for gw-1"], timeout=5)
-    assert gw1.topics() == ["smsa/v1/gw/gw-1/cmd"]
+    assert not gw1.subscribe(f"smsa/v1/gw/gw-1/{kind}").is_failure
+    gw1.subscribe(f"smsa/v1/gw/gw-2/{kind}")  # refused or silently useless: nothing may arrive
+    gw1.subscribe(f"smsa/v1/gw/+/{kind}")
+    assert not gw2.subscribe(f"smsa/v1/gw/gw-2/{kind}").is_failure
+    assert not hub.publish(f"smsa/v1/gw/gw-2/{kind}", b"for gw-2").is_failure
+    assert not hub.publish(f"smsa/v1/gw/gw-1/{kind}", b"for gw-1").is_failure
+    wait_for(lambda: gw2.payloads(f"smsa/v1/gw/gw-2/{kind}") == [b"for gw-2"], timeout=5)
+    wait_for(lambda: b"for gw-1" in gw1.payloads(f"smsa/v1/gw/gw-1/{kind}"), timeout=5)
+    assert set(gw1.topics()) == {f"smsa/v1/gw/gw-1/{kind}"}
 
 
 def test_hub_session_keeps_more_than_the_default_queue(peers: Peers) -> None:
@@ -538,3 +632,107 @@ def test_gateway_over_tls(peers: Peers, broker: SmsaBroker) -> None:
     gw1 = login(peers, "gw-1", tls=True)
     assert not gw1.publish("smsa/v1/gw/gw-1/usage", b"over tls").is_failure
     wait_for(lambda: hub.payloads("smsa/v1/gw/gw-1/usage") == [b"over tls"], timeout=5)
+
+
+# --- client ids are bound to user names (issue 14, item 2) -------------------------------
+# The real hub connects with client id "smsa-hub" and a persistent session (MQTT 5 session
+# expiry), the real agent with "smsa-gw-<id>" and a persistent session: the peers below do the
+# same. A gateway's login that asks for someone else's client id must get a session of its own.
+
+HUB_SESSION = 600  # seconds of MQTT 5 session expiry: the hub's and agent's persistent sessions
+
+
+def hub_session(peers: Peers) -> Peer:
+    """The hub as hub.ingest connects: client id smsa-hub, persistent session."""
+    return login(peers, "smsa-hub", client_id="smsa-hub", session_expiry=HUB_SESSION)
+
+
+def agent_session(peers: Peers, gateway: str) -> Peer:
+    """A gateway as agent.uplink connects: client id smsa-gw-<id>, persistent session."""
+    return login(peers, gateway, client_id=f"smsa-gw-{gateway}", session_expiry=HUB_SESSION)
+
+
+def eventually(check: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Whether ``check`` became true within ``timeout`` (the test then says what was wrong)."""
+    try:
+        wait_for(check, timeout=timeout)
+    except AssertionError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("client_id", "tls"),
+    [("smsa-hub", False), ("smsa-gw-gw-2", False), ("smsa-hub", True)],
+    ids=["hub-id", "gateway-id", "hub-id-over-tls"],
+)
+def test_a_gateway_cannot_disconnect_the_hub_or_another_gateway(
+    peers: Peers, broker: SmsaBroker, client_id: str, tls: bool
+) -> None:
+    if tls and broker.tls_port is None:
+        pytest.skip("openssl is needed to make test certificates")
+    hub = hub_session(peers)
+    assert not hub.subscribe("smsa/v1/gw/+/usage").is_failure
+    gw2 = agent_session(peers, "gw-2")
+    assert not gw2.subscribe("smsa/v1/gw/gw-2/cmd").is_failure
+    for _ in range(3):  # gw-1's login asks for the hub's or gw-2's client id, again and again
+        peers.close(login(peers, "gw-1", client_id=client_id, tls=tls))
+    gw2.client.publish("smsa/v1/gw/gw-2/usage", b"still here", qos=1)
+    hub.client.publish("smsa/v1/gw/gw-2/cmd", b"for gw-2", qos=1)
+
+    def delivered() -> bool:
+        return hub.payloads("smsa/v1/gw/gw-2/usage") == [b"still here"] and gw2.payloads(
+            "smsa/v1/gw/gw-2/cmd"
+        ) == [b"for gw-2"]
+
+    eventually(lambda: delivered() or hub.disconnects or gw2.disconnects)
+    assert hub.disconnects == [], f"the hub was disconnected: {hub.disconnects}"
+    assert gw2.disconnects == [], f"gw-2 was disconnected: {gw2.disconnects}"
+    assert delivered()
+
+
+def test_a_clean_start_with_the_hubs_client_id_keeps_the_hubs_queue(peers: Peers) -> None:
+    hub = hub_session(peers)
+    assert not hub.subscribe("smsa/v1/gw/+/usage").is_failure
+    peers.close(hub)  # the hub is down; its session queues for it
+    peers.close(login(peers, "gw-1", client_id="smsa-hub"))  # clean start, no session expiry
+    gw2 = login(peers, "gw-2")
+    sent = [b"%d" % seq for seq in range(20)]
+    for payload in sent:
+        assert not gw2.publish("smsa/v1/gw/gw-2/usage", payload).is_failure
+    hub = hub_session(peers)
+    eventually(lambda: len(hub.payloads("smsa/v1/gw/gw-2/usage")) >= len(sent))
+    got = hub.payloads("smsa/v1/gw/gw-2/usage")
+    assert got == sent, f"the hub got {len(got)} of {len(sent)} queued messages"
+
+
+@pytest.mark.parametrize("clean_start", [True, False], ids=["clean-start", "resume"])
+def test_a_gateway_cannot_take_over_another_gateways_queued_command(
+    peers: Peers, clean_start: bool
+) -> None:
+    gw2 = agent_session(peers, "gw-2")
+    assert not gw2.subscribe("smsa/v1/gw/gw-2/cmd").is_failure
+    peers.close(gw2)  # gw-2 is offline; the broker queues its command
+    hub = login(peers, "smsa-hub")
+    assert not hub.publish("smsa/v1/gw/gw-2/cmd", b"queued for gw-2").is_failure
+    intruder = login(
+        peers, "gw-1", client_id="smsa-gw-gw-2", session_expiry=0 if clean_start else HUB_SESSION
+    )
+    peers.close(intruder)
+    gw2 = agent_session(peers, "gw-2")
+    eventually(lambda: gw2.payloads("smsa/v1/gw/gw-2/cmd"))
+    assert intruder.topics() == [], "gw-1 received gw-2's command"
+    assert gw2.payloads("smsa/v1/gw/gw-2/cmd") == [b"queued for gw-2"], "gw-2's command was lost"
+
+
+def test_sessions_are_keyed_by_user_name(peers: Peers) -> None:
+    """With use_username_as_clientid the broker ignores the client id a login asks for: the
+    hub's queue is found again under its user name whatever id it connects with."""
+    hub = login(peers, "smsa-hub", client_id="first-id", session_expiry=HUB_SESSION)
+    assert not hub.subscribe("smsa/v1/gw/+/usage").is_failure
+    peers.close(hub)
+    gw1 = login(peers, "gw-1")
+    assert not gw1.publish("smsa/v1/gw/gw-1/usage", b"queued").is_failure
+    hub = login(peers, "smsa-hub", client_id="second-id", session_expiry=HUB_SESSION)
+    eventually(lambda: hub.payloads("smsa/v1/gw/gw-1/usage"))
+    assert hub.payloads("smsa/v1/gw/gw-1/usage") == [b"queued"]

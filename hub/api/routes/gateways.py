@@ -1,8 +1,10 @@
 """POST /gateways (admin): a gateway with its command key and MQTT credentials, shown once.
 
-The MQTT user name is the gateway id (the broker ACL in hardware/mosquitto/acl relies on it).
-The password is stored only as a Mosquitto password-file hash (PBKDF2-SHA512, ``$7$``), so
-``smsa-hub mqtt-passwd`` can write the broker's password file from the database.
+The MQTT user name is the gateway id (the broker ACL in hardware/mosquitto/acl relies on it,
+and the broker keys the gateway's session by it). The password is stored only as a Mosquitto
+password-file hash (PBKDF2-SHA512, ``$7$``), so ``smsa-hub mosquitto-config`` can write the
+broker's password file from the database. Ids that name the hub's own MQTT users (the user in
+``SMSA_HUB_MQTT``, anything starting with ``smsa-``) are refused: 422 on ``id``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from sqlmodel import Session
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.schemas import GatewayCreated, GatewayIn
-from hub.errors import ConflictError, NotFoundError
-from hub.gateways import mosquitto_hash, new_password
+from hub.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.gateways import mosquitto_hash, mqtt_user, new_password, reserved_reason
 from hub.models import Gateway, GatewayPublic
 from protocol.signing import new_key
 
@@ -22,6 +24,9 @@ router = APIRouter(prefix="/gateways", tags=["gateways"])
 
 @router.post("", status_code=201, response_model=GatewayCreated)
 def create(body: GatewayIn, ctx: ContextDep, _: Admin) -> GatewayCreated:
+    reserved = reserved_reason(body.id, mqtt_user(ctx.settings.mqtt))
+    if reserved is not None:
+        raise InvalidInputError("id", reserved)
     command_key, password = new_key(), new_password()
 
     def work(session: Session) -> None:

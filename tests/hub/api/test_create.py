@@ -109,6 +109,7 @@ BAD = [
     ("accounts", {"id": "a", "name": "A", "kind": "provider"}, "kind"),
     ("gateways", {"id": "gw/2"}, "id"),
     ("gateways", {}, "id"),
+    ("gateways", {"id": "smsa-hub"}, "id"),  # the hub's MQTT user (hub/gateways.py)
     ("meters", {"id": "m9", "gateway": "nope", "customer": "c1", "tariff": "t1"}, "gateway"),
     ("meters", {"id": "m9", "gateway": "gw1", "customer": "nope", "tariff": "t1"}, "customer"),
     ("meters", {"id": "m9", "gateway": "gw1", "customer": "c1", "tariff": "nope"}, "tariff"),
