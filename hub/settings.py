@@ -6,6 +6,7 @@ nothing reads the environment at import time.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -16,6 +17,7 @@ from protocol.money import Currency, to_minor
 DEFAULT_DB = "sqlite:///smsa-hub.db"
 DEFAULT_MQTT = "mqtt://127.0.0.1:1883"
 DEFAULT_HTTP = "127.0.0.1:8080"
+PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")  # hub.models.ID_PATTERN
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -79,6 +81,14 @@ class HubSettings(BaseSettings):
     def _mqtt(cls, value: str) -> str:
         if value and not value.startswith(("mqtt://", "mqtts://")):
             raise ValueError("expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        return value
+
+    @field_validator("payment_secrets")
+    @classmethod
+    def _payment_providers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:  # a provider id names its callback URL and its transactions' keys
+            if not PROVIDER_ID.match(name):
+                raise ValueError(f"payment provider {name!r}: letters, digits, '_', '.', '-'")
         return value
 
     @field_validator("scheduler", mode="before")

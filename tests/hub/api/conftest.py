@@ -7,7 +7,7 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +138,13 @@ class LiveServer:
 @pytest.fixture
 def live_server(app: FastAPI) -> Iterator[LiveServer]:
     """The app under a real uvicorn on 127.0.0.1 and a free port, in a thread."""
+    with serving(app) as server:
+        yield server
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[LiveServer]:
+    """Run ``app`` under a real uvicorn on 127.0.0.1 and a free port, in a thread, until exit."""
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=2
