@@ -21,7 +21,15 @@ from hub.api.deps import (
     write,
 )
 from hub.api.money import major
-from hub.api.schemas import AccountIn, AccountOut, EntriesPage, EntryLine, TopupIn, TopupOut
+from hub.api.schemas import (
+    MAX_ID,
+    AccountIn,
+    AccountOut,
+    EntriesPage,
+    EntryLine,
+    TopupIn,
+    TopupOut,
+)
 from hub.errors import NotFoundError
 from hub.ledger import account_lines
 from hub.ledger.accounts import open_account
@@ -76,7 +84,9 @@ def entries(
     account_id: str,
     session: SessionDep,
     who: AnyRole,
-    before: Annotated[int | None, Query(ge=1, description="line id cursor (next_before)")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="line id cursor (next_before)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EntriesPage:
     ensure_account(who, account_id)
