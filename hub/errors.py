@@ -34,6 +34,16 @@ class InvalidInputError(HubError):
         self.field = field
 
 
+class BodyTooLargeError(HubError):
+    """A request body over the limit; it was not read (past the limit)."""
+
+    http_status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes")
+        self.limit = limit
+
+
 class DatabaseError(HubError):
     """The database refused or failed; the original driver error is chained."""
 

@@ -41,14 +41,6 @@ class SignatureError(HubError):
     http_status = 401
 
 
-class BodyTooLargeError(HubError):
-    http_status = 413
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"body larger than {limit} bytes")
-        self.limit = limit
-
-
 class Payment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

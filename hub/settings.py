@@ -40,6 +40,9 @@ class HubSettings(BaseSettings):
     max_topup: str = "10000.00"
     # Payment providers' shared secrets: JSON object {"provider": "secret"} in the environment.
     payment_secrets: dict[str, str] = Field(default_factory=dict)
+    # Largest request body, bytes: a larger Content-Length is refused (413) before the body is
+    # read, a chunked body when it passes this (hub.api.middleware); before authentication.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
     # Accepted clock skew of a payment callback's X-Timestamp, seconds.
     payment_window_s: int = Field(default=300, ge=1, le=86_400)
     # How often the SSE stream polls the events table, seconds.

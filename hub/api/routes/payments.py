@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from hub.api.deps import ContextDep
 from hub.api.money import major
 from hub.api.schemas import ErrorOut, TopupOut
-from hub.payments import MAX_BODY, BodyTooLargeError, handle_callback
+from hub.errors import BodyTooLargeError
+from hub.payments import MAX_BODY, handle_callback
 
 router = APIRouter(prefix="/payments", tags=["payments"])
 
