@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from hub.api.context import HubContext
+from hub.api.jsonbody import loads
 from hub.errors import ConflictError, HubError, IdempotencyConflictError, InvalidInputError
 from hub.ledger.topups import ProviderTxn, TopupResult
 from hub.models import ID_PATTERN
@@ -82,7 +82,7 @@ def parse(body: bytes) -> Payment:
     if len(body) > MAX_BODY:
         raise InvalidInputError("body", f"larger than {MAX_BODY} bytes")
     try:
-        return Payment.model_validate(json.loads(body))
+        return Payment.model_validate(loads(body))  # a repeated key: 422 naming it
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, ValidationError):
             err = exc.errors()[0]

@@ -20,6 +20,7 @@ from hub.api.deps import (
     ensure_account,
     write,
 )
+from hub.api.jsonbody import HubRoute
 from hub.api.money import major
 from hub.api.schemas import (
     MAX_ID,
@@ -36,7 +37,7 @@ from hub.ledger.accounts import open_account
 from hub.models import Account, AccountKind
 from hub.topups import topup
 
-router = APIRouter(prefix="/accounts", tags=["accounts"])
+router = APIRouter(prefix="/accounts", tags=["accounts"], route_class=HubRoute)
 
 IdempotencyKey = Annotated[
     str,

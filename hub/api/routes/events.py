@@ -16,11 +16,12 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from hub.api.deps import ContextDep, Operator, SessionDep, StreamPrincipal, make_stream_token
+from hub.api.jsonbody import HubRoute
 from hub.api.schemas import MAX_ID, EventOut, Instant, StreamToken
 from hub.errors import InvalidInputError
 from hub.events import query_events, sse_stream
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=HubRoute)
 
 
 @router.get("", response_model=list[EventOut])

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import ContextDep
+from hub.api.jsonbody import HubRoute
 from hub.api.money import major
 from hub.api.schemas import ErrorOut, TopupOut
 from hub.errors import BodyTooLargeError
 from hub.payments import MAX_BODY, handle_callback
 
-router = APIRouter(prefix="/payments", tags=["payments"])
+router = APIRouter(prefix="/payments", tags=["payments"], route_class=HubRoute)
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
