@@ -44,6 +44,18 @@ class BodyTooLargeError(HubError):
         self.limit = limit
 
 
+class TooManyFailuresError(HubError):
+    """Too many failed authentications from one client address (``hub.api.ratelimit``)."""
+
+    http_status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many failed authentications from this address; retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
 class DatabaseError(HubError):
     """The database refused or failed; the original driver error is chained."""
 

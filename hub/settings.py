@@ -43,6 +43,11 @@ class HubSettings(BaseSettings):
     # Largest request body, bytes: a larger Content-Length is refused (413) before the body is
     # read, a chunked body when it passes this (hub.api.middleware); before authentication.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
+    # Failed authentications (wrong key, bad stream token, bad payment signature) a client
+    # address may make at once; then one more every AUTH_FAILURE_REFILL_S, and 429 with
+    # Retry-After meanwhile (hub.api.ratelimit). Correct keys are never limited.
+    auth_failure_burst: int = Field(default=10, ge=1, le=1_000_000)
+    auth_failure_refill_s: float = Field(default=6.0, gt=0, le=3600)
     # Accepted clock skew of a payment callback's X-Timestamp, seconds.
     payment_window_s: int = Field(default=300, ge=1, le=86_400)
     # How often the SSE stream polls the events table, seconds.

@@ -24,6 +24,9 @@ from hub.settings import HubSettings
 from tests.support import free_port, wait_for
 
 PAYMENT_SECRET = "test-payment-secret"
+# The role tests try wrong keys on every endpoint from one address; the failure limiter
+# (hub.api.ratelimit) has tests of its own with the default-sized bucket.
+ROLE_TESTS_FAILURES = 1000
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +54,7 @@ def api_settings(tmp_path: Path, migrated_sqlite: Path) -> HubSettings:
         payment_secrets={"mpesa": PAYMENT_SECRET},
         sse_poll_s=0.05,
         scheduler=False,
+        auth_failure_burst=ROLE_TESTS_FAILURES,
     )
 
 
@@ -190,6 +194,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> I
         payment_secrets={"mpesa": PAYMENT_SECRET},
         sse_poll_s=0.05,
         scheduler=False,
+        auth_failure_burst=ROLE_TESTS_FAILURES,
     )
     engine = make_engine(settings.db)
     app = create_app(settings, engine)
