@@ -70,6 +70,10 @@ class HubSettings(BaseSettings):
     log_level: str = "INFO"
     # Run the background scheduler in ``serve`` (false in some tests).
     scheduler: Annotated[bool, NoDecode] = True
+    # Whether a customer key may top up its own account (POST /accounts/{id}/topups). Off: a
+    # customer's money comes in through a payment provider's signed callback or an admin;
+    # nothing stands behind a customer's own top-up but the customer's word.
+    customer_topups: Annotated[bool, NoDecode] = False
 
     @field_validator("http")
     @classmethod
@@ -99,7 +103,7 @@ class HubSettings(BaseSettings):
                 raise ValueError(f"payment provider {name!r}: letters, digits, '_', '.', '-'")
         return value
 
-    @field_validator("scheduler", mode="before")
+    @field_validator("scheduler", "customer_topups", mode="before")
     @classmethod
     def _flag(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,7 +1,8 @@
 """Accounts: create (admin), read and list lines (the customer's own, operator, admin), top up.
 
 A top-up needs an ``Idempotency-Key`` header: the same key with the same body answers the
-first result again and moves no money; the same key with another body answers 409.
+first result again and moves no money; the same key with another body answers 409. A customer
+key may top up its own account only when ``customer_topups`` is on (default off: 403).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hub.api.deps import (
     AnyRole,
     ContextDep,
     CustomerOrAdmin,
+    ForbiddenError,
     SessionDep,
     ensure_account,
     write,
@@ -34,7 +36,7 @@ from hub.api.schemas import (
 from hub.errors import NotFoundError
 from hub.ledger import account_lines
 from hub.ledger.accounts import open_account
-from hub.models import Account, AccountKind
+from hub.models import Account, AccountKind, Role
 from hub.topups import topup
 
 router = APIRouter(prefix="/accounts", tags=["accounts"], route_class=HubRoute)
@@ -116,6 +118,11 @@ def create_topup(
     who: CustomerOrAdmin,
     idempotency_key: IdempotencyKey,
 ) -> TopupOut:
+    if who.role is Role.CUSTOMER and not ctx.settings.customer_topups:
+        raise ForbiddenError(
+            "customer keys may not top up on this hub (SMSA_HUB_CUSTOMER_TOPUPS is off); "
+            "pay through a payment provider"
+        )
     ensure_account(who, account_id)
     result = topup(
         ctx,

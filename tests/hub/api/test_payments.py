@@ -24,6 +24,12 @@ from tests.hub.api.helpers import error_fields, ledger_state
 URL = "/api/v1/payments/callback/mpesa"
 
 
+@pytest.fixture
+def api_settings(api_settings: HubSettings) -> HubSettings:
+    """Customer top-ups on (off by default): item 7's pre-claimed key was a customer's."""
+    return api_settings.model_copy(update={"customer_topups": True})
+
+
 def body(txn: str = "TX1", amount: str = "10.00", account: str = "c1") -> bytes:
     return json.dumps({"transaction_id": txn, "account": account, "amount": amount}).encode()
 
