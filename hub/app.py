@@ -12,10 +12,12 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from hub import jobs, web
 from hub.api import errors
 from hub.api.context import HubContext
+from hub.api.middleware import guard
 from hub.api.routes import (
     accounts,
     customers,
@@ -38,6 +40,18 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 VERSION = "1.0.0"
 INGEST_CONNECT_WAIT_S = 10.0  # longest start-up waits for the ingest subscription
+
+
+class HubApp(FastAPI):
+    """FastAPI with the hub's guards (``hub.api.middleware``) outside everything else, even the
+    500 handler: they see each request before its body is parsed or its key checked."""
+
+    def __init__(self, *, max_body_bytes: int, **options: Any) -> None:
+        self.max_body_bytes = max_body_bytes
+        super().__init__(**options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return guard(super().build_middleware_stack(), max_body_bytes=self.max_body_bytes)
 
 
 def create_app(
@@ -87,7 +101,8 @@ def create_app(
             if webhook is not None:
                 await run_in_threadpool(webhook.stop)
 
-    app = FastAPI(
+    app = HubApp(
+        max_body_bytes=settings.max_body_bytes,
         title="SMSA hub",
         version=VERSION,
         description="Service measurement and settlement agent: prepaid metering API "

@@ -156,8 +156,9 @@ def run_tx(engine: Engine, work: Callable[[Session], T], *, attempts: int = 8) -
     raise AssertionError("unreachable")
 
 
-def migrate(engine_or_url: Engine | str) -> None:
-    """Create or upgrade the schema to head in one transaction; a no-op when up to date."""
+def migrate(engine_or_url: Engine | str, *, revision: str = "head") -> None:
+    """Create or upgrade the schema to ``revision`` (default: the latest) in one transaction;
+    a no-op when up to date."""
     engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
     try:
         with write_tx(engine) as conn:
@@ -166,7 +167,7 @@ def migrate(engine_or_url: Engine | str) -> None:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
     except CommandError as exc:
         raise DatabaseError(f"cannot migrate the database: {exc}") from exc
     except DBAPIError as exc:

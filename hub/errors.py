@@ -34,6 +34,28 @@ class InvalidInputError(HubError):
         self.field = field
 
 
+class BodyTooLargeError(HubError):
+    """A request body over the limit; it was not read (past the limit)."""
+
+    http_status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes")
+        self.limit = limit
+
+
+class TooManyFailuresError(HubError):
+    """Too many failed authentications from one client address (``hub.api.ratelimit``)."""
+
+    http_status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many failed authentications from this address; retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
 class DatabaseError(HubError):
     """The database refused or failed; the original driver error is chained."""
 

@@ -7,24 +7,28 @@ within ``payment_window_s`` of the hub's clock. Body (JSON)::
 
     {"transaction_id": "...", "account": "c1", "amount": "12.50", "currency": "USD"}
 
-The transaction id is the idempotency key (``pay:<provider>:<transaction id>``), so a
-transaction is credited at most once: a second callback for it, even correctly signed, is
-refused with 409 and moves no money.
+A provider's transaction is credited at most once, whatever account a callback names: it is
+recorded per (provider, transaction id) in ``payment_transactions``, a namespace of its own
+that no API ``Idempotency-Key`` can reach (``hub.ledger.topups``). A provider retries a
+callback it got no answer to, so the same callback again (same account, amount and
+reference) gets the first answer again (201, the same entry and balance) and moves nothing;
+the same transaction id with another account, amount or reference is refused with 409 and
+moves nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from hub.api.context import HubContext
-from hub.errors import ConflictError, HubError, InvalidInputError
-from hub.ledger.topups import TopupResult
+from hub.api.jsonbody import loads
+from hub.errors import ConflictError, HubError, IdempotencyConflictError, InvalidInputError
+from hub.ledger.topups import ProviderTxn, TopupResult
 from hub.models import ID_PATTERN
 from hub.topups import topup
 
@@ -35,14 +39,6 @@ class SignatureError(HubError):
     """A callback that is not provably from the provider, or too old: nothing was done."""
 
     http_status = 401
-
-
-class BodyTooLargeError(HubError):
-    http_status = 413
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"body larger than {limit} bytes")
-        self.limit = limit
 
 
 class Payment(BaseModel):
@@ -86,7 +82,7 @@ def parse(body: bytes) -> Payment:
     if len(body) > MAX_BODY:
         raise InvalidInputError("body", f"larger than {MAX_BODY} bytes")
     try:
-        return Payment.model_validate(json.loads(body))
+        return Payment.model_validate(loads(body))  # a repeated key: 422 naming it
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, ValidationError):
             err = exc.errors()[0]
@@ -98,23 +94,27 @@ def parse(body: bytes) -> Payment:
 def handle_callback(
     ctx: HubContext, provider: str, body: bytes, sig: str | None, timestamp: str | None
 ) -> TopupResult:
-    """Verify, parse and post one callback; SignatureError, InvalidInputError or
-    ConflictError (a transaction id already credited) otherwise, with nothing moved."""
+    """Verify, parse and post one callback (a retry answers the first result again);
+    SignatureError, InvalidInputError or ConflictError (the transaction id was credited with
+    another account, amount or reference) otherwise, with nothing moved."""
     verify(ctx, provider, body, sig, timestamp)
     payment = parse(body)
-    result = topup(
-        ctx,
-        payment.account,
-        payment.amount,
-        reference=payment.reference or f"{provider}:{payment.transaction_id}",
-        currency=payment.currency,
-        idempotency_key=f"pay:{provider}:{payment.transaction_id}",
-        metadata={"payment_provider": provider, "transaction_id": payment.transaction_id},
-    )
-    if not result.created:
-        ctx.metrics.inc("payment_replays_refused")
-        raise ConflictError(
-            f"transaction {payment.transaction_id!r} was already credited (entry {result.entry_id})"
+    txn = payment.transaction_id
+    try:
+        result = topup(
+            ctx,
+            payment.account,
+            payment.amount,
+            reference=payment.reference or f"{provider}:{txn}",
+            currency=payment.currency,
+            payment=ProviderTxn(provider, txn),
+            metadata={"payment_provider": provider, "transaction_id": txn},
         )
-    ctx.metrics.inc("payments")
+    except IdempotencyConflictError as exc:
+        ctx.metrics.inc("payment_conflicts")
+        raise ConflictError(
+            f"{provider} transaction {txn!r} was already credited by entry {exc.entry_id} "
+            "with another account, amount or reference"
+        ) from exc
+    ctx.metrics.inc("payments" if result.created else "payment_replays")
     return result

@@ -6,6 +6,7 @@ nothing reads the environment at import time.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -16,6 +17,7 @@ from protocol.money import Currency, to_minor
 DEFAULT_DB = "sqlite:///smsa-hub.db"
 DEFAULT_MQTT = "mqtt://127.0.0.1:1883"
 DEFAULT_HTTP = "127.0.0.1:8080"
+PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")  # hub.models.ID_PATTERN
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -38,6 +40,14 @@ class HubSettings(BaseSettings):
     max_topup: str = "10000.00"
     # Payment providers' shared secrets: JSON object {"provider": "secret"} in the environment.
     payment_secrets: dict[str, str] = Field(default_factory=dict)
+    # Largest request body, bytes: a larger Content-Length is refused (413) before the body is
+    # read, a chunked body when it passes this (hub.api.middleware); before authentication.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
+    # Failed authentications (wrong key, bad stream token, bad payment signature) a client
+    # address may make at once; then one more every AUTH_FAILURE_REFILL_S, and 429 with
+    # Retry-After meanwhile (hub.api.ratelimit). Correct keys are never limited.
+    auth_failure_burst: int = Field(default=10, ge=1, le=1_000_000)
+    auth_failure_refill_s: float = Field(default=6.0, gt=0, le=3600)
     # Accepted clock skew of a payment callback's X-Timestamp, seconds.
     payment_window_s: int = Field(default=300, ge=1, le=86_400)
     # How often the SSE stream polls the events table, seconds.
@@ -60,6 +70,10 @@ class HubSettings(BaseSettings):
     log_level: str = "INFO"
     # Run the background scheduler in ``serve`` (false in some tests).
     scheduler: Annotated[bool, NoDecode] = True
+    # Whether a customer key may top up its own account (POST /accounts/{id}/topups). Off: a
+    # customer's money comes in through a payment provider's signed callback or an admin;
+    # nothing stands behind a customer's own top-up but the customer's word.
+    customer_topups: Annotated[bool, NoDecode] = False
 
     @field_validator("http")
     @classmethod
@@ -81,7 +95,15 @@ class HubSettings(BaseSettings):
             raise ValueError("expected mqtt://HOST:PORT or mqtts://HOST:PORT")
         return value
 
-    @field_validator("scheduler", mode="before")
+    @field_validator("payment_secrets")
+    @classmethod
+    def _payment_providers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:  # a provider id names its callback URL and its transactions' keys
+            if not PROVIDER_ID.match(name):
+                raise ValueError(f"payment provider {name!r}: letters, digits, '_', '.', '-'")
+        return value
+
+    @field_validator("scheduler", "customer_topups", mode="before")
     @classmethod
     def _flag(cls, value: object) -> object:
         if isinstance(value, str):

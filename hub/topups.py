@@ -19,7 +19,7 @@ from hub.api.money import parse_amount
 from hub.control.effects import Plan
 from hub.db import run_tx
 from hub.errors import InvalidInputError, NotFoundError
-from hub.ledger.topups import TopupResult, post_topup
+from hub.ledger.topups import ProviderTxn, TopupResult, post_topup
 from hub.models import Account, AccountKind
 from hub.notify import after_topup
 
@@ -34,11 +34,14 @@ def topup(
     amount: str,
     *,
     reference: str,
-    idempotency_key: str,
+    idempotency_key: str | None = None,
+    payment: ProviderTxn | None = None,
     currency: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> TopupResult:
-    """Validate and post a top-up of ``amount`` (decimal string) at most once per key."""
+    """Validate and post a top-up of ``amount`` (decimal string) at most once per API
+    ``idempotency_key`` (scoped to the account) or per provider ``payment`` (whatever the
+    account); see ``hub.ledger.topups.post_topup``."""
     if currency is not None and currency != ctx.currency:
         raise InvalidInputError("currency", f"this hub takes {ctx.currency}, not {currency}")
     minor = parse_amount("amount", amount, ctx.currency, maximum=ctx.settings.max_topup_minor)
@@ -56,6 +59,7 @@ def topup(
             account_id,
             minor,
             idempotency_key=idempotency_key,
+            payment=payment,
             reference=reference,
             metadata=metadata,
         )

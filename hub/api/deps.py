@@ -78,13 +78,19 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def authenticate(ctx: HubContext, key: str | None) -> Principal:
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def authenticate(ctx: HubContext, key: str | None, address: str) -> Principal:
+    """The key's principal; AuthError (401) for no key or a wrong one, and once ``address``
+    has failed too often, TooManyFailuresError (429) for a wrong one (``hub.api.ratelimit``)."""
     if not key:
         raise AuthError("missing API key (Authorization: Bearer <key>)")
     with session_scope(ctx.engine, write=False) as session:
         row = find_key(session, key)
         if row is None:
-            raise AuthError("unknown or revoked API key")
+            raise ctx.auth_limiter.check(address, AuthError("unknown or revoked API key"))
         principal = principal_of(row)
         stale = needs_touch(row)
     if stale:
@@ -93,7 +99,7 @@ def authenticate(ctx: HubContext, key: str | None) -> Principal:
 
 
 def get_principal(request: Request, ctx: ContextDep) -> Principal:
-    return authenticate(ctx, _bearer(request))
+    return authenticate(ctx, _bearer(request), client_address(request))
 
 
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
@@ -158,8 +164,14 @@ def principal_from_token(ctx: HubContext, token: str) -> Principal:
 
 def get_stream_principal(request: Request, ctx: ContextDep, token: str | None = None) -> Principal:
     """Bearer key, or ``?token=`` from POST /events/stream-token; operator or admin only."""
-    key = _bearer(request)
-    principal = authenticate(ctx, key) if key or not token else principal_from_token(ctx, token)
+    key, address = _bearer(request), client_address(request)
+    if key or not token:
+        principal = authenticate(ctx, key, address)
+    else:
+        try:
+            principal = principal_from_token(ctx, token)
+        except AuthError as exc:
+            raise ctx.auth_limiter.check(address, exc) from None
     if principal.role not in {Role.ADMIN, Role.OPERATOR}:
         raise ForbiddenError(f"role {principal.role.value!r} may not do this")
     return principal

@@ -12,7 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hub.errors import HubError, InvalidInputError
+from hub.errors import HubError, InvalidInputError, TooManyFailuresError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ def error_response(exc: HubError) -> JSONResponse:
         detail = [{"type": "value_error", "loc": loc, "msg": msg, "input": None}]
         return JSONResponse({"detail": detail}, status_code=422)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, TooManyFailuresError):
+        headers = {"Retry-After": str(exc.retry_after)}
     if status >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
     return JSONResponse(

@@ -7,10 +7,10 @@ major units; the exact decimals allowed depend on the currency and are checked b
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from hub.control.rules import CustomerRules
 from hub.models import ID_PATTERN, Relay, Service, Tier
@@ -24,6 +24,24 @@ MoneyIn = Annotated[
     Field(description='decimal string in major units, e.g. "12.50"', examples=["12.50"]),
 ]
 Money = Annotated[str, Field(description="decimal string in major units", examples=["12.50"])]
+
+MAX_ID = 2**63 - 1
+"""The largest row id (BIGINT; SQLite's INTEGER): the upper bound of every id a client sends."""
+
+
+def in_utc(value: datetime) -> datetime:
+    """The instant in UTC (a naive one is taken as UTC). Every instant a client sends passes
+    here: one that UTC cannot represent (``0001-01-01T00:00+01:00``) is a ValueError (422)."""
+    try:
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("out of range: years 1 to 9999 in UTC") from None
+
+
+Instant = Annotated[datetime, AfterValidator(in_utc)]
+"""An ISO 8601 instant; without a zone it is UTC."""
+AwareInstant = Annotated[AwareDatetime, AfterValidator(in_utc)]
+"""An ISO 8601 instant with its zone (``Z`` or ``+hh:mm``)."""
 
 
 class Body(BaseModel):
@@ -50,7 +68,7 @@ class TariffIn(Tariff):
     the instant version 1 takes effect (default: now)."""
 
     name: Annotated[str, StringConstraints(max_length=200)] = ""
-    valid_from: AwareDatetime | None = None
+    valid_from: AwareInstant | None = None
 
 
 class TariffVersionIn(Body):
@@ -60,7 +78,7 @@ class TariffVersionIn(Body):
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
     timezone: str = "UTC"
     components: Annotated[tuple[Component, ...], Field(min_length=1, max_length=32)]
-    valid_from: AwareDatetime | None = None
+    valid_from: AwareInstant | None = None
 
 
 class TariffOut(BaseModel):

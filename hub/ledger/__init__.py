@@ -28,7 +28,7 @@ from hub.ledger.queries import (
     provider_statement,
 )
 from hub.ledger.reversals import post_reversal
-from hub.ledger.topups import TopupResult, post_topup, topup_key
+from hub.ledger.topups import ProviderTxn, TopupResult, payment_key, post_topup, topup_key
 from hub.ledger.usage import AccountState, BatchResult, UsagePosting, post_usage_batch
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Posted",
     "ProviderBalance",
     "ProviderStatement",
+    "ProviderTxn",
     "TopupResult",
     "UsagePosting",
     "account_lines",
@@ -53,6 +54,7 @@ __all__ = [
     "get_account",
     "get_carry",
     "open_account",
+    "payment_key",
     "platform_account_id",
     "post",
     "post_entry",

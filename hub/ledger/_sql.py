@@ -22,6 +22,7 @@ carry: Table = metadata.tables["meter_carry"]
 entries: Table = metadata.tables["journal_entries"]
 lines: Table = metadata.tables["journal_lines"]
 posted: Table = metadata.tables["posted_usage"]
+payments: Table = metadata.tables["payment_transactions"]
 
 MAX_AMOUNT = 2**62  # far below BIGINT overflow even when summed over many lines
 

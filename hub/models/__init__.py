@@ -14,7 +14,7 @@ from hub.models.devices import (
     MeterPublic,
 )
 from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
-from hub.models.journal import JournalEntry, JournalLine, PostedUsage
+from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, EventPublic, Quarantine
 from hub.models.parties import (
     ID_PATTERN,
@@ -68,6 +68,7 @@ __all__ = [
     "MeterCreate",
     "MeterCustomer",
     "MeterPublic",
+    "PaymentTransaction",
     "PostedUsage",
     "Provider",
     "ProviderCreate",

@@ -55,3 +55,14 @@ class PostedUsage(SQLModel, table=True):
     import_end: int = Field(sa_type=BigInteger)
     interval_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
     interval_end: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PaymentTransaction(SQLModel, table=True):
+    """A payment provider's transaction, credited once: (provider, transaction id) is unique
+    whatever account the callback names. It is a namespace of its own, apart from the API's
+    ``Idempotency-Key``s (journal keys ``topup:<account>:<key>``), so no client can claim it."""
+
+    __tablename__ = "payment_transactions"
+    provider: str = Field(primary_key=True, max_length=64)
+    transaction_id: str = Field(primary_key=True, max_length=80)
+    entry_id: int = Field(foreign_key="journal_entries.id", sa_type=BigId, unique=True)

@@ -31,7 +31,8 @@ def install(app: FastAPI) -> None:
         ctx = request.app.state.hub
         body = render_index(ctx.settings.currency, request.app.version)
         headers = {
-            "Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'",
+            "Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'",
             "Cache-Control": "no-store",
         }
         return HTMLResponse(body, headers=headers)

@@ -18,7 +18,7 @@ from hub.errors import DatabaseError, InvalidInputError
 TABLES = {
     "providers", "tariffs", "tariff_versions", "customers", "accounts", "gateways", "meters",
     "meter_customers", "meter_carry", "journal_entries", "journal_lines", "posted_usage",
-    "quarantine", "api_keys", "events",
+    "quarantine", "api_keys", "events", "payment_transactions",
 }  # fmt: skip
 
 

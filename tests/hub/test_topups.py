@@ -48,6 +48,30 @@ def test_keys_are_scoped_to_the_account(engine: Engine) -> None:
     assert a.entry_id != b.entry_id and a.created and b.created
 
 
+def test_a_provider_transaction_is_one_per_provider_whatever_the_account(engine: Engine) -> None:
+    w = make_world(engine)
+    c1, c2 = w.customers[0], w.customers[1]
+    txn = ledger.ProviderTxn("mpesa", "TX1")
+    # An API key that spells the provider's transaction does not reach it.
+    for key in ("pay:mpesa:TX1", "payment:mpesa:TX1", ledger.payment_key(txn)):
+        assert run_tx(engine, lambda s, k=key: ledger.post_topup(s, c1, 5, idempotency_key=k))
+    paid = run_tx(engine, lambda s: ledger.post_topup(s, c1, 700, payment=txn))
+    assert paid.created
+    before = snapshot(engine)
+    again = run_tx(engine, lambda s: ledger.post_topup(s, c1, 700, payment=txn))
+    assert (again.created, again.entry_id, again.balance) == (False, paid.entry_id, paid.balance)
+    for account, amount in ((c2, 700), (c1, 701)):
+        with pytest.raises(IdempotencyConflictError), write_tx(engine) as conn:
+            ledger.post_topup(conn, account, amount, payment=txn)
+    assert snapshot(engine) == before
+    # Another provider's transaction of the same id is another payment.
+    bank = ledger.ProviderTxn("bank", "TX1")
+    other = run_tx(engine, lambda s: ledger.post_topup(s, c2, 700, payment=bank))
+    assert other.created
+    with read_tx(engine) as conn:
+        assert ledger.check_invariants(conn)["ok"]
+
+
 @pytest.mark.parametrize(
     ("amount", "key", "error"),
     [(0, "k", InvalidInputError), (-5, "k", InvalidInputError), (5, "", InvalidInputError),

@@ -1,7 +1,8 @@
 """Accounts: create (admin), read and list lines (the customer's own, operator, admin), top up.
 
 A top-up needs an ``Idempotency-Key`` header: the same key with the same body answers the
-first result again and moves no money; the same key with another body answers 409.
+first result again and moves no money; the same key with another body answers 409. A customer
+key may top up its own account only when ``customer_topups`` is on (default off: 403).
 """
 
 from __future__ import annotations
@@ -16,19 +17,29 @@ from hub.api.deps import (
     AnyRole,
     ContextDep,
     CustomerOrAdmin,
+    ForbiddenError,
     SessionDep,
     ensure_account,
     write,
 )
+from hub.api.jsonbody import HubRoute
 from hub.api.money import major
-from hub.api.schemas import AccountIn, AccountOut, EntriesPage, EntryLine, TopupIn, TopupOut
+from hub.api.schemas import (
+    MAX_ID,
+    AccountIn,
+    AccountOut,
+    EntriesPage,
+    EntryLine,
+    TopupIn,
+    TopupOut,
+)
 from hub.errors import NotFoundError
 from hub.ledger import account_lines
 from hub.ledger.accounts import open_account
-from hub.models import Account, AccountKind
+from hub.models import Account, AccountKind, Role
 from hub.topups import topup
 
-router = APIRouter(prefix="/accounts", tags=["accounts"])
+router = APIRouter(prefix="/accounts", tags=["accounts"], route_class=HubRoute)
 
 IdempotencyKey = Annotated[
     str,
@@ -76,7 +87,9 @@ def entries(
     account_id: str,
     session: SessionDep,
     who: AnyRole,
-    before: Annotated[int | None, Query(ge=1, description="line id cursor (next_before)")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="line id cursor (next_before)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EntriesPage:
     ensure_account(who, account_id)
@@ -105,6 +118,11 @@ def create_topup(
     who: CustomerOrAdmin,
     idempotency_key: IdempotencyKey,
 ) -> TopupOut:
+    if who.role is Role.CUSTOMER and not ctx.settings.customer_topups:
+        raise ForbiddenError(
+            "customer keys may not top up on this hub (SMSA_HUB_CUSTOMER_TOPUPS is off); "
+            "pay through a payment provider"
+        )
     ensure_account(who, account_id)
     result = topup(
         ctx,

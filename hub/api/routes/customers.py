@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from sqlmodel import Session
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.jsonbody import HubRoute
 from hub.api.money import major
 from hub.api.schemas import CustomerIn, CustomerOut
 from hub.control.rules import stored_rules
@@ -14,7 +15,7 @@ from hub.errors import InvalidInputError, NotFoundError
 from hub.ledger.accounts import create_customer
 from hub.models import Account, Customer
 
-router = APIRouter(prefix="/customers", tags=["customers"])
+router = APIRouter(prefix="/customers", tags=["customers"], route_class=HubRoute)
 
 
 def customer_out(session: Session, customer_id: str) -> CustomerOut:

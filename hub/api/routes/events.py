@@ -10,17 +10,18 @@ short-lived and names the key, so the key itself never appears in a URL or acces
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from hub.api.deps import ContextDep, Operator, SessionDep, StreamPrincipal, make_stream_token
-from hub.api.schemas import EventOut, StreamToken
+from hub.api.jsonbody import HubRoute
+from hub.api.schemas import MAX_ID, EventOut, Instant, StreamToken
+from hub.errors import InvalidInputError
 from hub.events import query_events, sse_stream
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=HubRoute)
 
 
 @router.get("", response_model=list[EventOut])
@@ -31,8 +32,10 @@ def list_events(
     kind: Annotated[str | None, Query(max_length=40)] = None,
     exclude: Annotated[list[str] | None, Query(description="kinds to leave out (repeat)")] = None,
     meter: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601 instant, inclusive")] = None,
-    after: Annotated[int | None, Query(ge=0, description="only events with a larger id")] = None,
+    since: Annotated[Instant | None, Query(description="ISO 8601 instant, inclusive")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ID, description="only events with a larger id")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
 ) -> list[EventOut]:
@@ -71,12 +74,14 @@ async def stream(
     kind: Annotated[list[str] | None, Query(description="repeat to allow several kinds")] = None,
     exclude: Annotated[list[str] | None, Query(description="kinds to leave out (repeat)")] = None,
     meter: Annotated[str | None, Query(max_length=64)] = None,
-    last_event_id: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     after = last_event_id
     if after is None and last_event_id_header and last_event_id_header.strip().isdigit():
         after = int(last_event_id_header.strip())
+        if after > MAX_ID:
+            raise InvalidInputError("header.Last-Event-ID", f"must be at most {MAX_ID}")
     body = sse_stream(
         ctx.engine,
         after_id=after,

@@ -13,13 +13,14 @@ from fastapi import APIRouter
 from sqlmodel import Session
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.jsonbody import HubRoute
 from hub.api.schemas import GatewayCreated, GatewayIn
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.gateways import mosquitto_hash, mqtt_user, new_password, reserved_reason
 from hub.models import Gateway, GatewayPublic
 from protocol.signing import new_key
 
-router = APIRouter(prefix="/gateways", tags=["gateways"])
+router = APIRouter(prefix="/gateways", tags=["gateways"], route_class=HubRoute)
 
 
 @router.post("", status_code=201, response_model=GatewayCreated)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.jsonbody import HubRoute
 from hub.api.money import major
 from hub.api.schemas import CommandIn, CommandOut, CommandState, CommandStep, MeterIn, MeterOut
 from hub.commands.store import history
@@ -15,7 +16,7 @@ from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.models import Account, Customer, Gateway, Meter, Tariff
 from hub.operator import operator_command
 
-router = APIRouter(prefix="/meters", tags=["meters"])
+router = APIRouter(prefix="/meters", tags=["meters"], route_class=HubRoute)
 
 
 def meter_out(session: Session, meter: Meter) -> MeterOut:

@@ -8,12 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import ContextDep
+from hub.api.deps import ContextDep, client_address
+from hub.api.jsonbody import HubRoute
 from hub.api.money import major
 from hub.api.schemas import ErrorOut, TopupOut
-from hub.payments import MAX_BODY, BodyTooLargeError, handle_callback
+from hub.errors import BodyTooLargeError
+from hub.payments import MAX_BODY, SignatureError, handle_callback
 
-router = APIRouter(prefix="/payments", tags=["payments"])
+router = APIRouter(prefix="/payments", tags=["payments"], route_class=HubRoute)
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -65,7 +67,12 @@ async def callback(
     x_timestamp: Annotated[str | None, Header()] = None,
 ) -> TopupOut:
     body = await read_capped(request, MAX_BODY)
-    result = await run_in_threadpool(handle_callback, ctx, provider, body, x_signature, x_timestamp)
+    try:
+        result = await run_in_threadpool(
+            handle_callback, ctx, provider, body, x_signature, x_timestamp
+        )
+    except SignatureError as exc:  # a failed authentication, limited per address
+        raise ctx.auth_limiter.check(client_address(request), exc) from None
     return TopupOut(
         id=result.entry_id,
         amount=major(result.amount, result.currency),

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.jsonbody import HubRoute
 from hub.api.money import major
-from hub.api.schemas import EntryLine, ProviderIn, ProviderOut, StatementOut
+from hub.api.schemas import AwareInstant, EntryLine, ProviderIn, ProviderOut, StatementOut
 from hub.errors import InvalidInputError, NotFoundError
 from hub.ledger import create_provider, provider_statement
 from hub.models import Account, Provider
 
-router = APIRouter(prefix="/providers", tags=["providers"])
+router = APIRouter(prefix="/providers", tags=["providers"], route_class=HubRoute)
 MAX_STATEMENT_LINES = 10_000
 
 
@@ -55,12 +55,10 @@ def statement(
     provider_id: str,
     session: SessionDep,
     _: Operator,
-    start: Annotated[datetime, Query(description="ISO 8601, inclusive")],
-    end: Annotated[datetime, Query(description="ISO 8601, exclusive")],
+    start: Annotated[AwareInstant, Query(description="ISO 8601 with a zone, inclusive")],
+    end: Annotated[AwareInstant, Query(description="ISO 8601 with a zone, exclusive")],
 ) -> StatementOut:
     """What the provider was settled in [start, end), by entry effective time."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise InvalidInputError("query.start", "give instants with a time zone (Z or +hh:mm)")
     if end <= start:
         raise InvalidInputError("query.end", "must be after start")
     st = provider_statement(session, provider_id, start, end)

@@ -13,13 +13,14 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.api.context import HubContext
 from hub.api.deps import ContextDep
+from hub.api.jsonbody import HubRoute
 from hub.db import session_scope
 from hub.ledger._sql import entries, meters, posted
 from hub.metrics import render
 from hub.models import Event, Quarantine
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=HubRoute)
 
 events = cast(Table, Event.__table__)  # type: ignore[attr-defined]
 quarantine = cast(Table, Quarantine.__table__)  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.jsonbody import HubRoute
 from hub.api.schemas import TariffIn, TariffOut, TariffVersionIn
 from hub.control.credit_state import queue_tariff_update
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
@@ -19,7 +20,7 @@ from hub.models import Provider, Tariff, TariffVersion, utcnow
 from protocol.tariff import Tariff as TariffDoc
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/tariffs", tags=["tariffs"])
+router = APIRouter(prefix="/tariffs", tags=["tariffs"], route_class=HubRoute)
 
 
 def tariff_out(session: Session, tariff_id: str) -> TariffOut:

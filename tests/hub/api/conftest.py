@@ -7,7 +7,7 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,9 @@ from hub.settings import HubSettings
 from tests.support import free_port, wait_for
 
 PAYMENT_SECRET = "test-payment-secret"
+# The role tests try wrong keys on every endpoint from one address; the failure limiter
+# (hub.api.ratelimit) has tests of its own with the default-sized bucket.
+ROLE_TESTS_FAILURES = 1000
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +54,7 @@ def api_settings(tmp_path: Path, migrated_sqlite: Path) -> HubSettings:
         payment_secrets={"mpesa": PAYMENT_SECRET},
         sse_poll_s=0.05,
         scheduler=False,
+        auth_failure_burst=ROLE_TESTS_FAILURES,
     )
 
 
@@ -138,6 +142,13 @@ class LiveServer:
 @pytest.fixture
 def live_server(app: FastAPI) -> Iterator[LiveServer]:
     """The app under a real uvicorn on 127.0.0.1 and a free port, in a thread."""
+    with serving(app) as server:
+        yield server
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[LiveServer]:
+    """Run ``app`` under a real uvicorn on 127.0.0.1 and a free port, in a thread, until exit."""
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=2
@@ -183,6 +194,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> I
         payment_secrets={"mpesa": PAYMENT_SECRET},
         sse_poll_s=0.05,
         scheduler=False,
+        auth_failure_burst=ROLE_TESTS_FAILURES,
     )
     engine = make_engine(settings.db)
     app = create_app(settings, engine)

@@ -39,7 +39,7 @@ def test_topup_sends_the_credit_state(stack: Stack) -> None:
     http, keys, gw, command_key = stack.http, stack.keys, stack.gw, stack.command_key
     ingest = stack.ingest
     r = http.post("/api/v1/accounts/c1/topups", json={"amount": "10.00", "reference": "cash"},
-                  headers={**keys.h("customer"), "Idempotency-Key": "t1"})  # fmt: skip
+                  headers={**keys.h("admin"), "Idempotency-Key": "t1"})  # fmt: skip
     assert r.status_code == 201
     credit = gw.next("credit")
     assert verify(credit, command_key)
@@ -48,7 +48,7 @@ def test_topup_sends_the_credit_state(stack: Stack) -> None:
     # The replayed top-up tells nobody again (the notification runs before the answer).
     sent = ingest.counters["commands"]
     r = http.post("/api/v1/accounts/c1/topups", json={"amount": "10.00", "reference": "cash"},
-                  headers={**keys.h("customer"), "Idempotency-Key": "t1"})  # fmt: skip
+                  headers={**keys.h("admin"), "Idempotency-Key": "t1"})  # fmt: skip
     assert r.status_code == 201
     assert ingest.counters["commands"] == sent
     health = http.get("/healthz").json()

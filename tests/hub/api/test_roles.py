@@ -43,7 +43,6 @@ PERIOD = "start=2020-01-01T00:00:00Z&end=2100-01-01T00:00:00Z"
 ADMIN = frozenset({"admin"})
 STAFF = frozenset({"admin", "operator"})
 OWNER_READ = frozenset({"admin", "operator", "customer"})
-OWNER_WRITE = frozenset({"admin", "customer"})
 
 CALLS = [
     Call("POST", "/api/v1/providers", ADMIN, 201,
@@ -68,7 +67,7 @@ CALLS = [
     Call("GET", "/api/v1/meters/m1", STAFF),
     Call("POST", "/api/v1/meters/m1/disconnect", STAFF, 202, {"reason": "test"}),
     Call("POST", "/api/v1/meters/m1/reconnect", STAFF, 202, {"reason": "test"}),
-    Call("POST", "/api/v1/accounts/c1/topups", OWNER_WRITE, 201,
+    Call("POST", "/api/v1/accounts/c1/topups", ADMIN, 201,  # customer: CUSTOMER_TOPUPS
          {"amount": "1.00", "reference": "r"}),
     Call("GET", "/api/v1/accounts/c1", OWNER_READ),
     Call("GET", "/api/v1/accounts/c1/entries", OWNER_READ),

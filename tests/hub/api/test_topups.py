@@ -10,14 +10,16 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.hub.api.conftest import Keys, LiveServer, Shared
+from hub.app import create_app
+from hub.settings import HubSettings
+from tests.hub.api.conftest import Keys, LiveServer, Shared, serving
 from tests.hub.api.helpers import error_fields, ledger_state
 
 TOPUP = "/api/v1/accounts/c1/topups"
 
 
 def topup(client: httpx.Client, keys: Keys, body: Any, key: str | None = "k1") -> httpx.Response:
-    headers = keys.h("customer")
+    headers = keys.h("admin")  # customer keys may not top up by default (test below)
     if key is not None:
         headers["Idempotency-Key"] = key
     return client.post(TOPUP, json=body, headers=headers)
@@ -74,7 +76,7 @@ def test_same_key_other_body_conflicts(
 def test_twenty_concurrent_identical_topups_move_money_once(
     live_server: LiveServer, keys: Keys, api_engine: Engine
 ) -> None:
-    headers = {**keys.h("customer"), "Idempotency-Key": "burst-1"}
+    headers = {**keys.h("admin"), "Idempotency-Key": "burst-1"}
     body = {"amount": "7.25", "reference": "burst"}
 
     def send(_: int) -> tuple[int, Any]:
@@ -134,7 +136,7 @@ def test_not_json_and_missing_key_are_422(shared: Shared) -> None:
     r = client.post(
         TOPUP,
         content=b"{not json",
-        headers={**keys.h("customer"), "Idempotency-Key": "x", "Content-Type": "application/json"},
+        headers={**keys.h("admin"), "Idempotency-Key": "x", "Content-Type": "application/json"},
     )
     assert r.status_code == 422
     r = topup(client, keys, {"amount": "1.00", "reference": "r"}, key=None)
@@ -165,3 +167,38 @@ def test_maximum_is_accepted_and_system_accounts_refuse_topups(
     )
     assert r.status_code == 201
     assert r.json()["balance"] == "20.00"
+
+
+def test_customer_keys_may_not_top_up_by_default(
+    client: httpx.Client, keys: Keys, api_engine: Engine
+) -> None:
+    """Issue 14, item 8: a customer key could top up its own account with no payment behind
+    it, up to MAX_TOPUP a request. SMSA_HUB_CUSTOMER_TOPUPS is off by default."""
+    state = ledger_state(api_engine)
+    r = client.post(
+        TOPUP,
+        json={"amount": "500.00", "reference": "free money"},
+        headers={**keys.h("customer"), "Idempotency-Key": "free"},
+    )
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "ForbiddenError"
+    assert "SMSA_HUB_CUSTOMER_TOPUPS" in r.json()["detail"]
+    assert len(r.json()["detail"].splitlines()) == 1
+    assert ledger_state(api_engine) == state
+    assert topup(client, keys, {"amount": "5.00", "reference": "cash"}).status_code == 201
+
+
+def test_customer_keys_top_up_their_own_account_when_enabled(
+    api_settings: HubSettings, api_engine: Engine, keys: Keys
+) -> None:
+    settings = api_settings.model_copy(update={"customer_topups": True})
+    with (
+        serving(create_app(settings, api_engine)) as server,
+        httpx.Client(base_url=server.url, timeout=10) as http,
+    ):
+        body = {"amount": "5.00", "reference": "card"}
+        r = http.post(TOPUP, json=body, headers={**keys.h("customer"), "Idempotency-Key": "own"})
+        assert r.status_code == 201, r.text
+        assert r.json()["balance"] == "5.00"
+        other = {**keys.h("customer"), "Idempotency-Key": "theirs"}
+        assert http.post("/api/v1/accounts/c2/topups", json=body, headers=other).status_code == 403
