@@ -12,7 +12,8 @@ the bound is soft when the outbox holds nothing mergeable.
 Merge rule. Two records ``a`` (older) and ``b`` of the same meter merge when both are unsent,
 ``b`` is the next record of that meter in the outbox, ``b.import_start == a.import_end`` (no
 register reset between them) and both carry the same tariff and version. The merged record has
-``a``'s start and import_start, ``b``'s end and import_end, the providers' shares summed,
+``a``'s start (at most ``MAX_SPAN`` before ``b``'s end) and import_start, ``b``'s end and
+import_end, the providers' shares summed,
 ``merged = a.merged + b.merged``, and ``b``'s seq, in ``a``'s place in the order. It takes the
 higher seq because the hub's credit state says "balance includes every record up to
 ``as_of_seq``": with ``b``'s seq, a state at that seq covers both intervals, whereas with ``a``'s
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent.uplink.sqlite import StoreError, connect, transaction
-from protocol.messages import Event, UsageRecord
+from protocol.messages import MAX_SPAN, Event, UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,7 @@ def merge(a: UsageRecord, b: UsageRecord) -> UsageRecord:
         {
             **a.model_dump(),
             "seq": b.seq,
+            "start": max(a.start, b.end - MAX_SPAN),  # within the protocol's bound
             "end": b.end,
             "import_end": b.import_end,
             "shares": shares,
