@@ -81,7 +81,7 @@ class UsageRecord(Message):
     shares: dict[ProviderId, Annotated[int, Field(ge=0, le=MAX_MONEY)]] = Field(
         default_factory=dict, max_length=32
     )
-    tariff: str | None = Field(default=None, max_length=64)
+    tariff: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     tariff_version: int | None = Field(default=None, ge=1, le=MAX_SEQ)
     merged: int = Field(default=1, ge=1, le=MAX_SEQ, description="at most seq")
 
@@ -188,9 +188,12 @@ M = TypeVar("M", bound=BaseModel)
 def load_json(payload: bytes) -> Any:
     """Parse a payload, refusing oversized or non-JSON input with a one-line reason: also an
     integer of more than ``MAX_INT_DIGITS`` digits (beyond 4,300 Python itself refuses it, with
-    a plain ValueError) and NaN, Infinity or a number too large for a float."""
+    a plain ValueError), NaN, Infinity or a number too large for a float, and a NUL character
+    in a string."""
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    if b"\\u0000" in payload:  # the only way to a NUL in a string; PostgreSQL refuses them
+        raise ProtocolError("a string with a NUL character (\\u0000)")
     try:
         return json.loads(payload, parse_int=_int, parse_float=_float, parse_constant=_no_constant)
     except ProtocolError:

@@ -77,6 +77,8 @@ def test_usage_round_trip() -> None:
         (usage(shares={"gen": "HUGE"}), "integer of 5000 digits (at most 20)"),
         (usage(seq="NAN"), "NaN is not a number JSON allows"),
         (usage(seq="INF"), "number 1e999 out of range"),
+        (usage(meter="m1\u0000"), "a string with a NUL character"),
+        (usage(tariff="flat tariff"), "records.0.tariff"),
     ],
 )
 def test_bad_usage_is_refused_with_a_reason(payload: bytes, reason: str) -> None:
