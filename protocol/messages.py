@@ -2,13 +2,28 @@
 
 Every payload carries ``"v": 1``. Usage and events travel in batches so that a gateway replaying
 its outbox after an outage sends few large messages rather than many small ones.
+
+Bounds that keep every accepted value inside what the code behind it handles: each instant lies
+in [``MIN_INSTANT``, ``MAX_INSTANT``) (a year-1 or year-9999 time with an offset cannot even be
+converted to UTC), a usage interval spans at most ``MAX_SPAN`` (rating cost grows with the
+span), and an integer literal has at most ``MAX_INT_DIGITS`` digits, a non-finite number is
+refused (``load_json``).
 """
 
 import json
-from datetime import date, datetime, time
+import math
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from protocol.errors import ProtocolError
 from protocol.tariff import ProviderId, Tariff
@@ -17,7 +32,25 @@ MAX_PAYLOAD = 256 * 1024
 MAX_BATCH = 1000
 MAX_REGISTER = 10**15
 MAX_MONEY = 10**13
+MAX_SEQ = 2**53
+MIN_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_SPAN = timedelta(days=31)
+MAX_INT_DIGITS = 20  # every integer field is far below 10**20; Python refuses > 4300 digits
 
+
+_RANGE = f"from {MIN_INSTANT:%Y-%m-%d} to before {MAX_INSTANT:%Y-%m-%d} UTC"
+
+
+def _in_range(moment: datetime) -> datetime:
+    # Comparing aware datetimes never overflows, converting them to UTC may.
+    if not MIN_INSTANT <= moment < MAX_INSTANT:
+        raise ValueError(f"must be {_RANGE}")
+    return moment
+
+
+_INSTANT = f"ISO 8601 with an offset, {_RANGE}"
+Instant = Annotated[AwareDatetime, AfterValidator(_in_range), Field(description=_INSTANT)]
 MeterId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 MessageId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 EventKind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -40,17 +73,17 @@ class UsageRecord(Message):
     """
 
     meter: MeterId
-    seq: int = Field(ge=1, le=2**53)
-    start: AwareDatetime
-    end: AwareDatetime
+    seq: int = Field(ge=1, le=MAX_SEQ)
+    start: Instant
+    end: Instant = Field(description=f"{_INSTANT}; at or after start, at most 31 days after it")
     import_start: int = Field(ge=0, le=MAX_REGISTER)
     import_end: int = Field(ge=0, le=MAX_REGISTER)
     shares: dict[ProviderId, Annotated[int, Field(ge=0, le=MAX_MONEY)]] = Field(
         default_factory=dict, max_length=32
     )
-    tariff: str | None = None
-    tariff_version: int | None = None
-    merged: int = Field(default=1, ge=1)
+    tariff: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    tariff_version: int | None = Field(default=None, ge=1, le=MAX_SEQ)
+    merged: int = Field(default=1, ge=1, le=MAX_SEQ, description="at most seq")
     # The gateway outbox that numbered this record (``protocol.receipts``): a receipt confirms
     # seqs of one epoch only, so a gateway whose store was lost cannot be told to forget the
     # records it numbers anew.
@@ -60,6 +93,10 @@ class UsageRecord(Message):
     def _forward(self) -> Self:
         if self.end < self.start:
             raise ValueError("end is before start")
+        if self.end - self.start > MAX_SPAN:
+            raise ValueError(f"interval of {self.end - self.start} exceeds {MAX_SPAN.days} days")
+        if self.merged > self.seq:
+            raise ValueError("merged exceeds seq")
         if self.import_end < self.import_start:
             raise ValueError("import_end is below import_start")
         return self
@@ -79,7 +116,7 @@ class Event(Message):
 
     id: MessageId
     kind: EventKind
-    at: AwareDatetime
+    at: Instant
     meter: MeterId | None = None
     reason: str = Field(default="", max_length=500)
     data: dict[Annotated[str, Field(max_length=64)], Scalar] = Field(
@@ -97,7 +134,7 @@ class Status(Message):
 
     v: Literal[1] = 1
     state: Literal["online", "offline"]
-    at: AwareDatetime | None = None
+    at: Instant | None = None
 
 
 class FriendlyWindow(Message):
@@ -129,7 +166,7 @@ class CreditState(Message):
     """
 
     balance: Money
-    as_of_seq: int = Field(ge=0, le=2**53)
+    as_of_seq: int = Field(ge=0, le=MAX_SEQ)
     tariff: Tariff
     rules: CreditRules = CreditRules()
     carry: dict[ProviderId, str] = Field(default_factory=dict, max_length=32)
@@ -142,8 +179,8 @@ class Command(Message):
     id: MessageId
     meter: MeterId
     action: str = Field(max_length=32)
-    issued_at: AwareDatetime
-    expires_at: AwareDatetime
+    issued_at: Instant
+    expires_at: Instant
     reason: str = Field(default="", max_length=500)
     params: dict[str, Any] = Field(default_factory=dict)
     sig: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -153,13 +190,38 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def load_json(payload: bytes) -> Any:
-    """Parse a payload, refusing oversized or non-JSON input with a one-line reason."""
+    """Parse a payload, refusing oversized or non-JSON input with a one-line reason: also an
+    integer of more than ``MAX_INT_DIGITS`` digits (beyond 4,300 Python itself refuses it, with
+    a plain ValueError), NaN, Infinity or a number too large for a float, and a NUL character
+    in a string."""
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    if b"\\u0000" in payload:  # the only way to a NUL in a string; PostgreSQL refuses them
+        raise ProtocolError("a string with a NUL character (\\u0000)")
     try:
-        return json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return json.loads(payload, parse_int=_int, parse_float=_float, parse_constant=_no_constant)
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError included
         raise ProtocolError(f"not JSON: {exc}") from exc
+
+
+def _int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise ProtocolError(f"integer of {digits} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError(f"number {text[:20]} out of range")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ProtocolError(f"{text} is not a number JSON allows")
 
 
 def parse(payload: bytes, model: type[M]) -> M:

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from protocol.messages import Command, CreditState, EventMessage, Status, UsageMessage
+from protocol.receipts import Receipt
 
 PAYLOADS: dict[str, type[BaseModel]] = {
     "usage": UsageMessage,
@@ -18,6 +19,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "status": Status,
     "cmd": Command,
     "credit-state": CreditState,
+    "receipt": Receipt,
 }
 
 

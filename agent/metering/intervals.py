@@ -5,6 +5,11 @@ An interval opens at a reading and closes at the first reading at or past the ne
 ended and the energies of all intervals add up to the register's span. A reading below the last
 one (reset, rollover, replaced meter, tamper) closes the open interval at the last good reading,
 yields a :class:`Reset` and opens a new interval at the new reading: usage is never negative.
+
+Every record is one the protocol accepts: a reading timed outside ``MIN_INSTANT``..
+``MAX_INSTANT`` (a clock that is not set) is ignored (the register is cumulative, the next
+reading carries its energy), and an interval longer than ``MAX_SPAN`` (the agent was stopped,
+or its clock jumped forward) keeps all its energy but starts ``MAX_SPAN`` before its end.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from protocol.messages import UsageRecord
+from protocol.messages import MAX_INSTANT, MAX_SPAN, MIN_INSTANT, UsageRecord
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Closed:
         return UsageRecord(
             meter=self.meter,
             seq=self.seq,
-            start=self.start.at,
+            start=max(self.start.at, self.end.at - MAX_SPAN),
             end=self.end.at,
             import_start=self.start.wh,
             import_end=self.end.wh,
@@ -72,6 +77,8 @@ def step(
     """The state after ``reading`` and the intervals (and resets) it completes."""
     if reading.wh < 0:
         raise ValueError("a register reading cannot be negative")
+    if not MIN_INSTANT <= reading.at < MAX_INSTANT:
+        return state, []
     start, last = state.start, state.last
     if start is None or last is None:
         return replace(state, start=reading, last=reading), []

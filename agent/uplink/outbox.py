@@ -21,7 +21,8 @@ dropped, so the bound is soft when the outbox holds nothing mergeable.
 Merge rule. Two records ``a`` (older) and ``b`` of the same meter merge when both are unsent,
 ``b`` is the next record of that meter in the outbox, ``b.import_start == a.import_end`` (no
 register reset between them) and both carry the same tariff and version. The merged record has
-``a``'s start and import_start, ``b``'s end and import_end, the providers' shares summed,
+``a``'s start (at most ``MAX_SPAN`` before ``b``'s end) and import_start, ``b``'s end and
+import_end, the providers' shares summed,
 ``merged = a.merged + b.merged``, and ``b``'s seq, in ``a``'s place in the order. It takes the
 higher seq because the hub's credit state says "balance includes every record up to
 ``as_of_seq``": with ``b``'s seq, a state at that seq covers both intervals, whereas with ``a``'s
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.uplink.sqlite import StoreError, connect, transaction
-from protocol.messages import Event, UsageRecord
+from protocol.messages import MAX_SPAN, Event, UsageRecord
 from protocol.receipts import Receipt
 
 log = logging.getLogger(__name__)
@@ -377,6 +378,7 @@ def merge(a: UsageRecord, b: UsageRecord) -> UsageRecord:
         {
             **a.model_dump(),
             "seq": b.seq,
+            "start": max(a.start, b.end - MAX_SPAN),  # within the protocol's bound
             "end": b.end,
             "import_end": b.import_end,
             "shares": shares,

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Engine, delete, func, insert, select, tuple_
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from hub.control.credit_state import alternate_headroom
 from hub.db import is_retryable, read_tx, write_tx
@@ -136,18 +136,15 @@ class BatchProcessor:
     def _process(self, items: Sequence[Inbound], now: datetime | None, attempts: int) -> Outcome:
         try:
             return self._with_retry(items, now, attempts)
-        except DBAPIError as exc:
-            if _unreachable(exc):
+        except Exception as exc:  # anything but an unreachable database: isolate, never raise
+            if isinstance(exc, DBAPIError) and _unreachable(exc):
                 raise
+            orig = exc.orig if isinstance(exc, DBAPIError) else None
+            why = _one_line(orig or exc)
             if len(items) <= 1:
-                return self._quarantine_failed(items, f"internal error: {exc.orig}"[:500])
-            log.warning("batch of %d failed (%s); processing message by message",
-                        len(items), exc.orig)  # fmt: skip
-        except (HubError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
-            if len(items) <= 1:
-                log.exception("message failed; quarantined")
-                return self._quarantine_failed(items, f"internal error: {exc}"[:500])
-            log.warning("batch of %d failed (%s); processing message by message", len(items), exc)
+                log.exception("message failed; quarantined" if items else "release failed")
+                return self._quarantine_failed(items, f"internal error: {why}")
+            log.warning("batch of %d failed (%s); processing message by message", len(items), why)
         total = Outcome()
         for item in items:
             one = self._process([item], now, attempts)
@@ -178,6 +175,8 @@ class BatchProcessor:
         work = Work(now=datetime.now(UTC))
         for item in items:
             work.quarantine_payload(item.topic, item.payload, reason)
+        if not work.quarantine:  # a release of held records failed: no message to quarantine
+            return Outcome(counts=work.counts)
         with write_tx(self.engine) as conn:
             conn.execute(insert(T_QUARANTINE), work.quarantine)
         return Outcome(counts=work.counts)
@@ -254,7 +253,12 @@ class BatchProcessor:
             m for m in meter_ids if m in meters and (owns is None or owns(meters[m].gateway_id))
         }
         states = load_states(conn, mine, self._cache)
-        held = load_pending(conn, mine)
+        held, invalid = load_pending(conn, mine)
+        released: list[tuple[str, int]] = []
+        for bad in invalid:
+            why = f"held record of meter {bad.meter_id!r} seq {bad.seq} is invalid: {bad.reason}"
+            work.quarantine_payload(topics.topic(bad.gateway_id, "usage"), bad.text, why)
+            released.append((bad.meter_id, bad.seq))
         by_meter: dict[str, list[Rec]] = {}
         seen: set[tuple[str, int]] = set()
         candidates: list[Rec] = []
@@ -295,7 +299,7 @@ class BatchProcessor:
             by_meter.setdefault(rec.record.meter, []).append(rec)
         seen_meters = {c.record.meter for c in candidates}
         if not by_meter:
-            return RatedUsage(meters=meters, seen=seen_meters)
+            return RatedUsage(meters=meters, seen=seen_meters, released=released)
         tariffs = load_histories(conn, {m.tariff_id for m in meters.values() if m.tariff_id})
         providers = provider_accounts(conn, tariffs.values())
         # Per tariff version, not per record: what it names that has no provider account.
@@ -304,7 +308,6 @@ class BatchProcessor:
         mixes = mix_windows(conn, by_meter)
         postings: list[UsagePosting] = []
         to_hold: list[Rec] = []
-        released: list[tuple[str, int]] = []
         events: list[dict[str, Any]] = []
         mismatches: list[dict[str, Any]] = []
         payers: dict[str, tuple[dict[str, int], str]] = {}
@@ -336,18 +339,28 @@ class BatchProcessor:
                         to_hold.append(rec)
                         work.counts["held"] += 1
                     continue
-                tariff = history.at(r.end)
-                problem = unknown[id(tariff)]
+                try:
+                    tariff = history.at(r.end)
+                    problem = unknown[id(tariff)]
+                    if problem is None:
+                        mtd = None if in_order else posted_mtd(conn, tariff, r)
+                        windows = mixes.get(meter_id)
+                        mix = proportions(windows, r.start, r.end) if windows else {}
+                        rated = rate(tariff, state, r, mix=mix, month_to_date=mtd,
+                                     in_order=in_order)  # fmt: skip
+                        posting = self._posting(meter, weights=weights, providers=providers,
+                                                tariff=tariff, r=r, rated=rated)  # fmt: skip
+                except SQLAlchemyError:
+                    raise
+                except Exception as exc:  # this record alone; it must not poison the batch
+                    log.warning("meter %s seq %d not rated: %r", meter_id, r.seq, exc)
+                    problem = f"meter {meter_id!r} seq {r.seq} not rated: {_one_line(exc)}"
                 if problem is not None:
                     work.quarantine_payload(usage_topic(rec), record_json(r), problem)
                     work.settled.record(rec.gateway, r)
                     if rec.pending:
                         released.append((meter_id, r.seq))
                     continue
-                mtd = None if in_order else posted_mtd(conn, tariff, r)
-                windows = mixes.get(meter_id)
-                mix = proportions(windows, r.start, r.end) if windows else {}
-                rated = rate(tariff, state, r, mix=mix, month_to_date=mtd, in_order=in_order)
                 if in_order and r.seq - r.merged > state.seq:
                     work.counts["gaps_skipped"] += 1
                     why = f"records {state.seq + 1}..{r.seq - r.merged} never arrived in time"
@@ -361,11 +374,7 @@ class BatchProcessor:
                                          {"seq": r.seq}))  # fmt: skip
                 if r.shares:
                     self._check_shares(r, rated, mix=mix, mismatches=mismatches, work=work)
-                meter_postings.append(
-                    self._posting(
-                        meter, weights=weights, providers=providers, tariff=tariff, r=r, rated=rated
-                    )
-                )
+                meter_postings.append(posting)
                 state = rated.state
                 work.settled.record(rec.gateway, r)
                 if rec.pending:
@@ -622,6 +631,12 @@ def _parse_usage(payload: bytes) -> UsageMessage:
         except ValidationError:
             pass
     return parse(payload, UsageMessage)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc`` as one line of at most 300 characters, its type named, for a quarantine row."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def _unreachable(exc: DBAPIError) -> bool:

@@ -132,10 +132,15 @@ class Work:
 
     def quarantine_payload(self, topic: str, payload: bytes | str, reason: str) -> None:
         text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
-        self.quarantine.append({"received_at": self.now, "topic": topic[:256],
-                                "payload": text[:QUARANTINE_PAYLOAD_MAX],
-                                "reason": reason[:500]})  # fmt: skip
+        self.quarantine.append({"received_at": self.now, "topic": _text(topic[:256]),
+                                "payload": _text(text[:QUARANTINE_PAYLOAD_MAX]),
+                                "reason": _text(reason[:500])})  # fmt: skip
         self.counts["quarantined"] += 1
+
+
+def _text(text: str) -> str:
+    """``text`` without NUL characters, which PostgreSQL's text columns refuse."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def event_row(

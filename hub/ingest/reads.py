@@ -3,11 +3,10 @@ the rating states it writes."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.engine import Connection
@@ -30,10 +29,8 @@ from hub.rating.mix import MixWindow
 from hub.rating.payers import Sharer
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory
-from protocol.messages import (
-    UsageRecord,
-    validate,
-)
+from protocol.errors import ProtocolError
+from protocol.messages import UsageRecord, parse
 from protocol.tariff import Tariff
 
 
@@ -81,16 +78,33 @@ def due_pending(conn: Connection, held_before: datetime) -> list[Any]:
     return list(conn.execute(stmt.distinct()))
 
 
-def load_pending(conn: Connection, ids: Iterable[str]) -> dict[tuple[str, int], Rec]:
-    """Every held record of the meters ``ids``."""
+class InvalidHeld(NamedTuple):
+    """A held row that is no longer a valid record (held by a version that validated less)."""
+
+    meter_id: str
+    seq: int
+    gateway_id: str
+    text: str
+    reason: str
+
+
+def load_pending(
+    conn: Connection, ids: Iterable[str]
+) -> tuple[dict[tuple[str, int], Rec], list[InvalidHeld]]:
+    """Every held record of the meters ``ids``, and the held rows that fail validation now."""
     out: dict[tuple[str, int], Rec] = {}
+    invalid: list[InvalidHeld] = []
     cols = ("meter_id", "seq", "gateway_id", "record", "received_at")
     for meter_id, seq, gateway, text, received in select_in(
         conn, T_PENDING, cols, "meter_id", sorted(ids)
     ):
-        record = validate(json.loads(text), UsageRecord)
+        try:
+            record = parse(text.encode(), UsageRecord)
+        except ProtocolError as exc:
+            invalid.append(InvalidHeld(meter_id, int(seq), gateway, text, exc.reason))
+            continue
         out[(meter_id, int(seq))] = Rec(record, gateway, received, True)
-    return out
+    return out, invalid
 
 
 def posted_keys(conn: Connection, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:

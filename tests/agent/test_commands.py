@@ -2,6 +2,8 @@
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,12 @@ import pytest
 
 from agent.commands import MAX_COMMAND_BYTES, CommandGate, credit_state
 from agent.errors import CommandRejected
-from protocol.messages import CreditState
+from protocol.messages import CreditState, Event
 from protocol.signing import new_key, signed
+from tests.agent.helpers import Collector, Procs, agent_config, meters, publish, tcp_bus
+from tests.agent.helpers import command as command_payload
+from tests.conftest import Broker
+from tests.support import free_port, wait_for
 
 NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
 KEY = new_key()
@@ -99,6 +105,13 @@ def test_replay_survives_a_restart(tmp_path: Path) -> None:
         (raw(command(extra_field=1)), "invalid command: extra_field"),
         (raw(command(action="credit", params={"state": {"balance": 5}})), "invalid credit state"),
         (b" " * (MAX_COMMAND_BYTES + 1), "exceeds"),
+        (
+            raw(command(params={"n": 0})).replace(b'"n": 0', b'"n": ' + b"9" * 5000),
+            "integer of 5000 digits",
+        ),
+        (raw(command(params={"n": 10**3999})), "integer of 4000 digits (at most 20)"),
+        (raw(command(params={"n": 0})).replace(b'"n": 0', b'"n": NaN'), "NaN is not a number"),
+        (raw(command(params={"n": 0})).replace(b'"n": 0', b'"n": 1e999'), "out of range"),
     ],
     ids=[
         "wrong-key",
@@ -114,6 +127,10 @@ def test_replay_survives_a_restart(tmp_path: Path) -> None:
         "extra-field",
         "bad-credit",
         "oversized",
+        "int-over-python-limit",
+        "int-under-python-limit",
+        "nan",
+        "float-overflow",
     ],
 )
 def test_bad_commands_are_rejected_without_consuming_the_id(
@@ -203,3 +220,38 @@ def test_commands_built_by_the_hub_pass_the_gate(gate: CommandGate) -> None:
     assert credit_state(credit) == state
     cut = gate.accept(raw(build_command(KEY, "m1", "disconnect", reason="ops", now=now)), now)
     assert (cut.action, cut.reason) == ("disconnect", "ops")
+
+
+@pytest.mark.slow
+def test_the_agent_reports_a_command_with_a_huge_integer(
+    tmp_path: Path, mosquitto: Broker, procs: Procs, collector: Collector
+) -> None:
+    """Issue 14 item 6, at a running agent: such a command used to make the gate raise a plain
+    ValueError (Python's 4,300-digit limit), logged, with no ``command_rejected`` event."""
+    key = new_key()
+    config = agent_config(tmp_path, mosquitto.port, tcp_bus(free_port()), meters([1]), key=key)
+    agent = procs.agent(config)
+    over = command_payload(key, "m1", "disconnect", params={"n": 0}, cid="over")
+    over = over.replace(b'"n": 0', b'"n": ' + b"9" * 5000)
+    under = command_payload(key, "m1", "disconnect", params={"n": 10**3999}, cid="under")
+
+    def rejected(reason: str) -> list[Event]:
+        return [e for e in collector.events_of("command_rejected") if e.reason == reason]
+
+    def delivered(payload: bytes, reason: str) -> bool:  # published until the agent listens
+        publish(mosquitto.port, "smsa/v1/gw/gw-t/cmd", payload)
+        return bool(wait_until(lambda: rejected(reason), 1.0))
+
+    wait_for(lambda: delivered(over, "integer of 5000 digits (at most 20)"), timeout=30)
+    wait_for(lambda: delivered(under, "integer of 4000 digits (at most 20)"), timeout=10)
+    assert rejected("integer of 4000 digits (at most 20)")[0].data["command"] == "under"
+    assert agent.proc.poll() is None
+    assert "Traceback" not in agent.text()
+
+
+def wait_until(check: Callable[[], Any], timeout: float) -> Any:
+    """``check()`` once it is truthy, or its last falsy value after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return result

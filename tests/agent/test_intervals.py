@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.metering.intervals import Closed, MeterState, Point, Reset, step
+from protocol.messages import MAX_SPAN
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -44,6 +45,22 @@ def test_clock_step_back_keeps_interval_forward() -> None:
     state, _ = step(state, Point(T0 + timedelta(seconds=5), 11), 10)
     state, out = step(state, Point(T0 - timedelta(hours=1), 12), 10)
     assert out == [] and state.last == Point(T0 + timedelta(seconds=5), 12)
+
+
+def test_records_stay_within_the_protocol_bounds() -> None:
+    """A reading from a clock that is not set is ignored (the next one carries its energy); an
+    interval longer than MAX_SPAN (the agent was stopped) keeps its energy but starts MAX_SPAN
+    before its end, so the record is one the hub accepts."""
+    state = MeterState("m1")
+    for unset in (datetime(1969, 12, 31, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)):
+        assert step(state, Point(unset, 5), 10) == (state, [])
+    state, _ = step(state, Point(T0, 100), 10)
+    assert step(state, Point(datetime(1969, 12, 31, tzinfo=UTC), 500), 10) == (state, [])
+    later = T0 + timedelta(days=90)
+    state, out = step(state, Point(later, 900), 10)
+    assert len(out) == 1 and isinstance(out[0], Closed)
+    record = out[0].record()
+    assert (record.start, record.end, record.energy) == (later - MAX_SPAN, later, 800)
 
 
 @given(

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -13,6 +14,7 @@ from protocol.messages import (
     Command,
     CreditState,
     EventMessage,
+    Status,
     UsageMessage,
     dump,
     parse,
@@ -59,13 +61,53 @@ def test_usage_round_trip() -> None:
         (usage(shares={"gen": -5}), "records.0.shares.gen"),
         (usage(extra=1), "records.0.extra"),
         (json.dumps({"v": 2, "records": []}).encode(), "v"),
+        # instants the rating code cannot convert, or that no meter reports
+        (usage(start="0001-01-01T00:00:00+01:00"), "records.0.start: Value error, must be from"),
+        (usage(end="9999-12-31T23:59:59-01:00"), "records.0.end: Value error, must be from"),
+        (usage(start="1969-12-31T23:59:59Z"), "records.0.start"),
+        (usage(end="2200-01-01T00:00:00Z"), "records.0.end"),
+        (usage(end=(NOW - timedelta(seconds=1)).isoformat()), "end is before start"),
+        (usage(end=(NOW + timedelta(days=31, seconds=1)).isoformat()), "exceeds 31 days"),
+        (usage(seq=3, merged=4), "merged exceeds seq"),
+        (usage(tariff_version=2**53 + 1), "records.0.tariff_version"),
+        # integers: beyond any field, beyond Python's own limit; non-finite numbers
+        (usage(seq=10**25), "integer of 26 digits (at most 20)"),
+        (usage(import_end="HUGE"), "integer of 5000 digits (at most 20)"),
+        (usage(tariff_version="MID"), "integer of 4000 digits (at most 20)"),
+        (usage(shares={"gen": "HUGE"}), "integer of 5000 digits (at most 20)"),
+        (usage(seq="NAN"), "NaN is not a number JSON allows"),
+        (usage(seq="INF"), "number 1e999 out of range"),
+        (usage(meter="m1\u0000"), "a string with a NUL character"),
+        (usage(tariff="flat tariff"), "records.0.tariff"),
     ],
 )
 def test_bad_usage_is_refused_with_a_reason(payload: bytes, reason: str) -> None:
+    payload = (
+        payload.replace(b'"HUGE"', b"9" * 5000)
+        .replace(b'"MID"', b"-" + b"9" * 4000)
+        .replace(b'"NAN"', b"NaN")
+        .replace(b'"INF"', b"1e999")
+    )
     with pytest.raises(ProtocolError) as info:
         parse(payload, UsageMessage)
     assert reason in info.value.reason
     assert "\n" not in info.value.reason
+
+
+@pytest.mark.parametrize("model", [EventMessage, Status, Command, CreditState])
+def test_a_huge_integer_is_refused_in_every_payload(model: type[BaseModel]) -> None:
+    payload = b'{"v": 1, "n": ' + b"9" * 5000 + b"}"
+    with pytest.raises(ProtocolError, match=r"^integer of 5000 digits \(at most 20\)$"):
+        parse(payload, model)
+
+
+def test_every_instant_is_bounded() -> None:
+    at = "0001-01-01T00:00:00+01:00"
+    event = {"id": "e1", "kind": "tamper", "at": at}
+    with pytest.raises(ProtocolError, match=r"^events\.0\.at: "):
+        parse(json.dumps({"v": 1, "events": [event]}).encode(), EventMessage)
+    with pytest.raises(ProtocolError, match=r"^at: "):
+        parse(json.dumps({"v": 1, "state": "online", "at": at}).encode(), Status)
 
 
 def test_event_message() -> None:

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.uplink.outbox import Outbox, merge
-from protocol.messages import UsageRecord
+from protocol.messages import MAX_SPAN, UsageRecord
 from tests.agent.uplink.helpers import confirm_rows, event, record
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -93,6 +94,18 @@ def test_merged_record_takes_the_later_seq() -> None:
     assert (merged.start, merged.end) == (a.start, b.end)
     with pytest.raises(ValueError):
         merge(b, a)
+
+
+def test_a_merged_record_spans_at_most_max_span() -> None:
+    """Records days apart (a gateway offline for long, its outbox full) still merge into one
+    the protocol accepts: all the energy, starting ``MAX_SPAN`` before the later one's end."""
+    a = record("m1", 4)
+    b = record("m1", 5).model_copy(
+        update={"start": a.end + timedelta(days=40), "end": a.end + timedelta(days=41)}
+    )
+    merged = merge(a, b)
+    assert (merged.start, merged.end) == (b.end - MAX_SPAN, b.end)
+    assert (merged.import_start, merged.import_end) == (a.import_start, b.import_end)
 
 
 def test_sent_rows_and_register_resets_are_never_merged(tmp_path: Path) -> None:
