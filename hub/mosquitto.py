@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.topics import PREFIX
+from protocol.topics import HUB_STATUS, PREFIX
 
 # Topic kinds (protocol.topics.KINDS) by direction.
 GATEWAY_PUBLISHES = ("status", "usage", "events")
@@ -87,12 +87,15 @@ def acl_file(hub_user: str) -> str:
         "# against this list at CONNECT) and reads only the hub's messages to it.",
         *(f"pattern write {gw}/%u/{kind}" for kind in GATEWAY_PUBLISHES),
         *(f"pattern read {gw}/%u/{kind}" for kind in HUB_PUBLISHES),
+        "# Every gateway reads the hub's retained presence (it resends what is unconfirmed).",
+        f"pattern read {HUB_STATUS}",
         "",
         "# The hub: reads everything the gateways publish, writes to any gateway, and reads the",
         "# broker's statistics ($SYS/broker/publish/messages/dropped).",
         f"user {hub_user}",
         f"topic read {gw}/+/#",
         *(f"topic write {gw}/+/{kind}" for kind in HUB_PUBLISHES),
+        f"topic write {HUB_STATUS}",
         "topic read $SYS/broker/#",
     ]
     return "\n".join(lines) + "\n"
