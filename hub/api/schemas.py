@@ -158,6 +158,9 @@ class MeterOut(BaseModel):
     service: Service = Service.ELECTRICITY
     last_seen_at: datetime | None = None
     balance: Money | None = None
+    # the status of the meter's newest disconnect/reconnect command when it is not yet applied
+    # (queued, sent, rejected, expired): the relay may not be what the operator asked for
+    pending_command: str | None = None
 
 
 class TopupIn(Body):

@@ -161,14 +161,15 @@ def history(conn: Connection, meter_id: str, limit: int = 100) -> list[dict[str,
     return [dict(r._mapping) for r in rows]
 
 
-def unapplied(conn: Connection, meter_ids: Iterable[str]) -> dict[str, str]:
-    """Per meter, the status of its newest command when that is not ``applied``."""
+def unapplied(conn: Connection, meter_ids: Iterable[str], grp: str = "relay") -> dict[str, str]:
+    """Per meter, the status of its newest command of group ``grp`` (relay: disconnect and
+    reconnect) when that is not ``applied``: what an operator should see on the meter."""
     ids = sorted(set(meter_ids))
     if not ids:
         return {}
     rows = conn.execute(
         select(T_COMMANDS.c.meter_id, T_COMMANDS.c.status)
-        .where(T_COMMANDS.c.meter_id.in_(ids))
+        .where(T_COMMANDS.c.meter_id.in_(ids), T_COMMANDS.c.grp == grp)
         .order_by(T_COMMANDS.c.meter_id, T_COMMANDS.c.created_at.desc(), T_COMMANDS.c.id.desc())
     ).all()  # fmt: skip
     newest: dict[str, str] = {}

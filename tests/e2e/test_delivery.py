@@ -197,12 +197,15 @@ def test_operator_commands_reach_the_relay_before_first_connect_and_across_a_bro
         assert off["status"] == "queued"
         wait_for(lambda: command_states(api, IVY.meter, off["command_id"])[-1] == "sent")
         assert system.relay_on(IVY.unit)
+        # the operator sees a meter whose last command is not applied yet
+        assert api.get(f"/meters/{IVY.meter}")["pending_command"] == "sent"
         buses = [{"name": "tcp0", "transport": "tcp", "host": "127.0.0.1", "port": sim_port}]
         start_agent(processes, work, agent_toml(mosquitto.url, command_key, work / "agent.db",
                                                 buses, [IVY]))  # fmt: skip
         wait_for(lambda: not system.relay_on(IVY.unit), timeout=30)
         wait_for(lambda: command_states(api, IVY.meter, off["command_id"]) == [
             "queued", "sent", "applied"], timeout=20)  # fmt: skip
+        assert api.get(f"/meters/{IVY.meter}")["pending_command"] is None
 
         # issued while the broker is down (it then comes back without its sessions)
         mosquitto.crash()

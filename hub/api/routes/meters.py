@@ -11,7 +11,7 @@ from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
 from hub.api.money import major
 from hub.api.schemas import CommandIn, CommandOut, CommandState, CommandStep, MeterIn, MeterOut
-from hub.commands.store import history
+from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.models import Account, Customer, Gateway, Meter, Tariff
 from hub.operator import operator_command
@@ -19,7 +19,7 @@ from hub.operator import operator_command
 router = APIRouter(prefix="/meters", tags=["meters"], route_class=HubRoute)
 
 
-def meter_out(session: Session, meter: Meter) -> MeterOut:
+def meter_out(session: Session, meter: Meter, pending: str | None = None) -> MeterOut:
     balance = None
     if meter.customer_id is not None:
         account = session.get(Account, meter.customer_id)
@@ -37,6 +37,7 @@ def meter_out(session: Session, meter: Meter) -> MeterOut:
         service=meter.service,
         last_seen_at=meter.last_seen_at,
         balance=balance,
+        pending_command=pending,
     )
 
 
@@ -84,12 +85,14 @@ def list_meters(
     if gateway:
         stmt = stmt.where(Meter.gateway_id == gateway)
     rows = session.exec(stmt.order_by(col(Meter.id)).limit(limit)).all()
-    return [meter_out(session, m) for m in rows]
+    pending = unapplied(session.connection(), [m.id for m in rows])
+    return [meter_out(session, m, pending.get(m.id)) for m in rows]
 
 
 @router.get("/{meter_id}", response_model=MeterOut)
 def get(meter_id: str, session: SessionDep, _: Operator) -> MeterOut:
-    return meter_out(session, get_meter(session, meter_id))
+    pending = unapplied(session.connection(), [meter_id]).get(meter_id)
+    return meter_out(session, get_meter(session, meter_id), pending)
 
 
 @router.get("/{meter_id}/commands", response_model=list[CommandState])

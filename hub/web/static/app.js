@@ -54,7 +54,10 @@ function money(value) {
 // ---- meters -------------------------------------------------------------------------------
 
 function meterRow(m) {
-  const relay = el("span", { class: "badge " + m.relay }, m.relay);
+  const relay = el("span", {}, el("span", { class: "badge " + m.relay }, m.relay),
+    m.pending_command ? el("span", { class: "badge pending", "data-pending": m.pending_command,
+      title: "the last disconnect/reconnect is not applied yet" },
+    "command " + m.pending_command) : "");
   const online = el("span", {}, el("span", { class: "dot" + (m.online ? " up" : "") }),
     m.online ? "online" : "offline");
   const kwh = m.import_wh === null ? "–" : (m.import_wh / 1000).toFixed(3);

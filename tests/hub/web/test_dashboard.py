@@ -18,7 +18,7 @@ from tests.agent.helpers import Proc, agent_config, meters, start_agent, start_s
 from tests.conftest import Broker
 from tests.hub.api.stack import running_hub
 from tests.hub.web.webdriver import available, chromium
-from tests.support import free_port, stop
+from tests.support import free_port, stop, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
@@ -60,6 +60,14 @@ def test_dashboard_shows_a_meter_cut_off_live(
         assert browser.text("#stat-ledger") == "balanced"
         assert browser.js("return sessionStorage.getItem('smsa.key')") == hub.keys.operator
 
+        # An operator reconnect for m2 before its gateway ever connected: the meter shows that
+        # its last command is not applied yet, until the agent applies it (below).
+        r = hub.http.post("/api/v1/meters/m2/reconnect", json={"reason": "dashboard check"},
+                          headers=admin)  # fmt: skip
+        assert r.status_code == 202
+        browser.js("refresh()")
+        browser.wait_text("tr[data-meter='m2'] .relay", "command", timeout=15)
+
         # The meters start: two 2 kW loads, 240 simulated seconds per second.
         sim_port = free_port()
         procs.append(start_sim(["--tcp", f"127.0.0.1:{sim_port}", "--speed", "240",
@@ -73,6 +81,12 @@ def test_dashboard_shows_a_meter_cut_off_live(
         browser.wait_text("tr[data-meter='m1'] .relay", "off", timeout=60)
         browser.wait_text("#feed", "credit exhausted")
         assert browser.text("tr[data-meter='m2'] .relay") != "off"
+
+        def applied() -> bool:
+            browser.js("refresh()")
+            return "command" not in browser.text("tr[data-meter='m2'] .relay")
+
+        wait_for(applied, timeout=30, interval=0.5)
         assert "Generator" in browser.text("#providers")
         assert browser.text("#providers-total") != "0.00"
         browser.screenshot(ARTIFACTS / "dashboard.png")
