@@ -55,7 +55,7 @@ MeterId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 MessageId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 EventKind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 Money = Annotated[int, Field(ge=-MAX_MONEY, le=MAX_MONEY)]
-Scalar = str | int | float | bool | None
+Scalar = Annotated[str, Field(max_length=500)] | int | float | bool | None
 
 Action = Literal["disconnect", "reconnect", "credit", "prompt"]
 ACTIONS: tuple[str, ...] = ("disconnect", "reconnect", "credit", "prompt")

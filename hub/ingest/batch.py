@@ -53,6 +53,7 @@ from hub.ingest.model import (
     record_json,
     usage_topic,
 )
+from hub.ingest.quota import EventQuota
 from hub.ingest.reads import (
     due_pending,
     load_meters,
@@ -86,6 +87,8 @@ from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
 
+QUOTA_FLAG_S = 600.0  # at most one event_quota event per gateway this often
+
 
 class BatchConflictError(HubError):
     """The ledger saw the batch differently (a concurrent writer): roll back and retry."""
@@ -112,6 +115,9 @@ class BatchProcessor:
         # writer (the processor owning its gateway, one consumer per persistent MQTT session),
         # so after a commit the cache equals the table; any failure empties it.
         self._cache: dict[str, MeterState] = {}
+        # Event quotas of this processor's gateways (each gateway has one settler).
+        self.quota = EventQuota()
+        self._quota_flagged: dict[str, float] = {}
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -198,7 +204,8 @@ class BatchProcessor:
             rated = self._usage(conn, work, out)
         with write_tx(self.engine) as conn:
             credits = self._commit_usage(conn, work, out, rated) if rated is not None else {}
-            store_events(conn, work)
+            store_events(conn, work, lambda gw: self.quota.admit(gw, time.monotonic()))
+            self._flag_quota(conn, work)
             apply_statuses(conn, work)
             if work.quarantine:
                 conn.execute(insert(T_QUARANTINE), work.quarantine)
@@ -516,6 +523,20 @@ class BatchProcessor:
         return None, weights
 
     # -- meter status, events -----------------------------------------------------------------
+
+    def _flag_quota(self, conn: Connection, work: Work) -> None:
+        """One ``event_quota`` event per gateway and ``QUOTA_FLAG_S`` while it is over quota."""
+        now = time.monotonic()
+        rows = []
+        for gateway in sorted(work.over_quota):
+            if now - self._quota_flagged.get(gateway, -QUOTA_FLAG_S) < QUOTA_FLAG_S:
+                continue
+            self._quota_flagged[gateway] = now
+            why = (f"gateway {gateway} sends events beyond its quota of {self.quota.burst:g} "
+                   f"at once and {self.quota.per_second:g}/s; the rest wait at the gateway")
+            rows.append(event_row(work.now, "event_quota", None, why, {"gateway": gateway}))
+        if rows:
+            conn.execute(insert(T_EVENTS), rows)
 
     def _mark_online(
         self, conn: Connection, meters: dict[str, MeterCfg], ids: set[str], work: Work

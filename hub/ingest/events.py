@@ -9,6 +9,7 @@ the operator's disconnect or tamper counters with meter-less events."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import insert, select, tuple_, update
@@ -31,7 +32,9 @@ from protocol.messages import (
 )
 
 
-def store_events(conn: Connection, work: Work) -> None:
+def store_events(conn: Connection, work: Work, admit: Callable[[str], bool]) -> None:
+    """Store the batch's new events once each; ``admit(gateway)`` takes one from the gateway's
+    quota (``hub.ingest.quota``): a new event beyond it is neither stored nor confirmed."""
     if not work.events:
         return
     keys = sorted({(gw, e.id) for gw, e in work.events})
@@ -47,10 +50,15 @@ def store_events(conn: Connection, work: Work) -> None:
     ).all()) if meter_ids else {}  # fmt: skip
     topic_of = {gw: topics.topic(gw, "events") for gw, _ in work.events}
     for gateway, ev in work.events:
-        work.settled.event(gateway, ev.id)  # stored, a duplicate, or quarantined below
         if (gateway, ev.id) in seen:
+            work.settled.event(gateway, ev.id)
             work.counts["duplicate_events"] += 1
             continue
+        if not admit(gateway):
+            work.counts["events_over_quota"] += 1
+            work.over_quota.add(gateway)
+            continue
+        work.settled.event(gateway, ev.id)  # stored, or quarantined below
         seen.add((gateway, ev.id))
         if ev.meter is None and ev.kind in METER_KINDS:
             work.quarantine_payload(topic_of[gateway], ev.model_dump_json(),

@@ -129,6 +129,7 @@ class Work:
     events: list[tuple[str, EventMsg]] = field(default_factory=list)
     statuses: dict[str, Status] = field(default_factory=dict)  # gateway -> newest status
     settled: Settled = field(default_factory=Settled)
+    over_quota: set[str] = field(default_factory=set)  # gateways with events beyond their quota
 
     def quarantine_payload(self, topic: str, payload: bytes | str, reason: str) -> None:
         text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")

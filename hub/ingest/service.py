@@ -53,7 +53,8 @@ COUNTERS = (
     "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
     "batches", "commands", "db_errors", "worker_cpu_ms", "worker_wall_ms", "credit_cpu_ms",
-    "pump_cpu_ms", "settler_cpu_ms", "receipts", "receipt_bytes",
+    "pump_cpu_ms", "settler_cpu_ms", "receipts", "receipt_bytes", "events_over_quota",
+    "commands_settled",
 )  # fmt: skip
 
 
