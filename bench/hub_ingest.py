@@ -361,6 +361,9 @@ def figures(
         "raw_cpu_us_per_record": round(raw["cpu_ms"] * 1000 / n),
         "hub_cpu_us_per_record": round(hub_ms * 1000 / n),
         "worker_cpu_us_per_record": round(hub["worker_cpu_ms"] * 1000 / n),
+        # delivery receipts back to the gateways (issue 12): messages and payload bytes
+        "receipts_per_1000_records": round(hub.get("receipts", 0) * 1000 / n, 2),
+        "receipt_bytes_per_1000_records": round(hub.get("receipt_bytes", 0) * 1000 / n),
         "hub_counters": hub,
     }
 
@@ -533,14 +536,16 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(how(kind, one, sub))
     header = (f"{'mode':<8}{'db':<9}{'batch':>6}{'workers':>8}{'records':>9}{'raw rec/s':>11}"
               f"{'settled rec/s':>15}{'ratio':>7}{'goal':>6}{'invariants':>12}"
-              "  cpu us/rec: raw   hub  worker")  # fmt: skip
+              "  cpu us/rec: raw   hub  worker  receipts/1k  bytes/1k")  # fmt: skip
     print(header)
     for r in results:
         print(f"{r['mode']:<8}{r['db']:<9}{r['batch_size']:>6}{r['workers']:>8}{r['records']:>9}"
               f"{r['raw_records_per_s']:>11}"
               f"{r['settled_records_per_s']:>15}{r['ratio']:>7}{'met' if r['met'] else 'MISS':>6}"
               f"{'ok' if r['invariants_ok'] else 'FAILED':>12}{r['raw_cpu_us_per_record']:>17}"
-              f"{r['hub_cpu_us_per_record']:>6}{r['worker_cpu_us_per_record']:>8}")  # fmt: skip
+              f"{r['hub_cpu_us_per_record']:>6}{r['worker_cpu_us_per_record']:>8}"
+              f"{r['receipts_per_1000_records']:>13}"
+              f"{r['receipt_bytes_per_1000_records']:>10}")  # fmt: skip
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"benchmark": "hub_ingest", "results": results}, indent=2) + "\n")
     return 0 if all(r["invariants_ok"] for r in results) else 1
