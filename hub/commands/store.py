@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.engine import Connection
 
 from hub.models import Command, CommandStatus
@@ -75,14 +75,16 @@ def enqueue(
 
 
 def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
-    """Open, unexpired commands whose next try has come, oldest first; each is given its next
-    try time (back-off doubling from ``RETRY_FIRST`` to ``RETRY_MAX``)."""
+    """Open, unexpired commands whose next try has come, credit states first (a draw must reach
+    the agent before it would cut on its own), then oldest first; each is given its next try
+    time (back-off doubling from ``RETRY_FIRST`` to ``RETRY_MAX``)."""
     rows = conn.execute(
         select(T_COMMANDS.c.id, T_COMMANDS.c.gateway_id, T_COMMANDS.c.payload,
                T_COMMANDS.c.attempts)
         .where(T_COMMANDS.c.status.in_(OPEN), T_COMMANDS.c.next_try_at <= now,
                T_COMMANDS.c.expires_at > now)
-        .order_by(T_COMMANDS.c.created_at, T_COMMANDS.c.id).limit(limit)
+        .order_by(case((T_COMMANDS.c.grp == "credit", 0), else_=1), T_COMMANDS.c.created_at,
+                  T_COMMANDS.c.id).limit(limit)
     ).all()  # fmt: skip
     out = []
     for row in rows:

@@ -532,8 +532,10 @@ class BatchProcessor:
             if now - self._quota_flagged.get(gateway, -QUOTA_FLAG_S) < QUOTA_FLAG_S:
                 continue
             self._quota_flagged[gateway] = now
-            why = (f"gateway {gateway} sends events beyond its quota of {self.quota.burst:g} "
-                   f"at once and {self.quota.per_second:g}/s; the rest wait at the gateway")
+            why = (
+                f"gateway {gateway} sends events beyond its quota of {self.quota.burst:g} "
+                f"at once and {self.quota.per_second:g}/s; the rest wait at the gateway"
+            )
             rows.append(event_row(work.now, "event_quota", None, why, {"gateway": gateway}))
         if rows:
             conn.execute(insert(T_EVENTS), rows)

@@ -2,7 +2,8 @@
 
 A version is in force from its ``valid_from`` until the next version's. A record older than a
 tariff's first version is rated with the first version (there is nothing earlier to apply).
-Parsed documents are cached by (tariff, version): a version, once written, never changes.
+Parsed documents are cached by their text and version (not by tariff id: two databases in one
+process, as in the tests, may hold different documents under the same tariff id and version).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from protocol.messages import validate
 from protocol.tariff import Tariff
 
 _versions = TariffVersion.__table__  # type: ignore[attr-defined]
-_parsed: dict[tuple[str, int], Tariff] = {}
+_parsed: dict[tuple[str, int], Tariff] = {}  # (document, version) -> parsed
 _CACHE_MAX = 4096
 
 
@@ -40,7 +41,7 @@ class TariffHistory:
 
 
 def parse_document(tariff_id: str, version: int, document: str) -> Tariff:
-    key = (tariff_id, version)
+    key = (document, version)
     tariff = _parsed.get(key)
     if tariff is None:
         tariff = validate_document(document, version)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from hub.commands.dispatcher import CommandDispatcher
 from hub.control.engine import CreditControl
 from tests.conftest import Broker
 from tests.hub.api.conftest import (  # noqa: F401 (the API's fixtures, for test_api_rules)
@@ -50,7 +51,15 @@ def scene_of(
     control publishes through the broker and ``scene.commands()`` reads what the gateway
     would receive."""
     publisher, collector = wire
-    control = CreditControl(engine, publisher.send, clock=clock)
+
+    def publish(topic: str, payload: bytes, command_id: str) -> bool:
+        publisher.send(topic, payload)  # waits for the PUBACK
+        dispatcher.on_puback(command_id)
+        return True
+
+    # the command table's dispatcher, run at once whenever credit control queued commands
+    dispatcher = CommandDispatcher(engine, publish)
+    control = CreditControl(engine, wake=dispatcher.step, clock=clock)
 
     def make(**options: Any) -> Scene:
         scene = make_scene(engine, control, **options)
