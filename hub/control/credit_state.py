@@ -180,20 +180,27 @@ def queue_credit_state(
 
 
 def queue_tariff_update(engine: Engine, tariff_id: str, *, ttl: timedelta = DEFAULT_TTL) -> int:
-    """Queue for every meter on ``tariff_id`` its credit state (with the version now in force);
-    returns how many commands were queued."""
-    queued = 0
+    """Queue for every meter on ``tariff_id`` its credit state (with the version now in force),
+    in a transaction of its own; returns how many commands were queued."""
     with write_tx(engine) as conn:
-        meter_ids = list(
-            conn.execute(select(_meters.c.id).where(_meters.c.tariff_id == tariff_id)).scalars()
-        )
-        for meter_id in meter_ids:
-            try:
-                credit = credit_state(conn, meter_id)
-            except LookupError as exc:
-                log.warning("no credit state for %s: %s", meter_id, exc)
-                continue
-            enqueue(conn, credit.gateway_id,
-                    credit_command_for(credit, ttl=ttl, reason="tariff update"))  # fmt: skip
-            queued += 1
+        return queue_tariff_update_in(conn, tariff_id, ttl=ttl)
+
+
+def queue_tariff_update_in(
+    conn: Connection, tariff_id: str, *, ttl: timedelta = DEFAULT_TTL
+) -> int:
+    """``queue_tariff_update`` in the caller's transaction (the one that wrote the version)."""
+    queued = 0
+    meter_ids = list(
+        conn.execute(select(_meters.c.id).where(_meters.c.tariff_id == tariff_id)).scalars()
+    )
+    for meter_id in meter_ids:
+        try:
+            credit = credit_state(conn, meter_id)
+        except LookupError as exc:
+            log.warning("no credit state for %s: %s", meter_id, exc)
+            continue
+        enqueue(conn, credit.gateway_id,
+                credit_command_for(credit, ttl=ttl, reason="tariff update"))  # fmt: skip
+        queued += 1
     return queued

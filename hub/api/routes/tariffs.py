@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import timedelta
 from typing import Any
 
@@ -14,12 +13,11 @@ from sqlmodel import Session, col, select
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import TariffIn, TariffOut, TariffVersionIn
-from hub.control.credit_state import queue_tariff_update
+from hub.control.credit_state import queue_tariff_update_in
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.models import Provider, Tariff, TariffVersion, utcnow
 from protocol.tariff import Tariff as TariffDoc
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/tariffs", tags=["tariffs"], route_class=HubRoute)
 
 
@@ -84,7 +82,7 @@ def create(body: TariffIn, ctx: ContextDep, _: Admin) -> TariffOut:
 @router.post("/{tariff_id}/versions", status_code=201, response_model=TariffOut)
 def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin) -> TariffOut:
     """The next version of a tariff. With MQTT, every meter on the tariff is then sent its
-    credit state with the version in force (``queue_tariff_update``)."""
+    credit state with the version in force (``queue_tariff_update_in``, in the same transaction)."""
     if body.currency != ctx.currency:
         raise InvalidInputError("currency", f"this hub settles in {ctx.currency}")
 
@@ -121,15 +119,12 @@ def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin
             )
         )
         session.flush()
+        # the meters' new credit states, in the transaction that wrote the version
+        queue_tariff_update_in(session.connection(), tariff_id, ttl=ttl)
         return tariff_out(session, tariff_id)
 
+    ttl = timedelta(seconds=ctx.settings.command_ttl_s)
     out = write(ctx.engine, work)
-    try:
-        queue_tariff_update(
-            ctx.engine, tariff_id, ttl=timedelta(seconds=ctx.settings.command_ttl_s)
-        )
-    except Exception:  # the version is stored; the next credit state carries it anyway
-        log.exception("tariff %s: update not queued", tariff_id)
     if ctx.ingest is not None:
         ctx.ingest.wake_commands()
     return out

@@ -1,0 +1,87 @@
+"""The durable command table on SQLite and PostgreSQL: supersede order, back-off, the agent's
+word, expiry, and a gateway coming online (``hub.commands``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, insert, select
+
+from hub.commands import store
+from hub.commands.dispatcher import CommandDispatcher
+from hub.control.commands import build_command
+from hub.db import read_tx, write_tx
+from hub.models import Event, Gateway
+from protocol.signing import new_key
+
+KEY = new_key()
+T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def _gateway(engine: Engine, gateway: str = "gw-1") -> None:
+    with write_tx(engine) as conn:
+        conn.execute(insert(Gateway.__table__).values(  # type: ignore[attr-defined]
+            id=gateway, command_key=KEY, mqtt_username=gateway, mqtt_password_hash="x",
+            created_at=T0))  # fmt: skip
+
+
+def _queue(engine: Engine, action: str, at: datetime, meter: str = "m1", ttl_s: int = 600) -> str:
+    command = build_command(KEY, meter, action, now=at, ttl=timedelta(seconds=ttl_s))
+    with write_tx(engine) as conn:
+        return store.enqueue(conn, "gw-1", command, now=at)
+
+
+def _status(engine: Engine, meter: str = "m1") -> dict[str, str]:
+    with read_tx(engine) as conn:
+        return {r["id"]: str(r["status"]) for r in store.history(conn, meter)}
+
+
+def test_a_newer_command_supersedes_an_older_open_one_of_its_group(engine: Engine) -> None:
+    _gateway(engine)
+    off = _queue(engine, "disconnect", T0)
+    prompt = _queue(engine, "prompt", T0 + timedelta(seconds=1))
+    on = _queue(engine, "reconnect", T0 + timedelta(seconds=2))
+    assert _status(engine) == {off: "superseded", prompt: "queued", on: "queued"}
+    with write_tx(engine) as conn:
+        due = store.due(conn, T0 + timedelta(seconds=3))
+    assert [d.id for d in due] == [prompt, on], "the stale disconnect is never sent"
+    # an applied command is not superseded by a later one
+    with write_tx(engine) as conn:
+        assert store.settle(conn, "gw-1", on, applied=True, detail="applied", now=T0)
+    later = _queue(engine, "disconnect", T0 + timedelta(seconds=4))
+    assert _status(engine)[on] == "applied" and _status(engine)[later] == "queued"
+
+
+def test_back_off_sent_and_the_agents_word(engine: Engine) -> None:
+    _gateway(engine)
+    _gateway(engine, "gw-2")
+    cid = _queue(engine, "disconnect", T0)
+    with write_tx(engine) as conn:
+        assert len(store.due(conn, T0)) == 1
+        assert store.due(conn, T0 + timedelta(seconds=29)) == []  # next try after 30 s
+        assert len(store.due(conn, T0 + timedelta(seconds=31))) == 1
+        assert store.due(conn, T0 + timedelta(seconds=80)) == []  # then 60 s
+        store.mark_sent(conn, [cid], T0)
+        # another gateway cannot settle it; a gateway coming online makes it due again
+        assert not store.settle(conn, "gw-2", cid, applied=True, detail="forged", now=T0)
+        store.wake_gateway(conn, "gw-1", T0 + timedelta(seconds=40))
+        assert [d.id for d in store.due(conn, T0 + timedelta(seconds=40))] == [cid]
+        assert store.settle(conn, "gw-1", cid, applied=False, detail="relay did not confirm",
+                            now=T0)  # fmt: skip
+    assert _status(engine) == {cid: "rejected"}
+
+
+def test_an_expired_command_ends_expired_with_an_event_and_is_never_sent(engine: Engine) -> None:
+    _gateway(engine)
+    now = datetime.now(UTC)
+    cid = _queue(engine, "disconnect", now - timedelta(seconds=700), ttl_s=600)
+    sent: list[str] = []
+    dispatcher = CommandDispatcher(engine, lambda _t, _p, i: sent.append(i) is None)
+    assert dispatcher.step() == 0 and sent == []
+    assert _status(engine) == {cid: "expired"}
+    with read_tx(engine) as conn:
+        events = conn.execute(select(Event.__table__)).all()  # type: ignore[attr-defined]
+    assert [(e.kind, e.data["command_id"]) for e in events] == [("command_expired", cid)]
+    with write_tx(engine) as conn:  # the agent cannot refuse it any more; it may say it applied
+        assert not store.settle(conn, "gw-1", cid, applied=False, detail="expired", now=now)
+        assert store.settle(conn, "gw-1", cid, applied=True, detail="applied", now=now)
