@@ -103,48 +103,46 @@ def _status(settings: AgentSettings) -> int:
 def run(settings: AgentSettings) -> int:
     """Wire the agent and run it until SIGTERM or SIGINT."""
     # imported here so that `status` and a bad config answer without loading paho and pymodbus
-    from agent.app import Agent  # noqa: PLC0415
     from agent.commands import CommandGate  # noqa: PLC0415
     from agent.credit import CreditBook  # noqa: PLC0415
+    from agent.engine import Engine  # noqa: PLC0415
+    from agent.store import AgentStore  # noqa: PLC0415
     from agent.uplink.client import Uplink  # noqa: PLC0415
     from agent.uplink.outbox import Outbox  # noqa: PLC0415
 
-    db = settings.storage.path
     mqtt = settings.mqtt
-    db.parent.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(db, settings.storage.max_outbox_rows, resend_after_s=mqtt.resend_after_s)
-    credit = CreditBook(db)
-    gate = CommandGate(settings.security.command_key, db)
-    agent = Agent(settings, outbox, credit, gate)
+    # one connection to the agent's SQLite file, shared by everything that keeps state in it
+    store = AgentStore(settings.storage.path)
+    outbox = Outbox(store, settings.storage.max_outbox_rows, resend_after_s=mqtt.resend_after_s)
+    credit = CreditBook(store)
+    gate = CommandGate(settings.security.command_key, store)
+    engine = Engine(settings, store, outbox, credit, gate)
     uplink = Uplink(
         settings.gateway_id,
         mqtt.url,
         mqtt.username,
         mqtt.password,
         outbox,
-        agent.on_command,
-        agent.uplink_status,
+        engine.on_command,
+        engine.uplink_status,
         command_key=settings.security.command_key,
         tls_ca=str(mqtt.ca_file) if mqtt.ca_file else None,
         keepalive_s=mqtt.keepalive_s,
     )
-    agent.uplink = uplink
+    engine.uplink = uplink
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)
-        agent.stop()
+        engine.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     uplink.start()
     try:
-        agent.run()
+        engine.run()
     finally:
         uplink.stop()
-        for closable in (outbox, credit, gate):
-            close = getattr(closable, "close", None)
-            if close is not None:
-                close()
+        store.close()
     log.info("agent stopped")
     return 0
 

@@ -14,13 +14,12 @@ other reason does not consume its id. Seen ids are kept until a day after the co
 """
 
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from agent.errors import CommandRejected, CommandReplayed
-from agent.uplink.sqlite import connect, transaction
+from agent.store import AgentStore
 from protocol.errors import ProtocolError
 from protocol.messages import ACTIONS, Command, CreditState, load_json, validate
 from protocol.signing import SIGNATURE_FIELD, verify
@@ -52,23 +51,24 @@ GROUPS = {"disconnect": "relay", "reconnect": "relay", "credit": "credit", "prom
 class CommandGate:
     """Verifies hub commands and remembers the ids it accepted (see the module docstring)."""
 
-    def __init__(self, command_key_hex: str, db_path: Path) -> None:
+    def __init__(self, command_key_hex: str, store: AgentStore | Path) -> None:
+        """``store``: the agent's store (shared), or a path to open one of its own."""
         try:
             if len(bytes.fromhex(command_key_hex)) < 16:
                 raise ValueError("shorter than 16 bytes")
         except ValueError as exc:
             raise ValueError(f"command_key is not a usable hex key: {exc}") from exc
         self._key = command_key_hex
-        self.path = db_path
-        self._lock = threading.Lock()
-        self._conn = connect(db_path)
-        with self._lock, transaction(self._conn, db_path) as conn:
+        self._store, self._owned = AgentStore.of(store)
+        self.path = self._store.path
+        with self._store.transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        """Close the store if this gate opened it (a shared one is closed by its owner)."""
+        if self._owned:
+            self._store.close()
 
     def accept(self, payload: bytes, now: datetime) -> Command:
         """The verified command, its id now consumed; :class:`CommandRejected` otherwise."""
@@ -109,7 +109,7 @@ class CommandGate:
     def _consume(self, command: Command, now: datetime) -> None:
         grp = GROUPS.get(command.action, command.action)
         issued = _micros(command.issued_at)
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             conn.execute(
                 "DELETE FROM command_seen WHERE expires_us < ?",
                 (_micros(now - KEEP_AFTER_EXPIRY),),

@@ -9,20 +9,21 @@ with a charge log per (meter, seq) pruned at each new ``as_of_seq``. Pricing use
 rating and apportioning, so the shares are what the hub computes for the same record (the hub
 re-rates anyway). Month-to-date energy for inclining blocks is counted from the records priced
 here, reset at each calendar month in the tariff's zone (a gateway that starts mid-month
-under-counts it until the next month). All state is in SQLite (same file as the outbox is fine).
+under-counts it until the next month). All state is in the agent's SQLite file (``AgentStore``):
+:meth:`CreditBook.price` called inside the engine's transaction for a closed interval commits
+with the meter's new state and the outbox row.
 """
 
 import json
 import logging
 import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
 from agent.rules import Decision, Memory, Relay, evaluate
-from agent.uplink.sqlite import connect, transaction
+from agent.store import AgentStore
 from protocol.apportion import apportion, dump_carry, load_carry
 from protocol.messages import CreditState, UsageRecord
 from protocol.rating import price_interval
@@ -63,17 +64,18 @@ class _Meter:
 class CreditBook:
     """Per-meter credit state and charges, thread-safe (see the module docstring)."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.path = db_path
-        self._lock = threading.Lock()
-        self._conn = connect(db_path)
-        with self._lock, transaction(self._conn, db_path) as conn:
+    def __init__(self, store: AgentStore | Path) -> None:
+        """``store``: the agent's store (shared), or a path to open one of its own."""
+        self._store, self._owned = AgentStore.of(store)
+        self.path = self._store.path
+        with self._store.transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        """Close the store if this book opened it (a shared one is closed by its owner)."""
+        if self._owned:
+            self._store.close()
 
     # -- pricing ------------------------------------------------------------------------------
 
@@ -83,7 +85,7 @@ class CreditBook:
         A meter without a credit state yet gets its record back unpriced (empty shares). Pricing
         the same (meter, seq) again returns the same shares and charges nothing more.
         """
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             meter = self._load(conn, record.meter)
             if meter is None or meter.state is None:
                 return record
@@ -123,7 +125,7 @@ class CreditBook:
         Local balance becomes ``state.balance`` minus the charges of records after
         ``state.as_of_seq``; the carry is the hub's unless records after it were priced here.
         """
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             meter = self._load(conn, meter_id)
             if meter is None:
                 conn.execute("INSERT INTO credit_meter (meter) VALUES (?)", (meter_id,))
@@ -161,13 +163,13 @@ class CreditBook:
 
     def balance(self, meter_id: str) -> int | None:
         """The local balance in minor units; None before the hub sent a credit state."""
-        with self._lock:
-            meter = self._load(self._conn, meter_id)
+        with self._store.read() as conn:
+            meter = self._load(conn, meter_id)
         return None if meter is None else meter.balance
 
     def state(self, meter_id: str) -> CreditState | None:
-        with self._lock:
-            meter = self._load(self._conn, meter_id)
+        with self._store.read() as conn:
+            meter = self._load(conn, meter_id)
         return None if meter is None else meter.state
 
     # -- decisions ----------------------------------------------------------------------------
@@ -176,7 +178,7 @@ class CreditBook:
         """What the rules say now (``agent.rules``). The decision is taken as carried out: a
         ``disconnect`` marks the meter disconnected, so it is not repeated at the next poll; call
         :meth:`set_relay` if the relay could not be switched or was switched otherwise."""
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             meter = self._load(conn, meter_id)
             if meter is None or meter.state is None or meter.balance is None:
                 return Decision(action="none", reason="no credit state yet", rule="no_state")
@@ -200,7 +202,7 @@ class CreditBook:
         reconnect from the hub holds off automatic cut-off until the balance is positive again or
         the hub sends a new credit state.
         """
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             meter = self._load(conn, meter_id)
             if meter is None:
                 conn.execute("INSERT INTO credit_meter (meter) VALUES (?)", (meter_id,))
@@ -216,8 +218,8 @@ class CreditBook:
 
     def relay(self, meter_id: str) -> Relay:
         """The relay state the rules believe in (``connected`` for an unknown meter)."""
-        with self._lock:
-            meter = self._load(self._conn, meter_id)
+        with self._store.read() as conn:
+            meter = self._load(conn, meter_id)
         return "connected" if meter is None else meter.memory.relay
 
     # -- storage ------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class AgentError(Exception):
     """Root of every error the agent raises on purpose."""
@@ -50,3 +52,12 @@ class CommandReplayed(CommandRejected):
     """A command id the gate already accepted came again: a QoS 1 redelivery, the hub sending
     it again because the acknowledgement has not reached it yet, or a replay. Not applied
     again; the agent acknowledges it again so the hub can stop sending it."""
+
+
+class StoreError(AgentError):
+    """The local SQLite store cannot be opened or written; ``path`` names the file."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"local store {path}: {detail}")

@@ -1,125 +1,104 @@
-"""The agent's own tables in the SQLite file at ``storage.path`` (WAL): metering state, a
-journal of records and events on their way to the outbox, and each relay's wanted state.
+"""The metering tables in the agent's SQLite file: each meter's state and wanted relay state.
 
-Why a seq can never carry two different records: a closed interval is committed together with
-the meter's new state (its seq and the next interval's start) in ONE transaction, as a row of
-``pending``; only then is it handed to the outbox, and only after the outbox took it is the
-pending row deleted. A kill -9 before that commit loses nothing (the old state still holds the
-open interval, which is rebuilt from the next reading under the same seq, and nothing with that
-seq has left the process); a kill -9 after it finds the row in ``pending`` on restart and hands
-the same bytes to the outbox again. At worst a record is handed over twice with identical data,
-which the hub deduplicates by (meter, seq).
+Why a seq can never carry two different records: the engine saves a meter's new state (its seq
+and the next interval's start) in the SAME transaction that charges the closed interval to the
+credit book and puts its record in the outbox (``Engine._meter``). A kill -9 before that commit
+loses nothing (the old state still holds the open interval, which is rebuilt from the next
+reading under the same seq, and nothing with that seq has left the process); after it, the
+record is in the outbox.
+
+Agents before this one committed the state with a journal row (``agent_pending``) and handed it
+to the outbox in later transactions. :func:`hand_over_journal` moves what such an agent left
+into the outbox once, at start, and drops the table.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
+import logging
 from datetime import datetime
-from pathlib import Path
+from typing import Protocol
 
 from agent.metering.intervals import MeterState, Point
+from agent.store import AgentStore
 from protocol.messages import Event, UsageRecord
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS agent_meter_state (
+log = logging.getLogger(__name__)
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS agent_meter_state (
     meter TEXT PRIMARY KEY, seq INTEGER NOT NULL,
     start_at TEXT, start_wh INTEGER, last_at TEXT, last_wh INTEGER
-);
-CREATE TABLE IF NOT EXISTS agent_pending (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS agent_relay (
+)""",
+    """CREATE TABLE IF NOT EXISTS agent_relay (
     meter TEXT PRIMARY KEY, wanted TEXT NOT NULL, cause TEXT NOT NULL, at TEXT NOT NULL
-);
-"""
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=10000")
-    return conn
+)""",
+)
 
 
 class MeteringStore:
-    """Thread-safe (one connection behind a lock)."""
+    """Meter states and wanted relay states, through the agent's shared :class:`AgentStore`."""
 
-    def __init__(self, path: Path) -> None:
-        self._conn = connect(path)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+    def __init__(self, store: AgentStore) -> None:
+        self._store = store
+        with store.transaction() as conn:
+            for statement in _SCHEMA:
+                conn.execute(statement)
 
     def states(self) -> dict[str, MeterState]:
-        with self._lock:
-            rows = self._conn.execute(
+        with self._store.read() as conn:
+            rows = conn.execute(
                 "SELECT meter, seq, start_at, start_wh, last_at, last_wh FROM agent_meter_state"
             ).fetchall()
         return {row[0]: _state(row) for row in rows}
 
-    def commit(
-        self, states: list[MeterState], records: list[UsageRecord], events: list[Event]
-    ) -> list[int]:
-        """Save new states and journal records/events in one transaction; the pending ids."""
-        ids: list[int] = []
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for st in states:
-                    self._conn.execute(
-                        "INSERT OR REPLACE INTO agent_meter_state VALUES (?, ?, ?, ?, ?, ?)",
-                        (st.meter, st.seq, *_point(st.start), *_point(st.last)),
-                    )
-                for kind, items in (("usage", records), ("event", events)):
-                    for item in items:
-                        cur = self._conn.execute(
-                            "INSERT INTO agent_pending (kind, payload) VALUES (?, ?)",
-                            (kind, item.model_dump_json()),
-                        )
-                        assert cur.lastrowid is not None
-                        ids.append(cur.lastrowid)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        return ids
-
-    def pending(self) -> list[tuple[int, UsageRecord | Event]]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, kind, payload FROM agent_pending ORDER BY id"
-            ).fetchall()
-        out: list[tuple[int, UsageRecord | Event]] = []
-        for pid, kind, payload in rows:
-            model = UsageRecord if kind == "usage" else Event
-            out.append((pid, model.model_validate_json(payload)))
-        return out
-
-    def done(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        with self._lock:
-            self._conn.executemany("DELETE FROM agent_pending WHERE id = ?", [(i,) for i in ids])
+    def save(self, states: list[MeterState]) -> None:
+        """Save ``states`` (in the caller's transaction, if one is open)."""
+        with self._store.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO agent_meter_state VALUES (?, ?, ?, ?, ?, ?)",
+                [(st.meter, st.seq, *_point(st.start), *_point(st.last)) for st in states],
+            )
 
     def relays(self) -> dict[str, tuple[bool, str]]:
         """Each meter's wanted relay state (True = on) and its cause."""
-        with self._lock:
-            rows = self._conn.execute("SELECT meter, wanted, cause FROM agent_relay").fetchall()
+        with self._store.read() as conn:
+            rows = conn.execute("SELECT meter, wanted, cause FROM agent_relay").fetchall()
         return {m: (w == "on", c) for m, w, c in rows}
 
     def want_relay(self, meter: str, on: bool, cause: str, at: datetime) -> None:
-        with self._lock:
-            self._conn.execute(
+        with self._store.transaction() as conn:
+            conn.execute(
                 "INSERT OR REPLACE INTO agent_relay VALUES (?, ?, ?, ?)",
                 (meter, "on" if on else "off", cause, at.isoformat()),
             )
+
+
+class OutboxLike(Protocol):
+    """What :func:`hand_over_journal` needs of the outbox."""
+
+    def add_usage(self, record: UsageRecord) -> object: ...
+    def add_event(self, event: Event) -> object: ...
+
+
+def hand_over_journal(store: AgentStore, outbox: OutboxLike) -> int:
+    """Move the rows an older agent left in ``agent_pending`` into ``outbox`` (same bytes, in
+    their order) and drop the table, in one transaction; the number of rows moved."""
+    with store.transaction() as conn:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_pending'"
+        ).fetchone()
+        if found is None:
+            return 0
+        rows = conn.execute("SELECT kind, payload FROM agent_pending ORDER BY id").fetchall()
+        for kind, payload in rows:
+            if kind == "usage":
+                outbox.add_usage(UsageRecord.model_validate_json(payload))
+            else:
+                outbox.add_event(Event.model_validate_json(payload))
+        conn.execute("DROP TABLE agent_pending")
+    if rows:
+        log.warning("moved %d records/events an older agent journalled into the outbox", len(rows))
+    return len(rows)
 
 
 def _point(p: Point | None) -> tuple[str | None, int | None]:

@@ -35,14 +35,13 @@ oldest ``MERGE_WINDOW`` unsent usage rows, the pair with the fewest intervals (s
 import logging
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agent.uplink.sqlite import StoreError, connect, transaction
+from agent.store import AgentStore
 from protocol.messages import MAX_SPAN, Event, UsageRecord
 from protocol.receipts import Receipt
 
@@ -106,19 +105,20 @@ class Outbox:
     """Thread-safe SQLite outbox bounded by ``max_rows`` (see the module docstring)."""
 
     def __init__(
-        self, path: Path, max_rows: int, *, resend_after_s: float = RESEND_AFTER_S
+        self, store: AgentStore | Path, max_rows: int, *, resend_after_s: float = RESEND_AFTER_S
     ) -> None:
+        """``store``: the agent's store (shared, so an add can join the caller's transaction),
+        or a path to open one of its own."""
         if max_rows < 4:
             raise ValueError("max_rows must be at least 4")
-        self.path = path
         self.max_rows = max_rows
         self.send_window = max_rows // 2
         self.resend_after_s = resend_after_s
-        self._lock = threading.Lock()
+        self._store, self._owned = AgentStore.of(store)
+        self.path = self._store.path
         self._listeners: list[Callable[[], None]] = []
-        self._conn = connect(path)
         self._warned_full = False
-        with self._lock, transaction(self._conn, path) as conn:
+        with self._store.transaction() as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -133,10 +133,8 @@ class Outbox:
                 found = (secrets.token_hex(8),)
                 conn.execute("INSERT INTO outbox_meta (key, value) VALUES ('epoch', ?)", found)
             self.epoch: str = str(found[0])
-            self._depth = int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
-            self._sent = int(
-                conn.execute("SELECT count(*) FROM outbox WHERE sent = 1").fetchone()[0]
-            )
+            self._count(conn)
+        self._store.on_rollback(self._recount)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -146,7 +144,7 @@ class Outbox:
         if record.epoch != self.epoch:
             record = record.model_copy(update={"epoch": self.epoch})
         body = record.model_dump_json(exclude_none=True)
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO outbox (kind, meter, seq, merged, import_start, import_end, tariff,"
                 " body) VALUES ('usage', ?, ?, ?, ?, ?, ?, ?)",
@@ -163,13 +161,13 @@ class Outbox:
             row_id = int(cur.lastrowid or 0)
             self._depth += 1
             self._shrink(conn)
-        self._notify()
+        self._store.after_commit(self._notify)
         return row_id
 
     def add_event(self, event: Event) -> int:
         """Store ``event`` durably. Events are never merged or dropped."""
         body = event.model_dump_json(exclude_none=True)
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO outbox (kind, meter, ref, body) VALUES ('event', ?, ?, ?)",
                 (event.meter, event.id, body),
@@ -177,7 +175,7 @@ class Outbox:
             row_id = int(cur.lastrowid or 0)
             self._depth += 1
             self._shrink(conn)
-        self._notify()
+        self._store.after_commit(self._notify)
         return row_id
 
     def next_batch(
@@ -190,7 +188,7 @@ class Outbox:
         ``max_bytes`` of bodies. Atomic with the mark, so a merge cannot change a row between
         being read for publishing and being protected from merging.
         """
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             rows = conn.execute(
                 "SELECT id, kind, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
                 (after, limit),
@@ -201,7 +199,7 @@ class Outbox:
         """Sent rows still unconfirmed past their resend time, oldest first, due again later
         (the delay doubles with each try, up to ``RESEND_MAX_S``)."""
         moment = time.time() if now is None else now
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             rows = conn.execute(
                 "SELECT id, kind, body FROM outbox WHERE sent = 1 AND next_try <= ?"
                 " ORDER BY id LIMIT ?",
@@ -243,7 +241,7 @@ class Outbox:
             log.warning("receipt for epoch %s ignored: this outbox is epoch %s",
                         receipt.epoch, self.epoch)  # fmt: skip
         params = [(m, lo, hi) for m, spans in usage.items() for lo, hi in spans]
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             before = conn.total_changes
             conn.executemany(
                 "DELETE FROM outbox WHERE kind = 'usage' AND sent = 1 AND meter = ?"
@@ -262,46 +260,57 @@ class Outbox:
     def resend_all(self) -> None:
         """Every sent, unconfirmed row is due again now (after a reconnect: the broker may have
         lost it; after the hub came back: nobody may have been there to receive it)."""
-        with self._lock, transaction(self._conn, self.path) as conn:
+        with self._store.transaction() as conn:
             conn.execute("UPDATE outbox SET next_try = 0 WHERE sent = 1")
 
     # -- reading ------------------------------------------------------------------------------
 
     def last_sent_id(self) -> int:
         """The highest id handed out by :meth:`next_batch` (rows up to it are all sent)."""
-        with self._lock:
-            found = self._conn.execute("SELECT max(id) FROM outbox WHERE sent = 1").fetchone()
+        with self._store.read() as conn:
+            found = conn.execute("SELECT max(id) FROM outbox WHERE sent = 1").fetchone()
         return int(found[0] or 0)
 
     def pending(self, limit: int, after: int = 0) -> list[Row]:
         """Up to ``limit`` rows with ``id > after``, oldest first."""
-        with self._lock:
-            try:
-                rows = self._conn.execute(
-                    "SELECT id, kind, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                    (after, limit),
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(self.path, str(exc)) from exc
+        with self._store.read() as conn:
+            rows = conn.execute(
+                "SELECT id, kind, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
         return [Row(int(r[0]), r[1], r[2]) for r in rows]
 
     def depth(self) -> int:
         """Rows the hub has not confirmed yet (usage records and events), sent or not."""
-        with self._lock:
+        with self._store.read():
             return self._depth
 
     def unconfirmed(self) -> int:
         """Rows sent at least once and not yet confirmed by the hub."""
-        with self._lock:
+        with self._store.read():
             return self._sent
 
     def add_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` (quickly, from the writing thread) after every add."""
+        """Call ``listener()`` (quickly, from the writing thread) after every add, once it is
+        committed."""
         self._listeners.append(listener)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        """Close the store if this outbox opened it (a shared one is closed by its owner)."""
+        if self._owned:
+            self._store.close()
+
+    def _count(self, conn: sqlite3.Connection) -> None:
+        self._depth = int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        self._sent = int(conn.execute("SELECT count(*) FROM outbox WHERE sent = 1").fetchone()[0])
+
+    def _recount(self) -> None:
+        """After a rollback (of this outbox's write or of the caller's transaction around it)
+        the counters kept in memory may count rows that were undone."""
+        try:
+            self._count(self._store.conn)
+        except sqlite3.Error:
+            log.exception("outbox: recounting rows after a rollback failed")
 
     # -- merging ------------------------------------------------------------------------------
 

@@ -162,7 +162,7 @@ def test_seen_ids_are_pruned_after_expiry(gate: CommandGate) -> None:
         expires_at=(later + timedelta(minutes=1)).isoformat(),
     )
     gate.accept(raw(fresh), later)
-    ids = [r[0] for r in gate._conn.execute("SELECT id FROM command_seen").fetchall()]
+    ids = [r[0] for r in gate._store.conn.execute("SELECT id FROM command_seen").fetchall()]
     assert ids == ["cmd-2"]
     # the old command is refused as expired even though its id is forgotten
     assert "expired" in rejected(gate, raw(command()), later)

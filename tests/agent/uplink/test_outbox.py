@@ -247,7 +247,7 @@ def test_merging_never_changes_what_is_delivered(
                     else:  # lost: a restarted agent would send it again from the outbox
                         cursor = 0
             if outbox.depth() > max_rows:
-                assert outbox._pick_pair(outbox._conn) is None
+                assert outbox._pick_pair(outbox._store.conn) is None
         waiting = [(r.kind, r.body) for r in outbox.pending(10**6)]
         outbox.close()
     everything = delivered + waiting
