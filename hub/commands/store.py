@@ -17,7 +17,7 @@ The functions take the caller's connection and never commit: the caller owns the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ T_COMMANDS = Command.__table__  # type: ignore[attr-defined]
 RETRY_FIRST = timedelta(seconds=30)
 RETRY_MAX = timedelta(minutes=10)
 GROUPS = {"disconnect": "relay", "reconnect": "relay", "credit": "credit", "prompt": "prompt"}
+CHUNK = 500  # ids per IN (...) list
 
 
 @dataclass(frozen=True)
@@ -53,25 +54,42 @@ def enqueue(
 ) -> str:
     """Store the signed ``command`` (a dict) for ``gateway``, superseding the meter's older open
     commands of the same group; returns its id."""
-    moment = now or datetime.now(UTC)
-    grp = group_of(str(command["action"]))
-    conn.execute(
-        update(T_COMMANDS)
-        .where(T_COMMANDS.c.meter_id == command["meter"], T_COMMANDS.c.grp == grp,
-               T_COMMANDS.c.status.in_(OPEN))
-        .values(status=CommandStatus.SUPERSEDED, done_at=moment,
-                detail=f"superseded by {command['id']}")
-    )  # fmt: skip
-    conn.execute(
-        insert(T_COMMANDS).values(
-            id=command["id"], meter_id=command["meter"], gateway_id=gateway,
-            action=command["action"], grp=grp,
-            payload=json.dumps(command, separators=(",", ":")),
-            status=CommandStatus.QUEUED, detail="", attempts=0, created_at=moment,
-            expires_at=datetime.fromisoformat(command["expires_at"]), next_try_at=moment,
-        )
-    )  # fmt: skip
+    enqueue_many(conn, [(gateway, command)], now)
     return str(command["id"])
+
+
+def enqueue_many(
+    conn: Connection,
+    commands: Sequence[tuple[str, Mapping[str, Any]]],
+    now: datetime | None = None,
+) -> None:
+    """:func:`enqueue` for many (gateway, command) pairs at once, at most one per meter and
+    group (the ingest coordinator queues hundreds of credit states a second)."""
+    if not commands:
+        return
+    moment = now or datetime.now(UTC)
+    by_group: dict[str, list[str]] = {}
+    rows = []
+    for gateway, command in commands:
+        grp = group_of(str(command["action"]))
+        by_group.setdefault(grp, []).append(str(command["meter"]))
+        rows.append({
+            "id": command["id"], "meter_id": command["meter"], "gateway_id": gateway,
+            "action": command["action"], "grp": grp,
+            "payload": json.dumps(command, separators=(",", ":")),
+            "status": CommandStatus.QUEUED, "detail": "", "attempts": 0, "created_at": moment,
+            "expires_at": datetime.fromisoformat(command["expires_at"]), "next_try_at": moment,
+        })  # fmt: skip
+    for grp, meters in by_group.items():
+        for i in range(0, len(meters), CHUNK):
+            conn.execute(
+                update(T_COMMANDS)
+                .where(T_COMMANDS.c.meter_id.in_(meters[i : i + CHUNK]),
+                       T_COMMANDS.c.grp == grp, T_COMMANDS.c.status.in_(OPEN))
+                .values(status=CommandStatus.SUPERSEDED, done_at=moment,
+                        detail="superseded by a newer command")
+            )  # fmt: skip
+    conn.execute(insert(T_COMMANDS), rows)
 
 
 def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
@@ -86,15 +104,17 @@ def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
         .order_by(case((T_COMMANDS.c.grp == "credit", 0), else_=1), T_COMMANDS.c.created_at,
                   T_COMMANDS.c.id).limit(limit)
     ).all()  # fmt: skip
-    out = []
+    by_attempts: dict[int, list[str]] = {}
     for row in rows:
-        delay = min(RETRY_FIRST * 2 ** min(int(row.attempts), 8), RETRY_MAX)
-        conn.execute(
-            update(T_COMMANDS).where(T_COMMANDS.c.id == row.id)
-            .values(attempts=T_COMMANDS.c.attempts + 1, next_try_at=now + delay)
-        )  # fmt: skip
-        out.append(Due(row.id, topic(row.gateway_id, "cmd"), row.payload.encode()))
-    return out
+        by_attempts.setdefault(min(int(row.attempts), 8), []).append(row.id)
+    for attempts, ids in by_attempts.items():
+        delay = min(RETRY_FIRST * 2**attempts, RETRY_MAX)
+        for i in range(0, len(ids), CHUNK):
+            conn.execute(
+                update(T_COMMANDS).where(T_COMMANDS.c.id.in_(ids[i : i + CHUNK]))
+                .values(attempts=T_COMMANDS.c.attempts + 1, next_try_at=now + delay)
+            )  # fmt: skip
+    return [Due(row.id, topic(row.gateway_id, "cmd"), row.payload.encode()) for row in rows]
 
 
 def mark_sent(conn: Connection, ids: Iterable[str], now: datetime) -> None:

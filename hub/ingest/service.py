@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from hub.commands.dispatcher import CommandDispatcher
-from hub.commands.store import enqueue
+from hub.commands.store import enqueue, enqueue_many
 from hub.control.commands import build_command
 from hub.control.credit_state import (
     MeterCredit,
@@ -48,6 +48,8 @@ from hub.ingest.settler_link import SettlerConfig, SettlerLink
 from hub.models import Gateway, Meter
 
 log = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 1.0  # credit states due are queued in the command table at most this often
 
 COUNTERS = (
     "received", "messages", "records", "posted", "duplicates", "quarantined", "mismatches",
@@ -313,6 +315,7 @@ class IngestService:
     # -- coordinator ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        flushed = 0.0
         while True:
             try:
                 credit = self._reports.get(timeout=0.1)
@@ -329,9 +332,11 @@ class IngestService:
                 except Exception:  # a bug must not stop ingest: log, keep going
                     log.exception("ingest: credit control after settled batches failed")
                 self._busy = False
-            cpu = time.thread_time()
-            self._flush_credit()
-            self._count(credit_cpu_ms=int((time.thread_time() - cpu) * 1000))
+            if time.monotonic() - flushed >= FLUSH_EVERY_S:  # one write transaction a second
+                flushed = time.monotonic()
+                cpu = time.thread_time()
+                self._flush_credit()
+                self._count(credit_cpu_ms=int((time.thread_time() - cpu) * 1000))
         self._flush_credit(force=True)  # the newest states of the last batches, before leaving
 
     def _ack(self, acks: dict[int, list[int]]) -> None:
@@ -379,8 +384,7 @@ class IngestService:
         if not commands:
             return
         with write_tx(self.engine) as conn:
-            for gateway, command in commands:
-                enqueue(conn, gateway, command)
+            enqueue_many(conn, commands)
         self.wake_commands()
 
 
