@@ -171,6 +171,25 @@ def test_hub_and_gateway_reconnect_in_random_order(
     assert_charged_exactly(system, start_wh, end_wh)
 
 
+def gateway_not_started(
+    processes: Processes, work: Path, broker: Broker, *, ttl_s: int | None = None
+) -> tuple[System, str]:
+    """The hub (commands valid ``ttl_s``), provisioned, Ivy topped up, and her meter simulated;
+    the system and the agent's configuration, the agent not started yet."""
+    work.mkdir()
+    env = {"SMSA_HUB_COMMAND_TTL_S": str(ttl_s)} if ttl_s else None
+    hub_url, admin_key = start_hub(processes, work, broker.url, env=env)
+    api = HubApi(hub_url, admin_key)
+    command_key = provision(api, [IVY])
+    api.topup("ivy", "500.00")
+    sim_port = free_port()
+    start_meter_sim(processes, "meter-sim", ["--tcp", f"127.0.0.1:{sim_port}"], [IVY], SPEED)
+    buses = [{"name": "tcp0", "transport": "tcp", "host": "127.0.0.1", "port": sim_port}]
+    config = agent_toml(broker.url, command_key, work / "agent.db", buses, [IVY])
+    modbus = ModbusTcpClient("127.0.0.1", port=sim_port, timeout=1.0, retries=0)
+    return System(processes, api, hub_url, sim_port, broker.url, [IVY], modbus), config
+
+
 def command_states(api: HubApi, meter: str, command_id: str) -> list[str]:
     for command in api.get(f"/meters/{meter}/commands"):
         if command["id"] == command_id:
@@ -182,16 +201,9 @@ def test_operator_commands_reach_the_relay_before_first_connect_and_across_a_bro
     processes: Processes, tmp_path: Path, mosquitto: Broker
 ) -> None:
     work = tmp_path / "work"
-    work.mkdir()
-    hub_url, admin_key = start_hub(processes, work, mosquitto.url)
-    api = HubApi(hub_url, admin_key)
+    system, config = gateway_not_started(processes, work, mosquitto)
+    api = system.api
     try:
-        command_key = provision(api, [IVY])
-        api.topup("ivy", "500.00")
-        sim_port = free_port()
-        start_meter_sim(processes, "meter-sim", ["--tcp", f"127.0.0.1:{sim_port}"], [IVY], SPEED)
-        system = System(processes, api, hub_url, sim_port, mosquitto.url, [IVY], _modbus(sim_port))
-
         # the gateway has never connected: the broker has no session to queue it in
         off = api.post(f"/meters/{IVY.meter}/disconnect", {"reason": "before first connect"})
         assert off["status"] == "queued"
@@ -199,9 +211,7 @@ def test_operator_commands_reach_the_relay_before_first_connect_and_across_a_bro
         assert system.relay_on(IVY.unit)
         # the operator sees a meter whose last command is not applied yet
         assert api.get(f"/meters/{IVY.meter}")["pending_command"] == "sent"
-        buses = [{"name": "tcp0", "transport": "tcp", "host": "127.0.0.1", "port": sim_port}]
-        start_agent(processes, work, agent_toml(mosquitto.url, command_key, work / "agent.db",
-                                                buses, [IVY]))  # fmt: skip
+        start_agent(processes, work, config)
         wait_for(lambda: not system.relay_on(IVY.unit), timeout=30)
         wait_for(lambda: command_states(api, IVY.meter, off["command_id"]) == [
             "queued", "sent", "applied"], timeout=20)  # fmt: skip
@@ -228,18 +238,9 @@ def test_a_command_that_expires_while_the_gateway_is_away_never_acts(
     processes: Processes, tmp_path: Path, mosquitto: Broker
 ) -> None:
     work = tmp_path / "work"
-    work.mkdir()
-    hub_url, admin_key = start_hub(processes, work, mosquitto.url,
-                                   env={"SMSA_HUB_COMMAND_TTL_S": "10"})  # fmt: skip
-    api = HubApi(hub_url, admin_key)
+    system, config = gateway_not_started(processes, work, mosquitto, ttl_s=10)
+    api = system.api
     try:
-        command_key = provision(api, [IVY])
-        api.topup("ivy", "500.00")
-        sim_port = free_port()
-        start_meter_sim(processes, "meter-sim", ["--tcp", f"127.0.0.1:{sim_port}"], [IVY], SPEED)
-        system = System(processes, api, hub_url, sim_port, mosquitto.url, [IVY], _modbus(sim_port))
-        buses = [{"name": "tcp0", "transport": "tcp", "host": "127.0.0.1", "port": sim_port}]
-        config = agent_toml(mosquitto.url, command_key, work / "agent.db", buses, [IVY])
         start_agent(processes, work, config)
         wait_for(lambda: api.get(f"/meters/{IVY.meter}")["last_seq"], timeout=20)
         processes.stop("agent")  # the gateway is away (its session at the broker stays)
@@ -261,7 +262,3 @@ def test_a_command_that_expires_while_the_gateway_is_away_never_acts(
     finally:
         processes.stop_all()
         api.close()
-
-
-def _modbus(port: int) -> ModbusTcpClient:
-    return ModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0)
