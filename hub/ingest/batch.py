@@ -16,10 +16,10 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -60,9 +60,11 @@ from hub.ingest.reads import (
     load_pending,
     load_states,
     mix_windows,
+    posted_edges,
     posted_keys,
     posted_mtd,
     provider_accounts,
+    reset_claims,
     save_states,
 )
 from hub.ledger import AccountState, BatchResult, UsagePosting, post_usage_batch
@@ -71,6 +73,7 @@ from hub.ledger.posting import apply_deltas
 from hub.rating.engine import Rated, rate
 from hub.rating.mix import proportions
 from hub.rating.payers import SplitRuleError, payer_weights, portions
+from hub.rating.register import Edge, Placed, Refused, place
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory, load_histories
 from protocol import topics
@@ -338,6 +341,9 @@ class BatchProcessor:
             release_gap = work.now - oldest >= self.hold
             last_index = -1
             meter_postings: list[UsagePosting] = []
+            initial = state
+            # the gateway's reported resets: read once per meter, only if a record needs them
+            claims = cache(partial(reset_claims, conn, meter_id, meter.gateway_id, work.events))
             for rec in recs:
                 r = rec.record
                 in_order = r.seq > state.seq
@@ -346,17 +352,35 @@ class BatchProcessor:
                         to_hold.append(rec)
                         work.counts["held"] += 1
                     continue
+                placed: Placed | Refused | None = None
                 try:
                     tariff = history.at(r.end)
                     problem = unknown[id(tariff)]
                     if problem is None:
+                        # The register rule (hub.rating.register), before rating: an in-order
+                        # record follows the newest posted one; a late one must fit between
+                        # its posted neighbours.
+                        above: Edge | None = None
+                        below: Edge | None = None
+                        if not in_order:
+                            below, above = posted_edges(conn, meter_id, r.seq, meter_postings)
+                        elif state.register is not None:
+                            below = Edge(state.newest, state.register, state.until,
+                                         state.segment)  # fmt: skip
+                        placed = place(r.seq, (r.import_start, r.import_end), (r.start, r.end),
+                                       below=below, above=above, merged=r.merged,
+                                       claims=claims)  # fmt: skip
+                    if isinstance(placed, Placed):
+                        at = state if placed.reset is None or not in_order else replace(
+                            state, segment=placed.segment)  # fmt: skip
                         mtd = None if in_order else posted_mtd(conn, tariff, r)
                         windows = mixes.get(meter_id)
                         mix = proportions(windows, r.start, r.end) if windows else {}
-                        rated = rate(tariff, state, r, mix=mix, month_to_date=mtd,
+                        rated = rate(tariff, at, r, mix=mix, month_to_date=mtd,
                                      in_order=in_order)  # fmt: skip
                         posting = self._posting(meter, weights=weights, providers=providers,
-                                                tariff=tariff, r=r, rated=rated)  # fmt: skip
+                                                tariff=tariff, r=r, rated=rated,
+                                                segment=placed.segment)  # fmt: skip
                 except SQLAlchemyError:
                     raise
                 except Exception as exc:  # this record alone; it must not poison the batch
@@ -372,23 +396,40 @@ class BatchProcessor:
                     work.counts["gaps_skipped"] += 1
                     why = f"records {state.seq + 1}..{r.seq - r.merged} never arrived in time"
                     events.append(event_row(work.now, "seq_gap", meter_id, why, {"seq": r.seq}))
+                if isinstance(placed, Refused):
+                    work.quarantine_payload(usage_topic(rec), record_json(r), placed.reason)
+                    work.settled.record(rec.gateway, r)
+                    events.append(event_row(work.now, "tamper", meter_id, placed.reason,
+                                            {"rule": placed.rule, "seq": r.seq}))  # fmt: skip
+                    if in_order:  # handled: the records after it need not wait for it
+                        state = replace(state, seq=r.seq, posted=state.newest)
+                    if rec.pending:
+                        released.append((meter_id, r.seq))
+                    continue
+                assert placed is not None
+                if placed.reset is not None:
+                    reset = placed.reset
+                    events.append(event_row(work.now, "register_reset", meter_id,
+                                         f"register went back from {reset.old_wh} to "
+                                         f"{reset.new_wh} Wh; segment {placed.segment} starts "
+                                         f"at seq {r.seq}",
+                                         {"seq": r.seq, "segment": placed.segment}))  # fmt: skip
                 if not in_order:
                     work.counts["late"] += 1
-                if in_order and state.register is not None and r.import_start < state.register:
-                    events.append(event_row(work.now, "register_reset", meter_id,
-                                         f"register went back from {state.register} to "
-                                         f"{r.import_start} at seq {r.seq}",
-                                         {"seq": r.seq}))  # fmt: skip
                 if r.shares:
                     self._check_shares(r, rated, mix=mix, mismatches=mismatches, work=work)
                 meter_postings.append(posting)
                 state = rated.state
+                if not in_order and above is None:  # late, yet the newest posted record
+                    state = replace(state, register=r.import_end, until=r.end,
+                                    segment=placed.segment,
+                                    posted=None if r.seq == state.seq else r.seq)  # fmt: skip
                 work.settled.record(rec.gateway, r)
                 if rec.pending:
                     released.append((meter_id, r.seq))
                     work.counts["released"] += 1
                 last_index = len(meter_postings) - 1
-            if last_index >= 0:
+            if last_index >= 0 or state is not initial:
                 postings.extend(meter_postings)
                 carries[meter_id] = state.dump()
                 out.states[meter_id] = state
@@ -444,6 +485,7 @@ class BatchProcessor:
                     f"rejected {[(p.meter_id, p.seq, why) for p, why in result.rejected[:3]]}"
                 )
             work.counts["posted"] += len(result.posted)
+        if carries:  # also states moved past refused records only
             save_states(conn, carries, work.now)
         if events:
             conn.execute(insert(T_EVENTS), events)
@@ -460,6 +502,7 @@ class BatchProcessor:
         tariff: Tariff,
         r: UsageRecord,
         rated: Rated,
+        segment: int = 0,
     ) -> UsagePosting:
         lines: list[tuple[str, int]] = [(a, -v) for a, v in portions(rated.debit, weights).items()]
         credits: dict[str, int] = {}
@@ -482,6 +525,7 @@ class BatchProcessor:
             interval_start=r.start,
             interval_end=r.end,
             metadata=meta,
+            segment=segment,
         )
 
     def _check_shares(

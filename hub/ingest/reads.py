@@ -15,6 +15,7 @@ from hub.ingest.model import (
     CHUNK,
     T_ACCOUNTS,
     T_CARRY,
+    T_EVENTS,
     T_METERS,
     T_MIX,
     T_PENDING,
@@ -24,13 +25,15 @@ from hub.ingest.model import (
     MeterCfg,
     Rec,
 )
+from hub.ledger import UsagePosting
 from hub.ledger.bulk import bulk_insert, select_in
 from hub.rating.mix import MixWindow
 from hub.rating.payers import Sharer
+from hub.rating.register import Claim, Edge
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory
 from protocol.errors import ProtocolError
-from protocol.messages import UsageRecord, parse
+from protocol.messages import Event, UsageRecord, parse
 from protocol.tariff import Tariff
 
 
@@ -128,6 +131,51 @@ def posted_mtd(conn: Connection, tariff: Tariff, r: UsageRecord) -> Fraction:
         T_POSTED.c.interval_end <= r.start,
     )  # fmt: skip
     return Fraction(int(conn.execute(stmt).scalar_one()))
+
+
+def posted_edges(
+    conn: Connection, meter_id: str, seq: int, unwritten: Iterable[UsagePosting] = ()
+) -> tuple[Edge | None, Edge | None]:
+    """The meter's posted records nearest below and above ``seq`` (a late record's place),
+    including ``unwritten`` ones (this batch's postings of the meter, not yet written)."""
+    p = T_POSTED.c
+    low = conn.execute(
+        select(p.seq, p.import_end, p.interval_end, p.segment)
+        .where(p.meter_id == meter_id, p.seq < seq).order_by(p.seq.desc()).limit(1)
+    ).first()  # fmt: skip
+    high = conn.execute(
+        select(p.seq, p.import_start, p.interval_start, p.segment)
+        .where(p.meter_id == meter_id, p.seq > seq).order_by(p.seq).limit(1)
+    ).first()  # fmt: skip
+    below = None if low is None else Edge(int(low[0]), int(low[1]), low[2], int(low[3]))
+    above = None if high is None else Edge(int(high[0]), int(high[1]), high[2], int(high[3]))
+    for u in unwritten:
+        if u.seq < seq and (below is None or u.seq > (below.seq or 0)):
+            below = Edge(u.seq, u.import_end, u.interval_end, u.segment)
+        elif u.seq > seq and (above is None or u.seq < (above.seq or 0)):
+            above = Edge(u.seq, u.import_start, u.interval_start, u.segment)
+    return below, above
+
+
+RESET_CLAIMS = 100  # a meter's newest register_reset events read for a reset claim
+
+
+def reset_claims(
+    conn: Connection, meter_id: str, gateway_id: str, batch: Iterable[tuple[str, Event]] = ()
+) -> list[Claim]:
+    """The register resets the meter's gateway reported (``register_reset`` events with
+    ``old_wh``, ``new_wh``, ``old_at``, ``new_at``): stored ones, newest first, then those of
+    ``batch`` (this batch's events, stored only when it commits)."""
+    rows = conn.execute(
+        select(T_EVENTS.c.data)
+        .where(T_EVENTS.c.meter_id == meter_id, T_EVENTS.c.kind == "register_reset")
+        .order_by(T_EVENTS.c.id.desc()).limit(RESET_CLAIMS)
+    ).scalars()  # fmt: skip
+    found = [Claim.from_data(d) for d in rows
+             if isinstance(d, dict) and d.get("gateway") == gateway_id]  # fmt: skip
+    found += [Claim.from_data(e.data) for gw, e in batch if gw == gateway_id
+              and e.meter == meter_id and e.kind == "register_reset"]  # fmt: skip
+    return [c for c in found if c is not None]
 
 
 def provider_accounts(conn: Connection, histories: Iterable[TariffHistory]) -> dict[str, str]:

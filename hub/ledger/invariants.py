@@ -77,6 +77,40 @@ _VIOLATIONS: dict[str, tuple[str, str]] = {
     ),
 }
 
+# Invariant 6 per register segment (posted_usage.segment, hub.rating.register): in seq order,
+# each record starts at or after the end of the one before it in its segment (no Wh posted
+# twice) and, when their seqs are consecutive, exactly there (no Wh skipped); segments follow
+# each other in seq order. So a segment's posted energy plus what its missing seqs left out
+# equals its register span, MAX(import_end) - MIN(import_start). One row per (meter, segment)
+# that breaks it, with the first offending seq.
+_SEGMENT_ROWS = (
+    "SELECT meter_id, segment, seq, import_start, import_end, "
+    "CASE WHEN segment = prev_segment AND seq > prev_seq + 1 AND import_start > prev_end "
+    "THEN import_start - prev_end ELSE 0 END AS unposted, "
+    "CASE WHEN import_end < import_start OR segment < prev_segment OR (segment = prev_segment "
+    "AND (import_start < prev_end OR (seq = prev_seq + 1 AND import_start <> prev_end))) "
+    "THEN 1 ELSE 0 END AS bad FROM (SELECT meter_id, segment, seq, import_start, import_end, "
+    "LAG(seq) OVER w AS prev_seq, LAG(segment) OVER w AS prev_segment, LAG(import_end) OVER w "
+    "AS prev_end FROM posted_usage WINDOW w AS (PARTITION BY meter_id ORDER BY seq)) t"
+)
+_SEGMENTS = (
+    "SELECT meter_id, segment, MIN(seq) AS first_seq, MAX(seq) AS last_seq, "
+    "CAST(SUM(import_end - import_start) AS BIGINT) AS posted_wh, "
+    "CAST(SUM(unposted) AS BIGINT) AS unposted_wh, "
+    "MAX(import_end) - MIN(import_start) AS register_wh, "
+    "MIN(CASE WHEN bad = 1 THEN seq END) AS bad_seq "
+    f"FROM ({_SEGMENT_ROWS}) r GROUP BY meter_id, segment"
+)
+_SEGMENT_VIOLATIONS = (
+    f"{_SEGMENTS} HAVING MAX(bad) = 1 OR SUM(import_end - import_start) + SUM(unposted) "
+    "<> MAX(import_end) - MIN(import_start) ORDER BY meter_id, segment"
+)
+_SEGMENT_TOTALS = (
+    "SELECT COUNT(DISTINCT meter_id) AS meters, COUNT(*) AS segments, "
+    "COALESCE(SUM(posted_wh), 0) AS posted_wh, COALESCE(SUM(unposted_wh), 0) AS unposted_wh, "
+    f"COALESCE(SUM(register_wh), 0) AS register_wh FROM ({_SEGMENTS}) s"
+)
+
 _ENERGY_TOTALS = (
     "SELECT COUNT(DISTINCT meter_id) AS meters, COALESCE(SUM(import_end - import_start), 0) AS "
     "posted_wh, COALESCE(SUM(CASE WHEN seq = prev_seq + 1 AND import_start < prev_end THEN 1 "
@@ -144,6 +178,12 @@ def check_invariants(db: Executor) -> dict[str, Any]:
     ), "protected_supply": (
         _protected_sql(conn.dialect.name),
         "a protected customer is never cut off automatically (an operator alert instead)",
+    ), "energy_follows_register": (
+        _SEGMENT_VIOLATIONS,
+        "within each register segment of a meter, posted spans follow each other in seq "
+        "order without overlapping, so posted energy plus the energy of missing seqs equals "
+        "the segment's register span; a register going back starts a new segment only where "
+        "the hub accepted a reported reset",
     )}  # fmt: skip
     for name, (sql, rule) in violations.items():
         rows = conn.execute(text(sql)).mappings().all()
@@ -153,6 +193,8 @@ def check_invariants(db: Executor) -> dict[str, Any]:
         checks[name] = {"ok": not rows, "detail": detail}
     totals = conn.execute(text(_ENERGY_TOTALS)).mappings().one()
     checks["energy"]["detail"].update({k: int(v) for k, v in totals.items()})
+    segments = conn.execute(text(_SEGMENT_TOTALS)).mappings().one()
+    checks["energy_follows_register"]["detail"].update({k: int(v) for k, v in segments.items()})
     counts = conn.execute(
         text("SELECT (SELECT COUNT(*) FROM journal_entries) AS entries, "
              "(SELECT COUNT(*) FROM journal_lines) AS lines, "

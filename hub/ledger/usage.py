@@ -28,7 +28,9 @@ class UsagePosting:
     """One rated usage record. ``lines`` as in ``post_entry`` (customer debits negative,
     provider shares positive); empty when the interval costs nothing (it is still recorded).
     ``import_start``/``import_end``: the meter's cumulative register (base units) at the ends.
-    ``carry``: the meter's rating carry state after this record (opaque), saved if given."""
+    ``carry``: the meter's rating carry state after this record (opaque), saved if given.
+    ``segment``: the meter's register segment the record belongs to (``hub.rating.register``;
+    0 until the caller accepts a register reset)."""
 
     meter_id: str
     seq: int
@@ -41,6 +43,7 @@ class UsagePosting:
     memo: str = ""
     metadata: Mapping[str, Any] | None = None
     carry: str | None = None
+    segment: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ def _problem(p: UsagePosting) -> str | dict[str, int]:
     """Why the record cannot be posted, or its net change per account."""
     if type(p.seq) is not int or p.seq < 0:
         return "seq must be a non-negative integer"
+    if type(p.segment) is not int or p.segment < 0:
+        return "segment must be a non-negative integer"
     if type(p.import_start) is not int or type(p.import_end) is not int or p.import_start < 0:
         return "registers must be non-negative integers"
     if p.import_end < p.import_start:
@@ -168,6 +173,7 @@ def _write(
     insert_columns(conn, posted, {
         "meter_id": meter_ids, "seq": seqs, "entry_id": ids,
         "import_start": [p.import_start for p in todo], "import_end": [p.import_end for p in todo],
+        "segment": [p.segment for p in todo],
         "interval_start": [p.interval_start for p in todo], "interval_end": ends,
     })  # fmt: skip
     apply_deltas(conn, deltas)

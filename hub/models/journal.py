@@ -45,7 +45,9 @@ class JournalLine(SQLModel, table=True):
 
 class PostedUsage(SQLModel, table=True):
     """One usage record posted: (meter, seq) is the dedup key; the registers (base units)
-    at both ends of the interval are kept to check posted energy against the register."""
+    at both ends of the interval are kept to check posted energy against the register.
+    ``segment`` numbers the meter's register segments (0 first, one more after each register
+    reset the hub accepted, ``hub.rating.register``): within a segment spans never overlap."""
 
     __tablename__ = "posted_usage"
     meter_id: str = Field(foreign_key="meters.id", primary_key=True, max_length=64)
@@ -53,6 +55,7 @@ class PostedUsage(SQLModel, table=True):
     entry_id: int = Field(foreign_key="journal_entries.id", sa_type=BigId, unique=True)
     import_start: int = Field(sa_type=BigInteger)
     import_end: int = Field(sa_type=BigInteger)
+    segment: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     interval_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
     interval_end: datetime | None = Field(default=None, sa_type=UTCDateTime)
 

@@ -169,9 +169,9 @@ def rate(
             mtd = _plus(month_to_date, energy)
         else:
             mtd = energy_in_end_month(tariff, start, end, energy)
-        new = MeterState(
-            seq=record.seq, carry=carry, month=end_month, mtd=mtd, register=record.import_end
-        )
+        new = MeterState(seq=record.seq, carry=carry, month=end_month, mtd=mtd,
+                         register=record.import_end, segment=state.segment,
+                         until=record.end)  # fmt: skip
     return Rated(shares=shares, debit=sum(shares.values()), state=new, exact=exact)
 
 

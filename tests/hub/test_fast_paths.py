@@ -128,6 +128,9 @@ def test_portions_is_the_protocols_split(debit: int, weights: dict[str, int]) ->
     assert list(portions(debit, weights).items()) == list(want.items())
 
 
+ZONES = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
+
+
 def _json_dump(state: MeterState) -> str:
     """MeterState.dump as json.dumps writes it (the general path)."""
     data: dict[str, Any] = {"seq": state.seq, "carry": dump_carry(state.carry)}
@@ -136,6 +139,12 @@ def _json_dump(state: MeterState) -> str:
         data["mtd"] = f"{state.mtd.numerator}/{state.mtd.denominator}"
     if state.register is not None:
         data["register"] = state.register
+    if state.segment:
+        data["segment"] = state.segment
+    if state.posted is not None:
+        data["posted"] = state.posted
+    if state.until is not None:
+        data["until"] = state.until.isoformat()
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -145,12 +154,26 @@ def _json_dump(state: MeterState) -> str:
     st.one_of(st.none(), st.text(max_size=8)),
     st.fractions(min_value=0, max_denominator=10**6),
     st.one_of(st.none(), st.integers(0, 10**15)),
+    st.integers(0, 10**6),
+    st.one_of(st.none(), st.datetimes(timezones=st.sampled_from(ZONES))),
+    st.one_of(st.none(), st.integers(0, 2**53)),
 )
-def test_state_dump_is_json_dumps(
-    seq: int, carry: dict[str, Fraction], month: str | None, mtd: Fraction, register: int | None
+def test_state_dump_is_json_dumps(  # noqa: PLR0917 (hypothesis passes them positionally)
+    seq: int,
+    carry: dict[str, Fraction],
+    month: str | None,
+    mtd: Fraction,
+    register: int | None,
+    segment: int,
+    until: datetime | None,
+    posted: int | None,
 ) -> None:
-    state = MeterState(seq=seq, carry=carry, month=month, mtd=mtd, register=register)
+    state = MeterState(seq=seq, carry=carry, month=month, mtd=mtd, register=register,
+                       segment=segment, until=until, posted=posted)  # fmt: skip
     assert state.dump() == _json_dump(state)
+    loaded = MeterState.load(state.dump())
+    assert (loaded.register, loaded.segment, loaded.until, loaded.posted) == (
+        register, segment, until, posted)  # fmt: skip
 
 
 def test_select_in_returns_what_a_core_select_does(engine: Engine) -> None:

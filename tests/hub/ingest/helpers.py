@@ -21,9 +21,16 @@ T0 = datetime(2026, 3, 30, 22, 0, tzinfo=UTC)  # crosses a month end in the stre
 
 
 def records_for(
-    meter: str, n: int, *, start_seq: int = 1, register: int = 1000, step_s: int = 900,
+    meter: str, n: int, *, start_seq: int = 1, register: int | None = None, step_s: int = 900,
     t0: datetime = T0, rng: random.Random | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
+    """Records ``start_seq`` .. ``start_seq + n - 1`` of the meter. With neither ``register``
+    nor ``rng`` given they are part of one stream per meter, starting at 1000 Wh at seq 1, so
+    records of later seqs continue the register where the earlier ones left it (the hub refuses
+    a span posted twice: hub.rating.register)."""
+    if register is None and rng is None and start_seq > 1:
+        return records_for(meter, start_seq - 1 + n, step_s=step_s, t0=t0)[start_seq - 1 :]
+    register = 1000 if register is None else register
     rng = rng or random.Random(meter)
     out = []
     t = t0 + timedelta(seconds=step_s * (start_seq - 1))
