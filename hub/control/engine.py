@@ -10,7 +10,7 @@ actions. For each paying account, in one transaction:
    event, before any cut-off;
 2. emergency credit: still below zero, lower the floor by ``emergency_credit`` once per
    exhaustion (``emergency_credit`` event); at or above zero again, restore the floor;
-3. per meter, ``agent.rules.evaluate`` (the agent's own rules) with the memory kept in the
+3. per meter, ``protocol.rules.evaluate`` (the agent's own rules) with the memory kept in the
    database: low-credit prompts (``low_credit`` event + ``prompt`` command), grace, friendly
    hours, protected customers (``operator_alert`` instead of a cut-off), ``disconnect`` (one
    command and event per exhaustion, with reason and rule) and ``reconnect`` (hysteresis).

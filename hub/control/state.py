@@ -1,6 +1,6 @@
 """What credit control reads and keeps in the database, inside the caller's transaction.
 
-Per meter, the rules' memory (``agent.rules.Memory``: prompted thresholds, exhaustion time,
+Per meter, the rules' memory (``protocol.rules.Memory``: prompted thresholds, exhaustion time,
 friendly-period start, relay as the rules last set it) is kept in the meter's customer row,
 ``customers.flags["credit_memory"][meter_id]``; the customer row is locked (``FOR UPDATE`` on
 PostgreSQL; SQLite holds the write lock from ``BEGIN IMMEDIATE``) before it is read, so two
