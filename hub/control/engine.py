@@ -62,7 +62,8 @@ from hub.db import read_tx, run_tx
 from hub.errors import NotFoundError
 from hub.ledger import post_entry, set_floor
 from hub.ledger._sql import accounts, customers, meters
-from hub.models import EntryKind, Gateway, MeterCustomer
+from hub.models import EntryKind, Gateway
+from hub.rating.payers import shared_meters
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ QUEUED = "queued"  # a command's status when credit control has decided it (hub.
 
 Clock = Callable[[], datetime]
 Known = tuple[int, Mapping[str, Any] | None, bool]  # (balance, flags, protected)
-_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
 _gateways = Gateway.__table__  # type: ignore[attr-defined]
 
 
@@ -376,8 +376,7 @@ def meters_of(conn: Connection, account_id: str) -> list[str]:
     alternate account it is."""
     found = set(conn.execute(select(meters.c.id).where(meters.c.customer_id == account_id))
                 .scalars())  # fmt: skip
-    found |= set(conn.execute(select(_sharing.c.meter_id)
-                              .where(_sharing.c.customer_id == account_id)).scalars())  # fmt: skip
+    found |= shared_meters(conn, [account_id])
     for row in conn.execute(select(meters.c.id, meters.c.split_rule)
                             .where(meters.c.split_rule.is_not(None))):  # fmt: skip
         if account_id in ((row.split_rule or {}).get("accounts") or {}):
@@ -399,8 +398,7 @@ def meters_paid_by_any(conn: Connection, account_ids: set[str]) -> list[str]:
         part = ids[i : i + CHUNK]
         found |= set(conn.execute(select(meters.c.id).where(meters.c.customer_id.in_(part)))
                      .scalars())  # fmt: skip
-        found |= set(conn.execute(select(_sharing.c.meter_id)
-                                  .where(_sharing.c.customer_id.in_(part))).scalars())  # fmt: skip
+    found |= shared_meters(conn, ids)
     for row in conn.execute(select(meters.c.id, meters.c.split_rule)
                             .where(meters.c.split_rule.is_not(None))):  # fmt: skip
         if account_ids & set((row.split_rule or {}).get("accounts") or {}):
