@@ -22,11 +22,11 @@ from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
-from agent.rules import Decision, Memory, Relay, evaluate
 from agent.store import AgentStore
 from protocol.apportion import apportion, dump_carry, load_carry
 from protocol.messages import CreditState, UsageRecord
 from protocol.rating import price_interval
+from protocol.rules import Decision, Memory, Relay, evaluate
 from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class CreditBook:
     # -- decisions ----------------------------------------------------------------------------
 
     def decide(self, meter_id: str, now: datetime) -> Decision:
-        """What the rules say now (``agent.rules``). The decision is taken as carried out: a
+        """What the rules say now (``protocol.rules``). The decision is taken as carried out: a
         ``disconnect`` marks the meter disconnected, so it is not repeated at the next poll; call
         :meth:`set_relay` if the relay could not be switched or was switched otherwise."""
         with self._store.transaction() as conn:

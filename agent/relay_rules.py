@@ -102,7 +102,7 @@ Outcome = ReadBack | BusFailed | NoRelay
 
 
 class Decision(Protocol):
-    """A credit decision (``agent.rules.Decision``)."""
+    """A credit decision (``protocol.rules.Decision``)."""
 
     @property
     def action(self) -> str: ...

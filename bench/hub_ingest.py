@@ -47,9 +47,9 @@ from paho.mqtt.properties import Properties
 from sqlalchemy import Engine, func, select
 
 from hub.db import make_engine, migrate, read_tx
-from hub.ingest.seed import seed_world
 from hub.ledger import check_invariants
 from hub.models import metadata
+from tests.hub.seed import seed_world
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hub_ingest.json"
 GOAL = 0.8

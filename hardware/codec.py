@@ -71,10 +71,3 @@ def scaled(raw: int | float, scale: Decimal) -> Decimal:
     if isinstance(raw, float):
         return Decimal(repr(raw)) * scale
     return Decimal(raw) * scale
-
-
-def raw_for(value: Decimal | float, scale: Decimal, rtype: str) -> int | float:
-    """The raw register number that represents an engineering value (rounded for integers)."""
-    if rtype.startswith("float"):
-        return float(Decimal(str(value)) / scale)
-    return int((Decimal(str(value)) / scale).to_integral_value())

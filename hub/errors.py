@@ -128,11 +128,3 @@ class AlreadyReversedError(LedgerError):
         super().__init__(f"entry {entry_id} is already reversed by entry {reversal_id}")
         self.entry_id = entry_id
         self.reversal_id = reversal_id
-
-
-class InvalidUsageError(LedgerError):
-    def __init__(self, meter_id: str, seq: int, reason: str) -> None:
-        super().__init__(f"usage {meter_id}#{seq}: {reason}")
-        self.meter_id = meter_id
-        self.seq = seq
-        self.reason = reason

@@ -1,1 +1,2 @@
-"""The MQTT contract shared by the agent and the hub: topics, messages, signing, rating."""
+"""The MQTT contract shared by the agent and the hub: topics, messages, signing, rating,
+credit rules."""

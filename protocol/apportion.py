@@ -4,13 +4,58 @@ The customer is debited the whole part of everything owed so far; that debit is 
 providers by what each is owed, and whatever fraction is left stays in the carry for the next
 record. So nothing drifts: over any run, the debits equal the exact charge within one minor unit,
 no share is negative, and the shares always sum exactly to the debit.
+
+One implementation, used by the agent and the hub alike: the amounts are brought over a common
+denominator and apportioned in integers (:func:`apportion_int`); Fraction arithmetic, which
+normalises by gcd on every operation, would make apportioning the hub's most expensive step per
+record. :func:`apportion_linear` is the hub's usual case (integer rates times energy) without
+building a Fraction at all.
 """
 
-from collections.abc import Mapping
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
-from math import floor
+from math import gcd, lcm
 
 Carry = dict[str, Fraction]
+
+
+class ScaledCarry(Mapping[str, Fraction]):
+    """A carry as integer numerators over one denominator: ``{p: Fraction(n[p], d)}``.
+
+    What ``apportion_linear`` returns, so that rating a meter's next record reads the numerators
+    directly instead of building (and gcd-normalising) a Fraction per provider per record and
+    taking them apart again. Read as a mapping it equals that dict of Fractions, in the same
+    key order."""
+
+    __slots__ = ("denominator", "numerators")
+
+    def __init__(self, denominator: int, numerators: dict[str, int]) -> None:
+        self.denominator = denominator
+        self.numerators = numerators
+
+    def __getitem__(self, provider: str) -> Fraction:
+        return Fraction(self.numerators[provider], self.denominator)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.numerators)
+
+    def __len__(self) -> int:
+        return len(self.numerators)
+
+    def __repr__(self) -> str:
+        return f"ScaledCarry({dict(self)!r})"
+
+    def dump(self) -> dict[str, str]:
+        """``dump_carry(self)`` without building Fractions."""
+        d = self.denominator
+        out: dict[str, str] = {}
+        for p, n in self.numerators.items():
+            if n:
+                g = gcd(n, d)
+                out[p] = f"{n // g}/{d // g}"
+        return out
 
 
 def apportion(
@@ -19,19 +64,66 @@ def apportion(
     """``(shares, new_carry)`` for ``amounts`` owed on top of the ``carry`` from earlier records."""
     if any(v < 0 for v in amounts.values()):
         raise ValueError("amounts owed cannot be negative")
-    providers = sorted(set(amounts) | set(carry))
-    owed = {p: carry.get(p, Fraction(0)) + amounts.get(p, Fraction(0)) for p in providers}
-    debit = floor(sum(owed.values(), Fraction(0)))
+    zero = Fraction(0)
+    owed_f = {p: carry.get(p, zero) + amounts.get(p, zero) for p in set(amounts) | set(carry)}
+    d = lcm(*(v.denominator for v in owed_f.values())) if owed_f else 1
+    owed = {p: v.numerator * (d // v.denominator) for p, v in owed_f.items()}
+    shares, rest = apportion_int(owed, d)
+    return shares, {p: Fraction(n, d) for p, n in rest.items()}
+
+
+def apportion_int(owed: Mapping[str, int], d: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Shares and carried numerators for amounts ``owed[p] / d`` (providers sorted by name).
+
+    The debit is the whole part of the sum; each provider owed something positive gets its
+    proportional share rounded down, and each unit left goes to the largest remainder."""
+    providers = sorted(owed)
+    debit = sum(owed.values()) // d
     shares = dict.fromkeys(providers, 0)
-    positive = sum((v for v in owed.values() if v > 0), Fraction(0))
+    positive = sum(v for v in owed.values() if v > 0)
     if debit > 0 and positive > 0:
         for p in providers:
             if owed[p] > 0:
-                shares[p] = floor(owed[p] * debit / positive)
+                shares[p] = owed[p] * debit // positive
+    rest = {p: owed[p] - shares[p] * d for p in providers}
+    # Each unit left goes to the largest remainder, a tie to the later name: ``max`` keeps the
+    # first maximum it meets, so it scans the names from the last.
+    latest_first = providers[::-1]
     for _ in range(debit - sum(shares.values())):
-        p = max(providers, key=lambda q: (owed[q] - shares[q], q))
+        p = max(latest_first, key=rest.__getitem__)
         shares[p] += 1
-    return shares, {p: owed[p] - shares[p] for p in providers}
+        rest[p] -= d
+    return shares, rest
+
+
+def apportion_linear(
+    rates: Mapping[str, int], rates_d: int, energy: int, carry: Mapping[str, Fraction]
+) -> tuple[dict[str, int], ScaledCarry]:
+    """``apportion({p: rates[p] * energy / rates_d}, carry)`` without building Fractions.
+
+    The result is the same whatever common denominator the sums are taken over (every step of
+    ``apportion_int`` scales with it), so a ``ScaledCarry`` is used as it stands."""
+    if isinstance(carry, ScaledCarry) and carry.denominator == rates_d:
+        # The usual case: the meter's last record was rated with the same rates.
+        owed = {p: r * energy for p, r in rates.items()}
+        for p, n in carry.numerators.items():
+            owed[p] = owed.get(p, 0) + n
+        shares, rest = apportion_int(owed, rates_d)
+        return shares, ScaledCarry(rates_d, rest)
+    if isinstance(carry, ScaledCarry):
+        d = lcm(rates_d, carry.denominator)
+        numerators = carry.numerators
+        carry_scale = d // carry.denominator
+    else:
+        d = lcm(rates_d, *(c.denominator for c in carry.values()))
+        numerators = {p: c.numerator * (d // c.denominator) for p, c in carry.items()}
+        carry_scale = 1
+    scale = d // rates_d
+    owed = {p: r * scale * energy for p, r in rates.items()}
+    for p, n in numerators.items():
+        owed[p] = owed.get(p, 0) + n * carry_scale
+    shares, rest = apportion_int(owed, d)
+    return shares, ScaledCarry(d, rest)
 
 
 def dump_carry(carry: Mapping[str, Fraction]) -> dict[str, str]:

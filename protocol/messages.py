@@ -240,8 +240,3 @@ def validate(data: Any, model: type[M]) -> M:
 
 def dump(message: BaseModel) -> bytes:
     return message.model_dump_json(exclude_none=True).encode()
-
-
-def utc(moment: datetime) -> str:
-    """An aware datetime as compact ISO 8601 text, for payloads built by hand."""
-    return moment.isoformat()

@@ -248,12 +248,6 @@ class LedgerCheckOut(BaseModel):
     ok: bool
 
 
-class Health(BaseModel):
-    ok: bool
-    db: bool
-    mqtt: bool | None = None
-
-
 class StatementOut(BaseModel):
     provider: str
     account: str

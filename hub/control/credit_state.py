@@ -24,8 +24,8 @@ from hub.commands.store import enqueue
 from hub.control.commands import DEFAULT_TTL, credit_command
 from hub.control.rules import Policy
 from hub.db import write_tx
-from hub.models import Account, Customer, Gateway, Meter, MeterCarry, MeterCustomer
-from hub.rating.payers import Sharer, SplitRuleError, payer_weights
+from hub.models import Account, Customer, Gateway, Meter, MeterCarry
+from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, paying_account
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
 from protocol.apportion import dump_carry
@@ -40,7 +40,6 @@ _gateways = Gateway.__table__  # type: ignore[attr-defined]
 _customers = Customer.__table__  # type: ignore[attr-defined]
 _accounts = Account.__table__  # type: ignore[attr-defined]
 _carry = MeterCarry.__table__  # type: ignore[attr-defined]
-_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -98,14 +97,6 @@ def alternate_headroom(conn: Connection, customer_ids: Iterable[str]) -> dict[st
     return headroom
 
 
-def paying_account(customer: str | None, weights: Mapping[str, int]) -> str:
-    """The account whose balance the meter enforces: its customer's if that pays, else the
-    account with the largest weight (ties by id)."""
-    if customer is not None and weights.get(customer, 0) > 0:
-        return customer
-    return min(weights, key=lambda a: (-weights[a], a))
-
-
 def build_state(tariff: Tariff, balance: int, state: MeterState, rules: CreditRules) -> CreditState:
     return CreditState(
         balance=balance,
@@ -127,10 +118,7 @@ def credit_state(conn: Connection, meter_id: str, now: datetime | None = None) -
     key = conn.execute(
         select(_gateways.c.command_key).where(_gateways.c.id == meter.gateway_id)
     ).scalar_one()
-    sharers = tuple(
-        Sharer(r.customer_id, int(r.weight), bool(r.contributes))
-        for r in conn.execute(select(_sharing).where(_sharing.c.meter_id == meter_id))
-    )
+    sharers = load_sharers(conn, [meter_id]).get(meter_id, ())
     try:
         weights = payer_weights(meter.customer_id, sharers, meter.split_rule)
     except SplitRuleError as exc:

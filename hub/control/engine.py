@@ -10,7 +10,7 @@ actions. For each paying account, in one transaction:
    event, before any cut-off;
 2. emergency credit: still below zero, lower the floor by ``emergency_credit`` once per
    exhaustion (``emergency_credit`` event); at or above zero again, restore the floor;
-3. per meter, ``agent.rules.evaluate`` (the agent's own rules) with the memory kept in the
+3. per meter, ``protocol.rules.evaluate`` (the agent's own rules) with the memory kept in the
    database: low-credit prompts (``low_credit`` event + ``prompt`` command), grace, friendly
    hours, protected customers (``operator_alert`` instead of a cut-off), ``disconnect`` (one
    command and event per exhaustion, with reason and rule) and ``reconnect`` (hysteresis).
@@ -62,7 +62,8 @@ from hub.db import read_tx, run_tx
 from hub.errors import NotFoundError
 from hub.ledger import post_entry, set_floor
 from hub.ledger._sql import accounts, customers, meters
-from hub.models import EntryKind, Gateway, MeterCustomer
+from hub.models import EntryKind, Gateway
+from hub.rating.payers import shared_meters
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ QUEUED = "queued"  # a command's status when credit control has decided it (hub.
 
 Clock = Callable[[], datetime]
 Known = tuple[int, Mapping[str, Any] | None, bool]  # (balance, flags, protected)
-_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
 _gateways = Gateway.__table__  # type: ignore[attr-defined]
 
 
@@ -376,8 +376,7 @@ def meters_of(conn: Connection, account_id: str) -> list[str]:
     alternate account it is."""
     found = set(conn.execute(select(meters.c.id).where(meters.c.customer_id == account_id))
                 .scalars())  # fmt: skip
-    found |= set(conn.execute(select(_sharing.c.meter_id)
-                              .where(_sharing.c.customer_id == account_id)).scalars())  # fmt: skip
+    found |= shared_meters(conn, [account_id])
     for row in conn.execute(select(meters.c.id, meters.c.split_rule)
                             .where(meters.c.split_rule.is_not(None))):  # fmt: skip
         if account_id in ((row.split_rule or {}).get("accounts") or {}):
@@ -399,8 +398,7 @@ def meters_paid_by_any(conn: Connection, account_ids: set[str]) -> list[str]:
         part = ids[i : i + CHUNK]
         found |= set(conn.execute(select(meters.c.id).where(meters.c.customer_id.in_(part)))
                      .scalars())  # fmt: skip
-        found |= set(conn.execute(select(_sharing.c.meter_id)
-                                  .where(_sharing.c.customer_id.in_(part))).scalars())  # fmt: skip
+    found |= shared_meters(conn, ids)
     for row in conn.execute(select(meters.c.id, meters.c.split_rule)
                             .where(meters.c.split_rule.is_not(None))):  # fmt: skip
         if account_ids & set((row.split_rule or {}).get("accounts") or {}):

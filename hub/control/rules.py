@@ -1,7 +1,7 @@
 """Hub-side credit rules: pure functions, no I/O.
 
 The per-meter decision (low-credit prompts, grace, friendly hours and holidays, protected
-customers, cut-off, reconnect hysteresis) is ``agent.rules.evaluate``: the very function the
+customers, cut-off, reconnect hysteresis) is ``protocol.rules.evaluate``: the very function the
 agent applies offline, imported here so that hub and agent cannot disagree. This module adds
 what only the hub does, because only the hub moves money:
 
@@ -25,8 +25,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.rules import Decision, Memory, evaluate, is_friendly
 from protocol.messages import MAX_MONEY, CreditRules
+from protocol.rules import Decision, Memory, evaluate, is_friendly
 
 __all__ = [
     "CustomerRules",

@@ -1,6 +1,6 @@
 """What credit control reads and keeps in the database, inside the caller's transaction.
 
-Per meter, the rules' memory (``agent.rules.Memory``: prompted thresholds, exhaustion time,
+Per meter, the rules' memory (``protocol.rules.Memory``: prompted thresholds, exhaustion time,
 friendly-period start, relay as the rules last set it) is kept in the meter's customer row,
 ``customers.flags["credit_memory"][meter_id]``; the customer row is locked (``FOR UPDATE`` on
 PostgreSQL; SQLite holds the write lock from ``BEGIN IMMEDIATE``) before it is read, so two
@@ -19,11 +19,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from hub.control.credit_state import credit_rules, paying_account
+from hub.control.credit_state import credit_rules
 from hub.control.rules import CustomerRules, Memory, Policy
 from hub.ledger._sql import accounts, customers, meters
-from hub.models import Gateway, MeterCustomer
-from hub.rating.payers import Sharer, SplitRuleError, payer_weights
+from hub.models import Gateway
+from hub.rating.payers import (
+    Sharer,
+    SplitRuleError,
+    load_sharers,
+    payer_weights,
+    paying_account,
+)
 from hub.rating.tariffs import load_histories
 from protocol.messages import CreditRules
 
@@ -32,7 +38,6 @@ log = logging.getLogger(__name__)
 MEMORY = "credit_memory"
 CHUNK = 500  # ids per IN (...) list
 _gateways = Gateway.__table__  # type: ignore[attr-defined]
-_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -79,7 +84,7 @@ def meter_views(conn: Connection, meter_ids: Iterable[str], now: datetime) -> li
     owners = sorted({r.customer_id for r in rows if r.customer_id})
     lock_customers(conn, owners)
     flags = _flags(conn, owners)
-    shared = _sharers(conn, wanted)
+    shared = load_sharers(conn, wanted)
     zones: dict[tuple[str | None, str | None], ZoneInfo] = {}
     out = []
     for r in rows:
@@ -177,17 +182,6 @@ def _flags(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
         return {}
     rows = conn.execute(select(customers.c.id, customers.c.flags).where(customers.c.id.in_(ids)))
     return {r.id: dict(r.flags or {}) for r in rows}
-
-
-def _sharers(conn: Connection, meter_ids: list[str]) -> dict[str, tuple[Sharer, ...]]:
-    found: dict[str, list[Sharer]] = {}
-    for i in range(0, len(meter_ids), CHUNK):
-        stmt = select(_sharing).where(_sharing.c.meter_id.in_(meter_ids[i : i + CHUNK]))
-        for r in conn.execute(stmt):
-            found.setdefault(r.meter_id, []).append(
-                Sharer(r.customer_id, int(r.weight), bool(r.contributes))
-            )
-    return {k: tuple(v) for k, v in found.items()}
 
 
 def _paying(customer: str, sharers: tuple[Sharer, ...], split_rule: Any) -> str:

@@ -72,7 +72,7 @@ from hub.ledger.bulk import execute_many, select_in
 from hub.ledger.posting import apply_deltas
 from hub.rating.engine import Rated, rate
 from hub.rating.mix import proportions
-from hub.rating.payers import SplitRuleError, payer_weights, portions
+from hub.rating.payers import SplitRuleError, payer_weights, paying_account, portions
 from hub.rating.register import Edge, Placed, Refused, place
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory, load_histories
@@ -434,7 +434,7 @@ class BatchProcessor:
                 carries[meter_id] = state.dump()
                 out.states[meter_id] = state
                 if any(p.lines for p in meter_postings):  # the balance changed
-                    payers[meter_id] = (weights, _paying(meter.customer_id, weights))
+                    payers[meter_id] = (weights, paying_account(meter.customer_id, weights))
                     touched[meter_id] = (history.at(work.now), state)
         return RatedUsage(meters=meters, seen=seen_meters, postings=postings, to_hold=to_hold,
                           released=released, events=events, mismatches=mismatches,
@@ -669,12 +669,6 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _paying(customer: str | None, weights: dict[str, int]) -> str:
-    if customer is not None and weights.get(customer, 0) > 0:
-        return customer
-    return min(weights, key=lambda a: (-weights[a], a))
 
 
 def _unknown_providers(tariff: Tariff, providers: dict[str, str]) -> str | None:

@@ -16,7 +16,6 @@ from hub.models import (
     GenerationMix,
     Meter,
     MeterCarry,
-    MeterCustomer,
     PostedUsage,
     Provider,
     Quarantine,
@@ -38,7 +37,6 @@ from protocol.messages import (
 from protocol.tariff import Tariff
 
 T_METERS = Meter.__table__  # type: ignore[attr-defined]
-T_SHARING = MeterCustomer.__table__  # type: ignore[attr-defined]
 T_CARRY = MeterCarry.__table__  # type: ignore[attr-defined]
 T_PENDING = UsagePending.__table__  # type: ignore[attr-defined]
 T_POSTED = PostedUsage.__table__  # type: ignore[attr-defined]

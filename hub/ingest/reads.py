@@ -21,14 +21,13 @@ from hub.ingest.model import (
     T_PENDING,
     T_POSTED,
     T_PROVIDERS,
-    T_SHARING,
     MeterCfg,
     Rec,
 )
 from hub.ledger import UsagePosting
 from hub.ledger.bulk import bulk_insert, select_in
 from hub.rating.mix import MixWindow
-from hub.rating.payers import Sharer
+from hub.rating.payers import load_sharers
 from hub.rating.register import Claim, Edge
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory
@@ -46,11 +45,8 @@ def load_meters(conn: Connection, ids: Iterable[str]) -> dict[str, MeterCfg]:
         conn, T_METERS, cols, "id", ids
     ):
         out[mid] = MeterCfg(mid, gateway, customer, tariff, rule, bool(online), relay, seen)
-    sharing = select_in(conn, T_SHARING, ("meter_id", "customer_id", "weight", "contributes"),
-                        "meter_id", ids, order_by="customer_id")  # fmt: skip
-    for mid, customer, weight, contributes in sharing:  # each meter's in customer_id order
-        if mid in out:
-            out[mid].sharers.append(Sharer(customer, int(weight), bool(contributes)))
+    for mid, sharers in load_sharers(conn, out).items():  # each meter's in customer_id order
+        out[mid].sharers.extend(sharers)
     accounts = {a for m in out.values() for a in (m.split_rule or {}).get("accounts", {})}
     if accounts:
         known = {row[0] for row in select_in(conn, T_ACCOUNTS, ("id",), "id", sorted(accounts))}

@@ -1,34 +1,15 @@
-"""The hub's tables (SQLModel) and request/response models; import this to fill the metadata."""
+"""The hub's tables (SQLModel); import this to fill the metadata. The API's request and
+response bodies are in ``hub.api.schemas`` (``GatewayPublic`` here is the one exception)."""
 
 from sqlmodel import SQLModel
 
 from hub.models.commands import Command, CommandStatus
-from hub.models.devices import (
-    Gateway,
-    GatewayCreate,
-    GatewayPublic,
-    Meter,
-    MeterCarry,
-    MeterCreate,
-    MeterCustomer,
-    MeterPublic,
-)
+from hub.models.devices import Gateway, GatewayPublic, Meter, MeterCarry, MeterCustomer
 from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
-from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, EventPublic, Quarantine
-from hub.models.parties import (
-    ID_PATTERN,
-    Account,
-    AccountCreate,
-    AccountPublic,
-    Customer,
-    CustomerCreate,
-    CustomerPublic,
-    Provider,
-    ProviderCreate,
-    ProviderPublic,
-)
-from hub.models.tariffs import Tariff, TariffCreate, TariffPublic, TariffVersion
+from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
+from hub.models.parties import ID_PATTERN, Account, Customer, Provider
+from hub.models.tariffs import Tariff, TariffVersion
 from hub.models.types import (
     AccountKind,
     EntryKind,
@@ -46,40 +27,28 @@ __all__ = [
     "ID_PATTERN",
     "QUARANTINE_PAYLOAD_MAX",
     "Account",
-    "AccountCreate",
     "AccountKind",
-    "AccountPublic",
     "ApiKey",
     "Command",
     "CommandStatus",
     "Customer",
-    "CustomerCreate",
-    "CustomerPublic",
     "EntryKind",
     "Event",
-    "EventPublic",
     "Gateway",
-    "GatewayCreate",
     "GatewayPublic",
     "JournalEntry",
     "JournalLine",
     "Meter",
     "MeterCarry",
-    "MeterCreate",
     "MeterCustomer",
-    "MeterPublic",
     "PaymentTransaction",
     "PostedUsage",
     "Provider",
-    "ProviderCreate",
-    "ProviderPublic",
     "Quarantine",
     "Relay",
     "Role",
     "Service",
     "Tariff",
-    "TariffCreate",
-    "TariffPublic",
     "TariffVersion",
     "Tier",
     "UTCDateTime",

@@ -8,12 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, String, Text
 from sqlmodel import Field, SQLModel
 
-from hub.models.parties import EntityId
 from hub.models.types import Relay, Service, UTCDateTime, utcnow
-
-
-class GatewayCreate(SQLModel):
-    id: EntityId
 
 
 class GatewayPublic(SQLModel):
@@ -30,25 +25,6 @@ class Gateway(SQLModel, table=True):
     mqtt_username: str = Field(max_length=128, unique=True)
     mqtt_password_hash: str = Field(max_length=256)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class MeterCreate(SQLModel):
-    """The contract's request body (field names as in CONTRACT.md section 5)."""
-
-    id: EntityId
-    gateway: EntityId
-    customer: EntityId
-    tariff: EntityId
-    service: Service = Service.ELECTRICITY
-
-
-class MeterPublic(SQLModel):
-    id: str
-    gateway: str
-    relay: Relay
-    online: bool
-    last_seq: int | None
-    import_wh: int | None
 
 
 class Meter(SQLModel, table=True):

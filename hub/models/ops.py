@@ -38,14 +38,6 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class EventPublic(SQLModel):
-    id: int
-    kind: str
-    meter: str | None
-    reason: str
-    at: datetime
-
-
 class Event(SQLModel, table=True):
     """Something that happened to a meter or account (disconnect, low_credit, tamper, ...);
     ``id`` increases, so it doubles as the SSE event id."""

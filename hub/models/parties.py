@@ -17,21 +17,12 @@ from hub.models.types import AccountKind, Tier, UTCDateTime, utcnow
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
-EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)]
 
 
 class ProviderBase(SQLModel):
     name: str = Field(min_length=1, max_length=200)
     tier: Tier = Field(sa_type=String(16))
-
-
-class ProviderCreate(ProviderBase):
-    id: EntityId
-
-
-class ProviderPublic(ProviderBase):
-    id: str
 
 
 class Provider(ProviderBase, table=True):
@@ -43,19 +34,6 @@ class Provider(ProviderBase, table=True):
 
 class AccountBase(SQLModel):
     name: str = Field(min_length=1, max_length=200)
-
-
-class AccountCreate(AccountBase):
-    id: EntityId
-
-
-class AccountPublic(SQLModel):
-    id: str
-    name: str
-    kind: AccountKind
-    currency: str
-    balance: int
-    floor: int | None
 
 
 class Account(AccountBase, table=True):
@@ -76,14 +54,6 @@ class CustomerBase(SQLModel):
     name: str = Field(min_length=1, max_length=200)
     protected: bool = False
     alternate_account_id: str | None = Field(default=None, foreign_key="accounts.id", max_length=80)
-
-
-class CustomerCreate(CustomerBase):
-    id: EntityId
-
-
-class CustomerPublic(CustomerBase):
-    id: str
 
 
 class Customer(CustomerBase, table=True):

@@ -8,21 +8,13 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Text
 from sqlmodel import Field, SQLModel
 
-from hub.models.parties import Currency, EntityId
+from hub.models.parties import Currency
 from hub.models.types import UTCDateTime, utcnow
 
 
 class TariffBase(SQLModel):
     currency: Currency = Field(max_length=3)
     name: str = Field(default="", max_length=200)
-
-
-class TariffCreate(TariffBase):
-    id: EntityId
-
-
-class TariffPublic(TariffBase):
-    id: str
 
 
 class Tariff(TariffBase, table=True):

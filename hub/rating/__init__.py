@@ -1,5 +1,6 @@
 """The hub's glue around protocol rating: which tariff version applies, a meter's carry and
 month-to-date state, who pays a meter's charge, generation mixes and provider selection.
 
-Everything here except ``tariffs`` (which reads the database) is pure.
+Everything here is pure except what reads the database: ``tariffs``, ``standing`` and the
+sharing-user reads of ``payers`` (``load_sharers``, ``shared_meters``).
 """

@@ -15,9 +15,9 @@ from functools import lru_cache
 from math import lcm
 from typing import cast
 
-from hub.rating.fast import apportion_fast, apportion_linear
 from hub.rating.mix import apply_mix
 from hub.rating.state import MeterState
+from protocol.apportion import apportion, apportion_linear
 from protocol.messages import UsageRecord
 from protocol.rating import price_interval
 from protocol.tariff import Tariff
@@ -154,7 +154,7 @@ def rate(
         amounts = price(tariff, start, end, energy, month_to_date)
         if mix:
             amounts = apply_mix(amounts, mix)
-        shares, carry = apportion_fast(amounts, state.carry)
+        shares, carry = apportion(amounts, state.carry)
 
         def exact() -> dict[str, Fraction]:
             return amounts

@@ -8,15 +8,25 @@ A meter is paid by its customer's prepaid account unless it has sharing users or
   debited from several accounts, a sponsor's for instance (claim 10).
 
 Portions are whole minor units that sum exactly to the debit (largest remainder, ties by id).
+The account whose balance a meter's credit is enforced on is :func:`paying_account`.
+
+The rules are pure; :func:`load_sharers` and :func:`shared_meters` are the hub's only reads
+of ``meter_customers`` (in the caller's transaction).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
+from hub.ledger.bulk import select_in
+from hub.models import MeterCustomer
 from protocol.apportion import split
+
+_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
 
 
 class SplitRuleError(ValueError):
@@ -65,3 +75,29 @@ def portions(debit: int, weights: Mapping[str, int]) -> dict[str, int]:
         if weight > 0:
             return {account: debit}
     return {a: v for a, v in split(debit, weights).items() if v}
+
+
+def paying_account(customer: str | None, weights: Mapping[str, int]) -> str:
+    """The account whose balance the meter enforces: its customer's if that pays, else the
+    account with the largest weight (ties by id)."""
+    if customer is not None and weights.get(customer, 0) > 0:
+        return customer
+    return min(weights, key=lambda a: (-weights[a], a))
+
+
+def load_sharers(conn: Connection, meter_ids: Iterable[str]) -> dict[str, tuple[Sharer, ...]]:
+    """The sharing users of each meter (``meter_customers`` rows), in customer id order; a
+    meter without any is left out."""
+    found: dict[str, list[Sharer]] = {}
+    cols = ("meter_id", "customer_id", "weight", "contributes")
+    rows = select_in(conn, _sharing, cols, "meter_id", sorted(set(meter_ids)),
+                     order_by="customer_id")  # fmt: skip
+    for meter_id, customer, weight, contributes in rows:
+        found.setdefault(meter_id, []).append(Sharer(customer, int(weight), bool(contributes)))
+    return {m: tuple(v) for m, v in found.items()}
+
+
+def shared_meters(conn: Connection, account_ids: Iterable[str]) -> set[str]:
+    """The meters that any of ``account_ids`` shares as a sharing user."""
+    rows = select_in(conn, _sharing, ("meter_id",), "customer_id", sorted(set(account_ids)))
+    return {meter_id for (meter_id,) in rows}

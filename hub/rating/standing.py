@@ -23,8 +23,8 @@ from sqlalchemy.engine import Connection
 
 from hub import ledger
 from hub.db import make_engine, write_tx
-from hub.models import EntryKind, Meter, MeterCustomer, Provider
-from hub.rating.payers import Sharer, SplitRuleError, payer_weights, portions
+from hub.models import EntryKind, Meter, Provider
+from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, portions
 from hub.rating.tariffs import load_histories
 from protocol.rating import standing_charges
 from protocol.tariff import Tariff
@@ -32,7 +32,6 @@ from protocol.tariff import Tariff
 log = logging.getLogger(__name__)
 
 _meters = Meter.__table__  # type: ignore[attr-defined]
-_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
 _providers = Provider.__table__  # type: ignore[attr-defined]
 
 
@@ -81,10 +80,7 @@ def _accrue_one(conn: Connection, meter: Any, day: date) -> int:
     shares = day_shares(tariff, day)
     if not shares:
         return 0
-    sharers = tuple(
-        Sharer(r.customer_id, int(r.weight), bool(r.contributes))
-        for r in conn.execute(select(_sharing).where(_sharing.c.meter_id == meter_id))
-    )
+    sharers = load_sharers(conn, [meter_id]).get(meter_id, ())
     try:
         weights = payer_weights(meter.customer_id, sharers, meter.split_rule)
     except SplitRuleError as exc:

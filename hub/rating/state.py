@@ -19,8 +19,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-from hub.rating.fast import ScaledCarry
-from protocol.apportion import dump_carry, load_carry
+from protocol.apportion import ScaledCarry, dump_carry, load_carry
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from demo.broker import mosquitto_path
 from hub.db import run_tx
 from hub.gateways import mosquitto_hash
 from hub.ingest import IngestService
-from hub.ingest.seed import World, seed_world
 from hub.models import Gateway
 from protocol.topics import topic
 from tests.hub.ingest.helpers import posted, records_for, usage
+from tests.hub.seed import World, seed_world
 from tests.support import free_port, mosquitto_config, run_mosquitto, stop, wait_for
 
 HUB_PASSWORD = "hub-secret"

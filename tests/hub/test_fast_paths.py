@@ -23,10 +23,9 @@ from hub.ingest.model import T_CUSTOMERS, Inbound
 from hub.ledger.bulk import _convert_instants, json_dumps, select_in
 from hub.models.types import UTCDateTime
 from hub.rating.engine import month_key
-from hub.rating.fast import ScaledCarry, apportion_linear
 from hub.rating.payers import portions
 from hub.rating.state import MeterState
-from protocol.apportion import apportion, dump_carry, split
+from protocol.apportion import ScaledCarry, apportion, apportion_linear, dump_carry, split
 from protocol.tariff import Tariff
 
 ZONES = [UTC, timezone(timedelta(hours=2)), ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")]

@@ -16,13 +16,13 @@ from hub.control.engine import CreditControl
 from hub.control.rules import split_rules
 from hub.db import read_tx, run_tx
 from hub.events import event_json, query_events
-from hub.ingest.seed import DEFAULT_TARIFF, EPOCH, add_provider
 from hub.ledger import UsagePosting
 from hub.ledger._sql import accounts, customers, entries, lines, meters
 from hub.models import AccountKind, Gateway, Meter, TariffVersion
 from hub.models import Tariff as TariffRow
 from protocol.signing import new_key, verify
 from protocol.tariff import Tariff
+from tests.hub.seed import DEFAULT_TARIFF, EPOCH, add_provider
 from tests.support import wait_for
 
 MONDAY = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday

@@ -14,13 +14,13 @@ from hub import ledger
 from hub.control.rules import split_rules
 from hub.db import run_tx
 from hub.ingest import IngestService
-from hub.ingest.seed import seed_world
 from hub.ledger._sql import customers
 from protocol.signing import verify
 from protocol.topics import topic
 from tests.conftest import Broker
 from tests.hub.control.scene import Clock, Scene
 from tests.hub.ingest.helpers import Collector, posted, publisher, records_for
+from tests.hub.seed import seed_world
 from tests.support import wait_for
 
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from hub.ingest import IngestService
-from hub.ingest.seed import World, seed_world
 from tests.conftest import Broker
+from tests.hub.seed import World, seed_world
 
 
 @pytest.fixture

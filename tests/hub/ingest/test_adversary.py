@@ -38,11 +38,11 @@ from sqlalchemy import Engine, select
 from hub.db import make_engine, migrate, read_tx
 from hub.ingest.batch import BatchProcessor
 from hub.ingest.model import Inbound
-from hub.ingest.seed import seed_world
 from hub.ledger import check_invariants
 from protocol.messages import MAX_REGISTER
 from protocol.topics import topic
 from tests.hub.ingest.helpers import T0, quarantined, records_for, table, usage
+from tests.hub.seed import seed_world
 
 HOLD_S = 30.0
 ATTACKER = "gw-0"

@@ -13,16 +13,17 @@ from sqlalchemy import Engine
 
 from hub.commands.store import history
 from hub.control.commands import build_command, credit_command, topic_for
-from hub.control.credit_state import credit_rules, paying_account
+from hub.control.credit_state import credit_rules
 from hub.db import read_tx
 from hub.errors import NotFoundError
 from hub.ingest import IngestService
-from hub.ingest.seed import World
+from hub.rating.payers import paying_account
 from protocol.messages import Command, CreditState, validate
 from protocol.signing import new_key, verify
 from protocol.tariff import Tariff
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import Collector
+from tests.hub.seed import World
 from tests.support import wait_for
 
 KEY = new_key()

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import Engine
 
 from hub.db import read_tx
-from hub.ingest.seed import World
 from hub.ledger import check_invariants
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import posted, publisher, records_for
+from tests.hub.seed import World
 from tests.support import stop, wait_for
 
 N_PER_METER = 1000

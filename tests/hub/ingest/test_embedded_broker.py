@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 
 from demo.broker import EmbeddedBroker
 from hub.ingest import IngestService
-from hub.ingest.seed import World
 from tests.hub.ingest.helpers import posted, publisher, records_for
+from tests.hub.seed import World
 from tests.support import wait_for
 
 

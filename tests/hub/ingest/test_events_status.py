@@ -11,11 +11,11 @@ from sqlalchemy import Engine, select
 
 from hub.db import read_tx
 from hub.ingest import IngestService
-from hub.ingest.seed import World
 from hub.ledger import check_invariants
 from protocol.topics import topic
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import count, posted, publisher, records_for, table
+from tests.hub.seed import World
 from tests.support import wait_for
 
 

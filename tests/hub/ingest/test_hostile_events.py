@@ -20,10 +20,10 @@ from hub.control.commands import build_command
 from hub.db import read_tx, write_tx
 from hub.ingest import IngestService
 from hub.ingest.quota import EventQuota
-from hub.ingest.seed import World
 from protocol.topics import topic
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import Collector, publisher, table
+from tests.hub.seed import World
 from tests.support import wait_for
 
 AT = "2026-03-01T10:00:00+00:00"

@@ -16,10 +16,10 @@ from sqlalchemy import Engine
 
 from hub.db import make_engine, migrate, read_tx
 from hub.ingest import IngestService
-from hub.ingest.seed import seed_world
 from hub.ledger import check_invariants
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import balances, count, entries, posted, publisher, records_for
+from tests.hub.seed import seed_world
 from tests.support import wait_for
 
 TARIFF: dict[str, Any] = {

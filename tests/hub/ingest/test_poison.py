@@ -29,7 +29,6 @@ from hub.db import write_tx
 from hub.ingest import IngestService
 from hub.ingest.batch import BatchProcessor
 from hub.ingest.model import Inbound
-from hub.ingest.seed import World, seed_world
 from protocol.topics import topic
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import (
@@ -43,6 +42,7 @@ from tests.hub.ingest.helpers import (
     table,
     usage,
 )
+from tests.hub.seed import World, seed_world
 from tests.support import wait_for
 
 HOLD_S = 0.5

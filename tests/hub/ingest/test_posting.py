@@ -13,7 +13,6 @@ from sqlalchemy import Engine, select
 
 from hub.db import read_tx
 from hub.ingest import IngestService
-from hub.ingest.seed import World
 from hub.ledger import check_invariants, provider_account_id
 from protocol.messages import Command, CreditState, validate
 from protocol.rating import price_interval
@@ -29,6 +28,7 @@ from tests.hub.ingest.helpers import (
     records_for,
     table,
 )
+from tests.hub.seed import World
 from tests.support import wait_for
 
 

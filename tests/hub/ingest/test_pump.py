@@ -16,10 +16,10 @@ from sqlalchemy import Engine
 
 from hub.db import read_tx
 from hub.ingest import IngestService
-from hub.ingest.seed import World
 from hub.ledger import check_invariants
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import posted, publisher, records_for, usage
+from tests.hub.seed import World
 from tests.support import stop, wait_for
 
 N_PER_METER = 1000

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from hub.ingest import IngestService
-from hub.ingest.seed import World
 from protocol.messages import MAX_PAYLOAD
 from protocol.topics import topic
 from tests.conftest import Broker
@@ -22,6 +21,7 @@ from tests.hub.ingest.helpers import (
     records_for,
     usage,
 )
+from tests.hub.seed import World
 from tests.support import wait_for
 
 

@@ -15,10 +15,10 @@ from sqlalchemy import Engine, func, insert, select, update
 from hub import ledger
 from hub.db import read_tx, write_tx
 from hub.ingest import IngestService
-from hub.ingest.seed import seed_world
 from hub.models import AccountKind
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import T0, count, posted, publisher, records_for, table
+from tests.hub.seed import seed_world
 from tests.support import wait_for
 
 

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import Engine
 
 from hub.ingest import IngestService
-from hub.ingest.seed import World
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import posted, publisher, records_for
+from tests.hub.seed import World
 from tests.support import wait_for
 
 

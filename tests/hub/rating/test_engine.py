@@ -1,6 +1,6 @@
 """The rating glue as properties: entries balance, shares sum exactly to the debit, no share is
 negative, N small intervals cost their total within one minor unit, and block, time-of-use and
-month boundaries are priced right. Also: the fast integer apportioning equals the protocol's."""
+month boundaries are priced right."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from math import floor
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.rating.engine import rate
-from hub.rating.fast import apportion_fast, apportion_linear
 from hub.rating.payers import portions
 from hub.rating.state import MeterState
-from protocol.apportion import apportion
 from protocol.messages import UsageRecord
 from protocol.rating import price_interval
 from protocol.tariff import Tariff
@@ -139,35 +136,3 @@ def test_state_round_trips() -> None:
     assert MeterState.load(state.dump()) == state
     assert MeterState.load(None) == MeterState()
     assert MeterState.load('{"a": "1/2"}').carry == {"a": Fraction(1, 2)}
-
-
-fractions = st.fractions(min_value=0, max_value=10**4, max_denominator=10**8)
-carries = st.fractions(min_value=-1, max_value=1, max_denominator=10**8)
-names = st.sampled_from(["gen", "grid", "retail", "tax", "x"])
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.dictionaries(names, fractions), st.dictionaries(names, carries))
-def test_fast_apportion_is_the_protocols(
-    amounts: dict[str, Fraction], carry: dict[str, Fraction]
-) -> None:
-    assert apportion_fast(amounts, carry) == apportion(amounts, carry)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.dictionaries(names, st.integers(0, 10**6), min_size=1),
-    st.integers(1, 10**6),
-    st.integers(0, 10**5),
-    st.dictionaries(names, carries),
-)
-def test_linear_apportion_is_the_protocols(
-    rates: dict[str, int], d: int, energy: int, carry: dict[str, Fraction]
-) -> None:
-    amounts = {p: Fraction(r * energy, d) for p, r in rates.items()}
-    assert apportion_linear(rates, d, energy, carry) == apportion(amounts, carry)
-
-
-def test_negative_amounts_are_refused() -> None:
-    with pytest.raises(ValueError, match="negative"):
-        apportion_fast({"a": Fraction(-1)}, {})

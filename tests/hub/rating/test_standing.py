@@ -9,12 +9,12 @@ from math import floor
 from sqlalchemy import Engine, update
 
 from hub.db import read_tx, write_tx
-from hub.ingest.seed import seed_world
 from hub.ledger import check_invariants, get_account, provider_account_id
 from hub.rating.standing import accrue_standing_charges, day_shares, standing_charges_job
 from protocol.rating import standing_charges
 from protocol.tariff import Tariff
 from tests.hub.ingest.helpers import table
+from tests.hub.seed import seed_world
 
 TARIFF = {
     "id": "daily",

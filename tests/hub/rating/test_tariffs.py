@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, insert
 
 from hub.db import read_tx, write_tx
-from hub.ingest.seed import seed_world
 from hub.models import metadata
 from hub.rating.tariffs import load_histories
+from tests.hub.seed import seed_world
 
 
 def test_the_version_in_force_follows_valid_from(engine: Engine) -> None:

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.rules import Decision, Memory, evaluate, is_friendly
 from protocol.messages import CreditRules, FriendlyWindow
+from protocol.rules import Decision, Memory, evaluate, is_friendly
 
 UTCZ = ZoneInfo("UTC")
 NAIROBI = ZoneInfo("Africa/Nairobi")  # UTC+3, no DST

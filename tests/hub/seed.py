@@ -1,4 +1,4 @@
-"""A small settlement world in the database, for tests, benchmarks and demos: providers, one
+"""A small settlement world in the database, for tests and benchmarks: providers, one
 tariff, gateways with command keys, and meters each with its own topped-up customer."""
 
 from __future__ import annotations
