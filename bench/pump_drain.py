@@ -1,13 +1,13 @@
 """Hub MQTT pump benchmark: the hub's pump process against a bare paho subscriber, each draining
 the same queued stream of QoS 1 usage messages from Mosquitto on loopback.
 
-The pump (``hub.ingest.pump``, through ``PumpLink`` as the hub runs it) forwards every message
-split by settler and acknowledges each forwarded chunk at once; the bare subscriber is paho with
-its own acknowledgements (``python -m bench.hub_ingest --role raw``). Both sessions exist before
-the stream is published, then each drains it alone. Reported: messages per second and CPU per
-message of each consumer process, and the pump's rate over the bare subscriber's. Goal: the
-pump is no slower than the bare subscriber (it is the hub's receive path; settling is measured
-by ``bench.hub_ingest``).
+The pump (``hub.ingest.transport.pump``, through ``PumpLink`` as the hub runs it) forwards every
+message split by settler and acknowledges each forwarded chunk at once; the bare subscriber is paho
+with its own acknowledgements (``python -m bench.hub_ingest --role raw``). Both sessions exist
+before the stream is published, then each drains it alone. Reported: messages per second and CPU
+per message of each consumer process, and the pump's rate over the bare subscriber's. Goal: the
+pump is no slower than the bare subscriber (it is the hub's receive path; settling is measured by
+``bench.hub_ingest``).
 
     python -m bench.pump_drain [--messages 100000]
 
@@ -30,7 +30,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from bench.hub_ingest import start_broker, stop
-from hub.ingest.pump_link import Parts, PumpConfig, PumpLink
+from hub.ingest.transport.pump_link import Parts, PumpConfig, PumpLink
 
 HERE = Path(__file__).resolve().parent
 GOAL = 1.0

@@ -2,7 +2,7 @@
 credit commands out. See README.md in this directory for ordering and no-loss guarantees.
 
 ``IngestService`` is imported on first use, so the pump process (``python -m
-hub.ingest.pump``), which needs only paho, starts without loading the database layer."""
+hub.ingest.transport.pump``), which needs only paho, starts without loading the database layer."""
 
 from typing import TYPE_CHECKING, Any
 

@@ -1,13 +1,13 @@
 """The ingest service: an MQTT pump process, settling processes, and a coordinator thread.
 
-The MQTT client runs in its own process (``hub.ingest.pump``) so receiving and acknowledging do
-not share the GIL with settling. It forwards messages in chunks, already split by the settler
-that owns their gateway (``hub.ingest.settler``, ``workers`` of them), and this process passes
-each part on unread. A settler collects up to ``batch_size`` messages or waits
+The MQTT client runs in its own process (``hub.ingest.transport.pump``) so receiving and
+acknowledging do not share the GIL with settling. It forwards messages in chunks, already split by
+the settler that owns their gateway (``hub.ingest.settler``, ``workers`` of them), and this process
+passes each part on unread. A settler collects up to ``batch_size`` messages or waits
 ``batch_wait_s``, processes them in one transaction (``BatchProcessor``) and reports them; only
-then does the pump acknowledge them to the broker (paho ``manual_ack``). A crash before the
-commit loses nothing: the broker redelivers every unacknowledged message of the persistent
-session, and (meter, seq) deduplication makes the redelivery harmless.
+then does the pump acknowledge them to the broker (paho ``manual_ack``). A crash before the commit
+loses nothing: the broker redelivers every unacknowledged message of the persistent session, and
+(meter, seq) deduplication makes the redelivery harmless.
 
 The coordinator runs credit control on the meters whose balance changed and queues for each its
 signed ``credit`` state, at most once per ``credit_interval_s`` per meter (0: after every batch).
@@ -42,9 +42,9 @@ from hub.control.engine import CreditControl, meters_paid_by_any
 from hub.db import read_tx, write_tx
 from hub.errors import NotFoundError
 from hub.ingest.model import CreditInfo
-from hub.ingest.mqtt import MAX_RECEIVE, BrokerUrl
-from hub.ingest.pump_link import Parts, PumpConfig, PumpLink
-from hub.ingest.settler_link import SettlerConfig, SettlerLink
+from hub.ingest.transport.mqtt import MAX_RECEIVE, BrokerUrl
+from hub.ingest.transport.pump_link import Parts, PumpConfig, PumpLink
+from hub.ingest.transport.settler_link import SettlerConfig, SettlerLink
 from hub.models import Gateway, Meter
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class IngestService:
 
     @property
     def pump_pid(self) -> int | None:
-        """The MQTT pump process (``hub.ingest.pump``), None when not started."""
+        """The MQTT pump process (``hub.ingest.transport.pump``), None when not started."""
         return self._pump.pid if self._pump is not None else None
 
     @property

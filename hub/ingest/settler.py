@@ -1,11 +1,11 @@
 """A settling process of the ingest service: ``python -m hub.ingest.settler --fd N CONFIG``.
 
 The hub runs ``workers`` of these. Each owns the gateways whose id hashes to its shard
-(``hub.ingest.settler_link.shard_of``), so every meter's records are rated by one process, in
-seq order, with its rating state cached there. A settler collects up to ``batch_size`` messages
-or waits ``batch_wait_s``, processes them in one transaction (``BatchProcessor``) and only then
-reports them to the hub as done, which has the pump acknowledge them to the broker. Held records
-of its own gateways are released once their hold time is over.
+(``hub.ingest.transport.settler_link.shard_of``), so every meter's records are rated by one
+process, in seq order, with its rating state cached there. A settler collects up to ``batch_size``
+messages or waits ``batch_wait_s``, processes them in one transaction (``BatchProcessor``) and only
+then reports them to the hub as done, which has the pump acknowledge them to the broker. Held
+records of its own gateways are released once their hold time is over.
 
 Parent → child: ``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``,
 ``("stop",)`` (finish the batch in hand, report it, exit; what is still queued stays
@@ -29,10 +29,10 @@ from typing import Any
 
 from hub.db import make_engine
 from hub.ingest.batch import BatchProcessor, Inbound, Outcome
-from hub.ingest.child import exit_child, log_to_stderr, serve_parent, start_child
-from hub.ingest.pump_link import Chunk
 from hub.ingest.receipts import command_keys
-from hub.ingest.settler_link import SettlerConfig, gateway_shard
+from hub.ingest.transport.child import exit_child, log_to_stderr, serve_parent, start_child
+from hub.ingest.transport.pump_link import Chunk
+from hub.ingest.transport.settler_link import SettlerConfig, gateway_shard
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The pump's MQTT client (hub.ingest.paho_bulk) against a real Mosquitto: it reads ahead
+"""The pump's MQTT client (hub.ingest.transport.paho_bulk) against a real Mosquitto: it reads ahead
 through its buffer, hands every message over intact (through its own PUBLISH fast path, MQTT 5
 and 3.1.1, or paho's), and one ``ack_many`` acknowledges a whole batch (none redelivered), while
 unacknowledged messages come back on the next connection."""
@@ -12,8 +12,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
-from hub.ingest.paho_bulk import BulkClient, pubacks
+from hub.ingest.transport.mqtt import BrokerUrl, connect_properties, make_client
+from hub.ingest.transport.paho_bulk import BulkClient, pubacks
 from tests.conftest import Broker
 from tests.support import wait_for
 

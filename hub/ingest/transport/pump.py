@@ -1,8 +1,9 @@
-"""The hub's MQTT client in a process of its own: ``python -m hub.ingest.pump --fd N CONFIG``.
+"""The hub's MQTT client in a process of its own:
+``python -m hub.ingest.transport.pump --fd N CONFIG``.
 
 Receiving and acknowledging QoS 1 messages costs a paho client a good part of what settling one
-record costs; in one process both share the GIL and the hub can use one core at most. This
-process owns the MQTT client (``hub.ingest.paho_bulk``) and nothing else: it forwards what it
+record costs; in one process both share the GIL and the hub can use one core at most. This process
+owns the MQTT client (``hub.ingest.transport.paho_bulk``) and nothing else: it forwards what it
 receives to the parent over a socket (``multiprocessing.connection.Connection``, in chunks),
 acknowledges what the parent says is committed, and publishes what the parent asks it to.
 
@@ -35,11 +36,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from hub.ingest.child import exit_child, log_to_stderr, serve_parent, start_child
-from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
-from hub.ingest.paho_bulk import BulkClient
-from hub.ingest.pump_link import Chunk, Parts, PumpConfig
-from hub.ingest.settler_link import shard_of
+from hub.ingest.transport.child import exit_child, log_to_stderr, serve_parent, start_child
+from hub.ingest.transport.mqtt import BrokerUrl, connect_properties, make_client
+from hub.ingest.transport.paho_bulk import BulkClient
+from hub.ingest.transport.pump_link import Chunk, Parts, PumpConfig
+from hub.ingest.transport.settler_link import shard_of
 from protocol import topics
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,7 @@ def _hub_status(state: str) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    text, conn = start_child("python -m hub.ingest.pump", argv)
+    text, conn = start_child("python -m hub.ingest.transport.pump", argv)
     cfg = PumpConfig.from_json(text)
     log_to_stderr(cfg.log_level)
     Pump(cfg, conn).run()

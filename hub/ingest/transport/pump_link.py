@@ -1,9 +1,9 @@
-"""The parent's handle on the MQTT pump process (``hub.ingest.pump``).
+"""The parent's handle on the MQTT pump process (``hub.ingest.transport.pump``).
 
-A ``ChildLink`` (``hub.ingest.child``) whose messages are chunks of received messages (handed to
-``on_messages``) and connection changes (``on_state``). If the pump dies it is started again
-with a higher generation base, so nothing received by the dead one is ever acknowledged by the
-new one (the broker redelivers it).
+A ``ChildLink`` (``hub.ingest.transport.child``) whose messages are chunks of received messages
+(handed to ``on_messages``) and connection changes (``on_state``). If the pump dies it is started
+again with a higher generation base, so nothing received by the dead one is ever acknowledged by
+the new one (the broker redelivers it).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from hub.ingest.child import ChildLink
+from hub.ingest.transport.child import ChildLink
 
 GENERATIONS_PER_PUMP = 1_000_000
 Chunk = list[tuple[str, bytes, float, int, int, int]]
@@ -50,7 +50,9 @@ class PumpLink:
         self.cfg = cfg
         self._on_messages = on_messages
         self._on_state = on_state
-        self._child = ChildLink("hub.ingest.pump", self._config, self._on_message, self._on_exit)
+        self._child = ChildLink(
+            "hub.ingest.transport.pump", self._config, self._on_message, self._on_exit
+        )
 
     @property
     def pid(self) -> int | None:

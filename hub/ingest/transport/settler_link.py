@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from hub.ingest.child import ChildLink
+from hub.ingest.transport.child import ChildLink
 
 
 @dataclass(frozen=True)
