@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench lock clean
 
-$(STAMP): pyproject.toml
+# Every dependency at the exact version of requirements.lock (`make lock` writes it again).
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +27,18 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# After changing a dependency in pyproject.toml: resolve `.[test]` afresh in a throwaway venv and
+# keep requirements.lock's comment lines.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	{ grep '^#' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable; } \
+		> requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info

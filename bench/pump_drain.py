@@ -1,13 +1,13 @@
 """Hub MQTT pump benchmark: the hub's pump process against a bare paho subscriber, each draining
 the same queued stream of QoS 1 usage messages from Mosquitto on loopback.
 
-The pump (``hub.ingest.pump``, through ``PumpLink`` as the hub runs it) forwards every message
-split by settler and acknowledges each forwarded chunk at once; the bare subscriber is paho with
-its own acknowledgements (``python -m bench.hub_ingest --role raw``). Both sessions exist before
-the stream is published, then each drains it alone. Reported: messages per second and CPU per
-message of each consumer process, and the pump's rate over the bare subscriber's. Goal: the
-pump is no slower than the bare subscriber (it is the hub's receive path; settling is measured
-by ``bench.hub_ingest``).
+The pump (``hub.ingest.transport.pump``, through ``PumpLink`` as the hub runs it) forwards every
+message split by settler and acknowledges each forwarded chunk at once; the bare subscriber is paho
+with its own acknowledgements (``python -m bench.hub_ingest --role raw``). Both sessions exist
+before the stream is published, then each drains it alone. Reported: messages per second and CPU
+per message of each consumer process, and the pump's rate over the bare subscriber's. Goal: the
+pump is no slower than the bare subscriber (it is the hub's receive path; settling is measured by
+``bench.hub_ingest``).
 
     python -m bench.pump_drain [--messages 100000]
 
@@ -30,7 +30,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from bench.hub_ingest import start_broker, stop
-from hub.ingest.pump_link import Parts, PumpConfig, PumpLink
+from hub.ingest.transport.messages import Cpu, Part, PumpEvent, Up
+from hub.ingest.transport.pump_link import PumpConfig, PumpLink
 
 HERE = Path(__file__).resolve().parent
 GOAL = 1.0
@@ -53,24 +54,24 @@ class PumpDrain:
         self.stopped = threading.Event()
         cfg = PumpConfig(url=url, client_id="bench-pump", v5=True, session_expiry_s=3600,
                          receive_maximum=40_000, shards=2)  # fmt: skip
-        self.link = PumpLink(cfg, self._on_messages, self._on_state)
+        self.link = PumpLink(cfg, self._on_messages, self._on_event)
 
-    def _on_messages(self, parts: Parts) -> None:
-        for _shard, count, blob in parts:
+    def _on_messages(self, parts: list[Part]) -> None:
+        for part in parts:
             acks: dict[int, list[int]] = {}
-            for _topic, _payload, _at, mid, _qos, generation in pickle.loads(blob)[1]:
+            for _topic, _payload, _at, mid, _qos, generation in pickle.loads(part.pickled).items:
                 acks.setdefault(generation, []).append(mid)
             for generation, mids in acks.items():
                 self.link.ack(generation, mids)
-            self.got += count
+            self.got += part.count
         if self.got >= self.expect:
             self.done.set()
 
-    def _on_state(self, kind: str, args: tuple[Any, ...]) -> None:
-        if kind == "up":
+    def _on_event(self, event: PumpEvent) -> None:
+        if isinstance(event, Up):
             self.up.set()
-        elif kind == "cpu":
-            self.cpu_s = float(args[0])
+        elif isinstance(event, Cpu):
+            self.cpu_s = event.seconds
             self.stopped.set()
 
 

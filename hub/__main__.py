@@ -23,7 +23,7 @@ from hub.db import make_engine, migrate, run_tx, session_scope
 from hub.errors import HubError, InvalidInputError
 from hub.gateways import mosquitto_hash
 from hub.ingest import IngestService
-from hub.ingest.mqtt import BrokerUrl
+from hub.ingest.transport.mqtt import BrokerUrl
 from hub.models import Gateway
 from hub.settings import HubSettings
 

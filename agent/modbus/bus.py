@@ -173,6 +173,7 @@ class _SerialClient(ModbusSerialClient):
     read. Here ``recv`` blocks in the driver for the first byte (up to the request's timeout)
     and returns it with whatever else has arrived; pymodbus' receive loop keeps reading until
     the frame is complete (or the timeout), so a frame split across reads is reassembled.
+    This overrides pymodbus' ``recv``: pymodbus is pinned to 3.16.* for it (``tests/test_pins.py``).
     """
 
     def recv(self, size: int | None) -> bytes:

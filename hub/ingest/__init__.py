@@ -2,7 +2,8 @@
 credit commands out. See README.md in this directory for ordering and no-loss guarantees.
 
 ``IngestService`` is imported on first use, so the pump process (``python -m
-hub.ingest.pump``), which needs only paho, starts without loading the database layer."""
+hub.ingest.transport.pump``), which needs only paho, starts without loading the database
+layer. The processes and their messages are in ``hub.ingest.transport``; settling is here."""
 
 from typing import TYPE_CHECKING, Any
 

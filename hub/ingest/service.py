@@ -1,13 +1,13 @@
 """The ingest service: an MQTT pump process, settling processes, and a coordinator thread.
 
-The MQTT client runs in its own process (``hub.ingest.pump``) so receiving and acknowledging do
-not share the GIL with settling. It forwards messages in chunks, already split by the settler
-that owns their gateway (``hub.ingest.settler``, ``workers`` of them), and this process passes
-each part on unread. A settler collects up to ``batch_size`` messages or waits
+The MQTT client runs in its own process (``hub.ingest.transport.pump``) so receiving and
+acknowledging do not share the GIL with settling. It forwards messages in chunks, already split by
+the settler that owns their gateway (``hub.ingest.settler``, ``workers`` of them), and this process
+passes each part on unread. A settler collects up to ``batch_size`` messages or waits
 ``batch_wait_s``, processes them in one transaction (``BatchProcessor``) and reports them; only
-then does the pump acknowledge them to the broker (paho ``manual_ack``). A crash before the
-commit loses nothing: the broker redelivers every unacknowledged message of the persistent
-session, and (meter, seq) deduplication makes the redelivery harmless.
+then does the pump acknowledge them to the broker (paho ``manual_ack``). A crash before the commit
+loses nothing: the broker redelivers every unacknowledged message of the persistent session, and
+(meter, seq) deduplication makes the redelivery harmless.
 
 The coordinator runs credit control on the meters whose balance changed and queues for each its
 signed ``credit`` state, at most once per ``credit_interval_s`` per meter (0: after every batch).
@@ -42,9 +42,20 @@ from hub.control.engine import CreditControl, meters_paid_by_any
 from hub.db import read_tx, write_tx
 from hub.errors import NotFoundError
 from hub.ingest.model import CreditInfo
-from hub.ingest.mqtt import MAX_RECEIVE, BrokerUrl
-from hub.ingest.pump_link import Parts, PumpConfig, PumpLink
-from hub.ingest.settler_link import SettlerConfig, SettlerLink
+from hub.ingest.transport.messages import (
+    Cpu,
+    Done,
+    Down,
+    FromSettler,
+    Part,
+    Protocol,
+    PubAck,
+    PumpEvent,
+    Up,
+)
+from hub.ingest.transport.mqtt import MAX_RECEIVE, BrokerUrl
+from hub.ingest.transport.pump_link import PumpConfig, PumpLink
+from hub.ingest.transport.settler_link import SettlerConfig, SettlerLink
 from hub.models import Gateway, Meter
 
 log = logging.getLogger(__name__)
@@ -137,7 +148,7 @@ class IngestService:
 
     @property
     def pump_pid(self) -> int | None:
-        """The MQTT pump process (``hub.ingest.pump``), None when not started."""
+        """The MQTT pump process (``hub.ingest.transport.pump``), None when not started."""
         return self._pump.pid if self._pump is not None else None
 
     @property
@@ -168,7 +179,7 @@ class IngestService:
         cfg = PumpConfig(url=self.mqtt_url, client_id=self.client_id, v5=self.mqtt_v5,
                          session_expiry_s=self.session_expiry_s,
                          receive_maximum=self.receive_maximum, shards=self.workers)  # fmt: skip
-        self._pump = PumpLink(cfg, self._on_messages, self._on_state)
+        self._pump = PumpLink(cfg, self._on_messages, self._on_event)
         self._pump.start()
         self.dispatcher.start()
         self._coordinator = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
@@ -253,50 +264,54 @@ class IngestService:
 
     # -- from the pump and the settlers (their reader threads: no database work here) -------
 
-    def _on_messages(self, parts: Parts) -> None:
+    def _on_messages(self, parts: list[Part]) -> None:
         """Messages the pump split by settler and pickled: passed on as they are."""
-        self._count(received=sum(count for _shard, count, _blob in parts))
+        self._count(received=sum(part.count for part in parts))
         if self._stopping.is_set():
             return  # unacknowledged: the broker delivers them again on the next start
-        for shard, count, blob in parts:
+        for part in parts:
             with self._flight_lock:
-                self._in_flight[shard] += count
-            if not self._settlers[shard].send_pickled(blob):
+                self._in_flight[part.shard] += part.count
+            if not self._settlers[part.shard].send_pickled(part.pickled):
                 # the settler is being restarted; when it is back the pump reconnects and
                 # the broker delivers these again
                 with self._flight_lock:
-                    self._in_flight[shard] -= count
+                    self._in_flight[part.shard] -= part.count
 
-    def _on_state(self, kind: str, args: tuple[Any, ...]) -> None:
-        if kind == "up":
-            log.info("ingest: connected (session present: %s)", args[1])
-            self._connected.set()
-        elif kind == "down":
-            self._connected.clear()
-        elif kind == "protocol":
-            self.mqtt_v5 = bool(args[0])
-        elif kind == "cpu":
-            self._count(pump_cpu_ms=int(float(args[0]) * 1000))
-        elif kind == "puback":
-            self.dispatcher.on_puback(str(args[0]))
+    def _on_event(self, event: PumpEvent) -> None:
+        match event:
+            case Up(session_present=session_present):
+                log.info("ingest: connected (session present: %s)", session_present)
+                self._connected.set()
+            case Down():
+                self._connected.clear()
+            case Protocol(v5):
+                self.mqtt_v5 = v5
+            case Cpu(seconds):
+                self._count(pump_cpu_ms=int(seconds * 1000))
+            case PubAck(token):
+                self.dispatcher.on_puback(token)
 
-    def _on_report(self, shard: int, message: tuple[Any, ...]) -> None:
+    def _on_report(self, shard: int, message: FromSettler) -> None:
+        match message:
+            case Cpu(seconds):
+                self._count(settler_cpu_ms=int(seconds * 1000))
+            case Done():
+                self._on_done(shard, message)
+
+    def _on_done(self, shard: int, done: Done) -> None:
         """A settler committed a batch: acknowledge it now (before credit control, which may be
         slow, so the broker's window of unacknowledged messages keeps moving), count it, and
         leave its credit changes to the coordinator."""
-        if message[0] == "cpu":
-            self._count(settler_cpu_ms=int(float(message[1]) * 1000))
-            return
-        _kind, acks, counts, credit, messages, receipts = message
-        self._ack(acks)
+        self._ack(done.acks)
         pump = self._pump
         if pump is not None:
-            for topic, payload in receipts:
+            for topic, payload in done.receipts:
                 pump.publish(topic, payload)
         with self._flight_lock:
-            self._in_flight[shard] = max(0, self._in_flight[shard] - messages)
-        self._count(batches=1, **counts)
-        self._reports.put(credit)
+            self._in_flight[shard] = max(0, self._in_flight[shard] - done.messages)
+        self._count(batches=1, **done.counts)
+        self._reports.put(done.credit)
 
     def _count(self, **amounts: int) -> None:
         with self._count_lock:

@@ -1,19 +1,17 @@
 """A settling process of the ingest service: ``python -m hub.ingest.settler --fd N CONFIG``.
 
 The hub runs ``workers`` of these. Each owns the gateways whose id hashes to its shard
-(``hub.ingest.settler_link.shard_of``), so every meter's records are rated by one process, in
-seq order, with its rating state cached there. A settler collects up to ``batch_size`` messages
-or waits ``batch_wait_s``, processes them in one transaction (``BatchProcessor``) and only then
-reports them to the hub as done, which has the pump acknowledge them to the broker. Held records
-of its own gateways are released once their hold time is over.
+(``hub.ingest.transport.settler_link.shard_of``), so every meter's records are rated by one
+process, in seq order, with its rating state cached there. A settler collects up to ``batch_size``
+messages or waits ``batch_wait_s``, processes them in one transaction (``BatchProcessor``) and only
+then reports them to the hub as done, which has the pump acknowledge them to the broker. Held
+records of its own gateways are released once their hold time is over.
 
-Parent → child: ``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``,
-``("stop",)`` (finish the batch in hand, report it, exit; what is still queued stays
+Parent → child (``hub.ingest.transport.messages``): ``Delivery`` (received messages, pickled
+by the pump), ``Stop`` (finish the batch in hand, report it, exit; what is still queued stays
 unacknowledged and the broker delivers it again).
-Child → parent: ``("done", {generation: [mid, ...]}, counts, credit, messages, receipts)``
-after each committed batch, where ``receipts`` are the signed ``(topic, payload)`` receipts for
-what the batch settled (``hub.ingest.receipts``) for the pump to publish; ``("cpu", seconds)``
-when it stops.
+Child → parent: ``Done`` after each committed batch, with the signed receipts for what the batch
+settled (``hub.ingest.receipts``) for the pump to publish; ``Cpu`` when it stops.
 """
 
 from __future__ import annotations
@@ -25,14 +23,13 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from typing import Any
 
 from hub.db import make_engine
 from hub.ingest.batch import BatchProcessor, Inbound, Outcome
-from hub.ingest.child import exit_child, log_to_stderr, serve_parent, start_child
-from hub.ingest.pump_link import Chunk
 from hub.ingest.receipts import command_keys
-from hub.ingest.settler_link import SettlerConfig, gateway_shard
+from hub.ingest.transport.child import exit_child, log_to_stderr, serve_parent, start_child
+from hub.ingest.transport.messages import Chunk, Cpu, Delivery, Done, ToSettler
+from hub.ingest.transport.settler_link import SettlerConfig, gateway_shard
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +94,15 @@ class Settler:
         finally:
             self.engine.dispose()
             with contextlib.suppress(OSError, ValueError):  # unless the hub is gone
-                self.conn.send(("cpu", time.process_time()))
+                self.conn.send(Cpu(time.process_time()))
 
     def _read(self) -> None:
         serve_parent(self.conn, self._take)
         self._stopping.set()
 
-    def _take(self, message: tuple[Any, ...]) -> bool:
-        if message[0] == "msgs":
-            self._inbox.put(message[1])
+    def _take(self, message: ToSettler) -> bool:
+        if isinstance(message, Delivery):
+            self._inbox.put(message.items)
         return True
 
     def _loop(self) -> None:
@@ -133,8 +130,8 @@ class Settler:
                     acks.setdefault(item.generation, []).append(item.mid)
             receipts = self._receipts(outcome)
             try:
-                self.conn.send(("done", acks, dict(outcome.counts), outcome.credit, len(items),
-                                receipts))  # fmt: skip
+                self.conn.send(Done(acks, dict(outcome.counts), outcome.credit, len(items),
+                                    receipts))  # fmt: skip
             except (OSError, ValueError):
                 return  # the hub is gone: the broker delivers these again to the next one
             if self._stopping.is_set():

@@ -1,7 +1,9 @@
-"""The pump's MQTT client (hub.ingest.paho_bulk) against a real Mosquitto: it reads ahead
-through its buffer, hands every message over intact (through its own PUBLISH fast path, MQTT 5
-and 3.1.1, or paho's), and one ``ack_many`` acknowledges a whole batch (none redelivered), while
-unacknowledged messages come back on the next connection."""
+"""The pump's MQTT client (hub.ingest.transport.paho_bulk) against a real Mosquitto: it reads
+ahead through its buffer, hands every message over intact (through its own PUBLISH fast path,
+MQTT 5 and 3.1.1, or paho's), and one ``ack_many`` acknowledges a whole batch (none redelivered),
+while unacknowledged messages come back on the next connection; without ``manual_ack`` the fast
+path acknowledges each message itself. These pin the paho internals the client overrides
+(``tests/test_pins.py`` pins paho's version)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
-from hub.ingest.paho_bulk import BulkClient, pubacks
+from hub.ingest.transport.mqtt import BrokerUrl, connect_properties, make_client
+from hub.ingest.transport.paho_bulk import BulkClient, pubacks
 from tests.conftest import Broker
 from tests.support import wait_for
 
@@ -31,12 +33,14 @@ class Receiver:
     """A ``BulkClient`` on a persistent session, collecting what it receives (through
     ``on_publish_received`` when ``fast``, else paho's ``on_message``)."""
 
-    def __init__(self, broker: Broker, *, fast: bool, v5: bool) -> None:
+    def __init__(self, broker: Broker, *, fast: bool, v5: bool, manual_ack: bool = True) -> None:
         self.mids: list[int] = []
         self.payloads: list[bytes] = []
         self._lock = threading.Lock()
         self.subacks = 0
-        self.client: BulkClient = make_client(BrokerUrl.parse(broker.url), "bulk-test", v5=v5)
+        self.client: BulkClient = make_client(
+            BrokerUrl.parse(broker.url), "bulk-test", v5=v5, manual_ack=manual_ack
+        )
         if fast:
             self.client.on_publish_received = self._on_publish
         else:
@@ -118,11 +122,28 @@ def test_ack_many_acknowledges_a_batch_and_unacked_ones_come_back(
     finally:
         first.close()
 
-    second = Receiver(mosquitto, fast=fast, v5=v5)  # the same session
+    assert _redelivered(mosquitto, fast=fast, v5=v5) == (0 if acknowledge else n)
+
+
+def test_without_manual_ack_the_fast_path_acknowledges_each_message(mosquitto: Broker) -> None:
+    first = Receiver(mosquitto, fast=True, v5=True, manual_ack=False)
     try:
-        _publish(mosquitto, [b"marker"])  # everything redelivered arrives before it
+        sent = [b"a%05d" % i for i in range(N)]
+        _publish(mosquitto, sent)
+        wait_for(lambda: first.received() == N, timeout=30)
+        assert first.payloads == sent
+        first.fence()
+    finally:
+        first.close()
+    assert _redelivered(mosquitto, fast=True, v5=True) == 0
+
+
+def _redelivered(broker: Broker, *, fast: bool, v5: bool) -> int:
+    """How many messages the session's next connection gets again."""
+    second = Receiver(broker, fast=fast, v5=v5)  # the same session
+    try:
+        _publish(broker, [b"marker"])  # everything redelivered arrives before it
         wait_for(lambda: second.received() >= 1 and second.payloads[-1] == b"marker", timeout=30)
-        redelivered = second.received() - 1
-        assert redelivered == (0 if acknowledge else n)
+        return second.received() - 1
     finally:
         second.close()

@@ -1,4 +1,4 @@
-"""The ingest service's processes: the MQTT pump (hub.ingest.pump) or a settler
+"""The ingest service's processes: the MQTT pump (hub.ingest.transport.pump) or a settler
 (hub.ingest.settler) killed with -9 while records stream in is started again and every record
 is posted exactly once; none of them outlives its hub."""
 

@@ -17,7 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hub.errors import InvalidInputError
-from hub.ingest.paho_bulk import BulkClient
+from hub.ingest.transport.paho_bulk import BulkClient
 
 MAX_RECEIVE = 65_535
 

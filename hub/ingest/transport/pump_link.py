@@ -1,9 +1,10 @@
-"""The parent's handle on the MQTT pump process (``hub.ingest.pump``).
+"""The parent's handle on the MQTT pump process (``hub.ingest.transport.pump``).
 
-A ``ChildLink`` (``hub.ingest.child``) whose messages are chunks of received messages (handed to
-``on_messages``) and connection changes (``on_state``). If the pump dies it is started again
-with a higher generation base, so nothing received by the dead one is ever acknowledged by the
-new one (the broker redelivers it).
+A ``ChildLink`` (``hub.ingest.transport.child``) whose messages are chunks of received messages
+(``Routed``, whose parts are handed to ``on_messages``) and connection changes (``Up``,
+``Down``, ``Protocol``, ``PubAck``, ``Cpu``: handed to ``on_event``). If the pump dies it is
+started again with a higher generation base, so nothing received by the dead one is ever
+acknowledged by the new one (the broker redelivers it).
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
 
-from hub.ingest.child import ChildLink
+from hub.ingest.transport.child import ChildLink
+from hub.ingest.transport.messages import Ack, Down, Part, Publish, PumpEvent, Routed
 
 GENERATIONS_PER_PUMP = 1_000_000
-Chunk = list[tuple[str, bytes, float, int, int, int]]
-Parts = list[tuple[int, int, bytes]]  # (shard, messages, the settler's pickled message)
 
 
 @dataclass(frozen=True)
@@ -44,13 +43,15 @@ class PumpLink:
     def __init__(
         self,
         cfg: PumpConfig,
-        on_messages: Callable[[Parts], None],
-        on_state: Callable[[str, tuple[Any, ...]], None],
+        on_messages: Callable[[list[Part]], None],
+        on_event: Callable[[PumpEvent], None],
     ) -> None:
         self.cfg = cfg
         self._on_messages = on_messages
-        self._on_state = on_state
-        self._child = ChildLink("hub.ingest.pump", self._config, self._on_message, self._on_exit)
+        self._on_event = on_event
+        self._child = ChildLink(
+            "hub.ingest.transport.pump", self._config, self._on_message, self._on_exit
+        )
 
     @property
     def pid(self) -> int | None:
@@ -71,23 +72,23 @@ class PumpLink:
     def ack(self, generation: int, mids: list[int]) -> None:
         """Have the pump acknowledge the QoS 1 messages ``mids`` of connection ``generation``."""
         if mids:
-            self._child.send(("ack", generation, mids))
+            self._child.send(Ack(generation, mids))
 
     def publish(self, topic: str, payload: bytes, token: str | None = None) -> bool:
         """Hand ``topic``/``payload`` to the pump (QoS 1); False when no pump is running. With a
-        ``token``, the broker's PUBACK comes back as ``on_state("puback", (token,))``."""
-        return self._child.send(("publish", topic, payload, token))
+        ``token``, the broker's PUBACK comes back as ``on_event(PubAck(token))``."""
+        return self._child.send(Publish(topic, payload, token))
 
     def _config(self, restarts: int) -> str:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         base = restarts * GENERATIONS_PER_PUMP
         return replace(self.cfg, generation_base=base, log_level=level).to_json()
 
-    def _on_message(self, message: tuple[Any, ...]) -> None:
-        if message[0] == "msgs":
-            self._on_messages(message[1])
+    def _on_message(self, message: Routed | PumpEvent) -> None:
+        if isinstance(message, Routed):
+            self._on_messages(message.parts)
         else:
-            self._on_state(message[0], message[1:])
+            self._on_event(message)
 
     def _on_exit(self, _code: int | None) -> None:
-        self._on_state("down", ("pump process ended",))
+        self._on_event(Down("pump process ended"))

@@ -18,7 +18,8 @@ calls cost the pump about as much as everything else it does. This client:
 
 These use paho 2.x internals (``_create_socket``, ``_handle_publish``, ``_in_packet``,
 ``_packet_queue``, ``_sock``); ``tests/hub/ingest/test_paho_bulk.py`` checks them against a real
-broker.
+broker, and paho-mqtt is pinned to the series they were checked with (``pyproject.toml``,
+``tests/test_pins.py``).
 """
 
 from __future__ import annotations

@@ -1,21 +1,21 @@
-"""The hub's MQTT client in a process of its own: ``python -m hub.ingest.pump --fd N CONFIG``.
+"""The hub's MQTT client in a process of its own:
+``python -m hub.ingest.transport.pump --fd N CONFIG``.
 
 Receiving and acknowledging QoS 1 messages costs a paho client a good part of what settling one
 record costs; in one process both share the GIL and the hub can use one core at most. This
-process owns the MQTT client (``hub.ingest.paho_bulk``) and nothing else: it forwards what it
-receives to the parent over a socket (``multiprocessing.connection.Connection``, in chunks),
-acknowledges what the parent says is committed, and publishes what the parent asks it to.
+process owns the MQTT client (``hub.ingest.transport.paho_bulk``) and nothing else: it forwards
+what it receives to the parent over a socket (``multiprocessing.connection.Connection``, in
+chunks), acknowledges what the parent says is committed, and publishes what the parent asks it
+to.
 
 Messages are forwarded already split by settler (``shard_of``) and pickled as the settler's
-``("msgs", [(topic, payload, received_at, mid, qos, generation), ...])``, so the parent passes
-them on as bytes without unpickling them.
+``Delivery``, so the parent passes them on as bytes without unpickling them.
 
-Child → parent: ``("msgs", [(shard, count, pickled), ...])``,
-``("up", generation, session_present)`` once subscribed, ``("down", reason)``,
-``("protocol", v5)`` after falling back to MQTT 3.1.1, ``("cpu", seconds)`` when stopping.
-Parent → child: ``("ack", generation, [mid, ...])`` (QoS 1 messages: the subscriptions are QoS 1,
-so none arrive at QoS 2), ``("publish", topic, payload, token)`` (QoS 1; with a token, the
-broker's PUBACK is reported as ``("puback", token)``), ``("stop",)``.
+Child → parent (``hub.ingest.transport.messages``): ``Routed`` (one ``Part`` per settler),
+``Up`` once subscribed, ``Down``, ``Protocol`` after falling back to MQTT 3.1.1, ``PubAck``,
+``Cpu`` when stopping. Parent → child: ``Ack`` (QoS 1 messages: the subscriptions are QoS 1, so
+none arrive at QoS 2), ``Publish`` (QoS 1; with a token, the broker's PUBACK is reported as
+``PubAck``), ``Stop``.
 
 A generation names one connection: a message received on an earlier connection is never
 acknowledged on a later one (its mid may name another message there); the broker redelivers it.
@@ -35,11 +35,26 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from hub.ingest.child import exit_child, log_to_stderr, serve_parent, start_child
-from hub.ingest.mqtt import BrokerUrl, connect_properties, make_client
-from hub.ingest.paho_bulk import BulkClient
-from hub.ingest.pump_link import Chunk, Parts, PumpConfig
-from hub.ingest.settler_link import shard_of
+from hub.ingest.transport.child import exit_child, log_to_stderr, serve_parent, start_child
+from hub.ingest.transport.messages import (
+    Ack,
+    Chunk,
+    Cpu,
+    Delivery,
+    Down,
+    FromPump,
+    Part,
+    Protocol,
+    PubAck,
+    Publish,
+    Routed,
+    ToPump,
+    Up,
+)
+from hub.ingest.transport.mqtt import BrokerUrl, connect_properties, make_client
+from hub.ingest.transport.paho_bulk import BulkClient
+from hub.ingest.transport.pump_link import PumpConfig
+from hub.ingest.transport.settler_link import shard_of
 from protocol import topics
 
 log = logging.getLogger(__name__)
@@ -93,13 +108,14 @@ class Pump:
             self._arrived.set()
             forwarder.join(5)
             self._close()
-            self._send(("cpu", time.process_time()))
+            self._send(Cpu(time.process_time()))
 
-    def _request(self, request: tuple[Any, ...]) -> bool:
-        if request[0] == "ack":
-            self._ack(request[1], request[2])
-        elif request[0] == "publish":
-            self._publish(request[1], request[2], request[3] if len(request) > 3 else None)
+    def _request(self, request: ToPump) -> bool:
+        match request:
+            case Ack(generation, mids):
+                self._ack(generation, mids)
+            case Publish(topic, payload, token):
+                self._publish(topic, payload, token)
         return True
 
     def _publish(
@@ -118,7 +134,7 @@ class Pump:
                 self._tracked[mid] = token
                 early = False
         if early and token is not None:
-            self._send(("puback", token))
+            self._send(PubAck(token))
 
     def _open(self) -> None:
         client = make_client(self.url, self.cfg.client_id, v5=self.v5)
@@ -156,7 +172,7 @@ class Pump:
         self.v5 = False
         log.warning("ingest: the broker refuses MQTT 5; using MQTT 3.1.1 (batches of at most "
                     "the broker's in-flight limit)")  # fmt: skip
-        self._send(("protocol", False))
+        self._send(Protocol(v5=False))
         self._open()
 
     def _silent_on_v5(self) -> bool:
@@ -166,7 +182,7 @@ class Pump:
 
     # -- to the parent -------------------------------------------------------------------------
 
-    def _send(self, message: tuple[Any, ...]) -> None:
+    def _send(self, message: FromPump) -> None:
         try:
             with self._send_lock:
                 self.conn.send(message)
@@ -185,10 +201,10 @@ class Pump:
             with self._inbox_lock:
                 inbox, self._inbox = self._inbox, []
             for i in range(0, len(inbox), CHUNK_MAX):
-                self._send(("msgs", self._by_shard(inbox[i : i + CHUNK_MAX])))
+                self._send(Routed(self._by_shard(inbox[i : i + CHUNK_MAX])))
 
-    def _by_shard(self, chunk: Chunk) -> Parts:
-        """``chunk`` split by settler, each part pickled as that settler's message."""
+    def _by_shard(self, chunk: Chunk) -> list[Part]:
+        """``chunk`` split by settler, each part pickled as that settler's ``Delivery``."""
         shards = self.cfg.shards
         parts: dict[int, Chunk] = {}
         for item in chunk:
@@ -197,7 +213,7 @@ class Pump:
             if part is None:
                 part = parts[shard] = []
             part.append(item)
-        return [(shard, len(part), pickle.dumps(("msgs", part), pickle.HIGHEST_PROTOCOL))
+        return [Part(shard, len(part), pickle.dumps(Delivery(part), pickle.HIGHEST_PROTOCOL))
                 for shard, part in parts.items()]  # fmt: skip
 
     def _ack(self, generation: int, mids: list[int]) -> None:
@@ -237,13 +253,13 @@ class Pump:
         self._connected = True
         # subscribed: gateways send again what no hub has confirmed (nobody may have been here)
         self._publish(topics.HUB_STATUS, _hub_status("online"), None, retain=True)
-        self._send(("up", self.generation, self._session_present))
+        self._send(Up(self.generation, self._session_present))
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
         self._connected = False
-        self._send(("down", str(reason)))
+        self._send(Down(str(reason)))
         if not self._stopping.is_set():
             log.warning("ingest: disconnected from the broker (%s); reconnecting", reason)
 
@@ -257,7 +273,7 @@ class Pump:
                 self._early.add(mid)
                 token = None
         if token is not None and not getattr(reason, "is_failure", False):
-            self._send(("puback", token))  # a refusal leaves it queued: it is tried again
+            self._send(PubAck(token))  # a refusal leaves it queued: it is tried again
 
     def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         # The generation is read here, in the thread that also counts connections, so a
@@ -274,7 +290,7 @@ def _hub_status(state: str) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    text, conn = start_child("python -m hub.ingest.pump", argv)
+    text, conn = start_child("python -m hub.ingest.transport.pump", argv)
     cfg = PumpConfig.from_json(text)
     log_to_stderr(cfg.log_level)
     Pump(cfg, conn).run()

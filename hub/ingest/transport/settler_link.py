@@ -1,8 +1,9 @@
 """The parent's handle on one settling process (``hub.ingest.settler``) and the sharding rule.
 
-Messages go to the settler that owns their gateway (``shard_of``); its reports come back to
-``on_report(shard, message)``. If a settler dies it is started again and ``on_restart(shard)``
-is called: what it held was never acknowledged, so the caller has the broker deliver it again.
+Messages go to the settler that owns their gateway (``shard_of``); its reports (``Done``,
+``Cpu``) come back to ``on_report(shard, message)``. If a settler dies it is started again and
+``on_restart(shard)`` is called: what it held was never acknowledged, so the caller has the
+broker deliver it again.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
 
-from hub.ingest.child import ChildLink
+from hub.ingest.transport.child import ChildLink
+from hub.ingest.transport.messages import FromSettler
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class SettlerLink:
     def __init__(
         self,
         cfg: SettlerConfig,
-        on_report: Callable[[int, tuple[Any, ...]], None],
+        on_report: Callable[[int, FromSettler], None],
         on_restart: Callable[[int], None],
     ) -> None:
         self.cfg = cfg
@@ -78,7 +79,7 @@ class SettlerLink:
         self._child.stop(timeout)
 
     def send_pickled(self, message: bytes) -> bool:
-        """Pass on a ``("msgs", chunk)`` the pump pickled for this settler."""
+        """Pass on a ``Delivery`` the pump pickled for this settler (``Part.pickled``)."""
         return self._child.send_bytes(message)
 
     def _config(self, _restarts: int) -> str:

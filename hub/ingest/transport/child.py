@@ -1,10 +1,11 @@
 """A helper process of the ingest service, and the socket the two talk over.
 
 ``ChildLink.start()`` runs ``python -m MODULE --fd N CONFIG`` with one end of a socket pair
-(``multiprocessing.connection.Connection``: pickled tuples); a reader thread hands each message
-to ``on_message``. ``send`` and ``stop`` are safe from any thread. If the child dies while the
-link is open, ``on_exit`` is called, the child is started again with ``config(restarts)``,
-then ``on_restart`` is called.
+(``multiprocessing.connection.Connection``: pickled messages of
+``hub.ingest.transport.messages``); a reader thread hands each message to ``on_message``.
+``send`` and ``stop`` are safe from any thread. If the child dies while the link is open,
+``on_exit`` is called, the child is started again with ``config(restarts)``, then
+``on_restart`` is called.
 A child reads end-of-file when its parent goes away (even by kill -9) and exits by itself
 (``serve_parent``), so a restarted hub never finds orphans at work.
 """
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from hub.ingest.transport.messages import Stop
+
 log = logging.getLogger(__name__)
 
 RESTART_DELAY_S = 1.0
@@ -34,7 +37,7 @@ class ChildLink:
         self,
         module: str,
         config: Callable[[int], str],
-        on_message: Callable[[tuple[Any, ...]], None],
+        on_message: Callable[[Any], None],
         on_exit: Callable[[int | None], None],
         on_restart: Callable[[], None] | None = None,
     ) -> None:
@@ -73,7 +76,7 @@ class ChildLink:
                                         name=f"link-{self.module}", daemon=True)  # fmt: skip
         self._reader.start()
 
-    def send(self, message: tuple[Any, ...]) -> bool:
+    def send(self, message: object) -> bool:
         """Send ``message``; False when the child is not running."""
         return self.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
@@ -90,9 +93,9 @@ class ChildLink:
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the child to stop (``("stop",)``), wait for it, then for its last messages."""
+        """Ask the child to stop (``Stop()``), wait for it, then for its last messages."""
         self._stopping.set()
-        self.send(("stop",))
+        self.send(Stop())
         proc = self._proc
         if proc is not None:
             try:
@@ -157,13 +160,13 @@ def exit_child(code: int) -> None:
     os._exit(code)
 
 
-def serve_parent(conn: Connection, handle: Callable[[tuple[Any, ...]], bool]) -> None:
+def serve_parent(conn: Connection, handle: Callable[[Any], bool]) -> None:
     """In a child: pass each message from the parent to ``handle`` until it returns False, the
-    parent sends ``("stop",)`` or goes away."""
+    parent sends ``Stop()`` or goes away."""
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             return
-        if message[0] == "stop" or not handle(message):
+        if isinstance(message, Stop) or not handle(message):
             return
