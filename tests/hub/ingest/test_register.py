@@ -27,13 +27,13 @@ from hub.db import make_engine, migrate, read_tx
 from hub.ingest import IngestService
 from hub.ingest.batch import BatchProcessor
 from hub.ingest.model import Inbound
-from hub.ingest.seed import World, seed_world
 from hub.ledger import check_invariants
 from hub.rating.register import Claim
 from protocol.topics import topic
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import balances, posted, publisher, quarantined, table, usage
 from tests.hub.register_streams import STEP, T0, Rec, meters, streams
+from tests.hub.seed import World, seed_world
 from tests.support import wait_for
 
 TARIFF: dict[str, Any] = {
