@@ -248,7 +248,9 @@ class BatchProcessor:
 
     # -- usage --------------------------------------------------------------------------------
 
-    def _usage(self, conn: Connection, work: Work, out: Outcome) -> RatedUsage | None:
+    def _usage(  # noqa: PLR0912, PLR0915 (issue 13: split into a pure settlement planner)
+        self, conn: Connection, work: Work, out: Outcome
+    ) -> RatedUsage | None:
         """Rate the batch's usage (and held records now due): what to write, or None."""
         owns = self.owns
         pending_rows = [r for r in due_pending(conn, work.now - self.hold)
