@@ -21,7 +21,7 @@ from typing import Any
 from agent.errors import CommandRejected, CommandReplayed
 from agent.store import AgentStore
 from protocol.errors import ProtocolError
-from protocol.messages import ACTIONS, Command, CreditState, load_json, validate
+from protocol.messages import ACTIONS, COMMAND_GROUPS, Command, CreditState, load_json, validate
 from protocol.signing import SIGNATURE_FIELD, verify
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ _SCHEMA = (
     PRIMARY KEY (meter, grp)
 )""",
 )
-GROUPS = {"disconnect": "relay", "reconnect": "relay", "credit": "credit", "prompt": "prompt"}
 
 
 class CommandGate:
@@ -107,7 +106,7 @@ class CommandGate:
         return command
 
     def _consume(self, command: Command, now: datetime) -> None:
-        grp = GROUPS.get(command.action, command.action)
+        grp = COMMAND_GROUPS.get(command.action, command.action)
         issued = _micros(command.issued_at)
         with self._store.transaction() as conn:
             conn.execute(

@@ -59,6 +59,13 @@ Scalar = Annotated[str, Field(max_length=500)] | int | float | bool | None
 
 Action = Literal["disconnect", "reconnect", "credit", "prompt"]
 ACTIONS: tuple[str, ...] = ("disconnect", "reconnect", "credit", "prompt")
+# A newer command of a group supersedes an older one for the same meter (hub and agent alike).
+COMMAND_GROUPS = {
+    "disconnect": "relay",
+    "reconnect": "relay",
+    "credit": "credit",
+    "prompt": "prompt",
+}
 
 
 class Message(BaseModel):

@@ -52,9 +52,6 @@ class Receipt(Message):
             raise ValueError("a seq range ends before it starts")
         return self
 
-    def covers(self, meter: str, seq: int) -> bool:
-        return any(lo <= seq <= hi for lo, hi in self.usage.get(meter, ()))
-
 
 def ranges(seqs: Iterable[int]) -> tuple[tuple[int, int], ...]:
     """``seqs`` as the fewest sorted closed ranges: ``{1, 2, 3, 7}`` → ``((1, 3), (7, 7))``."""

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, insert
 
 from hub.commands import store
-from hub.db import write_tx
+from hub.db import read_tx, write_tx
 from hub.models import Event
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,11 @@ class CommandDispatcher:
         now = self.clock()
         with self._acked_lock:
             acked, self._acked = self._acked, set()
+        prune = time.monotonic() - self._pruned_at > PRUNE_EVERY_S
+        if not acked and not prune:
+            with read_tx(self.engine) as conn:  # an idle round takes no write lock
+                if not store.has_work(conn, now):
+                    return 0
         with write_tx(self.engine) as conn:
             store.mark_sent(conn, acked, now)
             expired = store.expire(conn, now)
@@ -99,7 +104,7 @@ class CommandDispatcher:
                               "gateway": r["gateway_id"], "status": str(r["status"])}}
                     for r in expired
                 ])  # fmt: skip
-            if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
+            if prune:
                 self._pruned_at = time.monotonic()
                 store.prune(conn, now - KEEP_CREDIT)
             due = store.due(conn, now)

@@ -27,12 +27,12 @@ from sqlalchemy.engine import Connection
 
 from hub.models import Command, CommandStatus
 from hub.models.commands import OPEN
+from protocol.messages import COMMAND_GROUPS
 from protocol.topics import topic
 
 T_COMMANDS = Command.__table__  # type: ignore[attr-defined]
 RETRY_FIRST = timedelta(seconds=30)
 RETRY_MAX = timedelta(minutes=10)
-GROUPS = {"disconnect": "relay", "reconnect": "relay", "credit": "credit", "prompt": "prompt"}
 CHUNK = 500  # ids per IN (...) list
 
 
@@ -46,7 +46,7 @@ class Due:
 
 
 def group_of(action: str) -> str:
-    return GROUPS.get(action, action)
+    return COMMAND_GROUPS.get(action, action)
 
 
 def enqueue(
@@ -115,6 +115,18 @@ def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
                 .values(attempts=T_COMMANDS.c.attempts + 1, next_try_at=now + delay)
             )  # fmt: skip
     return [Due(row.id, topic(row.gateway_id, "cmd"), row.payload.encode()) for row in rows]
+
+
+def has_work(conn: Connection, now: datetime) -> bool:
+    """Whether an open command is due or past its expiry (an idle dispatcher round skips its
+    write transaction otherwise)."""
+    row = conn.execute(
+        select(T_COMMANDS.c.id)
+        .where(T_COMMANDS.c.status.in_(OPEN),
+               (T_COMMANDS.c.next_try_at <= now) | (T_COMMANDS.c.expires_at <= now))
+        .limit(1)
+    ).first()  # fmt: skip
+    return row is not None
 
 
 def mark_sent(conn: Connection, ids: Iterable[str], now: datetime) -> None:

@@ -152,19 +152,24 @@ def credit_command_for(
                           ttl=ttl)  # fmt: skip
 
 
-def queue_credit_state(
-    engine: Engine, meter_id: str, *, reason: str = "credit state",
+def queue_credit_states(
+    engine: Engine, meter_ids: Iterable[str], *, reason: str = "credit state",
     ttl: timedelta = DEFAULT_TTL,
-) -> str | None:  # fmt: skip
-    """Queue one meter's credit state now (after a top-up, say) in the durable command table;
-    the command id, or None when the meter has no state to send (logged)."""
+) -> dict[str, str]:  # fmt: skip
+    """Queue these meters' credit states now (after a top-up, say) in the durable command
+    table, in one transaction; the command id per meter (a meter with no state to send is
+    logged and left out)."""
+    queued: dict[str, str] = {}
     with write_tx(engine) as conn:
-        try:
-            credit = credit_state(conn, meter_id)
-        except LookupError as exc:
-            log.warning("no credit state for %s: %s", meter_id, exc)
-            return None
-        return enqueue(conn, credit.gateway_id, credit_command_for(credit, ttl=ttl, reason=reason))
+        for meter_id in sorted(set(meter_ids)):
+            try:
+                credit = credit_state(conn, meter_id)
+            except LookupError as exc:
+                log.warning("no credit state for %s: %s", meter_id, exc)
+                continue
+            command = credit_command_for(credit, ttl=ttl, reason=reason)
+            queued[meter_id] = enqueue(conn, credit.gateway_id, command)
+    return queued
 
 
 def queue_tariff_update(engine: Engine, tariff_id: str, *, ttl: timedelta = DEFAULT_TTL) -> int:

@@ -35,7 +35,7 @@ from sqlmodel import Session
 
 from hub.commands.store import enqueue
 from hub.control.commands import DEFAULT_TTL, build_command
-from hub.control.credit_state import alternate_headroom, credit_rules, queue_credit_state
+from hub.control.credit_state import alternate_headroom, credit_rules, queue_credit_states
 from hub.control.effects import BY, Action, Plan, restore_floor
 from hub.control.rules import (
     Decision,
@@ -335,16 +335,15 @@ class CreditControl:
         dispatcher woken for them and the plan's commands (queued in the decision's
         transaction), then notifications. Failures are logged, never raised: the decision is
         committed and the next evaluation or credit state corrects it."""
-        for meter_id in sorted(plan.credit_meters):
-            try:
-                queued = queue_credit_state(self.engine, meter_id, reason="credit control",
-                                            ttl=self.ttl)  # fmt: skip
-            except Exception:
-                log.exception("credit state of %s not queued", meter_id)
-                continue
-            if queued is not None:  # the caller may drop an older state it meant to send
-                plan.actions.append(Action("credit_state", meter_id, "credit state queued",
-                                           command_id=queued))  # fmt: skip
+        try:
+            queued = queue_credit_states(self.engine, plan.credit_meters,
+                                         reason="credit control", ttl=self.ttl)  # fmt: skip
+        except Exception:
+            log.exception("credit states of %s not queued", sorted(plan.credit_meters))
+            queued = {}
+        for meter_id, command_id in queued.items():  # the caller may drop older states
+            plan.actions.append(Action("credit_state", meter_id, "credit state queued",
+                                       command_id=command_id))  # fmt: skip
         if self.wake is not None and (plan.commands or plan.credit_meters):
             self.wake()
         for notice in plan.notices:

@@ -25,22 +25,18 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from hub.commands.dispatcher import CommandDispatcher
-from hub.commands.store import enqueue, enqueue_many
-from hub.control.commands import build_command
+from hub.commands.store import enqueue_many
 from hub.control.credit_state import (
     MeterCredit,
     build_state,
     credit_command_for,
     credit_rules,
-    queue_credit_state,
-    queue_tariff_update,
 )
-from hub.control.engine import CreditControl, meters_paid_by_any
-from hub.db import read_tx, write_tx
-from hub.errors import NotFoundError
+from hub.control.engine import CreditControl
+from hub.db import write_tx
 from hub.ingest.model import CreditInfo
 from hub.ingest.transport.messages import (
     Cpu,
@@ -56,7 +52,6 @@ from hub.ingest.transport.messages import (
 from hub.ingest.transport.mqtt import MAX_RECEIVE, BrokerUrl
 from hub.ingest.transport.pump_link import PumpConfig, PumpLink
 from hub.ingest.transport.settler_link import SettlerConfig, SettlerLink
-from hub.models import Gateway, Meter
 
 log = logging.getLogger(__name__)
 
@@ -222,46 +217,6 @@ class IngestService:
         self._count(commands=1)
         return True
 
-    def queue_credit_state(self, meter_id: str, reason: str = "credit state") -> str | None:
-        """Queue one meter's credit state now (after a top-up); the command id or None."""
-        queued = queue_credit_state(self.engine, meter_id, reason=reason, ttl=self.command_ttl)
-        self.wake_commands()
-        return queued
-
-    def queue_account_credit_state(self, account_id: str) -> int:
-        """Queue for every meter paid (wholly or partly) by ``account_id`` its credit state."""
-        queued = 0
-        for meter_id in meters_paid_by(self.engine, account_id):
-            if self.queue_credit_state(meter_id, reason="top-up") is not None:
-                queued += 1
-        return queued
-
-    def queue_tariff_update(self, tariff_id: str) -> int:
-        """Queue for every meter on ``tariff_id`` its credit state with the version in force."""
-        queued = queue_tariff_update(self.engine, tariff_id, ttl=self.command_ttl)
-        self.wake_commands()
-        return queued
-
-    def queue_command(
-        self, meter_id: str, action: str, *, reason: str = "", params: dict[str, Any] | None = None
-    ) -> str:
-        """Build, sign and queue a command to the meter's gateway; returns its id."""
-        with write_tx(self.engine) as conn:
-            meters = Meter.__table__  # type: ignore[attr-defined]
-            gateways = Gateway.__table__  # type: ignore[attr-defined]
-            row = conn.execute(
-                select(gateways.c.id, gateways.c.command_key)
-                .join(meters, meters.c.gateway_id == gateways.c.id)
-                .where(meters.c.id == meter_id)
-            ).first()
-            if row is None:
-                raise NotFoundError("meter", meter_id)
-            command = build_command(row.command_key, meter_id, action, params=params,
-                                    reason=reason, ttl=self.command_ttl)  # fmt: skip
-            enqueue(conn, row.id, command)
-        self.wake_commands()
-        return str(command["id"])
-
     # -- from the pump and the settlers (their reader threads: no database work here) -------
 
     def _on_messages(self, parts: list[Part]) -> None:
@@ -407,9 +362,3 @@ def to_meter_credit(info: CreditInfo) -> MeterCredit:
     rules = credit_rules(info.flags, info.protected, info.alternate_available)
     state = build_state(info.tariff, info.balance, info.state, rules)
     return MeterCredit(info.meter_id, info.gateway_id, info.command_key, info.account_id, state)
-
-
-def meters_paid_by(engine: Engine, account_id: str) -> list[str]:
-    """Meters whose charge ``account_id`` pays, wholly or in part."""
-    with read_tx(engine) as conn:
-        return meters_paid_by_any(conn, {account_id})

@@ -2,8 +2,6 @@
 
 import json
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -240,18 +238,14 @@ def test_the_agent_reports_a_command_with_a_huge_integer(
 
     def delivered(payload: bytes, reason: str) -> bool:  # published until the agent listens
         publish(mosquitto.port, "smsa/v1/gw/gw-t/cmd", payload)
-        return bool(wait_until(lambda: rejected(reason), 1.0))
+        try:
+            wait_for(lambda: rejected(reason), timeout=1.0)
+        except AssertionError:
+            return False
+        return True
 
     wait_for(lambda: delivered(over, "integer of 5000 digits (at most 20)"), timeout=30)
     wait_for(lambda: delivered(under, "integer of 4000 digits (at most 20)"), timeout=10)
     assert rejected("integer of 4000 digits (at most 20)")[0].data["command"] == "under"
     assert agent.proc.poll() is None
     assert "Traceback" not in agent.text()
-
-
-def wait_until(check: Callable[[], Any], timeout: float) -> Any:
-    """``check()`` once it is truthy, or its last falsy value after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return result

@@ -11,11 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
-from hub.commands.store import history
+from hub.commands.store import enqueue, history
 from hub.control.commands import build_command, credit_command, topic_for
-from hub.control.credit_state import credit_rules
-from hub.db import read_tx
-from hub.errors import NotFoundError
+from hub.control.credit_state import credit_rules, queue_credit_states, queue_tariff_update
+from hub.db import read_tx, write_tx
 from hub.ingest import IngestService
 from hub.rating.payers import paying_account
 from protocol.messages import Command, CreditState, validate
@@ -73,13 +72,12 @@ def test_service_publishes_credit_states_and_commands_on_demand(
     try:
         assert inbox.subscribed.wait(5)
         service = start_service(sqlite_engine)
-        assert service.queue_credit_state(meter) is not None
-        assert service.queue_account_credit_state(world.customers[other]) == 1
-        assert service.queue_tariff_update(world.tariff.id) == len(world.meters)
-        command_id = service.queue_command(meter, "disconnect", reason="operator")
-        with pytest.raises(NotFoundError):
-            service.queue_command("nobody", "disconnect")
-        assert service.queue_credit_state("nobody") is None
+        assert set(queue_credit_states(sqlite_engine, [meter, other, "nobody"])) == {meter, other}
+        assert queue_tariff_update(sqlite_engine, world.tariff.id) == len(world.meters)
+        command = build_command(world.gateways[gateway], meter, "disconnect", reason="operator")
+        with write_tx(sqlite_engine) as conn:
+            command_id = enqueue(conn, gateway, command)
+        service.wake_commands()
 
         # each meter's newest credit state supersedes the older ones still queued; whatever is
         # left open is published, and the broker's PUBACK makes it ``sent``
