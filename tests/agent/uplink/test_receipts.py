@@ -6,6 +6,7 @@ Real Mosquitto; the receipts are built with ``protocol.receipts`` as the hub bui
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,9 +40,18 @@ def silent(broker: Broker) -> Iterator[Subscriber]:
         sub.close()
 
 
-def uplink_for(broker: Broker, outbox: Outbox) -> Uplink:
-    return Uplink("gw-1", broker.url, None, None, outbox, lambda _: None, command_key=KEY,
-                  reconnect_delay=(1, 2))  # fmt: skip
+@contextmanager
+def started(broker: Broker, outbox: Outbox, records: int) -> Iterator[Uplink]:
+    """``records`` usage records of m1 in the outbox, then an uplink draining it, stopped after."""
+    for seq in range(1, records + 1):
+        outbox.add_usage(record("m1", seq))
+    uplink = Uplink("gw-1", broker.url, None, None, outbox, lambda _: None, command_key=KEY,
+                    reconnect_delay=(1, 2))  # fmt: skip
+    uplink.start()
+    try:
+        yield uplink
+    finally:
+        uplink.stop()
 
 
 def publish(sub: Subscriber, receipt: dict[str, object]) -> None:
@@ -51,12 +61,8 @@ def publish(sub: Subscriber, receipt: dict[str, object]) -> None:
 def test_broker_ack_alone_deletes_nothing_and_unconfirmed_rows_are_sent_again(
     broker: Broker, silent: Subscriber, outbox: Outbox
 ) -> None:
-    for seq in range(1, 4):
-        outbox.add_usage(record("m1", seq))
     outbox.add_event(event(1))
-    uplink = uplink_for(broker, outbox)
-    uplink.start()
-    try:
+    with started(broker, outbox, 3) as uplink:
         wait_for(lambda: uplink.broker_acks >= 2, timeout=20)
         assert outbox.depth() == 4
         # no receipt: sent again, identical, after the resend time (1 s, then 2 s)
@@ -73,18 +79,12 @@ def test_broker_ack_alone_deletes_nothing_and_unconfirmed_rows_are_sent_again(
         wait_for(lambda: outbox.depth() == 1, timeout=10)
         assert [json.loads(r.body)["seq"] for r in outbox.pending(10)] == [3]
         assert uplink.confirmed_rows == 3
-    finally:
-        uplink.stop()
 
 
 def test_forged_foreign_and_stale_receipts_delete_nothing(
     broker: Broker, silent: Subscriber, outbox: Outbox
 ) -> None:
-    for seq in range(1, 6):
-        outbox.add_usage(record("m1", seq))
-    uplink = uplink_for(broker, outbox)
-    uplink.start()
-    try:
+    with started(broker, outbox, 5) as uplink:
         wait_for(lambda: uplink.broker_acks >= 1, timeout=20)
         now = datetime.now(UTC)
         everything = {"m1": range(1, 6)}
@@ -108,23 +108,15 @@ def test_forged_foreign_and_stale_receipts_delete_nothing(
         publish(silent, genuine)
         wait_for(lambda: uplink.receipts >= 3, timeout=10)
         assert [json.loads(r.body)["meter"] for r in outbox.pending(10)] == ["m2"]
-    finally:
-        uplink.stop()
 
 
 def test_after_a_broker_restart_without_its_sessions_everything_unconfirmed_is_sent_again(
     broker: Broker, outbox: Outbox, tmp_path: Path
 ) -> None:
-    for seq in range(1, 51):
-        outbox.add_usage(record("m1", seq))
-    uplink = uplink_for(broker, outbox)
-    uplink.start()
-    try:
+    with started(broker, outbox, 50) as uplink:
         wait_for(lambda: uplink.broker_acks >= 1 and outbox.unconfirmed() == 50, timeout=20)
         broker.stop()
-        for f in tmp_path.glob("*.db"):  # the broker's persistence, not the agent's outbox
-            if f.name == "mosquitto.db":
-                f.unlink()
+        (tmp_path / "mosquitto.db").unlink(missing_ok=True)  # the broker's store, not the outbox
         broker.start()
         hub = Subscriber(broker, client_id="hub", receipt_key=KEY)
         try:
@@ -132,8 +124,6 @@ def test_after_a_broker_restart_without_its_sessions_everything_unconfirmed_is_s
             assert {r["seq"] for r in hub.records()} == set(range(1, 51))
         finally:
             hub.close()
-    finally:
-        uplink.stop()
 
 
 def test_outbox_at_its_bound_with_unconfirmed_rows_loses_nothing(tmp_path: Path) -> None:
