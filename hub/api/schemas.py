@@ -144,6 +144,8 @@ class MeterIn(Body):
     customer: Id
     tariff: Id
     service: Service = Service.ELECTRICITY
+    # the register map the gateway reads it with (hardware/registers), checked against service
+    model: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
 
 
 class MeterOut(BaseModel):

@@ -7,14 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
 
+from hardware.errors import RegisterMapError
+from hardware.regmap import ENERGY_REGISTER, load_model
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
 from hub.api.money import major
+from hub.api.routes.tariffs import latest_doc
 from hub.api.schemas import CommandIn, CommandOut, CommandState, CommandStep, MeterIn, MeterOut
 from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.models import Account, Customer, Gateway, Meter, Tariff
 from hub.operator import operator_command
+from protocol.tariff import unit_problem
 
 router = APIRouter(prefix="/meters", tags=["meters"], route_class=HubRoute)
 
@@ -48,6 +52,22 @@ def get_meter(session: Session, meter_id: str) -> Meter:
     return meter
 
 
+def check_model(name: str, service: str) -> None:
+    """The register map the gateway reads the meter with must meter ``service``."""
+    try:
+        model = load_model(name)
+    except RegisterMapError as exc:
+        raise InvalidInputError("model", f"unknown register map {name!r}: {exc.reason}") from exc
+    if model.kind != "meter":
+        raise InvalidInputError("model", f"{name!r} is not a meter")
+    metered = model.service or "electricity"
+    if metered != service:
+        unit = model.register(ENERGY_REGISTER).unit
+        raise InvalidInputError(
+            "model", f"{name!r} meters {metered} (its register counts {unit}), not {service}"
+        )
+
+
 @router.post("", status_code=201, response_model=MeterOut)
 def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
     def work(session: Session) -> MeterOut:
@@ -60,6 +80,11 @@ def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
         ):
             if session.get(model, value) is None:
                 raise InvalidInputError(field, f"unknown {field} {value!r}")
+        problem = unit_problem(latest_doc(session, body.tariff), body.service)
+        if problem is not None:
+            raise InvalidInputError("tariff", problem)
+        if body.model is not None:
+            check_model(body.model, body.service)
         meter = Meter(
             id=body.id,
             gateway_id=body.gateway,
