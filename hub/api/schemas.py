@@ -213,6 +213,16 @@ class CommandState(BaseModel):
     history: list[CommandStep]
 
 
+class MismatchOut(BaseModel):
+    """A record the agent priced differently from the hub (its shares per provider, or pool
+    for a generation mix); the hub's figures were posted, the agent's only compared."""
+
+    seq: int
+    at: datetime
+    hub_shares: dict[str, Money]
+    agent_shares: dict[str, Money]
+
+
 class EventOut(BaseModel):
     id: int
     kind: str

@@ -1,4 +1,5 @@
-"""Meters: POST (admin), GET one or all (operator), and operator disconnect / reconnect."""
+"""Meters: POST (admin), GET one or all, their commands and pricing mismatches (operator), and
+operator disconnect / reconnect."""
 
 from __future__ import annotations
 
@@ -13,10 +14,18 @@ from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
 from hub.api.money import major
 from hub.api.routes.tariffs import latest_doc
-from hub.api.schemas import CommandIn, CommandOut, CommandState, CommandStep, MeterIn, MeterOut
+from hub.api.schemas import (
+    CommandIn,
+    CommandOut,
+    CommandState,
+    CommandStep,
+    MeterIn,
+    MeterOut,
+    MismatchOut,
+)
 from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
-from hub.models import Account, Customer, Gateway, Meter, Tariff
+from hub.models import Account, Customer, Gateway, Meter, Tariff, UsageMismatch
 from hub.operator import operator_command
 from protocol.tariff import unit_problem
 
@@ -141,6 +150,34 @@ def commands(
                                 created_at=row["created_at"], expires_at=row["expires_at"],
                                 history=steps))  # fmt: skip
     return out
+
+
+@router.get("/{meter_id}/mismatches", response_model=list[MismatchOut])
+def mismatches(
+    meter_id: str,
+    session: SessionDep,
+    ctx: ContextDep,
+    _: Operator,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[MismatchOut]:
+    """Where the agent's pricing disagreed with the hub's, newest first."""
+    get_meter(session, meter_id)
+    rows = session.exec(
+        select(UsageMismatch)
+        .where(UsageMismatch.meter_id == meter_id)
+        .order_by(col(UsageMismatch.id).desc())
+        .limit(limit)
+    ).all()
+    cur = ctx.currency
+    return [
+        MismatchOut(
+            seq=r.seq,
+            at=r.at,
+            hub_shares={p: major(int(v), cur) for p, v in sorted(r.hub_shares.items())},
+            agent_shares={p: major(int(v), cur) for p, v in sorted(r.agent_shares.items())},
+        )
+        for r in rows
+    ]
 
 
 @router.post("/{meter_id}/disconnect", status_code=202, response_model=CommandOut)
