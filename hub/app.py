@@ -20,6 +20,7 @@ from hub.api.context import HubContext
 from hub.api.middleware import guard
 from hub.api.routes import (
     accounts,
+    billing,
     customers,
     events,
     gateways,
@@ -121,6 +122,7 @@ def create_app(
         events,
         ledger,
         payments,
+        billing,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

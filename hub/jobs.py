@@ -13,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.util import undefined
 
 from hub.api.context import HubContext
+from hub.billing.jobs import billing_job
 from hub.db import session_scope
 from hub.ledger import check_invariants
 from hub.rating.standing import standing_charges_job
@@ -27,6 +28,9 @@ CREDIT_TICK_S = 60
 # Yesterday's standing charges are accrued at start and every hour after (idempotent per meter
 # and day), so a hub that was down at midnight catches up when it comes back the same day.
 STANDING_S = 3600
+# The month just ended is billed by the first run after it ends (hourly; a billed month is
+# found billed and left as it is).
+BILLING_S = 3600
 
 
 def register(ctx: HubContext) -> None:
@@ -79,6 +83,7 @@ def start_scheduler(ctx: HubContext) -> BackgroundScheduler:
         (check_ledger, LEDGER_CHECK_S, undefined),  # APScheduler: first run after one interval
         (credit_tick, CREDIT_TICK_S, undefined),
         (standing_charges_job, STANDING_S, datetime.now(UTC)),  # and at start
+        (billing_job, BILLING_S, undefined),
     )
     for job, seconds, first in jobs:
         scheduler.add_job(job, "interval", seconds=seconds, args=[ctx.settings.db],

@@ -98,6 +98,8 @@ class CustomerIn(Body):
     # Credit control (hub/control/README.md): CreditRules fields plus alternate_draw,
     # alternate_limit, debt_recovery_share; amounts in minor units.
     credit_rules: CustomerRules | None = None
+    # contract section 6: a postpaid customer consumes against a receivable, billed monthly
+    billing: Literal["prepaid", "postpaid"] = "prepaid"
 
 
 class CustomerOut(BaseModel):
@@ -109,6 +111,7 @@ class CustomerOut(BaseModel):
     balance: Money
     currency: str
     credit_rules: dict[str, Any] = Field(default_factory=dict)
+    billing: str = "prepaid"
 
 
 class AccountIn(Body):

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
+from hub.billing.bill import POSTPAID, billing_of
 from hub.commands.store import enqueue
 from hub.control.commands import DEFAULT_TTL, credit_command
 from hub.control.rules import Policy
@@ -30,7 +31,7 @@ from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
 from protocol.apportion import dump_carry
 from protocol.errors import ProtocolError
-from protocol.messages import CreditRules, CreditState, validate
+from protocol.messages import MAX_MONEY, CreditRules, CreditState, validate
 from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ def credit_rules(
     given = dict((flags or {}).get("credit_rules") or {})
     given["protected"] = bool(protected or given.get("protected", False))
     given["alternate_available"] = max(0, alternate_available)
+    if billing_of(flags) == POSTPAID:
+        # consumes against a receivable, billed monthly: never cut off for credit, here or
+        # by the agent (it lets the balance run this far below zero)
+        given["alternate_available"] = MAX_MONEY
     try:
         return validate(given, CreditRules)
     except ProtocolError as exc:

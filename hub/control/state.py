@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from hub.billing.bill import POSTPAID, billing_of
 from hub.control.credit_state import credit_rules
 from hub.control.rules import CustomerRules, Memory, Policy
 from hub.ledger._sql import accounts, customers, meters
@@ -120,6 +121,8 @@ def account_ctx(conn: Connection, account_id: str) -> AccountCtx | None:
     flags = cust.flags if cust is not None else None
     rules = credit_rules(flags, bool(cust is not None and cust.protected))
     alternate = cust.alternate_account_id if cust is not None else None
+    if billing_of(flags) == POSTPAID:
+        alternate = None  # a receivable: nothing to draw, no headroom to lower the rules by
     return AccountCtx(row.id, row.currency, int(row.balance), row.floor, rules,
                       Policy.from_flags(flags), alternate)  # fmt: skip
 

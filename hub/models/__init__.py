@@ -3,6 +3,7 @@ response bodies are in ``hub.api.schemas`` (``GatewayPublic`` here is the one ex
 
 from sqlmodel import SQLModel
 
+from hub.models.billing import Bill, BillCounter, BillingRun, BillLine, Subscription
 from hub.models.commands import Command, CommandStatus
 from hub.models.devices import Gateway, GatewayPublic, Meter, MeterCarry, MeterCustomer
 from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
@@ -29,6 +30,10 @@ __all__ = [
     "Account",
     "AccountKind",
     "ApiKey",
+    "Bill",
+    "BillCounter",
+    "BillLine",
+    "BillingRun",
     "Command",
     "CommandStatus",
     "Customer",
@@ -48,6 +53,7 @@ __all__ = [
     "Relay",
     "Role",
     "Service",
+    "Subscription",
     "Tariff",
     "TariffVersion",
     "Tier",

@@ -82,6 +82,7 @@ class EntryKind(StrEnum):
     USAGE = "usage"
     TOPUP = "topup"
     STANDING = "standing"
+    SUBSCRIPTION = "subscription"
     ALTERNATE_DRAW = "alternate_draw"
     EMERGENCY = "emergency"
     TRANSFER = "transfer"

@@ -9,6 +9,8 @@ from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
 from hub.api.money import major
 from hub.api.schemas import CustomerIn, CustomerOut
+from hub.billing.bill import POSTPAID, billing_of
+from hub.billing.customers import set_billing
 from hub.control.rules import stored_rules
 from hub.control.state import set_credit_rules
 from hub.errors import InvalidInputError, NotFoundError
@@ -33,6 +35,7 @@ def customer_out(session: Session, customer_id: str) -> CustomerOut:
         balance=major(account.balance, account.currency),
         currency=account.currency,
         credit_rules=stored_rules(customer.flags),
+        billing=billing_of(customer.flags),
     )
 
 
@@ -59,6 +62,8 @@ def create(body: CustomerIn, ctx: ContextDep, _: Admin) -> CustomerOut:
         )
         if body.credit_rules is not None:
             set_credit_rules(session.connection(), body.id, body.credit_rules)
+        if body.billing == POSTPAID:
+            set_billing(session, body.id, POSTPAID)
         return customer_out(session, body.id)
 
     return write(ctx.engine, work)

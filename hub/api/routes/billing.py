@@ -1,0 +1,61 @@
+"""Billing routes (contract section 6): POST /billing/runs (admin), GET /customers/{id}/bills and
+GET /bills/{id} (the customer's own key, operator, admin). The use-cases are in ``hub.billing``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from sqlmodel import Session
+
+from hub.api.deps import Admin, AnyRole, ContextDep, SessionDep, ensure_account, write
+from hub.api.jsonbody import HubRoute
+from hub.api.schemas import Body
+from hub.billing.periods import Period
+from hub.billing.run import run_billing
+from hub.billing.settings import BillingSettings
+from hub.billing.views import bill_document, bill_owner, bill_summaries
+from hub.errors import InvalidInputError, NotFoundError
+from hub.models import Customer, utcnow
+
+router = APIRouter(tags=["billing"], route_class=HubRoute)
+
+
+class RunIn(Body):
+    period: str
+
+
+def billing_settings() -> BillingSettings:
+    return BillingSettings()
+
+
+@router.post("/billing/runs", status_code=201)
+def create_run(body: RunIn, ctx: ContextDep, _: Admin, response: Response) -> dict[str, Any]:
+    try:
+        period = Period.parse(body.period)
+    except ValueError as exc:
+        raise InvalidInputError("period", str(exc)) from exc
+    settings = billing_settings()
+
+    def work(session: Session) -> Any:
+        return run_billing(session.connection(), period, settings, utcnow())
+
+    result = write(ctx.engine, work)
+    if not result.created:
+        response.status_code = 200
+    return {"period": str(result.period), "bills": result.bills}
+
+
+@router.get("/customers/{customer_id}/bills")
+def customer_bills(customer_id: str, session: SessionDep, who: AnyRole) -> list[dict[str, Any]]:
+    ensure_account(who, customer_id)
+    if session.get(Customer, customer_id) is None:
+        raise NotFoundError("customer", customer_id)
+    return bill_summaries(session.connection(), customer_id)
+
+
+@router.get("/bills/{bill_id}")
+def get_bill(bill_id: int, session: SessionDep, who: AnyRole) -> dict[str, Any]:
+    conn = session.connection()
+    ensure_account(who, bill_owner(conn, bill_id))
+    return bill_document(conn, bill_id)

@@ -1,0 +1,74 @@
+"""A billing run (I/O around the pure core): one bill per customer for a closed period, every
+bill and its number written in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from hub.billing import store
+from hub.billing.bill import billing_of, make_bill
+from hub.billing.ledgerview import load_entries, revenue_accounts
+from hub.billing.lines import Item, compose, entry_items, month_totals
+from hub.billing.periods import Period
+from hub.billing.settings import BillingSettings
+from hub.errors import ConflictError
+
+log = logging.getLogger(__name__)
+
+
+class PeriodOpenError(ConflictError):
+    """The period has not ended yet."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    period: Period
+    created: bool  # False: the period had been billed; ``bills`` are that run's
+    bills: list[int]
+
+
+def run_billing(
+    conn: Connection, period: Period, settings: BillingSettings, now: datetime
+) -> RunResult:
+    """Bill ``period`` in the caller's write transaction (see the package README). Runs
+    serialise on the issuer's number counter; the same period again returns its bills."""
+    zone = settings.zone
+    end = period.end(zone)
+    if end > now:
+        raise PeriodOpenError(f"period {period} has not ended yet")
+    issued = now.astimezone(zone)
+    issuer = settings.bill_issuer
+    last = store.lock_counter(conn, issuer, issued.year)
+    if store.run_done(conn, period):
+        return RunResult(period, False, store.bill_ids_for(conn, period))
+    store.record_run(conn, period, now)
+    customers = store.billable_customers(conn, period, end)
+    by_id = {c.id: c for c in customers}
+    revenue = revenue_accounts(conn)
+    items: dict[str, list[Item]] = {c.id: [] for c in customers}
+    for entry in load_entries(conn, by_id, end):
+        for item in entry_items(entry, by_id, revenue):
+            items[item.customer].append(item)
+    histories = store.histories(conn, by_id)
+    ids: list[int] = []
+    for customer in customers:
+        if not customer.existed and not items[customer.id]:
+            continue
+        history = histories.get(customer.id)
+        floor = history.first if history is not None else period
+        totals, rates = month_totals(items[customer.id], zone, floor)
+        lines = compose(period, totals, history.billed if history else {}, rates)
+        last += 1
+        draft = make_bill(customer=customer.id, period=period, billing=billing_of(customer.flags),
+                          currency=customer.currency, lines=lines,
+                          balance_forward=history.balance if history else 0, issuer=issuer,
+                          year=issued.year, seq=last, issued_on=issued.date(),
+                          due_days=settings.bill_due_days)  # fmt: skip
+        ids.append(store.insert_bill(conn, draft, now))
+    store.save_counter(conn, issuer, issued.year, last)
+    log.info("billed %s: %d bills", period, len(ids))
+    return RunResult(period, True, ids)
