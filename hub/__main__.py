@@ -49,8 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--currency", help="ISO 4217 code (SMSA_HUB_CURRENCY)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING (SMSA_HUB_LOG_LEVEL)")
     key = sub.add_parser("create-key", help="print a new API key on stdout")
-    key.add_argument("--role", required=True, choices=["admin", "operator", "customer"])
+    key.add_argument("--role", required=True,
+                     choices=["admin", "operator", "customer", "provider"])  # fmt: skip
     key.add_argument("--account", help="the account a customer key may use")
+    key.add_argument("--provider", help="the provider a provider key acts for")
     key.add_argument("--db", help="database URL (SMSA_HUB_DB)")
     revoke = sub.add_parser("revoke-key", help="revoke a key by its id or the key itself")
     revoke.add_argument("key", metavar="KEY_ID|KEY")
@@ -117,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(settings)
         if args.command == "create-key":
-            return create_key(settings, args.role, args.account)
+            account = f"provider:{args.provider}" if args.provider else args.account
+            return create_key(settings, args.role, account)
         if args.command == "revoke-key":
             return revoke_key(settings, args.key)
         if args.command == "mosquitto-config":

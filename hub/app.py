@@ -24,6 +24,7 @@ from hub.api.routes import (
     customers,
     events,
     gateways,
+    imports,
     ledger,
     meters,
     payments,
@@ -123,6 +124,7 @@ def create_app(
         ledger,
         payments,
         billing,
+        imports,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

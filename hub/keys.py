@@ -45,8 +45,10 @@ def create_key(
         raise InvalidInputError("role", f"expected one of {', '.join(Role)}") from exc
     if role is Role.CUSTOMER and not account_id:
         raise InvalidInputError("account", "a customer key needs --account")
-    if role is not Role.CUSTOMER and account_id:
-        raise InvalidInputError("account", "only a customer key is bound to an account")
+    if role is Role.PROVIDER and not (account_id or "").startswith("provider:"):
+        raise InvalidInputError("account", "a provider key needs --provider")
+    if role not in (Role.CUSTOMER, Role.PROVIDER) and account_id:
+        raise InvalidInputError("account", "only a customer or provider key is bound to an account")
     if account_id and session.get(Account, account_id) is None:
         raise NotFoundError("account", account_id)
     key = KEY_PREFIX + secrets.token_urlsafe(32)

@@ -118,6 +118,7 @@ Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
 AnyRole = Annotated[Principal, Depends(require(Role.OPERATOR, Role.CUSTOMER))]
 CustomerOrAdmin = Annotated[Principal, Depends(require(Role.CUSTOMER))]
+ProviderOrAdmin = Annotated[Principal, Depends(require(Role.PROVIDER))]
 
 
 def ensure_account(principal: Principal, account_id: str) -> None:

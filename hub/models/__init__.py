@@ -3,7 +3,15 @@ response bodies are in ``hub.api.schemas`` (``GatewayPublic`` here is the one ex
 
 from sqlmodel import SQLModel
 
-from hub.models.billing import Bill, BillCounter, BillingRun, BillLine, Subscription
+from hub.models.billing import (
+    Bill,
+    BillCounter,
+    BillingRun,
+    BillLine,
+    MeterFeed,
+    ReadingMismatch,
+    Subscription,
+)
 from hub.models.commands import Command, CommandStatus
 from hub.models.devices import Gateway, GatewayPublic, Meter, MeterCarry, MeterCustomer
 from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
@@ -46,10 +54,12 @@ __all__ = [
     "Meter",
     "MeterCarry",
     "MeterCustomer",
+    "MeterFeed",
     "PaymentTransaction",
     "PostedUsage",
     "Provider",
     "Quarantine",
+    "ReadingMismatch",
     "Relay",
     "Role",
     "Service",

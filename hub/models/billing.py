@@ -92,4 +92,32 @@ class Subscription(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-__all__ = ["Bill", "BillCounter", "BillLine", "BillingRun", "Subscription"]
+class MeterFeed(SQLModel, table=True):
+    """Where a meter's usage comes from: ``import`` (readings imports post it, through the
+    ingest path) once a reading was posted for a meter its gateway never reported for."""
+
+    __tablename__ = "meter_feeds"
+    meter_id: str = Field(foreign_key="meters.id", primary_key=True, max_length=64)
+    source: str = Field(max_length=16)
+    since: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ReadingMismatch(SQLModel, table=True):
+    """An imported reading that disagrees with what the meter's gateway reported: the register
+    at ``at`` lay within the posted record ``seq`` (``import_start``..``import_end``), and the
+    import says ``reading``. No money effect."""
+
+    __tablename__ = "reading_mismatches"
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    meter_id: str = Field(max_length=64, index=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    reading: int = Field(sa_type=BigInteger)
+    seq: int = Field(sa_type=BigInteger)
+    import_start: int = Field(sa_type=BigInteger)
+    import_end: int = Field(sa_type=BigInteger)
+    source: str = Field(default="", max_length=80)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+__all__ = ["Bill", "BillCounter", "BillLine", "BillingRun", "MeterFeed", "ReadingMismatch",
+           "Subscription"]  # fmt: skip

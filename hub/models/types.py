@@ -94,3 +94,4 @@ class Role(StrEnum):
     ADMIN = "admin"
     OPERATOR = "operator"
     CUSTOMER = "customer"
+    PROVIDER = "provider"  # a tier's system (contract section 6): bound to its provider account

@@ -3,9 +3,9 @@ GET /bills/{id} (the customer's own key, operator, admin). The use-cases are in 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from sqlmodel import Session
 
 from hub.api.deps import Admin, AnyRole, ContextDep, SessionDep, ensure_account, write
@@ -21,6 +21,9 @@ from hub.models import Customer, utcnow
 router = APIRouter(tags=["billing"], route_class=HubRoute)
 
 
+BillId = Annotated[int, Path(ge=1, le=2**62)]
+
+
 class RunIn(Body):
     period: str
 
@@ -29,7 +32,9 @@ def billing_settings() -> BillingSettings:
     return BillingSettings()
 
 
-@router.post("/billing/runs", status_code=201)
+@router.post(
+    "/billing/runs", status_code=201, responses={200: {"description": "already billed: its bills"}}
+)
 def create_run(body: RunIn, ctx: ContextDep, _: Admin, response: Response) -> dict[str, Any]:
     try:
         period = Period.parse(body.period)
@@ -55,7 +60,7 @@ def customer_bills(customer_id: str, session: SessionDep, who: AnyRole) -> list[
 
 
 @router.get("/bills/{bill_id}")
-def get_bill(bill_id: int, session: SessionDep, who: AnyRole) -> dict[str, Any]:
+def get_bill(bill_id: BillId, session: SessionDep, who: AnyRole) -> dict[str, Any]:
     conn = session.connection()
     ensure_account(who, bill_owner(conn, bill_id))
     return bill_document(conn, bill_id)

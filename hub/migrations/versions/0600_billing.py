@@ -1,5 +1,6 @@
 """Billing (issue 17): bills and their lines (append-only: an issued bill never changes),
-gapless bill-number counters per issuer and year, billing runs, and recurring subscriptions.
+gapless bill-number counters per issuer and year, billing runs, recurring subscriptions,
+where a meter's usage comes from (readings imports) and readings that disagree with a gateway.
 
 Revision ID: 0600
 Revises: 0400
@@ -106,11 +107,40 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_subscriptions_customer_id"), ["customer_id"], unique=False
         )
+    op.create_table(
+        "meter_feeds",
+        sa.Column("meter_id", sa.String(length=64), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("since", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["meter_id"], ["meters.id"], name=op.f("fk_meter_feeds_meter_id_meters")
+        ),
+        sa.PrimaryKeyConstraint("meter_id", name=op.f("pk_meter_feeds")),
+    )
+    op.create_table(
+        "reading_mismatches",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("meter_id", sa.String(length=64), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("reading", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("import_start", sa.BigInteger(), nullable=False),
+        sa.Column("import_end", sa.BigInteger(), nullable=False),
+        sa.Column("source", sa.String(length=80), nullable=False),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reading_mismatches")),
+    )
+    with op.batch_alter_table("reading_mismatches", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_reading_mismatches_meter_id"), ["meter_id"], unique=False
+        )
     _append_only()
 
 
 def downgrade() -> None:
     _drop_append_only()
+    op.drop_table("reading_mismatches")
+    op.drop_table("meter_feeds")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_subscriptions_customer_id"))
 
