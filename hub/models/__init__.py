@@ -9,6 +9,8 @@ from hub.models.billing import (
     BillingRun,
     BillLine,
     MeterFeed,
+    ProfileConflict,
+    ProfileField,
     ReadingMismatch,
     Subscription,
 )
@@ -57,6 +59,8 @@ __all__ = [
     "MeterFeed",
     "PaymentTransaction",
     "PostedUsage",
+    "ProfileConflict",
+    "ProfileField",
     "Provider",
     "Quarantine",
     "ReadingMismatch",

@@ -119,5 +119,35 @@ class ReadingMismatch(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-__all__ = ["Bill", "BillCounter", "BillLine", "BillingRun", "MeterFeed", "ReadingMismatch",
-           "Subscription"]  # fmt: skip
+class ProfileField(SQLModel, table=True):
+    """One field of a customer's profile (contract section 6) and its source: which provider
+    (or ``admin``) gave it, and when. ``scope`` is the provider for a provider's own account
+    number (each provider has its own), empty for the fields all sources share."""
+
+    __tablename__ = "profile_fields"
+    customer_id: str = Field(foreign_key="customers.id", primary_key=True, max_length=64)
+    field: str = Field(primary_key=True, max_length=32)
+    scope: str = Field(default="", primary_key=True, max_length=64)
+    value: str = Field(max_length=500)
+    source: str = Field(max_length=80)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ProfileConflict(SQLModel, table=True):
+    """A value a source gave that differs from another source's: kept here, not applied,
+    until an admin sets the field (``resolved_at``)."""
+
+    __tablename__ = "profile_conflicts"
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    customer_id: str = Field(max_length=64, index=True)
+    field: str = Field(max_length=32)
+    have: str = Field(max_length=500)
+    have_source: str = Field(max_length=80)
+    got: str = Field(max_length=500)
+    source: str = Field(max_length=80)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+__all__ = ["Bill", "BillCounter", "BillLine", "BillingRun", "MeterFeed", "ProfileConflict",
+           "ProfileField", "ReadingMismatch", "Subscription"]  # fmt: skip

@@ -12,6 +12,7 @@ from hub.api.deps import Admin, AnyRole, ContextDep, SessionDep, ensure_account,
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import Body
 from hub.billing.periods import Period
+from hub.billing.profiles import profile_of
 from hub.billing.run import run_billing
 from hub.billing.settings import BillingSettings
 from hub.billing.views import bill_document, bill_owner, bill_summaries
@@ -64,3 +65,13 @@ def get_bill(bill_id: BillId, session: SessionDep, who: AnyRole) -> dict[str, An
     conn = session.connection()
     ensure_account(who, bill_owner(conn, bill_id))
     return bill_document(conn, bill_id)
+
+
+@router.get("/customers/{customer_id}/profile")
+def customer_profile(customer_id: str, session: SessionDep, who: AnyRole) -> dict[str, Any]:
+    """Each profile field with its source and time, per provider account numbers, and the open
+    conflicts between sources (an admin resolves one by importing the field)."""
+    ensure_account(who, customer_id)
+    if session.get(Customer, customer_id) is None:
+        raise NotFoundError("customer", customer_id)
+    return profile_of(session.connection(), customer_id)

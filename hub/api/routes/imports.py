@@ -1,6 +1,6 @@
-"""Imports from other tiers (contract section 6): ``POST /imports/readings`` (admin, provider:
-only its own customers' meters), JSON ``{"rows": [...]}`` or ``text/csv``. The use-cases are in
-``hub.billing``."""
+"""Imports from other tiers (contract section 6): ``POST /imports/readings`` and
+``POST /imports/profiles`` (admin, provider: only its own customers and their meters), JSON
+``{"rows": [...]}`` or ``text/csv``. The use-cases are in ``hub.billing``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import ContextDep, ProviderOrAdmin
-from hub.billing.access import provider_of, serves_meter
+from hub.billing.access import provider_of, serves_customer, serves_meter
+from hub.billing.profiles import import_profiles
 from hub.billing.readings import import_readings
 from hub.billing.rows import FeedError, read_rows
 from hub.errors import InvalidInputError
@@ -59,3 +60,18 @@ async def readings(request: Request, ctx: ContextDep, who: ProviderOrAdmin) -> d
 
     return await run_in_threadpool(import_readings, ctx.engine, rows, currency=ctx.currency,
                                    allowed=allowed, source=_source(who))  # fmt: skip
+
+
+@router.post("/profiles", openapi_extra=FEED_BODY, responses=FEED_RESPONSES)
+async def profiles(request: Request, ctx: ContextDep, who: ProviderOrAdmin) -> dict[str, Any]:
+    rows = _rows(await request.body(), request, ("customer", "address", "postal_code", "country",
+                                                  "delivery"))  # fmt: skip
+    allowed = None
+    if who.role is Role.PROVIDER:
+        provider = provider_of(who.account_id)
+
+        def allowed(conn: Connection, customer: str) -> bool:
+            return serves_customer(conn, provider, customer)
+
+    return await run_in_threadpool(import_profiles, ctx.engine, rows, source=_source(who),
+                                   allowed=allowed)  # fmt: skip

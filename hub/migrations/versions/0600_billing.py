@@ -1,6 +1,7 @@
 """Billing (issue 17): bills and their lines (append-only: an issued bill never changes),
 gapless bill-number counters per issuer and year, billing runs, recurring subscriptions,
-where a meter's usage comes from (readings imports) and readings that disagree with a gateway.
+where a meter's usage comes from (readings imports), readings that disagree with a gateway, and
+customer profiles with each field's source and the conflicts between sources.
 
 Revision ID: 0600
 Revises: 0400
@@ -134,11 +135,43 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_reading_mismatches_meter_id"), ["meter_id"], unique=False
         )
+    op.create_table(
+        "profile_fields",
+        sa.Column("customer_id", sa.String(length=64), nullable=False),
+        sa.Column("field", sa.String(length=32), nullable=False),
+        sa.Column("scope", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=500), nullable=False),
+        sa.Column("source", sa.String(length=80), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_profile_fields_customer_id_customers")
+        ),
+        sa.PrimaryKeyConstraint("customer_id", "field", "scope", name=op.f("pk_profile_fields")),
+    )
+    op.create_table(
+        "profile_conflicts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("customer_id", sa.String(length=64), nullable=False),
+        sa.Column("field", sa.String(length=32), nullable=False),
+        sa.Column("have", sa.String(length=500), nullable=False),
+        sa.Column("have_source", sa.String(length=80), nullable=False),
+        sa.Column("got", sa.String(length=500), nullable=False),
+        sa.Column("source", sa.String(length=80), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("resolved_at", UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_profile_conflicts")),
+    )
+    with op.batch_alter_table("profile_conflicts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_profile_conflicts_customer_id"), ["customer_id"], unique=False
+        )
     _append_only()
 
 
 def downgrade() -> None:
     _drop_append_only()
+    op.drop_table("profile_conflicts")
+    op.drop_table("profile_fields")
     op.drop_table("reading_mismatches")
     op.drop_table("meter_feeds")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
