@@ -13,7 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.util import undefined
 
 from hub.api.context import HubContext
-from hub.billing.jobs import billing_job
+from hub.billing.jobs import billing_job, subscriptions_job
 from hub.db import session_scope
 from hub.ledger import check_invariants
 from hub.rating.standing import standing_charges_job
@@ -84,6 +84,7 @@ def start_scheduler(ctx: HubContext) -> BackgroundScheduler:
         (credit_tick, CREDIT_TICK_S, undefined),
         (standing_charges_job, STANDING_S, datetime.now(UTC)),  # and at start
         (billing_job, BILLING_S, undefined),
+        (subscriptions_job, BILLING_S, datetime.now(UTC)),  # and at start
     )
     for job, seconds, first in jobs:
         scheduler.add_job(job, "interval", seconds=seconds, args=[ctx.settings.db],

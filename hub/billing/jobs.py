@@ -8,9 +8,23 @@ from datetime import UTC, datetime
 from hub.billing.periods import Period
 from hub.billing.run import RunResult, run_billing
 from hub.billing.settings import BillingSettings
+from hub.billing.subscriptions import post_due
 from hub.db import make_engine, run_tx
 
 log = logging.getLogger(__name__)
+
+
+def subscriptions_job(db_url: str, now: str | None = None) -> int:
+    """Post every subscription's charge up to the month of ``now`` (ISO instant; default the
+    present): each month is posted once, in advance; returns how many entries were new."""
+    moment = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    settings = BillingSettings()
+    engine = make_engine(db_url)
+    try:
+        until = Period.of(moment, settings.zone)
+        return run_tx(engine, lambda s: post_due(s.connection(), until, settings.zone))
+    finally:
+        engine.dispose()
 
 
 def billing_job(db_url: str, now: str | None = None) -> RunResult:

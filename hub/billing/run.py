@@ -15,6 +15,7 @@ from hub.billing.ledgerview import load_entries, revenue_accounts
 from hub.billing.lines import Item, compose, entry_items, month_totals
 from hub.billing.periods import Period
 from hub.billing.settings import BillingSettings
+from hub.billing.subscriptions import post_due
 from hub.errors import ConflictError
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def run_billing(
     if store.run_done(conn, period):
         return RunResult(period, False, store.bill_ids_for(conn, period))
     store.record_run(conn, period, now)
+    post_due(conn, period, zone)  # this month's subscriptions, if the scheduler has not yet
     customers = store.billable_customers(conn, period, end)
     by_id = {c.id: c for c in customers}
     revenue = revenue_accounts(conn)

@@ -3,18 +3,22 @@ GET /bills/{id} (the customer's own key, operator, admin). The use-cases are in 
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
+from pydantic import StringConstraints
 from sqlmodel import Session
 
 from hub.api.deps import Admin, AnyRole, ContextDep, SessionDep, ensure_account, write
 from hub.api.jsonbody import HubRoute
-from hub.api.schemas import Body
+from hub.api.money import parse_amount
+from hub.api.schemas import Body, Id
 from hub.billing.periods import Period
 from hub.billing.profiles import profile_of
 from hub.billing.run import run_billing
 from hub.billing.settings import BillingSettings
+from hub.billing.subscriptions import create_subscription, get_subscription
 from hub.billing.views import bill_document, bill_owner, bill_summaries
 from hub.errors import InvalidInputError, NotFoundError
 from hub.models import Customer, utcnow
@@ -27,6 +31,15 @@ BillId = Annotated[int, Path(ge=1, le=2**62)]
 
 class RunIn(Body):
     period: str
+
+
+class SubscriptionIn(Body):
+    id: Id
+    customer: Id
+    provider: Id
+    service: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    per_month: str
+    start: date | None = None  # extension: the first day charged (default: today)
 
 
 def billing_settings() -> BillingSettings:
@@ -75,3 +88,20 @@ def customer_profile(customer_id: str, session: SessionDep, who: AnyRole) -> dic
     if session.get(Customer, customer_id) is None:
         raise NotFoundError("customer", customer_id)
     return profile_of(session.connection(), customer_id)
+
+
+@router.post("/subscriptions", status_code=201)
+def create_sub(body: SubscriptionIn, ctx: ContextDep, _: Admin) -> dict[str, Any]:
+    """A recurring, unmetered service: a monthly charge from one provider, posted in advance
+    by the scheduler (the first month prorated by days)."""
+    per_month = parse_amount("per_month", body.per_month, ctx.currency)
+    start = body.start or utcnow().astimezone(billing_settings().zone).date()
+    values = {**body.model_dump(), "per_month": per_month, "currency": ctx.currency,
+              "start": start}  # fmt: skip
+
+    def work(session: Session) -> dict[str, Any]:
+        conn = session.connection()
+        create_subscription(conn, values)
+        return get_subscription(conn, body.id)
+
+    return write(ctx.engine, work)
