@@ -13,7 +13,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.util import undefined
 
 from hub.api.context import HubContext
+from hub.billing.announce import announce
 from hub.billing.jobs import billing_job, subscriptions_job
+from hub.billing.settings import BillingSettings
 from hub.db import session_scope
 from hub.ledger import check_invariants
 from hub.rating.standing import standing_charges_job
@@ -76,6 +78,18 @@ def credit_tick(db_url: str) -> int | None:
     return len(actions)
 
 
+def billing(db_url: str) -> int:
+    """Bill the month just ended (``hub.billing.jobs.billing_job``) and announce its new bills
+    on the running hub's channels; returns how many bills were made."""
+    result = billing_job(db_url)
+    ctx = _context(db_url)
+    if ctx is not None and result.created:
+        notifier = ctx.control.notifier if ctx.control is not None else None
+        announce(ctx.engine, result.events, notifier.notify if notifier else None,
+                 BillingSettings())  # fmt: skip
+    return len(result.bills) if result.created else 0
+
+
 def start_scheduler(ctx: HubContext) -> BackgroundScheduler:
     register(ctx)
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True})
@@ -83,7 +97,7 @@ def start_scheduler(ctx: HubContext) -> BackgroundScheduler:
         (check_ledger, LEDGER_CHECK_S, undefined),  # APScheduler: first run after one interval
         (credit_tick, CREDIT_TICK_S, undefined),
         (standing_charges_job, STANDING_S, datetime.now(UTC)),  # and at start
-        (billing_job, BILLING_S, undefined),
+        (billing, BILLING_S, undefined),
         (subscriptions_job, BILLING_S, datetime.now(UTC)),  # and at start
     )
     for job, seconds, first in jobs:

@@ -4,8 +4,9 @@ bill and its number written in one transaction."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -30,6 +31,7 @@ class RunResult:
     period: Period
     created: bool  # False: the period had been billed; ``bills`` are that run's
     bills: list[int]
+    events: list[dict[str, Any]] = field(default_factory=list)  # bill_issued, to announce
 
 
 def run_billing(
@@ -57,6 +59,7 @@ def run_billing(
             items[item.customer].append(item)
     histories = store.histories(conn, by_id)
     ids: list[int] = []
+    events: list[dict[str, Any]] = []
     for customer in customers:
         if not customer.existed and not items[customer.id]:
             continue
@@ -71,6 +74,7 @@ def run_billing(
                           year=issued.year, seq=last, issued_on=issued.date(),
                           due_days=settings.bill_due_days)  # fmt: skip
         ids.append(store.insert_bill(conn, draft, now))
+        events.append(store.bill_event(conn, ids[-1], draft, now))
     store.save_counter(conn, issuer, issued.year, last)
     log.info("billed %s: %d bills", period, len(ids))
-    return RunResult(period, True, ids)
+    return RunResult(period, True, ids, events)

@@ -24,6 +24,7 @@ counters: Table = metadata.tables["bill_counters"]
 runs: Table = metadata.tables["billing_runs"]
 customers: Table = metadata.tables["customers"]
 accounts: Table = metadata.tables["accounts"]
+events: Table = metadata.tables["events"]
 
 
 def lock_counter(conn: Connection, issuer: str, year: int) -> int:
@@ -177,3 +178,17 @@ def customer_bills(conn: Connection, customer_id: str) -> list[Any]:
         .order_by(bills.c.period.desc(), bills.c.id.desc())
     )
     return list(conn.execute(stmt))
+
+
+def bill_event(conn: Connection, bill_id: int, draft: Draft, now: datetime) -> dict[str, Any]:
+    """Record the bill's ``bill_issued`` event (in the bill's transaction); the event as the
+    notification channels send it."""
+    data = {"bill": bill_id, "number": draft.number, "customer": draft.customer,
+            "period": str(draft.period), "status": draft.status,
+            "amount_due": draft.amount_due, "currency": draft.currency}  # fmt: skip
+    reason = f"bill {draft.number} for {draft.customer}, {draft.period}"
+    event_id = conn.execute(insert(events).values(kind="bill_issued", meter_id=None, reason=reason,
+                                                  at=now, data=data)
+                            .returning(events.c.id)).scalar_one()  # fmt: skip
+    return {"id": int(event_id), "kind": "bill_issued", "meter": None, "reason": reason,
+            "at": now.isoformat(), "data": data}  # fmt: skip

@@ -3,14 +3,22 @@ Money as decimal strings in major units; quantities in their displayed unit."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
 from hub.billing import store
-from hub.billing.lines import display_quantity
+from hub.billing.lines import UNIT_SCALE, display_quantity
+from hub.billing.periods import Period
+from hub.billing.profiles import profile_of
+from hub.billing.render import bill_html, usage_chart
 from hub.errors import NotFoundError
+from hub.models import Customer
 from protocol.money import to_major
+
+_customers = Customer.__table__  # type: ignore[attr-defined]
 
 
 def bill_document(conn: Connection, bill_id: int) -> dict[str, Any]:
@@ -59,3 +67,56 @@ def bill_owner(conn: Connection, bill_id: int) -> str:
     if found is None:
         raise NotFoundError("bill", bill_id)
     return str(found[0].customer_id)
+
+
+def usage_by_month(conn: Connection, customer_id: str, period: Period) -> dict[str, dict[str, Any]]:
+    """Usage per metered service and month, for the 12 months up to ``period``, from the
+    customer's bills (each provider's line carries the service's quantity: the largest is it)."""
+    first = period
+    for _ in range(11):
+        first = first.previous()
+    per: dict[tuple[str, str, str], int] = {}
+    stmt = (
+        select(
+            store.bill_lines.c.service,
+            store.bill_lines.c.provider_id,
+            store.bill_lines.c.for_period,
+            store.bill_lines.c.unit,
+            store.bill_lines.c.quantity,
+        )
+        .join(store.bills, store.bills.c.id == store.bill_lines.c.bill_id)
+        .where(
+            and_(
+                store.bills.c.customer_id == customer_id,
+                store.bills.c.period <= str(period),
+                store.bill_lines.c.for_period >= str(first),
+                store.bill_lines.c.unit.in_(("kWh", "m3")),
+            )
+        )
+    )
+    for service, provider, month, unit, quantity in conn.execute(stmt):
+        slot = (f"{service} ({unit})", provider, month)
+        per[slot] = per.get(slot, 0) + int(quantity)
+    out: dict[str, dict[str, Any]] = {}
+    for (service, _, month), quantity in per.items():
+        value = Decimal(quantity) / UNIT_SCALE["kWh"]
+        months = out.setdefault(service, {})
+        months[month] = max(months.get(month, Decimal(0)), value)
+    return out
+
+
+def bill_page(conn: Connection, bill_id: int) -> str:
+    """The bill as an HTML page (the PDF is made from the same page)."""
+    bill = bill_document(conn, bill_id)
+    period = Period.parse(bill["period"])
+    months = [period]
+    for _ in range(11):
+        months.insert(0, months[0].previous())
+    chart = usage_chart([str(m) for m in months], usage_by_month(conn, bill["customer"], period))
+    name = conn.execute(select(_customers.c.name)
+                        .where(_customers.c.id == bill["customer"])).scalar()  # fmt: skip
+    fields = profile_of(conn, bill["customer"])["fields"]
+    address = ", ".join(fields[f]["value"] for f in ("address", "postal_code", "country")
+                        if f in fields)  # fmt: skip
+    return bill_html(bill, customer_name=str(name or bill["customer"]), address=address or None,
+                     chart=chart)  # fmt: skip

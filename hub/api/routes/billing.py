@@ -7,6 +7,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
+from fastapi.responses import HTMLResponse
 from pydantic import StringConstraints
 from sqlmodel import Session
 
@@ -14,12 +15,14 @@ from hub.api.deps import Admin, AnyRole, ContextDep, SessionDep, ensure_account,
 from hub.api.jsonbody import HubRoute
 from hub.api.money import parse_amount
 from hub.api.schemas import Body, Id
+from hub.billing.announce import announce
 from hub.billing.periods import Period
 from hub.billing.profiles import profile_of
+from hub.billing.render import bill_pdf
 from hub.billing.run import run_billing
 from hub.billing.settings import BillingSettings
 from hub.billing.subscriptions import create_subscription, get_subscription
-from hub.billing.views import bill_document, bill_owner, bill_summaries
+from hub.billing.views import bill_document, bill_owner, bill_page, bill_summaries
 from hub.errors import InvalidInputError, NotFoundError
 from hub.models import Customer, utcnow
 
@@ -60,6 +63,8 @@ def create_run(body: RunIn, ctx: ContextDep, _: Admin, response: Response) -> di
         return run_billing(session.connection(), period, settings, utcnow())
 
     result = write(ctx.engine, work)
+    notifier = ctx.control.notifier if ctx.control is not None else None
+    announce(ctx.engine, result.events, notifier.notify if notifier else None, settings)
     if not result.created:
         response.status_code = 200
     return {"period": str(result.period), "bills": result.bills}
@@ -105,3 +110,23 @@ def create_sub(body: SubscriptionIn, ctx: ContextDep, _: Admin) -> dict[str, Any
         return get_subscription(conn, body.id)
 
     return write(ctx.engine, work)
+
+
+@router.get("/bills/{bill_id}/html", response_class=HTMLResponse)
+def get_bill_html(bill_id: BillId, session: SessionDep, who: AnyRole) -> HTMLResponse:
+    conn = session.connection()
+    ensure_account(who, bill_owner(conn, bill_id))
+    return HTMLResponse(bill_page(conn, bill_id))
+
+
+@router.get("/bills/{bill_id}/pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}}})  # fmt: skip
+def get_bill_pdf(bill_id: BillId, session: SessionDep, who: AnyRole) -> Response:
+    conn = session.connection()
+    ensure_account(who, bill_owner(conn, bill_id))
+    number = bill_document(conn, bill_id)["number"]
+    return Response(
+        bill_pdf(bill_page(conn, bill_id)),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{number}.pdf"'},
+    )

@@ -16,7 +16,7 @@ def test_check_ledger_job(api_settings: HubSettings, api_engine: Engine) -> None
     scheduler = jobs.start_scheduler(ctx)
     try:
         scheduled = scheduler.get_jobs()
-        names = ["billing_job", "check_ledger", "credit_tick", "standing_charges_job",
+        names = ["billing", "check_ledger", "credit_tick", "standing_charges_job",
                  "subscriptions_job"]  # fmt: skip
         assert sorted(job.id for job in scheduled) == names
         assert all(job.next_run_time is not None for job in scheduled), "no job is paused"
