@@ -91,11 +91,26 @@ def pump_drain(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def billing(data: dict[str, Any]) -> list[Row]:
+    return [
+        _row(
+            f"billing run, {data['customers']} customers x 2 services (CPU s)",
+            data["run_cpu_s"],
+            f"<= {data['goal_cpu_s']:.0f} s of CPU",
+            None,
+            bool(data["met"]),
+        ),
+        _row("billing run (bills/s)", data["bills_per_s"], "", None, True),
+        _row("bill PDF rendering (pages/s)", data["pdf_pages_per_s"], "reported apart", None, True),
+    ]
+
+
 BENCHMARKS: dict[str, tuple[list[str], Callable[[dict[str, Any]], list[Row]]]] = {
     "line_timing": (["--reads", "50"], line_timing),
     "agent_bus": (["--seconds", "10"], agent_bus),
     "pump_drain": ([], pump_drain),
     "hub_ingest": (["--db", "both"], hub_ingest),
+    "billing": ([], billing),
 }
 
 
