@@ -1,4 +1,4 @@
-"""The operator dashboard: one server-rendered page at ``/`` and its static files.
+"""The operator dashboard (``/``), the customer page (``/customer``) and their static files.
 
 No build step: ``templates/index.html`` is filled with ``string.Template`` (values escaped),
 ``static/app.js`` is plain JavaScript that calls the API with the operator key the user
@@ -17,6 +17,12 @@ from fastapi.staticfiles import StaticFiles
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = Template((HERE / "templates" / "index.html").read_text(encoding="utf-8"))
+CUSTOMER = Template((HERE / "templates" / "customer.html").read_text(encoding="utf-8"))
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
 
 
 def render_index(currency: str, version: str) -> str:
@@ -30,9 +36,10 @@ def install(app: FastAPI) -> None:
     def index(request: Request) -> HTMLResponse:
         ctx = request.app.state.hub
         body = render_index(ctx.settings.currency, request.app.version)
-        headers = {
-            "Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'; "
-            "frame-ancestors 'none'",
-            "Cache-Control": "no-store",
-        }
-        return HTMLResponse(body, headers=headers)
+        return HTMLResponse(body, headers=HEADERS)
+
+    @app.get("/customer", response_class=HTMLResponse, include_in_schema=False)
+    def customer(request: Request) -> HTMLResponse:
+        """The customer page: balance, top-up, bills with their PDFs, the usage chart."""
+        body = CUSTOMER.substitute(currency=html.escape(request.app.state.hub.settings.currency))
+        return HTMLResponse(body, headers=HEADERS)
