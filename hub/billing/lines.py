@@ -141,15 +141,17 @@ class Line:
     rate: str | None = None
 
 
-Totals = dict[tuple[LineKey | None, Period], tuple[int, int]]  # (quantity, amount)
+Slot = tuple[LineKey | None, Period]
+Totals = dict[Slot, tuple[int, int]]  # (quantity, amount)
+Rates = dict[Slot, set[str | None]]
 
 
-def month_totals(items: Iterable[Item], zone: ZoneInfo, floor: Period) -> tuple[Totals, dict]:
+def month_totals(items: Iterable[Item], zone: ZoneInfo, floor: Period) -> tuple[Totals, Rates]:
     """Per (key, month) the items' quantity and amount; months before ``floor`` count as
     ``floor`` (the customer's first bill took everything before it). Also each key and
     month's rates seen."""
     totals: Totals = {}
-    rates: dict[tuple[LineKey | None, Period], set[str | None]] = {}
+    rates: Rates = {}
     for item in items:
         month = max(Period.of(item.at, zone), floor)
         slot = (item.key, month)
@@ -163,7 +165,7 @@ def compose(
     period: Period,
     ledger: Totals,
     billed: Totals,
-    rates: Mapping[tuple[LineKey | None, Period], set[str | None]] | None = None,
+    rates: Mapping[Slot, set[str | None]] | None = None,
 ) -> list[Line]:
     """The lines of ``period``'s bill: ``ledger`` (per key and month, up to the end of the
     period) minus ``billed`` (what earlier bills stated per key and month)."""
