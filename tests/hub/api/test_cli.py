@@ -126,3 +126,25 @@ def test_serve_create_key_revoke_key(tmp_path: Path) -> None:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_provider_key_is_bound_to_its_provider(
+    client: httpx.Client,
+    keys: object,
+    api_settings: HubSettings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--role provider --provider ID``: a key for that provider's imports; none without an
+    existing provider."""
+    code, out, err = main_exit(capsys, "create-key", "--role", "provider", "--provider", "nope",
+                               "--db", api_settings.db)  # fmt: skip
+    assert code != 0 and out == "" and "provider:nope" in err
+    code, out, err = main_exit(capsys, "create-key", "--role", "provider", "--db", api_settings.db)
+    assert code != 0 and len(err.strip().splitlines()) == 1, err
+    code, out, _ = main_exit(capsys, "create-key", "--role", "provider", "--provider", "gen",
+                             "--db", api_settings.db)  # fmt: skip
+    assert code == 0
+    h = {"Authorization": f"Bearer {out.strip()}"}
+    r = client.post("/api/v1/imports/readings", json={"rows": []}, headers=h)
+    assert r.status_code == 200 and r.json()["accepted"] == 0
+    assert client.get("/api/v1/meters/m1", headers=h).status_code == 403
