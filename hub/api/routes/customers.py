@@ -7,13 +7,13 @@ from sqlmodel import Session
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
-from hub.api.money import major
 from hub.api.schemas import CustomerIn, CustomerOut
 from hub.control.rules import stored_rules
 from hub.control.state import set_credit_rules
 from hub.errors import InvalidInputError, NotFoundError
 from hub.ledger.accounts import create_customer
 from hub.models import Account, Customer
+from hub.money import major
 
 router = APIRouter(prefix="/customers", tags=["customers"], route_class=HubRoute)
 

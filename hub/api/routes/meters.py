@@ -12,9 +12,9 @@ from sqlmodel import Session, col, select
 from hardware.errors import RegisterMapError
 from hardware.regmap import ENERGY_REGISTER, load_model
 from hub import fleet
+from hub.api.context import HubContext
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
-from hub.api.money import major
 from hub.api.routes.tariffs import latest_doc
 from hub.api.schemas import (
     CommandIn,
@@ -28,8 +28,10 @@ from hub.api.schemas import (
 )
 from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.keys import Principal
 from hub.models import Account, Customer, Gateway, Meter, Tariff, UsageMismatch
-from hub.operator import operator_command
+from hub.money import major
+from hub.services.operator import operator_command
 from protocol.tariff import unit_problem
 
 router = APIRouter(prefix="/meters", tags=["meters"], route_class=HubRoute)
@@ -205,9 +207,18 @@ def mismatches(
 
 @router.post("/{meter_id}/disconnect", status_code=202, response_model=CommandOut)
 def disconnect(meter_id: str, body: CommandIn, ctx: ContextDep, who: Operator) -> CommandOut:
-    return operator_command(ctx, who, meter_id, "disconnect", body.reason)
+    return _operator(ctx, who, meter_id, "disconnect", body.reason)
 
 
 @router.post("/{meter_id}/reconnect", status_code=202, response_model=CommandOut)
 def reconnect(meter_id: str, body: CommandIn, ctx: ContextDep, who: Operator) -> CommandOut:
-    return operator_command(ctx, who, meter_id, "reconnect", body.reason)
+    return _operator(ctx, who, meter_id, "reconnect", body.reason)
+
+
+def _operator(
+    ctx: HubContext, who: Principal, meter_id: str, action: str, reason: str
+) -> CommandOut:
+    done = operator_command(ctx.runtime, who, meter_id, action, reason)
+    return CommandOut(
+        command_id=done.command_id, meter=done.meter_id, action=done.action, status=done.status
+    )

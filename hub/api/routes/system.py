@@ -114,20 +114,9 @@ def _ingest_values(ctx: HubContext) -> tuple[dict[str, float], dict[str, float]]
     ingest = ctx.ingest
     if ingest is None:
         return counters, gauges
-    raw = getattr(ingest, "counters", None)
-    values = raw() if callable(raw) else raw
-    if isinstance(values, dict):
-        for name, value in values.items():
-            if isinstance(value, int | float):
-                counters[f"ingest_{name}"] = value
-    depth = getattr(ingest, "queue_depth", None)
-    depth = depth() if callable(depth) else depth
-    if isinstance(depth, int | float):
-        gauges["ingest_queue_depth"] = depth
-    elif isinstance(depth, dict):
-        for name, value in depth.items():
-            if isinstance(value, int | float):
-                gauges[f"ingest_queue_depth_{name}"] = value
+    for name, value in ingest.counters.items():
+        counters[f"ingest_{name}"] = value
+    gauges["ingest_queue_depth"] = ingest.queue_depth
     return counters, gauges
 
 
@@ -153,8 +142,7 @@ def health(ctx: HubContext) -> dict[str, Any]:
         db_ok = False
     mqtt: bool | None = None
     if ctx.ingest is not None:
-        connected = getattr(ctx.ingest, "connected", None)
-        mqtt = bool(connected() if callable(connected) else connected)
+        mqtt = ctx.ingest.connected
     return {"ok": db_ok, "db": db_ok, "mqtt": mqtt}
 
 

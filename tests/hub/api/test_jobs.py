@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from hub import jobs
-from hub.api.context import HubContext
 from hub.control.engine import CreditControl
+from hub.metrics import Metrics
+from hub.services import jobs
+from hub.services.runtime import Runtime
 from hub.settings import HubSettings
 
 
 def test_check_ledger_job(api_settings: HubSettings, api_engine: Engine) -> None:
-    ctx = HubContext(settings=api_settings, engine=api_engine, control=CreditControl(api_engine))
+    ctx = Runtime(api_settings, api_engine, Metrics(), CreditControl(api_engine))
     assert jobs.check_ledger(api_settings.db) is None  # not registered: nothing to do
     scheduler = jobs.start_scheduler(ctx)
     try:
