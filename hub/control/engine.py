@@ -37,6 +37,7 @@ from hub.commands.store import enqueue
 from hub.control.commands import DEFAULT_TTL, build_command
 from hub.control.credit_state import alternate_headroom, credit_rules, queue_credit_states
 from hub.control.effects import BY, Action, Plan, restore_floor
+from hub.control.recovery import apply_recovery
 from hub.control.rules import (
     Decision,
     Memory,
@@ -56,7 +57,6 @@ from hub.control.state import (
     refresh_balance,
     save_memories,
 )
-from hub.control.topup import apply_recovery
 from hub.control.webhook import Channels, Notifier
 from hub.db import read_tx, run_tx
 from hub.errors import NotFoundError

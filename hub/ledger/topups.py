@@ -1,4 +1,6 @@
-"""Top-ups: money in from outside (cash, mobile money, a card), at most once per key.
+"""Top-up postings: money in from outside (cash, mobile money, a card), at most once per key.
+This is the ledger's part; the use case around it (validation, debt recovery in the same
+transaction, credit control after the commit) is ``hub.services.topups``.
 
 Two namespaces that cannot meet: an API client's ``Idempotency-Key`` is scoped to the account
 it tops up (journal key ``topup:<account>:<key>``, whatever the key says), and a payment
