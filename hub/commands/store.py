@@ -25,12 +25,12 @@ from typing import Any
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.engine import Connection
 
-from hub.models import Command, CommandStatus
+from hub.models import Command, CommandStatus, table
 from hub.models.commands import OPEN
 from protocol.messages import COMMAND_GROUPS
 from protocol.topics import topic
 
-T_COMMANDS = Command.__table__  # type: ignore[attr-defined]
+T_COMMANDS = table(Command)
 RETRY_FIRST = timedelta(seconds=30)
 RETRY_MAX = timedelta(minutes=10)
 CHUNK = 500  # ids per IN (...) list

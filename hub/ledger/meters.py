@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from hub.ledger._sql import Executor, carry, conn_of, upsert
 from hub.ledger.bulk import execute_many
+from hub.ledger.sql import Executor, carry, conn_of, upsert
 from hub.models import utcnow
 
 if TYPE_CHECKING:

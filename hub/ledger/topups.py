@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from hub.errors import IdempotencyConflictError, InvalidInputError, UnknownAccountError
-from hub.ledger._sql import MAX_AMOUNT, Executor, accounts, conn_of, entries, payments
 from hub.ledger.accounts import clearing_account_id, ensure_account
 from hub.ledger.posting import find_by_key, lock_accounts, post
+from hub.ledger.sql import MAX_AMOUNT, Executor, accounts, conn_of, entries, payments
 from hub.models import ID_PATTERN, AccountKind, EntryKind
 
 MAX_KEY = 100

@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from hub.errors import LedgerError
-from hub.ledger._sql import Executor, accounts, conn_of, entries, lines, meters, posted
 from hub.ledger.bulk import allocate_ids, find_posted, insert_columns, select_in
 from hub.ledger.lines import Line, check_lines, merge_deltas
 from hub.ledger.meters import record_progress
 from hub.ledger.posting import apply_deltas
+from hub.ledger.sql import Executor, accounts, conn_of, entries, lines, meters, posted
 from hub.models import EntryKind, utcnow
 
 

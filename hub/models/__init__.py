@@ -1,5 +1,6 @@
-"""The hub's tables (SQLModel); import this to fill the metadata. The API's request and
-response bodies are in ``hub.api.schemas`` (``GatewayPublic`` here is the one exception)."""
+"""The hub's tables (SQLModel); import this to fill the metadata. ``table(Model)`` is the
+Core ``Table`` of a model, for SQLAlchemy Core statements. The API's request and response bodies
+are in ``hub.api.schemas`` (``GatewayPublic`` here is the one exception)."""
 
 from sqlmodel import SQLModel
 
@@ -9,6 +10,7 @@ from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismat
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
+from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
 from hub.models.types import (
     AccountKind,
@@ -53,5 +55,6 @@ __all__ = [
     "Tier",
     "UTCDateTime",
     "metadata",
+    "table",
     "utcnow",
 ]

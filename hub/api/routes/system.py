@@ -4,26 +4,28 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import func, select, text
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.context import HubContext
 from hub.api.deps import ContextDep
 from hub.api.jsonbody import HubRoute
 from hub.db import session_scope
-from hub.ledger._sql import entries, meters, posted
 from hub.metrics import render
-from hub.models import Event, Quarantine
+from hub.models import Event, JournalEntry, Meter, PostedUsage, Quarantine, table
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["system"], route_class=HubRoute)
 
-events = cast(Table, Event.__table__)  # type: ignore[attr-defined]
-quarantine = cast(Table, Quarantine.__table__)  # type: ignore[attr-defined]
+entries = table(JournalEntry)
+meters = table(Meter)
+posted = table(PostedUsage)
+events = table(Event)
+quarantine = table(Quarantine)
 FEED_KINDS = ("disconnect", "reconnect", "low_credit", "tamper")
 LATENCY_WINDOW = 100
 

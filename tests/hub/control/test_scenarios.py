@@ -14,7 +14,7 @@ from hub import ledger
 from hub.db import run_tx
 from hub.events import record_event
 from hub.ledger import UsagePosting
-from hub.ledger._sql import customers, meters
+from hub.ledger.sql import customers, meters
 from tests.hub.control.scene import Clock, Scene, alternate_of
 
 SceneOf = Callable[..., Scene]
