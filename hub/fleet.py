@@ -10,22 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import cast
 
-from sqlalchemy import ColumnElement, Table, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.engine import Connection
 
-from hub.models import Account, Event, JournalEntry, JournalLine, Meter, PostedUsage
+from hub.models import Account, Event, JournalEntry, JournalLine, Meter, PostedUsage, table
 from hub.models.types import AccountKind, EntryKind, Relay
 
-T_METERS = cast(Table, Meter.__table__)  # type: ignore[attr-defined]
-T_ENTRIES = cast(Table, JournalEntry.__table__)  # type: ignore[attr-defined]
-T_LINES = cast(Table, JournalLine.__table__)  # type: ignore[attr-defined]
-T_ACCOUNTS = cast(Table, Account.__table__)  # type: ignore[attr-defined]
+T_METERS = table(Meter)
+T_ENTRIES = table(JournalEntry)
+T_LINES = table(JournalLine)
+T_ACCOUNTS = table(Account)
 M = T_METERS.c
-EV = cast(Table, Event.__table__).c  # type: ignore[attr-defined]
+EV = table(Event).c
 JE, JL, AC = T_ENTRIES.c, T_LINES.c, T_ACCOUNTS.c
-PU = cast(Table, PostedUsage.__table__).c  # type: ignore[attr-defined]
+PU = table(PostedUsage).c
 
 
 @dataclass(frozen=True)

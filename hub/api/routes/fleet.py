@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query
 from hub import fleet
 from hub.api.deps import ContextDep, Operator, SessionDep
 from hub.api.jsonbody import HubRoute
-from hub.api.money import major
 from hub.api.schemas import FleetDay, FleetSummary
+from hub.money import major
 
 router = APIRouter(prefix="/fleet", tags=["fleet"], route_class=HubRoute)
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert
 
 from hub.app import create_app
 from hub.db import make_engine, migrate, write_tx
-from hub.models import Event, Meter
+from hub.models import Event, Meter, table
 from hub.settings import HubSettings
 from tests.hub.api.conftest import Keys, build_world, new_key, serving
 
@@ -75,5 +75,5 @@ def seed(engine: Engine, size: int) -> None:
                "at": now - timedelta(days=1), "data": {"by": "credit_control"}}
               for i in range(0, size, DISCONNECTED)]  # fmt: skip
     with write_tx(engine) as conn:
-        conn.execute(insert(Meter.__table__), meters)  # type: ignore[attr-defined]
-        conn.execute(insert(Event.__table__), events)  # type: ignore[attr-defined]
+        conn.execute(insert(table(Meter)), meters)
+        conn.execute(insert(table(Event)), events)
