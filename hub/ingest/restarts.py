@@ -10,12 +10,16 @@ So, per batch (``screen``, in the batch's read transaction, before any record is
 * the epochs each gateway is heard with are compared with those the hub has stored
   (``gateways.epoch``, the current one, and ``gateway_epochs``, every one it has had). The first
   epoch heard from a gateway is adopted. An epoch never seen before from a gateway that had one
-  is a **restart**: the store started over.
+  is a **restart**: the store started over; so is an online status announcing an epoch the
+  gateway had before but not now (a store restored from a backup).
 * For a restart the hub takes, per meter of the gateway that it holds records of, the highest
   seq it holds (posted, held, or in this batch, in any epoch): the **resume point**. Records of
   the new epoch at or below it were numbered before the gateway knew where to resume. They
   are taken out of the batch: neither posted nor dropped as duplicates, and not in the
   gateway's receipt, so the gateway keeps them and sends them again, renumbered.
+* Records of an epoch that is no longer the gateway's (one of the old store arriving late,
+  after the batch that saw the restart) are taken out too: the energy they carried is in the
+  bridge the gateway makes from the resume point (below), and posting them now would overlap it.
 
 Then (``write``, in the batch's write transaction, after its usage is written) the hub stores
 the new epoch and the resume points, records a ``gateway_restarted`` event, and queues for each
@@ -40,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from hub.commands.store import enqueue
@@ -80,6 +84,7 @@ class Screened:
     adopted: dict[str, str] = field(default_factory=dict)  # gateway -> its first epoch
     restarts: list[Restart] = field(default_factory=list)
     known: dict[str, Known] = field(default_factory=dict)  # as it will be after the commit
+    allowed: dict[str, set[str | None]] = field(default_factory=dict)  # epochs settled now
 
 
 class Restarts:
@@ -106,9 +111,12 @@ class Restarts:
             if stored is None:  # no such gateway (its meters' records are quarantined)
                 continue
             new = [e for e in heard[gateway] if e != stored.current and e not in stored.resume]
+            announced = _announced(work, gateway)
+            epoch = new[-1] if new else None
+            if epoch is None and announced is not None and announced != stored.current:
+                epoch = announced  # a store restored from a backup: an epoch it had before
             known = stored
-            if new:
-                epoch = new[-1]
+            if epoch is not None:
                 known = Known(epoch, dict(stored.resume))
                 if stored.current is None and not stored.resume:
                     screened.adopted[gateway] = epoch
@@ -118,8 +126,8 @@ class Restarts:
                     known.resume[epoch] = points
                     screened.restarts.append(Restart(gateway, epoch, stored.current, points))
             screened.known[gateway] = known
-        if any(any(k.resume.values()) for k in screened.known.values()):
-            _take_out_awaiting(work, screened.known)
+            screened.allowed[gateway] = {stored.current, known.current}
+        _take_out_awaiting(work, screened)
         return screened
 
     def write(self, conn: Connection, screened: Screened, now: datetime) -> None:
@@ -192,14 +200,27 @@ def _resume_points(conn: Connection, gateway: str, epoch: str, work: Work) -> di
     return held
 
 
-def _take_out_awaiting(work: Work, known: dict[str, Known]) -> None:
-    """Drop from ``work`` the records numbered before their store learnt where to resume."""
+def _announced(work: Work, gateway: str) -> str | None:
+    """The epoch the gateway's online status in this batch announces, if any."""
+    status = work.statuses.get(gateway)
+    return status.epoch if status is not None and status.state == "online" else None
+
+
+def _take_out_awaiting(work: Work, screened: Screened) -> None:
+    """Take out of ``work`` the records of a store that is no longer the gateway's (a late one
+    of the store before a restart: its energy is in the resume point's bridge), and those
+    numbered before their store learnt where to resume."""
+    if not screened.known:
+        return
     kept = []
     for rec in work.usage:
         r = rec.record
-        gateway = known.get(rec.gateway)
-        points = gateway.resume.get(r.epoch or "", {}) if gateway is not None else {}
-        if r.meter in points and r.seq <= points[r.meter]:
+        known = screened.known.get(rec.gateway)
+        if known is None or r.epoch is None:
+            kept.append(rec)
+        elif r.epoch not in screened.allowed[rec.gateway]:
+            work.counts["stale_epoch"] += 1
+        elif r.seq <= known.resume.get(r.epoch, {}).get(r.meter, 0):
             work.counts["awaiting_resume"] += 1
         else:
             kept.append(rec)
@@ -210,6 +231,9 @@ def _store_epoch(
     conn: Connection, gateway: str, epoch: str, resume: dict[str, int], now: datetime
 ) -> None:
     conn.execute(update(T_GATEWAYS).where(T_GATEWAYS.c.id == gateway).values(epoch=epoch))
+    conn.execute(  # a restored store's epoch again: its resume points are new
+        delete(T_EPOCHS).where(T_EPOCHS.c.gateway_id == gateway, T_EPOCHS.c.epoch == epoch)
+    )
     conn.execute(
         insert(T_EPOCHS).values(gateway_id=gateway, epoch=epoch, seen_at=now, resume=resume)
     )

@@ -1,11 +1,13 @@
 """Issue 14 item 5: a gateway whose store was lost starts its seqs over under a new epoch.
 
-Through BatchProcessor over a real SQLite file: the first epoch heard is adopted; a new one is a
-restart (a ``gateway_restarted`` event, the resume points stored, a signed ``resume`` command and
-a credit state queued per meter the hub holds records of); the new store's records numbered
-before it learnt where to resume are neither posted nor dropped as duplicates nor receipted;
-renumbered above the resume point, with the bridge record, they are posted and the meter's
-energy equals its register span. Commands are published bound to the gateway's current epoch.
+Through BatchProcessor over a real SQLite file: the first epoch heard is adopted; a new one (or a
+former one announced again: a store restored from a backup) is a restart (a
+``gateway_restarted`` event, the resume points stored, a signed ``resume`` command and a credit
+state queued per meter the hub holds records of); the new store's records numbered before it
+learnt where to resume are neither posted nor dropped as duplicates nor receipted; renumbered
+above the resume point, with the bridge record, they are posted and the meter's energy equals
+its register span; a late record of the old store is not posted (the bridge holds its energy).
+Commands are published bound to the gateway's current epoch.
 """
 
 from __future__ import annotations
@@ -97,9 +99,18 @@ def test_a_store_that_started_over_resumes_above_the_hub(
     assert out.settled.usage[GW][NEW][M0] == {6, 7, 8, 9}
     assert energy(engine, M0) == new[-1]["import_end"] - old[0]["import_start"]
 
-    # a late record of the old store is an old epoch, not yet another restart
-    proc.process([records(OLD, M0, old[2:3])], NOW)
+    # a late record of the old store (its energy is in the bridge): not posted, no restart
+    late = [{**old[-1], "seq": 6}]
+    out = proc.process([records(OLD, M0, late)], NOW)
+    assert out.counts["stale_epoch"] == 1 and out.counts["posted"] == 0
     assert [k for (k,) in rows(engine, "events", "kind")].count("gateway_restarted") == 1
+
+    # the old store restored from a backup announces itself: a restart back to it, above 9
+    out = proc.process([status(OLD), records(OLD, M0, old[4:5])], NOW)
+    assert out.counts["awaiting_resume"] == 1 and out.counts["posted"] == 0
+    restarted = [d for k, d in rows(engine, "events", "kind", "data") if k == "gateway_restarted"]
+    assert restarted[-1]["epoch"] == OLD and restarted[-1]["previous"] == NEW
+    assert restarted[-1]["resume"] == {M0: 9}
 
 
 def test_the_first_epoch_heard_is_adopted_and_a_new_processor_remembers(
