@@ -127,7 +127,13 @@ class Restarts:
                     screened.restarts.append(Restart(gateway, epoch, stored.current, points))
             screened.known[gateway] = known
             screened.allowed[gateway] = {stored.current, known.current}
-        _take_out_awaiting(work, screened)
+        # only gateways heard with an epoch not settled now, or one with resume points, have
+        # records to take out (nearly every batch has none)
+        suspect = {gw for gw, known in screened.known.items()
+                   if any(e not in screened.allowed[gw] or known.resume.get(e)
+                          for e in heard[gw])}  # fmt: skip
+        if suspect:
+            _take_out_awaiting(work, screened, suspect)
         return screened
 
     def write(self, conn: Connection, screened: Screened, now: datetime) -> None:
@@ -206,16 +212,14 @@ def _announced(work: Work, gateway: str) -> str | None:
     return status.epoch if status is not None and status.state == "online" else None
 
 
-def _take_out_awaiting(work: Work, screened: Screened) -> None:
-    """Take out of ``work`` the records of a store that is no longer the gateway's (a late one
-    of the store before a restart: its energy is in the resume point's bridge), and those
-    numbered before their store learnt where to resume."""
-    if not screened.known:
-        return
+def _take_out_awaiting(work: Work, screened: Screened, gateways: set[str]) -> None:
+    """Take out of ``work`` the records of ``gateways`` of a store that is no longer the
+    gateway's (a late one of the store before a restart: its energy is in the resume point's
+    bridge), and those numbered before their store learnt where to resume."""
     kept = []
     for rec in work.usage:
         r = rec.record
-        known = screened.known.get(rec.gateway)
+        known = screened.known.get(rec.gateway) if rec.gateway in gateways else None
         if known is None or r.epoch is None:
             kept.append(rec)
         elif r.epoch not in screened.allowed[rec.gateway]:
