@@ -17,7 +17,7 @@ import pytest
 from agent.command_handler import CommandHandler
 from agent.commands import CommandGate
 from agent.credit import CreditBook
-from agent.engine import Engine, new_event
+from agent.engine import Engine
 from agent.errors import WrongEpoch
 from agent.metering.intervals import MeterState, Point
 from agent.resume import plan
@@ -239,4 +239,3 @@ def test_the_refusal_tells_the_hub_it_was_the_epoch(engine: Engine) -> None:
     events = [json.loads(r.body) for r in outbox.pending(100) if r.kind == "event"]
     assert events[-1]["kind"] == "command_rejected"
     assert events[-1]["data"] == {"command": "c1", "epoch_mismatch": True}
-    assert new_event("x", None).data == {}
