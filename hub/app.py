@@ -108,6 +108,8 @@ def create_app(
         description="Service measurement and settlement agent: prepaid metering API "
         "(contract section 5). Authenticate with `Authorization: Bearer <key>`.",
         lifespan=lifespan,
+        docs_url=None,  # hub.web.docs serves /docs and /redoc from the package, not a CDN
+        redoc_url=None,
     )
     app.state.hub = ctx
     errors.install(app)
