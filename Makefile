@@ -29,7 +29,7 @@ test:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy agent hub firmware_sim protocol hardware demo
+	$(BIN)/mypy agent hub firmware_sim protocol hardware demo smsa
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

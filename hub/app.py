@@ -33,6 +33,7 @@ from hub.api.routes import (
 from hub.api.schemas import ERROR_RESPONSES
 from hub.control.engine import CreditControl
 from hub.control.webhook import Channels, WebhookNotifier
+from hub.metrics import HttpMetrics
 from hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.hub = ctx
+    app.add_middleware(HttpMetrics, metrics=ctx.metrics)  # per route template: hub.metrics
     errors.install(app)
     for module in (
         providers,

@@ -13,6 +13,7 @@ import pytest
 from protocol.signing import verify
 from tests.conftest import Broker
 from tests.hub.api.stack import Stack, running_hub
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -46,6 +47,8 @@ def test_topup_sends_the_credit_state(stack: Stack) -> None:
     assert credit["meter"] == "m1"
     assert credit["params"]["balance"] == 1000
     # The replayed top-up tells nobody again (the notification runs before the answer).
+    # The command is counted after its hand-off to the pump, which the broker can beat.
+    wait_for(lambda: ingest.counters["commands"] >= 1, timeout=5)
     sent = ingest.counters["commands"]
     r = http.post("/api/v1/accounts/c1/topups", json={"amount": "10.00", "reference": "cash"},
                   headers={**keys.h("admin"), "Idempotency-Key": "t1"})  # fmt: skip
