@@ -128,7 +128,8 @@ class Engine:
         wanted = self.metering.relays()
         saved = self.metering.states()
         for bus in settings.buses:
-            points = [meter_point(m, bus) for m in settings.meters_on(bus.name)]
+            points = [meter_point(m, bus, settings.register_dirs)
+                      for m in settings.meters_on(bus.name)]  # fmt: skip
             if not points:
                 continue
             poller = BusPoller(bus, points, settings.timing.poll_interval_s, self._on_reading)

@@ -9,6 +9,7 @@ read back; the caller reports a mismatch as tamper.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.errors import BusError, RelayError
@@ -29,10 +30,12 @@ class RelaySpec:
     off: int
 
     @classmethod
-    def for_meter(cls, meter: MeterSettings, model: MeterModel) -> RelaySpec | None:
-        """How ``meter`` is switched, or None if it cannot be."""
+    def for_meter(
+        cls, meter: MeterSettings, model: MeterModel, dirs: tuple[Path, ...] = ()
+    ) -> RelaySpec | None:
+        """How ``meter`` is switched, or None if it cannot be (``dirs``: more register maps)."""
         if meter.relay_unit is not None and meter.relay_model is not None:
-            module = load_model(meter.relay_model)
+            module = load_model(meter.relay_model, dirs)
             assert module.relay is not None
             channel = meter.relay_channel or 0
             name = f"channel_{channel}" if module.kind == "relay" else module.relay.register_name

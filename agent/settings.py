@@ -8,7 +8,9 @@ touches a bus. Environment variables override the file: ``SMSA_AGENT_MQTT__URL``
 
 from __future__ import annotations
 
+import os
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,7 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from agent.errors import ConfigError
 from hardware.errors import RegisterMapError
-from hardware.regmap import MeterModel, load_model
+from hardware.regmap import ENERGY_REGISTER, MeterModel, load_model, search_path
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 MeterName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
@@ -115,16 +117,18 @@ class MeterSettings(_Section):
     relay_unit: Unit | None = None
     relay_model: str | None = None
     relay_channel: int | None = Field(default=None, ge=0, le=255)
+    # A gas meter that counts volume: the declared calorific value of its supply (MJ/m3) and
+    # the volume correction factor (1.02264, the UK's standard temperature and pressure one),
+    # which turn m3 into the Wh the contract reports (hardware.regmap).
+    calorific_value_mj_m3: Decimal | None = Field(default=None, gt=0, le=100, decimal_places=4)
+    volume_correction: Decimal = Field(default=Decimal("1.02264"), gt=0, le=2, decimal_places=6)
 
-    @field_validator("model", "relay_model")
-    @classmethod
-    def _known_model(cls, name: str | None) -> str | None:
-        if name is not None:
-            try:
-                load_model(name)
-            except RegisterMapError as exc:
-                raise ValueError(f"unknown model {name!r} ({exc.reason})") from exc
-        return name
+    @property
+    def wh_per_m3(self) -> Decimal | None:
+        """Wh per m3 of this meter's gas: m3 x correction x MJ/m3 / 3.6 MJ per kWh x 1000."""
+        if self.calorific_value_mj_m3 is None:
+            return None
+        return self.calorific_value_mj_m3 * self.volume_correction * 1000 / Decimal("3.6")
 
 
 class AgentSettings(BaseSettings):
@@ -141,6 +145,9 @@ class AgentSettings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     buses: list[BusSettings] = Field(min_length=1)
     meters: list[MeterSettings] = Field(min_length=1)
+    # Directories of more register maps, searched after the shipped ``hardware/registers``,
+    # separated like PATH ("/etc/smsa/registers:/opt/maps"); ``SMSA_AGENT_REGISTER_PATH``.
+    register_path: str = ""
 
     @classmethod
     def settings_customise_sources(
@@ -167,8 +174,9 @@ class AgentSettings(BaseSettings):
     def status_path(self) -> Path:
         return self.status.path or self.storage.path.with_suffix(".status.json")
 
-    def model_of(self, meter: MeterSettings) -> MeterModel:
-        return load_model(meter.model)
+    @property
+    def register_dirs(self) -> tuple[Path, ...]:
+        return tuple(Path(p) for p in self.register_path.split(os.pathsep) if p)
 
 
 def load(path: Path) -> AgentSettings:
@@ -196,6 +204,13 @@ def load(path: Path) -> AgentSettings:
     return settings
 
 
+def _model(where: str, key: str, name: str, dirs: tuple[Path, ...]) -> MeterModel:
+    try:
+        return load_model(name, dirs)
+    except RegisterMapError as exc:
+        raise ConfigError(where, key, f"unknown model {name!r} ({exc.reason})") from exc
+
+
 def _key(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -218,6 +233,11 @@ def _message(err: Any) -> str:
 
 
 def _cross_check(where: str, settings: AgentSettings) -> None:
+    dirs = settings.register_dirs
+    try:
+        search_path(dirs)
+    except RegisterMapError as exc:
+        raise ConfigError(where, "register_path", f"{exc.path}: not a directory") from exc
     buses: set[str] = set()
     for i, bus in enumerate(settings.buses):
         if bus.name in buses:
@@ -232,26 +252,39 @@ def _cross_check(where: str, settings: AgentSettings) -> None:
         ids.add(meter.id)
         if meter.bus not in buses:
             raise ConfigError(where, f"{key}.bus", f"unknown bus {meter.bus!r}")
-        model = load_model(meter.model)
+        model = _model(where, f"{key}.model", meter.model, dirs)
         if model.kind != "meter":
             raise ConfigError(where, f"{key}.model", f"{meter.model!r} is not a meter model")
+        _check_gas(where, key, meter, model)
         other = units.get((meter.bus, meter.unit))
         if other is not None:
             raise ConfigError(
                 where, f"{key}.unit", f"unit {meter.unit} on bus {meter.bus!r} is also {other!r}"
             )
         units[(meter.bus, meter.unit)] = meter.id
-        _check_relay(where, key, meter, model)
+        _check_relay(where, key, meter, model, dirs)
 
 
-def _check_relay(where: str, key: str, meter: MeterSettings, model: MeterModel) -> None:
+def _check_gas(where: str, key: str, meter: MeterSettings, model: MeterModel) -> None:
+    volume = model.converts_volume(model.register(ENERGY_REGISTER))
+    if volume and meter.calorific_value_mj_m3 is None:
+        why = f"{meter.model!r} counts gas volume: give the supply's calorific value (MJ/m3)"
+        raise ConfigError(where, f"{key}.calorific_value_mj_m3", why)
+    if not volume and meter.calorific_value_mj_m3 is not None:
+        why = f"only for a gas meter that counts volume, not {meter.model!r}"
+        raise ConfigError(where, f"{key}.calorific_value_mj_m3", why)
+
+
+def _check_relay(
+    where: str, key: str, meter: MeterSettings, model: MeterModel, dirs: tuple[Path, ...]
+) -> None:
     if meter.relay_unit is None:
         if meter.relay_model is not None or meter.relay_channel is not None:
             raise ConfigError(where, f"{key}.relay_unit", "relay_model/relay_channel need it")
         return
     if meter.relay_model is None:
         raise ConfigError(where, f"{key}.relay_model", "missing required key with relay_unit")
-    relay = load_model(meter.relay_model)
+    relay = _model(where, f"{key}.relay_model", meter.relay_model, dirs)
     if relay.relay is None:
         raise ConfigError(where, f"{key}.relay_model", f"{meter.relay_model!r} has no relay")
     channel = meter.relay_channel or 0

@@ -1,10 +1,12 @@
 """Command-line options to a validated configuration (pure apart from reading register maps)."""
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from pathlib import Path
 from typing import NoReturn
 
 from firmware_sim.bus import MeterSpec, Pairing
@@ -57,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stopbits", type=int, default=1, help="1 or 2 (1)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"register map ({DEFAULT_MODEL})")
     p.add_argument(
+        "--register-path",
+        default="",
+        metavar="DIRS",
+        help=f"more register-map directories, separated by {os.pathsep!r}",
+    )
+    p.add_argument(
         "--meter",
         action="append",
         default=[],
@@ -85,8 +93,9 @@ def parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> SimConfig:
     """Options to a configuration; raises :class:`ConfigError` naming the bad option."""
     args = parser().parse_args(argv)
-    model = _model(args.model, "--model")
-    meters = tuple(_meter(text) for text in args.meter) or (MeterSpec(1, DEFAULT_LOAD_W),)
+    dirs = tuple(Path(p) for p in args.register_path.split(os.pathsep) if p)
+    model = _model(args.model, "--model", dirs)
+    meters = tuple(_meter(text, dirs) for text in args.meter) or (MeterSpec(1, DEFAULT_LOAD_W),)
     pairings = tuple(_pairing(text) for text in args.relay_unit)
     level = args.log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -100,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
         line=Line(args.baudrate, args.parity.upper(), args.stopbits),
         line_timing=args.line_timing,
         pairings=pairings,
-        relay_model=_model(args.relay_model, "--relay-model") if pairings else None,
+        relay_model=_model(args.relay_model, "--relay-model", dirs) if pairings else None,
         profile=parse_profile(args.profile) if args.profile else None,
         power_factor_milli=_power_factor(args.power_factor),
         start_epoch_ns=_start_time(args.start_time) if args.start_time else None,
@@ -108,9 +117,9 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     )
 
 
-def _model(name: str, option: str) -> MeterModel:
+def _model(name: str, option: str, dirs: tuple[Path, ...]) -> MeterModel:
     try:
-        return load_model(name)
+        return load_model(name, dirs)
     except RegisterMapError as exc:
         raise ConfigError(option, f"{name!r}: {exc.reason}") from exc
 
@@ -129,7 +138,7 @@ def _unit(text: str, option: str) -> int:
     return unit
 
 
-def _meter(text: str) -> MeterSpec:
+def _meter(text: str, dirs: tuple[Path, ...]) -> MeterSpec:
     spec, _, model_name = text.partition("@")
     unit_text, _, load_text = spec.partition(":")
     unit = _unit(unit_text, "--meter")
@@ -138,7 +147,7 @@ def _meter(text: str) -> MeterSpec:
         raise ConfigError("--meter", f"unit {unit}: load {load} W must not be negative")
     if load > 0xFFFFFFFF:
         raise ConfigError("--meter", f"unit {unit}: load {load} W is too large")
-    return MeterSpec(unit, load, _model(model_name, "--meter") if model_name else None)
+    return MeterSpec(unit, load, _model(model_name, "--meter", dirs) if model_name else None)
 
 
 def _pairing(text: str) -> Pairing:

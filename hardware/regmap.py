@@ -3,6 +3,17 @@
 A map is data: every register's address, function, type, word order, scale and unit, plus the
 relay mechanism where the model has one. :func:`load_model` returns a frozen, validated
 :class:`MeterModel`; anything wrong raises :class:`RegisterMapError` naming the file and register.
+
+Maps are looked up in the shipped ``hardware/registers`` and in any extra directories the caller
+names (the agent's ``register_path``, the simulator's ``--register-path``). A model name means
+one file: a name found in two directories is refused rather than one silently shadowing the
+other.
+
+The energy register gives the service's base unit as an integer: Wh for electricity, litres for
+water, and Wh for gas (the contract's unit). A gas meter counts volume, so its volume is turned
+into energy with the calorific value of the gas it is supplied with, as gas suppliers bill:
+kWh = m3 x volume correction x calorific value (MJ/m3) / 3.6. The calorific value belongs to
+the supply, not the meter model, so it comes from the caller (``wh_per_m3``).
 """
 
 import itertools
@@ -22,6 +33,14 @@ REGISTERS_DIR = Path(__file__).resolve().parent / "registers"
 ENERGY_REGISTER = "import_energy"
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _BASE_UNIT_FACTOR = {"kWh": 1000, "Wh": 1, "m3": 1000, "L": 1}
+ENERGY_UNITS = frozenset({"kWh", "Wh"})
+VOLUME_UNITS = frozenset({"m3", "L"})
+# The energy register's units each service may use.
+SERVICE_UNITS = {
+    "electricity": ENERGY_UNITS,
+    "water": VOLUME_UNITS,
+    "gas": ENERGY_UNITS | VOLUME_UNITS,
+}
 _WRITE_FUNCTIONS = {"coil": {5, 15}, "holding": {6, 16}}
 
 Function = Literal["input", "holding", "coil", "discrete"]
@@ -102,12 +121,26 @@ class MeterModel(BaseModel):
         """The engineering value (in ``reg.unit``) of the words read from ``reg``."""
         return scaled(decode_raw(words, reg.type, self.order_of(reg)), reg.scale)
 
-    def base_units(self, reg: Register, words: list[int]) -> int:
-        """An energy or volume register as an integer in the service's base unit (Wh or L)."""
+    def converts_volume(self, reg: Register) -> bool:
+        """Whether ``reg`` is a gas volume that needs a calorific value to give Wh."""
+        return self.service == "gas" and reg.unit in VOLUME_UNITS
+
+    def base_units(
+        self, reg: Register, words: list[int], *, wh_per_m3: Decimal | None = None
+    ) -> int:
+        """An energy or volume register as an integer in the service's base unit: Wh, or
+        litres for water; a gas volume becomes Wh at ``wh_per_m3`` (see the module docstring)."""
         factor = _BASE_UNIT_FACTOR.get(reg.unit)
         if factor is None:
             raise RegisterMapError(self.model, f"unit {reg.unit!r} is not an energy unit", reg.name)
-        return int((self.value(reg, words) * factor).to_integral_value())
+        value = self.value(reg, words) * factor
+        if self.converts_volume(reg):
+            if wh_per_m3 is None:
+                raise RegisterMapError(
+                    self.model, "a gas volume needs the supply's calorific value", reg.name
+                )
+            value = value * wh_per_m3 / 1000  # litres -> m3 -> Wh
+        return int(value.to_integral_value())
 
 
 def load_file(path: Path) -> MeterModel:
@@ -130,20 +163,30 @@ def load_file(path: Path) -> MeterModel:
 
 
 @cache
-def load_model(name: str, directory: Path | None = None) -> MeterModel:
-    """The model ``name`` from ``directory`` (default: the shipped ``hardware/registers``)."""
-    folder = directory or REGISTERS_DIR
+def load_model(name: str, extra: tuple[Path, ...] = ()) -> MeterModel:
+    """The model ``name`` from the shipped maps or the ``extra`` directories."""
+    folders = search_path(extra)
     if not _MODEL_NAME.match(name):
-        raise RegisterMapError(folder / f"{name}.toml", "not a valid model name")
-    path = folder / f"{name}.toml"
-    if not path.is_file():
-        known = ", ".join(available_models(folder)) or "none"
-        raise RegisterMapError(path, f"no such model (known: {known})")
-    return load_file(path)
+        raise RegisterMapError(folders[0] / f"{name}.toml", "not a valid model name")
+    found = [f / f"{name}.toml" for f in folders if (f / f"{name}.toml").is_file()]
+    if not found:
+        known = ", ".join(available_models(extra)) or "none"
+        raise RegisterMapError(folders[0] / f"{name}.toml", f"no such model (known: {known})")
+    if len(found) > 1:
+        raise RegisterMapError(found[1], f"model {name!r} is also defined in {found[0]}")
+    return load_file(found[0])
 
 
-def available_models(directory: Path | None = None) -> list[str]:
-    return sorted(p.stem for p in (directory or REGISTERS_DIR).glob("*.toml"))
+def available_models(extra: tuple[Path, ...] = ()) -> list[str]:
+    return sorted({p.stem for f in search_path(extra) for p in f.glob("*.toml")})
+
+
+def search_path(extra: tuple[Path, ...] = ()) -> tuple[Path, ...]:
+    """The shipped maps' directory, then ``extra``; an extra that is not a directory raises."""
+    for folder in extra:
+        if not folder.is_dir():
+            raise RegisterMapError(folder, "register path: not a directory")
+    return (REGISTERS_DIR, *extra)
 
 
 def _describe(err: Any) -> str:
@@ -186,6 +229,14 @@ def _check(path: Path, model: MeterModel) -> None:
         energy = model.register(ENERGY_REGISTER)
         if energy.unit not in _BASE_UNIT_FACTOR:
             raise RegisterMapError(path, f"unit {energy.unit!r} is not an energy unit", energy.name)
+        allowed = SERVICE_UNITS[model.service or "electricity"]
+        if energy.unit not in allowed:
+            raise RegisterMapError(
+                path,
+                f"unit {energy.unit!r} cannot meter {model.service or 'electricity'} "
+                f"(use {', '.join(sorted(allowed))})",
+                energy.name,
+            )
     if model.relay is not None:
         if model.relay.register_name not in names:
             name = model.relay.register_name

@@ -22,6 +22,7 @@ from hub.api.routes import (
     accounts,
     customers,
     events,
+    fleet,
     gateways,
     ledger,
     meters,
@@ -123,6 +124,7 @@ def create_app(
         gateways,
         meters,
         events,
+        fleet,
         ledger,
         payments,
     ):

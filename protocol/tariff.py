@@ -8,7 +8,7 @@ blocks that reset each calendar month; ``per_day`` is a standing charge accrued 
 
 from datetime import time
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -101,6 +101,25 @@ class Tariff(_Frozen):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @model_validator(mode="after")
+    def _one_unit(self) -> Self:
+        if any(c.per_kwh is not None for c in self.components) and any(
+            c.per_m3 is not None for c in self.components
+        ):
+            raise ValueError("a tariff prices per kWh or per m3, not both")
+        return self
+
+    @property
+    def unit(self) -> Literal["kWh", "m3"] | None:
+        """What the flat prices are per: kWh (electricity, gas) or m3 (water); None when the
+        tariff has none (only windows, blocks, standing charges or taxes: either service)."""
+        for c in self.components:
+            if c.per_kwh is not None:
+                return "kWh"
+            if c.per_m3 is not None:
+                return "m3"
+        return None
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -112,3 +131,19 @@ class Tariff(_Frozen):
     @property
     def exponent(self) -> int:
         return exponent(self.currency)
+
+
+# The unit a meter's service is priced in: its base unit is Wh (electricity, gas) or litres.
+SERVICE_PRICE_UNIT: dict[str, Literal["kWh", "m3"]] = {
+    "electricity": "kWh",
+    "gas": "kWh",
+    "water": "m3",
+}
+
+
+def unit_problem(tariff: Tariff, service: str) -> str | None:
+    """Why ``tariff`` cannot price a meter of ``service``, or None if it can."""
+    wanted = SERVICE_PRICE_UNIT[service]
+    if tariff.unit is None or tariff.unit == wanted:
+        return None
+    return f"tariff {tariff.id!r} prices per {tariff.unit}; {service} is priced per {wanted}"

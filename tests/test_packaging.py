@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +109,21 @@ def test_every_dependency_is_pinned_in_the_lock_file() -> None:
     for requirement in wanted:
         name = re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~ ]", requirement)[0]).lower()
         assert name in pinned, requirement
+
+
+@pytest.mark.slow
+@pytest.mark.packaging
+def test_the_wheel_carries_every_web_asset_and_the_grafana_dashboard(wheel: Path) -> None:
+    """The vendored docs and chart files are served from the installed package: none is left
+    behind by a package-data pattern."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for folder in ("hub/web/static", "hub/web/templates", "hardware/grafana"):
+        files = [
+            p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        ]
+        assert files, folder
+        missing = [p.relative_to(ROOT).as_posix() for p in files]
+        assert [name for name in missing if name not in names] == [], folder
 
 
 @pytest.mark.slow

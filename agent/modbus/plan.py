@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from hardware.regmap import MeterModel, Register
 
@@ -67,20 +68,25 @@ def plan_model(model: MeterModel, names: Iterable[str], max_gap: int = 0) -> lis
     return plan(regs, model.max_registers_per_request, max_gap)
 
 
-def base_unit_decoder(model: MeterModel, reg: Register) -> Callable[[list[int]], int]:
+def base_unit_decoder(
+    model: MeterModel, reg: Register, wh_per_m3: Decimal | None = None
+) -> Callable[[list[int]], int]:
     """``words -> integer base units`` for an energy register, same result as
-    ``model.base_units``; unsigned integer registers whose scale makes whole Wh (the DDS238's
-    1/100 kWh is 10 Wh) skip the Decimal arithmetic, which matters at thousands of reads/s."""
+    ``model.base_units`` (``wh_per_m3``: a gas volume's calorific conversion); unsigned integer
+    registers whose scale makes whole Wh (the DDS238's 1/100 kWh is 10 Wh) skip the Decimal
+    arithmetic, which matters at thousands of reads/s."""
     factor = reg.scale * _WH_PER.get(reg.unit, 0)
+    if model.converts_volume(reg) and wh_per_m3 is not None:
+        factor = factor * wh_per_m3 / 1000
     if reg.type not in ("u16", "u32", "u64") or factor <= 0 or factor != int(factor):
-        return lambda words: model.base_units(reg, words)
+        return lambda words: model.base_units(reg, words, wh_per_m3=wh_per_m3)
     whole = int(factor)
     big = model.order_of(reg) == "big"
     width = reg.width
 
     def decode(words: list[int]) -> int:
         if len(words) != width or any(not 0 <= w <= 0xFFFF for w in words):
-            return model.base_units(reg, words)  # raises the codec's error
+            return model.base_units(reg, words, wh_per_m3=wh_per_m3)  # the codec's error
         raw = 0
         for w in words if big else reversed(words):
             raw = (raw << 16) | w

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import BusError
@@ -95,11 +96,13 @@ class Reading:
         return self.import_wh is not None
 
 
-def meter_point(meter: MeterSettings, bus: TcpBus | RtuBus) -> MeterPoint:
-    model = load_model(meter.model)
-    relay = RelaySpec.for_meter(meter, model)
+def meter_point(
+    meter: MeterSettings, bus: TcpBus | RtuBus, dirs: tuple[Path, ...] = ()
+) -> MeterPoint:
+    model = load_model(meter.model, dirs)
+    relay = RelaySpec.for_meter(meter, model, dirs)
     blocks = plan_model(model, [ENERGY_REGISTER])
-    decoder = base_unit_decoder(model, model.register(ENERGY_REGISTER))
+    decoder = base_unit_decoder(model, model.register(ENERGY_REGISTER), meter.wh_per_m3)
     return MeterPoint(meter, model, blocks, meter.timeout_s or bus.timeout_s, relay, decoder)
 
 

@@ -7,7 +7,7 @@ major units; the exact decimals allowed depend on the currency and are checked b
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -144,6 +144,8 @@ class MeterIn(Body):
     customer: Id
     tariff: Id
     service: Service = Service.ELECTRICITY
+    # the register map the gateway reads it with (hardware/registers), checked against service
+    model: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
 
 
 class MeterOut(BaseModel):
@@ -209,6 +211,34 @@ class CommandState(BaseModel):
     created_at: datetime
     expires_at: datetime
     history: list[CommandStep]
+
+
+class FleetSummary(BaseModel):
+    meters: int
+    online: int
+    off: int  # relay open
+
+
+class FleetDay(BaseModel):
+    day: date
+    disconnects: int
+    topups: int
+    topup_amount: Money
+
+
+class ConsumptionDay(BaseModel):
+    day: date
+    used: int  # base units: Wh, litres for water
+
+
+class MismatchOut(BaseModel):
+    """A record the agent priced differently from the hub (its shares per provider, or pool
+    for a generation mix); the hub's figures were posted, the agent's only compared."""
+
+    seq: int
+    at: datetime
+    hub_shares: dict[str, Money]
+    agent_shares: dict[str, Money]
 
 
 class EventOut(BaseModel):

@@ -1,6 +1,7 @@
 """Gateway events (stored once per id, relay state followed, command acknowledgements settling
-the command table) and gateway status (meters online or offline, ``meter_offline`` events on the
-change, the gateway's open commands due again when it comes online).
+the command table) and gateway status (meters online or offline, ``meter_offline`` and
+``meter_online`` events on the change, the gateway's open commands due again when it comes
+online).
 
 An event is attributed by its topic only: the payload's ``data`` cannot name another gateway or
 event id, a ``command_ack`` can settle only a command addressed to its own gateway, and kinds
@@ -102,17 +103,20 @@ def apply_statuses(conn: Connection, work: Work) -> None:
         online = status.state == "online"
         if online:  # it may have missed what was sent while it was away: send again now
             wake_gateway(conn, gateway, work.now)
-        rows = conn.execute(select(T_METERS.c.id, T_METERS.c.online)
+        rows = conn.execute(select(T_METERS.c.id, T_METERS.c.online, T_METERS.c.last_seen_at)
                             .where(T_METERS.c.gateway_id == gateway)).all()  # fmt: skip
-        flipped = [r.id for r in rows if bool(r.online) != online]
+        flipped = [r for r in rows if bool(r.online) != online]
         if not flipped:
             continue
-        conn.execute(update(T_METERS).where(T_METERS.c.id.in_(flipped))
+        conn.execute(update(T_METERS).where(T_METERS.c.id.in_([r.id for r in flipped]))
                      .values(online=online, last_seen_at=work.now))  # fmt: skip
-        if not online:
+        # offline: every meter that was online; back: those seen before (not a first start)
+        kind, why = ("meter_online", "is back") if online else ("meter_offline", "is offline")
+        told = [r.id for r in flipped if not online or r.last_seen_at is not None]
+        if told:
             conn.execute(insert(T_EVENTS), [
-                event_row(work.now, "meter_offline", m, f"gateway {gateway} is offline",
-                       {"gateway": gateway}) for m in flipped
+                event_row(work.now, kind, m, f"gateway {gateway} {why}", {"gateway": gateway})
+                for m in told
             ])  # fmt: skip
 
 

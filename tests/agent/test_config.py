@@ -3,11 +3,14 @@
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from agent.errors import ConfigError
 from agent.settings import load
+from hardware.regmap import REGISTERS_DIR
 from tests.agent.helpers import agent_config, meters, tcp_bus
 
 
@@ -22,6 +25,11 @@ def _run(
         timeout=60,
         env=env,
     )
+
+
+GAS = 'unit = 2\nmodel = "sfar-1m-4di-gas"'
+ELECTRIC = 'unit = 2\nmodel = "dds238-2-zn-sr"'
+CV = "calorific_value_mj_m3 = 39.5"
 
 
 def _good(tmp_path: Path) -> Path:
@@ -82,6 +90,21 @@ def _good(tmp_path: Path) -> Path:
             "8 channels",
         ),
         (lambda t: t.replace("[[buses]]", "[[buses]\n"), "-", "not valid TOML"),
+        (
+            lambda t: t.replace('unit = 2\nmodel = "dds238-2-zn-sr"', GAS),
+            "meters[1].calorific_value_mj_m3",
+            "counts gas volume: give the supply's calorific value",
+        ),
+        (
+            lambda t: t.replace('unit = 2\nmodel = "dds238-2-zn-sr"', f"{ELECTRIC}\n{CV}"),
+            "meters[1].calorific_value_mj_m3",
+            "only for a gas meter that counts volume",
+        ),
+        (
+            lambda t: t.replace("gateway_id", 'register_path = "/no/such/dir"\ngateway_id'),
+            "register_path",
+            "/no/such/dir: not a directory",
+        ),
     ],
 )
 def test_bad_config_exits_naming_key_and_file(
@@ -127,3 +150,41 @@ def test_status_without_running_agent(tmp_path: Path) -> None:
     result = _run(_good(tmp_path), "status")
     assert result.returncode == 3
     assert "status.json" in result.stderr and "no status file" in result.stderr
+
+
+def test_a_gas_meter_reports_wh_from_its_volume_and_calorific_value(tmp_path: Path) -> None:
+    config = _good(tmp_path)
+    config.write_text(config.read_text().replace(ELECTRIC, f"{GAS}\n{CV}"))
+    meter = load(config).meters[1]
+    # 39.5 MJ/m3 x 1.02264 / 3.6 MJ per kWh = 11.2206 kWh per m3
+    assert meter.wh_per_m3 == Decimal("39.5") * Decimal("1.02264") * 1000 / Decimal("3.6")
+    assert round(meter.wh_per_m3, 1) == Decimal("11220.6")
+
+
+def test_register_path_adds_maps_from_outside_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    shipped = (REGISTERS_DIR / "sfar-1m-4di-water.toml").read_text()
+    (maps / "site-water.toml").write_text(
+        shipped.replace('model = "sfar-1m-4di-water"', 'model = "site-water"')
+    )
+    config = _good(tmp_path)
+    text = config.read_text().replace(ELECTRIC, 'unit = 2\nmodel = "site-water"')
+    config.write_text(f'register_path = "{maps}"\n{text}')
+    settings = load(config)
+    assert settings.register_dirs == (maps,)
+    assert settings.meters[1].model == "site-water"
+    # The same through the environment, PATH-style, for a file without the key.
+    config.write_text(text)
+    monkeypatch.setenv("SMSA_AGENT_REGISTER_PATH", f"{tmp_path / 'empty'}{os.pathsep}{maps}")
+    (tmp_path / "empty").mkdir()
+    assert load(config).register_dirs == (tmp_path / "empty", maps)
+    # A map may not take a shipped map's name: one name, one file.
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "dds238-2-zn-sr.toml").write_text((REGISTERS_DIR / "dds238-2-zn-sr.toml").read_text())
+    monkeypatch.setenv("SMSA_AGENT_REGISTER_PATH", str(clash))
+    with pytest.raises(ConfigError, match=r"meters\[0\]\.model.*also defined in"):
+        load(config)

@@ -1,6 +1,7 @@
 """The block planner: contiguous registers in one request, never above the model's limit."""
 
 import itertools
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -79,9 +80,10 @@ def test_fast_energy_decoder_matches_the_register_map(name: str, words: list[int
     model = load_model(name)
     reg = model.register("import_energy")
     part = words[: reg.width]
-    decode = base_unit_decoder(model, reg)
+    wh_per_m3 = Decimal("11220.5") if model.converts_volume(reg) else None
+    decode = base_unit_decoder(model, reg, wh_per_m3)
     try:
-        expected = model.base_units(reg, part)
+        expected = model.base_units(reg, part, wh_per_m3=wh_per_m3)
     except (ValueError, ArithmeticError) as exc:
         with pytest.raises(type(exc)):
             decode(part)

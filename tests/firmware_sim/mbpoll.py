@@ -51,10 +51,11 @@ def read(target: Target, unit: int, *options: str) -> list[str]:
 
 
 def read_register(target: Target, model: MeterModel, reg: Register, unit: int) -> Decimal:
-    """``reg``'s engineering value as mbpoll reads it (32-bit types big-endian, ``-B``)."""
+    """``reg``'s engineering value as mbpoll reads it (``-B`` for 32-bit types high word first;
+    mbpoll's default is low word first)."""
     table = _TABLE[reg.function] + _SUFFIX.get(reg.type, "")
     options = ["-r", str(reg.address), "-t", table]
-    if reg.type in _SUFFIX:
+    if reg.type in _SUFFIX and model.order_of(reg) == "big":
         options.append("-B")
     (text,) = read(target, unit, *options)
     if reg.type == "s16" and "(" in text:  # mbpoll shows "65535 (-1)" for negative words

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from firmware_sim.registers import ENERGY_UNITS
 from hardware.regmap import load_model
 from tests.firmware_sim import mbpoll
 from tests.firmware_sim.conftest import StartSim
@@ -50,7 +51,7 @@ def test_mbpoll_reads_every_register(
             continue
         check_values(name, values, load, model.phases)
         energy = model.register("import_energy")
-        wh = values["import_energy"] * (1000 if energy.unit == "kWh" else 1)
+        wh = values["import_energy"] * ENERGY_UNITS[energy.unit]
         assert Decimal(START_WH - 10) < wh <= Decimal(START_WH) + Decimal("0.01"), wh
 
 

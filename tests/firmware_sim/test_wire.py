@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from firmware_sim.registers import ENERGY_UNITS
 from hardware.regmap import available_models, load_model
 from tests.firmware_sim.conftest import StartSim
 from tests.firmware_sim.helpers import (
@@ -67,8 +68,9 @@ def test_every_register_of_every_model(
             values = read_all(client, model, unit)
             check_values(name, values, load, model.phases)
             energy = model.register("import_energy")
-            step = Decimal(1) if energy.type.startswith("float") else energy.scale * 1000
-            wh = values["import_energy"] * (1000 if energy.unit == "kWh" else 1)
+            per_unit = ENERGY_UNITS[energy.unit]  # base units (Wh, L) per register unit
+            step = Decimal(1) if energy.type.startswith("float") else energy.scale * per_unit
+            wh = values["import_energy"] * per_unit
             assert Decimal(START_WH) - step < wh <= Decimal(START_WH) + Decimal("0.01")
             assert energy_wh(client, unit) == START_WH
     finally:
@@ -92,14 +94,15 @@ def test_energy_advances_as_load_times_simulated_time(
             assert abs((e1 - e0) - load * (t1 - t0) / 3600) <= load / 3600 + 1, (name, e0, e1)
             # The model's own register moved by the same amount, within its resolution and
             # the milliseconds between reads (at 3600x a few Wh each).
-            moved = float((r1 - r0) * 1000)
+            per_unit = ENERGY_UNITS[load_model(name).register("import_energy").unit]
+            moved = float((r1 - r0) * per_unit)
             assert abs(moved - (e1 - e0)) <= 40, (name, r0, r1, e0, e1)
     finally:
         client.close()
 
 
 def _sample(client: Client, name: str, unit: int) -> tuple[Decimal, int, int]:
-    """(the model's import register in kWh, simulated seconds, exact Wh)."""
+    """(the model's import register in its unit, simulated seconds, exact base units)."""
     model = load_model(name)
     register = read_value(client, model, model.register("import_energy"), unit)
     return (register, *sim_energy(client, unit))

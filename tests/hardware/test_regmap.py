@@ -1,5 +1,6 @@
 """Every shipped register map loads; broken maps fail naming the file and the register."""
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ from hardware.codec import CodecError, decode_raw, encode_raw
 from hardware.errors import RegisterMapError
 from hardware.regmap import REGISTERS_DIR, available_models, load_file, load_model
 
-SHIPPED = ["dds238-2-zn-sr", "modbus-relay-module", "sdm120", "sdm630"]
+SHIPPED = [
+    "dds238-2-zn-sr",
+    "modbus-relay-module",
+    "sdm120",
+    "sdm630",
+    "sfar-1m-4di-gas",
+    "sfar-1m-4di-water",
+]
 
 GOOD = """
 model = "m"
@@ -58,6 +66,53 @@ def test_dds238_energy_is_exact_integer_wh() -> None:
     model = load_model("dds238-2-zn-sr")
     reg = model.register("import_energy")
     assert model.base_units(reg, encode_raw(123456789, "u32")) == 1234567890
+
+
+def test_water_counter_gives_litres_low_word_first() -> None:
+    model = load_model("sfar-1m-4di-water")
+    reg = model.register("import_energy")
+    assert (model.service, reg.address, reg.function, model.order_of(reg)) == (
+        "water",
+        0x0034,
+        "holding",
+        "little",
+    )
+    assert model.base_units(reg, [0x0001, 0x0002]) == 0x0002_0001  # pulses = litres
+
+
+def test_gas_volume_becomes_wh_only_with_a_calorific_value() -> None:
+    model = load_model("sfar-1m-4di-gas")
+    reg = model.register("import_energy")
+    words = encode_raw(12_345, "u32", "little")  # 123.45 m3
+    with pytest.raises(RegisterMapError, match="calorific value"):
+        model.base_units(reg, words)
+    wh_per_m3 = Decimal("39.5") * Decimal("1.02264") * 1000 / Decimal("3.6")
+    expected = (Decimal("123.45") * wh_per_m3).to_integral_value()
+    assert model.base_units(reg, words, wh_per_m3=wh_per_m3) == int(expected) == 1_385_187
+
+
+@pytest.mark.parametrize(
+    ("service", "unit", "ok"),
+    [
+        ("electricity", "kWh", True),
+        ("electricity", "L", False),
+        ("water", "m3", True),
+        ("water", "kWh", False),
+        ("gas", "m3", True),
+        ("gas", "kWh", True),
+    ],
+)
+def test_the_energy_register_unit_must_fit_the_service(
+    tmp_path: Path, service: str, unit: str, ok: bool
+) -> None:
+    text = GOOD.replace('kind = "meter"', f'kind = "meter"\nservice = "{service}"')
+    path = write(tmp_path, text.replace('unit = "kWh"', f'unit = "{unit}"'))
+    if ok:
+        assert load_file(path).service == service
+        return
+    with pytest.raises(RegisterMapError, match=f"cannot meter {service}") as err:
+        load_file(path)
+    assert err.value.register == "import_energy"
 
 
 def test_good_map_loads(tmp_path: Path) -> None:

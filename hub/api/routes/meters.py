@@ -1,20 +1,36 @@
-"""Meters: POST (admin), GET one or all (operator), and operator disconnect / reconnect."""
+"""Meters: POST (admin), GET one or all, their commands and pricing mismatches (operator), and
+operator disconnect / reconnect."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from sqlmodel import Session, col, select
 
+from hardware.errors import RegisterMapError
+from hardware.regmap import ENERGY_REGISTER, load_model
+from hub import fleet
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
 from hub.api.money import major
-from hub.api.schemas import CommandIn, CommandOut, CommandState, CommandStep, MeterIn, MeterOut
+from hub.api.routes.tariffs import latest_doc
+from hub.api.schemas import (
+    CommandIn,
+    CommandOut,
+    CommandState,
+    CommandStep,
+    ConsumptionDay,
+    MeterIn,
+    MeterOut,
+    MismatchOut,
+)
 from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
-from hub.models import Account, Customer, Gateway, Meter, Tariff
+from hub.models import Account, Customer, Gateway, Meter, Tariff, UsageMismatch
 from hub.operator import operator_command
+from protocol.tariff import unit_problem
 
 router = APIRouter(prefix="/meters", tags=["meters"], route_class=HubRoute)
 
@@ -48,6 +64,22 @@ def get_meter(session: Session, meter_id: str) -> Meter:
     return meter
 
 
+def check_model(name: str, service: str) -> None:
+    """The register map the gateway reads the meter with must meter ``service``."""
+    try:
+        model = load_model(name)
+    except RegisterMapError as exc:
+        raise InvalidInputError("model", f"unknown register map {name!r}: {exc.reason}") from exc
+    if model.kind != "meter":
+        raise InvalidInputError("model", f"{name!r} is not a meter")
+    metered = model.service or "electricity"
+    if metered != service:
+        unit = model.register(ENERGY_REGISTER).unit
+        raise InvalidInputError(
+            "model", f"{name!r} meters {metered} (its register counts {unit}), not {service}"
+        )
+
+
 @router.post("", status_code=201, response_model=MeterOut)
 def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
     def work(session: Session) -> MeterOut:
@@ -60,6 +92,11 @@ def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
         ):
             if session.get(model, value) is None:
                 raise InvalidInputError(field, f"unknown {field} {value!r}")
+        problem = unit_problem(latest_doc(session, body.tariff), body.service)
+        if problem is not None:
+            raise InvalidInputError("tariff", problem)
+        if body.model is not None:
+            check_model(body.model, body.service)
         meter = Meter(
             id=body.id,
             gateway_id=body.gateway,
@@ -77,14 +114,19 @@ def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
 @router.get("", response_model=list[MeterOut])
 def list_meters(
     session: SessionDep,
+    response: Response,
     _: Operator,
+    *,
     gateway: str | None = None,
+    q: Annotated[str | None, Query(max_length=64)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> list[MeterOut]:
-    stmt = select(Meter)
-    if gateway:
-        stmt = stmt.where(Meter.gateway_id == gateway)
-    rows = session.exec(stmt.order_by(col(Meter.id)).limit(limit)).all()
+    """Meters in id order, ``limit`` from ``offset``; ``q`` keeps those whose id, customer or
+    gateway contains it (any case). ``X-Total-Count`` says how many match in all."""
+    stmt = select(Meter).where(*fleet.matching(q, gateway))
+    rows = session.exec(stmt.order_by(col(Meter.id)).offset(offset).limit(limit)).all()
+    response.headers["X-Total-Count"] = str(fleet.count_meters(session.connection(), q, gateway))
     pending = unapplied(session.connection(), [m.id for m in rows])
     return [meter_out(session, m, pending.get(m.id)) for m in rows]
 
@@ -93,6 +135,21 @@ def list_meters(
 def get(meter_id: str, session: SessionDep, _: Operator) -> MeterOut:
     pending = unapplied(session.connection(), [meter_id]).get(meter_id)
     return meter_out(session, get_meter(session, meter_id), pending)
+
+
+@router.get("/{meter_id}/consumption", response_model=list[ConsumptionDay])
+def consumption(
+    meter_id: str,
+    session: SessionDep,
+    _: Operator,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> list[ConsumptionDay]:
+    """The meter's settled energy (Wh; litres for water) per UTC day, oldest first."""
+    get_meter(session, meter_id)
+    today = datetime.now(UTC).date()
+    rows = fleet.consumption(session.connection(), meter_id, today - timedelta(days=days - 1),
+                             today)  # fmt: skip
+    return [ConsumptionDay(day=d, used=v) for d, v in rows]
 
 
 @router.get("/{meter_id}/commands", response_model=list[CommandState])
@@ -116,6 +173,34 @@ def commands(
                                 created_at=row["created_at"], expires_at=row["expires_at"],
                                 history=steps))  # fmt: skip
     return out
+
+
+@router.get("/{meter_id}/mismatches", response_model=list[MismatchOut])
+def mismatches(
+    meter_id: str,
+    session: SessionDep,
+    ctx: ContextDep,
+    _: Operator,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[MismatchOut]:
+    """Where the agent's pricing disagreed with the hub's, newest first."""
+    get_meter(session, meter_id)
+    rows = session.exec(
+        select(UsageMismatch)
+        .where(UsageMismatch.meter_id == meter_id)
+        .order_by(col(UsageMismatch.id).desc())
+        .limit(limit)
+    ).all()
+    cur = ctx.currency
+    return [
+        MismatchOut(
+            seq=r.seq,
+            at=r.at,
+            hub_shares={p: major(int(v), cur) for p, v in sorted(r.hub_shares.items())},
+            agent_shares={p: major(int(v), cur) for p, v in sorted(r.agent_shares.items())},
+        )
+        for r in rows
+    ]
 
 
 @router.post("/{meter_id}/disconnect", status_code=202, response_model=CommandOut)

@@ -15,8 +15,9 @@ from hub.api.jsonbody import HubRoute
 from hub.api.schemas import TariffIn, TariffOut, TariffVersionIn
 from hub.control.credit_state import queue_tariff_update_in
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
-from hub.models import Provider, Tariff, TariffVersion, utcnow
+from hub.models import Meter, Provider, Tariff, TariffVersion, utcnow
 from protocol.tariff import Tariff as TariffDoc
+from protocol.tariff import unit_problem
 
 router = APIRouter(prefix="/tariffs", tags=["tariffs"], route_class=HubRoute)
 
@@ -43,6 +44,26 @@ def tariff_out(session: Session, tariff_id: str) -> TariffOut:
             for c in doc.get("components", [])
         ],
     )
+
+
+def latest_doc(session: Session, tariff_id: str) -> TariffDoc:
+    """The tariff's newest version (the tariff must exist)."""
+    version = session.exec(
+        select(TariffVersion)
+        .where(TariffVersion.tariff_id == tariff_id)
+        .order_by(col(TariffVersion.version).desc())
+    ).first()
+    assert version is not None
+    return TariffDoc.model_validate_json(version.document)
+
+
+def check_units(session: Session, doc: TariffDoc) -> None:
+    """A new version must still price every meter on the tariff in its service's unit."""
+    services = session.exec(select(Meter.service).where(Meter.tariff_id == doc.id).distinct()).all()
+    for service in sorted(services):
+        problem = unit_problem(doc, service)
+        if problem is not None:
+            raise InvalidInputError("components", problem)
 
 
 def check_providers(session: Session, doc: TariffDoc) -> None:
@@ -110,6 +131,7 @@ def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin
             err = exc.errors()[0]
             raise InvalidInputError(".".join(str(p) for p in err["loc"]), err["msg"]) from exc
         check_providers(session, doc)
+        check_units(session, doc)
         session.add(
             TariffVersion(
                 tariff_id=tariff_id,

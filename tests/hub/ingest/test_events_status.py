@@ -65,6 +65,9 @@ def test_events_are_stored_once_and_drive_relay_and_online(
         assert len(_events(sqlite_engine, "meter_offline")) == 1
         pub.send(topic(gateway, "status"), b'{"v": 1, "state": "online"}', retain=True)
         wait_for(lambda: _meter(sqlite_engine, meter).online)
+        # the gateway's return is an event of its own, for the operator's feed
+        back = wait_for(lambda: _events(sqlite_engine, "meter_online"))
+        assert [(e.meter_id, e.data["gateway"]) for e in back] == [(meter, gateway)]
         pub.send(topic(gateway, "status"), b"", retain=True)  # clear the retained message
 
 
