@@ -1,11 +1,12 @@
 """One batch of MQTT messages → one database transaction.
 
-``BatchProcessor.process`` validates every message, checks that the sending gateway owns each
-meter, deduplicates usage by (meter, seq), rates records per meter in seq order (holding a
-record whose predecessor has not arrived, see README.md), posts them through the ledger's
-batch API, stores events and gateway status, and quarantines anything invalid with its reason,
-all in ONE transaction. Nothing is acknowledged to the broker before that transaction commits
-(the service does that), so a crash loses nothing and a redelivery is a duplicate.
+``BatchProcessor.process`` validates every message, reads what the batch's usage needs
+(``hub.ingest.reads``), has the pure planner (``hub.ingest.plan``) decide it (the sending
+gateway must own each meter; deduplicated by (meter, seq); rated per meter in seq order, a
+record whose predecessor has not arrived held, see README.md; anything invalid quarantined
+with its reason), and writes the plan through the ledger's batch API, with events and gateway
+status, all in ONE transaction. Nothing is acknowledged to the broker before that transaction
+commits (the service does that), so a crash loses nothing and a redelivery is a duplicate.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from hub.ingest.plan import (
     Gap,
     Hold,
     Invalid,
+    Late,
     MeterInputs,
     MeterPlan,
     Mismatch,
@@ -329,12 +331,11 @@ class BatchProcessor:
         late = [x for i in inputs for x in late_records(i, catalog)]
         if not late:
             return inputs
-        found = late_context(conn, late)
-        out = []
-        for i in inputs:
-            mine = {s: v for (m, s), v in found.items() if m == i.meter.id}
-            out.append(replace(i, late=mine) if mine else i)
-        return out
+        by_meter: dict[str, dict[int, Late]] = {}
+        for (meter_id, seq), around in late_context(conn, late).items():
+            by_meter.setdefault(meter_id, {})[seq] = around
+        return [replace(i, late=by_meter[i.meter.id]) if i.meter.id in by_meter else i
+                for i in inputs]  # fmt: skip
 
     def _gather(self, work: Work, out: Outcome, read: Reads, plans: list[MeterPlan]) -> RatedUsage:
         """The plans as rows to write; counts, quarantine rows and receipts go to ``work``."""
