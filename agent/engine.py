@@ -17,7 +17,6 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -28,7 +27,7 @@ from agent.errors import AgentError, RelayError
 from agent.metering.intervals import Closed, MeterState, Point, Reset, step
 from agent.metering.store import MeteringStore, hand_over_journal
 from agent.modbus.bus import ModbusLine
-from agent.modbus.poller import BusPoller, MeterPoint, Reading, meter_point
+from agent.modbus.poller import BusPoller, Reading, meter_point
 from agent.relay_rules import (
     BusFailed,
     Decision,
@@ -48,11 +47,14 @@ from agent.relay_rules import (
     want,
 )
 from agent.relay_rules import Reading as RelayReading
+from agent.resume import plan
+from agent.runtime import MeterRuntime
 from agent.sdnotify import Notifier
 from agent.settings import AgentSettings
-from agent.status import snapshot, write_atomic
+from agent.snapshot import snapshot
+from agent.status import write_atomic
 from agent.store import AgentStore
-from protocol.messages import CreditState, Event, UsageRecord
+from protocol.messages import CreditState, Event, ResumePoint, UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +65,22 @@ STATUS_PUBLISH_S = 60.0  # refresh the retained MQTT status this often
 class OutboxLike(Protocol):
     def add_usage(self, record: UsageRecord) -> Any: ...
     def add_event(self, event: Event) -> Any: ...
+    def first_usage(self, meter: str) -> UsageRecord | None: ...
+    def renumber(self, meter: str, shift: int) -> int: ...
     def depth(self) -> int: ...
     def unconfirmed(self) -> int: ...
 
 
 class CreditLike(Protocol):
     def price(self, record: UsageRecord) -> UsageRecord: ...
-    def apply(self, meter_id: str, state: CreditState) -> Any: ...
+    def apply(
+        self, meter_id: str, state: CreditState, issued_at: datetime | None = None
+    ) -> Any: ...
     def decide(self, meter_id: str, now: datetime) -> Decision: ...
-    def set_relay(self, meter_id: str, relay: Any, by_rules: bool = False) -> None: ...
-
-
-@dataclass
-class MeterRuntime:
-    """What the engine keeps about a meter between readings (the relay's wanted state is also
-    persisted; the rest is rebuilt after a restart)."""
-
-    point: MeterPoint
-    poller: BusPoller
-    relay: RelayState = field(default_factory=RelayState)
-    last_action: tuple[str, str] = ("none", "")
+    def set_relay(
+        self, meter_id: str, relay: Any, by_rules: bool = False, since: datetime | None = None
+    ) -> None: ...
+    def renumber(self, meter_id: str, shift: int, lowest: int) -> None: ...
 
 
 def new_event(kind: str, meter: str | None, reason: str = "", **data: Any) -> Event:
@@ -361,6 +359,26 @@ class Engine:
         rt.last_action = (decision.action, decision.rule)
         self._carry_out(rt, enforce(rt.relay, decision))
 
+    def resume(self, meter: str, point: ResumePoint) -> str:
+        """The gateway's store started over: renumber the meter's records above the hub's
+        ``point`` (``agent/resume.py``) in ONE transaction: outbox rows and bridge, credit
+        charges and the meter's seq counter. What was done, in a few words."""
+        state = self.states[meter]
+        resumed = plan(point, state, self.outbox.first_usage(meter))
+        if resumed is None:
+            return f"already above seq {point.seq}"
+        with self.store.transaction():
+            moved = self.outbox.renumber(meter, resumed.shift)
+            self.credit.renumber(meter, resumed.shift, resumed.lowest)
+            if resumed.bridge is not None:
+                self.outbox.add_usage(self._price(resumed.bridge))
+            self.metering.save([resumed.state])
+        self.states[meter] = resumed.state
+        bridged = "" if resumed.bridge is None else f", bridged from {point.import_end} Wh"
+        log.warning("meter %s: store started over; %d records resume above seq %d%s",
+                    meter, moved, point.seq, bridged)  # fmt: skip
+        return f"resumed above seq {point.seq}: {moved} records renumbered{bridged}"
+
     def event(self, kind: str, meter: str | None, reason: str = "", **data: Any) -> None:
         try:
             event = new_event(kind, meter, reason, **data)
@@ -371,7 +389,18 @@ class Engine:
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
-        return snapshot(self)
+        handled = self.commands
+        stats = {"records": self.records, "events": self.events,
+                 "commands": handled.commands, "rejected": handled.rejected}  # fmt: skip
+        return snapshot(
+            self.settings.gateway_id,
+            self.meters,
+            self.states,
+            self.pollers,
+            uplink=bool(getattr(self.uplink, "connected", False)),
+            outbox=(self.outbox.depth(), self.outbox.unconfirmed()),
+            stats=stats,
+        )
 
     def uplink_status(self) -> dict[str, Any]:
         """What the retained MQTT status carries besides ``state``: each meter's state and relay."""

@@ -26,7 +26,7 @@ from hub.billing.settings import BillingSettings
 from hub.billing.views import bill_page
 from hub.db import make_engine, migrate, read_tx, run_tx
 from hub.ledger import UsagePosting, provider_account_id
-from hub.ledger._sql import accounts, customers, meters
+from hub.ledger.sql import accounts, customers, meters
 from hub.models import AccountKind, Gateway, Tariff, TariffVersion, Tier
 from protocol.tariff import Tariff as TariffDoc
 

@@ -116,7 +116,8 @@ def watch(system: Stack, story: Story, view: View, timeout: float) -> bool:
         if failed := system.procs.failed():
             raise DemoError(f"{failed[0]} stopped: {system.procs.tail(failed[0])}")
         meters = system.meters()
-        events = api.get("/events")
+        # the story, not the traffic: acknowledgements of credit-state updates stay out
+        events = api.get("/events", exclude="command_ack", limit="1000")
         story.observe(events, meters)
         if story.bob_cut() and not story.topped_up_bob:
             api.topup("bob", BOB_SECOND_TOPUP)

@@ -18,11 +18,11 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from hub import keys, mosquitto
-from hub.app import create_app
+from hub.app import build_app
+from hub.compose import IngestOptions, compose
 from hub.db import make_engine, migrate, run_tx, session_scope
 from hub.errors import HubError, InvalidInputError
 from hub.gateways import mosquitto_hash
-from hub.ingest import IngestService
 from hub.ingest.transport.mqtt import BrokerUrl
 from hub.models import Gateway
 from hub.settings import HubSettings
@@ -233,8 +233,10 @@ def _gateway_logins(settings: HubSettings) -> list[tuple[str, str]]:
 def serve(settings: HubSettings) -> int:
     engine = make_engine(settings.db)
     migrate(engine)
-    ingest = _ingest(settings, engine)
-    app = create_app(settings, engine, ingest, scheduler=settings.scheduler)
+    if not settings.mqtt:
+        log.warning("no MQTT URL: ingest and commands are off")
+    ingest = IngestOptions() if settings.mqtt else None
+    app = build_app(compose(settings, engine, ingest=ingest, scheduler=settings.scheduler))
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -249,20 +251,6 @@ def serve(settings: HubSettings) -> int:
     finally:
         engine.dispose()
     return 0 if server.started else EXIT_FAILED
-
-
-def _ingest(settings: HubSettings, engine: Any) -> Any | None:
-    if not settings.mqtt:
-        log.warning("no MQTT URL: ingest and commands are off")
-        return None
-    return IngestService(
-        engine,
-        settings.mqtt,
-        batch_size=settings.ingest_batch_size,
-        workers=settings.ingest_workers,
-        currency=settings.currency,
-        command_ttl_s=settings.command_ttl_s,
-    )
 
 
 class _Server(uvicorn.Server):

@@ -1,10 +1,12 @@
 """The event store as the API sees it: record, query, and stream as Server-Sent Events.
 
 Events are rows of the ``events`` table, written by ingest (agent events), by credit control
-and by the API (operator actions). Their ids increase, so an id is also the SSE ``id:`` and a
-``Last-Event-ID`` resumes exactly after it. The stream polls the table (every
-``sse_poll_s``), which is simple and correct across processes: whoever writes an event in the
-same database, it reaches every open stream.
+and by the API (operator actions). One fact is one event: a cut-off, a reconnection or a
+low-credit prompt that both the hub's credit control and the gateway's own rules record is
+stored once, its ``data.sources`` naming both (:func:`same_fact`). Their ids increase, so an
+id is also the SSE ``id:`` and a ``Last-Event-ID`` resumes exactly after it. The stream polls
+the table (every ``sse_poll_s``), which is simple and correct across processes: whoever writes
+an event in the same database, it reaches every open stream.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func
@@ -28,6 +30,49 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 RETRY_MS = 2000
+# Facts both sides record: the hub decides and the gateway applies (or decides alone, offline).
+RELAY_FAMILY = ("disconnect", "reconnect")
+FACT_FAMILIES = {"disconnect": RELAY_FAMILY, "reconnect": RELAY_FAMILY,
+                 "low_credit": ("low_credit",)}  # fmt: skip
+FACT_WINDOW = timedelta(minutes=10)
+
+
+def source_of(data: dict[str, Any] | None) -> str:
+    """Who recorded an event: ``gateway`` (an agent's event), or the hub's ``data.by``."""
+    data = data or {}
+    return "gateway" if "gateway" in data else str(data.get("by", "hub"))
+
+
+def same_fact(
+    kind: str, source: str, at: datetime, newest: tuple[str, datetime, dict[str, Any] | None] | None
+) -> bool:
+    """Whether a new event (``kind`` from ``source`` at ``at``) is the fact that ``newest``
+    (the meter's newest event of the kind's family: kind, time, data) already records: the same
+    kind, from the other side, within ``FACT_WINDOW``, and not yet joined by a second source."""
+    if kind not in FACT_FAMILIES or newest is None:
+        return False
+    old_kind, old_at, old_data = newest
+    if old_kind != kind or "sources" in (old_data or {}):
+        return False
+    old_source = source_of(old_data)
+    sides = {old_source, source}
+    return "gateway" in sides and len(sides) == 2 and abs(at - old_at) <= FACT_WINDOW
+
+
+def joined(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The data of one event recorded by both sides: the first one's, the second's keys it
+    lacks, and ``sources``."""
+    old = old or {}
+    return {**new, **old, "sources": sorted({source_of(old), source_of(new)})}
+
+
+def newest_of_fact(session: Session, kind: str, meter_id: str) -> Event | None:
+    """The meter's newest event of ``kind``'s family (None for kinds that are no such fact)."""
+    family = FACT_FAMILIES.get(kind)
+    if family is None:
+        return None
+    stmt = select(Event).where(Event.meter_id == meter_id, col(Event.kind).in_(family))
+    return session.exec(stmt.order_by(col(Event.id).desc()).limit(1)).first()
 
 
 def record_event(
@@ -38,8 +83,20 @@ def record_event(
     reason: str = "",
     data: dict[str, Any] | None = None,
 ) -> Event:
-    """Add an event in the caller's transaction; its id is set on return."""
-    event = Event(kind=kind, meter_id=meter_id, reason=reason[:500], at=utcnow(), data=data)
+    """Add an event in the caller's transaction; its id is set on return. If the gateway has
+    already recorded the same fact (:func:`same_fact`), that event is returned instead, with
+    this one's data joined to it."""
+    at = utcnow()
+    if meter_id is not None and data is not None:
+        newest = newest_of_fact(session, kind, meter_id)
+        if newest is not None and same_fact(
+            kind, source_of(data), at, (newest.kind, newest.at, newest.data)
+        ):
+            newest.data = joined(newest.data, data)
+            session.add(newest)
+            session.flush()
+            return newest
+    event = Event(kind=kind, meter_id=meter_id, reason=reason[:500], at=at, data=data)
     session.add(event)
     session.flush()
     return event

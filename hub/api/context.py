@@ -1,29 +1,27 @@
-"""What every request handler may reach: settings, the engine, and the optional live services."""
+"""What every request handler may reach: the application layer's ``Runtime`` (settings, engine,
+counters, credit control), the ingest service when MQTT runs, and what only HTTP needs."""
 
 from __future__ import annotations
 
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Engine
 
 from hub.api.ratelimit import FailureLimiter
+from hub.control.engine import CreditControl
+from hub.ingest.service import IngestService
 from hub.metrics import Metrics
+from hub.services.runtime import Runtime
 from hub.settings import HubSettings
 
 
 @dataclass
 class HubContext:
-    settings: HubSettings
-    engine: Engine
-    # The IngestService when MQTT is configured (``serve``); None in API-only tests.
-    ingest: Any | None = None
-    # Credit control (``hub.control.engine.CreditControl``): after top-ups, operator actions,
-    # and the scheduler's tick. Built by ``hub.app.create_app``.
-    control: Any | None = None
-    metrics: Metrics = field(default_factory=Metrics)
+    runtime: Runtime
+    # The IngestService when MQTT is configured (``serve``); None for the API alone.
+    ingest: IngestService | None = None
     # Failed authentications per client address (``hub.api.ratelimit``), from the settings.
     auth_limiter: FailureLimiter = field(init=False)
     # Signs short-lived stream tokens; new per process (a token outlives no restart).
@@ -37,5 +35,21 @@ class HubContext:
         )
 
     @property
+    def settings(self) -> HubSettings:
+        return self.runtime.settings
+
+    @property
+    def engine(self) -> Engine:
+        return self.runtime.engine
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.runtime.metrics
+
+    @property
+    def control(self) -> CreditControl:
+        return self.runtime.control
+
+    @property
     def currency(self) -> str:
-        return self.settings.currency
+        return self.runtime.currency

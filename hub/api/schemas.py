@@ -7,7 +7,7 @@ major units; the exact decimals allowed depend on the currency and are checked b
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -214,6 +214,24 @@ class CommandState(BaseModel):
     created_at: datetime
     expires_at: datetime
     history: list[CommandStep]
+
+
+class FleetSummary(BaseModel):
+    meters: int
+    online: int
+    off: int  # relay open
+
+
+class FleetDay(BaseModel):
+    day: date
+    disconnects: int
+    topups: int
+    topup_amount: Money
+
+
+class ConsumptionDay(BaseModel):
+    day: date
+    used: int  # base units: Wh, litres for water
 
 
 class MismatchOut(BaseModel):

@@ -7,12 +7,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from hub.ledger._sql import meters
-from hub.models import Subscription, TariffVersion
+from hub.ledger.sql import meters
+from hub.models import Subscription, TariffVersion, table
 from protocol.tariff import Tariff
 
-_versions = TariffVersion.__table__  # type: ignore[attr-defined]
-_subscriptions = Subscription.__table__  # type: ignore[attr-defined]
+_versions = table(TariffVersion)
+_subscriptions = table(Subscription)
 
 
 def provider_of(account_id: str | None) -> str:

@@ -13,15 +13,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
 from hub.billing.lines import EntryView, unit_of
-from hub.ledger._sql import accounts, entries, lines
 from hub.ledger.bulk import CHUNK
-from hub.models import AccountKind, EntryKind, Meter, Provider, TariffVersion
+from hub.ledger.sql import accounts, entries, lines
+from hub.models import AccountKind, EntryKind, Meter, Provider, TariffVersion, table
 from protocol.tariff import Tariff
 
 CHARGES = {EntryKind.USAGE.value, EntryKind.STANDING.value, EntryKind.SUBSCRIPTION.value}
-_meters = Meter.__table__  # type: ignore[attr-defined]
-_providers = Provider.__table__  # type: ignore[attr-defined]
-_versions = TariffVersion.__table__  # type: ignore[attr-defined]
+_meters = table(Meter)
+_providers = table(Provider)
+_versions = table(TariffVersion)
 
 
 def revenue_accounts(conn: Connection) -> dict[str, tuple[str, str]]:

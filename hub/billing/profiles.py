@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from hub.billing.rows import Report, RowError, check_rows, text
 from hub.db import write_tx
-from hub.models import Customer, ProfileConflict, ProfileField, utcnow
+from hub.models import Customer, ProfileConflict, ProfileField, table, utcnow
 
 ADMIN = "admin"
 DELIVERY = ("email", "paper", "both")
@@ -27,9 +27,9 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _POSTAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,15}$")
-_fields = ProfileField.__table__  # type: ignore[attr-defined]
-_conflicts = ProfileConflict.__table__  # type: ignore[attr-defined]
-_customers = Customer.__table__  # type: ignore[attr-defined]
+_fields = table(ProfileField)
+_conflicts = table(ProfileConflict)
+_customers = table(Customer)
 
 
 def _short(limit: int) -> Callable[[str], bool]:

@@ -26,15 +26,15 @@ from hub.billing.rows import Report, RowError, check_rows, instant, integer, tex
 from hub.db import read_tx, write_tx
 from hub.ingest.batch import BatchProcessor
 from hub.ingest.model import Inbound
-from hub.ledger._sql import insert_ignore, meters, posted
-from hub.models import MeterFeed, ReadingMismatch, utcnow
+from hub.ledger.sql import insert_ignore, meters, posted
+from hub.models import MeterFeed, ReadingMismatch, table, utcnow
 from protocol import topics
 from protocol.messages import MAX_REGISTER, MAX_SPAN, UsageMessage, UsageRecord
 
 IMPORT = "import"
 _METER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-_feeds = MeterFeed.__table__  # type: ignore[attr-defined]
-_mismatches = ReadingMismatch.__table__  # type: ignore[attr-defined]
+_feeds = table(MeterFeed)
+_mismatches = table(ReadingMismatch)
 
 
 @dataclass(frozen=True)

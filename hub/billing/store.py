@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection
 from hub.billing.bill import Draft
 from hub.billing.lines import LineKey, Totals
 from hub.billing.periods import Period
-from hub.ledger._sql import insert_ignore
 from hub.ledger.bulk import CHUNK
+from hub.ledger.sql import insert_ignore
 from hub.models import metadata
 
 bills: Table = metadata.tables["bills"]

@@ -20,13 +20,13 @@ from sqlalchemy.engine import Connection
 from hub import ledger
 from hub.billing.periods import Period
 from hub.errors import InvalidInputError, NotFoundError
-from hub.models import Customer, EntryKind, Provider, Subscription, utcnow
+from hub.models import Customer, EntryKind, Provider, Subscription, table, utcnow
 from protocol.money import to_major
 
 log = logging.getLogger(__name__)
-_subs = Subscription.__table__  # type: ignore[attr-defined]
-_providers = Provider.__table__  # type: ignore[attr-defined]
-_customers = Customer.__table__  # type: ignore[attr-defined]
+_subs = table(Subscription)
+_providers = table(Provider)
+_customers = table(Customer)
 
 
 @dataclass(frozen=True)

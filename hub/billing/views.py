@@ -15,10 +15,10 @@ from hub.billing.periods import Period
 from hub.billing.profiles import profile_of
 from hub.billing.render import bill_html, usage_chart
 from hub.errors import NotFoundError
-from hub.models import Customer
+from hub.models import Customer, table
 from protocol.money import to_major
 
-_customers = Customer.__table__  # type: ignore[attr-defined]
+_customers = table(Customer)
 
 
 def bill_document(conn: Connection, bill_id: int) -> dict[str, Any]:

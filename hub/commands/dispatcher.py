@@ -22,14 +22,14 @@ from sqlalchemy import Engine, insert
 
 from hub.commands import store
 from hub.db import read_tx, write_tx
-from hub.models import Event
+from hub.models import Event, table
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes, str], bool]
 PRUNE_EVERY_S = 3600.0
 KEEP_CREDIT = timedelta(days=2)
-_events = Event.__table__  # type: ignore[attr-defined]
+_events = table(Event)
 
 
 def utc_now() -> datetime:

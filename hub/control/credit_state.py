@@ -25,7 +25,7 @@ from hub.commands.store import enqueue
 from hub.control.commands import DEFAULT_TTL, credit_command
 from hub.control.rules import Policy
 from hub.db import write_tx
-from hub.models import Account, Customer, Gateway, Meter, MeterCarry
+from hub.models import Account, Customer, Gateway, Meter, MeterCarry, table
 from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, paying_account
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
@@ -36,11 +36,11 @@ from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
 
-_meters = Meter.__table__  # type: ignore[attr-defined]
-_gateways = Gateway.__table__  # type: ignore[attr-defined]
-_customers = Customer.__table__  # type: ignore[attr-defined]
-_accounts = Account.__table__  # type: ignore[attr-defined]
-_carry = MeterCarry.__table__  # type: ignore[attr-defined]
+_meters = table(Meter)
+_gateways = table(Gateway)
+_customers = table(Customer)
+_accounts = table(Account)
+_carry = table(MeterCarry)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from hub.commands.store import enqueue
 from hub.control.commands import DEFAULT_TTL, build_command
 from hub.control.credit_state import alternate_headroom, credit_rules, queue_credit_states
 from hub.control.effects import BY, Action, Plan, restore_floor
+from hub.control.recovery import apply_recovery
 from hub.control.rules import (
     Decision,
     Memory,
@@ -56,13 +57,11 @@ from hub.control.state import (
     refresh_balance,
     save_memories,
 )
-from hub.control.topup import apply_recovery
 from hub.control.webhook import Channels, Notifier
 from hub.db import read_tx, run_tx
 from hub.errors import NotFoundError
 from hub.ledger import post_entry, set_floor
-from hub.ledger._sql import accounts, customers, meters
-from hub.models import EntryKind, Gateway
+from hub.models import Account, Customer, EntryKind, Gateway, Meter, table
 from hub.rating.payers import shared_meters
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,10 @@ QUEUED = "queued"  # a command's status when credit control has decided it (hub.
 
 Clock = Callable[[], datetime]
 Known = tuple[int, Mapping[str, Any] | None, bool]  # (balance, flags, protected)
-_gateways = Gateway.__table__  # type: ignore[attr-defined]
+accounts = table(Account)
+customers = table(Customer)
+meters = table(Meter)
+_gateways = table(Gateway)
 
 
 def utc_now() -> datetime:

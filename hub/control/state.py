@@ -22,8 +22,7 @@ from sqlalchemy.engine import Connection
 from hub.billing.bill import POSTPAID, billing_of
 from hub.control.credit_state import credit_rules
 from hub.control.rules import CustomerRules, Memory, Policy
-from hub.ledger._sql import accounts, customers, meters
-from hub.models import Gateway
+from hub.models import Account, Customer, Gateway, Meter, table
 from hub.rating.payers import (
     Sharer,
     SplitRuleError,
@@ -38,7 +37,10 @@ log = logging.getLogger(__name__)
 
 MEMORY = "credit_memory"
 CHUNK = 500  # ids per IN (...) list
-_gateways = Gateway.__table__  # type: ignore[attr-defined]
+accounts = table(Account)
+customers = table(Customer)
+meters = table(Meter)
+_gateways = table(Gateway)
 
 
 @dataclass

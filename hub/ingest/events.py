@@ -17,6 +17,7 @@ from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from hub.commands.store import settle, wake_gateway
+from hub.events import FACT_FAMILIES, joined, same_fact
 from hub.ingest.model import (
     CHUNK,
     RELAY_OFF,
@@ -31,6 +32,8 @@ from protocol import topics
 from protocol.messages import (
     Event as EventMsg,
 )
+
+FACT_LOOKBACK = 20  # a meter's newest events searched for the hub's side of a fact
 
 
 def store_events(conn: Connection, work: Work, admit: Callable[[str], bool]) -> None:
@@ -72,10 +75,12 @@ def store_events(conn: Connection, work: Work, admit: Callable[[str], bool]) -> 
             continue
         # attributed by topic only: the payload cannot claim another gateway or event id
         data: dict[str, Any] = {**ev.data, "gateway": gateway, "event_id": ev.id}
-        row_id = conn.execute(
-            insert(T_EVENTS).values(kind=ev.kind, meter_id=ev.meter, reason=ev.reason[:500],
-                                    at=ev.at, data=data).returning(T_EVENTS.c.id)
-        ).scalar_one()  # fmt: skip
+        row_id = _joined_fact(conn, ev, data)
+        if row_id is None:
+            row_id = conn.execute(
+                insert(T_EVENTS).values(kind=ev.kind, meter_id=ev.meter, reason=ev.reason[:500],
+                                        at=ev.at, data=data).returning(T_EVENTS.c.id)
+            ).scalar_one()  # fmt: skip
         conn.execute(insert(T_SEEN).values(gateway_id=gateway, event_id=ev.id,
                                            event_row_id=row_id))  # fmt: skip
         work.counts["events"] += 1
@@ -85,10 +90,51 @@ def store_events(conn: Connection, work: Work, admit: Callable[[str], bool]) -> 
             conn.execute(update(T_METERS).where(T_METERS.c.id == ev.meter).values(relay=relay))
 
 
+def _joined_fact(conn: Connection, ev: EventMsg, data: dict[str, Any]) -> int | None:
+    """The hub's event of the same fact, joined by this one's data; None if there is none and
+    the event is stored as new. The same fact: the hub's event of the command this event
+    reports applying (a ``prompt``, or a switch with ``cause`` "command"), or else
+    ``hub.events.same_fact`` (the gateway's rules decided the same as the hub's)."""
+    if ev.meter is None:
+        return None
+    command = ev.data.get("command")
+    family = FACT_FAMILIES.get(ev.kind)
+    if not isinstance(command, str) and family is None:
+        return None
+    rows = conn.execute(
+        select(T_EVENTS.c.id, T_EVENTS.c.kind, T_EVENTS.c.at, T_EVENTS.c.data)
+        .where(T_EVENTS.c.meter_id == ev.meter).order_by(T_EVENTS.c.id.desc()).limit(FACT_LOOKBACK)
+    ).all()  # fmt: skip
+    found = next((r for r in rows if isinstance(command, str) and _decided(r.data, command)), None)
+    if found is not None:  # the gateway applied the command the hub decided
+        data = {**data, "applied": ev.id}
+    elif family is not None:
+        newest = next((r for r in rows if r.kind in family), None)
+        if newest is not None and same_fact(ev.kind, "gateway", ev.at,
+                                            (newest.kind, newest.at, newest.data)):  # fmt: skip
+            found = newest
+    if found is None:
+        return None
+    conn.execute(update(T_EVENTS).where(T_EVENTS.c.id == found.id)
+                 .values(data=joined(found.data, data)))  # fmt: skip
+    return int(found.id)
+
+
+def _decided(data: dict[str, Any] | None, command: str) -> bool:
+    """Whether ``data`` is the hub's record of deciding ``command``, not yet joined by the
+    gateway's report of applying it (``applied``)."""
+    data = data or {}
+    return data.get("command_id") == command and "applied" not in data
+
+
 def _settle_command(conn: Connection, gateway: str, ev: EventMsg, work: Work) -> None:
     """A ``command_ack`` (``data.ok`` false: the relay did not confirm) or ``command_rejected``
-    ends the gateway's command ``data.command`` in the command table."""
+    ends the gateway's command ``data.command`` in the command table. A command refused for the
+    store epoch it was bound to (``data.epoch_mismatch``: the gateway's store started over)
+    stays open: it is published again bound to the epoch the hub now knows."""
     if ev.kind not in ("command_ack", "command_rejected"):
+        return
+    if ev.kind == "command_rejected" and ev.data.get("epoch_mismatch") is True:
         return
     command_id = ev.data.get("command")
     if not isinstance(command_id, str):

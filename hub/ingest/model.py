@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from hub.ingest.receipts import Settled
 from hub.models import (
@@ -21,6 +21,7 @@ from hub.models import (
     Quarantine,
     UsageMismatch,
     UsagePending,
+    table,
 )
 from hub.models import Gateway as GatewayRow
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX
@@ -36,19 +37,19 @@ from protocol.messages import (
 )
 from protocol.tariff import Tariff
 
-T_METERS = Meter.__table__  # type: ignore[attr-defined]
-T_CARRY = MeterCarry.__table__  # type: ignore[attr-defined]
-T_PENDING = UsagePending.__table__  # type: ignore[attr-defined]
-T_POSTED = PostedUsage.__table__  # type: ignore[attr-defined]
-T_PROVIDERS = Provider.__table__  # type: ignore[attr-defined]
-T_ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
-T_CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
-T_GATEWAYS = GatewayRow.__table__  # type: ignore[attr-defined]
-T_QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
-T_EVENTS = Event.__table__  # type: ignore[attr-defined]
-T_SEEN = GatewayEventSeen.__table__  # type: ignore[attr-defined]
-T_MIX = GenerationMix.__table__  # type: ignore[attr-defined]
-T_MISMATCH = UsageMismatch.__table__  # type: ignore[attr-defined]
+T_METERS = table(Meter)
+T_CARRY = table(MeterCarry)
+T_PENDING = table(UsagePending)
+T_POSTED = table(PostedUsage)
+T_PROVIDERS = table(Provider)
+T_ACCOUNTS = table(Account)
+T_CUSTOMERS = table(Customer)
+T_GATEWAYS = table(GatewayRow)
+T_QUARANTINE = table(Quarantine)
+T_EVENTS = table(Event)
+T_SEEN = table(GatewayEventSeen)
+T_MIX = table(GenerationMix)
+T_MISMATCH = table(UsageMismatch)
 
 CHUNK = 500
 ONLINE_REFRESH = timedelta(seconds=60)
@@ -100,6 +101,16 @@ class Rec:
     gateway: str
     received_at: datetime
     pending: bool  # already in usage_pending
+
+
+class InvalidHeld(NamedTuple):
+    """A held row that is no longer a valid record (held by a version that validated less)."""
+
+    meter_id: str
+    seq: int
+    gateway_id: str
+    text: str
+    reason: str
 
 
 @dataclass

@@ -16,13 +16,13 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from hub.db import read_tx
-from hub.models import Gateway
+from hub.models import Gateway, table
 from protocol import topics
 from protocol.messages import UsageRecord
 from protocol.receipts import build_receipt, split_receipt
 
 Usage = dict[str | None, dict[str, set[int]]]  # epoch -> meter -> seqs
-_gateways = Gateway.__table__  # type: ignore[attr-defined]
+_gateways = table(Gateway)
 
 
 @dataclass

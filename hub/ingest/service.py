@@ -12,8 +12,11 @@ loses nothing: the broker redelivers every unacknowledged message of the persist
 The coordinator runs credit control on the meters whose balance changed and queues for each its
 signed ``credit`` state, at most once per ``credit_interval_s`` per meter (0: after every batch).
 Every command goes through the durable command table (``hub.commands``): this service runs its
-dispatcher, which publishes through the pump and learns of the broker's PUBACK from it. After
-each batch the settler's signed receipts (``hub.ingest.receipts``) go out through the pump too.
+dispatcher (``hub.ingest.outlet``), which publishes through the pump and learns of the broker's
+PUBACK from it. After each batch the settler's signed receipts (``hub.ingest.receipts``) go out
+through the pump too. ``smsa-hub serve`` builds the command path and credit control once
+(``hub.compose``) and hands them in; built alone (tests, ``hub.ingest.runner``) the service
+makes its own.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from hub.commands.dispatcher import CommandDispatcher
 from hub.commands.store import enqueue_many
 from hub.control.credit_state import (
     MeterCredit,
@@ -38,6 +40,7 @@ from hub.control.credit_state import (
 from hub.control.engine import CreditControl
 from hub.db import write_tx
 from hub.ingest.model import CreditInfo
+from hub.ingest.outlet import CommandPath
 from hub.ingest.transport.messages import (
     Cpu,
     Done,
@@ -52,6 +55,7 @@ from hub.ingest.transport.messages import (
 from hub.ingest.transport.mqtt import MAX_RECEIVE, BrokerUrl
 from hub.ingest.transport.pump_link import PumpConfig, PumpLink
 from hub.ingest.transport.settler_link import SettlerConfig, SettlerLink
+from hub.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ COUNTERS = (
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
     "batches", "commands", "db_errors", "worker_cpu_ms", "worker_wall_ms", "credit_cpu_ms",
     "pump_cpu_ms", "settler_cpu_ms", "receipts", "receipt_bytes", "events_over_quota",
-    "commands_settled",
+    "commands_settled", "awaiting_resume", "stale_epoch",
 )  # fmt: skip
 
 
@@ -86,7 +90,12 @@ class IngestService:
         session_expiry_s: int = 7 * 86_400,
         mqtt_v5: bool = True,
         credit_control: bool = True,
+        commands: CommandPath | None = None,
+        control: CreditControl | None = None,
     ) -> None:
+        """``commands``: the dispatcher and its outlet; ``control``: the process's credit control
+        (woken through ``commands.dispatcher``). Built here when not given; ``credit_control``
+        False: none at all."""
         if queue_max is None:  # each settler settles one batch while the next one arrives
             queue_max = 2 * workers * batch_size
         if batch_size < 1 or batch_wait_s < 0 or queue_max < 1 or workers < 1:
@@ -109,7 +118,8 @@ class IngestService:
         self.session_expiry_s = session_expiry_s
         self.mqtt_v5 = mqtt_v5
         self.receive_maximum = min(queue_max, MAX_RECEIVE)
-        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.metrics = IngestMetrics()  # latency, batch size and settle time histograms
         self._pump: PumpLink | None = None
         self._settlers: list[SettlerLink] = []
         # credit changes of settled batches, for the coordinator (credit control, credit states)
@@ -125,16 +135,21 @@ class IngestService:
         self._last_sent: dict[str, float] = {}
         self._busy = False
         # Every command goes out from the durable command table, published through the pump.
-        self.dispatcher = CommandDispatcher(engine, self._publish_command)
+        self._commands = commands or CommandPath.build(engine)
+        self.dispatcher = self._commands.dispatcher
         # Credit control (hub.control) runs after each committed batch on the meters whose
         # balance changed; it queues its commands and credit states in the command table.
-        self.control: CreditControl | None = (
-            CreditControl(engine, wake=self.wake_commands, ttl=self.command_ttl)
-            if credit_control
-            else None
-        )
+        if control is None and credit_control:
+            control = CreditControl(engine, wake=self.wake_commands, ttl=self.command_ttl)
+        self.control: CreditControl | None = control if credit_control else None
 
     # -- public --------------------------------------------------------------------------------
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """What the service counted (``commands``: those the pump took to publish)."""
+        with self._count_lock:
+            return {**self._counters, "commands": self.dispatcher.published}
 
     @property
     def queue_depth(self) -> int:
@@ -176,6 +191,7 @@ class IngestService:
                          receive_maximum=self.receive_maximum, shards=self.workers)  # fmt: skip
         self._pump = PumpLink(cfg, self._on_messages, self._on_event)
         self._pump.start()
+        self._commands.outlet.attach(self._pump)
         self.dispatcher.start()
         self._coordinator = threading.Thread(target=self._run, name="smsa-ingest", daemon=True)
         self._coordinator.start()
@@ -196,6 +212,7 @@ class IngestService:
             self._coordinator.join(timeout)
             self._coordinator = None
         self.dispatcher.stop()
+        self._commands.outlet.attach(None)
         if self._pump is not None:
             self._pump.stop()
             self._pump = None
@@ -209,13 +226,6 @@ class IngestService:
     def wake_commands(self) -> None:
         """Commands were queued: have the dispatcher publish them now."""
         self.dispatcher.wake()
-
-    def _publish_command(self, topic: str, payload: bytes, command_id: str) -> bool:
-        pump = self._pump
-        if pump is None or not pump.publish(topic, payload, command_id):
-            return False
-        self._count(commands=1)
-        return True
 
     # -- from the pump and the settlers (their reader threads: no database work here) -------
 
@@ -266,12 +276,14 @@ class IngestService:
         with self._flight_lock:
             self._in_flight[shard] = max(0, self._in_flight[shard] - done.messages)
         self._count(batches=1, **done.counts)
+        settle_s = done.counts.get("worker_wall_ms", 0) / 1000
+        self.metrics.batch(done.messages, settle_s, done.received_at, time.time())
         self._reports.put(done.credit)
 
     def _count(self, **amounts: int) -> None:
         with self._count_lock:
             for name, value in amounts.items():
-                self.counters[name] = self.counters.get(name, 0) + value
+                self._counters[name] = self._counters.get(name, 0) + value
 
     def _on_settler_restart(self, shard: int) -> None:
         """A settler died: what it held was never acknowledged. Reconnecting (a new pump, new

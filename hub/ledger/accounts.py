@@ -6,7 +6,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.errors import ConflictError, UnknownAccountError
-from hub.ledger._sql import Executor, accounts, conn_of, customers, insert_ignore, providers
+from hub.ledger.sql import Executor, accounts, conn_of, customers, insert_ignore, providers
 from hub.models import AccountKind, Tier, utcnow
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from hub.ledger._sql import Executor, conn_of
+from hub.ledger.sql import Executor, conn_of
 
 SAMPLE = 10
 

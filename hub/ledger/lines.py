@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from hub.errors import EmptyEntryError, InvalidInputError, UnbalancedEntryError, ZeroLineError
-from hub.ledger._sql import MAX_AMOUNT
+from hub.ledger.sql import MAX_AMOUNT
 
 Line = tuple[str, int]
 """(account id, signed amount in minor units): positive credits the account, negative debits."""

@@ -18,9 +18,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
 from hub.errors import BelowFloorError, CurrencyMismatchError, UnknownAccountError
-from hub.ledger._sql import Executor, accounts, conn_of, entries, insert_ignore, lines
 from hub.ledger.bulk import execute_many
 from hub.ledger.lines import Line, check_lines
+from hub.ledger.sql import Executor, accounts, conn_of, entries, insert_ignore, lines
 from hub.models import EntryKind, utcnow
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from hub.errors import NotFoundError, UnknownAccountError
-from hub.ledger._sql import Executor, accounts, conn_of, entries, lines, providers
+from hub.ledger.sql import Executor, accounts, conn_of, entries, lines, providers
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select
 
 from hub.errors import AlreadyReversedError, NotFoundError
-from hub.ledger._sql import Executor, conn_of, entries, lines
 from hub.ledger.posting import post
+from hub.ledger.sql import Executor, conn_of, entries, lines
 from hub.models import EntryKind
 
 

@@ -1,4 +1,6 @@
-"""Top-ups: money in from outside (cash, mobile money, a card), at most once per key.
+"""Top-up postings: money in from outside (cash, mobile money, a card), at most once per key.
+This is the ledger's part; the use case around it (validation, debt recovery in the same
+transaction, credit control after the commit) is ``hub.services.topups``.
 
 Two namespaces that cannot meet: an API client's ``Idempotency-Key`` is scoped to the account
 it tops up (journal key ``topup:<account>:<key>``, whatever the key says), and a payment
@@ -17,9 +19,9 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from hub.errors import IdempotencyConflictError, InvalidInputError, UnknownAccountError
-from hub.ledger._sql import MAX_AMOUNT, Executor, accounts, conn_of, entries, payments
 from hub.ledger.accounts import clearing_account_id, ensure_account
 from hub.ledger.posting import find_by_key, lock_accounts, post
+from hub.ledger.sql import MAX_AMOUNT, Executor, accounts, conn_of, entries, payments
 from hub.models import ID_PATTERN, AccountKind, EntryKind
 
 MAX_KEY = 100

@@ -1,5 +1,6 @@
-"""The hub's tables (SQLModel); import this to fill the metadata. The API's request and
-response bodies are in ``hub.api.schemas`` (``GatewayPublic`` here is the one exception)."""
+"""The hub's tables (SQLModel); import this to fill the metadata. ``table(Model)`` is the
+Core ``Table`` of a model, for SQLAlchemy Core statements. The API's request and response bodies
+are in ``hub.api.schemas`` (``GatewayPublic`` here is the one exception)."""
 
 from sqlmodel import SQLModel
 
@@ -15,11 +16,19 @@ from hub.models.billing import (
     Subscription,
 )
 from hub.models.commands import Command, CommandStatus
-from hub.models.devices import Gateway, GatewayPublic, Meter, MeterCarry, MeterCustomer
+from hub.models.devices import (
+    Gateway,
+    GatewayEpoch,
+    GatewayPublic,
+    Meter,
+    MeterCarry,
+    MeterCustomer,
+)
 from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
+from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
 from hub.models.types import (
     AccountKind,
@@ -50,6 +59,7 @@ __all__ = [
     "EntryKind",
     "Event",
     "Gateway",
+    "GatewayEpoch",
     "GatewayPublic",
     "JournalEntry",
     "JournalLine",
@@ -73,5 +83,6 @@ __all__ = [
     "Tier",
     "UTCDateTime",
     "metadata",
+    "table",
     "utcnow",
 ]

@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from hub.ledger.bulk import select_in
-from hub.models import MeterCustomer
+from hub.models import MeterCustomer, table
 from protocol.apportion import split
 
-_sharing = MeterCustomer.__table__  # type: ignore[attr-defined]
+_sharing = table(MeterCustomer)
 
 
 class SplitRuleError(ValueError):

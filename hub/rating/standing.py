@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from hub import ledger
 from hub.db import make_engine, write_tx
-from hub.models import EntryKind, Meter, Provider
+from hub.models import EntryKind, Meter, Provider, table
 from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, portions
 from hub.rating.tariffs import load_histories
 from protocol.rating import standing_charges
@@ -31,8 +31,8 @@ from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
 
-_meters = Meter.__table__  # type: ignore[attr-defined]
-_providers = Provider.__table__  # type: ignore[attr-defined]
+_meters = table(Meter)
+_providers = table(Provider)
 
 
 def day_shares(tariff: Tariff, day: date) -> dict[str, int]:

@@ -17,11 +17,11 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from hub.ledger.bulk import select_in
-from hub.models import TariffVersion
+from hub.models import TariffVersion, table
 from protocol.messages import validate
 from protocol.tariff import Tariff
 
-_versions = TariffVersion.__table__  # type: ignore[attr-defined]
+_versions = table(TariffVersion)
 _parsed: dict[tuple[str, int], Tariff] = {}  # (document, version) -> parsed
 _CACHE_MAX = 4096
 

@@ -22,7 +22,7 @@ from hub.billing.run import run_billing
 from hub.billing.settings import BillingSettings
 from hub.billing.store import bill_lines, bills
 from hub.db import make_engine, run_tx
-from hub.ledger._sql import entries, lines, meters, providers
+from hub.ledger.sql import entries, lines, meters, providers
 from tests.conftest import Broker
 from tests.e2e.conftest import minor, start_system
 from tests.support import wait_for

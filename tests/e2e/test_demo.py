@@ -1,5 +1,6 @@
 """``smsa-demo`` run as a user runs it: exit 0 when the story happened, no process left behind."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -49,4 +50,21 @@ def test_demo_tells_its_story_and_cleans_up(tmp_path: Path, broker: str) -> None
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-2000:]}\n{logs}"
     assert "the story happened" in result.stdout
     assert "ledger check: ok" in result.stdout
+    assert_one_line_per_fact(result.stdout)
     wait_for(lambda: not tagged_processes(tag), timeout=10)
+
+
+def assert_one_line_per_fact(out: str) -> None:
+    """The demo's feed shows the story, not the traffic: per meter, a cut-off is one
+    ``disconnect`` line (so cut-offs and reconnections alternate), a prompt one line, and no
+    acknowledgement of a routine credit-state update."""
+    lines = [line.split() for line in out.splitlines() if line.startswith("  event  ")]
+    assert lines, out
+    assert not [x for x in lines if x[2] == "command_ack"], "routine acknowledgements shown"
+    relay: dict[str, list[str]] = {}
+    for _, _, kind, meter, *_ in (x for x in lines if len(x) > 3):
+        if kind in ("disconnect", "reconnect"):
+            relay.setdefault(meter, []).append(kind)
+        assert kind != "prompt", f"{meter}: the prompt the hub decided is shown twice"
+    for meter, kinds in relay.items():
+        assert all(a != b for a, b in itertools.pairwise(kinds)), (meter, kinds)

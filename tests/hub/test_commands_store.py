@@ -11,7 +11,7 @@ from hub.commands import store
 from hub.commands.dispatcher import CommandDispatcher
 from hub.control.commands import build_command
 from hub.db import read_tx, write_tx
-from hub.models import Event, Gateway
+from hub.models import Event, Gateway, table
 from protocol.signing import new_key
 
 KEY = new_key()
@@ -20,7 +20,7 @@ T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 def _gateway(engine: Engine, gateway: str = "gw-1") -> None:
     with write_tx(engine) as conn:
-        conn.execute(insert(Gateway.__table__).values(  # type: ignore[attr-defined]
+        conn.execute(insert(table(Gateway)).values(
             id=gateway, command_key=KEY, mqtt_username=gateway, mqtt_password_hash="x",
             created_at=T0))  # fmt: skip
 
@@ -80,7 +80,7 @@ def test_an_expired_command_ends_expired_with_an_event_and_is_never_sent(engine:
     assert dispatcher.step() == 0 and sent == []
     assert _status(engine) == {cid: "expired"}
     with read_tx(engine) as conn:
-        events = conn.execute(select(Event.__table__)).all()  # type: ignore[attr-defined]
+        events = conn.execute(select(table(Event))).all()
     assert [(e.kind, e.data["command_id"]) for e in events] == [("command_expired", cid)]
     with write_tx(engine) as conn:  # the agent cannot refuse it any more; it may say it applied
         assert not store.settle(conn, "gw-1", cid, applied=False, detail="expired", now=now)

@@ -13,7 +13,7 @@ from sqlmodel import Session
 from hub import ledger
 from hub.db import read_tx, run_tx
 from hub.ledger import UsagePosting
-from hub.ledger._sql import accounts
+from hub.ledger.sql import accounts
 from tests.hub.world import World, failed, make_world
 
 THREADS = 4

@@ -12,8 +12,8 @@ from sqlmodel import Session
 from hub import ledger
 from hub.db import read_tx, run_tx
 from hub.ledger import UsagePosting
-from hub.ledger._sql import entries, meters
 from hub.ledger.posting import apply_deltas
+from hub.ledger.sql import entries, meters
 from tests.hub.world import World, failed, fund, make_world, snapshot
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

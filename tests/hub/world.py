@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from hub import ledger
 from hub.db import run_tx
-from hub.ledger._sql import accounts, entries, lines
+from hub.ledger.sql import accounts, entries, lines
 from hub.models import Gateway, Meter, Tier
 
 CURRENCY = "USD"

@@ -23,7 +23,6 @@ from hub.api.deps import (
     write,
 )
 from hub.api.jsonbody import HubRoute
-from hub.api.money import major
 from hub.api.schemas import (
     MAX_ID,
     AccountIn,
@@ -37,7 +36,8 @@ from hub.errors import NotFoundError
 from hub.ledger import account_lines
 from hub.ledger.accounts import open_account
 from hub.models import Account, AccountKind, Role
-from hub.topups import topup
+from hub.money import major
+from hub.services.topups import topup
 
 router = APIRouter(prefix="/accounts", tags=["accounts"], route_class=HubRoute)
 
@@ -125,7 +125,7 @@ def create_topup(
         )
     ensure_account(who, account_id)
     result = topup(
-        ctx,
+        ctx.runtime,
         account_id,
         body.amount,
         reference=body.reference,

@@ -13,7 +13,6 @@ from sqlmodel import Session
 
 from hub.api.deps import Admin, AnyRole, ContextDep, SessionDep, ensure_account, write
 from hub.api.jsonbody import HubRoute
-from hub.api.money import parse_amount
 from hub.api.schemas import Body, Id
 from hub.billing.announce import announce
 from hub.billing.periods import Period
@@ -25,6 +24,7 @@ from hub.billing.subscriptions import create_subscription, get_subscription
 from hub.billing.views import bill_document, bill_owner, bill_page, bill_summaries
 from hub.errors import InvalidInputError, NotFoundError
 from hub.models import Customer, utcnow
+from hub.money import parse_amount
 
 router = APIRouter(tags=["billing"], route_class=HubRoute)
 

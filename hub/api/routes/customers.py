@@ -7,7 +7,6 @@ from sqlmodel import Session
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
-from hub.api.money import major
 from hub.api.schemas import CustomerIn, CustomerOut
 from hub.billing.bill import POSTPAID, billing_of
 from hub.billing.customers import set_billing
@@ -16,6 +15,7 @@ from hub.control.state import set_credit_rules
 from hub.errors import InvalidInputError, NotFoundError
 from hub.ledger.accounts import create_customer
 from hub.models import Account, Customer
+from hub.money import major
 
 router = APIRouter(prefix="/customers", tags=["customers"], route_class=HubRoute)
 

@@ -3,30 +3,35 @@ operator disconnect / reconnect."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from sqlmodel import Session, col, select
 
 from hardware.errors import RegisterMapError
 from hardware.regmap import ENERGY_REGISTER, load_model
+from hub import fleet
+from hub.api.context import HubContext
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
-from hub.api.money import major
 from hub.api.routes.tariffs import latest_doc
 from hub.api.schemas import (
     CommandIn,
     CommandOut,
     CommandState,
     CommandStep,
+    ConsumptionDay,
     MeterIn,
     MeterOut,
     MismatchOut,
 )
 from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.keys import Principal
 from hub.models import Account, Customer, Gateway, Meter, Tariff, UsageMismatch
-from hub.operator import operator_command
+from hub.money import major
+from hub.services.operator import operator_command
 from protocol.tariff import unit_problem
 
 router = APIRouter(prefix="/meters", tags=["meters"], route_class=HubRoute)
@@ -111,14 +116,19 @@ def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
 @router.get("", response_model=list[MeterOut])
 def list_meters(
     session: SessionDep,
+    response: Response,
     _: Operator,
+    *,
     gateway: str | None = None,
+    q: Annotated[str | None, Query(max_length=64)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> list[MeterOut]:
-    stmt = select(Meter)
-    if gateway:
-        stmt = stmt.where(Meter.gateway_id == gateway)
-    rows = session.exec(stmt.order_by(col(Meter.id)).limit(limit)).all()
+    """Meters in id order, ``limit`` from ``offset``; ``q`` keeps those whose id, customer or
+    gateway contains it (any case). ``X-Total-Count`` says how many match in all."""
+    stmt = select(Meter).where(*fleet.matching(q, gateway))
+    rows = session.exec(stmt.order_by(col(Meter.id)).offset(offset).limit(limit)).all()
+    response.headers["X-Total-Count"] = str(fleet.count_meters(session.connection(), q, gateway))
     pending = unapplied(session.connection(), [m.id for m in rows])
     return [meter_out(session, m, pending.get(m.id)) for m in rows]
 
@@ -127,6 +137,21 @@ def list_meters(
 def get(meter_id: str, session: SessionDep, _: Operator) -> MeterOut:
     pending = unapplied(session.connection(), [meter_id]).get(meter_id)
     return meter_out(session, get_meter(session, meter_id), pending)
+
+
+@router.get("/{meter_id}/consumption", response_model=list[ConsumptionDay])
+def consumption(
+    meter_id: str,
+    session: SessionDep,
+    _: Operator,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> list[ConsumptionDay]:
+    """The meter's settled energy (Wh; litres for water) per UTC day, oldest first."""
+    get_meter(session, meter_id)
+    today = datetime.now(UTC).date()
+    rows = fleet.consumption(session.connection(), meter_id, today - timedelta(days=days - 1),
+                             today)  # fmt: skip
+    return [ConsumptionDay(day=d, used=v) for d, v in rows]
 
 
 @router.get("/{meter_id}/commands", response_model=list[CommandState])
@@ -182,9 +207,18 @@ def mismatches(
 
 @router.post("/{meter_id}/disconnect", status_code=202, response_model=CommandOut)
 def disconnect(meter_id: str, body: CommandIn, ctx: ContextDep, who: Operator) -> CommandOut:
-    return operator_command(ctx, who, meter_id, "disconnect", body.reason)
+    return _operator(ctx, who, meter_id, "disconnect", body.reason)
 
 
 @router.post("/{meter_id}/reconnect", status_code=202, response_model=CommandOut)
 def reconnect(meter_id: str, body: CommandIn, ctx: ContextDep, who: Operator) -> CommandOut:
-    return operator_command(ctx, who, meter_id, "reconnect", body.reason)
+    return _operator(ctx, who, meter_id, "reconnect", body.reason)
+
+
+def _operator(
+    ctx: HubContext, who: Principal, meter_id: str, action: str, reason: str
+) -> CommandOut:
+    done = operator_command(ctx.runtime, who, meter_id, action, reason)
+    return CommandOut(
+        command_id=done.command_id, meter=done.meter_id, action=done.action, status=done.status
+    )

@@ -1,5 +1,5 @@
 """POST /payments/callback/{provider}: a signed top-up from a payment provider (no API key;
-the HMAC signature is the authentication). See ``hub.payments`` for the scheme."""
+the HMAC signature is the authentication). See ``hub.services.payments`` for the scheme."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import ContextDep, client_address
 from hub.api.jsonbody import HubRoute
-from hub.api.money import major
 from hub.api.schemas import ErrorOut, TopupOut
 from hub.errors import BodyTooLargeError
-from hub.payments import MAX_BODY, SignatureError, handle_callback
+from hub.money import major
+from hub.services.payments import MAX_BODY, SignatureError, handle_callback
 
 router = APIRouter(prefix="/payments", tags=["payments"], route_class=HubRoute)
 
@@ -69,7 +69,7 @@ async def callback(
     body = await read_capped(request, MAX_BODY)
     try:
         result = await run_in_threadpool(
-            handle_callback, ctx, provider, body, x_signature, x_timestamp
+            handle_callback, ctx.runtime, provider, body, x_signature, x_timestamp
         )
     except SignatureError as exc:  # a failed authentication, limited per address
         raise ctx.auth_limiter.check(client_address(request), exc) from None

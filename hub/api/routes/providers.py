@@ -9,11 +9,11 @@ from sqlmodel import Session, col, select
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
-from hub.api.money import major
 from hub.api.schemas import AwareInstant, EntryLine, ProviderIn, ProviderOut, StatementOut
 from hub.errors import InvalidInputError, NotFoundError
 from hub.ledger import create_provider, provider_statement
 from hub.models import Account, Provider
+from hub.money import major
 
 router = APIRouter(prefix="/providers", tags=["providers"], route_class=HubRoute)
 MAX_STATEMENT_LINES = 10_000

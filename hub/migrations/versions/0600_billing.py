@@ -4,7 +4,7 @@ where a meter's usage comes from (readings imports), readings that disagree with
 customer profiles with each field's source and the conflicts between sources.
 
 Revision ID: 0600
-Revises: 0400
+Revises: 0500
 Create Date: 2026-12-04 19:30:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from hub.models.types import UTCDateTime
 
 revision: str = "0600"
-down_revision: str | None = "0400"
+down_revision: str | None = "0500"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -9,13 +9,21 @@ const KEY = "smsa.key";
 const FEED_MAX = 200;
 // Acknowledgements of every credit-state command would drown the feed.
 const FEED_EXCLUDE = "exclude=command_ack";
-const state = { lastEventId: 0, source: null, refreshTimer: null, meters: new Map() };
+const PAGE = 50;  // meters per page: the table never holds the whole fleet
+const DAYS = 30;
+const state = { lastEventId: 0, source: null, refreshTimer: null, offset: 0, total: 0, query: "",
+  meter: null, charts: {} };
 
 const $ = (sel) => document.querySelector(sel);
 
 function key() { return sessionStorage.getItem(KEY); }
 
 async function api(path, options = {}) {
+  return (await apiResponse(path, options)).body;
+}
+
+// The answer's body and headers (X-Total-Count of the meter list).
+async function apiResponse(path, options = {}) {
   const headers = Object.assign({ Authorization: "Bearer " + key() }, options.headers || {});
   if (options.body) headers["Content-Type"] = "application/json";
   const response = await fetch(API + path, Object.assign({}, options, { headers }));
@@ -26,7 +34,7 @@ async function api(path, options = {}) {
       : body.detail.map((d) => d.loc.join(".") + ": " + d.msg).join("; ")) : response.statusText;
     throw new Error(response.status + " " + detail);
   }
-  return body;
+  return { body, headers: response.headers };
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -67,20 +75,104 @@ function meterRow(m) {
     el("button", { type: "button", class: "small secondary", "data-action": "reconnect",
       onclick: () => command(m.id, "reconnect") }, "Reconnect"));
   return el("tr", { "data-meter": m.id },
-    el("td", {}, el("strong", {}, m.id)), el("td", {}, m.gateway), el("td", {}, m.customer ?? "–"),
+    el("td", {}, el("a", { href: "#/meter/" + encodeURIComponent(m.id) }, el("strong", {}, m.id))),
+    el("td", {}, m.gateway), el("td", {}, m.customer ?? "–"),
     el("td", { class: "relay" }, relay), el("td", { class: "online" }, online),
     el("td", { class: "num" }, money(m.balance)), el("td", { class: "num" }, kwh),
     el("td", { class: "muted" }, timeOf(m.last_seen_at)), actions);
 }
 
 async function loadMeters() {
-  const meters = await api("/meters");
+  const params = new URLSearchParams({ limit: PAGE, offset: state.offset });
+  if (state.query) params.set("q", state.query);
+  const { body: meters, headers } = await apiResponse("/meters?" + params);
+  state.total = Number(headers.get("X-Total-Count") || meters.length);
   const body = $("#meters tbody");
+  const none = state.query ? `No meter matches “${state.query}”.` : "No meters yet.";
   body.replaceChildren(...(meters.length ? meters.map(meterRow)
-    : [el("tr", { class: "empty" }, el("td", { colspan: 9 }, "No meters yet."))]));
-  $("#stat-meters").textContent = meters.length;
-  $("#stat-online").textContent = meters.filter((m) => m.online).length;
-  $("#stat-off").textContent = meters.filter((m) => m.relay === "off").length;
+    : [el("tr", { class: "empty" }, el("td", { colspan: 9 }, none))]));
+  const first = meters.length ? state.offset + 1 : 0;
+  $("#page-info").textContent = `${first.toLocaleString()}–${(state.offset + meters.length)
+    .toLocaleString()} of ${state.total.toLocaleString()}`;
+  $("#page-prev").disabled = state.offset === 0;
+  $("#page-next").disabled = state.offset + PAGE >= state.total;
+}
+
+async function loadSummary() {
+  const s = await api("/fleet/summary");
+  $("#stat-meters").textContent = s.meters.toLocaleString();
+  $("#stat-online").textContent = s.online.toLocaleString();
+  $("#stat-off").textContent = s.off.toLocaleString();
+}
+
+// ---- charts (uPlot, vendored) -------------------------------------------------------------
+
+function seconds(day) { return Date.parse(day + "T00:00:00Z") / 1000; }
+
+function chart(name, container, series, data) {
+  const existing = state.charts[name];
+  if (existing && existing.root.isConnected) { existing.setData(data); return existing; }
+  container.replaceChildren();
+  const bars = uPlot.paths.bars({ size: [0.6, 40] });
+  const options = {
+    width: Math.max(320, container.clientWidth), height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+    scales: { x: { time: true } },
+    series: [{}].concat(series.map((s) => Object.assign({ paths: bars, width: 1 }, s))),
+    axes: [{}, { label: series.length === 1 ? series[0].label : "" }],
+  };
+  const made = new uPlot(options, data, container);
+  state.charts[name] = made;
+  return made;
+}
+
+async function loadDaily() {
+  const days = await api(`/fleet/daily?days=${DAYS}`);
+  chart("daily", $("#daily-chart"), [
+    { label: "Disconnections", stroke: "#cf222e", fill: "rgba(207,34,46,.35)" },
+    { label: "Top-ups", stroke: "#1a7f37", fill: "rgba(26,127,55,.25)" },
+  ], [days.map((d) => seconds(d.day)), days.map((d) => d.disconnects), days.map((d) => d.topups)]);
+}
+
+// ---- one meter ----------------------------------------------------------------------------
+
+async function showMeter(id) {
+  state.meter = id;
+  $("#fleet").hidden = true;
+  $("#meter-page").hidden = false;
+  const path = "/meters/" + encodeURIComponent(id);
+  const [m, use, events, commands] = await Promise.all([api(path),
+    api(`${path}/consumption?days=${DAYS}`), api(`/events?meter=${encodeURIComponent(id)}&order=desc&limit=50`),
+    api(`${path}/commands?limit=20`)]);
+  if (state.meter !== id) return;
+  $("#mp-title").textContent = "Meter " + m.id;
+  const facts = [["Gateway", m.gateway], ["Customer", m.customer ?? "–"], ["Relay", m.relay],
+    ["Online", m.online ? "online" : "offline"], ["Balance", m.balance ?? "–"],
+    ["Service", m.service], ["Last seq", m.last_seq ?? "–"], ["Last seen", timeOf(m.last_seen_at)]];
+  $("#mp-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  const unit = m.service === "water" ? "litres" : "kWh";
+  const scale = m.service === "water" ? 1 : 1000;
+  chart("meter", $("#mp-chart"), [{ label: `Used (${unit})`, stroke: "#1f6feb", fill: "rgba(31,111,235,.3)" }],
+    [use.map((d) => seconds(d.day)), use.map((d) => d.used / scale)]);
+  $("#mp-events").replaceChildren(...(events.length ? events.map((ev) => el("li", { class: "k-" + ev.kind },
+    el("span", { class: "time" }, timeOf(ev.at)), el("span", { class: "kind" }, ev.kind.replace("_", " ")),
+    el("span", { class: "muted" }, ev.reason))) : [el("li", { class: "empty muted" }, "No events.")]));
+  $("#mp-commands tbody").replaceChildren(...(commands.length ? commands.map((c) => el("tr", {},
+    el("td", {}, c.action), el("td", {}, c.status), el("td", { class: "muted" }, timeOf(c.created_at)),
+    el("td", { class: "muted" }, c.detail))) : [el("tr", { class: "empty" }, el("td", { colspan: 4 }, "No commands."))]));
+}
+
+function showFleet() {
+  state.meter = null;
+  $("#meter-page").hidden = true;
+  $("#fleet").hidden = false;
+}
+
+async function route() {
+  const match = location.hash.match(/^#\/meter\/(.+)$/);
+  try {
+    if (match) await showMeter(decodeURIComponent(match[1]));
+    else { showFleet(); await refresh(); }
+  } catch (err) { if (err.message !== "401") flash(String(err.message || err), true); }
 }
 
 async function command(meterId, action) {
@@ -128,7 +220,8 @@ async function loadLedger() {
 }
 
 async function refresh() {
-  try { await Promise.all([loadMeters(), loadProviders(), loadLedger()]); }
+  if (state.meter) return;  // the meter page loads when opened
+  try { await Promise.all([loadSummary(), loadMeters(), loadProviders(), loadLedger(), loadDaily()]); }
   catch (err) { if (err.message !== "401") flash(String(err.message || err), true); }
 }
 
@@ -186,7 +279,7 @@ async function start() {
   $("#app").hidden = false;
   $("#logout").hidden = false;
   flash("signed in");
-  await refresh();
+  await route();
   await loadRecentEvents();
   await openStream();
   setInterval(refresh, 10000);
@@ -215,5 +308,23 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   $("#logout").addEventListener("click", () => signOut());
+  let typing = null;
+  $("#meter-search").addEventListener("input", (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      state.query = event.target.value.trim();
+      state.offset = 0;
+      loadMeters().catch((err) => flash(String(err.message || err), true));
+    }, 250);
+  });
+  $("#page-prev").addEventListener("click", () => {
+    state.offset = Math.max(0, state.offset - PAGE);
+    loadMeters().catch((err) => flash(String(err.message || err), true));
+  });
+  $("#page-next").addEventListener("click", () => {
+    state.offset += PAGE;
+    loadMeters().catch((err) => flash(String(err.message || err), true));
+  });
+  window.addEventListener("hashchange", () => { if (key()) route(); });
   if (key()) start().catch(() => {});
 });

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import Engine, func, select
 
 from hub.db import session_scope
-from hub.ledger._sql import accounts, entries
+from hub.ledger.sql import accounts, entries
 
 
 def ledger_state(engine: Engine) -> tuple[int, dict[str, int]]:

@@ -18,7 +18,8 @@ import httpx
 import paho.mqtt.client as mqtt
 import uvicorn
 
-from hub.app import create_app
+from hub.app import build_app
+from hub.compose import IngestOptions, compose
 from hub.db import make_engine, migrate, session_scope
 from hub.ingest import IngestService
 from hub.models import Gateway
@@ -93,8 +94,12 @@ def running_hub(tmp_path: Path, broker: Broker) -> Iterator[Stack]:
     )
     engine = make_engine(settings.db)
     migrate(engine)
-    ingest = IngestService(engine, settings.mqtt, client_id="hub-test", credit_interval_s=0)
-    app = create_app(settings, engine, ingest)
+    services = compose(
+        settings, engine, ingest=IngestOptions(client_id="hub-test", credit_interval_s=0)
+    )
+    ingest = services.ingest
+    assert ingest is not None
+    app = build_app(services)
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=2

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from hub.api.ratelimit import FailureLimiter
-from hub.payments import signature
+from hub.services.payments import signature
 from hub.settings import HubSettings
 from tests.hub.api.conftest import PAYMENT_SECRET, Keys
 

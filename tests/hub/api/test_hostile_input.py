@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hub.payments import signature
+from hub.services.payments import signature
 from tests.hub.api.conftest import PAYMENT_SECRET, Shared
 from tests.hub.api.helpers import error_fields, ledger_state
 

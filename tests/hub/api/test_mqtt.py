@@ -13,6 +13,7 @@ import pytest
 from protocol.signing import verify
 from tests.conftest import Broker
 from tests.hub.api.stack import Stack, running_hub
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -45,7 +46,9 @@ def test_topup_sends_the_credit_state(stack: Stack) -> None:
     assert verify(credit, command_key)
     assert credit["meter"] == "m1"
     assert credit["params"]["balance"] == 1000
-    # The replayed top-up tells nobody again (the notification runs before the answer).
+    # The replayed top-up tells nobody again (the notification runs before the answer). The
+    # pump counts a command after handing it to the broker, which can be after it arrived.
+    wait_for(lambda: ingest.counters["commands"] >= 1)
     sent = ingest.counters["commands"]
     r = http.post("/api/v1/accounts/c1/topups", json={"amount": "10.00", "reference": "cash"},
                   headers={**keys.h("admin"), "Idempotency-Key": "t1"})  # fmt: skip

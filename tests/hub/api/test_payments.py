@@ -16,7 +16,7 @@ from hub.db import make_engine, migrate, write_tx
 from hub.ledger.accounts import open_account
 from hub.ledger.topups import post_topup
 from hub.models import AccountKind
-from hub.payments import signature
+from hub.services.payments import signature
 from hub.settings import HubSettings
 from tests.hub.api.conftest import PAYMENT_SECRET, Keys, serving
 from tests.hub.api.helpers import error_fields, ledger_state

@@ -16,7 +16,7 @@ import uvicorn
 
 from hub.app import create_app
 from hub.db import make_engine, migrate
-from hub.payments import signature
+from hub.services.payments import signature
 from hub.settings import HubSettings
 from tests.hub.api.conftest import PAYMENT_SECRET, build_world, new_key
 from tests.hub.api.helpers import ledger_state

@@ -17,7 +17,7 @@ from hub.control.rules import split_rules
 from hub.db import read_tx, run_tx
 from hub.events import event_json, query_events
 from hub.ledger import UsagePosting
-from hub.ledger._sql import accounts, customers, entries, lines, meters
+from hub.ledger.sql import accounts, customers, entries, lines, meters
 from hub.models import AccountKind, Gateway, Meter, TariffVersion
 from hub.models import Tariff as TariffRow
 from protocol.signing import new_key, verify

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 from hub.control.credit_state import credit_rules
 from hub.control.rules import Policy
 from hub.db import read_tx
-from hub.ledger._sql import customers
+from hub.ledger.sql import customers
 from tests.hub.api.conftest import Keys
 from tests.hub.api.helpers import error_fields
 

@@ -14,7 +14,7 @@ from hub import ledger
 from hub.control.rules import split_rules
 from hub.db import run_tx
 from hub.ingest import IngestService
-from hub.ledger._sql import customers
+from hub.ledger.sql import customers
 from protocol.signing import verify
 from protocol.topics import topic
 from tests.conftest import Broker

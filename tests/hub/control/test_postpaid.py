@@ -10,7 +10,7 @@ from sqlalchemy import update
 from hub.billing.bill import POSTPAID
 from hub.control.credit_state import credit_rules
 from hub.db import run_tx
-from hub.ledger._sql import customers
+from hub.ledger.sql import customers
 from protocol.messages import MAX_MONEY
 from tests.hub.control.scene import Clock, Scene
 

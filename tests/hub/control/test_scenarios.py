@@ -14,7 +14,7 @@ from hub import ledger
 from hub.db import run_tx
 from hub.events import record_event
 from hub.ledger import UsagePosting
-from hub.ledger._sql import customers, meters
+from hub.ledger.sql import customers, meters
 from tests.hub.control.scene import Clock, Scene, alternate_of
 
 SceneOf = Callable[..., Scene]
@@ -363,7 +363,9 @@ def test_agent_cut_first_offline_hub_still_one_command(scene_of: SceneOf, clock:
         s.use(5)
         s.control.tick()
     hub_cuts = [e for e in s.events("disconnect") if e["data"].get("by") == "credit_control"]
-    assert len(hub_cuts) == 1 and len(s.events("disconnect")) == 2
+    # one cut-off, one event: the hub's decision joins the gateway's report of it
+    assert len(hub_cuts) == 1 and len(s.events("disconnect")) == 1
+    assert hub_cuts[0]["data"]["sources"] == ["credit_control", "gateway"]
     assert len(s.commands("disconnect", at_least=1)) == 1
     s.topup(1000)
     assert s.kinds()[-1] == "reconnect" and s.invariants() == {}

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from hub.app import create_app
+from hub.app import build_app
+from hub.compose import IngestOptions, compose
 from hub.control.engine import CreditControl
 from hub.control.webhook import (
     SIGNATURE_HEADER,
@@ -22,7 +23,6 @@ from hub.control.webhook import (
     signature,
     verify,
 )
-from hub.ingest import IngestService
 from hub.settings import HubSettings
 from tests.hub.control.scene import Clock, make_scene
 from tests.support import free_port, wait_for
@@ -158,11 +158,12 @@ def test_credit_control_notifies_low_credit_and_alerts(
 
 
 def test_the_app_gives_ingest_the_same_channels(sqlite_engine: Engine, receiver: Receiver) -> None:
-    settings = HubSettings(db="sqlite:///unused.db", mqtt="", webhook_url=receiver.url,
-                           webhook_secret=SECRET, scheduler=False)  # fmt: skip
-    ingest = IngestService(sqlite_engine, "mqtt://127.0.0.1:1", client_id="never-started")
-    app = create_app(settings, sqlite_engine, ingest)
-    control = app.state.hub.control
-    assert ingest.control is not None and ingest.control.notifier is control.notifier
+    settings = HubSettings(db="sqlite:///unused.db", mqtt="mqtt://127.0.0.1:1",
+                           webhook_url=receiver.url, webhook_secret=SECRET,
+                           scheduler=False)  # fmt: skip
+    services = compose(settings, sqlite_engine, ingest=IngestOptions(client_id="never-started"))
+    app = build_app(services)
+    control: CreditControl = app.state.hub.control
+    assert services.ingest is not None and services.ingest.control is control
     assert isinstance(control.notifier, Channels)
     assert any(isinstance(c, WebhookNotifier) for c in control.notifier.channels)

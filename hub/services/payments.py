@@ -25,12 +25,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from hub.api.context import HubContext
-from hub.api.jsonbody import loads
 from hub.errors import ConflictError, HubError, IdempotencyConflictError, InvalidInputError
 from hub.ledger.topups import ProviderTxn, TopupResult
 from hub.models import ID_PATTERN
-from hub.topups import topup
+from hub.services.runtime import Runtime
+from hub.services.topups import topup
+from hub.strictjson import loads
 
 MAX_BODY = 16 * 1024
 
@@ -57,7 +57,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def verify(
-    ctx: HubContext,
+    rt: Runtime,
     provider: str,
     body: bytes,
     sig: str | None,
@@ -65,13 +65,13 @@ def verify(
     *,
     now: float | None = None,
 ) -> None:
-    secret = ctx.settings.payment_secrets.get(provider)
+    secret = rt.settings.payment_secrets.get(provider)
     if secret is None:
         raise SignatureError(f"unknown payment provider {provider!r}")
     if not sig or not timestamp or not timestamp.isdigit():
         raise SignatureError("X-Signature and X-Timestamp (Unix seconds) are required")
     now = time.time() if now is None else now
-    if abs(now - int(timestamp)) > ctx.settings.payment_window_s:
+    if abs(now - int(timestamp)) > rt.settings.payment_window_s:
         raise SignatureError("X-Timestamp outside the accepted window")
     given = sig.removeprefix("sha256=").strip().lower()
     if not hmac.compare_digest(given, signature(secret, timestamp, body)):
@@ -92,17 +92,17 @@ def parse(body: bytes) -> Payment:
 
 
 def handle_callback(
-    ctx: HubContext, provider: str, body: bytes, sig: str | None, timestamp: str | None
+    rt: Runtime, provider: str, body: bytes, sig: str | None, timestamp: str | None
 ) -> TopupResult:
     """Verify, parse and post one callback (a retry answers the first result again);
     SignatureError, InvalidInputError or ConflictError (the transaction id was credited with
     another account, amount or reference) otherwise, with nothing moved."""
-    verify(ctx, provider, body, sig, timestamp)
+    verify(rt, provider, body, sig, timestamp)
     payment = parse(body)
     txn = payment.transaction_id
     try:
         result = topup(
-            ctx,
+            rt,
             payment.account,
             payment.amount,
             reference=payment.reference or f"{provider}:{txn}",
@@ -111,10 +111,10 @@ def handle_callback(
             metadata={"payment_provider": provider, "transaction_id": txn},
         )
     except IdempotencyConflictError as exc:
-        ctx.metrics.inc("payment_conflicts")
+        rt.metrics.inc("payment_conflicts")
         raise ConflictError(
             f"{provider} transaction {txn!r} was already credited by entry {exc.entry_id} "
             "with another account, amount or reference"
         ) from exc
-    ctx.metrics.inc("payments" if result.created else "payment_replays")
+    rt.metrics.inc("payments" if result.created else "payment_replays")
     return result

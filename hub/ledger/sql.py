@@ -1,4 +1,11 @@
-"""Table handles and small SQL helpers shared by the ledger modules (Core, not ORM)."""
+"""The ledger's tables and small SQL helpers (Core, not ORM), public to the rest of the hub.
+
+Every statement is SQLAlchemy Core over ``hub.models.table(Model)`` handles, the one way the hub
+reaches a table. Two kinds of SQL text are deliberate: the hot-path statements of a usage batch
+(``hub.ledger.bulk``: rendered once per shape and run with the driver's executemany, which
+``posting.apply_deltas`` and ``usage.record_progress`` use too), and the invariant checks
+(``hub.ledger.invariants``: one aggregate query per invariant, read next to what it checks).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +16,31 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from hub.models import metadata
+from hub.models import (
+    Account,
+    Customer,
+    JournalEntry,
+    JournalLine,
+    Meter,
+    MeterCarry,
+    PaymentTransaction,
+    PostedUsage,
+    Provider,
+    table,
+)
 
 Executor = Session | Connection
 """What every ledger function takes: a Session or a Connection inside the caller's transaction."""
 
-accounts: Table = metadata.tables["accounts"]
-customers: Table = metadata.tables["customers"]
-providers: Table = metadata.tables["providers"]
-meters: Table = metadata.tables["meters"]
-carry: Table = metadata.tables["meter_carry"]
-entries: Table = metadata.tables["journal_entries"]
-lines: Table = metadata.tables["journal_lines"]
-posted: Table = metadata.tables["posted_usage"]
-payments: Table = metadata.tables["payment_transactions"]
+accounts = table(Account)
+customers = table(Customer)
+providers = table(Provider)
+meters = table(Meter)
+carry = table(MeterCarry)
+entries = table(JournalEntry)
+lines = table(JournalLine)
+posted = table(PostedUsage)
+payments = table(PaymentTransaction)
 
 MAX_AMOUNT = 2**62  # far below BIGINT overflow even when summed over many lines
 

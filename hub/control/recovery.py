@@ -24,13 +24,25 @@ from hub.control.rules import recovery
 from hub.control.state import account_ctx, refresh_balance
 from hub.errors import BelowFloorError
 from hub.ledger import ensure_account, post_entry
-from hub.ledger._sql import accounts, customers, entries, lines
 from hub.ledger.posting import find_by_key
-from hub.models import AccountKind, EntryKind, Event
+from hub.models import (
+    Account,
+    AccountKind,
+    Customer,
+    EntryKind,
+    Event,
+    JournalEntry,
+    JournalLine,
+    table,
+)
 
 log = logging.getLogger(__name__)
 
-events = Event.__table__  # type: ignore[attr-defined]
+accounts = table(Account)
+customers = table(Customer)
+entries = table(JournalEntry)
+lines = table(JournalLine)
+events = table(Event)
 
 
 def debt_account_id(customer_id: str) -> str:

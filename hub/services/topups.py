@@ -1,0 +1,97 @@
+"""The top-up use case: validate, post once (``hub.ledger.topups``), then credit control.
+
+Debt recovery (``hub.control.recovery``) is posted in the top-up's own transaction, so a crash
+cannot separate them. After the commit, credit control runs for the account
+(``CreditControl.after_topup``): the notifications of that recovery (and the recovery itself
+when it was not possible), the floor restored, ``reconnect`` for meters whose balance is back
+above their threshold, the new credit state to every meter the account pays for and, for an
+alternate account, draws for its customers below zero. Commands go out through the command
+table (``queued`` until a hub with MQTT publishes them). That step is best-effort: a failure is
+logged and counted, never raised, and never undoes or repeats the posting (the scheduler's
+credit-control tick and the next credit state correct what was missed); a replayed top-up
+triggers nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlmodel import Session
+
+from hub.control.effects import Plan
+from hub.db import run_tx
+from hub.errors import InvalidInputError, NotFoundError
+from hub.ledger.topups import ProviderTxn, TopupResult, post_topup
+from hub.models import Account, AccountKind
+from hub.money import parse_amount
+from hub.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+TOPUP_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.ALTERNATE, AccountKind.SPONSOR})
+
+
+def topup(
+    rt: Runtime,
+    account_id: str,
+    amount: str,
+    *,
+    reference: str,
+    idempotency_key: str | None = None,
+    payment: ProviderTxn | None = None,
+    currency: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> TopupResult:
+    """Validate and post a top-up of ``amount`` (decimal string) at most once per API
+    ``idempotency_key`` (scoped to the account) or per provider ``payment`` (whatever the
+    account); see ``hub.ledger.topups.post_topup``."""
+    if currency is not None and currency != rt.currency:
+        raise InvalidInputError("currency", f"this hub takes {rt.currency}, not {currency}")
+    minor = parse_amount("amount", amount, rt.currency, maximum=rt.settings.max_topup_minor)
+
+    def work(session: Session) -> tuple[TopupResult, Plan | None]:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise NotFoundError("account", account_id)
+        if AccountKind(account.kind) not in TOPUP_KINDS:
+            raise InvalidInputError("path.account_id", f"a {account.kind} account takes no top-up")
+        if account.currency != rt.currency:
+            raise InvalidInputError("currency", f"account is in {account.currency}")
+        result = post_topup(
+            session,
+            account_id,
+            minor,
+            idempotency_key=idempotency_key,
+            payment=payment,
+            reference=reference,
+            metadata=metadata,
+        )
+        if not result.created:
+            return result, None
+        return result, rt.control.recover(session, account_id, result.entry_id)
+
+    result, recovered = run_tx(rt.engine, work)
+    if result.created:
+        rt.metrics.inc("topups")
+        rt.metrics.inc("postings")
+        after_topup(rt, account_id, result.entry_id, recovered)
+    else:
+        rt.metrics.inc("topup_replays")
+    return result
+
+
+def after_topup(rt: Runtime, account_id: str, entry_id: int, recovered: Plan | None = None) -> None:
+    """Credit control after top-up ``entry_id`` committed (see the module docstring).
+    ``recovered``: the plan of the debt recovery committed with the top-up (its events are
+    stored; its notifications and commands go out here)."""
+    try:
+        actions = rt.control.dispatch(recovered) if recovered is not None else []
+        actions += rt.control.after_topup(account_id, entry_id)
+    except Exception:  # never fail a committed top-up over what follows it
+        rt.metrics.inc("notify_errors")
+        log.exception("top-up of %s (entry %d): credit control failed", account_id, entry_id)
+        return
+    for action in actions:
+        rt.metrics.inc(f"control_{action.kind}")
