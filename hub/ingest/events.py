@@ -95,8 +95,8 @@ def _joined_fact(conn: Connection, ev: EventMsg, data: dict[str, Any]) -> int | 
     the event is stored as new. The same fact: the hub's event of the command this event
     reports applying (a ``prompt``, or a switch with ``cause`` "command"), or else
     ``hub.events.same_fact`` (the gateway's rules decided the same as the hub's)."""
-    if ev.meter is None:
-        return None
+    if ev.meter is None or ev.kind in ("command_ack", "command_rejected"):
+        return None  # an acknowledgement settles the command table and stays an event of its own
     command = ev.data.get("command")
     family = FACT_FAMILIES.get(ev.kind)
     if not isinstance(command, str) and family is None:

@@ -1,6 +1,7 @@
 """End to end through the real agent: an operator disconnects a meter over the API, the agent
-(on a simulated DDS238 meter) opens the relay, and the agent's own event reaches the hub's
-SSE stream; the relay register reads 0 over Modbus. Then a reconnect closes it again."""
+(on a simulated DDS238 meter) opens the relay, and the agent's own report of the relay reaches
+the hub's SSE stream; the relay register reads 0 over Modbus; the disconnect stays one event,
+the operator's, joined by the agent's report of applying it. Then a reconnect closes it again."""
 
 from __future__ import annotations
 
@@ -37,13 +38,13 @@ def procs() -> Iterator[list[Proc]]:
         stop(p.proc)
 
 
-def agent_events(it: Iterator[dict[str, Any]], kind: str, meter: str) -> dict[str, Any]:
-    """The next event of ``kind`` for ``meter`` that the agent reported (not the audit)."""
+def relay_reads(it: Iterator[dict[str, Any]], meter: str, state: str) -> dict[str, Any]:
+    """The next ``relay`` event the agent reported for ``meter``, the relay reading ``state``."""
     for event in it:
         if (
-            event["kind"] == kind
+            event["kind"] == "relay"
             and event["meter"] == meter
-            and (event.get("data") or {}).get("by") != "operator"
+            and (event.get("data") or {}).get("state") == state
         ):
             return event
     raise AssertionError("stream ended")
@@ -87,12 +88,17 @@ def test_agent_relay_event_reaches_the_stream(
                 r = hub.http.post("/api/v1/meters/m1/disconnect",
                                   json={"reason": "site safety"}, headers=op)  # fmt: skip
                 assert r.status_code == 202
-                event = agent_events(events, "disconnect", "m1")
+                event = relay_reads(events, "m1", "off")
                 assert relay_register(modbus, 1) == 0
                 wait_for(lambda: meter()["relay"] == "off", timeout=10)
+                cut = lambda: hub.http.get("/api/v1/events?kind=disconnect&meter=m1",  # noqa: E731
+                                           headers=op).json()  # fmt: skip
+                joined = wait_for(lambda: [e for e in cut() if "applied" in e["data"]])
+                assert len(cut()) == 1 and joined[0]["data"]["by"] == "operator"
+                assert joined[0]["data"]["sources"] == ["gateway", "operator"]
                 hub.http.post("/api/v1/meters/m1/reconnect", json={"reason": "safe again"},
                               headers=op)  # fmt: skip
-                agent_events(events, "reconnect", "m1")
+                relay_reads(events, "m1", "on")
             assert relay_register(modbus, 1) == 1
             assert relay_register(modbus, 2) == 1
         finally:
