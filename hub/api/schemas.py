@@ -250,6 +250,30 @@ class EventOut(BaseModel):
     data: dict[str, Any] | None = None
 
 
+class NotificationOut(BaseModel):
+    id: int
+    kind: str
+    meter: str | None
+    reason: str
+    at: datetime
+    reconnect_amount: Money = Field(description="what would reconnect the account now")
+    topup_url: str
+
+
+class NotificationsOut(BaseModel):
+    account: str
+    balance: Money
+    currency: str
+    reconnect_amount: Money = Field(
+        description="the top-up that brings the balance above the credit rules' reconnect level"
+    )
+    topup_url: str
+    items: list[NotificationOut]
+    next_before: int | None = Field(
+        default=None, description="pass as ?before= to get the next (older) page"
+    )
+
+
 class StreamToken(BaseModel):
     token: str
     expires_at: int
