@@ -23,6 +23,7 @@ from hub.api.routes import (
     events,
     fleet,
     gateways,
+    keys,
     ledger,
     meters,
     payments,
@@ -96,6 +97,7 @@ def build_app(services: HubServices) -> FastAPI:
         fleet,
         ledger,
         payments,
+        keys,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

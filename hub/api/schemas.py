@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from hub.control.rules import CustomerRules
 from hub.models import ID_PATTERN, Relay, Service, Tier
@@ -98,6 +106,34 @@ class CustomerIn(Body):
     # Credit control (hub/control/README.md): CreditRules fields plus alternate_draw,
     # alternate_limit, debt_recovery_share; amounts in minor units.
     credit_rules: CustomerRules | None = None
+
+
+class CustomerPatch(Body):
+    """The fields to change (``PATCH /customers/{id}``); ``alternate_account: null`` removes
+    it, ``credit_rules`` replaces the stored rules whole."""
+
+    name: Name | None = None
+    protected: bool | None = None
+    alternate_account: Id | None = None
+    credit_rules: CustomerRules | None = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> CustomerPatch:
+        for name in ("name", "protected", "credit_rules"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ChangeOut(BaseModel):
+    id: int
+    at: datetime
+    key_id: int | None
+    reason: str
+    changes: dict[str, Any]
 
 
 class CustomerOut(BaseModel):

@@ -20,20 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from hub.control.credit_state import alternate_headroom, credit_rules
 from hub.errors import NotFoundError
-from hub.models import Account, Customer, Event, Meter, table
+from hub.models import Account, Customer, Event, table
 from hub.money import major
-from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, shared_meters
+from hub.rating.payers import paid_meters
 from protocol.messages import CreditRules
 
 NOTICE_KINDS = ("low_credit", "emergency_credit", "disconnect", "reconnect")
 
-_meters = table(Meter)
 _events = table(Event)
 _customers = table(Customer)
 _accounts = table(Account)
@@ -67,30 +66,6 @@ def reconnect_amount(balance: int, rules: CreditRules) -> int:
 
 def topup_link(template: str, account_id: str, amount: int, currency: str) -> str:
     return template.format(account=quote(account_id, safe=""), amount=major(amount, currency))
-
-
-def paid_meters(conn: Connection, account_id: str) -> list[str]:
-    """The meters ``account_id`` pays a positive share of, in id order."""
-    shared = shared_meters(conn, [account_id])
-    rows = conn.execute(
-        select(_meters.c.id, _meters.c.customer_id, _meters.c.split_rule).where(
-            or_(
-                _meters.c.customer_id == account_id,
-                _meters.c.id.in_(sorted(shared)),
-                _meters.c.split_rule.is_not(None),
-            )
-        )
-    ).all()
-    sharers = load_sharers(conn, [r.id for r in rows])
-    paid = []
-    for row in rows:
-        try:
-            weights = payer_weights(row.customer_id, sharers.get(row.id, ()), row.split_rule)
-        except SplitRuleError:
-            continue
-        if weights.get(account_id, 0) > 0:
-            paid.append(row.id)
-    return sorted(paid)
 
 
 def account_rules(conn: Connection, account_id: str) -> CreditRules:
