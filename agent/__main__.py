@@ -115,7 +115,7 @@ def run(settings: AgentSettings) -> int:
     store = AgentStore(settings.storage.path)
     outbox = Outbox(store, settings.storage.max_outbox_rows, resend_after_s=mqtt.resend_after_s)
     credit = CreditBook(store)
-    gate = CommandGate(settings.security.command_key, store)
+    gate = CommandGate(settings.security.command_key, store, epoch=outbox.epoch, began=outbox.began)
     engine = Engine(settings, store, outbox, credit, gate)
     uplink = Uplink(
         settings.gateway_id,

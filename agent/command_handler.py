@@ -3,9 +3,12 @@
 ``disconnect`` / ``reconnect`` switch the relay and tell the credit book (so the rules do not
 undo an operator's cut-off); their event follows only when the relay read back a changed state
 (the hub takes it as the relay's state). ``credit`` adopts the ``CreditState`` in the params and
-lets the rules decide at once; ``prompt`` emits a ``prompt`` event. Every applied command is
-acknowledged with ``command_ack`` (``data.ok`` false when the relay did not confirm), every
-refused one reported as ``command_rejected``; a replayed id is acknowledged again, not applied.
+lets the rules decide at once; ``prompt`` emits a ``prompt`` event; ``resume`` (the gateway's
+store started over) renumbers the meter's records above the hub's (``agent/resume.py``). Every
+applied command is acknowledged with ``command_ack`` (``data.ok`` false when the relay did not
+confirm), every refused one reported as ``command_rejected`` (``data.epoch_mismatch`` when it
+was bound to another store epoch: the hub sends its own again, bound to this one); a replayed
+id is acknowledged again, not applied.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from agent.commands import credit_state
-from agent.errors import CommandRejected, CommandReplayed
+from agent.errors import CommandRejected, CommandReplayed, WrongEpoch
 from agent.relay_rules import Switch
-from protocol.messages import Command, CreditState
+from protocol.errors import ProtocolError
+from protocol.messages import Command, CreditState, ResumePoint, validate
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ class Actuator(Protocol):
     def relay_on(self, meter: str) -> bool | None: ...
     def switch(self, meter: str, switch: Switch) -> bool: ...
     def enforce(self, meter: str, now: datetime) -> None: ...
+    def resume(self, meter: str, point: ResumePoint) -> str: ...
     def event(self, kind: str, meter: str | None, reason: str = "", **data: Any) -> None: ...
 
 
@@ -62,7 +67,9 @@ class CommandHandler:
                               "already applied", command=exc.command_id, ok=True)  # fmt: skip
             return
         except CommandRejected as exc:
-            self._reject(payload, exc.reason, exc.command_id)
+            self._reject(
+                payload, exc.reason, exc.command_id, wrong_epoch=isinstance(exc, WrongEpoch)
+            )
             return
         if not self.meters.has_meter(cmd.meter):
             self._reject(payload, f"meter {cmd.meter!r} is not on this gateway", cmd.id)
@@ -86,6 +93,16 @@ class CommandHandler:
             self.meters.enforce(cmd.meter, now)
         elif cmd.action == "prompt":
             self.meters.event("prompt", cmd.meter, cmd.reason, command=cmd.id)
+        elif cmd.action == "resume":
+            try:
+                point = validate(cmd.params, ResumePoint)
+            except ProtocolError as exc:
+                self._reject(payload, f"invalid resume point: {exc.reason}", cmd.id)
+                return
+            done = self.meters.resume(cmd.meter, point)
+            self.meters.event("command_ack", cmd.meter, done, command=cmd.id,
+                              action=cmd.action, ok=True)  # fmt: skip
+            return
         else:
             self._reject(payload, f"unknown action {cmd.action!r}", cmd.id)
             return
@@ -98,7 +115,9 @@ class CommandHandler:
             ok=ok,
         )
 
-    def _reject(self, payload: bytes, reason: str, command_id: str | None) -> None:
+    def _reject(
+        self, payload: bytes, reason: str, command_id: str | None, *, wrong_epoch: bool = False
+    ) -> None:
         self.rejected += 1
         meter: str | None = None
         try:
@@ -111,7 +130,8 @@ class CommandHandler:
         if not self.meters.has_meter(meter):
             meter = None
         log.warning("command %s rejected: %s", command_id or "?", reason)
-        self.meters.event("command_rejected", meter, reason, command=command_id)
+        self.meters.event("command_rejected", meter, reason, command=command_id,
+                          epoch_mismatch=True if wrong_epoch else None)  # fmt: skip
 
 
 def _text(value: Any) -> str | None:

@@ -11,6 +11,11 @@ same meter and group (relay: disconnect/reconnect; credit; prompt) is refused as
 a stale disconnect delivered late never undoes a newer reconnect. A command refused for any
 other reason does not consume its id. Seen ids are kept until a day after the command expired
 (an expired command is refused anyway), then pruned.
+
+Epoch (checked before the replay memory, which a lost store no longer has): a command bound to
+a store ``epoch`` other than this gateway's is refused as :class:`WrongEpoch`, and so is one
+bound to none that was issued before this store began (less ``MAX_SKEW``): a command captured
+before the gateway's store was lost and made anew is refused after it.
 """
 
 import logging
@@ -18,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.errors import CommandRejected, CommandReplayed
+from agent.errors import CommandRejected, CommandReplayed, WrongEpoch
 from agent.store import AgentStore
 from protocol.errors import ProtocolError
 from protocol.messages import ACTIONS, COMMAND_GROUPS, Command, CreditState, load_json, validate
@@ -50,14 +55,24 @@ _SCHEMA = (
 class CommandGate:
     """Verifies hub commands and remembers the ids it accepted (see the module docstring)."""
 
-    def __init__(self, command_key_hex: str, store: AgentStore | Path) -> None:
-        """``store``: the agent's store (shared), or a path to open one of its own."""
+    def __init__(
+        self,
+        command_key_hex: str,
+        store: AgentStore | Path,
+        *,
+        epoch: str | None = None,
+        began: datetime | None = None,
+    ) -> None:
+        """``store``: the agent's store (shared), or a path to open one of its own; ``epoch``
+        and ``began``: the store's epoch and when it began (``Outbox``; None: not checked)."""
         try:
             if len(bytes.fromhex(command_key_hex)) < 16:
                 raise ValueError("shorter than 16 bytes")
         except ValueError as exc:
             raise ValueError(f"command_key is not a usable hex key: {exc}") from exc
         self._key = command_key_hex
+        self.epoch = epoch
+        self.began = began
         self._store, self._owned = AgentStore.of(store)
         self.path = self._store.path
         with self._store.transaction() as conn:
@@ -95,6 +110,7 @@ class CommandGate:
             raise CommandRejected(f"unknown action {command.action!r}", command.id)
         if command.action == "credit":
             credit_state(command)
+        self._check_epoch(command)
         if command.expires_at <= now:
             raise CommandRejected(f"expired at {command.expires_at.isoformat()}", command.id)
         if command.issued_at > now + MAX_SKEW:
@@ -104,6 +120,21 @@ class CommandGate:
             )
         self._consume(command, now)
         return command
+
+    def _check_epoch(self, command: Command) -> None:
+        if command.epoch is not None and self.epoch is not None and command.epoch != self.epoch:
+            raise WrongEpoch(
+                f"bound to gateway epoch {command.epoch}, not this store's {self.epoch}: "
+                "sent before the store started over",
+                command.id,
+            )
+        began = self.began
+        if command.epoch is None and began is not None and command.issued_at < began - MAX_SKEW:
+            raise WrongEpoch(
+                f"issued at {command.issued_at.isoformat()}, before this store began "
+                f"({began.isoformat()}), and bound to no epoch",
+                command.id,
+            )
 
     def _consume(self, command: Command, now: datetime) -> None:
         grp = COMMAND_GROUPS.get(command.action, command.action)

@@ -161,6 +161,20 @@ class CreditBook:
                 self._save_memory(conn, meter_id, meter.memory.model_copy(update={"hold": False}))
         return True
 
+    def renumber(self, meter_id: str, shift: int, lowest: int) -> None:
+        """Add ``shift`` to the seq of every charge of ``meter_id`` from seq ``lowest`` on (its
+        records were renumbered above where the hub resumes them, ``agent/resume.py``); in the
+        caller's transaction."""
+        with self._store.transaction() as conn:
+            # through negative seqs: no moved charge meets one not yet moved
+            conn.execute(
+                "UPDATE credit_charge SET seq = -(seq + ?) WHERE meter = ? AND seq >= ?",
+                (shift, meter_id, lowest),
+            )
+            conn.execute(
+                "UPDATE credit_charge SET seq = -seq WHERE meter = ? AND seq < 0", (meter_id,)
+            )
+
     def balance(self, meter_id: str) -> int | None:
         """The local balance in minor units; None before the hub sent a credit state."""
         with self._store.read() as conn:

@@ -48,11 +48,12 @@ from agent.relay_rules import (
     want,
 )
 from agent.relay_rules import Reading as RelayReading
+from agent.resume import plan
 from agent.sdnotify import Notifier
 from agent.settings import AgentSettings
 from agent.status import snapshot, write_atomic
 from agent.store import AgentStore
-from protocol.messages import CreditState, Event, UsageRecord
+from protocol.messages import CreditState, Event, ResumePoint, UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ STATUS_PUBLISH_S = 60.0  # refresh the retained MQTT status this often
 class OutboxLike(Protocol):
     def add_usage(self, record: UsageRecord) -> Any: ...
     def add_event(self, event: Event) -> Any: ...
+    def first_usage(self, meter: str) -> UsageRecord | None: ...
+    def renumber(self, meter: str, shift: int) -> int: ...
     def depth(self) -> int: ...
     def unconfirmed(self) -> int: ...
 
@@ -72,6 +75,7 @@ class CreditLike(Protocol):
     def apply(self, meter_id: str, state: CreditState) -> Any: ...
     def decide(self, meter_id: str, now: datetime) -> Decision: ...
     def set_relay(self, meter_id: str, relay: Any, by_rules: bool = False) -> None: ...
+    def renumber(self, meter_id: str, shift: int, lowest: int) -> None: ...
 
 
 @dataclass
@@ -360,6 +364,26 @@ class Engine:
             return
         rt.last_action = (decision.action, decision.rule)
         self._carry_out(rt, enforce(rt.relay, decision))
+
+    def resume(self, meter: str, point: ResumePoint) -> str:
+        """The gateway's store started over: renumber the meter's records above the hub's
+        ``point`` (``agent/resume.py``) in ONE transaction: outbox rows and bridge, credit
+        charges and the meter's seq counter. What was done, in a few words."""
+        state = self.states[meter]
+        resumed = plan(point, state, self.outbox.first_usage(meter))
+        if resumed is None:
+            return f"already above seq {point.seq}"
+        with self.store.transaction():
+            moved = self.outbox.renumber(meter, resumed.shift)
+            self.credit.renumber(meter, resumed.shift, resumed.lowest)
+            if resumed.bridge is not None:
+                self.outbox.add_usage(self._price(resumed.bridge))
+            self.metering.save([resumed.state])
+        self.states[meter] = resumed.state
+        bridged = "" if resumed.bridge is None else f", bridged from {point.import_end} Wh"
+        log.warning("meter %s: store started over; %d records resume above seq %d%s",
+                    meter, moved, point.seq, bridged)  # fmt: skip
+        return f"resumed above seq {point.seq}: {moved} records renumbered{bridged}"
 
     def event(self, kind: str, meter: str | None, reason: str = "", **data: Any) -> None:
         try:

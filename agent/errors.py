@@ -54,6 +54,12 @@ class CommandReplayed(CommandRejected):
     again; the agent acknowledges it again so the hub can stop sending it."""
 
 
+class WrongEpoch(CommandRejected):
+    """A command bound to another store epoch than this gateway's (sent before its store was
+    lost and made anew: a replay, or the hub's own command from before it heard the new epoch,
+    which it sends again bound to this one)."""
+
+
 class StoreError(AgentError):
     """The local SQLite store cannot be opened or written; ``path`` names the file."""
 

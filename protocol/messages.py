@@ -53,18 +53,23 @@ _INSTANT = f"ISO 8601 with an offset, {_RANGE}"
 Instant = Annotated[AwareDatetime, AfterValidator(_in_range), Field(description=_INSTANT)]
 MeterId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 MessageId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+# A gateway store's epoch: random hex made with the agent's SQLite file (its outbox). Records,
+# status, receipts and commands name it, so a gateway whose store was lost and that numbers its
+# records from 1 again is told apart from the one before (docs/protocol.md, "Epochs").
+EpochId = Annotated[str, Field(pattern=r"^[0-9a-f]{8,32}$")]
 EventKind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 Money = Annotated[int, Field(ge=-MAX_MONEY, le=MAX_MONEY)]
 Scalar = Annotated[str, Field(max_length=500)] | int | float | bool | None
 
-Action = Literal["disconnect", "reconnect", "credit", "prompt"]
-ACTIONS: tuple[str, ...] = ("disconnect", "reconnect", "credit", "prompt")
+Action = Literal["disconnect", "reconnect", "credit", "prompt", "resume"]
+ACTIONS: tuple[str, ...] = ("disconnect", "reconnect", "credit", "prompt", "resume")
 # A newer command of a group supersedes an older one for the same meter (hub and agent alike).
 COMMAND_GROUPS = {
     "disconnect": "relay",
     "reconnect": "relay",
     "credit": "credit",
     "prompt": "prompt",
+    "resume": "resume",
 }
 
 
@@ -94,7 +99,7 @@ class UsageRecord(Message):
     # The gateway outbox that numbered this record (``protocol.receipts``): a receipt confirms
     # seqs of one epoch only, so a gateway whose store was lost cannot be told to forget the
     # records it numbers anew.
-    epoch: Annotated[str, Field(pattern=r"^[0-9a-f]{8,32}$")] | None = None
+    epoch: EpochId | None = None
 
     @model_validator(mode="after")
     def _forward(self) -> Self:
@@ -142,6 +147,7 @@ class Status(Message):
     v: Literal[1] = 1
     state: Literal["online", "offline"]
     at: Instant | None = None
+    epoch: EpochId | None = None  # the gateway store's epoch (an online status carries it)
 
 
 class FriendlyWindow(Message):
@@ -179,8 +185,21 @@ class CreditState(Message):
     carry: dict[ProviderId, str] = Field(default_factory=dict, max_length=32)
 
 
+class ResumePoint(Message):
+    """Where a gateway that started over resumes one meter's seqs (a ``resume`` command's
+    params): ``seq`` is the highest seq the hub holds for the meter from before; ``import_end``
+    and ``end`` are those of the meter's newest posted record (None if none was posted): where
+    the gateway's next record must start, so that no energy is skipped."""
+
+    seq: int = Field(ge=1, le=MAX_SEQ)
+    import_end: int | None = Field(default=None, ge=0, le=MAX_REGISTER)
+    end: Instant | None = None
+
+
 class Command(Message):
-    """A signed instruction from the hub to one meter's gateway."""
+    """A signed instruction from the hub to one meter's gateway. ``epoch``: the gateway store
+    the hub addressed it to (the agent refuses it from any other: a command captured before
+    the gateway's store was lost stays refused after it)."""
 
     v: Literal[1] = 1
     id: MessageId
@@ -190,6 +209,7 @@ class Command(Message):
     expires_at: Instant
     reason: str = Field(default="", max_length=500)
     params: dict[str, Any] = Field(default_factory=dict)
+    epoch: EpochId | None = None
     sig: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 

@@ -21,10 +21,17 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AwareDatetime, Field, model_validator
 
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_BATCH, Message, MessageId, MeterId, load_json, validate
+from protocol.messages import (
+    MAX_BATCH,
+    EpochId,
+    Message,
+    MessageId,
+    MeterId,
+    load_json,
+    validate,
+)
 from protocol.signing import SIGNATURE_FIELD, signed, verify
 
-EpochId = Annotated[str, Field(pattern=r"^[0-9a-f]{8,32}$")]
 Seq = Annotated[int, Field(ge=1, le=2**53)]
 MAX_RANGES = 4096  # per receipt, over all meters
 RECEIPT_TYPE: Literal["receipt"] = "receipt"

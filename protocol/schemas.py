@@ -10,7 +10,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from protocol.messages import Command, CreditState, EventMessage, Status, UsageMessage
+from protocol.messages import (
+    Command,
+    CreditState,
+    EventMessage,
+    ResumePoint,
+    Status,
+    UsageMessage,
+)
 from protocol.receipts import Receipt
 
 PAYLOADS: dict[str, type[BaseModel]] = {
@@ -19,6 +26,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "status": Status,
     "cmd": Command,
     "credit-state": CreditState,
+    "resume": ResumePoint,
     "receipt": Receipt,
 }
 

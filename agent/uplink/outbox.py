@@ -8,9 +8,11 @@ the transaction that reads it (:meth:`Outbox.next_batch`), so that it is never m
 afterwards; a sent row that stays unconfirmed is due again after ``resend_after_s``, doubling
 with each try up to ``RESEND_MAX_S`` (:meth:`Outbox.due_batch`).
 
-Every usage record is stamped with the outbox's ``epoch`` (random, made with the file): a
-receipt confirms the seqs of one epoch only, so if the file is lost and seqs start over, no
-receipt meant for the old records can delete the new ones.
+Every usage record is stamped with the outbox's ``epoch`` (random, made with the file, and
+``began``, when): a receipt confirms the seqs of one epoch only, so if the file is lost and seqs
+start over, no receipt meant for the old records can delete the new ones. The hub tells such a
+gateway where to resume; :meth:`Outbox.renumber` moves a meter's records above it
+(``agent/resume.py``).
 
 When the outbox holds more than ``max_rows`` rows, the oldest usage records are merged, never
 dropped (rule below and in ``agent/uplink/README.md``). Sent rows count towards the bound but
@@ -38,6 +40,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,6 +98,7 @@ class Row:
 class _Candidate:
     id: int
     meter: str
+    seq: int
     merged: int
     import_start: int
     import_end: int
@@ -131,8 +135,14 @@ class Outbox:
             found = conn.execute("SELECT value FROM outbox_meta WHERE key = 'epoch'").fetchone()
             if found is None:
                 found = (secrets.token_hex(8),)
-                conn.execute("INSERT INTO outbox_meta (key, value) VALUES ('epoch', ?)", found)
+                conn.executemany(
+                    "INSERT INTO outbox_meta (key, value) VALUES (?, ?)",
+                    [("epoch", found[0]), ("began", datetime.now(UTC).isoformat())],
+                )
             self.epoch: str = str(found[0])
+            began = conn.execute("SELECT value FROM outbox_meta WHERE key = 'began'").fetchone()
+            # when this epoch began (None: an outbox made before the time was kept)
+            self.began = None if began is None else datetime.fromisoformat(began[0])
             self._count(conn)
         self._store.on_rollback(self._recount)
 
@@ -257,6 +267,33 @@ class Outbox:
             self._sent -= deleted
         return deleted
 
+    def renumber(self, meter: str, shift: int) -> int:
+        """Add ``shift`` to the seq of every usage record of ``meter`` in the outbox and make
+        the sent ones due again now (``agent/resume.py``), in one transaction (the caller's, if
+        open). The number of records renumbered."""
+        with self._store.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, body FROM outbox WHERE kind = 'usage' AND meter = ?", (meter,)
+            ).fetchall()
+            updates = []
+            for row_id, body in rows:
+                record = UsageRecord.model_validate_json(body)
+                moved = record.model_copy(update={"seq": record.seq + shift})
+                updates.append((moved.seq, moved.model_dump_json(exclude_none=True), row_id))
+            conn.executemany(
+                "UPDATE outbox SET seq = ?, body = ?, next_try = 0 WHERE id = ?", updates
+            )
+        return len(updates)
+
+    def first_usage(self, meter: str) -> UsageRecord | None:
+        """The usage record of ``meter`` with the lowest seq in the outbox, if any."""
+        with self._store.read() as conn:
+            row = conn.execute(
+                "SELECT body FROM outbox WHERE kind = 'usage' AND meter = ? ORDER BY seq LIMIT 1",
+                (meter,),
+            ).fetchone()
+        return None if row is None else UsageRecord.model_validate_json(row[0])
+
     def resend_all(self) -> None:
         """Every sent, unconfirmed row is due again now (after a reconnect: the broker may have
         lost it; after the hub came back: nobody may have been there to receive it)."""
@@ -336,7 +373,7 @@ class Outbox:
 
     def _pick_pair(self, conn: sqlite3.Connection) -> tuple[int, int] | None:
         rows = conn.execute(
-            "SELECT id, meter, merged, import_start, import_end, tariff FROM outbox"
+            "SELECT id, meter, seq, merged, import_start, import_end, tariff FROM outbox"
             " WHERE kind = 'usage' AND sent = 0 ORDER BY id LIMIT ?",
             (MERGE_WINDOW,),
         ).fetchall()
@@ -346,7 +383,12 @@ class Outbox:
             cand = _Candidate(*row)
             prev = last.get(cand.meter)
             last[cand.meter] = cand
-            if prev is None or prev.import_end != cand.import_start or prev.tariff != cand.tariff:
+            if (
+                prev is None
+                or prev.import_end != cand.import_start
+                or prev.tariff != cand.tariff
+                or prev.seq >= cand.seq
+            ):  # fmt: skip (a renumbering's bridge comes last)
                 continue
             weight = prev.merged + cand.merged
             if best is None or weight < best[0]:

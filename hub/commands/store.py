@@ -11,6 +11,12 @@ event). Until then it is published again: at once when its gateway says it is on
 older open one, so a stale disconnect is never sent after a reconnect (the agent also refuses a
 command older than the newest it applied in that group).
 
+Every command is published bound to its gateway's current store epoch (``gateways.epoch``,
+``hub.ingest.restarts``): :func:`due` sets the command's ``epoch`` and signs it again when the
+stored one names none or another. The agent refuses a command bound to an epoch not its own, so
+a command captured before a gateway's store was lost stays refused after it, while the hub's
+own open commands reach the new store.
+
 The functions take the caller's connection and never commit: the caller owns the transaction.
 """
 
@@ -25,12 +31,14 @@ from typing import Any
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.engine import Connection
 
-from hub.models import Command, CommandStatus, table
+from hub.models import Command, CommandStatus, Gateway, table
 from hub.models.commands import OPEN
 from protocol.messages import COMMAND_GROUPS
+from protocol.signing import signed
 from protocol.topics import topic
 
 T_COMMANDS = table(Command)
+T_GATEWAYS = table(Gateway)
 RETRY_FIRST = timedelta(seconds=30)
 RETRY_MAX = timedelta(minutes=10)
 CHUNK = 500  # ids per IN (...) list
@@ -98,7 +106,8 @@ def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
     time (back-off doubling from ``RETRY_FIRST`` to ``RETRY_MAX``)."""
     rows = conn.execute(
         select(T_COMMANDS.c.id, T_COMMANDS.c.gateway_id, T_COMMANDS.c.payload,
-               T_COMMANDS.c.attempts)
+               T_COMMANDS.c.attempts, T_GATEWAYS.c.epoch, T_GATEWAYS.c.command_key)
+        .outerjoin(T_GATEWAYS, T_GATEWAYS.c.id == T_COMMANDS.c.gateway_id)
         .where(T_COMMANDS.c.status.in_(OPEN), T_COMMANDS.c.next_try_at <= now,
                T_COMMANDS.c.expires_at > now)
         .order_by(case((T_COMMANDS.c.grp == "credit", 0), else_=1), T_COMMANDS.c.created_at,
@@ -114,7 +123,22 @@ def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
                 update(T_COMMANDS).where(T_COMMANDS.c.id.in_(ids[i : i + CHUNK]))
                 .values(attempts=T_COMMANDS.c.attempts + 1, next_try_at=now + delay)
             )  # fmt: skip
-    return [Due(row.id, topic(row.gateway_id, "cmd"), row.payload.encode()) for row in rows]
+    return [
+        Due(row.id, topic(row.gateway_id, "cmd"), bound(row.payload, row.epoch, row.command_key))
+        for row in rows
+    ]
+
+
+def bound(payload: str, epoch: str | None, key: str | None) -> bytes:
+    """The stored command ``payload`` bound to the gateway's store ``epoch`` (signed again with
+    the gateway's ``key``); as stored while the hub has not heard the gateway's epoch."""
+    if epoch is None or not key:
+        return payload.encode()
+    command = json.loads(payload)
+    if command.get("epoch") == epoch:
+        return payload.encode()
+    command["epoch"] = epoch
+    return json.dumps(signed(command, key), separators=(",", ":")).encode()
 
 
 def has_work(conn: Connection, now: datetime) -> bool:

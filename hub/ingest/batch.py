@@ -67,6 +67,7 @@ from hub.ingest.reads import (
     reset_claims,
     save_states,
 )
+from hub.ingest.restarts import Restarts
 from hub.ledger import AccountState, BatchResult, UsagePosting, post_usage_batch
 from hub.ledger.bulk import execute_many, select_in
 from hub.ledger.posting import apply_deltas
@@ -121,6 +122,8 @@ class BatchProcessor:
         # Event quotas of this processor's gateways (each gateway has one settler).
         self.quota = EventQuota()
         self._quota_flagged: dict[str, float] = {}
+        # Gateways whose store started over (a new epoch) and where their meters resume.
+        self.restarts = Restarts(owns)
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -169,6 +172,7 @@ class BatchProcessor:
                 outcome = self._run(items, now or datetime.now(UTC))
             except BaseException as exc:
                 self._cache.clear()
+                self.restarts.forget()
                 transient = isinstance(exc, BatchConflictError) or (
                     isinstance(exc, DBAPIError) and is_retryable(exc)
                 )
@@ -204,9 +208,11 @@ class BatchProcessor:
             self._decode(item, work)
         out = Outcome(counts=work.counts, settled=work.settled)
         with read_tx(self.engine) as conn:
+            restarted = self.restarts.screen(conn, work)  # before rating: see restarts.py
             rated = self._usage(conn, work, out)
         with write_tx(self.engine) as conn:
             credits = self._commit_usage(conn, work, out, rated) if rated is not None else {}
+            self.restarts.write(conn, restarted, work.now)
             store_events(conn, work, lambda gw: self.quota.admit(gw, time.monotonic()))
             self._flag_quota(conn, work)
             apply_statuses(conn, work)
@@ -217,6 +223,7 @@ class BatchProcessor:
             # The providers' balances last: every settler's batch credits the same few
             # provider rows, whose locks (PostgreSQL) are then held only for the commit.
             apply_deltas(conn, credits)
+        self.restarts.committed(restarted)
         return out
 
     # -- decoding (no database) ---------------------------------------------------------------

@@ -129,8 +129,12 @@ def _decided(data: dict[str, Any] | None, command: str) -> bool:
 
 def _settle_command(conn: Connection, gateway: str, ev: EventMsg, work: Work) -> None:
     """A ``command_ack`` (``data.ok`` false: the relay did not confirm) or ``command_rejected``
-    ends the gateway's command ``data.command`` in the command table."""
+    ends the gateway's command ``data.command`` in the command table. A command refused for the
+    store epoch it was bound to (``data.epoch_mismatch``: the gateway's store started over)
+    stays open: it is published again bound to the epoch the hub now knows."""
     if ev.kind not in ("command_ack", "command_rejected"):
+        return
+    if ev.kind == "command_rejected" and ev.data.get("epoch_mismatch") is True:
         return
     command_id = ev.data.get("command")
     if not isinstance(command_id, str):

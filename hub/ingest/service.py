@@ -65,7 +65,7 @@ COUNTERS = (
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
     "batches", "commands", "db_errors", "worker_cpu_ms", "worker_wall_ms", "credit_cpu_ms",
     "pump_cpu_ms", "settler_cpu_ms", "receipts", "receipt_bytes", "events_over_quota",
-    "commands_settled",
+    "commands_settled", "awaiting_resume", "stale_epoch",
 )  # fmt: skip
 
 

@@ -5,7 +5,14 @@ are in ``hub.api.schemas`` (``GatewayPublic`` here is the one exception)."""
 from sqlmodel import SQLModel
 
 from hub.models.commands import Command, CommandStatus
-from hub.models.devices import Gateway, GatewayPublic, Meter, MeterCarry, MeterCustomer
+from hub.models.devices import (
+    Gateway,
+    GatewayEpoch,
+    GatewayPublic,
+    Meter,
+    MeterCarry,
+    MeterCustomer,
+)
 from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
@@ -37,6 +44,7 @@ __all__ = [
     "EntryKind",
     "Event",
     "Gateway",
+    "GatewayEpoch",
     "GatewayPublic",
     "JournalEntry",
     "JournalLine",

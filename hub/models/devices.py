@@ -17,7 +17,9 @@ class GatewayPublic(SQLModel):
 
 
 class Gateway(SQLModel, table=True):
-    """A gateway (edge agent). ``command_key`` is hex; the MQTT password is stored hashed."""
+    """A gateway (edge agent). ``command_key`` is hex; the MQTT password is stored hashed.
+    ``epoch``: the epoch of the gateway's store as last heard (``hub.ingest.restarts``); every
+    command is bound to it when published."""
 
     __tablename__ = "gateways"
     id: str = Field(primary_key=True, max_length=64)
@@ -25,6 +27,19 @@ class Gateway(SQLModel, table=True):
     mqtt_username: str = Field(max_length=128, unique=True)
     mqtt_password_hash: str = Field(max_length=256)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    epoch: str | None = Field(default=None, max_length=32)
+
+
+class GatewayEpoch(SQLModel, table=True):
+    """An epoch a gateway's store has had (``hub.ingest.restarts``). ``resume``: for a store
+    that started over, per meter the highest seq the hub held from before: the store's records
+    of this epoch at or below it were numbered before the gateway learned where to resume."""
+
+    __tablename__ = "gateway_epochs"
+    gateway_id: str = Field(primary_key=True, max_length=64)
+    epoch: str = Field(primary_key=True, max_length=32)
+    seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    resume: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class Meter(SQLModel, table=True):
