@@ -116,8 +116,11 @@ def start_agent(procs: Processes, work: Path, config: str, *, name: str = "agent
     procs.wait_ready(name, (work / "agent.status.json").exists)
 
 
-def provision(api: HubApi, members: list[Member]) -> str:
-    """Providers, tariff, accounts, customers, the gateway and meters; the gateway's key."""
+def provision(
+    api: HubApi, members: list[Member], *, gateway_out: dict[str, Any] | None = None
+) -> str:
+    """Providers, tariff, accounts, customers, the gateway and meters; the gateway's key (and,
+    in ``gateway_out`` when given, everything ``POST /gateways`` answered: its MQTT password)."""
     for provider in PROVIDERS:
         api.post("/providers", provider)
     api.post("/tariffs", TARIFF)
@@ -131,6 +134,8 @@ def provision(api: HubApi, members: list[Member]) -> str:
             body["credit_rules"] = m.rules
         api.post("/customers", body)
     gateway = api.post("/gateways", {"id": GATEWAY})
+    if gateway_out is not None:
+        gateway_out.update(gateway)
     for m in members:
         api.post(
             "/meters",

@@ -1,13 +1,13 @@
 """Who changed what after creation (issue 15, item 5): one audit event per change.
 
 Every change the admin API makes to something it created is one row of the ``events`` table,
-in the change's own transaction: its kind names what changed (``AUDIT_KINDS``), ``data`` says
-who (``by: "admin"`` and the API key's ``key_id``, or ``by: "cli"`` for the command line),
-which record (``customer``, ``meter`` or ``api_key``) and, per field, ``{"from", "to"}``. A
-meter's changes carry its ``meter_id``, so they are in the meter's events
-(``GET /events?meter=``) and its history (``GET /meters/{id}/history``); a customer's are read
-by ``GET /customers/{id}/history``, a key's revocation by ``GET /events?kind=api_key_revoked``.
-A request that changes nothing records nothing.
+in the change's own transaction: its kind names what changed (``customer_changed``,
+``api_key_revoked``, ``gateway_rotated``); ``data`` says who (``by: "admin"`` and the API
+key's ``key_id``, or ``by: "cli"`` for the command line), which record (``customer``,
+``api_key`` or ``gateway``) and, per field, ``{"from", "to"}`` (no secret is ever written).
+A customer's changes are read by ``GET /customers/{id}/history``, a key's revocation and a
+gateway's rotation by ``GET /events?kind=api_key_revoked`` or ``gateway_rotated``. A request
+that changes nothing records nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from hub.events import record_event
 from hub.models import Event
 
 CUSTOMER_CHANGED = "customer_changed"
-METER_CHANGED = "meter_changed"
 KEY_REVOKED = "api_key_revoked"
-AUDIT_KINDS = (CUSTOMER_CHANGED, METER_CHANGED, KEY_REVOKED)
+GATEWAY_ROTATED = "gateway_rotated"
 
 
 def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

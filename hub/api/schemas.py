@@ -219,6 +219,18 @@ class CommandIn(Body):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
+class RotationOut(BaseModel):
+    """The new secrets, shown once; the hub signs with the old key until the gateway
+    acknowledges ``command_id``."""
+
+    id: str
+    command_id: str
+    command_key: str
+    mqtt_username: str
+    mqtt_password: str
+    status: str = "queued"
+
+
 class CommandOut(BaseModel):
     """An operator command as accepted: ``queued`` in the durable command table."""
 

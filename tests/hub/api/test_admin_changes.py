@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from hub.db import session_scope
 from hub.keys import find_key
+from protocol.signing import verify
 from tests.hub.api.conftest import Keys, new_key
 from tests.hub.api.helpers import error_fields
 
@@ -115,3 +118,48 @@ def key_id_of(engine: Engine, key: str) -> int:
         row = find_key(session, key)
         assert row is not None and row.id is not None
         return row.id
+
+
+def test_rotating_a_gateway_queues_the_new_credentials_signed_with_the_old_key(
+    client: httpx.Client, keys: Keys, api_engine: Engine
+) -> None:
+    admin = keys.h("admin")
+    old = gateway_keys(api_engine, "gw1")[0]
+    for role in ("operator", "customer"):
+        assert client.post("/api/v1/gateways/gw1/rotate", headers=keys.h(role)).status_code == 403
+    assert client.post("/api/v1/gateways/nope/rotate", headers=admin).status_code == 404
+    r = client.post("/api/v1/gateways/gw1/rotate", headers=admin)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert (body["id"], body["mqtt_username"], body["status"]) == ("gw1", "gw1", "queued")
+    assert gateway_keys(api_engine, "gw1") == (old, body["command_key"])  # old until the ack
+    command = queued_payload(api_engine, body["command_id"])
+    assert command["action"] == "rotate" and verify(command, old)
+    assert command["params"] == {"command_key": body["command_key"],
+                                 "mqtt_password": body["mqtt_password"]}  # fmt: skip
+    again = client.post("/api/v1/gateways/gw1/rotate", headers=admin)
+    assert again.status_code == 409 and body["command_id"] in again.text
+    assert client.post("/api/v1/gateways", json={"id": "gw2"}, headers=admin).status_code == 201
+    assert client.post("/api/v1/gateways/gw2/rotate", headers=admin).status_code == 409  # no meter
+    events = client.get("/api/v1/events", params={"kind": "gateway_rotated"},
+                        headers=keys.h("operator")).json()  # fmt: skip
+    (event,) = events
+    assert event["data"]["gateway"] == "gw1" and event["data"]["key_id"] is not None
+    assert body["command_key"] not in json.dumps(event) and old not in json.dumps(event)
+
+
+def gateway_keys(engine: Engine, gateway: str) -> tuple[str, str | None]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT command_key, next_command_key FROM gateways WHERE id = :g"), {"g": gateway}
+        ).one()
+    return str(row[0]), row[1]
+
+
+def queued_payload(engine: Engine, command_id: str) -> dict[str, object]:
+    with engine.connect() as conn:
+        payload = conn.execute(
+            text("SELECT payload FROM commands WHERE id = :c"), {"c": command_id}
+        ).scalar_one()
+    found: dict[str, object] = json.loads(payload)
+    return found
