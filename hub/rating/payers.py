@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, and_, cast, or_, select
 from sqlalchemy.engine import Connection
 
 from hub.ledger.bulk import select_in
@@ -30,6 +30,7 @@ from protocol.apportion import split
 
 _sharing = table(MeterCustomer)
 _meters = table(Meter)
+NULL = "null"  # a meter without a split rule holds JSON null (SQLAlchemy's JSON), not SQL NULL
 
 
 class SplitRuleError(ValueError):
@@ -116,7 +117,7 @@ def paid_meters(conn: Connection, account_id: str) -> list[str]:
             or_(
                 _meters.c.customer_id == account_id,
                 _meters.c.id.in_(sorted(shared)),
-                _meters.c.split_rule.is_not(None),
+                and_(_meters.c.split_rule.is_not(None), cast(_meters.c.split_rule, String) != NULL),
             )
         )
     ).all()
