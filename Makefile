@@ -14,16 +14,22 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Each first installs the Debian packages it needs when they are missing (scripts/system-deps),
+# then makes the venv.
+demo:
+	PYTHON=$(PYTHON) scripts/system-deps demo
+	$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/smsa-demo
 
-test: $(STAMP)
+test:
+	PYTHON=$(PYTHON) scripts/system-deps test
+	$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy agent hub firmware_sim protocol hardware demo
+	$(BIN)/mypy agent hub firmware_sim protocol hardware demo smsa
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

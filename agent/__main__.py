@@ -14,11 +14,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from agent.errors import AgentError, ConfigError
 from agent.settings import AgentSettings, load
 from agent.status import StatusUnavailable, read
+
+if TYPE_CHECKING:
+    from agent.metrics import MetricsServer
 
 log = logging.getLogger("agent")
 
@@ -132,6 +135,7 @@ def run(settings: AgentSettings) -> int:
         keepalive_s=mqtt.keepalive_s,
     )
     engine.uplink = uplink
+    metrics = _metrics_server(settings)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)
@@ -145,8 +149,25 @@ def run(settings: AgentSettings) -> int:
     finally:
         uplink.stop()
         store.close()
+        if metrics is not None:
+            metrics.stop()
     log.info("agent stopped")
     return 0
+
+
+def _metrics_server(settings: AgentSettings) -> MetricsServer | None:
+    """The opt-in ``/metrics`` endpoint (``[metrics] port``)."""
+    port = settings.metrics.port
+    if port is None:
+        return None
+    from agent.metrics import MetricsServer  # noqa: PLC0415 (as the other parts of run())
+
+    try:
+        return MetricsServer(settings.metrics.host, port, settings.status_path)
+    except OSError as exc:
+        raise AgentError(
+            f"metrics: cannot listen on {settings.metrics.host}:{port}: {exc}"
+        ) from exc
 
 
 if __name__ == "__main__":

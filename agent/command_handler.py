@@ -34,8 +34,12 @@ class GateLike(Protocol):
 
 
 class CreditCommands(Protocol):
-    def apply(self, meter_id: str, state: CreditState) -> Any: ...
-    def set_relay(self, meter_id: str, relay: Any, by_rules: bool = False) -> None: ...
+    def apply(
+        self, meter_id: str, state: CreditState, issued_at: datetime | None = None
+    ) -> Any: ...
+    def set_relay(
+        self, meter_id: str, relay: Any, by_rules: bool = False, since: datetime | None = None
+    ) -> None: ...
 
 
 class Actuator(Protocol):
@@ -81,7 +85,8 @@ class CommandHandler:
         if cmd.action in ("disconnect", "reconnect"):
             on = cmd.action == "reconnect"
             ok = self.meters.switch(cmd.meter, Switch(on, "command"))
-            self.credit.set_relay(cmd.meter, "connected" if on else "disconnected")
+            relay = "connected" if on else "disconnected"
+            self.credit.set_relay(cmd.meter, relay, since=cmd.issued_at)
             if ok and was is not on:  # a change: the hub takes these events as relay state
                 self.meters.event(cmd.action, cmd.meter, cmd.reason, cause="command",
                                   command=cmd.id)  # fmt: skip
@@ -91,7 +96,7 @@ class CommandHandler:
             except CommandRejected as exc:
                 self._reject(payload, exc.reason, cmd.id)
                 return
-            self.credit.apply(cmd.meter, state)
+            self.credit.apply(cmd.meter, state, cmd.issued_at)
             self.meters.enforce(cmd.meter, now)
         elif cmd.action == "prompt":
             self.meters.event("prompt", cmd.meter, cmd.reason, command=cmd.id)

@@ -119,11 +119,13 @@ class CreditBook:
 
     # -- hub state ----------------------------------------------------------------------------
 
-    def apply(self, meter_id: str, state: CreditState) -> bool:
+    def apply(self, meter_id: str, state: CreditState, issued_at: datetime | None = None) -> bool:
         """Adopt the hub's ``state``; False (and nothing changes) if it is older than the one held.
 
         Local balance becomes ``state.balance`` minus the charges of records after
         ``state.as_of_seq``; the carry is the hub's unless records after it were priced here.
+        A state issued (``issued_at``) after the hub's reconnect ends the hold it set; one the
+        hub decided before the reconnect (delivered after it) does not.
         """
         with self._store.transaction() as conn:
             meter = self._load(conn, meter_id)
@@ -157,8 +159,11 @@ class CreditBook:
                     meter_id,
                 ),
             )
-            if meter.memory.hold:  # the hub has spoken again: its rules apply from now on
-                self._save_memory(conn, meter_id, meter.memory.model_copy(update={"hold": False}))
+            since = meter.memory.hold_since
+            if meter.memory.hold and (since is None or issued_at is None or issued_at >= since):
+                # the hub has spoken again since it reconnected: its rules apply from now on
+                update = {"hold": False, "hold_since": None}
+                self._save_memory(conn, meter_id, meter.memory.model_copy(update=update))
         return True
 
     def renumber(self, meter_id: str, shift: int, lowest: int) -> None:
@@ -208,13 +213,19 @@ class CreditBook:
             )
         return decision
 
-    def set_relay(self, meter_id: str, relay: Relay, by_rules: bool = False) -> None:
+    def set_relay(
+        self,
+        meter_id: str,
+        relay: Relay,
+        by_rules: bool = False,
+        since: datetime | None = None,
+    ) -> None:
         """Record the relay's actual state, e.g. after a hub command or a failed switch.
 
         The rules reconnect automatically only after a cut-off they made themselves
         (``by_rules``); a disconnect from the hub or an operator stays until reconnected. A
-        reconnect from the hub holds off automatic cut-off until the balance is positive again or
-        the hub sends a new credit state.
+        reconnect from the hub (issued at ``since``) holds off automatic cut-off until the balance
+        is positive again or the hub sends a credit state issued after it.
         """
         with self._store.transaction() as conn:
             meter = self._load(conn, meter_id)
@@ -227,6 +238,7 @@ class CreditBook:
                 "relay": relay,
                 "cut_by_rules": by_rules and relay == "disconnected",
                 "hold": not by_rules and relay == "connected",
+                "hold_since": since if not by_rules and relay == "connected" else None,
             }
             self._save_memory(conn, meter_id, memory.model_copy(update=update))
 

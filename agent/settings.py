@@ -73,6 +73,13 @@ class StatusSettings(_Section):
     interval_s: float = Field(default=2.0, gt=0, le=3600)
 
 
+class MetricsSettings(_Section):
+    """Prometheus metrics on a local HTTP port: off unless ``port`` is set."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", min_length=1)
+
+
 class _BusBase(_Section):
     name: Name
     timeout_s: float = Field(default=0.3, gt=0, le=30)
@@ -135,6 +142,7 @@ class AgentSettings(BaseSettings):
     storage: StorageSettings
     timing: TimingSettings = TimingSettings()
     status: StatusSettings = StatusSettings()
+    metrics: MetricsSettings = MetricsSettings()
     buses: list[BusSettings] = Field(min_length=1)
     meters: list[MeterSettings] = Field(min_length=1)
     # Directories of more register maps, searched after the shipped ``hardware/registers``,

@@ -33,6 +33,7 @@ from hub.api.routes import (
 )
 from hub.api.schemas import ERROR_RESPONSES
 from hub.compose import HubServices, compose
+from hub.metrics import HttpMetrics
 from hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,11 @@ def build_app(services: HubServices) -> FastAPI:
         description="Service measurement and settlement agent: prepaid metering API "
         "(contract section 5). Authenticate with `Authorization: Bearer <key>`.",
         lifespan=lifespan,
+        docs_url=None,  # hub.web.docs serves /docs and /redoc from the package, not a CDN
+        redoc_url=None,
     )
     app.state.hub = ctx
+    app.add_middleware(HttpMetrics, metrics=ctx.metrics)  # per route template: hub.metrics
     errors.install(app)
     for module in (
         providers,

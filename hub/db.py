@@ -59,6 +59,12 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) 
             return engine
         if url.startswith("postgresql"):
             return create_engine(url, echo=echo, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        if exc.name == "psycopg":
+            raise InvalidInputError(
+                "db", "PostgreSQL needs the postgres extra: pip install 'smsa[postgres]'"
+            ) from exc
+        raise InvalidInputError("db", f"bad database URL: {exc}") from exc
     except (ArgumentError, ImportError) as exc:
         raise InvalidInputError("db", f"bad database URL: {exc}") from exc
     raise InvalidInputError("db", "database URL must start with sqlite:// or postgresql+psycopg://")

@@ -21,7 +21,8 @@ persists the memory and acts on the decision. The rules, in order:
 - Protected customers are never cut off automatically: one ``protected`` prompt per exhaustion
   (so the gateway reports it), then nothing.
 - Operator hold: after the hub reconnects a meter by command (``Memory.hold``), the rules do not
-  cut it off again until the balance is back above zero or the hub sends a new credit state;
+  cut it off again until the balance is back above zero or the hub sends a new credit state
+  (one issued after the reconnect: ``hold_since``, so a state decided before it cannot undo it);
   the hub decided, the gateway does not overrule it offline.
 - Reconnect, only after a cut-off these rules made, when the balance rises above
   ``max(reconnect_above, 0)``: above the cut-off floor, so the relay does not chatter.
@@ -57,6 +58,7 @@ class Memory(BaseModel):
     relay: Relay = "connected"
     cut_by_rules: bool = False
     hold: bool = False
+    hold_since: AwareDatetime | None = None  # when the hub's reconnect was issued
     prompted: tuple[int, ...] = ()
     exhausted_since: AwareDatetime | None = None
     exhausted_prompted: bool = False
@@ -95,6 +97,7 @@ def evaluate(
             "exhausted_prompted": memory.exhausted_prompted and exhausted,
             "emergency_prompted": memory.emergency_prompted and balance < 0,
             "hold": memory.hold and not in_credit,
+            "hold_since": memory.hold_since if memory.hold and not in_credit else None,
         }
     )
 

@@ -51,10 +51,18 @@ OVERRIDES = [
 
 
 def _pins(package: str) -> set[str]:
-    """The series (``2.2``) every extra of pyproject.toml that needs ``package`` pins it to."""
+    """The series (``2.2``) pyproject.toml's dependencies, and every extra or requirement list
+    (agent/requirements.txt) that names ``package``, pin it to."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    agent = [
+        line.strip()
+        for line in (ROOT / "agent" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "-"))
+    ]
+    lists = {"dependencies": project["dependencies"], "agent/requirements.txt": agent}
+    lists.update(project["optional-dependencies"])
     found: set[str] = set()
-    for extra, requirements in project["optional-dependencies"].items():
+    for extra, requirements in lists.items():
         for requirement in requirements:
             name = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]
             if name.lower() != package:
@@ -65,7 +73,7 @@ def _pins(package: str) -> set[str]:
                 f"minor series ('{package}==X.Y.*')"
             )
             found.add(match[1])
-    assert found, f"{package} is not in pyproject.toml's optional dependencies"
+    assert found, f"{package} is not in pyproject.toml's dependencies"
     return found
 
 

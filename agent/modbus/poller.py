@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import BusError
+from agent.metrics import POLL_SECONDS
 from agent.modbus.bus import ModbusLine
 from agent.modbus.plan import Block, base_unit_decoder, plan_model
 from agent.relay import RelaySpec
@@ -118,6 +119,7 @@ class BusPoller(threading.Thread):
     ) -> None:
         super().__init__(name=f"bus-{bus.name}", daemon=True)
         self.bus = bus
+        self._poll_seconds = POLL_SECONDS.labels(bus.name)
         self.line = line or ModbusLine(bus)
         self.meters = meters
         self.poll_interval_s = poll_interval_s
@@ -214,6 +216,10 @@ class BusPoller(threading.Thread):
 
     def poll(self, meter: MeterPoint) -> Reading:
         """Read one meter now (with retries); update its counters and back-off."""
+        with self._poll_seconds.time():
+            return self._poll(meter)
+
+    def _poll(self, meter: MeterPoint) -> Reading:
         meter.counters.polls += 1
         err: BusError | None = None
         for attempt in range(self.bus.retries + 1):

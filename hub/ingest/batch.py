@@ -1,11 +1,12 @@
 """One batch of MQTT messages → one database transaction.
 
-``BatchProcessor.process`` validates every message, checks that the sending gateway owns each
-meter, deduplicates usage by (meter, seq), rates records per meter in seq order (holding a
-record whose predecessor has not arrived, see README.md), posts them through the ledger's
-batch API, stores events and gateway status, and quarantines anything invalid with its reason,
-all in ONE transaction. Nothing is acknowledged to the broker before that transaction commits
-(the service does that), so a crash loses nothing and a redelivery is a duplicate.
+``BatchProcessor.process`` validates every message, reads what the batch's usage needs
+(``hub.ingest.reads``), has the pure planner (``hub.ingest.plan``) decide it (the sending
+gateway must own each meter; deduplicated by (meter, seq); rated per meter in seq order, a
+record whose predecessor has not arrived held, see README.md; anything invalid quarantined
+with its reason), and writes the plan through the ledger's batch API, with events and gateway
+status, all in ONE transaction. Nothing is acknowledged to the broker before that transaction
+commits (the service does that), so a crash loses nothing and a redelivery is a duplicate.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
-from functools import cache, lru_cache, partial
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, delete, func, insert, select, tuple_
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from hub.control.credit_state import alternate_headroom
 from hub.db import is_retryable, read_tx, write_tx
@@ -53,16 +53,36 @@ from hub.ingest.model import (
     record_json,
     usage_topic,
 )
+from hub.ingest.plan import (
+    Catalog,
+    Decision,
+    Duplicate,
+    Gap,
+    Hold,
+    Invalid,
+    Late,
+    MeterInputs,
+    MeterPlan,
+    Mismatch,
+    Post,
+    Quarantine,
+    Release,
+    Reset,
+    Tamper,
+    late_records,
+    one_line,
+    plan_meter,
+    triage,
+)
 from hub.ingest.quota import EventQuota
 from hub.ingest.reads import (
     due_pending,
+    late_context,
     load_meters,
     load_pending,
     load_states,
     mix_windows,
-    posted_edges,
     posted_keys,
-    posted_mtd,
     provider_accounts,
     reset_claims,
     save_states,
@@ -71,12 +91,8 @@ from hub.ingest.restarts import Restarts
 from hub.ledger import AccountState, BatchResult, UsagePosting, post_usage_batch
 from hub.ledger.bulk import execute_many, select_in
 from hub.ledger.posting import apply_deltas
-from hub.rating.engine import Rated, rate
-from hub.rating.mix import proportions
-from hub.rating.payers import SplitRuleError, payer_weights, paying_account, portions
-from hub.rating.register import Edge, Placed, Refused, place
 from hub.rating.state import MeterState
-from hub.rating.tariffs import TariffHistory, load_histories
+from hub.rating.tariffs import load_histories
 from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.messages import (
@@ -84,7 +100,6 @@ from protocol.messages import (
     EventMessage,
     Status,
     UsageMessage,
-    UsageRecord,
     parse,
 )
 from protocol.tariff import Tariff
@@ -152,7 +167,7 @@ class BatchProcessor:
             if isinstance(exc, DBAPIError) and _unreachable(exc):
                 raise
             orig = exc.orig if isinstance(exc, DBAPIError) else None
-            why = _one_line(orig or exc)
+            why = one_line(orig or exc)
             if len(items) <= 1:
                 log.exception("message failed; quarantined" if items else "release failed")
                 return self._quarantine_failed(items, f"internal error: {why}")
@@ -253,12 +268,27 @@ class BatchProcessor:
         except ProtocolError as exc:
             work.quarantine_payload(item.topic, item.payload, exc.reason)
 
-    # -- usage --------------------------------------------------------------------------------
+    # -- usage: read, plan (hub.ingest.plan, pure), gather what to write ----------------------
 
-    def _usage(  # noqa: PLR0912, PLR0915 (issue 13: split into a pure settlement planner)
-        self, conn: Connection, work: Work, out: Outcome
-    ) -> RatedUsage | None:
-        """Rate the batch's usage (and held records now due): what to write, or None."""
+    def _usage(self, conn: Connection, work: Work, out: Outcome) -> RatedUsage | None:
+        """The batch's usage (and held records now due) read, planned and gathered into what
+        to write, or None if there is none."""
+        read = self._read(conn, work)
+        if read is None:
+            return None
+        plans = [plan_meter(i, read.catalog, work.now, self.hold) for i in read.inputs]
+        asking = {p.meter: read.meters[p.meter].gateway_id for p in plans if p.needs_claims}
+        if asking:  # records that could open a register segment: the resets reported, again
+            claims = reset_claims(conn, asking, work.events)
+            plans = [
+                plan_meter(replace(i, claims=claims[p.meter]), read.catalog, work.now, self.hold)
+                if p.meter in asking else p
+                for i, p in zip(read.inputs, plans, strict=True)
+            ]  # fmt: skip
+        return self._gather(work, out, read, plans)
+
+    def _read(self, conn: Connection, work: Work) -> Reads | None:
+        """Everything the planner needs about the batch's meters, in few statements."""
         owns = self.owns
         pending_rows = [r for r in due_pending(conn, work.now - self.hold)
                         if owns is None or owns(r.gateway_id)]  # fmt: skip
@@ -266,188 +296,69 @@ class BatchProcessor:
         if not meter_ids:
             return None
         meters = load_meters(conn, meter_ids)
-        # A record naming another shard's meter is quarantined below (wrong gateway): its
-        # meter's state and held records are that shard's and are not even read here.
+        # A record naming another shard's meter is quarantined (wrong gateway): its meter's
+        # state and held records are that shard's and are not even read here.
         mine = {
             m for m in meter_ids if m in meters and (owns is None or owns(meters[m].gateway_id))
         }
         states = load_states(conn, mine, self._cache)
         held, invalid = load_pending(conn, mine)
-        released: list[tuple[str, int]] = []
-        for bad in invalid:
-            why = f"held record of meter {bad.meter_id!r} seq {bad.seq} is invalid: {bad.reason}"
-            work.quarantine_payload(topics.topic(bad.gateway_id, "usage"), bad.text, why)
-            released.append((bad.meter_id, bad.seq))
-        by_meter: dict[str, list[Rec]] = {}
-        seen: set[tuple[str, int]] = set()
-        candidates: list[Rec] = []
-        for rec in work.usage:
-            r = rec.record
-            meter = meters.get(r.meter)
-            if meter is None:
-                work.quarantine_payload(
-                    usage_topic(rec), record_json(r), f"unknown meter {r.meter!r}"
-                )
-                work.settled.record(rec.gateway, r)
-                continue
-            if meter.gateway_id != rec.gateway:
-                why = f"gateway {rec.gateway!r} does not own meter {r.meter!r}"
-                work.quarantine_payload(usage_topic(rec), record_json(r), why)
-                work.settled.record(rec.gateway, r)
-                continue
-            key = (r.meter, r.seq)
-            if key in seen or key in held:
-                work.counts["duplicates"] += 1
-                continue
-            seen.add(key)
-            candidates.append(rec)
+        triaged = triage(work.usage, meters, held, invalid)
         # Posted already? Only a record at or below the meter's contiguous seq can be.
-        maybe_posted = [
-            (c.record.meter, c.record.seq)
-            for c in candidates
+        posted: dict[str, set[int]] = {}
+        for meter_id, seq in posted_keys(conn, [
+            (c.record.meter, c.record.seq) for c in triaged.candidates
             if c.record.meter in states and c.record.seq <= states[c.record.meter].seq
-        ]
-        posted = posted_keys(conn, maybe_posted)
-        for rec in candidates:
-            if (rec.record.meter, rec.record.seq) in posted:
-                work.counts["duplicates"] += 1
-                work.settled.record(rec.gateway, rec.record)  # its receipt may have been lost
-            else:
-                by_meter.setdefault(rec.record.meter, []).append(rec)
+        ]):  # fmt: skip
+            posted.setdefault(meter_id, set()).add(seq)
+        by_meter: dict[str, list[Rec]] = {}
+        for rec in triaged.candidates:
+            by_meter.setdefault(rec.record.meter, []).append(rec)
         for rec in held.values():
             by_meter.setdefault(rec.record.meter, []).append(rec)
-        seen_meters = {c.record.meter for c in candidates}
-        if not by_meter:
-            return RatedUsage(meters=meters, seen=seen_meters, released=released)
+        seen = {c.record.meter for c in triaged.candidates}
+        inputs = [
+            MeterInputs(meters[m], states.get(m) or MeterState(), by_meter[m],
+                        posted=posted.get(m, frozenset()))
+            for m in sorted(by_meter)
+        ]  # fmt: skip
+        # Rating's configuration, if any record is left to rate (not all already posted).
+        rating = {i.meter.id for i in inputs if len(posted.get(i.meter.id, ())) < len(i.records)}
+        if not rating:
+            return Reads(meters, seen, triaged.decisions, inputs, Catalog())
         tariffs = load_histories(conn, {m.tariff_id for m in meters.values() if m.tariff_id})
-        providers = provider_accounts(conn, tariffs.values())
-        # Per tariff version, not per record: what it names that has no provider account.
-        unknown = {id(t): _unknown_providers(t, providers)
-                   for h in tariffs.values() for t in h.tariffs}  # fmt: skip
-        mixes = mix_windows(conn, by_meter)
-        postings: list[UsagePosting] = []
-        to_hold: list[Rec] = []
-        events: list[dict[str, Any]] = []
-        mismatches: list[dict[str, Any]] = []
-        payers: dict[str, tuple[dict[str, int], str]] = {}
-        touched: dict[str, tuple[Tariff, MeterState]] = {}
-        carries: dict[str, str] = {}
-        for meter_id in sorted(by_meter):
-            meter = meters[meter_id]
-            recs = sorted(by_meter[meter_id], key=lambda c: c.record.seq)
-            problem, weights = self._payable(meter, tariffs)
-            if problem is not None:
-                for rec in recs:
-                    work.quarantine_payload(usage_topic(rec), record_json(rec.record), problem)
-                    work.settled.record(rec.gateway, rec.record)
-                    if rec.pending:
-                        released.append((meter_id, rec.record.seq))
-                continue
-            assert meter.tariff_id is not None
-            history = tariffs[meter.tariff_id]
-            state = states.get(meter_id) or MeterState()
-            oldest = min(rec.received_at for rec in recs)
-            release_gap = work.now - oldest >= self.hold
-            last_index = -1
-            meter_postings: list[UsagePosting] = []
-            initial = state
-            # the gateway's reported resets: read once per meter, only if a record needs them
-            claims = cache(partial(reset_claims, conn, meter_id, meter.gateway_id, work.events))
-            for rec in recs:
-                r = rec.record
-                in_order = r.seq > state.seq
-                if in_order and r.seq - r.merged > state.seq and not release_gap:
-                    if not rec.pending:
-                        to_hold.append(rec)
-                        work.counts["held"] += 1
-                    continue
-                placed: Placed | Refused | None = None
-                try:
-                    tariff = history.at(r.end)
-                    problem = unknown[id(tariff)]
-                    if problem is None:
-                        # The register rule (hub.rating.register), before rating: an in-order
-                        # record follows the newest posted one; a late one must fit between
-                        # its posted neighbours.
-                        above: Edge | None = None
-                        below: Edge | None = None
-                        if not in_order:
-                            below, above = posted_edges(conn, meter_id, r.seq, meter_postings)
-                        elif state.register is not None:
-                            below = Edge(state.newest, state.register, state.until,
-                                         state.segment)  # fmt: skip
-                        placed = place(r.seq, (r.import_start, r.import_end), (r.start, r.end),
-                                       below=below, above=above, merged=r.merged,
-                                       claims=claims)  # fmt: skip
-                    if isinstance(placed, Placed):
-                        at = state if placed.reset is None or not in_order else replace(
-                            state, segment=placed.segment)  # fmt: skip
-                        mtd = None if in_order else posted_mtd(conn, tariff, r)
-                        windows = mixes.get(meter_id)
-                        mix = proportions(windows, r.start, r.end) if windows else {}
-                        rated = rate(tariff, at, r, mix=mix, month_to_date=mtd,
-                                     in_order=in_order)  # fmt: skip
-                        posting = self._posting(meter, weights=weights, providers=providers,
-                                                tariff=tariff, r=r, rated=rated,
-                                                segment=placed.segment)  # fmt: skip
-                except SQLAlchemyError:
-                    raise
-                except Exception as exc:  # this record alone; it must not poison the batch
-                    log.warning("meter %s seq %d not rated: %r", meter_id, r.seq, exc)
-                    problem = f"meter {meter_id!r} seq {r.seq} not rated: {_one_line(exc)}"
-                if problem is not None:
-                    work.quarantine_payload(usage_topic(rec), record_json(r), problem)
-                    work.settled.record(rec.gateway, r)
-                    if rec.pending:
-                        released.append((meter_id, r.seq))
-                    continue
-                if in_order and r.seq - r.merged > state.seq:
-                    work.counts["gaps_skipped"] += 1
-                    why = f"records {state.seq + 1}..{r.seq - r.merged} never arrived in time"
-                    events.append(event_row(work.now, "seq_gap", meter_id, why, {"seq": r.seq}))
-                if isinstance(placed, Refused):
-                    work.quarantine_payload(usage_topic(rec), record_json(r), placed.reason)
-                    work.settled.record(rec.gateway, r)
-                    events.append(event_row(work.now, "tamper", meter_id, placed.reason,
-                                            {"rule": placed.rule, "seq": r.seq}))  # fmt: skip
-                    if in_order:  # handled: the records after it need not wait for it
-                        state = replace(state, seq=r.seq, posted=state.newest)
-                    if rec.pending:
-                        released.append((meter_id, r.seq))
-                    continue
-                assert placed is not None
-                if placed.reset is not None:
-                    reset = placed.reset
-                    events.append(event_row(work.now, "register_reset", meter_id,
-                                         f"register went back from {reset.old_wh} to "
-                                         f"{reset.new_wh} Wh; segment {placed.segment} starts "
-                                         f"at seq {r.seq}",
-                                         {"seq": r.seq, "segment": placed.segment}))  # fmt: skip
-                if not in_order:
-                    work.counts["late"] += 1
-                if r.shares:
-                    self._check_shares(r, rated, mix=mix, mismatches=mismatches, work=work)
-                meter_postings.append(posting)
-                state = rated.state
-                if not in_order and above is None:  # late, yet the newest posted record
-                    state = replace(state, register=r.import_end, until=r.end,
-                                    segment=placed.segment,
-                                    posted=None if r.seq == state.seq else r.seq)  # fmt: skip
-                work.settled.record(rec.gateway, r)
-                if rec.pending:
-                    released.append((meter_id, r.seq))
-                    work.counts["released"] += 1
-                last_index = len(meter_postings) - 1
-            if last_index >= 0 or state is not initial:
-                postings.extend(meter_postings)
-                carries[meter_id] = state.dump()
-                out.states[meter_id] = state
-                if any(p.lines for p in meter_postings):  # the balance changed
-                    payers[meter_id] = (weights, paying_account(meter.customer_id, weights))
-                    touched[meter_id] = (history.at(work.now), state)
-        return RatedUsage(meters=meters, seen=seen_meters, postings=postings, to_hold=to_hold,
-                          released=released, events=events, mismatches=mismatches,
-                          carries=carries, payers=payers, touched=touched)  # fmt: skip
+        catalog = Catalog(tariffs, provider_accounts(conn, tariffs.values()),
+                          mix_windows(conn, rating))  # fmt: skip
+        return Reads(meters, seen, triaged.decisions, self._late(conn, inputs, catalog), catalog)
+
+    def _late(
+        self, conn: Connection, inputs: list[MeterInputs], catalog: Catalog
+    ) -> list[MeterInputs]:
+        """``inputs`` with what the database says around each late record (usually none)."""
+        late = [x for i in inputs for x in late_records(i, catalog)]
+        if not late:
+            return inputs
+        by_meter: dict[str, dict[int, Late]] = {}
+        for (meter_id, seq), around in late_context(conn, late).items():
+            by_meter.setdefault(meter_id, {})[seq] = around
+        return [replace(i, late=by_meter[i.meter.id]) if i.meter.id in by_meter else i
+                for i in inputs]  # fmt: skip
+
+    def _gather(self, work: Work, out: Outcome, read: Reads, plans: list[MeterPlan]) -> RatedUsage:
+        """The plans as rows to write; counts, quarantine rows and receipts go to ``work``."""
+        rated = RatedUsage(meters=read.meters, seen=read.seen)
+        for decision in read.triage:
+            _apply(decision, work, rated)
+        for plan in plans:
+            for decision in plan.decisions:
+                _apply(decision, work, rated)
+            if plan.state is not None:
+                rated.carries[plan.meter] = plan.state.dump()
+                out.states[plan.meter] = plan.state
+                if plan.credit is not None:
+                    rated.payers[plan.meter] = plan.credit.account
+                    rated.touched[plan.meter] = (plan.credit.tariff, plan.state)
+        return rated
 
     def _commit_usage(
         self, conn: Connection, work: Work, out: Outcome, rated: RatedUsage
@@ -502,79 +413,6 @@ class BatchProcessor:
             conn.execute(insert(T_MISMATCH), mismatches)
         return result
 
-    def _posting(
-        self,
-        meter: MeterCfg,
-        *,
-        weights: dict[str, int],
-        providers: dict[str, str],
-        tariff: Tariff,
-        r: UsageRecord,
-        rated: Rated,
-        segment: int = 0,
-    ) -> UsagePosting:
-        lines: list[tuple[str, int]] = [(a, -v) for a, v in portions(rated.debit, weights).items()]
-        credits: dict[str, int] = {}
-        for provider, share in rated.shares.items():
-            if share:
-                account = providers[provider]
-                credits[account] = credits.get(account, 0) + share
-        lines.extend(sorted(credits.items()))
-        meta: dict[str, Any] = {"tariff": tariff.id, "version": tariff.version,
-                                "energy": r.energy}  # fmt: skip
-        if meter.split_rule and meter.split_rule.get("selection"):
-            meta["selection"] = meter.split_rule["selection"]
-        return UsagePosting(
-            meter_id=meter.id,
-            seq=r.seq,
-            import_start=r.import_start,
-            import_end=r.import_end,
-            lines=lines,
-            currency=tariff.currency,
-            interval_start=r.start,
-            interval_end=r.end,
-            metadata=meta,
-            segment=segment,
-        )
-
-    def _check_shares(
-        self,
-        r: UsageRecord,
-        rated: Rated,
-        *,
-        mix: dict[str, dict[str, Fraction]],
-        mismatches: list[dict[str, Any]],
-        work: Work,
-    ) -> None:
-        """Record a mismatch if the agent's shares (``r.shares``, not empty) differ from ours."""
-        ours: dict[str, int] = {}
-        pool_of = {g: pool for pool, gens in mix.items() for g in gens}
-        for provider, share in rated.shares.items():
-            key = pool_of.get(provider, provider)
-            ours[key] = ours.get(key, 0) + share
-        theirs = dict(r.shares)
-        names = set(ours) | set(theirs)
-        if any(ours.get(p, 0) != theirs.get(p, 0) for p in names):
-            work.counts["mismatches"] += 1
-            mismatches.append({"meter_id": r.meter, "seq": r.seq, "at": work.now,
-                               "hub_shares": {p: v for p, v in ours.items() if v},
-                               "agent_shares": theirs})  # fmt: skip
-
-    def _payable(
-        self, meter: MeterCfg, tariffs: dict[str, TariffHistory]
-    ) -> tuple[str | None, dict[str, int]]:
-        if meter.problem is not None:
-            return meter.problem, {}
-        if meter.tariff_id is None:
-            return f"meter {meter.id!r} has no tariff", {}
-        if meter.tariff_id not in tariffs:
-            return f"tariff {meter.tariff_id!r} of meter {meter.id!r} has no version", {}
-        try:
-            weights = payer_weights(meter.customer_id, tuple(meter.sharers), meter.split_rule)
-        except SplitRuleError as exc:
-            return f"meter {meter.id!r}: {exc}", {}
-        return None, weights
-
     # -- meter status, events -----------------------------------------------------------------
 
     def _flag_quota(self, conn: Connection, work: Work) -> None:
@@ -611,14 +449,14 @@ class BatchProcessor:
         conn: Connection,
         out: Outcome,
         meters: dict[str, MeterCfg],
-        payers: dict[str, tuple[dict[str, int], str]],
+        payers: dict[str, str],
         touched: dict[str, tuple[Tariff, MeterState]],
         *,
         posted: dict[str, AccountState],
     ) -> None:
         """Each touched meter's credit state. ``posted``: accounts as the ledger read them after
         posting the batch; the balances of other paying accounts (none usually) are read."""
-        accounts = sorted({paying for _, paying in payers.values()})
+        accounts = sorted(set(payers.values()))
         balances = {a: posted[a].balance for a in accounts if a in posted}
         unread = [a for a in accounts if a not in posted]
         balances.update(select_in(conn, T_ACCOUNTS, ("id", "balance"), "id", unread))
@@ -629,7 +467,7 @@ class BatchProcessor:
         keys: dict[str, str] = dict(select_in(conn, T_GATEWAYS, ("id", "command_key"), "id",
                                               gateways))  # fmt: skip
         for meter_id, (tariff, state) in touched.items():
-            paying = payers[meter_id][1]
+            paying = payers[meter_id]
             meter = meters[meter_id]
             flags, protected = customers.get(paying, (None, False))
             out.credit[meter_id] = CreditInfo(
@@ -658,8 +496,71 @@ class RatedUsage:
     events: list[dict[str, Any]] = field(default_factory=list)
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     carries: dict[str, str] = field(default_factory=dict)
-    payers: dict[str, tuple[dict[str, int], str]] = field(default_factory=dict)
+    payers: dict[str, str] = field(default_factory=dict)  # meter -> paying account
     touched: dict[str, tuple[Tariff, MeterState]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What the read phase found for the planner: the batch's meters, those that sent records
+    (``seen``), the batch's triage, each meter's inputs and rating's configuration."""
+
+    meters: dict[str, MeterCfg]
+    seen: set[str]
+    triage: tuple[Decision, ...]
+    inputs: list[MeterInputs]
+    catalog: Catalog
+
+
+def _apply(d: Decision, work: Work, rated: RatedUsage) -> None:
+    """One decision of the plan gathered into what the batch writes."""
+    match d:
+        case Post():
+            rated.postings.append(d.posting)
+            work.settled.record(d.rec.gateway, d.rec.record)
+            if d.late:
+                work.counts["late"] += 1
+        case Release():
+            rated.released.append((d.meter, d.seq))
+            if d.posted:
+                work.counts["released"] += 1
+        case Hold():
+            if not d.rec.pending:
+                rated.to_hold.append(d.rec)
+                work.counts["held"] += 1
+        case Duplicate():
+            work.counts["duplicates"] += 1
+            if d.posted:  # its receipt may have been lost
+                work.settled.record(d.rec.gateway, d.rec.record)
+        case Quarantine() | Tamper():
+            if isinstance(d, Quarantine) and d.error is not None:
+                log.warning("meter %s seq %d not rated: %s", d.rec.record.meter,
+                            d.rec.record.seq, d.error)  # fmt: skip
+            work.quarantine_payload(usage_topic(d.rec), record_json(d.rec.record), d.reason)
+            work.settled.record(d.rec.gateway, d.rec.record)
+            if isinstance(d, Tamper):
+                data = {"rule": d.rule, "seq": d.rec.record.seq}
+                rated.events.append(event_row(work.now, "tamper", d.rec.record.meter, d.reason,
+                                              data))  # fmt: skip
+        case Gap():
+            work.counts["gaps_skipped"] += 1
+            why = f"records {d.first}..{d.last} never arrived in time"
+            rated.events.append(event_row(work.now, "seq_gap", d.meter, why, {"seq": d.seq}))
+        case Reset():
+            why = (f"register went back from {d.claim.old_wh} to {d.claim.new_wh} Wh; segment "
+                   f"{d.segment} starts at seq {d.seq}")  # fmt: skip
+            rated.events.append(event_row(work.now, "register_reset", d.meter, why,
+                                          {"seq": d.seq, "segment": d.segment}))  # fmt: skip
+        case Mismatch():
+            work.counts["mismatches"] += 1
+            rated.mismatches.append({"meter_id": d.meter, "seq": d.seq, "at": work.now,
+                                     "hub_shares": d.hub_shares,
+                                     "agent_shares": d.agent_shares})  # fmt: skip
+        case Invalid():
+            bad = d.held
+            why = f"held record of meter {bad.meter_id!r} seq {bad.seq} is invalid: {bad.reason}"
+            work.quarantine_payload(topics.topic(bad.gateway_id, "usage"), bad.text, why)
+            rated.released.append((bad.meter_id, bad.seq))
 
 
 @contextmanager
@@ -680,13 +581,6 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _unknown_providers(tariff: Tariff, providers: dict[str, str]) -> str | None:
-    missing = [p for p in tariff.providers if p not in providers]
-    if missing:
-        return f"tariff {tariff.id!r} names unknown provider(s) {missing}"
-    return None
-
-
 # A gateway sends on the same few topics all day: parsed once each (the topic's two regular
 # expressions cost a tenth of decoding a usage message). Bad topics raise, so are not kept.
 _parse_topic = lru_cache(maxsize=4096)(topics.parse)
@@ -701,12 +595,6 @@ def _parse_usage(payload: bytes) -> UsageMessage:
         except ValidationError:
             pass
     return parse(payload, UsageMessage)
-
-
-def _one_line(exc: BaseException) -> str:
-    """``exc`` as one line of at most 300 characters, its type named, for a quarantine row."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def _unreachable(exc: DBAPIError) -> bool:

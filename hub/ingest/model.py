@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from hub.ingest.receipts import Settled
 from hub.models import (
@@ -101,6 +101,16 @@ class Rec:
     gateway: str
     received_at: datetime
     pending: bool  # already in usage_pending
+
+
+class InvalidHeld(NamedTuple):
+    """A held row that is no longer a valid record (held by a version that validated less)."""
+
+    meter_id: str
+    seq: int
+    gateway_id: str
+    text: str
+    reason: str
 
 
 @dataclass

@@ -3,13 +3,14 @@ the rating states it writes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import Select, func, literal_column, null, or_, select, tuple_, union_all
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnClause
 
 from hub.ingest.model import (
     CHUNK,
@@ -21,10 +22,11 @@ from hub.ingest.model import (
     T_PENDING,
     T_POSTED,
     T_PROVIDERS,
+    InvalidHeld,
     MeterCfg,
     Rec,
 )
-from hub.ledger import UsagePosting
+from hub.ingest.plan import Late
 from hub.ledger.bulk import bulk_insert, select_in
 from hub.rating.mix import MixWindow
 from hub.rating.payers import load_sharers
@@ -77,16 +79,6 @@ def due_pending(conn: Connection, held_before: datetime) -> list[Any]:
     return list(conn.execute(stmt.distinct()))
 
 
-class InvalidHeld(NamedTuple):
-    """A held row that is no longer a valid record (held by a version that validated less)."""
-
-    meter_id: str
-    seq: int
-    gateway_id: str
-    text: str
-    reason: str
-
-
 def load_pending(
     conn: Connection, ids: Iterable[str]
 ) -> tuple[dict[tuple[str, int], Rec], list[InvalidHeld]]:
@@ -116,62 +108,88 @@ def posted_keys(conn: Connection, keys: list[tuple[str, int]]) -> set[tuple[str,
     return out
 
 
-def posted_mtd(conn: Connection, tariff: Tariff, r: UsageRecord) -> Fraction:
-    """Month-to-date energy before a late record: posted energy of its month before it."""
+LATE_CHUNK = 100  # late records read per statement (SQLite allows 500 terms in a compound SELECT)
+
+
+def late_context(
+    conn: Connection, late: Sequence[tuple[UsageRecord, Tariff]]
+) -> dict[tuple[str, int], Late]:
+    """For each late record (with the tariff version in force at its end): its meter's posted
+    records nearest below and above its seq (``Late.below``, ``Late.above``: where
+    ``hub.rating.register.place`` puts it) and the energy posted in its month before its start
+    (``Late.mtd``, the month in the tariff's zone, for inclining blocks). One statement per
+    ``LATE_CHUNK`` records, three subqueries each."""
+    out: dict[tuple[str, int], Late] = {}
+    for i in range(0, len(late), LATE_CHUNK):
+        chunk = late[i : i + LATE_CHUNK]
+        found: dict[tuple[int, int], Any] = {}
+        for row in conn.execute(union_all(*(q for n, (r, tariff) in enumerate(chunk)
+                                            for q in _around(n, r, tariff)))):  # fmt: skip
+            found[(int(row[0]), int(row[1]))] = row
+        for n, (r, _) in enumerate(chunk):
+            low, high, mtd = found.get((n, 0)), found.get((n, 1)), found[(n, 2)]
+            below = None if low is None else Edge(int(low[2]), int(low[3]), low[4], int(low[5]))
+            above = None if high is None else Edge(int(high[2]), int(high[3]), high[4],
+                                                   int(high[5]))  # fmt: skip
+            out[(r.meter, r.seq)] = Late(below, above, Fraction(int(mtd[2])))
+    return out
+
+
+def _around(n: int, r: UsageRecord, tariff: Tariff) -> list[Select[Any]]:
+    """Record ``n`` of a chunk: its nearest posted records below (tag 0) and above (tag 1) and
+    its month-to-date energy (tag 2), as rows (n, tag, seq or energy, wh, at, segment)."""
+    p = T_POSTED.c
+    low = (select(p.seq, p.import_end.label("wh"), p.interval_end.label("at"), p.segment)
+           .where(p.meter_id == r.meter, p.seq < r.seq)
+           .order_by(p.seq.desc()).limit(1).subquery())  # fmt: skip
+    high = (select(p.seq, p.import_start.label("wh"), p.interval_start.label("at"), p.segment)
+            .where(p.meter_id == r.meter, p.seq > r.seq)
+            .order_by(p.seq).limit(1).subquery())  # fmt: skip
     local = r.start.astimezone(tariff.zone)
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    stmt = select(func.coalesce(func.sum(T_POSTED.c.import_end - T_POSTED.c.import_start),
-                                0)).where(
-        T_POSTED.c.meter_id == r.meter,
-        T_POSTED.c.interval_start >= month_start.astimezone(UTC),
-        T_POSTED.c.interval_end <= r.start,
+    tag: ColumnClause[Any] = literal_column(str(n))
+    mtd = select(tag, literal_column("2"),
+                 func.coalesce(func.sum(p.import_end - p.import_start), 0),
+                 null(), null(), null()).where(
+        p.meter_id == r.meter,
+        p.interval_start >= month_start.astimezone(UTC),
+        p.interval_end <= r.start,
     )  # fmt: skip
-    return Fraction(int(conn.execute(stmt).scalar_one()))
-
-
-def posted_edges(
-    conn: Connection, meter_id: str, seq: int, unwritten: Iterable[UsagePosting] = ()
-) -> tuple[Edge | None, Edge | None]:
-    """The meter's posted records nearest below and above ``seq`` (a late record's place),
-    including ``unwritten`` ones (this batch's postings of the meter, not yet written)."""
-    p = T_POSTED.c
-    low = conn.execute(
-        select(p.seq, p.import_end, p.interval_end, p.segment)
-        .where(p.meter_id == meter_id, p.seq < seq).order_by(p.seq.desc()).limit(1)
-    ).first()  # fmt: skip
-    high = conn.execute(
-        select(p.seq, p.import_start, p.interval_start, p.segment)
-        .where(p.meter_id == meter_id, p.seq > seq).order_by(p.seq).limit(1)
-    ).first()  # fmt: skip
-    below = None if low is None else Edge(int(low[0]), int(low[1]), low[2], int(low[3]))
-    above = None if high is None else Edge(int(high[0]), int(high[1]), high[2], int(high[3]))
-    for u in unwritten:
-        if u.seq < seq and (below is None or u.seq > (below.seq or 0)):
-            below = Edge(u.seq, u.import_end, u.interval_end, u.segment)
-        elif u.seq > seq and (above is None or u.seq < (above.seq or 0)):
-            above = Edge(u.seq, u.import_start, u.interval_start, u.segment)
-    return below, above
+    return [
+        select(tag, literal_column("0"), low.c.seq, low.c.wh, low.c.at, low.c.segment),
+        select(tag, literal_column("1"), high.c.seq, high.c.wh, high.c.at, high.c.segment),
+        mtd,
+    ]
 
 
 RESET_CLAIMS = 100  # a meter's newest register_reset events read for a reset claim
 
 
 def reset_claims(
-    conn: Connection, meter_id: str, gateway_id: str, batch: Iterable[tuple[str, Event]] = ()
-) -> list[Claim]:
-    """The register resets the meter's gateway reported (``register_reset`` events with
-    ``old_wh``, ``new_wh``, ``old_at``, ``new_at``): stored ones, newest first, then those of
-    ``batch`` (this batch's events, stored only when it commits)."""
+    conn: Connection, gateways: Mapping[str, str], batch: Iterable[tuple[str, Event]] = ()
+) -> dict[str, list[Claim]]:
+    """For each meter of ``gateways`` (meter id -> its gateway), the register resets its
+    gateway reported (``register_reset`` events with ``old_wh``, ``new_wh``, ``old_at``,
+    ``new_at``): its ``RESET_CLAIMS`` newest stored ones, newest first, then those of ``batch``
+    (this batch's events, stored only when it commits). One statement."""
+    e = T_EVENTS.c
+    newest = func.row_number().over(partition_by=e.meter_id, order_by=e.id.desc())
+    ranked = (select(e.meter_id, e.data, newest.label("n"))
+              .where(e.kind == "register_reset", e.meter_id.in_(sorted(gateways)))
+              .subquery())  # fmt: skip
     rows = conn.execute(
-        select(T_EVENTS.c.data)
-        .where(T_EVENTS.c.meter_id == meter_id, T_EVENTS.c.kind == "register_reset")
-        .order_by(T_EVENTS.c.id.desc()).limit(RESET_CLAIMS)
-    ).scalars()  # fmt: skip
-    found = [Claim.from_data(d) for d in rows
-             if isinstance(d, dict) and d.get("gateway") == gateway_id]  # fmt: skip
-    found += [Claim.from_data(e.data) for gw, e in batch if gw == gateway_id
-              and e.meter == meter_id and e.kind == "register_reset"]  # fmt: skip
-    return [c for c in found if c is not None]
+        select(ranked.c.meter_id, ranked.c.data).where(ranked.c.n <= RESET_CLAIMS)
+        .order_by(ranked.c.meter_id, ranked.c.n)
+    )  # fmt: skip
+    found: dict[str, list[Claim | None]] = {m: [] for m in gateways}
+    for meter_id, data in rows:
+        if isinstance(data, dict) and data.get("gateway") == gateways[meter_id]:
+            found[meter_id].append(Claim.from_data(data))
+    for gw, ev in batch:
+        meter = ev.meter
+        if ev.kind == "register_reset" and meter is not None and gw == gateways.get(meter):
+            found[meter].append(Claim.from_data(ev.data))
+    return {m: [c for c in claims if c is not None] for m, claims in found.items()}
 
 
 def provider_accounts(conn: Connection, histories: Iterable[TariffHistory]) -> dict[str, str]:
@@ -187,14 +205,16 @@ def provider_accounts(conn: Connection, histories: Iterable[TariffHistory]) -> d
     return found
 
 
-def mix_windows(conn: Connection, by_meter: dict[str, list[Rec]]) -> dict[str, list[MixWindow]]:
+def mix_windows(conn: Connection, meter_ids: Iterable[str]) -> dict[str, list[MixWindow]]:
+    """Each meter's generation-mix windows (its own and those for every meter)."""
+    ids = sorted(meter_ids)
     rows = conn.execute(select(T_MIX).where(
-        or_(T_MIX.c.meter_id.is_(None), T_MIX.c.meter_id.in_(sorted(by_meter)))
+        or_(T_MIX.c.meter_id.is_(None), T_MIX.c.meter_id.in_(ids))
     )).all()  # fmt: skip
     if not rows:
         return {}
     out: dict[str, list[MixWindow]] = {}
-    for meter_id in by_meter:
+    for meter_id in ids:
         for row in rows:
             if row.meter_id is None or row.meter_id == meter_id:
                 measured = {str(k): int(v) for k, v in (row.measured or {}).items()}

@@ -55,6 +55,7 @@ from hub.ingest.transport.messages import (
 from hub.ingest.transport.mqtt import MAX_RECEIVE, BrokerUrl
 from hub.ingest.transport.pump_link import PumpConfig, PumpLink
 from hub.ingest.transport.settler_link import SettlerConfig, SettlerLink
+from hub.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class IngestService:
         self.mqtt_v5 = mqtt_v5
         self.receive_maximum = min(queue_max, MAX_RECEIVE)
         self._counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.metrics = IngestMetrics()  # latency, batch size and settle time histograms
         self._pump: PumpLink | None = None
         self._settlers: list[SettlerLink] = []
         # credit changes of settled batches, for the coordinator (credit control, credit states)
@@ -274,6 +276,8 @@ class IngestService:
         with self._flight_lock:
             self._in_flight[shard] = max(0, self._in_flight[shard] - done.messages)
         self._count(batches=1, **done.counts)
+        settle_s = done.counts.get("worker_wall_ms", 0) / 1000
+        self.metrics.batch(done.messages, settle_s, done.received_at, time.time())
         self._reports.put(done.credit)
 
     def _count(self, **amounts: int) -> None:

@@ -131,7 +131,7 @@ class Settler:
             receipts = self._receipts(outcome)
             try:
                 self.conn.send(Done(acks, dict(outcome.counts), outcome.credit, len(items),
-                                    receipts))  # fmt: skip
+                                    receipts, _oldest(items)))  # fmt: skip
             except (OSError, ValueError):
                 return  # the hub is gone: the broker delivers these again to the next one
             if self._stopping.is_set():
@@ -176,6 +176,11 @@ class Settler:
             if self._stopping.wait(delay):
                 return None
             delay = min(delay * 2, 5.0)
+
+
+def _oldest(items: list[Inbound]) -> float:
+    """When the oldest of ``items`` was received (``time.time()``), 0.0 for none."""
+    return min(item.received_at for item in items).timestamp() if items else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The operator dashboard: one server-rendered page at ``/`` and its static files.
+"""The operator dashboard: one server-rendered page at ``/`` and its static files; the API docs
+(``hub.web.docs``).
 
 No build step: ``templates/index.html`` is filled with ``string.Template`` (values escaped),
 ``static/app.js`` is plain JavaScript that calls the API with the operator key the user
@@ -15,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from hub.web import docs
+
 HERE = Path(__file__).resolve().parent
 TEMPLATE = Template((HERE / "templates" / "index.html").read_text(encoding="utf-8"))
 
@@ -25,6 +28,7 @@ def render_index(currency: str, version: str) -> str:
 
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    docs.install(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> HTMLResponse:

@@ -38,12 +38,13 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def start_sim(args: list[str], log: Path) -> Proc:
-    """``smsa-meter-sim`` with ``args``; returns once it prints its ready line."""
+def start_sim(args: list[str], log: Path, python: str = sys.executable) -> Proc:
+    """``smsa-meter-sim`` with ``args`` (run by ``python``); returns once it prints its ready
+    line."""
     out = log.with_suffix(".out")
     with out.open("wb") as stdout, log.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "firmware_sim", "--log-level", "WARNING", *args],
+            [python, "-m", "firmware_sim", "--log-level", "WARNING", *args],
             stdout=stdout,
             stderr=stderr,
         )
@@ -126,11 +127,11 @@ def meters(units: list[int], model: str = "dds238-2-zn-sr") -> list[dict[str, An
     return [{"id": f"m{u}", "bus": "bus0", "unit": u, "model": model} for u in units]
 
 
-def start_agent(config: Path, log: Path, *extra: str) -> Proc:
+def start_agent(config: Path, log: Path, *extra: str, python: str = sys.executable) -> Proc:
     with log.open("ab") as stderr:
         proc = subprocess.Popen(
             [
-                sys.executable,
+                python,
                 "-m",
                 "agent",
                 "--config",

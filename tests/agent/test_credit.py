@@ -203,3 +203,18 @@ def test_hub_relay_commands_are_not_overruled_locally(tmp_path: Path) -> None:
     book.apply("m1", state(-60))  # until the hub sends a new credit state
     assert book.decide("m1", T0 + timedelta(seconds=1)).action == "disconnect"
     book.close()
+
+
+def test_a_state_decided_before_the_hubs_reconnect_does_not_undo_it(tmp_path: Path) -> None:
+    """The demo's flap: the hub cut a meter, then a top-up made it send a reconnect and a new
+    state; a state from before the top-up, delivered after the reconnect, must not cut again."""
+    book = CreditBook(tmp_path / "c.db")
+    book.apply("m1", state(-50), T0)
+    book.set_relay("m1", "disconnected")
+    reconnected = T0 + timedelta(seconds=5)
+    book.set_relay("m1", "connected", since=reconnected)
+    book.apply("m1", state(-55, as_of=1), T0 + timedelta(seconds=4))  # decided before it
+    assert book.decide("m1", T0 + timedelta(seconds=6)).rule == "hold"
+    book.apply("m1", state(-60, as_of=2), reconnected + timedelta(seconds=1))  # after it
+    assert book.decide("m1", T0 + timedelta(seconds=7)).action == "disconnect"
+    book.close()

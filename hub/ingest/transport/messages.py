@@ -119,13 +119,16 @@ class Delivery:
 class Done:
     """Settler → hub: a batch of ``messages`` is committed. ``acks`` are its QoS 1 mids by
     connection generation, ``counts`` its counters, ``credit`` the meters whose balance
-    changed, ``receipts`` the signed ``(topic, payload)`` receipts for the pump to publish."""
+    changed, ``receipts`` the signed ``(topic, payload)`` receipts for the pump to publish,
+    ``received_at`` when the pump received the oldest of the messages (``time.time()``; 0.0 when
+    there are none)."""
 
     acks: dict[int, list[int]]
     counts: dict[str, int]
     credit: dict[str, CreditInfo]
     messages: int
     receipts: list[tuple[str, bytes]]
+    received_at: float = 0.0
 
 
 ToPump = Ack | Publish | Stop

@@ -22,7 +22,7 @@ def test_check_ledger_job(api_settings: HubSettings, api_engine: Engine) -> None
         assert all(job.next_run_time is not None for job in scheduled), "no job is paused"
         assert jobs.credit_tick(api_settings.db) == 0
         assert jobs.check_ledger(api_settings.db) is True
-        assert ctx.metrics.snapshot()[1]["ledger_ok"] == 1
+        assert ctx.metrics.value("smsa_ledger_ok") == 1
     finally:
         jobs.stop_scheduler(ctx, scheduler)
     assert jobs.check_ledger(api_settings.db) is None

@@ -62,6 +62,10 @@ class Browser:
     def js(self, script: str, *args: Any) -> Any:
         return self._call("POST", "/execute/sync", {"script": script, "args": list(args)})
 
+    def js_async(self, script: str, *args: Any) -> Any:
+        """``script`` calls its last argument with the result."""
+        return self._call("POST", "/execute/async", {"script": script, "args": list(args)})
+
     def text(self, css: str) -> str:
         return str(self.js("const e = document.querySelector(arguments[0]); "
                            "return e ? e.innerText : null;", css))  # fmt: skip
@@ -75,8 +79,10 @@ class Browser:
 
 
 @contextmanager
-def chromium(width: int = 1280, height: int = 900) -> Iterator[Browser]:
-    """A headless chromium driven by chromedriver on a free port; both stopped on exit."""
+def chromium(width: int = 1280, height: int = 900, *, offline: bool = False) -> Iterator[Browser]:
+    """A headless chromium driven by chromedriver on a free port; both stopped on exit.
+    ``offline``: it reaches 127.0.0.1 only (no name resolves, every other address goes to a
+    closed proxy port), as on a network without internet access."""
     port = free_port()
     driver = subprocess.Popen(
         [str(CHROMEDRIVER), f"--port={port}"],
@@ -92,6 +98,12 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Browser]:
                     "--disable-background-networking", "--disable-component-update",
                     "--no-first-run", f"--user-data-dir={profile}",
                     f"--window-size={width},{height}"]  # fmt: skip
+            if offline:
+                args += [
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                    "--proxy-server=http://127.0.0.1:9",
+                    "--proxy-bypass-list=127.0.0.1",
+                ]
             caps = {"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "goog:chromeOptions": {"binary": str(CHROMIUM), "args": args},

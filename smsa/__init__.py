@@ -1,0 +1,1 @@
+"""The distribution's own package: the console commands' entry points (``smsa.cli``)."""
