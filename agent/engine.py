@@ -17,7 +17,6 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -28,7 +27,7 @@ from agent.errors import AgentError, RelayError
 from agent.metering.intervals import Closed, MeterState, Point, Reset, step
 from agent.metering.store import MeteringStore, hand_over_journal
 from agent.modbus.bus import ModbusLine
-from agent.modbus.poller import BusPoller, MeterPoint, Reading, meter_point
+from agent.modbus.poller import BusPoller, Reading, meter_point
 from agent.relay_rules import (
     BusFailed,
     Decision,
@@ -49,9 +48,11 @@ from agent.relay_rules import (
 )
 from agent.relay_rules import Reading as RelayReading
 from agent.resume import plan
+from agent.runtime import MeterRuntime
 from agent.sdnotify import Notifier
 from agent.settings import AgentSettings
-from agent.status import snapshot, write_atomic
+from agent.snapshot import snapshot
+from agent.status import write_atomic
 from agent.store import AgentStore
 from protocol.messages import CreditState, Event, ResumePoint, UsageRecord
 
@@ -80,17 +81,6 @@ class CreditLike(Protocol):
         self, meter_id: str, relay: Any, by_rules: bool = False, since: datetime | None = None
     ) -> None: ...
     def renumber(self, meter_id: str, shift: int, lowest: int) -> None: ...
-
-
-@dataclass
-class MeterRuntime:
-    """What the engine keeps about a meter between readings (the relay's wanted state is also
-    persisted; the rest is rebuilt after a restart)."""
-
-    point: MeterPoint
-    poller: BusPoller
-    relay: RelayState = field(default_factory=RelayState)
-    last_action: tuple[str, str] = ("none", "")
 
 
 def new_event(kind: str, meter: str | None, reason: str = "", **data: Any) -> Event:
@@ -399,7 +389,18 @@ class Engine:
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
-        return snapshot(self)
+        handled = self.commands
+        stats = {"records": self.records, "events": self.events,
+                 "commands": handled.commands, "rejected": handled.rejected}  # fmt: skip
+        return snapshot(
+            self.settings.gateway_id,
+            self.meters,
+            self.states,
+            self.pollers,
+            uplink=bool(getattr(self.uplink, "connected", False)),
+            outbox=(self.outbox.depth(), self.outbox.unconfirmed()),
+            stats=stats,
+        )
 
     def uplink_status(self) -> dict[str, Any]:
         """What the retained MQTT status carries besides ``state``: each meter's state and relay."""

@@ -1,7 +1,7 @@
 """The local status file: each meter's state, relay, last reading and counters, outbox depth.
 
 Written atomically (temporary file, fsync, rename) every ``status.interval_s`` by the running
-agent (:func:`snapshot` of its engine); ``smsa-agent --config X status`` prints it.
+agent (``agent.snapshot`` says what it holds); ``smsa-agent --config X status`` prints it.
 """
 
 from __future__ import annotations
@@ -9,15 +9,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent.errors import AgentError
-from agent.relay_rules import onoff
-
-if TYPE_CHECKING:
-    from agent.engine import Engine
 
 
 class StatusUnavailable(AgentError):  # noqa: N818 (reads as a state, not an event)
@@ -52,53 +47,3 @@ def read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise StatusUnavailable(path, "not a status object")
     return data
-
-
-def snapshot(engine: Engine) -> dict[str, Any]:
-    """The status of a running engine (the file's content)."""
-    meters: dict[str, Any] = {}
-    for mid, rt in engine.meters.items():
-        p = rt.point
-        st = engine.states.get(mid)
-        wanted = rt.relay.wanted
-        meters[mid] = {
-            "bus": p.settings.bus,
-            "unit": p.settings.unit,
-            "model": p.model.model,
-            "state": p.state,
-            "relay": onoff(p.relay_on),
-            "relay_wanted": None if wanted is None else onoff(wanted),
-            "relay_cause": rt.relay.cause or None,
-            "import_wh": p.import_wh,
-            "last_reading": p.last_ok.isoformat() if p.last_ok else None,
-            "last_error": p.last_error or None,
-            "seq": st.seq if st else 0,
-            "credit_action": rt.last_action[0],
-            "counters": dict(vars(p.counters)),
-        }
-    return {
-        "v": 1,
-        "gateway": engine.settings.gateway_id,
-        "pid": os.getpid(),
-        "at": datetime.now(UTC).isoformat(),
-        "uplink": {"connected": bool(getattr(engine.uplink, "connected", False))},
-        "outbox_depth": engine.outbox.depth(),
-        "outbox_unconfirmed": engine.outbox.unconfirmed(),
-        "stats": {
-            "records": engine.records,
-            "events": engine.events,
-            "commands": engine.commands.commands,
-            "rejected": engine.commands.rejected,
-        },
-        "buses": {
-            p.bus.name: {
-                "transport": p.bus.transport,
-                "alive": p.is_alive(),
-                "cycles": p.cycles,
-                "connected": p.line.connected,
-                "reconnects": p.line.reconnects,
-            }
-            for p in engine.pollers
-        },
-        "meters": meters,
-    }

@@ -3,7 +3,7 @@
 Every statement is SQLAlchemy Core over ``hub.models.table(Model)`` handles, the one way the hub
 reaches a table. Two kinds of SQL text are deliberate: the hot-path statements of a usage batch
 (``hub.ledger.bulk``: rendered once per shape and run with the driver's executemany, which
-``posting.apply_deltas`` and ``meters.record_progress`` use too), and the invariant checks
+``posting.apply_deltas`` and ``usage.record_progress`` use too), and the invariant checks
 (``hub.ledger.invariants``: one aggregate query per invariant, read next to what it checks).
 """
 

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from hub.errors import LedgerError
-from hub.ledger.bulk import allocate_ids, find_posted, insert_columns, select_in
+from hub.ledger.bulk import allocate_ids, execute_many, find_posted, insert_columns, select_in
 from hub.ledger.lines import Line, check_lines, merge_deltas
-from hub.ledger.meters import record_progress
+from hub.ledger.meters import set_carry
 from hub.ledger.posting import apply_deltas
 from hub.ledger.sql import Executor, accounts, conn_of, entries, lines, meters, posted
 from hub.models import EntryKind, utcnow
@@ -182,3 +182,24 @@ def _write(
     touched = sorted({a for p in todo for a, _ in p.lines} - set(result.deferred))
     found = select_in(conn, accounts, ("id", "balance", "floor"), "id", touched)
     result.accounts = {aid: AccountState(balance, floor) for aid, balance, floor in found}
+
+
+_PROGRESS = ("UPDATE meters SET last_seq = ?, import_wh = ? "
+             "WHERE id = ? AND (last_seq IS NULL OR last_seq < ?)")  # fmt: skip
+
+
+def record_progress(conn: Any, postings: Sequence[UsagePosting]) -> None:
+    """Move each meter's ``last_seq``/``import_wh`` to its highest posted seq (never back),
+    and save the carry state of each meter's last record in batch order that has one."""
+    newest: dict[str, UsagePosting] = {}
+    carries: dict[str, str] = {}
+    for p in postings:
+        if p.meter_id not in newest or p.seq > newest[p.meter_id].seq:
+            newest[p.meter_id] = p
+        if p.carry is not None:
+            carries[p.meter_id] = p.carry
+    execute_many(conn, _PROGRESS, (None, None, None, None),
+                 [(newest[m].seq, newest[m].import_end, m, newest[m].seq)
+                  for m in sorted(newest)])  # fmt: skip
+    for meter_id in sorted(carries):
+        set_carry(conn, meter_id, carries[meter_id])
