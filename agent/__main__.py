@@ -118,7 +118,8 @@ def run(settings: AgentSettings) -> int:
     store = AgentStore(settings.storage.path)
     outbox = Outbox(store, settings.storage.max_outbox_rows, resend_after_s=mqtt.resend_after_s)
     credit = CreditBook(store)
-    gate = CommandGate(settings.security.command_key, store, epoch=outbox.epoch, began=outbox.began)
+    gate = CommandGate(settings.security.command_key, store, epoch=outbox.epoch,
+                       began=outbox.began, mqtt_password=mqtt.password)  # fmt: skip
     engine = Engine(settings, store, outbox, credit, gate)
     uplink = Uplink(
         settings.gateway_id,
@@ -129,6 +130,7 @@ def run(settings: AgentSettings) -> int:
         engine.on_command,
         engine.uplink_status,
         command_key=settings.security.command_key,
+        credentials=gate.credentials,
         tls_ca=str(mqtt.ca_file) if mqtt.ca_file else None,
         keepalive_s=mqtt.keepalive_s,
     )

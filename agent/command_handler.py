@@ -4,7 +4,8 @@
 undo an operator's cut-off); their event follows only when the relay read back a changed state
 (the hub takes it as the relay's state). ``credit`` adopts the ``CreditState`` in the params and
 lets the rules decide at once; ``prompt`` emits a ``prompt`` event; ``resume`` (the gateway's
-store started over) renumbers the meter's records above the hub's (``agent/resume.py``). Every
+store started over) renumbers the meter's records above the hub's (``agent/resume.py``);
+``rotate`` stores the gateway's new command key and MQTT password (``agent/credentials.py``). Every
 applied command is acknowledged with ``command_ack`` (``data.ok`` false when the relay did not
 confirm), every refused one reported as ``command_rejected`` (``data.epoch_mismatch`` when it
 was bound to another store epoch: the hub sends its own again, bound to this one); a replayed
@@ -22,13 +23,14 @@ from agent.commands import credit_state
 from agent.errors import CommandRejected, CommandReplayed, WrongEpoch
 from agent.relay_rules import Switch
 from protocol.errors import ProtocolError
-from protocol.messages import Command, CreditState, ResumePoint, validate
+from protocol.messages import Command, CreditState, ResumePoint, Rotation, validate
 
 log = logging.getLogger(__name__)
 
 
 class GateLike(Protocol):
     def accept(self, payload: bytes, now: datetime) -> Command: ...
+    def rotate(self, rotation: Rotation) -> None: ...
 
 
 class CreditCommands(Protocol):
@@ -108,6 +110,13 @@ class CommandHandler:
             self.meters.event("command_ack", cmd.meter, done, command=cmd.id,
                               action=cmd.action, ok=True)  # fmt: skip
             return
+        elif cmd.action == "rotate":
+            try:
+                rotation = validate(cmd.params, Rotation)
+            except ProtocolError as exc:
+                self._reject(payload, f"invalid rotation: {exc.reason}", cmd.id)
+                return
+            self.gate.rotate(rotation)  # stored before the acknowledgement below
         else:
             self._reject(payload, f"unknown action {cmd.action!r}", cmd.id)
             return

@@ -10,7 +10,9 @@ a second delivery (QoS 1 redelivery, the hub sending it again, a replay attack) 
 same meter and group (relay: disconnect/reconnect; credit; prompt) is refused as superseded, so
 a stale disconnect delivered late never undoes a newer reconnect. A command refused for any
 other reason does not consume its id. Seen ids are kept until a day after the command expired
-(an expired command is refused anyway), then pruned.
+(an expired command is refused anyway), then pruned. The keys honoured are those of
+``agent.credentials`` (the current one and, after a rotation, the one it replaced, until the
+first command under the new key).
 
 Epoch (checked before the replay memory, which a lost store no longer has): a command bound to
 a store ``epoch`` other than this gateway's is refused as :class:`WrongEpoch`, and so is one
@@ -23,10 +25,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agent.credentials import Credentials
 from agent.errors import CommandRejected, CommandReplayed, WrongEpoch
 from agent.store import AgentStore
 from protocol.errors import ProtocolError
-from protocol.messages import ACTIONS, COMMAND_GROUPS, Command, CreditState, load_json, validate
+from protocol.messages import (
+    ACTIONS,
+    COMMAND_GROUPS,
+    Command,
+    CreditState,
+    Rotation,
+    load_json,
+    validate,
+)
 from protocol.signing import SIGNATURE_FIELD, verify
 
 log = logging.getLogger(__name__)
@@ -62,15 +73,17 @@ class CommandGate:
         *,
         epoch: str | None = None,
         began: datetime | None = None,
+        mqtt_password: str | None = None,
     ) -> None:
         """``store``: the agent's store (shared), or a path to open one of its own; ``epoch``
-        and ``began``: the store's epoch and when it began (``Outbox``; None: not checked)."""
+        and ``began``: the store's epoch and when it began (``Outbox``; None: not checked);
+        ``command_key_hex`` and ``mqtt_password``: the configured credentials, until the hub
+        rotates them (``agent.credentials``)."""
         try:
             if len(bytes.fromhex(command_key_hex)) < 16:
                 raise ValueError("shorter than 16 bytes")
         except ValueError as exc:
             raise ValueError(f"command_key is not a usable hex key: {exc}") from exc
-        self._key = command_key_hex
         self.epoch = epoch
         self.began = began
         self._store, self._owned = AgentStore.of(store)
@@ -78,6 +91,7 @@ class CommandGate:
         with self._store.transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+        self.credentials = Credentials(self._store, command_key_hex, mqtt_password)
 
     def close(self) -> None:
         """Close the store if this gate opened it (a shared one is closed by its owner)."""
@@ -100,7 +114,8 @@ class CommandGate:
         command_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
         if SIGNATURE_FIELD not in data:
             raise CommandRejected("unsigned command", command_id)
-        if not verify(data, self._key):
+        signed_by = next((k for k in self.credentials.honoured() if verify(data, k)), None)
+        if signed_by is None:
             raise CommandRejected("bad signature", command_id)
         try:
             command = validate(data, Command)
@@ -119,7 +134,13 @@ class CommandGate:
                 command.id,
             )
         self._consume(command, now)
+        if signed_by == self.credentials.command_key:
+            self.credentials.forget_previous()
         return command
+
+    def rotate(self, rotation: Rotation) -> None:
+        """Adopt the credentials of a ``rotate`` command (stored before it is acknowledged)."""
+        self.credentials.adopt(rotation)
 
     def _check_epoch(self, command: Command) -> None:
         if command.epoch is not None and self.epoch is not None and command.epoch != self.epoch:

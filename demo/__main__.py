@@ -15,6 +15,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from demo.broker import EmbeddedBroker, mosquitto_path, start_mosquitto
 from demo.procs import DemoError, Processes, free_port
@@ -120,6 +121,7 @@ def watch(system: Stack, story: Story, view: View, timeout: float) -> bool:
         events = api.get("/events", exclude="command_ack", limit="1000")
         story.observe(events, meters)
         if story.bob_cut() and not story.topped_up_bob:
+            story.bob_notices = system.bob_api.get("/accounts/bob/notifications")
             api.topup("bob", BOB_SECOND_TOPUP)
             story.topped_up_bob = True
         view.show(f"SMSA demo - {system.hub_url}", meters, events, story.milestones())
@@ -133,6 +135,8 @@ def finish(system: Stack, story: Story, view: View) -> None:
     view.say("")
     for text, done in story.milestones():
         view.say(f"  [{'x' if done else ' '}] {text}")
+    if story.bob_notices is not None:
+        show_notices(story.bob_notices, view)
     view.say("\nprovider settlement:")
     for provider in system.providers():
         view.say(f"  {provider['id']:<14} {provider['tier']:<13} {provider['balance']:>10} USD")
@@ -140,6 +144,16 @@ def finish(system: Stack, story: Story, view: View) -> None:
     system.ledger_ok = bool(check.get("ok"))
     bad = [name for name, c in check.get("checks", {}).items() if not c.get("ok")]
     view.say(f"\nledger check: {'ok' if system.ledger_ok else 'FAILED: ' + ', '.join(bad)}")
+
+
+def show_notices(notices: dict[str, Any], view: View) -> None:
+    """What bob's own key read when he was cut off: his prompts and what would reconnect him."""
+    view.say("\nbob's notifications when he was cut off, read with his own key:")
+    for notice in notices["items"]:
+        view.say(f"  notice  {notice['kind']:<16} {notice['meter']:<8} {notice['reason']}")
+    amount, currency = notices["reconnect_amount"], notices["currency"]
+    view.say(f"  balance {notices['balance']} {currency}; a top-up of {amount} {currency} "
+             f"reconnects him: {notices['topup_url']}")  # fmt: skip
 
 
 def keep(system: Stack, procs: Processes, view: View) -> None:

@@ -24,6 +24,8 @@ class Stack:
     api: HubApi
     hub_url: str
     operator_key: str
+    # bob's own customer key: the demo reads his notifications as he would
+    bob_api: HubApi
     members: list[Member] = field(default_factory=list)
     ledger_ok: bool = False
 
@@ -68,7 +70,9 @@ def start_stack(
     view.say("meters and agent running; topping up")
     for member in members:
         api.topup(member.customer, member.topup)
-    return Stack(procs, api, hub_url, operator_key, members)
+    bob_api = HubApi(hub_url, create_key(work, "customer", account="bob"))
+    stack.callback(bob_api.close)
+    return Stack(procs, api, hub_url, operator_key, bob_api, members)
 
 
 def start_hub(
@@ -112,8 +116,11 @@ def start_agent(procs: Processes, work: Path, config: str, *, name: str = "agent
     procs.wait_ready(name, (work / "agent.status.json").exists)
 
 
-def provision(api: HubApi, members: list[Member]) -> str:
-    """Providers, tariff, accounts, customers, the gateway and meters; the gateway's key."""
+def provision(
+    api: HubApi, members: list[Member], *, gateway_out: dict[str, Any] | None = None
+) -> str:
+    """Providers, tariff, accounts, customers, the gateway and meters; the gateway's key (and,
+    in ``gateway_out`` when given, everything ``POST /gateways`` answered: its MQTT password)."""
     for provider in PROVIDERS:
         api.post("/providers", provider)
     api.post("/tariffs", TARIFF)
@@ -127,6 +134,8 @@ def provision(api: HubApi, members: list[Member]) -> str:
             body["credit_rules"] = m.rules
         api.post("/customers", body)
     gateway = api.post("/gateways", {"id": GATEWAY})
+    if gateway_out is not None:
+        gateway_out.update(gateway)
     for m in members:
         api.post(
             "/meters",
@@ -176,12 +185,14 @@ def _toml(value: Any) -> str:
     return str(value) if isinstance(value, int) else f'"{value}"'
 
 
-def create_key(work: Path, role: str) -> str:
-    """A new API key of ``role`` for the hub database in ``work``."""
+def create_key(work: Path, role: str, *, account: str | None = None) -> str:
+    """A new API key of ``role`` (a customer's bound to ``account``) for the hub database in
+    ``work``."""
     db = f"sqlite:///{work / 'hub.db'}"
     exe = Path(sys.executable).parent / "smsa-hub"
+    bound = ["--account", account] if account else []
     result = subprocess.run(
-        [str(exe), "create-key", "--role", role, "--db", db],
+        [str(exe), "create-key", "--role", role, "--db", db, *bound],
         capture_output=True,
         text=True,
         timeout=60,

@@ -104,6 +104,8 @@ class Story:
 
     serial: bool
     topped_up_bob: bool = False
+    # GET /accounts/bob/notifications with bob's own key, read when he was cut off
+    bob_notices: dict[str, Any] | None = None
     seen: set[tuple[str, str]] = field(default_factory=set)
 
     def observe(self, events: Sequence[dict[str, Any]], meters: Sequence[dict[str, Any]]) -> None:

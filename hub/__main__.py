@@ -25,6 +25,7 @@ from hub.errors import HubError, InvalidInputError
 from hub.gateways import mosquitto_hash
 from hub.ingest.transport.mqtt import BrokerUrl
 from hub.models import Gateway
+from hub.services.keys import revoke
 from hub.settings import HubSettings
 
 log = logging.getLogger("hub")
@@ -151,7 +152,7 @@ def revoke_key(settings: HubSettings, key_or_id: str) -> int:
     engine = make_engine(settings.db)
     try:
         migrate(engine)
-        key_id = run_tx(engine, lambda s: keys.revoke_key(s, key_or_id))
+        key_id = run_tx(engine, lambda s: revoke(s, key_or_id, by=None))
     finally:
         engine.dispose()
     print(f"revoked key {key_id}")

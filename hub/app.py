@@ -25,6 +25,7 @@ from hub.api.routes import (
     fleet,
     gateways,
     imports,
+    keys,
     ledger,
     meters,
     payments,
@@ -104,6 +105,7 @@ def build_app(services: HubServices) -> FastAPI:
         payments,
         billing,
         imports,
+        keys,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

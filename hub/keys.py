@@ -92,8 +92,8 @@ def is_live(session: Session, key_id: int) -> bool:
     return row is not None and row.revoked_at is None
 
 
-def revoke_key(session: Session, key_or_id: str) -> int:
-    """Revoke a key given by its numeric id or the key itself; returns the id."""
+def find_by_id_or_key(session: Session, key_or_id: str) -> ApiKey:
+    """The key row (revoked or not) given by its numeric id or the key itself."""
     row: ApiKey | None
     if key_or_id.isdigit():
         row = session.get(ApiKey, int(key_or_id))
@@ -101,6 +101,12 @@ def revoke_key(session: Session, key_or_id: str) -> int:
         row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key_or_id))).first()
     if row is None:
         raise NotFoundError("key", key_or_id if key_or_id.isdigit() else "(given key)")
+    return row
+
+
+def revoke_key(session: Session, key_or_id: str) -> int:
+    """Revoke a key given by its numeric id or the key itself; returns the id."""
+    row = find_by_id_or_key(session, key_or_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)

@@ -17,6 +17,7 @@ from protocol.money import Currency, to_minor
 DEFAULT_DB = "sqlite:///smsa-hub.db"
 DEFAULT_MQTT = "mqtt://127.0.0.1:1883"
 DEFAULT_HTTP = "127.0.0.1:8080"
+DEFAULT_TOPUP_URL = "/api/v1/accounts/{account}/topups"
 PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")  # hub.models.ID_PATTERN
 
 
@@ -74,6 +75,10 @@ class HubSettings(BaseSettings):
     # customer's money comes in through a payment provider's signed callback or an admin;
     # nothing stands behind a customer's own top-up but the customer's word.
     customer_topups: Annotated[bool, NoDecode] = False
+    # The top-up link in a customer's notifications (GET /accounts/{id}/notifications):
+    # ``{account}`` and ``{amount}`` (decimal, major units) are filled in; by default the API's
+    # own top-up path. A payment page's URL, for instance.
+    topup_url: str = Field(default=DEFAULT_TOPUP_URL, min_length=1, max_length=2000)
 
     @field_validator("http")
     @classmethod
@@ -101,6 +106,15 @@ class HubSettings(BaseSettings):
         for name in value:  # a provider id names its callback URL and its transactions' keys
             if not PROVIDER_ID.match(name):
                 raise ValueError(f"payment provider {name!r}: letters, digits, '_', '.', '-'")
+        return value
+
+    @field_validator("topup_url")
+    @classmethod
+    def _topup_url(cls, value: str) -> str:
+        try:
+            value.format(account="a", amount="1.00")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"topup_url may use only {{account}} and {{amount}}: {exc}") from exc
         return value
 
     @field_validator("scheduler", "customer_topups", mode="before")

@@ -61,8 +61,8 @@ EventKind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 Money = Annotated[int, Field(ge=-MAX_MONEY, le=MAX_MONEY)]
 Scalar = Annotated[str, Field(max_length=500)] | int | float | bool | None
 
-Action = Literal["disconnect", "reconnect", "credit", "prompt", "resume"]
-ACTIONS: tuple[str, ...] = ("disconnect", "reconnect", "credit", "prompt", "resume")
+Action = Literal["disconnect", "reconnect", "credit", "prompt", "resume", "rotate"]
+ACTIONS: tuple[str, ...] = ("disconnect", "reconnect", "credit", "prompt", "resume", "rotate")
 # A newer command of a group supersedes an older one for the same meter (hub and agent alike).
 COMMAND_GROUPS = {
     "disconnect": "relay",
@@ -70,6 +70,7 @@ COMMAND_GROUPS = {
     "credit": "credit",
     "prompt": "prompt",
     "resume": "resume",
+    "rotate": "rotate",
 }
 
 
@@ -194,6 +195,15 @@ class ResumePoint(Message):
     seq: int = Field(ge=1, le=MAX_SEQ)
     import_end: int | None = Field(default=None, ge=0, le=MAX_REGISTER)
     end: Instant | None = None
+
+
+class Rotation(Message):
+    """New credentials for a gateway (a ``rotate`` command's params, signed with the key it
+    replaces): the command key the hub signs with once the gateway has acknowledged this, and
+    the MQTT password for the gateway's next connection (None: unchanged)."""
+
+    command_key: str = Field(pattern=r"^(?:[0-9a-fA-F]{2}){16,64}$")
+    mqtt_password: str | None = Field(default=None, min_length=16, max_length=128)
 
 
 class Command(Message):

@@ -31,6 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from agent.credentials import Credentials
 from agent.errors import AgentError
 from agent.uplink.outbox import Outbox
 from protocol import topics
@@ -118,6 +119,7 @@ class Uplink:
         tls_ca: str | None = None,
         connack_wait_s: float = CONNACK_WAIT_S,
         keepalive_s: int = KEEPALIVE_S,
+        credentials: Credentials | None = None,
     ) -> None:
         if not topics.valid_gateway_id(gateway_id):
             raise UplinkError(_redact(url), f"gateway id {gateway_id!r} is not usable in a topic")
@@ -132,6 +134,8 @@ class Uplink:
         )
         self._outbox = outbox
         self._command_key = command_key
+        # rotated by the hub (agent.credentials): receipt keys, the password of the next connect
+        self._credentials = credentials
         self._on_command = on_command
         self._status_extra = status_extra
         self._reconnect_delay = reconnect_delay
@@ -209,7 +213,13 @@ class Uplink:
 
     # -- paho callbacks (network thread: enqueue only) ----------------------------------------
 
+    def _password(self) -> str | None:
+        rotated = self._credentials.mqtt_password if self._credentials is not None else None
+        return rotated or self._address.password
+
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        if self._address.username is not None:  # a rotated password counts from the next connect
+            client.username_pw_set(self._address.username, self._password())
         if self._attempt_at is not None:  # the previous attempt reached the broker, no CONNACK
             self._silent_refusals += 1
         self._attempt_at = time.monotonic()
@@ -341,11 +351,17 @@ class Uplink:
             self._outbox.resend_all()
 
     def _receipt(self, payload: bytes) -> None:
-        try:
-            receipt = verify_receipt(payload, self._command_key, self.gateway_id)
-        except ProtocolError as exc:
+        keys = self._credentials.honoured() if self._credentials else (self._command_key,)
+        receipt, reason = None, "no key"
+        for key in keys:
+            try:
+                receipt = verify_receipt(payload, key, self.gateway_id)
+                break
+            except ProtocolError as exc:
+                reason = exc.reason
+        if receipt is None:
             self.refused_receipts += 1
-            log.warning("receipt refused: %s", exc.reason)
+            log.warning("receipt refused: %s", reason)
             return
         self.receipts += 1
         confirmed = self._outbox.confirm(receipt)
@@ -454,7 +470,7 @@ class Uplink:
             self._topic_status, json.dumps({"v": 1, "state": "offline"}), qos=1, retain=True
         )
         if self._address.username is not None:
-            client.username_pw_set(self._address.username, self._address.password)
+            client.username_pw_set(self._address.username, self._password())
         if self._address.tls:
             client.tls_set(ca_certs=self._tls_ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         return client

@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from hub.control.rules import CustomerRules
 from hub.models import ID_PATTERN, Relay, Service, Tier
@@ -102,6 +110,34 @@ class CustomerIn(Body):
     billing: Literal["prepaid", "postpaid"] = "prepaid"
 
 
+class CustomerPatch(Body):
+    """The fields to change (``PATCH /customers/{id}``); ``alternate_account: null`` removes
+    it, ``credit_rules`` replaces the stored rules whole."""
+
+    name: Name | None = None
+    protected: bool | None = None
+    alternate_account: Id | None = None
+    credit_rules: CustomerRules | None = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> CustomerPatch:
+        for name in ("name", "protected", "credit_rules"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ChangeOut(BaseModel):
+    id: int
+    at: datetime
+    key_id: int | None
+    reason: str
+    changes: dict[str, Any]
+
+
 class CustomerOut(BaseModel):
     id: str
     name: str
@@ -186,6 +222,18 @@ class CommandIn(Body):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
+class RotationOut(BaseModel):
+    """The new secrets, shown once; the hub signs with the old key until the gateway
+    acknowledges ``command_id``."""
+
+    id: str
+    command_id: str
+    command_key: str
+    mqtt_username: str
+    mqtt_password: str
+    status: str = "queued"
+
+
 class CommandOut(BaseModel):
     """An operator command as accepted: ``queued`` in the durable command table."""
 
@@ -251,6 +299,30 @@ class EventOut(BaseModel):
     reason: str
     at: datetime
     data: dict[str, Any] | None = None
+
+
+class NotificationOut(BaseModel):
+    id: int
+    kind: str
+    meter: str | None
+    reason: str
+    at: datetime
+    reconnect_amount: Money = Field(description="what would reconnect the account now")
+    topup_url: str
+
+
+class NotificationsOut(BaseModel):
+    account: str
+    balance: Money
+    currency: str
+    reconnect_amount: Money = Field(
+        description="the top-up that brings the balance above the credit rules' reconnect level"
+    )
+    topup_url: str
+    items: list[NotificationOut]
+    next_before: int | None = Field(
+        default=None, description="pass as ?before= to get the next (older) page"
+    )
 
 
 class StreamToken(BaseModel):

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from hub.models import Command, CommandStatus, Gateway, table
 from hub.models.commands import OPEN
 from protocol.messages import COMMAND_GROUPS
-from protocol.signing import signed
+from protocol.signing import signed, verify
 from protocol.topics import topic
 
 T_COMMANDS = table(Command)
@@ -130,14 +130,18 @@ def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
 
 
 def bound(payload: str, epoch: str | None, key: str | None) -> bytes:
-    """The stored command ``payload`` bound to the gateway's store ``epoch`` (signed again with
-    the gateway's ``key``); as stored while the hub has not heard the gateway's epoch."""
-    if epoch is None or not key:
+    """The stored command ``payload`` bound to the gateway's store ``epoch`` and signed with
+    the gateway's current ``key`` (signed again when it names another epoch, or was signed
+    before the gateway's key was rotated); as stored while the hub has not heard the gateway's
+    epoch and its signature holds."""
+    if not key:
         return payload.encode()
     command = json.loads(payload)
-    if command.get("epoch") == epoch:
+    fresh = verify(command, key)
+    if fresh and (epoch is None or command.get("epoch") == epoch):
         return payload.encode()
-    command["epoch"] = epoch
+    if epoch is not None:
+        command["epoch"] = epoch
     return json.dumps(signed(command, key), separators=(",", ":")).encode()
 
 
@@ -179,7 +183,29 @@ def settle(
                T_COMMANDS.c.status.in_(allowed))
         .values(status=status, detail=detail[:500], done_at=now)
     )  # fmt: skip
+    if applied and result.rowcount:
+        adopt_rotation(conn, gateway, command_id)
     return bool(result.rowcount)
+
+
+def adopt_rotation(conn: Connection, gateway: str, command_id: str) -> None:
+    """When ``command_id`` is a ``rotate`` the gateway applied: from now the hub signs with the
+    key it carried (the gateway's ``next_command_key``) and the broker's password file gets the
+    new MQTT password's hash (``next_mqtt_password_hash``); before, the old ones stay."""
+    row = conn.execute(
+        select(T_COMMANDS.c.action, T_COMMANDS.c.payload).where(T_COMMANDS.c.id == command_id)
+    ).first()
+    if row is None or row.action != "rotate":
+        return
+    key = json.loads(row.payload).get("params", {}).get("command_key")
+    conn.execute(
+        update(T_GATEWAYS)
+        .where(T_GATEWAYS.c.id == gateway, T_GATEWAYS.c.next_command_key == key)
+        .values(command_key=T_GATEWAYS.c.next_command_key,
+                mqtt_password_hash=func.coalesce(T_GATEWAYS.c.next_mqtt_password_hash,
+                                                 T_GATEWAYS.c.mqtt_password_hash),
+                next_command_key=None, next_mqtt_password_hash=None)
+    )  # fmt: skip
 
 
 def wake_gateway(conn: Connection, gateway: str, now: datetime) -> None:

@@ -164,16 +164,25 @@ def queue_credit_states(
     """Queue these meters' credit states now (after a top-up, say) in the durable command
     table, in one transaction; the command id per meter (a meter with no state to send is
     logged and left out)."""
-    queued: dict[str, str] = {}
     with write_tx(engine) as conn:
-        for meter_id in sorted(set(meter_ids)):
-            try:
-                credit = credit_state(conn, meter_id)
-            except LookupError as exc:
-                log.warning("no credit state for %s: %s", meter_id, exc)
-                continue
-            command = credit_command_for(credit, ttl=ttl, reason=reason)
-            queued[meter_id] = enqueue(conn, credit.gateway_id, command)
+        return queue_credit_states_in(conn, meter_ids, reason=reason, ttl=ttl)
+
+
+def queue_credit_states_in(
+    conn: Connection, meter_ids: Iterable[str], *, reason: str = "credit state",
+    ttl: timedelta = DEFAULT_TTL,
+) -> dict[str, str]:  # fmt: skip
+    """``queue_credit_states`` in the caller's transaction (the one that changed what the
+    states carry: a customer's credit rules or protection, say)."""
+    queued: dict[str, str] = {}
+    for meter_id in sorted(set(meter_ids)):
+        try:
+            credit = credit_state(conn, meter_id)
+        except LookupError as exc:
+            log.warning("no credit state for %s: %s", meter_id, exc)
+            continue
+        command = credit_command_for(credit, ttl=ttl, reason=reason)
+        queued[meter_id] = enqueue(conn, credit.gateway_id, command)
     return queued
 
 

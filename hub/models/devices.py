@@ -19,7 +19,7 @@ class GatewayPublic(SQLModel):
 class Gateway(SQLModel, table=True):
     """A gateway (edge agent). ``command_key`` is hex; the MQTT password is stored hashed.
     ``epoch``: the epoch of the gateway's store as last heard (``hub.ingest.restarts``); every
-    command is bound to it when published."""
+    command is bound to it when published. ``next_*``: credentials being rotated."""
 
     __tablename__ = "gateways"
     id: str = Field(primary_key=True, max_length=64)
@@ -28,6 +28,10 @@ class Gateway(SQLModel, table=True):
     mqtt_password_hash: str = Field(max_length=256)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     epoch: str | None = Field(default=None, max_length=32)
+    # A rotation the gateway has not acknowledged yet (POST /gateways/{id}/rotate): the hub
+    # signs with ``command_key`` until then (hub.commands.store.adopt_rotation).
+    next_command_key: str | None = Field(default=None, max_length=128)
+    next_mqtt_password_hash: str | None = Field(default=None, max_length=256)
 
 
 class GatewayEpoch(SQLModel, table=True):

@@ -11,7 +11,8 @@ Portions are whole minor units that sum exactly to the debit (largest remainder,
 The account whose balance a meter's credit is enforced on is :func:`paying_account`.
 
 The rules are pure; :func:`load_sharers` and :func:`shared_meters` are the hub's only reads
-of ``meter_customers`` (in the caller's transaction).
+of ``meter_customers`` (in the caller's transaction); :func:`paid_meters` lists the meters an
+account pays a share of.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import String, and_, cast, or_, select
 from sqlalchemy.engine import Connection
 
 from hub.ledger.bulk import select_in
-from hub.models import MeterCustomer, table
+from hub.models import Meter, MeterCustomer, table
 from protocol.apportion import split
 
 _sharing = table(MeterCustomer)
+_meters = table(Meter)
+NULL = "null"  # a meter without a split rule holds JSON null (SQLAlchemy's JSON), not SQL NULL
 
 
 class SplitRuleError(ValueError):
@@ -101,3 +105,29 @@ def shared_meters(conn: Connection, account_ids: Iterable[str]) -> set[str]:
     """The meters that any of ``account_ids`` shares as a sharing user."""
     rows = select_in(conn, _sharing, ("meter_id",), "customer_id", sorted(set(account_ids)))
     return {meter_id for (meter_id,) in rows}
+
+
+def paid_meters(conn: Connection, account_id: str) -> list[str]:
+    """The meters ``account_id`` pays a positive share of, in id order: its own, the shared
+    meters it contributes to and those whose split rule names it (a meter whose payers cannot
+    be worked out is left out)."""
+    shared = shared_meters(conn, [account_id])
+    rows = conn.execute(
+        select(_meters.c.id, _meters.c.customer_id, _meters.c.split_rule).where(
+            or_(
+                _meters.c.customer_id == account_id,
+                _meters.c.id.in_(sorted(shared)),
+                and_(_meters.c.split_rule.is_not(None), cast(_meters.c.split_rule, String) != NULL),
+            )
+        )
+    ).all()
+    sharers = load_sharers(conn, [r.id for r in rows])
+    paid = []
+    for row in rows:
+        try:
+            weights = payer_weights(row.customer_id, sharers.get(row.id, ()), row.split_rule)
+        except SplitRuleError:
+            continue
+        if weights.get(account_id, 0) > 0:
+            paid.append(row.id)
+    return sorted(paid)

@@ -51,6 +51,7 @@ def test_demo_tells_its_story_and_cleans_up(tmp_path: Path, broker: str) -> None
     assert "the story happened" in result.stdout
     assert "ledger check: ok" in result.stdout
     assert_one_line_per_fact(result.stdout)
+    assert_bob_saw_his_cut_off(result.stdout)
     wait_for(lambda: not tagged_processes(tag), timeout=10)
 
 
@@ -68,3 +69,17 @@ def assert_one_line_per_fact(out: str) -> None:
         assert kind != "prompt", f"{meter}: the prompt the hub decided is shown twice"
     for meter, kinds in relay.items():
         assert all(a != b for a, b in itertools.pairwise(kinds)), (meter, kinds)
+
+
+def assert_bob_saw_his_cut_off(out: str) -> None:
+    """bob's own key read his notifications when he was cut off: the cut-off, newest first,
+    and a top-up above zero that would reconnect him (issue 15, item 6)."""
+    head = "bob's notifications when he was cut off, read with his own key:"
+    assert head in out, out
+    lines = out.split(head, 1)[1].splitlines()[1:]
+    notices = [
+        line.split() for line in itertools.takewhile(lambda x: x.startswith("  notice"), lines)
+    ]
+    assert notices and notices[0][1:3] == ["disconnect", "m-bob"], lines
+    offer = lines[len(notices)].split()
+    assert offer[0] == "balance" and offer[offer.index("of") + 1] != "0.00", offer

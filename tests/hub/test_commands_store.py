@@ -3,16 +3,17 @@ word, expiry, and a gateway coming online (``hub.commands``)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from hub.commands import store
 from hub.commands.dispatcher import CommandDispatcher
 from hub.control.commands import build_command
 from hub.db import read_tx, write_tx
 from hub.models import Event, Gateway, table
-from protocol.signing import new_key
+from protocol.signing import new_key, verify
 
 KEY = new_key()
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -85,3 +86,28 @@ def test_an_expired_command_ends_expired_with_an_event_and_is_never_sent(engine:
     with write_tx(engine) as conn:  # the agent cannot refuse it any more; it may say it applied
         assert not store.settle(conn, "gw-1", cid, applied=False, detail="expired", now=now)
         assert store.settle(conn, "gw-1", cid, applied=True, detail="applied", now=now)
+
+
+def test_an_acknowledged_rotation_switches_the_key_and_resigns_what_is_queued(
+    engine: Engine,
+) -> None:
+    _gateway(engine)
+    new = new_key()
+    off = _queue(engine, "disconnect", T0)  # signed with the old key, not yet sent
+    rotate = build_command(KEY, "m2", "rotate", params={"command_key": new}, now=T0)
+    gateways = table(Gateway)
+    with write_tx(engine) as conn:
+        rid = store.enqueue(conn, "gw-1", rotate, now=T0)
+        conn.execute(update(gateways).values(next_command_key=new, next_mqtt_password_hash="y"))
+    with write_tx(engine) as conn:  # before the ack: the old key still signs
+        (due_off,) = [d for d in store.due(conn, T0) if d.id == off]
+    assert verify(json.loads(due_off.payload), KEY)
+    with write_tx(engine) as conn:
+        assert store.settle(conn, "gw-1", rid, applied=True, detail="applied", now=T0)
+    with read_tx(engine) as conn:
+        row = conn.execute(select(gateways.c.command_key, gateways.c.next_command_key,
+                                  gateways.c.mqtt_password_hash)).one()  # fmt: skip
+        assert tuple(row) == (new, None, "y")
+    with write_tx(engine) as conn:
+        (due_off,) = [d for d in store.due(conn, T0 + timedelta(minutes=5)) if d.id == off]
+    assert verify(json.loads(due_off.payload), new) and not verify(json.loads(due_off.payload), KEY)

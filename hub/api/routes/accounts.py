@@ -1,4 +1,5 @@
-"""Accounts: create (admin), read and list lines (the customer's own, operator, admin), top up.
+"""Accounts: create (admin), read and list lines and notifications (the customer's own,
+operator, admin), top up.
 
 A top-up needs an ``Idempotency-Key`` header: the same key with the same body answers the
 first result again and moves no money; the same key with another body answers 409. A customer
@@ -29,6 +30,8 @@ from hub.api.schemas import (
     AccountOut,
     EntriesPage,
     EntryLine,
+    NotificationOut,
+    NotificationsOut,
     TopupIn,
     TopupOut,
 )
@@ -37,6 +40,7 @@ from hub.ledger import account_lines
 from hub.ledger.accounts import open_account
 from hub.models import Account, AccountKind, Role
 from hub.money import major
+from hub.services.notifications import notifications
 from hub.services.topups import topup
 
 router = APIRouter(prefix="/accounts", tags=["accounts"], route_class=HubRoute)
@@ -108,6 +112,46 @@ def entries(
         for r in page.items
     ]
     return EntriesPage(items=items, next_before=page.next_before)
+
+
+@router.get("/{account_id}/notifications", response_model=NotificationsOut)
+def list_notifications(
+    *,
+    account_id: str,
+    session: SessionDep,
+    ctx: ContextDep,
+    who: AnyRole,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="event id cursor (next_before)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> NotificationsOut:
+    ensure_account(who, account_id)
+    found = notifications(
+        session, account_id, topup_url=ctx.settings.topup_url, before=before, limit=limit
+    )
+    amount = major(found.reconnect_amount, found.currency)
+    items = [
+        NotificationOut(
+            id=n.id,
+            kind=n.kind,
+            meter=n.meter_id,
+            reason=n.reason,
+            at=n.at,
+            reconnect_amount=amount,
+            topup_url=found.topup_url,
+        )
+        for n in found.items
+    ]
+    return NotificationsOut(
+        account=found.account_id,
+        balance=major(found.balance, found.currency),
+        currency=found.currency,
+        reconnect_amount=amount,
+        topup_url=found.topup_url,
+        items=items,
+        next_before=found.next_before,
+    )
 
 
 @router.post("/{account_id}/topups", status_code=201, response_model=TopupOut)

@@ -1,21 +1,26 @@
-"""POST /customers (admin): a customer and its prepaid account (same id); GET for operators."""
+"""POST /customers (admin): a customer and its prepaid account (same id); PATCH (admin) changes
+it, audited; GET and its change history for operators."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from sqlmodel import Session
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
-from hub.api.schemas import CustomerIn, CustomerOut
+from hub.api.schemas import MAX_ID, ChangeOut, CustomerIn, CustomerOut, CustomerPatch
+from hub.audit import CUSTOMER_CHANGED, history
 from hub.billing.bill import POSTPAID, billing_of
 from hub.billing.customers import set_billing
 from hub.control.rules import stored_rules
 from hub.control.state import set_credit_rules
-from hub.errors import InvalidInputError, NotFoundError
+from hub.errors import NotFoundError
 from hub.ledger.accounts import create_customer
-from hub.models import Account, Customer
+from hub.models import Account, Customer, Event
 from hub.money import major
+from hub.services.customers import change_customer, check_alternate
 
 router = APIRouter(prefix="/customers", tags=["customers"], route_class=HubRoute)
 
@@ -43,15 +48,7 @@ def customer_out(session: Session, customer_id: str) -> CustomerOut:
 def create(body: CustomerIn, ctx: ContextDep, _: Admin) -> CustomerOut:
     def work(session: Session) -> CustomerOut:
         if body.alternate_account is not None:
-            if body.alternate_account == body.id:
-                raise InvalidInputError("alternate_account", "must differ from the customer")
-            alternate = session.get(Account, body.alternate_account)
-            if alternate is None:
-                raise InvalidInputError(
-                    "alternate_account", f"unknown account {body.alternate_account!r}"
-                )
-            if alternate.currency != ctx.currency:
-                raise InvalidInputError("alternate_account", f"not a {ctx.currency} account")
+            check_alternate(session, body.id, body.alternate_account, ctx.currency)
         create_customer(
             session,
             body.id,
@@ -72,3 +69,35 @@ def create(body: CustomerIn, ctx: ContextDep, _: Admin) -> CustomerOut:
 @router.get("/{customer_id}", response_model=CustomerOut)
 def get(customer_id: str, session: SessionDep, _: Operator) -> CustomerOut:
     return customer_out(session, customer_id)
+
+
+@router.patch("/{customer_id}", response_model=CustomerOut)
+def patch(customer_id: str, body: CustomerPatch, ctx: ContextDep, who: Admin) -> CustomerOut:
+    def work(session: Session) -> CustomerOut:
+        change_customer(
+            session, customer_id, body.given(), currency=ctx.currency, key_id=who.key_id
+        )
+        return customer_out(session, customer_id)
+
+    return write(ctx.engine, work)
+
+
+@router.get("/{customer_id}/history", response_model=list[ChangeOut])
+def customer_history(
+    *,
+    customer_id: str,
+    session: SessionDep,
+    _: Operator,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="event id cursor")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ChangeOut]:
+    if session.get(Customer, customer_id) is None:
+        raise NotFoundError("customer", customer_id)
+    rows = history(session, CUSTOMER_CHANGED, "customer", customer_id, before=before, limit=limit)
+    return [change_out(e) for e in rows]
+
+
+def change_out(event: Event) -> ChangeOut:
+    data = event.data or {}
+    return ChangeOut(id=event.id or 0, at=event.at, key_id=data.get("key_id"),
+                     reason=event.reason, changes=data.get("changes", {}))  # fmt: skip
