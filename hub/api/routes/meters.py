@@ -121,7 +121,7 @@ def list_meters(
     *,
     gateway: str | None = None,
     q: Annotated[str | None, Query(max_length=64)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> list[MeterOut]:
     """Meters in id order, ``limit`` from ``offset``; ``q`` keeps those whose id, customer or
