@@ -19,6 +19,7 @@ from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
 from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
+from hub.models.tokens import MeterTokenKey, TopupToken
 from hub.models.types import (
     AccountKind,
     EntryKind,
@@ -51,6 +52,7 @@ __all__ = [
     "Meter",
     "MeterCarry",
     "MeterCustomer",
+    "MeterTokenKey",
     "PaymentTransaction",
     "PostedUsage",
     "Provider",
@@ -61,6 +63,7 @@ __all__ = [
     "Tariff",
     "TariffVersion",
     "Tier",
+    "TopupToken",
     "UTCDateTime",
     "metadata",
     "table",

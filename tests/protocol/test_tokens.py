@@ -135,3 +135,13 @@ def test_any_order_credits_each_token_at_most_once(amounts: list[int], rnd) -> N
         credited.append(token)
         last, used = got.last_count, got.used_counts
     assert sorted(credited) == sorted(t for t, _ in tokens)
+
+
+def test_seal_round_trip_hides_the_secret() -> None:
+    from protocol.tokens import seal, unseal
+
+    secret = MeterSecret.new()
+    sealed = seal("ab" * 32, "m1", secret)
+    assert secret.key not in sealed
+    assert unseal("ab" * 32, "m1", sealed) == secret
+    assert unseal("cd" * 32, "m1", sealed) != secret
