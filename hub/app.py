@@ -29,6 +29,7 @@ from hub.api.routes import (
     providers,
     system,
     tariffs,
+    tokens,
 )
 from hub.api.schemas import ERROR_RESPONSES
 from hub.compose import HubServices, compose
@@ -100,6 +101,7 @@ def build_app(services: HubServices) -> FastAPI:
         fleet,
         ledger,
         payments,
+        tokens,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

@@ -77,6 +77,7 @@ from hub.rating.payers import SplitRuleError, payer_weights, paying_account, por
 from hub.rating.register import Edge, Placed, Refused, place
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory, load_histories
+from hub.tokens.store import setups as token_setups
 from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.messages import (
@@ -628,6 +629,7 @@ class BatchProcessor:
         gateways = sorted({meters[m].gateway_id for m in touched})
         keys: dict[str, str] = dict(select_in(conn, T_GATEWAYS, ("id", "command_key"), "id",
                                               gateways))  # fmt: skip
+        tokens = token_setups(conn, {m: keys.get(meters[m].gateway_id, "") for m in touched})
         for meter_id, (tariff, state) in touched.items():
             paying = payers[meter_id][1]
             meter = meters[meter_id]
@@ -643,6 +645,7 @@ class BatchProcessor:
                 flags=flags,
                 protected=bool(protected),
                 alternate_available=headroom.get(paying, 0),
+                tokens=tokens.get(meter_id),
             )
 
 

@@ -372,5 +372,5 @@ class IngestService:
 
 def to_meter_credit(info: CreditInfo) -> MeterCredit:
     rules = credit_rules(info.flags, info.protected, info.alternate_available)
-    state = build_state(info.tariff, info.balance, info.state, rules)
+    state = build_state(info.tariff, info.balance, info.state, rules, info.tokens)
     return MeterCredit(info.meter_id, info.gateway_id, info.command_key, info.account_id, state)

@@ -16,6 +16,8 @@ from protocol.tokens import (
     TokenRejectedError,
     encode,
     redeem,
+    seal,
+    unseal,
 )
 
 SECRET = MeterSecret("a29ab82edc5fbbc41ec9530f6dac86b1", 123456789)
@@ -138,8 +140,6 @@ def test_any_order_credits_each_token_at_most_once(amounts: list[int], rnd) -> N
 
 
 def test_seal_round_trip_hides_the_secret() -> None:
-    from protocol.tokens import seal, unseal
-
     secret = MeterSecret.new()
     sealed = seal("ab" * 32, "m1", secret)
     assert secret.key not in sealed
