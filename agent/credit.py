@@ -144,6 +144,14 @@ class CreditBook:
                     meter.state.as_of_seq,
                 )
                 return False
+            if (
+                meter.state is not None
+                and state.as_of_seq == meter.state.as_of_seq
+                and tokens.behind(state.tokens, meter.state.tokens)
+            ):
+                log.info("meter %s: ignoring a credit state from before its tokens settled",
+                         meter_id)  # fmt: skip
+                return False
             conn.execute(
                 "DELETE FROM credit_charge WHERE meter = ? AND seq <= ?",
                 (meter_id, state.as_of_seq),

@@ -68,6 +68,18 @@ def unsettled(conn: sqlite3.Connection, meter: str, tokens: TokenSetup | None) -
     return total
 
 
+def behind(new: TokenSetup | None, held: TokenSetup | None) -> bool:
+    """``new`` was read before ``held`` (the hub can deliver an older snapshot of the same
+    seq later: its ingest sends batch states at most once per interval): it lacks a token
+    ``held`` knows as settled or cancelled and knows none ``held`` does not. Such a state is
+    consistent in itself, so applying it would be safe, but it would forget a cancellation."""
+    if held is None:
+        return False
+    known_new = set(new.settled) | set(new.cancelled) if new is not None else set()
+    known_held = set(held.settled) | set(held.cancelled)
+    return bool(known_held - known_new) and not known_new - known_held
+
+
 @dataclass(frozen=True)
 class Applied:
     meter: str

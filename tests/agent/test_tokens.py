@@ -124,3 +124,11 @@ def test_no_key_yet_is_invalid(tmp_path: Path) -> None:
         assert exc.value.reason == "invalid"
     finally:
         desk.store.close()
+
+
+def test_an_older_snapshot_of_the_same_seq_does_not_forget_a_cancellation(d: Desk) -> None:
+    count, code = encode(SECRET, 0, 100)
+    assert d.credit.apply("m1", state(500, cancelled=(count,)))
+    assert not d.credit.apply("m1", state(600))  # read before the cancellation, sent after it
+    assert reason(d, code) == "cancelled"
+    assert d.credit.balance("m1") == 500

@@ -63,6 +63,33 @@ def vend(api: HubApi, amount: str) -> dict[str, Any]:
                     **{"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
 
 
+def assert_secret_not_logged(system: System, work: Path) -> None:
+    """The meter's secret (from the hub's database) is in no process's log."""
+    hub_db = sqlite3.connect(work / "hub.db")
+    try:
+        ((key, start),) = hub_db.execute("SELECT secret_key, starting_code FROM meter_token_keys")
+    finally:
+        hub_db.close()
+    logs = "".join(p.read_text(errors="replace") for p in system.procs.logs.glob("*.log"))
+    assert "token 2 applied" in logs  # the agent logged the redemption, without the secret
+    assert key not in logs.lower() and str(start) not in logs
+
+
+def cancelled_token_is_refunded_once_and_refused(ivy: System, work: Path) -> None:
+    """A token cancelled before it is typed: refunded once, refused by the gateway."""
+    api = ivy.api
+    before = ivy.balance("ivy")
+    second = vend(api, "1.00")
+    cancelled = api.post(f"/tokens/{second['id']}/cancel", {})
+    assert cancelled["status"] == "cancelled"
+    assert api.post(f"/tokens/{second['id']}/cancel", {}) == cancelled
+    assert ivy.balance("ivy") == before
+    wait_for(lambda: tokens_of(work, IVY.meter).get("cancelled"), timeout=20)
+    refused = token_cli(work, IVY.meter, second["token"])
+    assert refused.returncode == 4 and "cancelled" in refused.stderr
+    assert ivy.balance("ivy") == before
+
+
 @pytest.fixture
 def ivy(processes: Processes, tmp_path: Path, mosquitto: Broker) -> System:
     work = tmp_path / "work"
@@ -113,19 +140,20 @@ def test_token_offline_restores_supply_settles_once_and_cancel_refunds(
         wait_for(lambda: abs(agent_state(work, IVY.meter)[1] - ivy.balance("ivy")) <= 5,  # type: ignore[operator]
                  timeout=20)  # fmt: skip
 
-        # a cancelled token: refunded once, refused by the gateway
-        before = ivy.balance("ivy")
-        second = vend(api, "1.00")
-        cancelled = api.post(f"/tokens/{second['id']}/cancel", {})
-        assert cancelled["status"] == "cancelled"
-        assert api.post(f"/tokens/{second['id']}/cancel", {}) == cancelled
-        assert ivy.balance("ivy") == before
-        wait_for(lambda: tokens_of(work, IVY.meter).get("cancelled"), timeout=20)
-        refused = token_cli(work, IVY.meter, second["token"])
-        assert refused.returncode == 4 and "cancelled" in refused.stderr
-        assert ivy.balance("ivy") == before
+        cancelled_token_is_refunded_once_and_refused(ivy, work)
         check = api.get("/ledger/check")
         assert check["ok"], check
+        # the meter's secret is in no process's log
+        hub_db = sqlite3.connect(work / "hub.db")
+        try:
+            ((key, start),) = hub_db.execute(
+                "SELECT secret_key, starting_code FROM meter_token_keys"
+            )
+        finally:
+            hub_db.close()
+        logs = "".join(p.read_text(errors="replace") for p in ivy.procs.logs.glob("*.log"))
+        assert "token applied" in logs or "token" in logs
+        assert key not in logs.lower() and str(start) not in logs
     finally:
         ivy.procs.stop_all()
         ivy.modbus.close()
