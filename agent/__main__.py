@@ -1,7 +1,10 @@
-"""``smsa-agent --config agent.toml [run|status]``: the edge agent, or its status.
+"""``smsa-agent --config agent.toml [run|status|check|token METER CODE]``: the edge agent, its
+status, or a token handed to the running agent (``agent.local_api``).
 
-Exit codes: 0 clean stop, 2 bad configuration or arguments (one line on stderr naming the file and
-the key), 1 a fatal runtime error (one line), 3 ``status`` without a status file.
+Exit codes: 0 clean stop (``token``: the credit is applied, one line on stdout), 2 bad
+configuration or arguments (one line on stderr naming the file and the key), 1 a fatal runtime
+error (one line; ``token``: the agent could not be reached), 3 ``status`` without a status file,
+4 ``token`` refused (the reason on stderr: used, too_old, invalid, cancelled, locked_out).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, type=Path, help="agent TOML file")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p.add_argument("command", nargs="?", default="run", choices=["run", "status", "check"])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "status", "check", "token"])
+    p.add_argument("args", nargs="*", help="token: METER CODE")
     return p
 
 
@@ -79,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"smsa-agent: {exc}\n")
         return 2
+    if args.command == "token":
+        if len(args.args) != 2:
+            sys.stderr.write("smsa-agent: token takes METER CODE\n")
+            return 2
+        return hand_token(settings, args.args[0], args.args[1])
+    if args.args:
+        sys.stderr.write(f"smsa-agent: {args.command} takes no arguments\n")
+        return 2
     if args.command == "status":
         return _status(settings)
     if args.command == "check":
@@ -103,15 +115,49 @@ def _status(settings: AgentSettings) -> int:
     return 0
 
 
+def hand_token(settings: AgentSettings, meter: str, code: str) -> int:
+    """POST the token to the running agent's local endpoint; one line either way."""
+    import urllib.error  # noqa: PLC0415 (only this command needs it)
+    import urllib.request  # noqa: PLC0415
+
+    host, port = settings.tokens.host, settings.tokens.port
+    request = urllib.request.Request(
+        f"http://{host}:{port}/tokens",
+        data=json.dumps({"meter": meter, "code": code}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            answer = json.loads(exc.read())
+        except ValueError:
+            answer = {"reason": f"HTTP {exc.code}"}
+        sys.stderr.write(f"smsa-agent: token refused: {answer.get('reason')}\n")
+        return 4
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"smsa-agent: no agent answering at {host}:{port}: {exc}\n")
+        return 1
+    balance = answer.get("balance")
+    tail = "" if balance is None else f", balance {balance}"
+    sys.stdout.write(f"{meter}: token applied, +{answer['amount']} minor units{tail}\n")
+    return 0
+
+
 def run(settings: AgentSettings) -> int:
     """Wire the agent and run it until SIGTERM or SIGINT."""
     # imported here so that `status` and a bad config answer without loading paho and pymodbus
     from agent.commands import CommandGate  # noqa: PLC0415
     from agent.credit import CreditBook  # noqa: PLC0415
     from agent.engine import Engine  # noqa: PLC0415
+    from agent.local_api import LocalApi  # noqa: PLC0415
     from agent.store import AgentStore  # noqa: PLC0415
+    from agent.tokens import TokenDesk  # noqa: PLC0415
     from agent.uplink.client import Uplink  # noqa: PLC0415
     from agent.uplink.outbox import Outbox  # noqa: PLC0415
+    from protocol.tokens import Lockout  # noqa: PLC0415
 
     mqtt = settings.mqtt
     # one connection to the agent's SQLite file, shared by everything that keeps state in it
@@ -120,7 +166,11 @@ def run(settings: AgentSettings) -> int:
     credit = CreditBook(store)
     gate = CommandGate(settings.security.command_key, store, epoch=outbox.epoch,
                        began=outbox.began, mqtt_password=mqtt.password)  # fmt: skip
-    engine = Engine(settings, store, outbox, credit, gate)
+    tokens = settings.tokens
+    lockout = Lockout(free=tokens.lockout_after, base_s=tokens.lockout_base_s,
+                      max_s=tokens.lockout_max_s)  # fmt: skip
+    desk = TokenDesk(store, gate.credentials.honoured, credit, outbox, lockout)
+    engine = Engine(settings, store, outbox, credit, gate, tokens=desk)
     uplink = Uplink(
         settings.gateway_id,
         mqtt.url,
@@ -143,10 +193,18 @@ def run(settings: AgentSettings) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    local: LocalApi | None = None
+    try:
+        local = LocalApi(tokens.host, tokens.port, engine)
+    except OSError as exc:  # metering and credit matter more than the keypad: run without it
+        log.error("tokens: cannot listen on %s:%d (%s); no tokens can be typed",
+                  tokens.host, tokens.port, exc)  # fmt: skip
     uplink.start()
     try:
         engine.run()
     finally:
+        if local is not None:
+            local.stop()
         uplink.stop()
         store.close()
         if metrics is not None:

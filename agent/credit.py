@@ -5,13 +5,14 @@ The hub sends a :class:`CreditState` per meter: its balance including every usag
 
     local balance = state.balance - charges of the records with seq > as_of_seq priced here
 
-with a charge log per (meter, seq) pruned at each new ``as_of_seq``. Pricing uses the protocol's
-rating and apportioning, so the shares are what the hub computes for the same record (the hub
-re-rates anyway). Month-to-date energy for inclining blocks is counted from the records priced
-here, reset at each calendar month in the tariff's zone (a gateway that starts mid-month
-under-counts it until the next month). All state is in the agent's SQLite file (``AgentStore``):
-:meth:`CreditBook.price` called inside the engine's transaction for a closed interval commits
-with the meter's new state and the outbox row.
+plus the offline tokens redeemed here that the state does not list as settled or cancelled
+(``agent.tokens``), with a charge log per (meter, seq) pruned at each new ``as_of_seq``. Pricing
+uses the protocol's rating and apportioning, so the shares are what the hub computes for the
+same record (the hub re-rates anyway). Month-to-date energy for inclining blocks is counted from
+the records priced here, reset at each calendar month in the tariff's zone (a gateway that
+starts mid-month under-counts it until the next month). All state is in the agent's SQLite file
+(``AgentStore``): :meth:`CreditBook.price` called inside the engine's transaction for a closed
+interval commits with the meter's new state and the outbox row.
 """
 
 import json
@@ -22,6 +23,7 @@ from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
+from agent import tokens
 from agent.store import AgentStore
 from protocol.apportion import apportion, dump_carry, load_carry
 from protocol.messages import CreditState, UsageRecord
@@ -71,6 +73,7 @@ class CreditBook:
         with self._store.transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            tokens.ensure_schema(conn)
 
     def close(self) -> None:
         """Close the store if this book opened it (a shared one is closed by its owner)."""
@@ -141,6 +144,14 @@ class CreditBook:
                     meter.state.as_of_seq,
                 )
                 return False
+            if (
+                meter.state is not None
+                and state.as_of_seq == meter.state.as_of_seq
+                and tokens.behind(state.tokens, meter.state.tokens)
+            ):
+                log.info("meter %s: ignoring a credit state from before its tokens settled",
+                         meter_id)  # fmt: skip
+                return False
             conn.execute(
                 "DELETE FROM credit_charge WHERE meter = ? AND seq <= ?",
                 (meter_id, state.as_of_seq),
@@ -150,11 +161,12 @@ class CreditBook:
                 (meter_id,),
             ).fetchone()
             carry = meter.carry if count else load_carry(state.carry)
+            unsettled = tokens.unsettled(conn, meter_id, state.tokens)
             conn.execute(
                 "UPDATE credit_meter SET state = ?, balance = ?, carry = ? WHERE meter = ?",
                 (
                     state.model_dump_json(),
-                    state.balance - int(later),
+                    state.balance - int(later) + unsettled,
                     json.dumps(dump_carry(carry)),
                     meter_id,
                 ),
@@ -165,6 +177,17 @@ class CreditBook:
                 update = {"hold": False, "hold_since": None}
                 self._save_memory(conn, meter_id, meter.memory.model_copy(update=update))
         return True
+
+    def credit(self, conn: sqlite3.Connection, meter_id: str, amount: int) -> int | None:
+        """Add a redeemed token's ``amount`` to the local balance in the caller's transaction
+        (``agent.tokens``); the new balance (None before the hub sent a credit state)."""
+        conn.execute(
+            "UPDATE credit_meter SET balance = balance + ? WHERE meter = ? AND balance IS NOT NULL",
+            (amount, meter_id),
+        )
+        row = conn.execute("SELECT balance FROM credit_meter WHERE meter = ?", (meter_id,))
+        found = row.fetchone()
+        return None if found is None else found[0]
 
     def renumber(self, meter_id: str, shift: int, lowest: int) -> None:
         """Add ``shift`` to the seq of every charge of ``meter_id`` from seq ``lowest`` on (its

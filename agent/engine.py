@@ -17,8 +17,9 @@ import queue
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -55,6 +56,10 @@ from agent.snapshot import snapshot
 from agent.status import write_atomic
 from agent.store import AgentStore
 from protocol.messages import CreditState, Event, ResumePoint, UsageRecord
+from protocol.tokens import TokenRejectedError
+
+if TYPE_CHECKING:
+    from agent.tokens import Applied, TokenDesk
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +111,10 @@ class Engine:
         gate: GateLike,
         *,
         notifier: Notifier | None = None,
+        tokens: TokenDesk | None = None,
     ) -> None:
         self.settings = settings
+        self.tokens = tokens
         self.store = store
         self.outbox = outbox
         self.credit = credit
@@ -145,6 +152,13 @@ class Engine:
     def on_command(self, payload: bytes) -> None:
         """Called by the uplink (its thread): hand the command to the engine."""
         self._queue.put(("command", payload))
+
+    def submit_token(self, meter: str, code: str) -> Future[Applied]:
+        """Called by the local endpoint (its thread): redeem ``code`` on the engine's thread;
+        the future holds the ``Applied`` or the ``TokenRejectedError``."""
+        done: Future[Applied] = Future()
+        self._queue.put(("token", (meter, code, done)))
+        return done
 
     def stop(self) -> None:
         self._stop.set()
@@ -199,6 +213,24 @@ class Engine:
             self._reading(item)
         elif kind == "command":
             self.commands.handle(item, datetime.now(UTC))
+        elif kind == "token":
+            self._token(*item)
+
+    def _token(self, meter: str, code: str, done: Future[Applied]) -> None:
+        """Apply a token, then let the rules reconnect the meter if the credit allows."""
+        try:
+            if self.tokens is None or meter not in self.meters:
+                raise TokenRejectedError("invalid", f"no meter {meter!r} on this gateway")
+            applied = self.tokens.redeem(meter, code)
+        except TokenRejectedError as exc:
+            done.set_exception(exc)
+            return
+        except Exception as exc:
+            done.set_exception(exc)
+            raise
+        self.events += 1
+        self.enforce(meter, datetime.now(UTC))
+        done.set_result(applied)
 
     def _drain_readings(self) -> None:
         """Meter the readings that arrived before the pollers stopped (nothing is left behind)."""

@@ -80,6 +80,17 @@ class MetricsSettings(_Section):
     host: str = Field(default="127.0.0.1", min_length=1)
 
 
+class TokensSettings(_Section):
+    """Offline top-up tokens (``agent.tokens``): the local endpoint the CLI ``token`` command
+    and a keypad talk to, and the lockout after repeated bad entries."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8764, ge=1, le=65535)
+    lockout_after: int = Field(default=3, ge=1, le=100)
+    lockout_base_s: float = Field(default=15.0, gt=0, le=86_400)
+    lockout_max_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+
+
 class _BusBase(_Section):
     name: Name
     timeout_s: float = Field(default=0.3, gt=0, le=30)
@@ -143,6 +154,7 @@ class AgentSettings(BaseSettings):
     timing: TimingSettings = TimingSettings()
     status: StatusSettings = StatusSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tokens: TokensSettings = TokensSettings()
     buses: list[BusSettings] = Field(min_length=1)
     meters: list[MeterSettings] = Field(min_length=1)
     # Directories of more register maps, searched after the shipped ``hardware/registers``,

@@ -32,6 +32,7 @@ from hub.api.routes import (
     providers,
     system,
     tariffs,
+    tokens,
 )
 from hub.api.schemas import ERROR_RESPONSES
 from hub.compose import HubServices, compose
@@ -106,6 +107,7 @@ def build_app(services: HubServices) -> FastAPI:
         billing,
         imports,
         keys,
+        tokens,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

@@ -36,6 +36,7 @@ MAX_SEQ = 2**53
 MIN_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
 MAX_SPAN = timedelta(days=31)
+MAX_TOKEN_LIST = 256
 MAX_INT_DIGITS = 20  # every integer field is far below 10**20; Python refuses > 4300 digits
 
 
@@ -172,11 +173,29 @@ class CreditRules(Message):
     protected: bool = False
 
 
+class TokenSetup(Message):
+    """A meter's offline top-up tokens (``protocol.tokens``, docs/tokens.md): its secret sealed
+    with the gateway's command key (``protocol.tokens.seal``), the counts of its tokens the hub
+    has settled (their money is in ``balance``: the agent stops adding them) and of those it
+    cancelled (refunded: the agent refuses them), each the newest ``MAX_TOKEN_LIST``."""
+
+    sealed: str = Field(pattern=r"^[0-9a-f]{40}$")
+    settled: tuple[Annotated[int, Field(ge=0, le=MAX_SEQ)], ...] = Field(
+        default=(), max_length=MAX_TOKEN_LIST
+    )
+    cancelled: tuple[Annotated[int, Field(ge=0, le=MAX_SEQ)], ...] = Field(
+        default=(), max_length=MAX_TOKEN_LIST
+    )
+
+
 class CreditState(Message):
     """What the hub tells a gateway about one meter's credit: enough to enforce it offline.
 
     ``balance`` already includes every usage record up to ``as_of_seq``; the agent subtracts its
     own charges for later records. ``carry`` is the meter's rounding remainder at ``as_of_seq``.
+    ``tokens``: the meter's offline top-up tokens (None: not set up); ``balance`` includes the
+    tokens listed as settled there and none of the others, so the agent adds the amount of each
+    token it redeemed and the state does not list.
     """
 
     balance: Money
@@ -184,6 +203,7 @@ class CreditState(Message):
     tariff: Tariff
     rules: CreditRules = CreditRules()
     carry: dict[ProviderId, str] = Field(default_factory=dict, max_length=32)
+    tokens: TokenSetup | None = None
 
 
 class ResumePoint(Message):

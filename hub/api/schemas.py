@@ -379,3 +379,24 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "unknown id"},
     409: {"model": ErrorOut, "description": "duplicate id, or idempotency conflict"},
 }
+
+
+class TokenIn(Body):
+    """An offline top-up token for one of the account's meters (docs/tokens.md)."""
+
+    amount: MoneyIn
+    meter: Id
+
+
+class TokenOut(BaseModel):
+    """A vended token. ``token``: the 12 digits the customer types at the gateway; the meter's
+    secret is never in an answer."""
+
+    id: str
+    token: str
+    amount: Money
+    meter: str
+    account: str
+    currency: str
+    status: Literal["vended", "settled", "cancelled"]
+    redeemed: bool = False

@@ -29,9 +29,10 @@ from hub.models import Account, Customer, Gateway, Meter, MeterCarry, table
 from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, paying_account
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
+from hub.tokens.store import setup as token_setup
 from protocol.apportion import dump_carry
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_MONEY, CreditRules, CreditState, validate
+from protocol.messages import MAX_MONEY, CreditRules, CreditState, TokenSetup, validate
 from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
@@ -102,13 +103,19 @@ def alternate_headroom(conn: Connection, customer_ids: Iterable[str]) -> dict[st
     return headroom
 
 
-def build_state(tariff: Tariff, balance: int, state: MeterState, rules: CreditRules) -> CreditState:
+def build_state(
+    tariff: Tariff, balance: int, state: MeterState, rules: CreditRules,
+    tokens: TokenSetup | None = None,
+) -> CreditState:  # fmt: skip
+    """``tokens``: read in the transaction that read ``balance`` (``hub.tokens.store.setup``),
+    so the balance holds exactly the tokens it lists as settled."""
     return CreditState(
         balance=balance,
         as_of_seq=state.seq,
         tariff=tariff,
         rules=rules,
         carry=dump_carry(state.carry),
+        tokens=tokens,
     )
 
 
@@ -145,7 +152,8 @@ def credit_state(conn: Connection, meter_id: str, now: datetime | None = None) -
         raise LookupError(f"tariff {meter.tariff_id!r} has no version")
     text = conn.execute(select(_carry.c.state).where(_carry.c.meter_id == meter_id)).scalar()
     tariff = history.at(now or datetime.now(UTC))
-    state = build_state(tariff, int(balance), MeterState.load(text), rules)
+    tokens = token_setup(conn, meter_id, key)
+    state = build_state(tariff, int(balance), MeterState.load(text), rules, tokens)
     return MeterCredit(meter_id, meter.gateway_id, key, account_id, state)
 
 

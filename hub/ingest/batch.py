@@ -93,6 +93,7 @@ from hub.ledger.bulk import execute_many, select_in
 from hub.ledger.posting import apply_deltas
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
+from hub.tokens.store import setups as token_setups
 from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.messages import (
@@ -466,6 +467,7 @@ class BatchProcessor:
         gateways = sorted({meters[m].gateway_id for m in touched})
         keys: dict[str, str] = dict(select_in(conn, T_GATEWAYS, ("id", "command_key"), "id",
                                               gateways))  # fmt: skip
+        tokens = token_setups(conn, {m: keys.get(meters[m].gateway_id, "") for m in touched})
         for meter_id, (tariff, state) in touched.items():
             paying = payers[meter_id]
             meter = meters[meter_id]
@@ -481,6 +483,7 @@ class BatchProcessor:
                 flags=flags,
                 protected=bool(protected),
                 alternate_available=headroom.get(paying, 0),
+                tokens=tokens.get(meter_id),
             )
 
 

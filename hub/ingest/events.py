@@ -6,7 +6,8 @@ online).
 An event is attributed by its topic only: the payload's ``data`` cannot name another gateway or
 event id, a ``command_ack`` can settle only a command addressed to its own gateway, and kinds
 that are about a meter (``METER_KINDS``) are quarantined without one, so a gateway cannot raise
-the operator's disconnect or tamper counters with meter-less events."""
+the operator's disconnect or tamper counters with meter-less events. A ``token_redeemed`` event
+settles its token in the same transaction, once (``hub.tokens.settle``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from hub.ingest.model import (
     Work,
     event_row,
 )
+from hub.tokens.settle import TOKEN_EVENT, settle_token_event
 from protocol import topics
 from protocol.messages import (
     Event as EventMsg,
@@ -85,6 +87,8 @@ def store_events(conn: Connection, work: Work, admit: Callable[[str], bool]) -> 
                                            event_row_id=row_id))  # fmt: skip
         work.counts["events"] += 1
         _settle_command(conn, gateway, ev, work)
+        if ev.kind == TOKEN_EVENT and ev.meter is not None:
+            work.counts[f"tokens_{settle_token_event(conn, ev.meter, ev.data)}"] += 1
         relay = relay_of(ev)
         if relay is not None and ev.meter is not None:
             conn.execute(update(T_METERS).where(T_METERS.c.id == ev.meter).values(relay=relay))
@@ -169,7 +173,7 @@ def apply_statuses(conn: Connection, work: Work) -> None:
 METER_KINDS = frozenset({
     "disconnect", "reconnect", "relay", "relay_on", "relay_off", "relay_change", "relay_changed",
     "disconnected", "reconnected", "tamper", "low_credit", "register_reset", "meter_offline",
-    "meter_online", "relay_fault", "prompt", "command_ack",
+    "meter_online", "relay_fault", "prompt", "command_ack", TOKEN_EVENT,
 })  # fmt: skip
 
 

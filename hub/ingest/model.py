@@ -33,6 +33,7 @@ from protocol.messages import (
 )
 from protocol.messages import (
     Status,
+    TokenSetup,
     UsageRecord,
 )
 from protocol.tariff import Tariff
@@ -84,6 +85,7 @@ class CreditInfo:
     flags: dict[str, Any] | None
     protected: bool
     alternate_available: int = 0
+    tokens: TokenSetup | None = None  # read with ``balance`` (hub.tokens.store.setup)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 
 from hub.commands.store import enqueue_many
 from hub.control.credit_state import (
@@ -36,6 +37,7 @@ from hub.control.credit_state import (
     build_state,
     credit_command_for,
     credit_rules,
+    credit_state,
 )
 from hub.control.engine import CreditControl
 from hub.db import write_tx
@@ -56,6 +58,7 @@ from hub.ingest.transport.mqtt import MAX_RECEIVE, BrokerUrl
 from hub.ingest.transport.pump_link import PumpConfig, PumpLink
 from hub.ingest.transport.settler_link import SettlerConfig, SettlerLink
 from hub.metrics import IngestMetrics
+from hub.tokens.store import setups as token_setups
 
 log = logging.getLogger(__name__)
 
@@ -349,28 +352,43 @@ class IngestService:
         if not self._dirty:
             return
         now = time.monotonic()
-        commands: list[tuple[str, dict[str, Any]]] = []
+        due: list[CreditInfo] = []
         for meter_id in list(self._dirty):
             if not force and now - self._last_sent.get(meter_id, -1e9) < self.credit_interval_s:
                 continue
             info = self._dirty.pop(meter_id)
             self._last_sent[meter_id] = now
-            if not info.command_key:
-                continue
-            try:
-                command = credit_command_for(to_meter_credit(info), ttl=self.command_ttl)
-            except ValueError as exc:
-                log.warning("credit state of %s not sent: %s", meter_id, exc)
-                continue
-            commands.append((info.gateway_id, command))
-        if not commands:
+            if info.command_key:
+                due.append(info)
+        if not due:
             return
         with write_tx(self.engine) as conn:
+            commands = [c for c in (self._state_command(conn, i, tokens)
+                                    for i, tokens in stale_tokens(conn, due)) if c]  # fmt: skip
             enqueue_many(conn, commands)
         self.wake_commands()
+
+    def _state_command(
+        self, conn: Connection, info: CreditInfo, stale: bool
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The credit command of ``info``; built afresh from the database when a token of the
+        meter settled or was cancelled since ``info`` was read (its balance and token lists
+        would otherwise go out older than a state already queued)."""
+        try:
+            credit = credit_state(conn, info.meter_id) if stale else to_meter_credit(info)
+            return info.gateway_id, credit_command_for(credit, ttl=self.command_ttl)
+        except (ValueError, LookupError) as exc:
+            log.warning("credit state of %s not sent: %s", info.meter_id, exc)
+            return None
+
+
+def stale_tokens(conn: Connection, infos: list[CreditInfo]) -> list[tuple[CreditInfo, bool]]:
+    """Each ``info`` and whether its meter's tokens changed since it was read (two queries)."""
+    now = token_setups(conn, {i.meter_id: i.command_key for i in infos})
+    return [(i, now.get(i.meter_id) != i.tokens) for i in infos]
 
 
 def to_meter_credit(info: CreditInfo) -> MeterCredit:
     rules = credit_rules(info.flags, info.protected, info.alternate_available)
-    state = build_state(info.tariff, info.balance, info.state, rules)
+    state = build_state(info.tariff, info.balance, info.state, rules, info.tokens)
     return MeterCredit(info.meter_id, info.gateway_id, info.command_key, info.account_id, state)

@@ -30,6 +30,7 @@ from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
 from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
+from hub.models.tokens import MeterTokenKey, TopupToken
 from hub.models.types import (
     AccountKind,
     EntryKind,
@@ -67,6 +68,7 @@ __all__ = [
     "MeterCarry",
     "MeterCustomer",
     "MeterFeed",
+    "MeterTokenKey",
     "PaymentTransaction",
     "PostedUsage",
     "ProfileConflict",
@@ -81,6 +83,7 @@ __all__ = [
     "Tariff",
     "TariffVersion",
     "Tier",
+    "TopupToken",
     "UTCDateTime",
     "metadata",
     "table",

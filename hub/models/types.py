@@ -88,6 +88,7 @@ class EntryKind(StrEnum):
     TRANSFER = "transfer"
     ADJUSTMENT = "adjustment"
     REVERSAL = "reversal"
+    TOKEN = "token"  # offline top-up tokens: vended, settled or cancelled (hub.tokens)
 
 
 class Role(StrEnum):
