@@ -37,7 +37,7 @@ class Desk:
         self.store = AgentStore(path)
         self.outbox = Outbox(self.store, 1000)
         self.credit = CreditBook(self.store)
-        self.desk = TokenDesk(self.store, KEY, self.credit, self.outbox,
+        self.desk = TokenDesk(self.store, lambda: (KEY,), self.credit, self.outbox,
                               Lockout(free=3, base_s=10, max_s=60))  # fmt: skip
 
     def events(self) -> list[tuple[str, str]]:
@@ -132,3 +132,14 @@ def test_an_older_snapshot_of_the_same_seq_does_not_forget_a_cancellation(d: Des
     assert not d.credit.apply("m1", state(600))  # read before the cancellation, sent after it
     assert reason(d, code) == "cancelled"
     assert d.credit.balance("m1") == 500
+
+
+def test_a_secret_sealed_with_the_key_being_rotated_out_still_opens(d: Desk) -> None:
+    """During a credential rotation the meter's secret may still be sealed with the replaced
+    key: the desk tries each key the gateway honours, current first."""
+    d.desk._keys = lambda: ("cd" * 32, KEY)  # the new key first; the state is sealed with KEY
+    count, code = encode(SECRET, 0, 300)
+    assert d.desk.redeem("m1", code, 0.0).count == count
+    d.desk._keys = lambda: ("cd" * 32,)  # the replaced key no longer honoured
+    _, later = encode(SECRET, count, 300)
+    assert reason(d, later) == "invalid"
