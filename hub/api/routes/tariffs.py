@@ -26,12 +26,7 @@ def tariff_out(session: Session, tariff_id: str) -> TariffOut:
     tariff = session.get(Tariff, tariff_id)
     if tariff is None:
         raise NotFoundError("tariff", tariff_id)
-    version = session.exec(
-        select(TariffVersion)
-        .where(TariffVersion.tariff_id == tariff_id)
-        .order_by(col(TariffVersion.version).desc())
-    ).first()
-    assert version is not None
+    version = latest_version(session, tariff_id)
     doc: dict[str, Any] = json.loads(version.document)
     return TariffOut(
         id=tariff.id,
@@ -46,15 +41,20 @@ def tariff_out(session: Session, tariff_id: str) -> TariffOut:
     )
 
 
-def latest_doc(session: Session, tariff_id: str) -> TariffDoc:
-    """The tariff's newest version (the tariff must exist)."""
+def latest_version(session: Session, tariff_id: str) -> TariffVersion:
+    """The tariff's newest version (the tariff must exist: it is created with version 1)."""
     version = session.exec(
         select(TariffVersion)
         .where(TariffVersion.tariff_id == tariff_id)
         .order_by(col(TariffVersion.version).desc())
     ).first()
     assert version is not None
-    return TariffDoc.model_validate_json(version.document)
+    return version
+
+
+def latest_doc(session: Session, tariff_id: str) -> TariffDoc:
+    """The tariff's newest version as a document."""
+    return TariffDoc.model_validate_json(latest_version(session, tariff_id).document)
 
 
 def check_units(session: Session, doc: TariffDoc) -> None:
@@ -110,12 +110,7 @@ def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin
     def work(session: Session) -> TariffOut:
         if session.get(Tariff, tariff_id) is None:
             raise NotFoundError("tariff", tariff_id)
-        latest = session.exec(
-            select(TariffVersion)
-            .where(TariffVersion.tariff_id == tariff_id)
-            .order_by(col(TariffVersion.version).desc())
-        ).first()
-        assert latest is not None
+        latest = latest_version(session, tariff_id)
         start = body.valid_from or utcnow()
         if start <= latest.valid_from:
             raise InvalidInputError("valid_from", "must be after the latest version's start")
