@@ -62,7 +62,7 @@ from hub.db import read_tx, run_tx
 from hub.errors import NotFoundError
 from hub.ledger import post_entry, set_floor
 from hub.models import Account, Customer, EntryKind, Gateway, Meter, table
-from hub.rating.payers import shared_meters
+from hub.rating.payers import has_split_rule, shared_meters
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ def meters_of(conn: Connection, account_id: str) -> list[str]:
                 .scalars())  # fmt: skip
     found |= shared_meters(conn, [account_id])
     for row in conn.execute(select(meters.c.id, meters.c.split_rule)
-                            .where(meters.c.split_rule.is_not(None))):  # fmt: skip
+                            .where(has_split_rule(meters.c.split_rule))):  # fmt: skip
         if account_id in ((row.split_rule or {}).get("accounts") or {}):
             found.add(row.id)
     backed = select(customers.c.id).where(customers.c.alternate_account_id == account_id)
@@ -401,7 +401,7 @@ def meters_paid_by_any(conn: Connection, account_ids: set[str]) -> list[str]:
                      .scalars())  # fmt: skip
     found |= shared_meters(conn, ids)
     for row in conn.execute(select(meters.c.id, meters.c.split_rule)
-                            .where(meters.c.split_rule.is_not(None))):  # fmt: skip
+                            .where(has_split_rule(meters.c.split_rule))):  # fmt: skip
         if account_ids & set((row.split_rule or {}).get("accounts") or {}):
             found.add(row.id)
     return sorted(found)

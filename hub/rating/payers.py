@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, and_, cast, or_, select
+from sqlalchemy import ColumnElement, String, and_, cast, or_, select
 from sqlalchemy.engine import Connection
 
 from hub.ledger.bulk import select_in
@@ -107,6 +107,12 @@ def shared_meters(conn: Connection, account_ids: Iterable[str]) -> set[str]:
     return {meter_id for (meter_id,) in rows}
 
 
+def has_split_rule(column: Any) -> ColumnElement[bool]:
+    """``meters.split_rule`` holds a rule: neither SQL NULL nor the JSON ``null`` SQLAlchemy
+    stores for a meter without one (so the rule readers do not read every meter)."""
+    return and_(column.is_not(None), cast(column, String) != NULL)
+
+
 def paid_meters(conn: Connection, account_id: str) -> list[str]:
     """The meters ``account_id`` pays a positive share of, in id order: its own, the shared
     meters it contributes to and those whose split rule names it (a meter whose payers cannot
@@ -117,7 +123,7 @@ def paid_meters(conn: Connection, account_id: str) -> list[str]:
             or_(
                 _meters.c.customer_id == account_id,
                 _meters.c.id.in_(sorted(shared)),
-                and_(_meters.c.split_rule.is_not(None), cast(_meters.c.split_rule, String) != NULL),
+                has_split_rule(_meters.c.split_rule),
             )
         )
     ).all()
