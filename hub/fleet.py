@@ -77,8 +77,7 @@ def count_meters(conn: Connection, q: str | None, gateway: str | None) -> int:
 def daily(conn: Connection, since: date, until: date) -> list[Day]:
     """Every UTC day from ``since`` to ``until`` inclusive, with its disconnections (events of
     kind ``disconnect``) and top-ups (count, and what they brought in: the clearing side)."""
-    start = datetime.combine(since, datetime.min.time())
-    end = datetime.combine(until + timedelta(days=1), datetime.min.time())
+    start, end = _bounds(since, until)
     cuts = conn.execute(
         select(func.date(EV.at), func.count())
         .where(EV.kind == "disconnect", EV.at >= start, EV.at < end)
@@ -92,17 +91,9 @@ def daily(conn: Connection, since: date, until: date) -> list[Day]:
                     JE.effective_at >= start, JE.effective_at < end))
         .group_by(func.date(JE.effective_at))
     ).all()  # fmt: skip
-    days = {since + timedelta(days=i): Day(since + timedelta(days=i))
-            for i in range((until - since).days + 1)}  # fmt: skip
-    for day, n in cuts:
-        d = _day(day)
-        if d in days:
-            days[d] = Day(d, int(n), days[d].topups, days[d].topup_minor)
-    for day, n, total in tops:
-        d = _day(day)
-        if d in days:
-            days[d] = Day(d, days[d].disconnects, int(n), int(total or 0))
-    return [days[d] for d in sorted(days)]
+    cut = {_day(day): int(n) for day, n in cuts}
+    topped = {_day(day): (int(n), int(total or 0)) for day, n, total in tops}
+    return [Day(d, cut.get(d, 0), *topped.get(d, (0, 0))) for d in _days(since, until)]
 
 
 def consumption(
@@ -110,16 +101,24 @@ def consumption(
 ) -> list[tuple[date, int]]:
     """The meter's settled energy per UTC day (base units: Wh, litres for water), every day
     from ``since`` to ``until``, by the day its interval ended."""
-    start = datetime.combine(since, datetime.min.time())
-    end = datetime.combine(until + timedelta(days=1), datetime.min.time())
+    start, end = _bounds(since, until)
     rows = conn.execute(
         select(func.date(PU.interval_end), func.sum(PU.import_end - PU.import_start))
         .where(PU.meter_id == meter_id, PU.interval_end >= start, PU.interval_end < end)
         .group_by(func.date(PU.interval_end))
     ).all()
     found = {_day(d): int(v or 0) for d, v in rows}
-    return [(since + timedelta(days=i), found.get(since + timedelta(days=i), 0))
-            for i in range((until - since).days + 1)]  # fmt: skip
+    return [(d, found.get(d, 0)) for d in _days(since, until)]
+
+
+def _bounds(since: date, until: date) -> tuple[datetime, datetime]:
+    """The instants (naive UTC, as stored) from the start of ``since`` to the end of ``until``."""
+    start = datetime.combine(since, datetime.min.time())
+    return start, datetime.combine(until + timedelta(days=1), datetime.min.time())
+
+
+def _days(since: date, until: date) -> list[date]:
+    return [since + timedelta(days=i) for i in range((until - since).days + 1)]
 
 
 def _day(value: object) -> date:
