@@ -152,6 +152,28 @@ class Status(Message):
     epoch: EpochId | None = None  # the gateway store's epoch (an online status carries it)
 
 
+Count = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+
+
+class BusHealth(Message):
+    """One meter's Modbus counters since the agent started, as its online status reports them
+    under ``meters.<id>.bus`` (docs/protocol.md, "Status"): requests sent, failed requests by
+    kind (no or garbled answer incl. CRC errors, Modbus exception, connection, bad frame),
+    polls, polls that failed after their retries, polls skipped while backing off."""
+
+    requests: Count = 0
+    errors: Count = 0
+    timeouts: Count = 0
+    exceptions: Count = 0
+    connection: Count = 0
+    frame: Count = 0
+    polls: Count = 0
+    failed_polls: Count = 0
+    skipped: Count = 0
+    state: Literal["ok", "failing", "starting"] = "starting"
+    last_error: Annotated[str, Field(max_length=200)] = ""
+
+
 class FriendlyWindow(Message):
     """No automatic cut-off on these weekdays (0 = Monday) from ``start`` to ``end`` (may wrap)."""
 

@@ -187,6 +187,24 @@ class MeterIn(Body):
     model: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
 
 
+class BusOut(BaseModel):
+    """The meter's Modbus counters since its agent started and its poll state, from the
+    gateway's newest online status (``protocol.messages.BusHealth``)."""
+
+    reported_at: datetime
+    requests: int
+    errors: int
+    timeouts: int
+    exceptions: int
+    connection: int
+    frame: int
+    polls: int
+    failed_polls: int
+    skipped: int
+    state: str
+    last_error: str
+
+
 class MeterOut(BaseModel):
     id: str
     gateway: str
@@ -202,6 +220,7 @@ class MeterOut(BaseModel):
     # the status of the meter's newest disconnect/reconnect command when it is not yet applied
     # (queued, sent, rejected, expired): the relay may not be what the operator asked for
     pending_command: str | None = None
+    bus: BusOut | None = None  # GET /meters/{id} only: the gateway's newest bus report
 
 
 class TopupIn(Body):

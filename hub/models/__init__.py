@@ -24,7 +24,13 @@ from hub.models.devices import (
     MeterCarry,
     MeterCustomer,
 )
-from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
+from hub.models.ingest_state import (
+    GatewayEventSeen,
+    GenerationMix,
+    MeterBus,
+    UsageMismatch,
+    UsagePending,
+)
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
@@ -61,10 +67,13 @@ __all__ = [
     "Event",
     "Gateway",
     "GatewayEpoch",
+    "GatewayEventSeen",
     "GatewayPublic",
+    "GenerationMix",
     "JournalEntry",
     "JournalLine",
     "Meter",
+    "MeterBus",
     "MeterCarry",
     "MeterCustomer",
     "MeterFeed",
@@ -85,6 +94,8 @@ __all__ = [
     "Tier",
     "TopupToken",
     "UTCDateTime",
+    "UsageMismatch",
+    "UsagePending",
     "metadata",
     "table",
     "utcnow",

@@ -17,6 +17,7 @@ from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
 from hub.api.routes.tariffs import latest_doc
 from hub.api.schemas import (
+    BusOut,
     CommandIn,
     CommandOut,
     CommandState,
@@ -28,6 +29,7 @@ from hub.api.schemas import (
 )
 from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.ingest.bus import read_bus
 from hub.keys import Principal
 from hub.models import Account, Customer, Gateway, Meter, Tariff, UsageMismatch
 from hub.money import major
@@ -136,7 +138,9 @@ def list_meters(
 @router.get("/{meter_id}", response_model=MeterOut)
 def get(meter_id: str, session: SessionDep, _: Operator) -> MeterOut:
     pending = unapplied(session.connection(), [meter_id]).get(meter_id)
-    return meter_out(session, get_meter(session, meter_id), pending)
+    out = meter_out(session, get_meter(session, meter_id), pending)
+    bus = read_bus(session.connection(), meter_id)
+    return out if bus is None else out.model_copy(update={"bus": BusOut.model_validate(bus)})
 
 
 @router.get("/{meter_id}/consumption", response_model=list[ConsumptionDay])
