@@ -118,10 +118,11 @@ class CustomerPatch(Body):
     protected: bool | None = None
     alternate_account: Id | None = None
     credit_rules: CustomerRules | None = None
+    billing: Literal["prepaid", "postpaid"] | None = None
 
     @model_validator(mode="after")
     def _not_null(self) -> CustomerPatch:
-        for name in ("name", "protected", "credit_rules"):
+        for name in ("name", "protected", "credit_rules", "billing"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} may not be null")
         return self
