@@ -1,5 +1,5 @@
 """A billing run (I/O around the pure core): one bill per customer for a closed period, every
-bill and its number written in one transaction."""
+bill, its number and its paper route (``printsites.route_paper``) written in one transaction."""
 
 from __future__ import annotations
 

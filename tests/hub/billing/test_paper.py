@@ -2,7 +2,8 @@
 billing run routes each paper bill to its print site (customers near each of two sites go to
 it), a full site overflows to the next, a postal code no site serves is a paper_unroutable
 event, a re-run routes nothing twice, and the day's batch PDF (pdftotext) holds the bills in
-postal-code order, each on an odd page, the address inside the DIN 5008 window field."""
+postal-code order, each on an odd page, the address inside the DIN 5008 window field. Overflow
+and unroutable bills also run on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -84,31 +85,31 @@ def test_customers_go_to_the_site_near_them(sqlite_engine: Engine) -> None:
 
 
 def test_a_full_site_overflows_to_the_next_and_a_rerun_routes_nothing_twice(
-    sqlite_engine: Engine,
+    engine: Engine,
 ) -> None:
     small = NewSite("north", "North Print", 50, "USD", 2, NORTH.zones)
-    world(sqlite_engine, {"c1": "N1 1AA", "c2": "N1 1AB", "c3": "N1 1AC"}, small, SOUTH)
-    first = run(sqlite_engine)
-    routes = deliveries(sqlite_engine, first)
+    world(engine, {"c1": "N1 1AA", "c2": "N1 1AB", "c3": "N1 1AC"}, small, SOUTH)
+    first = run(engine)
+    routes = deliveries(engine, first)
     assert [routes[c]["site"] for c in ("c1", "c2", "c3")] == ["north", "north", "south"]
     north = routes["c3"]["candidates"][0]
     assert north["eligible"] is False and north["why"] == "full: 2 of 2 used that day"
-    again = run(sqlite_engine)
+    again = run(engine)
     assert not again.created and again.bills == first.bills
-    assert deliveries(sqlite_engine, again) == routes
+    assert deliveries(engine, again) == routes
 
 
-def test_a_postal_code_no_site_serves_is_an_operator_event(sqlite_engine: Engine) -> None:
-    world(sqlite_engine, {"c1": "N1 1AA", "c2": "E1 6AN"}, NORTH, SOUTH)
-    routes = deliveries(sqlite_engine, run(sqlite_engine))
+def test_a_postal_code_no_site_serves_is_an_operator_event(engine: Engine) -> None:
+    world(engine, {"c1": "N1 1AA", "c2": "E1 6AN"}, NORTH, SOUTH)
+    routes = deliveries(engine, run(engine))
     assert routes["c1"]["site"] == "north"
     assert routes["c2"]["status"] == "unroutable" and routes["c2"]["site"] is None
     assert routes["c2"]["reason"] == "no print site serves this postal code"
-    (event,) = unroutable(sqlite_engine)
+    (event,) = unroutable(engine)
     assert event.data["customer"] == "c2" and event.data["postal_code"] == "E1 6AN"
     assert "no print site serves" in event.reason
-    run(sqlite_engine)
-    assert len(unroutable(sqlite_engine)) == 1
+    run(engine)
+    assert len(unroutable(engine)) == 1
 
 
 def pdf_pages(pdf: bytes, tmp_path: Path) -> list[str]:
