@@ -12,13 +12,14 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy.engine import Connection
 
-from hub.billing.profiles import delivery_of
 from hub.billing.routing import Route, Score, Site, Zone, normalize, route_all
 from hub.errors import ConflictError, NotFoundError
+from hub.ledger.bulk import CHUNK
 from hub.models import Bill, Event, PaperRoute, PrintSite, PrintZone, ProfileField, table
 from protocol.money import to_major
 
 UNROUTABLE = "paper_unroutable"
+PAPER = ("paper", "both")  # the profile deliveries that mail a paper bill
 _sites = table(PrintSite)
 _zones = table(PrintZone)
 _routes = table(PaperRoute)
@@ -85,29 +86,29 @@ def used_on(conn: Connection, day: date) -> dict[str, int]:
     return {str(site): int(n) for site, n in conn.execute(stmt)}
 
 
-def _postal_code(conn: Connection, customer: str) -> str | None:
-    stmt = select(_fields.c.value).where(and_(_fields.c.customer_id == customer,
-                                              _fields.c.scope == "",
-                                              _fields.c.field == "postal_code"))  # fmt: skip
-    found = conn.execute(stmt).scalar()
-    return None if found is None else str(found)
-
-
 def _paper_bills(conn: Connection, bill_ids: Iterable[int]) -> list[tuple[Any, str]]:
     """The bills (rows) to mail on paper, not routed yet, with the customer's postal code: the
-    profile asks for ``paper`` or ``both`` and gives a postal code (a customer with no
-    profile has no address to mail to)."""
+    profile gives a postal code and asks for ``paper`` or ``both`` (a customer with no
+    profile has no address to mail to). Read in chunks of ``CHUNK`` bills."""
     wanted = sorted(set(bill_ids))
-    done = set(conn.execute(select(_routes.c.bill_id)
-                            .where(_routes.c.bill_id.in_(wanted))).scalars())  # fmt: skip
     out: list[tuple[Any, str]] = []
-    for row in conn.execute(select(_bills).where(_bills.c.id.in_(wanted)).order_by(_bills.c.id)):
-        if int(row.id) in done:
-            continue
-        code = _postal_code(conn, row.customer_id)
-        if code is not None and delivery_of(conn, row.customer_id)[0] in ("paper", "both"):
-            out.append((row, code))
-    return out
+    for i in range(0, len(wanted), CHUNK):
+        part = wanted[i : i + CHUNK]
+        done = set(conn.execute(select(_routes.c.bill_id)
+                                .where(_routes.c.bill_id.in_(part))).scalars())  # fmt: skip
+        rows = [r for r in conn.execute(select(_bills).where(_bills.c.id.in_(part)))
+                if int(r.id) not in done]  # fmt: skip
+        profile: dict[tuple[str, str], str] = {}
+        stmt = select(_fields.c.customer_id, _fields.c.field, _fields.c.value).where(and_(
+            _fields.c.customer_id.in_({r.customer_id for r in rows}), _fields.c.scope == "",
+            _fields.c.field.in_(("postal_code", "delivery"))))  # fmt: skip
+        for customer, name, value in conn.execute(stmt):
+            profile[(str(customer), str(name))] = str(value)
+        for r in rows:
+            code = profile.get((r.customer_id, "postal_code"))
+            if code and profile.get((r.customer_id, "delivery"), "paper") in PAPER:
+                out.append((r, code))
+    return sorted(out, key=lambda found: int(found[0].id))
 
 
 def _candidate(s: Score) -> dict[str, Any]:
