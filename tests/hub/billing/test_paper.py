@@ -21,6 +21,7 @@ from hub.billing.batches import batch
 from hub.billing.periods import Period
 from hub.billing.printsites import NewSite, create_site
 from hub.billing.profiles import import_profiles
+from hub.billing.render import Window
 from hub.billing.routing import Zone
 from hub.billing.run import RunResult, run_billing
 from hub.billing.settings import BillingSettings
@@ -110,6 +111,14 @@ def test_a_postal_code_no_site_serves_is_an_operator_event(engine: Engine) -> No
     assert "no print site serves" in event.reason
     run(engine)
     assert len(unroutable(engine)) == 1
+
+
+def test_the_window_holds_at_most_six_address_lines() -> None:
+    address = "Flat 2, Mill House\n3 Mill Lane, Old Town, Borough"
+    window = Window.of(issuer="SMSA", notes="Bill X", name="Ada", address=address,
+                       postal_code="N1 2AB", country="GB")  # fmt: skip
+    assert window.lines == ("Ada", "Flat 2", "Mill House", "3 Mill Lane, Old Town, Borough",
+                            "N1 2AB", "GB")  # fmt: skip
 
 
 def pdf_pages(pdf: bytes, tmp_path: Path) -> list[str]:
