@@ -34,6 +34,7 @@ from hub.models.ingest_state import (
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
+from hub.models.printing import PaperRoute, PrintSite, PrintZone
 from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
 from hub.models.tokens import MeterTokenKey, TopupToken
@@ -78,8 +79,11 @@ __all__ = [
     "MeterCustomer",
     "MeterFeed",
     "MeterTokenKey",
+    "PaperRoute",
     "PaymentTransaction",
     "PostedUsage",
+    "PrintSite",
+    "PrintZone",
     "ProfileConflict",
     "ProfileField",
     "Provider",
