@@ -2,7 +2,7 @@
 (issue 18 item 5, hub.billing.printsites).
 
 Revision ID: 0830
-Revises: 0700
+Revises: 0870
 Create Date: 2026-12-04 22:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import hub.models.types
 
 revision: str = "0830"
-down_revision: str | None = "0700"
+down_revision: str | None = "0870"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
