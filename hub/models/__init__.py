@@ -23,6 +23,7 @@ from hub.models.devices import (
     Meter,
     MeterCarry,
     MeterCustomer,
+    MeterPayer,
 )
 from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
@@ -68,6 +69,7 @@ __all__ = [
     "MeterCarry",
     "MeterCustomer",
     "MeterFeed",
+    "MeterPayer",
     "MeterTokenKey",
     "PaymentTransaction",
     "PostedUsage",
