@@ -279,10 +279,10 @@ def test_the_supply_mix_changes_at_a_period_boundary(rig: Rig) -> None:
     paid = {"solar": 0, "wind": 0}
     per_period = {"solar": [0, 0], "wind": [0, 0]}
     for seq in sorted(set(solar) | set(wind)):
-        r = records[seq]
-        start, end = datetime.fromisoformat(r["start"]), datetime.fromisoformat(r["end"])
+        rec = records[seq]
+        start, end = datetime.fromisoformat(rec["start"]), datetime.fromisoformat(rec["end"])
         after = _share_after(start, end, t1)
-        amount = (r["import_end"] - r["import_start"]) * GEN_CENTS_PER_WH
+        amount = (rec["import_end"] - rec["import_start"]) * GEN_CENTS_PER_WH
         exact["solar"] += amount * (Fraction(7, 10) * (1 - after) + Fraction(1, 4) * after)
         exact["wind"] += amount * (Fraction(3, 10) * (1 - after) + Fraction(3, 4) * after)
         for name, lines in (("solar", solar), ("wind", wind)):
