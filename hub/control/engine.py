@@ -3,7 +3,8 @@
 :class:`CreditControl` is called after every posting that changes a balance (ingest, after a
 batch commits, with the meters touched), after a top-up commits (the API), periodically
 (``tick``: grace periods and friendly windows end without any posting) and for operator
-actions. For each paying account, in one transaction:
+actions. For each paying account, in one transaction (a meter paid by several accounts: steps 1
+and 2 per payer, step 3 on their combined credit, ``hub.control.combined``):
 
 1. alternate draw (claim 21): below zero and with an alternate account, move what the rule
    says from it (within its floor and ``alternate_limit``), an ``alternate_draw`` entry and

@@ -8,7 +8,9 @@ A meter is paid by its customer's prepaid account unless it has sharing users or
   debited from several accounts, a sponsor's for instance (claim 10).
 
 Portions are whole minor units that sum exactly to the debit (largest remainder, ties by id).
-The account whose balance a meter's credit is enforced on is :func:`paying_account`.
+:func:`paying_account` is the primary payer (whose credit rules the meter follows);
+:func:`contributors` are every payer of a positive share, whose combined credit credit control
+enforces (``hub.control.combined``).
 
 A meter whose customer or sharers were changed (``PATCH /meters/{id}``) has a payer history
 (``meter_payers`` rows, :class:`PayerPeriod`): an interval is charged to the payers of the period
