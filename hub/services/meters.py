@@ -17,6 +17,7 @@ supply mix, and ``PATCH /meters/{id}`` for ``customer`` and ``sharers``.
   ``from`` a moment (default now), neither in the future nor before the end of the newest
   settled interval nor before the previous change: intervals starting before it stay with the
   old payers, the others go to the new ones (``meter_payers``, read by the ingest planner).
+  A meter with a split rule (``meters.split_rule``) is still paid by that rule.
 
 Every change is one ``meter_changed`` audit event (``hub.audit``) in its own transaction, read
 by ``GET /meters/{id}/history``. The application layer: no import of ``hub.api``.
