@@ -2,10 +2,11 @@
 
 Every change the admin API makes to something it created is one row of the ``events`` table,
 in the change's own transaction: its kind names what changed (``customer_changed``,
-``api_key_revoked``, ``gateway_rotated``); ``data`` says who (``by: "admin"`` and the API
-key's ``key_id``, or ``by: "cli"`` for the command line), which record (``customer``,
-``api_key`` or ``gateway``) and, per field, ``{"from", "to"}`` (no secret is ever written).
-A customer's changes are read by ``GET /customers/{id}/history``, a key's revocation and a
+``meter_changed``, ``api_key_revoked``, ``gateway_rotated``); ``data`` says who (``by:
+"admin"`` or ``"provider:<id>"`` and the API key's ``key_id``, or ``by: "cli"`` for the command
+line), which record (``customer``, ``meter``, ``api_key`` or ``gateway``) and, per field,
+``{"from", "to"}`` (no secret is ever written). A customer's changes are read by
+``GET /customers/{id}/history``, a meter's by ``GET /meters/{id}/history``, a key's revocation and a
 gateway's rotation by ``GET /events?kind=api_key_revoked`` or ``gateway_rotated``. A request
 that changes nothing records nothing.
 """
@@ -21,6 +22,7 @@ from hub.events import record_event
 from hub.models import Event
 
 CUSTOMER_CHANGED = "customer_changed"
+METER_CHANGED = "meter_changed"
 KEY_REVOKED = "api_key_revoked"
 GATEWAY_ROTATED = "gateway_rotated"
 
@@ -42,13 +44,15 @@ def record_change(
     subject: tuple[str, str],
     changed: Mapping[str, Mapping[str, Any]],
     meter_id: str | None = None,
+    by: str | None = None,
 ) -> Event:
-    """The audit event of one change (``subject``: what was changed, e.g. ("customer", "c1"))."""
+    """The audit event of one change (``subject``: what was changed, e.g. ("customer", "c1"));
+    ``by``: who, when not an admin key or the command line (``provider:<id>``)."""
     what, ident = subject
-    by = f"API key {key_id}" if key_id is not None else "the command line"
-    reason = f"{what} {ident}: {', '.join(changed)} changed by {by}"
-    data = {"by": "admin" if key_id is not None else "cli", "key_id": key_id, what: ident,
-            "changes": dict(changed)}  # fmt: skip
+    who = f"API key {key_id}" if key_id is not None else "the command line"
+    reason = f"{what} {ident}: {', '.join(changed)} changed by {who}"
+    role = by or ("admin" if key_id is not None else "cli")
+    data = {"by": role, "key_id": key_id, what: ident, "changes": dict(changed)}
     return record_event(session, kind, meter_id=meter_id, reason=reason, data=data)
 
 

@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from hub.api.context import HubContext
 from hub.db import run_tx, session_scope
-from hub.errors import ConflictError, DatabaseError, HubError
+from hub.errors import ConflictError, DatabaseError, ForbiddenError, HubError
 from hub.keys import Principal, find_key, is_live, needs_touch, principal_of, touch
 from hub.models import ApiKey, Role
 
@@ -33,12 +33,6 @@ class AuthError(HubError):
     """No key, an unknown key, or a revoked key."""
 
     http_status = 401
-
-
-class ForbiddenError(HubError):
-    """A valid key whose role or account does not allow this."""
-
-    http_status = 403
 
 
 # Pure dependencies are ``async def`` so FastAPI does not hop to a worker thread for them.

@@ -178,6 +178,20 @@ class GatewayCreated(BaseModel):
     mqtt_password: str
 
 
+class SharerIn(Body):
+    """One user of a shared meter: ``weight`` its share (0: uses it, pays nothing)."""
+
+    customer: Id
+    weight: Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+Sharers = Annotated[list[SharerIn], Field(min_length=1, max_length=100)]
+
+
+def sharer_pairs(sharers: list[SharerIn] | None) -> list[tuple[str, int]] | None:
+    return None if sharers is None else [(s.customer, s.weight) for s in sharers]
+
+
 class MeterIn(Body):
     id: Id
     gateway: Id
@@ -186,6 +200,54 @@ class MeterIn(Body):
     service: Service = Service.ELECTRICITY
     # the register map the gateway reads it with (hardware/registers), checked against service
     model: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
+    # several users paying the meter's fee by weight (hub.services.meters)
+    sharers: Sharers | None = None
+
+
+class MeterPatch(Body):
+    """``PATCH /meters/{id}``: the meter's ``customer`` and ``sharers`` (null: none), from
+    ``from`` (default now; hub.services.meters)."""
+
+    customer: Id | None = None
+    sharers: Sharers | None = None
+    from_: Instant | None = Field(default=None, alias="from")
+
+    @model_validator(mode="after")
+    def _not_null(self) -> MeterPatch:
+        if "customer" in self.model_fields_set and self.customer is None:
+            raise ValueError("customer may not be null")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "customer" in self.model_fields_set:
+            out["customer"] = self.customer
+        if "sharers" in self.model_fields_set:
+            out["sharers"] = sharer_pairs(self.sharers)
+        if self.from_ is not None:
+            out["from"] = self.from_
+        return out
+
+
+Share = Annotated[str, StringConstraints(pattern=r"^(0|1)(\.[0-9]{1,12})?$")]
+
+
+class SupplyMixIn(Body):
+    """``POST /meters/{id}/supply-mix``: each generation provider's measured share (decimal
+    strings summing to exactly 1) in ``[from, to)``."""
+
+    from_: Instant = Field(alias="from")
+    to: Instant | None = None
+    shares: Annotated[dict[Id, Share], Field(min_length=1, max_length=32)]
+
+
+class SupplyMixOut(BaseModel):
+    id: int
+    meter: str
+    pool: str
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime | None
+    shares: dict[str, str]
 
 
 class BusOut(BaseModel):

@@ -27,7 +27,8 @@ from sqlalchemy import Engine, delete, func, insert, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from hub.control.credit_state import alternate_headroom
+from hub.control.combined import combine
+from hub.control.credit_state import alternate_headroom, payer_credits
 from hub.db import is_retryable, read_tx, write_tx
 from hub.errors import HubError
 from hub.ingest.events import apply_statuses, store_events
@@ -91,6 +92,7 @@ from hub.ingest.restarts import Restarts
 from hub.ledger import AccountState, BatchResult, UsagePosting, post_usage_batch
 from hub.ledger.bulk import execute_many, select_in
 from hub.ledger.posting import apply_deltas
+from hub.rating.payers import SplitRuleError, contributors, payer_weights
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
 from hub.tokens.store import setups as token_setups
@@ -457,13 +459,15 @@ class BatchProcessor:
     ) -> None:
         """Each touched meter's credit state. ``posted``: accounts as the ledger read them after
         posting the batch; the balances of other paying accounts (none usually) are read."""
-        accounts = sorted(set(payers.values()))
+        shared = {m: c for m in touched if len(c := _contributors(meters[m])) > 1}
+        accounts = sorted(set(payers.values()) | {a for c in shared.values() for a in c})
         balances = {a: posted[a].balance for a in accounts if a in posted}
         unread = [a for a in accounts if a not in posted]
         balances.update(select_in(conn, T_ACCOUNTS, ("id", "balance"), "id", unread))
         customers = {cid: (flags, protected) for cid, flags, protected in select_in(
             conn, T_CUSTOMERS, ("id", "flags", "protected"), "id", accounts)}  # fmt: skip
         headroom = alternate_headroom(conn, customers)
+        combined = payer_credits(conn, accounts, balances) if shared else {}
         gateways = sorted({meters[m].gateway_id for m in touched})
         keys: dict[str, str] = dict(select_in(conn, T_GATEWAYS, ("id", "command_key"), "id",
                                               gateways))  # fmt: skip
@@ -472,19 +476,33 @@ class BatchProcessor:
             paying = payers[meter_id]
             meter = meters[meter_id]
             flags, protected = customers.get(paying, (None, False))
+            balance, rules = int(balances.get(paying, 0)), None
+            if meter_id in shared and paying in combined:  # hub.control.combined
+                credits = [combined[a] for a in shared[meter_id] if a in combined]
+                balance, rules = combine(combined[paying].rules, credits)
             out.credit[meter_id] = CreditInfo(
                 meter_id=meter_id,
                 gateway_id=meter.gateway_id,
                 command_key=keys.get(meter.gateway_id, ""),
                 account_id=paying,
-                balance=int(balances.get(paying, 0)),
+                balance=balance,
                 tariff=tariff,
                 state=state,
                 flags=flags,
                 protected=bool(protected),
                 alternate_available=headroom.get(paying, 0),
                 tokens=tokens.get(meter_id),
+                rules=rules,
             )
+
+
+def _contributors(meter: MeterCfg) -> list[str]:
+    """The accounts paying a positive share of ``meter`` now (none if they cannot be told)."""
+    try:
+        return contributors(payer_weights(meter.customer_id, tuple(meter.sharers),
+                                          meter.split_rule))  # fmt: skip
+    except SplitRuleError:
+        return []
 
 
 @dataclass

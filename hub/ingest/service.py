@@ -336,7 +336,8 @@ class IngestService:
     def _run_control(self, credit: dict[str, CreditInfo]) -> None:
         if self.control is None or not credit:
             return
-        known = {m: (i.balance, i.flags, i.protected) for m, i in credit.items()}
+        known = {m: (i.balance, i.flags, i.protected) for m, i in credit.items()
+                 if i.rules is None}  # a shared meter is always evaluated  # fmt: skip
         try:
             actions = self.control.after_postings(sorted(credit), known=known)
         except Exception:  # committed postings stand; the next batch or tick re-evaluates
@@ -389,6 +390,6 @@ def stale_tokens(conn: Connection, infos: list[CreditInfo]) -> list[tuple[Credit
 
 
 def to_meter_credit(info: CreditInfo) -> MeterCredit:
-    rules = credit_rules(info.flags, info.protected, info.alternate_available)
+    rules = info.rules or credit_rules(info.flags, info.protected, info.alternate_available)
     state = build_state(info.tariff, info.balance, info.state, rules, info.tokens)
     return MeterCredit(info.meter_id, info.gateway_id, info.command_key, info.account_id, state)

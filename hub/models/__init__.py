@@ -23,6 +23,7 @@ from hub.models.devices import (
     Meter,
     MeterCarry,
     MeterCustomer,
+    MeterPayer,
 )
 from hub.models.ingest_state import (
     GatewayEventSeen,
@@ -78,6 +79,7 @@ __all__ = [
     "MeterCarry",
     "MeterCustomer",
     "MeterFeed",
+    "MeterPayer",
     "MeterTokenKey",
     "PaperRoute",
     "PaymentTransaction",
