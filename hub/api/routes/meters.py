@@ -13,7 +13,7 @@ from hardware.errors import RegisterMapError
 from hardware.regmap import ENERGY_REGISTER, load_model
 from hub import fleet
 from hub.api.context import HubContext
-from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write_created
 from hub.api.jsonbody import HubRoute
 from hub.api.routes.tariffs import latest_doc
 from hub.api.schemas import (
@@ -83,7 +83,7 @@ def check_model(name: str, service: str) -> None:
 
 
 @router.post("", status_code=201, response_model=MeterOut)
-def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
+def create(body: MeterIn, ctx: ContextDep, who: Admin) -> MeterOut:
     def work(session: Session) -> MeterOut:
         if session.get(Meter, body.id) is not None:
             raise ConflictError(f"meter {body.id!r} already exists")
@@ -110,7 +110,7 @@ def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
         session.flush()
         return meter_out(session, meter)
 
-    return write(ctx.engine, work)
+    return write_created(ctx.engine, work, who, ("meter", body.id), body.model_dump(mode="json"))
 
 
 @router.get("", response_model=list[MeterOut])
