@@ -143,5 +143,6 @@ def test_a_running_agent_refuses_and_counts_fuzzed_commands(
         wait_for(lambda: meter_status(status, "m1").get("relay") == "off", timeout=20)
         assert relay_register(client, 1) == 0
     assert rejected(status) == N
+    assert "handling command failed" not in agent.text(), agent.text()[-3000:]  # all reported
     log.info("agent fuzz: seed %d: %d fuzzed commands refused and counted; then a valid one "
              "applied", SEED, N)  # fmt: skip
