@@ -5,7 +5,9 @@ The payloads are mutations of valid usage, events and status messages of gateway
 m1 (tests/fuzz/payloads.py, seed ``SMSA_FUZZ_SEED``, default 20), kept when the message schema
 refuses them: invalid input. Afterwards the hub still runs (``/healthz``, and a valid record
 sent after them is posted), the ledger is what it was, and every message is counted as received
-and as quarantined in ``/metrics``.
+and as quarantined in ``/metrics``. Then hypothesis's payloads (any bytes, any JSON, mutations
+that may stay valid) go one by one to every topic: each is received, the hub still answers and
+the ledger's invariants hold.
 
 Reproduce the counts: ``.venv/bin/python -m pytest tests/fuzz/test_hub_payloads.py -q
 --log-cli-level=INFO``
@@ -26,6 +28,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from hub.db import make_engine
@@ -33,7 +37,7 @@ from protocol.errors import ProtocolError
 from protocol.messages import EventMessage, Status, UsageMessage, parse
 from protocol.topics import topic
 from tests.conftest import Broker
-from tests.fuzz.payloads import corpus, events_seed, status_seed, usage_seed
+from tests.fuzz.payloads import any_payload, corpus, events_seed, status_seed, usage_seed
 from tests.hub.api.helpers import ledger_state
 from tests.hub.api.stack import Stack, running_hub
 from tests.support import wait_for
@@ -130,10 +134,37 @@ def test_fuzzed_payloads_are_quarantined_counted_and_move_no_money(
         publish_all(mosquitto.port, [("usage", usage_payload())])
         wait_for(lambda: stack.ingest.counters["posted"] >= 1, timeout=20)
         assert ledger_state(engine) != before
+        hypothesis_payloads(stack, mosquitto)
         log.info("hub fuzz: seed %d: %d payloads %s, %d quarantined, ledger unchanged by them",
                  SEED, N, dict(Counter(kind for kind, _ in messages)), N)  # fmt: skip
     finally:
         engine.dispose()
+
+
+def hypothesis_payloads(stack: Stack, mosquitto: Broker) -> None:
+    """Hypothesis's payloads (any bytes, any JSON, mutations that may stay valid) one at a time
+    on every topic the hub reads: each is received and the hub still answers; the ledger's
+    invariants hold after them (a payload that stayed valid may post)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzz-hyp")
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    seeds = [k[2] for k in KINDS]
+    try:
+
+        @settings(max_examples=40, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(kind=st.sampled_from([k[0] for k in KINDS]), payload=any_payload(seeds))
+        def run(kind: str, payload: bytes) -> None:
+            received = stack.ingest.counters["received"]
+            client.publish(topic("gw1", kind), payload, qos=1).wait_for_publish(10)
+            wait_for(lambda: stack.ingest.counters["received"] > received, timeout=10)
+
+        run()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert stack.http.get("/healthz").json()["ok"]
+    assert stack.http.get("/api/v1/ledger/check", headers=stack.keys.h("admin")).json()["ok"]
 
 
 def usage_payload() -> bytes:
