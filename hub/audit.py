@@ -13,9 +13,9 @@ What is audited (``kind``): configuration changes (``customer_changed``, ``api_k
 ``gateway_rotated``, each ``{"from", "to"}`` per field, no secret ever written; and
 ``<thing>_created`` for providers, tariffs and their versions, accounts, customers, gateways,
 meters, subscriptions, API keys); money movements (``topup``, ``token_vended``,
-``token_cancelled``, ``usage_settled`` once per gateway per settled batch, ``job_posted`` per
-scheduler run that posted, and credit control's own ``alternate_draw``, ``emergency_credit``
-...); commands (an operator's ``disconnect`` / ``reconnect``, credit control's, a rotation, each
+``token_cancelled``, ``token_settled`` (the gateway's redemption), ``usage_settled`` once per
+gateway per settled batch, ``job_posted`` per scheduler run that posted, and credit control's
+own ``alternate_draw``, ``emergency_credit``, ``debt_recovery`` ...); commands (an operator's ``disconnect`` / ``reconnect``, credit control's, a rotation, each
 with its ``command_id``). ``data`` always has ``by`` (admin, operator, provider, cli, gateway,
 job or credit_control) and what the fact concerns. A customer's changes are also read by
 ``GET /customers/{id}/history``. A request that changes nothing records nothing.
@@ -95,14 +95,26 @@ def usage_audit_rows(
     ]
 
 
+def insert_audit(
+    conn: Connection,
+    kind: str,
+    actor: str,
+    reason: str,
+    data: Mapping[str, Any],
+    *,
+    meter_id: str | None = None,
+) -> None:
+    """One audited fact through a Core connection, in its transaction."""
+    row = audit_row(utcnow(), kind, actor, reason, data)
+    conn.execute(insert(table(Event)), [{**row, "meter_id": meter_id}])
+
+
 def job_audit(conn: Connection, job: str, entries: int, data: Mapping[str, Any]) -> None:
     """``job_posted``: a scheduler job's run that posted ``entries`` journal entries (none: no
     row), in the job's transaction."""
     if entries:
-        row = audit_row(utcnow(), "job_posted", job_actor(job),
-                        f"job {job} posted {entries} entries",
-                        {"by": "job", "job": job, "entries": entries, **data})  # fmt: skip
-        conn.execute(insert(table(Event)), [row])
+        insert_audit(conn, "job_posted", job_actor(job), f"job {job} posted {entries} entries",
+                     {"by": "job", "job": job, "entries": entries, **data})  # fmt: skip
 
 
 def key_actor(key_id: int | None) -> str:

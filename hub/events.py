@@ -41,7 +41,8 @@ FACT_WINDOW = timedelta(minutes=10)
 TRAIL_ONLY = frozenset({
     "provider_created", "tariff_created", "tariff_version_created", "account_created",
     "customer_created", "gateway_created", "meter_created", "subscription_created",
-    "api_key_created", "topup", "token_vended", "token_cancelled", "usage_settled", "job_posted",
+    "api_key_created", "topup", "token_vended", "token_cancelled", "token_settled",
+    "usage_settled", "job_posted",
 })  # fmt: skip
 
 

@@ -8,11 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from hub.db import session_scope
+from hub.db import session_scope, write_tx
 from hub.keys import find_key
 from hub.rating.standing import standing_charges_job
+from hub.tokens.settle import settle_token_event
+from hub.tokens.store import T_TOKENS
 from tests.hub.api.conftest import Keys
 from tests.hub.api.test_payments import body, post
 
@@ -113,3 +115,35 @@ def test_paging_filters_and_access(client: httpx.Client, keys: Keys) -> None:
                 {"since": later, "until": later}, {"kind": "Topup!"}):  # fmt: skip
         r = client.get("/api/v1/audit", params=bad, headers=keys.h("admin"))
         assert r.status_code == 422, (bad, r.text)
+
+
+def test_tokens_are_audited_vend_cancel_and_settle(
+    client: httpx.Client, keys: Keys, api_engine: Engine
+) -> None:
+    admin = f"key:{key_id(api_engine, keys.admin)}"
+    operator = f"key:{key_id(api_engine, keys.operator)}"
+    r = client.post("/api/v1/accounts/c1/topups", json={"amount": "50.00", "reference": "t"},
+                    headers={**keys.h("admin"), "Idempotency-Key": "t"})  # fmt: skip
+    assert r.status_code == 201
+    made = []
+    for key in ("v1", "v2"):
+        r = client.post("/api/v1/accounts/c1/tokens", json={"amount": "10.00", "meter": "m1"},
+                        headers={**keys.h("admin"), "Idempotency-Key": key})  # fmt: skip
+        assert r.status_code == 201, r.text
+        made.append(r.json()["id"])
+    assert client.post(f"/api/v1/tokens/{made[0]}/cancel",
+                       headers=keys.h("operator")).status_code == 200  # fmt: skip
+    with write_tx(api_engine) as conn:
+        count = conn.execute(select(T_TOKENS.c["count"]).where(T_TOKENS.c.id == made[1]))
+        assert settle_token_event(conn, "m1", {"count": count.scalar_one(),
+                                               "amount": 1000}) == "settled"  # fmt: skip
+    trail = [(e["kind"], e["actor"], e["data"].get("amount"))
+             for e in audit(client, keys, meter="m1")["items"]]  # fmt: skip
+    assert trail == [
+        ("token_settled", "gateway:gw1", 1000),
+        ("token_cancelled", operator, 1000),
+        ("token_vended", admin, 1000),
+        ("token_vended", admin, 1000),
+    ]
+    feed = client.get("/api/v1/events", headers=keys.h("operator")).json()
+    assert not [e for e in feed if e["kind"].startswith("token_")]  # the trail, not the feed

@@ -2,7 +2,8 @@
 customer, provider; issue 20 item 3): no 5xx, every response matches its documented status
 codes, content type and schema, for valid and invalid generated requests; the ledger
 invariants hold afterwards. The examples per route are bounded (``EXAMPLES``, fewer for the
-roles most routes refuse) to keep CI lean.
+roles most routes refuse) to keep CI lean; ``SMSA_SCHEMATHESIS_SCALE=10`` runs ten times as
+many by hand.
 
 Uses schemathesis's Hypothesis strategies directly (its pytest plugin does not support pytest
 9 yet). Needs the ``schemathesis`` package (test extra); skipped without it.
@@ -10,6 +11,7 @@ Uses schemathesis's Hypothesis strategies directly (its pytest plugin does not s
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ import requests  # noqa: E402  (a schemathesis dependency)
 from schemathesis import GenerationMode, checks  # noqa: E402
 
 SKIP = {"/api/v1/events/stream"}  # an endless stream, tested in test_events.py
+SCALE = int(os.environ.get("SMSA_SCHEMATHESIS_SCALE", "1"))  # more examples, by hand
 EXAMPLES = {
     "admin": {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 4},
     "operator": {GenerationMode.POSITIVE: 3, GenerationMode.NEGATIVE: 2},
@@ -63,7 +66,7 @@ def test_api_conforms_to_its_schema(shared: Shared, role: str) -> None:
         for mode in modes:
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=EXAMPLES[role][mode], deadline=None, database=None,
+            @settings(max_examples=SCALE * EXAMPLES[role][mode], deadline=None, database=None,
                       derandomize=True, suppress_health_check=list(HealthCheck))  # fmt: skip
             def run(case: Any) -> None:
                 case.call_and_validate(base_url=url, session=http, headers=headers, checks=CHECKS)
