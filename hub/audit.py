@@ -15,10 +15,11 @@ What is audited (``kind``): configuration changes (``customer_changed``, ``api_k
 meters, subscriptions, API keys); money movements (``topup``, ``token_vended``,
 ``token_cancelled``, ``token_settled`` (the gateway's redemption), ``usage_settled`` once per
 gateway per settled batch, ``job_posted`` per scheduler run that posted, and credit control's
-own ``alternate_draw``, ``emergency_credit``, ``debt_recovery`` ...); commands (an operator's ``disconnect`` / ``reconnect``, credit control's, a rotation, each
-with its ``command_id``). ``data`` always has ``by`` (admin, operator, provider, cli, gateway,
-job or credit_control) and what the fact concerns. A customer's changes are also read by
-``GET /customers/{id}/history``. A request that changes nothing records nothing.
+own ``alternate_draw``, ``emergency_credit``, ``debt_recovery`` ...); commands (an operator's
+``disconnect`` / ``reconnect``, credit control's, a rotation, each with its ``command_id``).
+``data`` always has ``by`` (admin, api_key, operator, provider, cli, gateway, job or
+credit_control) and what the fact concerns. A customer's changes are also read by ``GET
+/customers/{id}/history``. A request that changes nothing records nothing.
 """
 
 from __future__ import annotations
