@@ -15,10 +15,11 @@ from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from hub import keys, mosquitto
 from hub.app import build_app
+from hub.audit import record_created
 from hub.compose import IngestOptions, compose
 from hub.db import make_engine, migrate, run_tx, session_scope
 from hub.errors import HubError, InvalidInputError
@@ -140,7 +141,14 @@ def create_key(settings: HubSettings, role: str, account: str | None) -> int:
     engine = make_engine(settings.db)
     try:
         migrate(engine)
-        key_id, key = run_tx(engine, lambda s: keys.create_key(s, role, account))
+
+        def work(session: Session) -> tuple[int, str]:
+            made = keys.create_key(session, role, account)
+            record_created(session, "api_key", str(made[0]), key_id=None,
+                           fields={"role": role, "account": account})  # fmt: skip
+            return made
+
+        key_id, key = run_tx(engine, work)
     finally:
         engine.dispose()
     log.info("created %s key id %d", role, key_id)  # stdout carries the key and nothing else

@@ -19,6 +19,7 @@ from hub.api.context import HubContext
 from hub.api.middleware import guard
 from hub.api.routes import (
     accounts,
+    audit,
     billing,
     customers,
     events,
@@ -110,6 +111,7 @@ def build_app(services: HubServices) -> FastAPI:
         imports,
         keys,
         tokens,
+        audit,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

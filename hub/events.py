@@ -35,6 +35,15 @@ RELAY_FAMILY = ("disconnect", "reconnect")
 FACT_FAMILIES = {"disconnect": RELAY_FAMILY, "reconnect": RELAY_FAMILY,
                  "low_credit": ("low_credit",)}  # fmt: skip
 FACT_WINDOW = timedelta(minutes=10)
+# Records of the audit trail only (hub.audit, read by GET /audit): the event feed (GET /events,
+# the stream, the dashboard) leaves them out; they are bookkeeping, not something that happened
+# to a meter.
+TRAIL_ONLY = frozenset({
+    "provider_created", "tariff_created", "tariff_version_created", "account_created",
+    "customer_created", "gateway_created", "meter_created", "subscription_created",
+    "api_key_created", "topup", "token_vended", "token_cancelled", "token_settled",
+    "usage_settled", "job_posted",
+})  # fmt: skip
 
 
 def source_of(data: dict[str, Any] | None) -> str:
@@ -82,10 +91,11 @@ def record_event(
     meter_id: str | None = None,
     reason: str = "",
     data: dict[str, Any] | None = None,
+    actor: str | None = None,
 ) -> Event:
     """Add an event in the caller's transaction; its id is set on return. If the gateway has
     already recorded the same fact (:func:`same_fact`), that event is returned instead, with
-    this one's data joined to it."""
+    this one's data joined to it (and ``actor``, who caused it, when it had none: hub.audit)."""
     at = utcnow()
     if meter_id is not None and data is not None:
         newest = newest_of_fact(session, kind, meter_id)
@@ -93,10 +103,12 @@ def record_event(
             kind, source_of(data), at, (newest.kind, newest.at, newest.data)
         ):
             newest.data = joined(newest.data, data)
+            newest.actor = newest.actor or actor
             session.add(newest)
             session.flush()
             return newest
-    event = Event(kind=kind, meter_id=meter_id, reason=reason[:500], at=at, data=data)
+    event = Event(kind=kind, meter_id=meter_id, reason=reason[:500], at=at, data=data,
+                  actor=actor)  # fmt: skip
     session.add(event)
     session.flush()
     return event
@@ -113,7 +125,7 @@ def query_events(
     limit: int = 100,
     newest_first: bool = False,
 ) -> list[Event]:
-    stmt = select(Event)
+    stmt = select(Event).where(col(Event.kind).not_in(TRAIL_ONLY))
     if kind:
         stmt = stmt.where(Event.kind == kind)
     if exclude:
@@ -153,7 +165,7 @@ def _fetch_after(
     meter: str | None,
 ) -> list[dict[str, Any]]:
     with session_scope(engine, write=False) as session:
-        stmt = select(Event).where(col(Event.id) > after_id)
+        stmt = select(Event).where(col(Event.id) > after_id, col(Event.kind).not_in(TRAIL_ONLY))
         if kinds:
             stmt = stmt.where(col(Event.kind).in_(kinds))
         if exclude:

@@ -12,6 +12,7 @@ refused (``load_json``).
 
 import json
 import math
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal, Self, TypeVar
 
@@ -268,21 +269,30 @@ class Command(Message):
 M = TypeVar("M", bound=BaseModel)
 
 
+_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
 def load_json(payload: bytes) -> Any:
     """Parse a payload, refusing oversized or non-JSON input with a one-line reason: also an
     integer of more than ``MAX_INT_DIGITS`` digits (beyond 4,300 Python itself refuses it, with
-    a plain ValueError), NaN, Infinity or a number too large for a float, and a NUL character
-    in a string."""
+    a plain ValueError), NaN, Infinity or a number too large for a float, a NUL character in a
+    string, and a string with a lone surrogate (which has no UTF-8 form to sign or store)."""
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     if b"\\u0000" in payload:  # the only way to a NUL in a string; PostgreSQL refuses them
         raise ProtocolError("a string with a NUL character (\\u0000)")
     try:
-        return json.loads(payload, parse_int=_int, parse_float=_float, parse_constant=_no_constant)
+        data = json.loads(payload, parse_int=_int, parse_float=_float, parse_constant=_no_constant)
     except ProtocolError:
         raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError included
         raise ProtocolError(f"not JSON: {exc}") from exc
+    if _SURROGATE.search(payload):  # only an escape makes one; then check the strings
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise ProtocolError("a string with a lone surrogate (not Unicode text)") from exc
+    return data
 
 
 def _int(text: str) -> int:

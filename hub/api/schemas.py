@@ -383,6 +383,21 @@ class EventOut(BaseModel):
     data: dict[str, Any] | None = None
 
 
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    kind: str
+    actor: str  # "key:7", "gateway:gw-1", "job:NAME", "provider:ID", "cli", "hub:credit_control"
+    meter: str | None
+    reason: str
+    data: dict[str, Any] | None = None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    next_before: int | None  # pass as ?before= for the next (older) page; None: no more
+
+
 class NotificationOut(BaseModel):
     id: int
     kind: str

@@ -34,6 +34,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
+from hub.audit import key_actor
 from hub.commands.store import enqueue
 from hub.control.combined import PayerCredit, combine
 from hub.control.commands import DEFAULT_TTL, build_command
@@ -174,7 +175,12 @@ class CreditControl:
         return plan.actions
 
     def operator(
-        self, meter_id: str, action: str, reason: str, *, by: Mapping[str, Any] | None = None
+        self,
+        meter_id: str,
+        action: str,
+        reason: str,
+        *,
+        by: Mapping[str, Any] | None = None,
     ) -> tuple[str, str, int]:
         """An operator's ``disconnect`` / ``reconnect`` with a reason: the rules' memory learns
         it (a manual cut-off is never undone automatically; a manual reconnect starts a fresh
@@ -204,7 +210,8 @@ class CreditControl:
             data = {"by": "operator", **(by or {}), "command_id": command["id"],
                     "status": QUEUED}  # fmt: skip
             plan.record(session, action, meter_id, reason, data, rule="operator",
-                        command_id=command["id"], notify=False)  # fmt: skip
+                        command_id=command["id"], notify=False,
+                        actor=key_actor((by or {}).get("key_id")))  # fmt: skip
             return plan
 
         plan = self._run_plan(work)

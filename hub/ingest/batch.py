@@ -27,6 +27,7 @@ from sqlalchemy import Engine, delete, func, insert, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from hub.audit import usage_audit_rows
 from hub.control.combined import combine
 from hub.control.credit_state import alternate_headroom, payer_credits
 from hub.db import is_retryable, read_tx, write_tx
@@ -371,6 +372,10 @@ class BatchProcessor:
                           released=rated.released, events=rated.events,
                           mismatches=rated.mismatches, carries=rated.carries)  # fmt: skip
         self._mark_online(conn, rated.meters, rated.seen, work)
+        if result is not None and result.posted:
+            gateways = {m: rated.meters[m].gateway_id for m, _, _ in result.posted}
+            conn.execute(insert(T_EVENTS), usage_audit_rows(work.now, result.posted,
+                                                            rated.postings, gateways))  # fmt: skip
         posted = result.accounts if result is not None else {}
         if rated.touched:
             self._credit(conn, out, rated.meters, rated.payers, rated.touched, posted=posted)

@@ -95,6 +95,7 @@ class IngestService:
         credit_control: bool = True,
         commands: CommandPath | None = None,
         control: CreditControl | None = None,
+        ca_file: str | None = None,
     ) -> None:
         """``commands``: the dispatcher and its outlet; ``control``: the process's credit control
         (woken through ``commands.dispatcher``). Built here when not given; ``credit_control``
@@ -110,6 +111,7 @@ class IngestService:
             raise ValueError("ingest needs a database file or server: settlers are processes")
         BrokerUrl.parse(mqtt_url)  # a bad URL fails here, before any process starts
         self.mqtt_url = mqtt_url
+        self.ca_file = ca_file
         self.client_id = client_id
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
@@ -191,7 +193,8 @@ class IngestService:
             settler.start()
         cfg = PumpConfig(url=self.mqtt_url, client_id=self.client_id, v5=self.mqtt_v5,
                          session_expiry_s=self.session_expiry_s,
-                         receive_maximum=self.receive_maximum, shards=self.workers)  # fmt: skip
+                         receive_maximum=self.receive_maximum, shards=self.workers,
+                         ca_file=self.ca_file)  # fmt: skip
         self._pump = PumpLink(cfg, self._on_messages, self._on_event)
         self._pump.start()
         self._commands.outlet.attach(self._pump)

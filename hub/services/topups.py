@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from hub.audit import key_actor, provider_actor, record_audit
 from hub.control.effects import Plan
 from hub.db import run_tx
 from hub.errors import InvalidInputError, NotFoundError
@@ -70,6 +71,7 @@ def topup(
         )
         if not result.created:
             return result, None
+        audit_topup(session, result, reference, payment, metadata)
         return result, rt.control.recover(session, account_id, result.entry_id)
 
     result, recovered = run_tx(rt.engine, work)
@@ -80,6 +82,30 @@ def topup(
     else:
         rt.metrics.inc("topup_replays")
     return result
+
+
+def audit_topup(
+    session: Session,
+    result: TopupResult,
+    reference: str,
+    payment: ProviderTxn | None,
+    metadata: Mapping[str, Any] | None,
+) -> None:
+    """The ``topup`` audit event: caused by the payment provider's signed callback, or by the
+    API key (or the command line) that posted it."""
+    if payment is not None:
+        actor = provider_actor(payment.provider)
+        data: dict[str, Any] = {"by": "provider", "provider": payment.provider,
+                                "transaction_id": payment.transaction_id}  # fmt: skip
+    else:
+        key_id = (metadata or {}).get("key_id")
+        actor = key_actor(key_id)
+        data = {"by": "api_key" if key_id is not None else "cli", "key_id": key_id}
+    data |= {"account": result.account_id, "amount": result.amount, "currency": result.currency,
+             "entry_id": result.entry_id, "reference": reference}  # fmt: skip
+    record_audit(session, "topup", actor,
+                 f"top-up of {result.amount} minor units to {result.account_id} by {actor}",
+                 data)  # fmt: skip
 
 
 def after_topup(rt: Runtime, account_id: str, entry_id: int, recovered: Plan | None = None) -> None:

@@ -15,7 +15,15 @@ from hardware.errors import RegisterMapError
 from hardware.regmap import ENERGY_REGISTER, load_model
 from hub import fleet
 from hub.api.context import HubContext
-from hub.api.deps import Admin, ContextDep, Operator, ProviderOrAdmin, SessionDep, write
+from hub.api.deps import (
+    Admin,
+    ContextDep,
+    Operator,
+    ProviderOrAdmin,
+    SessionDep,
+    write,
+    write_created,
+)
 from hub.api.jsonbody import HubRoute
 from hub.api.routes.customers import change_out
 from hub.api.routes.tariffs import latest_doc
@@ -98,7 +106,7 @@ def check_model(name: str, service: str) -> None:
 
 
 @router.post("", status_code=201, response_model=MeterOut)
-def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
+def create(body: MeterIn, ctx: ContextDep, who: Admin) -> MeterOut:
     def work(session: Session) -> MeterOut:
         if session.get(Meter, body.id) is not None:
             raise ConflictError(f"meter {body.id!r} already exists")
@@ -129,7 +137,7 @@ def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
             set_sharers(session, body.id, stored)
         return meter_out(session, meter)
 
-    return write(ctx.engine, work)
+    return write_created(ctx.engine, work, who, ("meter", body.id), body.model_dump(mode="json"))
 
 
 @router.patch("/{meter_id}", response_model=MeterOut)

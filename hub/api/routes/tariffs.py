@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write_created
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import TariffIn, TariffOut, TariffVersionIn
 from hub.control.credit_state import queue_tariff_update_in
@@ -75,7 +75,7 @@ def check_providers(session: Session, doc: TariffDoc) -> None:
 
 
 @router.post("", status_code=201, response_model=TariffOut)
-def create(body: TariffIn, ctx: ContextDep, _: Admin) -> TariffOut:
+def create(body: TariffIn, ctx: ContextDep, who: Admin) -> TariffOut:
     if body.currency != ctx.currency:
         raise InvalidInputError("currency", f"this hub settles in {ctx.currency}")
     doc = TariffDoc.model_validate(body.model_dump(exclude={"name", "valid_from"}) | {"version": 1})
@@ -97,11 +97,11 @@ def create(body: TariffIn, ctx: ContextDep, _: Admin) -> TariffOut:
         session.flush()
         return tariff_out(session, body.id)
 
-    return write(ctx.engine, work)
+    return write_created(ctx.engine, work, who, ("tariff", body.id), body.model_dump(mode="json"))
 
 
 @router.post("/{tariff_id}/versions", status_code=201, response_model=TariffOut)
-def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin) -> TariffOut:
+def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, who: Admin) -> TariffOut:
     """The next version of a tariff. With MQTT, every meter on the tariff is then sent its
     credit state with the version in force (``queue_tariff_update_in``, in the same transaction)."""
     if body.currency != ctx.currency:
@@ -141,7 +141,8 @@ def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin
         return tariff_out(session, tariff_id)
 
     ttl = timedelta(seconds=ctx.settings.command_ttl_s)
-    out = write(ctx.engine, work)
+    out = write_created(ctx.engine, work, who, ("tariff_version", tariff_id),
+                        body.model_dump(mode="json"))  # fmt: skip
     if ctx.ingest is not None:
         ctx.ingest.wake_commands()
     return out

@@ -137,7 +137,7 @@ class Pump:
             self._send(PubAck(token))
 
     def _open(self) -> None:
-        client = make_client(self.url, self.cfg.client_id, v5=self.v5)
+        client = make_client(self.url, self.cfg.client_id, v5=self.v5, ca_file=self.cfg.ca_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
