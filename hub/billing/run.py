@@ -18,6 +18,7 @@ from hub.billing.periods import Period
 from hub.billing.settings import BillingSettings
 from hub.billing.subscriptions import post_due
 from hub.errors import ConflictError
+from hub.payments.allocate import apply_credit
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ def run_billing(
                           year=issued.year, seq=last, issued_on=issued.date(),
                           due_days=settings.bill_due_days)  # fmt: skip
         ids.append(store.insert_bill(conn, draft, now))
+        if draft.status == "open":  # credit carried from earlier payments pays it first
+            apply_credit(conn, customer.id, customer.currency, settings.rules, now)
         events.append(store.bill_event(conn, ids[-1], draft, now))
     store.save_counter(conn, issuer, issued.year, last)
     log.info("billed %s: %d bills", period, len(ids))

@@ -28,6 +28,7 @@ from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismat
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
+from hub.models.payments import PaymentAllocation, PaymentRecord, PaymentVerification
 from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
 from hub.models.tokens import MeterTokenKey, TopupToken
@@ -69,7 +70,10 @@ __all__ = [
     "MeterCustomer",
     "MeterFeed",
     "MeterTokenKey",
+    "PaymentAllocation",
+    "PaymentRecord",
     "PaymentTransaction",
+    "PaymentVerification",
     "PostedUsage",
     "ProfileConflict",
     "ProfileField",
