@@ -51,9 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING (SMSA_HUB_LOG_LEVEL)")
     key = sub.add_parser("create-key", help="print a new API key on stdout")
     key.add_argument("--role", required=True,
-                     choices=["admin", "operator", "customer", "provider"])  # fmt: skip
+                     choices=["admin", "operator", "customer", "provider", "billpay"])  # fmt: skip
     key.add_argument("--account", help="the account a customer key may use")
     key.add_argument("--provider", help="the provider a provider key acts for")
+    key.add_argument("--network", help="the bill-payment network a billpay key acts for")
     key.add_argument("--db", help="database URL (SMSA_HUB_DB)")
     revoke = sub.add_parser("revoke-key", help="revoke a key by its id or the key itself")
     revoke.add_argument("key", metavar="KEY_ID|KEY")
@@ -121,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings)
         if args.command == "create-key":
             account = f"provider:{args.provider}" if args.provider else args.account
+            if args.network:
+                account = f"billpay:{args.network}"
             return create_key(settings, args.role, account)
         if args.command == "revoke-key":
             return revoke_key(settings, args.key)
@@ -140,7 +143,9 @@ def create_key(settings: HubSettings, role: str, account: str | None) -> int:
     engine = make_engine(settings.db)
     try:
         migrate(engine)
-        key_id, key = run_tx(engine, lambda s: keys.create_key(s, role, account))
+        key_id, key = run_tx(
+            engine, lambda s: keys.create_key(s, role, account, currency=settings.currency)
+        )
     finally:
         engine.dispose()
     log.info("created %s key id %d", role, key_id)  # stdout carries the key and nothing else
