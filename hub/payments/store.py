@@ -52,14 +52,15 @@ def mark_refused(conn: Connection, payment_id: int) -> None:
 
 
 def open_bills(conn: Connection, customer_id: str) -> list[OpenBill]:
-    """The customer's open postpaid bills with what each provider is still owed: its charge
+    """The customer's postpaid bills still owed something, with what each provider is still
+    owed: its charge
     and adjustment lines on the bill (a negative total counts as nothing owed) less what was
     allocated to it."""
     rows = conn.execute(
         select(bills.c.id, bills.c.period, bill_lines.c.provider_id, bill_lines.c.tier,
                func.sum(bill_lines.c.amount))
         .join(bill_lines, bill_lines.c.bill_id == bills.c.id)
-        .where(and_(bills.c.customer_id == customer_id, bills.c.status == "open",
+        .where(and_(bills.c.customer_id == customer_id, bills.c.billing == "postpaid",
                     bill_lines.c.kind != "payment"))
         .group_by(bills.c.id, bills.c.period, bill_lines.c.provider_id, bill_lines.c.tier)
     ).all()  # fmt: skip
