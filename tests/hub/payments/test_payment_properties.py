@@ -25,9 +25,9 @@ from tests.hub.payments.ledgerpay import document, invariants, pay
 SETTINGS = BillingSettings(timezone="UTC")
 RUNS = itertools.count()  # each example bills periods of its own (a period is billed once)
 
-month = st.tuples(st.just("month"), st.dictionaries(st.sampled_from(["gen", "grid", "ret",
-                                                                     "plat"]),
-                                                    st.integers(0, 50_000), min_size=1))  # fmt: skip
+shares = st.dictionaries(st.sampled_from(["gen", "grid", "ret", "plat"]), st.integers(0, 50_000),
+                         min_size=1)  # fmt: skip
+month = st.tuples(st.just("month"), shares)
 payment = st.tuples(st.just("pay"), st.integers(1, 80_000))
 operations = st.lists(st.one_of(month, payment), min_size=1, max_size=8)
 
