@@ -18,7 +18,7 @@ from hub.api.routes.payments import read_capped
 from hub.api.schemas import ErrorOut
 from hub.errors import InvalidInputError
 from hub.keys import Principal
-from hub.models import Role
+from hub.models import ID_PATTERN, Role
 from hub.services import billpay
 from hub.services.payments import MAX_BODY, SignatureError
 
@@ -94,12 +94,14 @@ def reconcile(
     ctx: ContextDep,
     who: Reconciler,
     day: Annotated[date, Query(alias="date")],
-    network: Annotated[str | None, Query(max_length=64)] = None,
+    network: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> Response:
     if who.role is Role.BILLPAY:
         network = network_of(who)
     elif not network:
         raise InvalidInputError("network", "an operator names the network")
+    if not date(2000, 1, 1) <= day <= date(9998, 12, 31):
+        raise InvalidInputError("date", "out of range")
     text = billpay.reconciliation(ctx.runtime, network, day)
     name = f'attachment; filename="{network}-{day}.csv"'
     return Response(text, media_type="text/csv", headers={"Content-Disposition": name})
