@@ -85,6 +85,6 @@ def apply_credit(conn: Connection, customer_id: str, currency: str, rules: Polic
         if not bills:
             return
         split = allocate(left, bills, rules)
-        bill_ids = "-".join(str(b) for b in sorted({p.bill for p in split.allocations}))
+        done = len(store.allocations_of(conn, payment_id))  # each application a key of its own
         post_allocation(conn, payment_id, currency, split.allocations, source="credit",
-                        key=f"allocation:{payment_id}:credit:{bill_ids}", now=now)  # fmt: skip
+                        key=f"allocation:{payment_id}:credit:{done}", now=now)  # fmt: skip

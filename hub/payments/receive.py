@@ -3,7 +3,7 @@ entry's transaction (``hub.services.topups`` calls :func:`record`).
 
 A payment that needs a third party's confirmation is first **held**: recorded ``pending`` once
 per source key (the same source again with the same request is the same payment; with another
-request, 409), with no money moved. :func:`hub.services.payments_in.confirm` then asks the
+request, 409), with no money moved. :func:`hub.services.held.confirm` then asks the
 verifier outside any transaction and credits it only on a confirmation; a refusal marks it
 ``refused`` and an unavailable third party leaves it pending for an operator to retry. Every
 attempt is recorded with its verifier, outcome and time.

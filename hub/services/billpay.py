@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import and_, func, select
+from stdnum import iso11649
 
 from hub.billing.settings import BillingSettings
 from hub.billing.views import status_of
@@ -83,7 +84,7 @@ def pay(rt: Runtime, network: str, key_id: int, body: bytes, signature: str | No
                                 f"it is {status_of(conn, bill)}")  # fmt: skip
     minor = parse_amount("amount", payment.amount, rt.currency)
     request = {"network": network, "network_txn": payment.network_txn,
-               "reference": iso_reference(payment.reference), "amount": minor,
+               "reference": iso11649.compact(payment.reference), "amount": minor,
                "paid_at": payment.paid_at.isoformat(),
                "txn": [f"billpay.{network}", payment.network_txn],
                "source_account": account_of(network)}  # fmt: skip
@@ -104,10 +105,6 @@ def pay(rt: Runtime, network: str, key_id: int, body: bytes, signature: str | No
         row = credit_held(rt, row, by)
     rt.metrics.inc("billpay_payments")
     return answer(row), row.status == store.CREDITED
-
-
-def iso_reference(reference: str) -> str:
-    return bills.iso11649.compact(reference)
 
 
 def answer(row: Any) -> dict[str, Any]:
