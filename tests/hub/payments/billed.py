@@ -8,10 +8,11 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine, select
+from sqlmodel import Session
 
 from hub.billing.store import bills
-from hub.db import read_tx
-from tests.hub.payments.charges import charge, customer, providers
+from hub.db import read_tx, run_tx
+from tests.hub.payments.charges import add_customer, post_charge, providers
 
 PERIOD = "2026-11"
 
@@ -21,9 +22,14 @@ def billed_customers(engine: Engine, client: httpx.Client, admin: str, n: int,
     """``n`` postpaid customers billed for November 2026: {customer: its bill row}."""
     providers(engine, ("gen", "ret"))
     ids = [f"{prefix}{i:03d}" for i in range(n)]
-    for i, who in enumerate(ids):
-        customer(engine, who)
-        charge(engine, who, datetime(2026, 11, 10, tzinfo=UTC), {"gen": 1000 + i, "ret": 333})
+
+    def work(session: Session) -> None:
+        for i, who in enumerate(ids):
+            add_customer(session, who)
+            shares = {"gen": 1000 + i, "ret": 333}
+            post_charge(session, who, datetime(2026, 11, 10, tzinfo=UTC), shares)
+
+    run_tx(engine, work)
     r = client.post("/api/v1/billing/runs", json={"period": PERIOD},
                     headers={"Authorization": f"Bearer {admin}"})  # fmt: skip
     assert r.status_code in (200, 201), r.text

@@ -29,21 +29,28 @@ def providers(engine: Engine, ids: tuple[str, ...] = tuple(TIERS)) -> None:
 
 
 def customer(engine: Engine, customer_id: str) -> None:
-    def work(session: Session) -> None:
-        ledger.create_customer(session, customer_id, customer_id, "USD")
-        ledger.set_floor(session, customer_id, None)
-        set_billing(session, customer_id, "postpaid")
+    run_tx(engine, lambda s: add_customer(s, customer_id))
 
-    run_tx(engine, work)
+
+def add_customer(session: Session, customer_id: str) -> None:
+    """A postpaid customer with no floor, in the caller's transaction."""
+    ledger.create_customer(session, customer_id, customer_id, "USD")
+    ledger.set_floor(session, customer_id, None)
+    set_billing(session, customer_id, "postpaid")
 
 
 def charge(engine: Engine, customer_id: str, at: datetime, shares: dict[str, int]) -> int:
     """One standing charge of ``shares`` (provider: minor units) at ``at``; its total."""
+    return run_tx(engine, lambda s: post_charge(s, customer_id, at, shares))
+
+
+def post_charge(session: Session, customer_id: str, at: datetime, shares: dict[str, int]) -> int:
+    """``charge`` in the caller's transaction."""
     total = sum(shares.values())
     lines = [(customer_id, -total)] + [(ledger.provider_account_id(p), v)
                                        for p, v in shares.items() if v]  # fmt: skip
     if total:
-        run_tx(engine, lambda s: ledger.post_entry(
-            s, EntryKind.STANDING, lines, "USD", effective_at=at, enforce_floor=False,
-            metadata={"service": "electricity", "quantity": 30}))  # fmt: skip
+        ledger.post_entry(session, EntryKind.STANDING, lines, "USD", effective_at=at,
+                          enforce_floor=False,
+                          metadata={"service": "electricity", "quantity": 30})  # fmt: skip
     return total
