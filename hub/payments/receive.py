@@ -64,14 +64,14 @@ def hold(conn: Connection, account_id: str, currency: str, amount: int, source: 
     """The payment of ``source.key``, recorded pending if new: ``(row, created)``.
     ConflictError when the key was used with another request."""
     key = source.key or ""
+    created = store.insert_once(conn, {
+        "account_id": account_id, "currency": currency, "amount": amount, "credit": 0,
+        "channel": source.channel, "source_key": key, "request": dict(source.request),
+        "status": store.PENDING, "bill_id": source.bill_id, "received_at": now,
+    })  # fmt: skip
     row = store.find(conn, key)
-    if row is None:
-        store.insert_payment(conn, {
-            "account_id": account_id, "currency": currency, "amount": amount, "credit": 0,
-            "channel": source.channel, "source_key": key, "request": dict(source.request),
-            "status": store.PENDING, "bill_id": source.bill_id, "received_at": now,
-        })  # fmt: skip
-        return store.find(conn, key), True
+    if created:
+        return row, True
     if dict(row.request or {}) != dict(source.request):
         raise ConflictError(f"{key} was received with another account, amount or reference "
                             f"(payment {row.id})")  # fmt: skip

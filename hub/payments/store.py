@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from hub.billing.store import bill_lines, bills
+from hub.ledger.sql import insert_ignore
 from hub.models import PaymentAllocation, PaymentRecord, PaymentVerification, table
 from hub.payments.policy import Due, OpenBill
 
@@ -37,6 +38,12 @@ def by_entry(conn: Connection, entry_id: int) -> Any:
 def insert_payment(conn: Connection, values: Mapping[str, Any]) -> int:
     stmt = insert(payments).values(dict(values)).returning(payments.c.id)
     return int(conn.execute(stmt).scalar_one())
+
+
+def insert_once(conn: Connection, values: Mapping[str, Any]) -> bool:
+    """Insert a payment unless its ``source_key`` exists (a concurrent one wins): inserted?"""
+    stmt = insert_ignore(conn, payments, ["source_key"]).values(dict(values))
+    return bool(conn.execute(stmt.returning(payments.c.id)).scalar_one_or_none())
 
 
 def mark_credited(
