@@ -52,9 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING (SMSA_HUB_LOG_LEVEL)")
     key = sub.add_parser("create-key", help="print a new API key on stdout")
     key.add_argument("--role", required=True,
-                     choices=["admin", "operator", "customer", "provider"])  # fmt: skip
+                     choices=["admin", "operator", "customer", "provider", "billpay"])  # fmt: skip
     key.add_argument("--account", help="the account a customer key may use")
     key.add_argument("--provider", help="the provider a provider key acts for")
+    key.add_argument("--network", help="the bill-payment network a billpay key acts for")
     key.add_argument("--db", help="database URL (SMSA_HUB_DB)")
     revoke = sub.add_parser("revoke-key", help="revoke a key by its id or the key itself")
     revoke.add_argument("key", metavar="KEY_ID|KEY")
@@ -122,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings)
         if args.command == "create-key":
             account = f"provider:{args.provider}" if args.provider else args.account
+            if args.network:
+                account = f"billpay:{args.network}"
             return create_key(settings, args.role, account)
         if args.command == "revoke-key":
             return revoke_key(settings, args.key)
@@ -143,7 +146,7 @@ def create_key(settings: HubSettings, role: str, account: str | None) -> int:
         migrate(engine)
 
         def work(session: Session) -> tuple[int, str]:
-            made = keys.create_key(session, role, account)
+            made = keys.create_key(session, role, account, currency=settings.currency)
             record_created(session, "api_key", str(made[0]), key_id=None,
                            fields={"role": role, "account": account})  # fmt: skip
             return made

@@ -298,6 +298,7 @@ class TopupOut(BaseModel):
     balance: Money
     currency: str = "USD"
     account: str = ""
+    payment: int | None = None  # its payment record: GET /payments/{id}
 
 
 class CommandIn(Body):

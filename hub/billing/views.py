@@ -17,6 +17,7 @@ from hub.billing.profiles import profile_of
 from hub.billing.render import Window, bill_html, usage_chart
 from hub.errors import NotFoundError
 from hub.models import Customer, table
+from hub.payments.store import settled
 from protocol.money import to_major
 
 _customers = table(Customer)
@@ -48,10 +49,18 @@ def bill_document(conn: Connection, bill_id: int) -> dict[str, Any]:
         "balance": to_major(int(row.balance), cur),
         "amount_due": to_major(int(row.amount_due), cur),
         "due_date": row.due_date.isoformat() if row.due_date else None,
-        "reference": row.reference, "scan_line": row.scan_line, "status": row.status,
+        "reference": row.reference, "scan_line": row.scan_line, "status": status_of(conn, row),
         "issued_at": row.issued_at.isoformat(),
         "delivery": delivery_entries(conn, int(row.id), cur),
     }  # fmt: skip
+
+
+def status_of(conn: Connection, row: Any) -> str:
+    """An open bill is ``paid`` once allocations (hub.payments) settled it and every bill
+    before it; bills themselves are never updated."""
+    if row.status == "open" and settled(conn, row.customer_id, row.period):
+        return "paid"
+    return str(row.status)
 
 
 def bill_summaries(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
@@ -59,7 +68,7 @@ def bill_summaries(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
     return [
         {"id": int(r.id), "number": r.number, "period": r.period,
          "charges": to_major(int(r.charges), r.currency),
-         "amount_due": to_major(int(r.amount_due), r.currency), "status": r.status}
+         "amount_due": to_major(int(r.amount_due), r.currency), "status": status_of(conn, r)}
         for r in store.customer_bills(conn, customer_id)
     ]  # fmt: skip
 

@@ -35,6 +35,7 @@ from hub.models.ingest_state import (
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
+from hub.models.payments import PaymentAllocation, PaymentRecord, PaymentVerification
 from hub.models.printing import PaperRoute, PrintSite, PrintZone
 from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
@@ -82,7 +83,10 @@ __all__ = [
     "MeterPayer",
     "MeterTokenKey",
     "PaperRoute",
+    "PaymentAllocation",
+    "PaymentRecord",
     "PaymentTransaction",
+    "PaymentVerification",
     "PostedUsage",
     "PrintSite",
     "PrintZone",

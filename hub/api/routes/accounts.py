@@ -183,4 +183,5 @@ def create_topup(
         balance=major(result.balance, result.currency),
         currency=result.currency,
         account=result.account_id,
+        payment=result.payment,
     )
