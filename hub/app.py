@@ -25,6 +25,7 @@ from hub.api.routes import (
     fleet,
     gateways,
     imports,
+    insights,
     keys,
     ledger,
     meters,
@@ -106,6 +107,7 @@ def build_app(services: HubServices) -> FastAPI:
         payments,
         billing,
         imports,
+        insights,
         keys,
         tokens,
     ):

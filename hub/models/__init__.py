@@ -25,6 +25,7 @@ from hub.models.devices import (
     MeterCustomer,
 )
 from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
+from hub.models.insights import InsightOffer
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
@@ -62,6 +63,7 @@ __all__ = [
     "Gateway",
     "GatewayEpoch",
     "GatewayPublic",
+    "InsightOffer",
     "JournalEntry",
     "JournalLine",
     "Meter",

@@ -1,0 +1,261 @@
+"""Anomalies, each with its evidence (pure). Kinds and severities:
+
+- ``change_point`` (medium for a drop, low for a rise): the meter's daily use changed suddenly
+  and stayed changed: the best single change point of the daily totals (``ruptures``, binary
+  segmentation, l2 cost, segments of at least ``min_days``), kept only when the two means
+  differ by at least ``min_change`` of the earlier one and by more than ``sigmas`` times the
+  day-to-day spread within the segments.
+- ``energy_while_off`` (high): records wholly inside a time the relay read off carry energy.
+- ``bypass_suspected`` (high): current at or above ``min_current_a`` for ``min_bypass_s`` while
+  the energy register does not advance (from readings with a current).
+- ``register_reset`` (medium): the register started a new segment or went down.
+- ``import_mismatch`` (medium): imported readings disagree with what the gateway reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import ruptures
+
+from hub.insights.series import DAY_S, Series, local_day, local_seconds
+
+
+@dataclass(frozen=True)
+class AnomalySettings:
+    min_days: int = 7
+    min_change: float = 0.4
+    sigmas: float = 4.0
+    min_current_a: float = 0.5
+    min_bypass_s: int = 3600
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: str
+    meter: str
+    severity: str  # low | medium | high
+    at: int  # epoch seconds: when it started
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Names the anomaly, so that it is raised once."""
+        return f"{self.kind}:{self.meter}:{self.at}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "meter": self.meter,
+            "severity": self.severity,
+            "at": iso(self.at),
+            "reason": self.reason,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Readings of one meter with a current: epoch seconds, amperes, register (base units)."""
+
+    at: np.ndarray
+    current_a: np.ndarray
+    register: np.ndarray
+
+
+def iso(moment: int) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat()
+
+
+def daily_totals(series: Series, until_day: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(local days, total per day) for every day from the first record's to the last's (days
+    without records count 0); ``until_day`` excludes that day and later (an incomplete day)."""
+    if not len(series.wh):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    day = local_day(local_seconds(series.start, series.timezone))
+    first, last = int(day.min()), int(day.max())
+    if until_day is not None:
+        last = min(last, until_day - 1)
+    if last < first:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    keep = day <= last
+    totals = np.zeros(last - first + 1, dtype=np.int64)
+    np.add.at(totals, day[keep] - first, series.wh[keep])
+    return np.arange(first, last + 1, dtype=np.int64), totals
+
+
+def change_point(
+    series: Series, settings: AnomalySettings, until_day: int | None = None
+) -> Anomaly | None:
+    days, totals = daily_totals(series, until_day)
+    n = len(totals)
+    if n < 2 * settings.min_days:
+        return None
+    signal = totals.astype(float).reshape(-1, 1)
+    algo = ruptures.Binseg(model="l2", min_size=settings.min_days, jump=1).fit(signal)
+    cut = algo.predict(n_bkps=1)[0]
+    if not settings.min_days <= cut <= n - settings.min_days:
+        return None
+    before, after = totals[:cut], totals[cut:]
+    mean_b, mean_a = float(before.mean()), float(after.mean())
+    spread = float(np.sqrt((before.var() * len(before) + after.var() * len(after)) / n))
+    shift = abs(mean_a - mean_b)
+    if mean_b <= 0 and mean_a <= 0:
+        return None
+    relative = shift / mean_b if mean_b > 0 else float("inf")
+    if relative < settings.min_change or shift <= settings.sigmas * spread:
+        return None
+    drop = mean_a < mean_b
+    return Anomaly(
+        kind="change_point",
+        meter=series.meter,
+        severity="medium" if drop else "low",
+        at=int(days[cut]) * DAY_S,
+        reason=f"daily use {'dropped' if drop else 'rose'} from {mean_b:.0f} to {mean_a:.0f} "
+        f"per day from {iso(int(days[cut]) * DAY_S)[:10]} on",
+        evidence={
+            "before_per_day": round(mean_b),
+            "after_per_day": round(mean_a),
+            "days_before": len(before),
+            "days_after": len(after),
+            "change": round((mean_a - mean_b) / mean_b, 4) if mean_b > 0 else None,
+            "spread_per_day": round(spread),
+        },
+    )
+
+
+def energy_while_off(series: Series, off: Sequence[tuple[int, int]]) -> Anomaly | None:
+    """``off``: spans (from, to) in epoch seconds when the relay read off."""
+    if not off or not len(series.wh):
+        return None
+    inside = np.zeros(len(series.wh), dtype=bool)
+    for a, b in off:
+        inside |= (series.start >= a) & (series.end <= b)
+    hit = inside & (series.wh > 0)
+    if not hit.any():
+        return None
+    first = int(series.start[hit].min())
+    energy = int(series.wh[hit].sum())
+    return Anomaly(
+        kind="energy_while_off",
+        meter=series.meter,
+        severity="high",
+        at=first,
+        reason=f"{energy} recorded in {int(hit.sum())} records while the relay read off",
+        evidence={
+            "energy": energy,
+            "records": int(hit.sum()),
+            "first": iso(first),
+            "last": iso(int(series.end[hit].max())),
+        },
+    )
+
+
+def bypass(meter: str, samples: Samples, settings: AnomalySettings) -> Anomaly | None:
+    """The longest run of readings with current flowing and the register standing still."""
+    n = len(samples.at)
+    if n < 2:
+        return None
+    still = np.zeros(n, dtype=bool)
+    still[1:] = np.diff(samples.register) == 0
+    flowing = samples.current_a >= settings.min_current_a
+    best: tuple[int, int] | None = None
+    run_start: int | None = None
+    for i in range(1, n):
+        if still[i] and flowing[i] and flowing[i - 1]:
+            run_start = i - 1 if run_start is None else run_start
+            if best is None or samples.at[i] - samples.at[run_start] > (
+                samples.at[best[1]] - samples.at[best[0]]
+            ):
+                best = (run_start, i)
+        else:
+            run_start = None
+    if best is None:
+        return None
+    a, b = best
+    duration = int(samples.at[b] - samples.at[a])
+    if duration < settings.min_bypass_s:
+        return None
+    current = float(samples.current_a[a : b + 1].mean())
+    return Anomaly(
+        kind="bypass_suspected",
+        meter=meter,
+        severity="high",
+        at=int(samples.at[a]),
+        reason=f"{current:.2f} A flowed for {duration // 60} min while the register stood at "
+        f"{int(samples.register[a])}",
+        evidence={
+            "from": iso(int(samples.at[a])),
+            "to": iso(int(samples.at[b])),
+            "mean_current_a": round(current, 3),
+            "register": int(samples.register[a]),
+        },
+    )
+
+
+def register_resets(series: Series) -> list[Anomaly]:
+    n = len(series.import_start)
+    if n < 2:
+        return []
+    went_down = series.import_start[1:] < series.import_end[:-1]
+    if len(series.segment) == n:
+        went_down |= series.segment[1:] != series.segment[:-1]
+    out = []
+    for i in np.nonzero(went_down)[0].tolist():
+        old, new = int(series.import_end[i]), int(series.import_start[i + 1])
+        out.append(
+            Anomaly(
+                kind="register_reset",
+                meter=series.meter,
+                severity="medium",
+                at=int(series.start[i + 1]),
+                reason=f"the register went from {old} to {new}",
+                evidence={"old": old, "new": new, "at": iso(int(series.start[i + 1]))},
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """An imported reading that disagreed with the gateway's record (``reading_mismatches``)."""
+
+    at: int
+    reading: int
+    import_start: int
+    import_end: int
+    source: str
+
+
+def import_mismatch(meter: str, rows: Sequence[Mismatch]) -> Anomaly | None:
+    if not rows:
+        return None
+
+    def off_by(m: Mismatch) -> int:
+        if m.reading < m.import_start:
+            return m.import_start - m.reading
+        return max(m.reading - m.import_end, 0)
+
+    worst = max(rows, key=off_by)
+    first = min(m.at for m in rows)
+    return Anomaly(
+        kind="import_mismatch",
+        meter=meter,
+        severity="medium",
+        at=first,
+        reason=f"{len(rows)} imported readings disagree with the gateway, the worst by "
+        f"{off_by(worst)} ({worst.source or 'import'} at {iso(worst.at)})",
+        evidence={
+            "readings": len(rows),
+            "worst_at": iso(worst.at),
+            "worst_reading": worst.reading,
+            "gateway_from": worst.import_start,
+            "gateway_to": worst.import_end,
+            "source": worst.source,
+        },
+    )
