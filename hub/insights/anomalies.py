@@ -5,7 +5,9 @@
   segmentation, l2 cost, segments of at least ``min_days``), kept only when the two means
   differ by at least ``min_change`` of the earlier one and by more than ``sigmas`` times the
   day-to-day spread within the segments.
-- ``energy_while_off`` (high): records wholly inside a time the relay read off carry energy.
+- ``energy_while_off`` (high): records wholly inside a time the supply was meant to be off
+  (the relay read off, or a disconnect was in force) carry energy; ``relay_forced_on`` in the
+  evidence when the relay read on after the disconnect (forced on), else a bypass of the relay.
 - ``bypass_suspected`` (high): current at or above ``min_current_a`` for ``min_bypass_s`` while
   the energy register does not advance (from readings with a current).
 - ``register_reset`` (medium): the register started a new segment or went down.
@@ -57,6 +59,15 @@ class Anomaly:
             "reason": self.reason,
             "evidence": self.evidence,
         }
+
+
+@dataclass(frozen=True)
+class Span:
+    """When the supply was meant to be off (epoch s); ``forced``: the relay read on meanwhile."""
+
+    start: int
+    end: int
+    forced: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,29 +140,35 @@ def change_point(
     )
 
 
-def energy_while_off(series: Series, off: Sequence[tuple[int, int]]) -> Anomaly | None:
-    """``off``: spans (from, to) in epoch seconds when the relay read off."""
+def energy_while_off(series: Series, off: Sequence[Span]) -> Anomaly | None:
+    """Records wholly inside a span when the supply was meant to be off, with energy."""
     if not off or not len(series.wh):
         return None
     inside = np.zeros(len(series.wh), dtype=bool)
-    for a, b in off:
-        inside |= (series.start >= a) & (series.end <= b)
+    forced = False
+    for span in off:
+        within = (series.start >= span.start) & (series.end <= span.end)
+        if (within & (series.wh > 0)).any():
+            forced = forced or span.forced
+        inside |= within
     hit = inside & (series.wh > 0)
     if not hit.any():
         return None
     first = int(series.start[hit].min())
     energy = int(series.wh[hit].sum())
+    how = "the relay read on after a disconnect" if forced else "the relay read off"
     return Anomaly(
         kind="energy_while_off",
         meter=series.meter,
         severity="high",
         at=first,
-        reason=f"{energy} recorded in {int(hit.sum())} records while the relay read off",
+        reason=f"{energy} recorded in {int(hit.sum())} records while the supply was off ({how})",
         evidence={
             "energy": energy,
             "records": int(hit.sum()),
             "first": iso(first),
             "last": iso(int(series.end[hit].max())),
+            "relay_forced_on": forced,
         },
     )
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.insights.anomalies import Span
 from hub.insights.series import DAY_S
 
 
@@ -17,7 +18,7 @@ class PaymentFacts:
     balance: int  # minor units, now
     spend: Sequence[tuple[int, int]]  # (epoch s, minor units debited) over the rate window
     topups: Sequence[tuple[int, int]]  # (epoch s, minor units) over the window
-    off: Sequence[tuple[int, int]]  # relay-off spans (epoch s) within the window
+    off: Sequence[Span]  # when the supply was off (epoch s)
     late_bills: int  # open postpaid bills past their due date
     window: tuple[int, int]  # (from, to) epoch s
     rate_days: int = 30
@@ -68,7 +69,9 @@ def behaviour(facts: PaymentFacts) -> Behaviour:
     gaps = [(b - a) / DAY_S for a, b in itertools.pairwise(times)]
     every = round(statistics.median(gaps), 1) if gaps else None
     median = int(statistics.median(a for _, a in facts.topups)) if facts.topups else None
-    off = sum(min(b, end) - max(a, start) for a, b in facts.off if b > start and a < end)
+    off = sum(
+        min(s.end, end) - max(s.start, start) for s in facts.off if s.end > start and s.start < end
+    )
     share = round(off / (end - start), 4) if end > start else 0.0
     score, reasons = 0, []
     if days_left is not None and days_left < 3:

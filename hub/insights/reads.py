@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from hub.ingest.model import RELAY_OFF, RELAY_ON
-from hub.insights.anomalies import Mismatch
+from hub.insights.anomalies import Mismatch, Span
 from hub.insights.series import Series, epoch, ints
 from hub.models import (
     Account,
@@ -54,7 +54,7 @@ STATE_KINDS = frozenset({"relay", "relay_change", "relay_changed"})
 @dataclass(frozen=True)
 class MeterData:
     series: Series
-    off: list[tuple[int, int]]  # relay-off spans in the window
+    off: list[Span]  # when the supply was meant to be off, in the window
     cutoffs: list[int]  # epoch s of each credit disconnection in the window
     mismatches: list[Mismatch]
 
@@ -204,18 +204,27 @@ def relay_state(kind: str, data: dict[str, Any] | None) -> bool | None:
     return None
 
 
-def off_spans(events: Sequence[Any], now: int) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
-    off_since: int | None = None
+def off_spans(events: Sequence[Any], now: int) -> list[Span]:
+    """When the supply was meant to be off: from a disconnect (or the relay reading off) until
+    a reconnect (or the relay reading on again, when no disconnect is in force). The relay
+    reading on while a disconnect is in force marks the span ``forced``."""
+    spans: list[Span] = []
+    since: int | None = None
+    wanted_off = forced = False
     for kind, at, data in events:
+        moment = epoch(at)
         state = relay_state(kind, data)
-        if state is False and off_since is None:
-            off_since = epoch(at)
-        elif state is True and off_since is not None:
-            spans.append((off_since, epoch(at)))
-            off_since = None
-    if off_since is not None:
-        spans.append((off_since, now))
+        if kind in OFF_KINDS or (state is False and since is None):
+            if since is None:
+                since, forced = moment, False
+            wanted_off = wanted_off or kind in OFF_KINDS
+        elif since is not None and (kind in ON_KINDS or (state is True and not wanted_off)):
+            spans.append(Span(since, moment, forced))
+            since, wanted_off = None, False
+        elif since is not None and state is True:
+            forced = True
+    if since is not None:
+        spans.append(Span(since, now, forced))
     return spans
 
 
