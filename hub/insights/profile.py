@@ -31,6 +31,7 @@ class Window:
 
 # Used when the customer's tariff has no windows of its own (README, "Windows").
 DEFAULT_WINDOWS = (
+    Window("day", time(7), time(17)),
     Window("peak", time(17), time(21)),
     Window("off_peak", time(22), time(7)),
 )

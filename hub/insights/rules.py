@@ -18,14 +18,14 @@ class Rule:
     reason: str  # formatted with the facts
 
 
-# Facts: daily_average (base units a day), share_<window> (0..1 of use in that window of the
-# default windows: peak, off_peak), night_cutoffs (disconnections at night in the window).
+# Facts per service: daily_average (base units a day) and share_<window> (0..1 of the use in
+# each default window: day 07-17, peak 17-21, off_peak 22-07, other).
 RULES: tuple[Rule, ...] = (
     Rule(
         "solar_subscription",
         "electricity",
-        (("daily_average", ">=", 8000), ("share_peak", "<=", 0.25)),
-        "uses {daily_average:.0f} Wh a day, mostly in daylight: a solar subscription covers it",
+        (("daily_average", ">=", 8000), ("share_day", ">=", 0.5)),
+        "uses {daily_average:.0f} Wh a day, {share_day:.0%} of it by day: solar covers daytime use",
     ),
     Rule(
         "leak_check",

@@ -69,7 +69,9 @@ class Insights:
 
 
 def period_of(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m")
+    """The month (UTC) an analysis at ``now`` belongs to: the one ending at ``now`` when
+    ``now`` is a month's first instant (a report for a closed period)."""
+    return (now - timedelta(microseconds=1)).astimezone(UTC).strftime("%Y-%m")
 
 
 def daily_average(energy: int, first: int, last: int) -> int:

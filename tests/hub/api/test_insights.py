@@ -4,14 +4,19 @@ offers computed by re-rating and checked against a saving computed here by hand.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from pathlib import Path
 
 import httpx
+import pytest
 
+from hub.settings import HubSettings
 from tests.hub.api.conftest import Keys
+from tests.hub.api.test_cli import main_exit
 
 FLAT = Fraction("0.15")  # t1: 0.10 + 0.05 per kWh
 DAY, NIGHT = Fraction("0.19"), Fraction("0.10")  # the offered tariff: 22:00-07:00 is night
@@ -85,7 +90,11 @@ def setup(client: httpx.Client, keys: Keys) -> dict[str, list[dict]]:
 
 
 def test_offers_the_tou_tariff_with_its_saving_once_and_never_when_withheld(
-    client: httpx.Client, keys: Keys
+    client: httpx.Client,
+    keys: Keys,
+    api_settings: HubSettings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     rows = setup(client, keys)
     expected = saving_cents(rows["m1"])
@@ -116,6 +125,19 @@ def test_offers_the_tou_tariff_with_its_saving_once_and_never_when_withheld(
     for cid, why in (("c3", "protected"), ("c4", "opted out")):
         answer = client.get(f"/api/v1/customers/{cid}/insights", headers=keys.h("admin")).json()
         assert answer["offers"] == [] and why in answer["offers_withheld"]
+
+    period = datetime.now(UTC).strftime("%Y-%m")  # the CSV report per customer
+    args = ("insights", "--period", period, "--out", str(tmp_path), "--db", api_settings.db)
+    assert main_exit(capsys, *args) == (0, f"wrote 4 reports to {tmp_path}\n", "")
+    with (tmp_path / f"c1-{period}.csv").open(newline="") as f:
+        report = list(csv.DictReader(f))
+    (row,) = [r for r in report if r["section"] == "offer" and r["item"] == "tariff"]
+    assert f"saving {offer['saving']}" in row["value"]
+    assert any(r["section"] == "payments" and r["item"] == "risk" for r in report)
+    withheld = list(csv.DictReader((tmp_path / f"c3-{period}.csv").open(newline="")))
+    assert [r["item"] for r in withheld if r["section"] == "offer"] == ["withheld"]
+    code, _, err = main_exit(capsys, "insights", "--period", "2026-13", "--db", api_settings.db)
+    assert code == 1 and err == "smsa-hub: period: must be YYYY-MM\n"
 
 
 def test_roles(client: httpx.Client, keys: Keys) -> None:

@@ -36,12 +36,12 @@ def test_emergency_credit_for_night_cut_offs() -> None:
 
 def test_rule_table() -> None:
     facts = {
-        "electricity": {"daily_average": 9000.0, "share_peak": 0.1, "share_off_peak": 0.2},
+        "electricity": {"daily_average": 9000.0, "share_day": 0.6, "share_off_peak": 0.2},
         "water": {"daily_average": 300.0, "share_peak": 0.1, "share_off_peak": 0.4},
     }
     kinds = sorted(o.kind for o in service_offers(facts))
     assert kinds == ["service:leak_check", "service:solar_subscription"]
-    assert service_offers({"electricity": {"daily_average": 2000.0, "share_peak": 0.1}}) == []
+    assert service_offers({"electricity": {"daily_average": 2000.0, "share_day": 0.9}}) == []
 
 
 def test_withheld() -> None:
