@@ -1,10 +1,13 @@
 """Anomalies, each with its evidence (pure). Kinds and severities:
 
 - ``change_point`` (medium for a drop, low for a rise): the meter's daily use changed suddenly
-  and stayed changed: the best single change point of the daily totals (``ruptures``, binary
-  segmentation, l2 cost, segments of at least ``min_days``), kept only when the two means
-  differ by at least ``min_change`` of the earlier one and by more than ``sigmas`` times the
-  day-to-day spread within the segments.
+  and stayed changed: the best single change point of the daily totals under the l2 cost
+  (the split that leaves the least squared deviation from the two segments' means, segments of
+  at least ``min_days``), kept only when the two means differ by at least ``min_change`` of
+  the earlier one and by more than ``sigmas`` times the day-to-day spread within the segments.
+  The split is what ``ruptures.Binseg(model="l2", min_size=min_days, jump=1)`` finds for one
+  breakpoint, computed here in one pass of cumulative sums (a test holds the two equal):
+  ruptures evaluates every candidate's cost anew and takes 20 ms a meter.
 - ``energy_while_off`` (high): records wholly inside a time the supply was meant to be off
   (the relay read off, or a disconnect was in force) carry energy; ``relay_forced_on`` in the
   evidence when the relay read on after the disconnect (forced on), else a bypass of the relay.
@@ -22,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import ruptures
 
 from hub.insights.series import DAY_S, Series, local_day, local_seconds
 
@@ -95,8 +97,8 @@ def daily_totals(series: Series, until_day: int | None = None) -> tuple[np.ndarr
     if last < first:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     keep = day <= last
-    totals = np.zeros(last - first + 1, dtype=np.int64)
-    np.add.at(totals, day[keep] - first, series.wh[keep])
+    totals = np.bincount(day[keep] - first, weights=series.wh[keep], minlength=last - first + 1)
+    totals = totals.astype(np.int64)
     return np.arange(first, last + 1, dtype=np.int64), totals
 
 
@@ -107,10 +109,8 @@ def change_point(
     n = len(totals)
     if n < 2 * settings.min_days:
         return None
-    signal = totals.astype(float).reshape(-1, 1)
-    algo = ruptures.Binseg(model="l2", min_size=settings.min_days, jump=1).fit(signal)
-    cut = algo.predict(n_bkps=1)[0]
-    if not settings.min_days <= cut <= n - settings.min_days:
+    cut = best_split(totals.astype(float), settings.min_days)
+    if cut is None:
         return None
     before, after = totals[:cut], totals[cut:]
     mean_b, mean_a = float(before.mean()), float(after.mean())
@@ -138,6 +138,20 @@ def change_point(
             "spread_per_day": round(spread),
         },
     )
+
+
+def best_split(signal: np.ndarray, min_size: int) -> int | None:
+    """The index splitting ``signal`` into two segments (each at least ``min_size`` long) with
+    the least total squared deviation from their means; the first of equals."""
+    n = len(signal)
+    if n < 2 * min_size:
+        return None
+    sums = np.concatenate(([0.0], np.cumsum(signal)))
+    squares = np.concatenate(([0.0], np.cumsum(signal * signal)))
+    cuts = np.arange(min_size, n - min_size + 1)
+    left = squares[cuts] - sums[cuts] ** 2 / cuts
+    right = (squares[n] - squares[cuts]) - (sums[n] - sums[cuts]) ** 2 / (n - cuts)
+    return int(cuts[int(np.argmin(left + right))])
 
 
 def energy_while_off(series: Series, off: Sequence[Span]) -> Anomaly | None:

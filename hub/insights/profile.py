@@ -52,10 +52,12 @@ def in_window(window: Window, local: np.ndarray) -> np.ndarray:
     minute = (local % DAY_S) // 60
     start = window.start.hour * 60 + window.start.minute
     end = window.end.hour * 60 + window.end.minute
-    today = np.isin(weekday(day), window.days)
+    days = np.zeros(7, dtype=bool)
+    days[list(window.days)] = True
+    today = days[weekday(day)]
     if start < end:
         return today & (minute >= start) & (minute < end)
-    yesterday = np.isin(weekday(day - 1), window.days)
+    yesterday = days[weekday(day - 1)]
     return (today & (minute >= start)) | (yesterday & (minute < end))
 
 
@@ -125,12 +127,12 @@ def _months(local: np.ndarray, wh: np.ndarray) -> dict[str, int]:
     if not len(wh):
         return {}
     day = local_day(local)
-    unique, index = np.unique(day, return_inverse=True)
-    per_day = np.bincount(index, weights=wh)
+    first = int(day.min())
+    per_day = np.bincount(day - first, weights=wh)
     months: dict[str, int] = {}
-    for d, e in zip(unique.tolist(), per_day.tolist(), strict=True):
-        key = month_key(d * DAY_S)
-        months[key] = months.get(key, 0) + int(e)
+    for offset in np.nonzero(per_day)[0].tolist():
+        key = month_key((first + offset) * DAY_S)
+        months[key] = months.get(key, 0) + int(per_day[offset])
     return months
 
 

@@ -63,8 +63,10 @@ def energy_cost(tariff: Tariff, series: Series) -> Fraction:
     if groups is None or not whole:
         return _by_record(tariff, series)
     slots = week_slot(local_seconds(series.start, tariff.timezone))
-    per_slot = np.zeros(SLOTS_PER_WEEK, dtype=np.int64)
-    np.add.at(per_slot, slots, series.wh)
+    per_slot = np.bincount(slots, weights=series.wh, minlength=SLOTS_PER_WEEK)
+    if float(per_slot.sum()) >= 2**53:  # float sums stay exact below 2**53
+        return _by_record(tariff, series)
+    per_slot = per_slot.astype(np.int64)
     return sum((price * int(per_slot[s].sum()) for price, s in groups), Fraction(0))
 
 

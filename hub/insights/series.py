@@ -1,12 +1,14 @@
 """A meter's usage as arrays, and local calendar fields computed from them (pure).
 
 Times are UTC epoch seconds (int64); energy is base units (Wh, litres for water). Local time
-comes from the zone's UTC offset looked up once per UTC hour (memoised): every zone in the tz
-database changes its offset on a whole UTC hour, so an offset is constant within one.
+comes from the zone's UTC offset looked up once per UTC hour (memoised, and as one table per
+zone and span of hours): every zone in the tz database changes its offset on a whole UTC hour,
+so an offset is constant within one.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -19,9 +21,6 @@ DAY_S = 86_400
 SLOT_S = 900  # a 15-minute slot
 SLOTS_PER_DAY = DAY_S // SLOT_S
 SLOTS_PER_WEEK = 7 * SLOTS_PER_DAY
-
-_offsets: dict[tuple[str, int], int] = {}
-_OFFSETS_MAX = 1_000_000
 
 
 def ints(values: object) -> Ints:
@@ -66,22 +65,23 @@ def local_seconds(moments: Ints, timezone: str) -> Ints:
     if not len(moments):
         return moments
     hours = moments // 3600
-    unique, index = np.unique(hours, return_inverse=True)
+    first, last = int(hours.min()), int(hours.max())
+    return moments + _offset_table(timezone, first, last)[hours - first]
+
+
+@functools.lru_cache(maxsize=256)
+def _offset_table(timezone: str, first: int, last: int) -> Ints:
+    """The zone's UTC offset (seconds) in each UTC hour from ``first`` to ``last``: every
+    meter of a window shares one table."""
     zone = ZoneInfo(timezone)
-    offsets = np.fromiter((_offset(zone, timezone, int(h)) for h in unique), np.int64, len(unique))
-    return moments + offsets[index]
+    return np.fromiter(
+        (_offset(zone, h) for h in range(first, last + 1)), np.int64, last - first + 1
+    )
 
 
-def _offset(zone: ZoneInfo, name: str, hour: int) -> int:
-    key = (name, hour)
-    found = _offsets.get(key)
-    if found is None:
-        delta = datetime.fromtimestamp(hour * 3600, UTC).astimezone(zone).utcoffset()
-        found = int(delta.total_seconds()) if delta is not None else 0
-        if len(_offsets) >= _OFFSETS_MAX:
-            _offsets.clear()
-        _offsets[key] = found
-    return found
+def _offset(zone: ZoneInfo, hour: int) -> int:
+    delta = datetime.fromtimestamp(hour * 3600, UTC).astimezone(zone).utcoffset()
+    return int(delta.total_seconds()) if delta is not None else 0
 
 
 def local_day(local: Ints) -> Ints:

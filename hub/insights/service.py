@@ -97,7 +97,9 @@ def analyse(
     for meter in data.meters:
         s = meter.series
         tariff = tariffs.get(s.tariff or "")
-        shape = profile(s, tariff_windows(tariff), period)
+        windows = tariff_windows(tariff)
+        shape = profile(s, windows, period)
+        standard = shape if windows == DEFAULT_WINDOWS else profile(s, DEFAULT_WINDOWS, period)
         comparison = peers.get(s.meter)
         usage[s.meter] = {
             "meter": s.meter,
@@ -107,7 +109,7 @@ def analyse(
             "comparison": comparison.as_dict() if comparison else None,
         }
         mine = facts.setdefault(s.service, {"daily_average": float(shape.daily_average)})
-        for name, share in profile(s, DEFAULT_WINDOWS, period).windows.items():
+        for name, share in standard.windows.items():
             mine[f"share_{name}"] = share
         anomalies += meter_anomalies(meter, end)
         local = local_seconds(ints(meter.cutoffs), s.timezone)

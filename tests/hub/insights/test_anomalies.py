@@ -4,12 +4,15 @@ clean 30-day history (issue 19)."""
 from __future__ import annotations
 
 import numpy as np
+import ruptures
 
+from firmware_sim.meter import Meter
 from hub.insights.anomalies import (
     AnomalySettings,
     Mismatch,
     Samples,
     Span,
+    best_split,
     bypass,
     change_point,
     import_mismatch,
@@ -37,11 +40,11 @@ def test_a_clean_history_raises_nothing() -> None:
 
 
 def test_tamper_bypass_is_energy_while_the_relay_reads_off() -> None:
-    def cut(meter, at):  # type: ignore[no-untyped-def]
+    def cut(meter: Meter, at: int) -> None:
         meter.set_supply(False, at)
         meter.set_tamper(True, at)  # the simulator's bypass: energy flows, the relay reads off
 
-    def restore(meter, at):  # type: ignore[no-untyped-def]
+    def restore(meter: Meter, at: int) -> None:
         meter.set_tamper(False, at)
         meter.set_supply(True, at)
 
@@ -66,7 +69,7 @@ def test_relay_forced_on_after_a_disconnect() -> None:
 
 
 def test_a_sustained_drop_is_a_change_point_on_its_day() -> None:
-    def drop(meter, at):  # type: ignore[no-untyped-def]
+    def drop(meter: Meter, at: int) -> None:
         meter.set_load(meter.load_w * 4 // 10, at)
 
     # from day 18 on, each day's load (drawn each morning) falls to 40 %
@@ -105,3 +108,13 @@ def test_imported_readings_disagreeing_with_the_agent() -> None:
     assert found is not None and found.kind == "import_mismatch"
     assert found.evidence["worst_reading"] == 1500 and found.evidence["readings"] == 2
     assert import_mismatch("sim-1", []) is None
+
+
+def test_the_change_point_search_equals_ruptures_binary_segmentation() -> None:
+    rnd = np.random.default_rng(5)
+    for n in (14, 30, 61, 90):
+        for _ in range(25):
+            signal = rnd.normal(1000, 150, n)
+            signal[rnd.integers(7, n - 6) :] *= rnd.uniform(0.3, 1.7)
+            algo = ruptures.Binseg(model="l2", min_size=7, jump=1).fit(signal.reshape(-1, 1))
+            assert best_split(signal, 7) == algo.predict(n_bkps=1)[0]
