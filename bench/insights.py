@@ -99,7 +99,8 @@ def run(n: int) -> tuple[float, float, float, dict[str, int]]:
     peers: dict[str, Comparison] = compare_all(values, dict.fromkeys(values, ("home", "flat")))
     wall += time.perf_counter() - t1
     cpu += time.process_time() - c1
-    counts = {"offers": 0, "tariff_offers": 0, "anomalies": 0, "withheld": 0}
+    counts = {"offers": 0, "tariff_offers": 0, "anomalies": 0, "drops_found": 0,
+              "false_anomalies": 0, "withheld": 0}  # fmt: skip
     for i in range(n):
         t0 = time.perf_counter()
         c = customer(i, start, stop)
@@ -111,6 +112,10 @@ def run(n: int) -> tuple[float, float, float, dict[str, int]]:
         counts["offers"] += len(result.offers)
         counts["tariff_offers"] += sum(o.kind == "tariff" for o in result.offers)
         counts["anomalies"] += len(result.anomalies)
+        dropped = i % 50 == 0
+        counts["drops_found"] += dropped and any(a.kind == "change_point" for a in result.anomalies)
+        counts["false_anomalies"] += sum(not dropped or a.kind != "change_point"
+                                         for a in result.anomalies)  # fmt: skip
         counts["withheld"] += result.withheld is not None
     return made, wall, cpu, counts
 
@@ -151,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         ("offers made", "offers"),
         ("tariff offers", "tariff_offers"),
         ("anomalies", "anomalies"),
+        ("sustained drops found (one customer in fifty has one)", "drops_found"),
+        ("anomalies on customers without a drop (false positives)", "false_anomalies"),
         ("customers whose offers were withheld", "withheld"),
         ("goal: analysis under (s)", "goal_s"),
         ("met", "met"),

@@ -87,8 +87,11 @@ class Profile:
         }
 
 
-def profile(series: Series, windows: tuple[Window, ...], month: str) -> Profile:
-    """``series`` over the analysis window; ``month`` (YYYY-MM) is the one compared."""
+def profile(
+    series: Series, windows: tuple[Window, ...], month: str, history: Series | None = None
+) -> Profile:
+    """``series`` over the analysis window; ``month`` (YYYY-MM) is the one compared, with the
+    months totalled from ``history`` (default: ``series``)."""
     local = local_seconds(series.start, series.timezone)
     wh = series.wh
     total = int(wh.sum())
@@ -106,7 +109,10 @@ def profile(series: Series, windows: tuple[Window, ...], month: str) -> Profile:
         counted |= mask
         shares[window.name] = _share(int(wh[mask].sum()), total)
     shares["other"] = _share(int(wh[~counted].sum()), total)
-    months = _months(local, wh)
+    if history is None:
+        months = _months(local, wh)
+    else:
+        months = _months(local_seconds(history.start, history.timezone), history.wh)
     return Profile(
         total=total,
         days=n_days,

@@ -58,6 +58,10 @@ class MeterData:
     cutoffs: list[int]  # epoch s of each credit disconnection in the window
     mismatches: list[Mismatch]
 
+    def since(self, moment: int) -> MeterData:
+        """The same with only the records starting at or after ``moment``."""
+        return MeterData(self.series.since(moment), self.off, self.cutoffs, self.mismatches)
+
 
 @dataclass(frozen=True)
 class CustomerData:
@@ -85,8 +89,11 @@ def exists(conn: Connection, customer_id: str) -> bool:
 
 
 def read_customer(
-    conn: Connection, customer_id: str, since: datetime, now: datetime, period: str
-) -> CustomerData:
+    conn: Connection, customer_id: str, *, since: datetime, now: datetime, period: str,
+    history: datetime,
+) -> CustomerData:  # fmt: skip
+    """What the analysis of one customer needs, from ``since`` to ``now``; its meters' records
+    from ``history`` on (the months compared year on year)."""
     row = conn.execute(select(_customers.c.protected).where(_customers.c.id == customer_id)).one()
     fields = dict(
         conn.execute(
@@ -103,11 +110,15 @@ def read_customer(
         .where(_meters.c.customer_id == customer_id)
         .order_by(_meters.c.id)
     ).all()
-    meters = [_meter(conn, *m, since=since, now=now) for m in meter_rows]
+    meters = [_meter(conn, *m, since=since, now=now, history=history) for m in meter_rows]
     flows = conn.execute(
         select(_entries.c.kind, _entries.c.effective_at, _lines.c.amount)
         .join(_entries, _entries.c.id == _lines.c.entry_id)
-        .where((_lines.c.account_id == customer_id) & (_entries.c.effective_at >= since))
+        .where(
+            (_lines.c.account_id == customer_id)
+            & (_entries.c.effective_at >= since)
+            & (_entries.c.effective_at < now)
+        )
     ).all()
     spend = [(epoch(at), -a) for k, at, a in flows if k in ("usage", "standing") and a < 0]
     topups = [(epoch(at), a) for k, at, a in flows if k == "topup" and a > 0]
@@ -145,6 +156,7 @@ def _meter(
     *,
     since: datetime,
     now: datetime,
+    history: datetime,
 ) -> MeterData:
     rows = conn.execute(
         select(
@@ -154,7 +166,11 @@ def _meter(
             _posted.c.import_end,
             _posted.c.segment,
         )
-        .where((_posted.c.meter_id == meter_id) & (_posted.c.interval_start >= since))
+        .where(
+            (_posted.c.meter_id == meter_id)
+            & (_posted.c.interval_start >= history)
+            & (_posted.c.interval_start < now)
+        )
         .order_by(_posted.c.interval_start, _posted.c.seq)
     ).all()
     start = ints([epoch(r[0]) for r in rows])
@@ -175,13 +191,17 @@ def _meter(
     )
     events = conn.execute(
         select(_events.c.kind, _events.c.at, _events.c.data)
-        .where((_events.c.meter_id == meter_id) & (_events.c.at >= since))
+        .where((_events.c.meter_id == meter_id) & (_events.c.at >= since) & (_events.c.at < now))
         .order_by(_events.c.at, _events.c.id)
     ).all()
     mismatches = [
         Mismatch(epoch(r.at), int(r.reading), int(r.import_start), int(r.import_end), r.source)
         for r in conn.execute(
-            select(_mismatch).where((_mismatch.c.meter_id == meter_id) & (_mismatch.c.at >= since))
+            select(_mismatch).where(
+                (_mismatch.c.meter_id == meter_id)
+                & (_mismatch.c.at >= since)
+                & (_mismatch.c.at < now)
+            )
         ).all()
     ]
     cutoffs = [
@@ -240,10 +260,10 @@ def offer_tariffs(conn: Connection) -> list[str]:
 
 
 def peer_usage(
-    conn: Connection, service: str, tariff: str | None, since: datetime
+    conn: Connection, service: str, tariff: str | None, since: datetime, now: datetime
 ) -> list[tuple[str, str, int, int, int]]:
     """(meter, service class, energy, first start, last end) of every meter of ``service`` on
-    ``tariff`` with records since ``since``."""
+    ``tariff`` with records from ``since`` to ``now``."""
     cls = (
         select(_profile.c.value)
         .where(
@@ -268,6 +288,7 @@ def peer_usage(
             (_meters.c.service == service)
             & (_meters.c.tariff_id == tariff)
             & (_posted.c.interval_start >= since)
+            & (_posted.c.interval_start < now)
         )
         .group_by(_meters.c.id)
     ).all()

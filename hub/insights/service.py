@@ -42,6 +42,8 @@ from hub.insights.series import DAY_S, epoch, ints, local_seconds
 from hub.money import major
 from protocol.tariff import Tariff
 
+HISTORY_DAYS = 400  # the records read for the months compared (year on year: 13 months)
+
 
 class InsightsSettings(BaseSettings):
     """Each also ``SMSA_HUB_INSIGHTS_<NAME>`` in the environment."""
@@ -74,6 +76,11 @@ def period_of(now: datetime) -> str:
     return (now - timedelta(microseconds=1)).astimezone(UTC).strftime("%Y-%m")
 
 
+def last_complete_month(now: datetime) -> str:
+    """The month compared month on month and year on year: the last one ended by ``now``."""
+    return period_of(now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+
+
 def daily_average(energy: int, first: int, last: int) -> int:
     """Energy per day over the whole days from ``first`` to ``last`` (epoch s)."""
     return energy // max(1, -(-(last - first) // DAY_S))
@@ -88,18 +95,21 @@ def analyse(
 ) -> Insights:
     """Pure: the insights from what was read."""
     end = epoch(now)
+    start = end - settings.window_days * DAY_S
     period = period_of(now)
+    compared = last_complete_month(now)
     usage: dict[str, Any] = {}
     anomalies: list[Anomaly] = []
     offers: list[Offer] = []
     facts: dict[str, dict[str, float]] = {}
     cutoffs: list[int] = []
-    for meter in data.meters:
+    for whole in data.meters:
+        meter = whole.since(start)
         s = meter.series
         tariff = tariffs.get(s.tariff or "")
         windows = tariff_windows(tariff)
-        shape = profile(s, windows, period)
-        standard = shape if windows == DEFAULT_WINDOWS else profile(s, DEFAULT_WINDOWS, period)
+        shape = profile(s, windows, compared, history=whole.series)
+        standard = shape if windows == DEFAULT_WINDOWS else profile(s, DEFAULT_WINDOWS, compared)
         comparison = peers.get(s.meter)
         usage[s.meter] = {
             "meter": s.meter,
@@ -124,7 +134,6 @@ def analyse(
     offers += service_offers(facts)
     why = withheld(data.protected, data.opted_out)
     off = [span for m in data.meters for span in m.off]
-    start = end - settings.window_days * DAY_S
     pay = behaviour(
         PaymentFacts(data.balance, data.spend, data.topups, off, data.late_bills, (start, end))
     )
@@ -188,12 +197,14 @@ def read(
     conn: Connection, customer_id: str, now: datetime, settings: InsightsSettings
 ) -> tuple[CustomerData, dict[str, Tariff], dict[str, Comparison]]:
     since = now - timedelta(days=settings.window_days)
-    data = reads.read_customer(conn, customer_id, since, now, period_of(now))
+    history = now - timedelta(days=HISTORY_DAYS)
+    data = reads.read_customer(conn, customer_id, since=since, now=now, period=period_of(now),
+                               history=history)  # fmt: skip
     ids = {m.series.tariff for m in data.meters if m.series.tariff}
     tariffs = reads.tariffs(conn, ids)
     peers: dict[str, Comparison] = {}
     for m in data.meters:
-        rows = reads.peer_usage(conn, m.series.service, m.series.tariff, since)
+        rows = reads.peer_usage(conn, m.series.service, m.series.tariff, since, now)
         values = {meter: daily_average(e, a, b) for meter, _, e, a, b in rows}
         keys = {meter: cls for meter, cls, _, _, _ in rows}
         found = compare_all(values, keys).get(m.series.meter)

@@ -84,7 +84,9 @@ def setup(client: httpx.Client, keys: Keys) -> dict[str, list[dict]]:
         "m4": readings("m4", start, 4, night_wh=1600, day_wh=80),  # opted out
     }
     for meter_rows in rows.values():
-        r = client.post("/api/v1/imports/readings", json={"rows": meter_rows}, headers=admin)
+        r = client.post(
+            "/api/v1/imports/readings", json={"rows": meter_rows}, headers=admin, timeout=60
+        )
         assert r.status_code == 200 and r.json()["rejected"] == [], r.text
     return rows
 
