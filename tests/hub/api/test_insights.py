@@ -13,7 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine, insert
 
+from hub.db import write_tx
+from hub.models import Event, table
 from hub.settings import HubSettings
 from tests.hub.api.conftest import Keys
 from tests.hub.api.test_cli import main_exit
@@ -140,6 +143,33 @@ def test_offers_the_tou_tariff_with_its_saving_once_and_never_when_withheld(
     assert [r["item"] for r in withheld if r["section"] == "offer"] == ["withheld"]
     code, _, err = main_exit(capsys, "insights", "--period", "2026-13", "--db", api_settings.db)
     assert code == 1 and err == "smsa-hub: period: must be YYYY-MM\n"
+
+
+def test_energy_while_disconnected_is_raised_once_as_an_operator_event(
+    client: httpx.Client, keys: Keys, api_engine: Engine
+) -> None:
+    admin = keys.h("admin")
+    start = start_of_window(2)
+    rows = readings("m1", start, 2, night_wh=500, day_wh=500)
+    r = client.post("/api/v1/imports/readings", json={"rows": rows}, headers=admin, timeout=60)
+    assert r.status_code == 200 and r.json()["rejected"] == [], r.text
+    off, on = start + timedelta(hours=10), start + timedelta(hours=13)
+    with write_tx(api_engine) as conn:  # the gateway's events, as ingest stores them
+        conn.execute(insert(table(Event)), [
+            {"kind": "disconnect", "meter_id": "m1", "at": off, "reason": "operator",
+             "data": {"cause": "command"}},
+            {"kind": "reconnect", "meter_id": "m1", "at": on, "reason": "operator", "data": {}},
+        ])  # fmt: skip
+    for _ in range(2):
+        body = client.get("/api/v1/customers/c1/insights", headers=keys.h("customer")).json()
+        (found,) = body["anomalies"]
+        assert found["kind"] == "energy_while_off" and found["evidence"]["energy"] == 3 * 500
+    (event,) = client.get("/api/v1/insights/anomalies", headers=keys.h("operator")).json()
+    assert event["anomaly"] == "energy_while_off" and event["severity"] == "high"
+    assert event["meter"] == "m1" and event["records"] == 3
+    listed = client.get("/api/v1/events?kind=anomaly", headers=keys.h("operator")).json()
+    assert [e["meter"] for e in listed] == ["m1"]
+    assert body["payments"]["disconnected_share"] == round(3 / (90 * 24), 4)
 
 
 def test_roles(client: httpx.Client, keys: Keys) -> None:
