@@ -1,6 +1,6 @@
 """``smsa-hub``: serve (MQTT ingest + HTTP API + scheduler), create-key, revoke-key,
-mosquitto-config, mqtt-passwd. Bad arguments print one line on stderr and exit 2; a refused
-action exits 1."""
+mosquitto-config, mqtt-passwd, insights (a CSV per customer). Bad arguments print one line
+on stderr and exit 2; a refused action exits 1."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from hub.db import make_engine, migrate, run_tx, session_scope
 from hub.errors import HubError, InvalidInputError
 from hub.gateways import mosquitto_hash
 from hub.ingest.transport.mqtt import BrokerUrl
-from hub.models import Gateway
+from hub.insights.report import write_reports
+from hub.insights.service import InsightsSettings
+from hub.models import Gateway, utcnow
 from hub.services.keys import revoke
 from hub.settings import HubSettings
 
@@ -85,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     passwd = sub.add_parser("mqtt-passwd", help="print a Mosquitto password file of gateways")
     passwd.add_argument("--db", help="database URL (SMSA_HUB_DB)")
+    insights = sub.add_parser("insights", help="write a CSV of insights per customer")
+    insights.add_argument("--period", required=True, help="YYYY-MM")
+    insights.add_argument("--out", default=".", help="directory for the CSV files (default .)")
+    insights.add_argument("--db", help="database URL (SMSA_HUB_DB)")
     return parser
 
 
@@ -132,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return mosquitto_config(settings, args)
         if args.command == "mqtt-passwd":
             return mqtt_passwd(settings)
+        if args.command == "insights":
+            return insights_report(settings, args.period, Path(args.out))
     except HubError as exc:
         print(f"smsa-hub: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -156,6 +164,17 @@ def create_key(settings: HubSettings, role: str, account: str | None) -> int:
         engine.dispose()
     log.info("created %s key id %d", role, key_id)  # stdout carries the key and nothing else
     print(key)
+    return 0
+
+
+def insights_report(settings: HubSettings, period: str, out: Path) -> int:
+    engine = make_engine(settings.db)
+    try:
+        migrate(engine)
+        written = write_reports(engine, period, out, utcnow(), InsightsSettings())
+    finally:
+        engine.dispose()
+    print(f"wrote {len(written)} reports to {out}")
     return 0
 
 

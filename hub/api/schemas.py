@@ -73,10 +73,12 @@ class ProviderOut(BaseModel):
 
 class TariffIn(Tariff):
     """``protocol.tariff.Tariff`` (id, currency, timezone, components) plus a display name and
-    the instant version 1 takes effect (default: now)."""
+    the instant version 1 takes effect (default: now); ``offer``: the tariff may be offered to
+    customers whose past usage would have cost less on it (``hub.insights``)."""
 
     name: Annotated[str, StringConstraints(max_length=200)] = ""
     valid_from: AwareInstant | None = None
+    offer: bool = False
 
 
 class TariffVersionIn(Body):
@@ -96,6 +98,7 @@ class TariffOut(BaseModel):
     version: int
     valid_from: datetime
     components: list[dict[str, Any]]
+    offer: bool = False
 
 
 class CustomerIn(Body):

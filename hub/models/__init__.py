@@ -32,6 +32,7 @@ from hub.models.ingest_state import (
     UsageMismatch,
     UsagePending,
 )
+from hub.models.insights import InsightOffer
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
@@ -73,6 +74,7 @@ __all__ = [
     "GatewayEventSeen",
     "GatewayPublic",
     "GenerationMix",
+    "InsightOffer",
     "JournalEntry",
     "JournalLine",
     "Meter",

@@ -38,6 +38,7 @@ def tariff_out(session: Session, tariff_id: str) -> TariffOut:
             {k: v for k, v in c.items() if v not in (None, [], ())}
             for c in doc.get("components", [])
         ],
+        offer=tariff.offer,
     )
 
 
@@ -78,13 +79,14 @@ def check_providers(session: Session, doc: TariffDoc) -> None:
 def create(body: TariffIn, ctx: ContextDep, who: Admin) -> TariffOut:
     if body.currency != ctx.currency:
         raise InvalidInputError("currency", f"this hub settles in {ctx.currency}")
-    doc = TariffDoc.model_validate(body.model_dump(exclude={"name", "valid_from"}) | {"version": 1})
+    fields = body.model_dump(exclude={"name", "valid_from", "offer"})
+    doc = TariffDoc.model_validate(fields | {"version": 1})
 
     def work(session: Session) -> TariffOut:
         if session.get(Tariff, body.id) is not None:
             raise ConflictError(f"tariff {body.id!r} already exists")
         check_providers(session, doc)
-        session.add(Tariff(id=body.id, currency=body.currency, name=body.name))
+        session.add(Tariff(id=body.id, currency=body.currency, name=body.name, offer=body.offer))
         session.flush()
         session.add(
             TariffVersion(

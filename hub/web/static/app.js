@@ -232,6 +232,16 @@ async function loadProviders() {
     (exp ? digits.slice(0, -exp) + "." + digits.slice(-exp) : digits);
 }
 
+// Anomaly events raised by the insights (GET /insights/anomalies), with their evidence.
+async function loadAnomalies() {
+  const rows = await api("/insights/anomalies?limit=50");
+  const body = $("#anomalies tbody");
+  body.replaceChildren(...(rows.length ? rows.map((a) => el("tr", { "data-anomaly": a.id },
+    el("td", {}, timeOf(a.at)), el("td", {}, a.meter || "–"), el("td", {}, a.anomaly || "–"),
+    el("td", { class: a.severity === "high" ? "neg" : "" }, a.severity || "–"), el("td", {}, a.reason)))
+    : [el("tr", { class: "empty" }, el("td", { colspan: 5 }, "No anomalies."))]));
+}
+
 async function loadLedger() {
   const report = await api("/ledger/check");
   const node = $("#stat-ledger");
@@ -241,7 +251,8 @@ async function loadLedger() {
 
 async function refresh() {
   if (state.meter) return;  // the meter page loads when opened
-  try { await Promise.all([loadSummary(), loadMeters(), loadProviders(), loadLedger(), loadDaily()]); }
+  try { await Promise.all([loadSummary(), loadMeters(), loadProviders(), loadLedger(), loadDaily(),
+    loadAnomalies()]); }
   catch (err) { if (err.message !== "401") flash(String(err.message || err), true); }
 }
 
