@@ -114,6 +114,7 @@ def compose(
             command_ttl_s=settings.command_ttl_s,
             commands=commands,
             control=control,
+            group=settings.ingest_group or None,
         )
     runtime = Runtime(settings=settings, engine=engine, metrics=Metrics(), control=control)
     return HubServices(runtime, ingest=service, webhook=webhook, scheduler=scheduler)
