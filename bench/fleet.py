@@ -11,7 +11,9 @@ hub after each committed batch): a record's latency is from its publish to the r
 settles it, as the gateway sees it.
 
 Per step it reports the offered and the settled rate (records receipted during the step
-window, divided by its length), latency percentiles, and what was still unreceipted at the
+window, divided by its length), latency percentiles of the records published in the step
+(after a drain of ``DRAIN_S``; a record never receipted has no latency), and what was still
+unreceipted at the
 end; the hub keeps up with a step when it settles at least ``KEEP_UP`` of the offered rate
 with a 95th percentile latency under ``MAX_P95_S``. A step's rate in records/s is a fleet of
 ``rate x 900`` meters at 15-minute reporting: the simulated meters report more often than
@@ -76,7 +78,7 @@ class Gateways:
         return ('{"v":1,"records":[' + ",".join(records) + "]}").encode()
 
     def settled(self, payload: bytes, now: float) -> list[tuple[float, float]]:
-        """(receipt time, latency) of each record a receipt settles that is still awaited."""
+        """(receipt time, publish time) of each record a receipt settles that is awaited."""
         got = []
         with self.lock:
             for meter, spans in json.loads(payload).get("usage", {}).items():
@@ -84,7 +86,7 @@ class Gateways:
                     for seq in range(first, last + 1):
                         sent = self.sent.pop((meter, seq), None)
                         if sent is not None:
-                            got.append((now, now - sent))
+                            got.append((now, sent))
         return got
 
 
@@ -110,7 +112,7 @@ def fleet(args: argparse.Namespace) -> None:
     """A publisher: its gateways' reports paced to its share of each step's rate; prints one
     JSON line per step (and one after the drain)."""
     gws = Gateways(args.gateways_list.split(","), args.meters)
-    receipted: list[tuple[float, float]] = []  # (receipt time, latency)
+    receipted: list[tuple[float, float]] = []  # (receipt time, publish time)
     rlock = threading.Lock()
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -131,20 +133,27 @@ def fleet(args: argparse.Namespace) -> None:
     share = len(gws.gateways) / args.total_gateways
     start = args.t0
     k = 0
+    steps = []
     for rate in rates:
         per_s = rate * share / args.meters  # messages per second from this publisher
         end = start + args.step_s
         n, k = _paced(client, gws, per_s, start, end, k=k)
-        sent_records = n * args.meters
+        steps.append((rate, start, end, n * args.meters))
         time.sleep(max(0.0, end - time.time()))
-        with rlock:
-            window = [lat for at, lat in receipted if start <= at < end]
-        print(json.dumps({"rate": rate, "sent": sent_records, "receipted": len(window),
-                          "latencies": _sample(window)}), flush=True)  # fmt: skip
         start = end
     deadline = time.time() + DRAIN_S
     while time.time() < deadline and gws.sent:
         time.sleep(0.2)
+    with rlock:
+        done = list(receipted)
+    for rate, start, end, sent in steps:
+        # settled: receipted during the step; latency: of the records published in it (those
+        # never receipted count as the longest, infinite)
+        in_window = sum(1 for at, _sent in done if start <= at < end)
+        lats = [at - sent_at for at, sent_at in done if start <= sent_at < end]
+        lats += [float("inf")] * (sent - len(lats))
+        print(json.dumps({"rate": rate, "sent": sent, "receipted": in_window,
+                          "latencies": _sample(lats)}), flush=True)  # fmt: skip
     print(json.dumps({"unreceipted": len(gws.sent)}), flush=True)
     client.disconnect()
     client.loop_stop()
@@ -158,10 +167,11 @@ def _sample(values: list[float]) -> list[float]:
 
 
 def _pct(values: list[float], p: float) -> float | None:
+    """The ``p`` quantile; None if there are no values or it is a record never receipted."""
     if not values:
         return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(p * len(values)))], 3)
+    value = sorted(values)[min(len(values) - 1, int(p * len(values)))]
+    return round(value, 3) if value != float("inf") else None
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -204,7 +214,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         outputs = []
         for pub in pubs:
             out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
-            outputs.append([json.loads(line) for line in out.splitlines()[1:] if line.strip()])
+            outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
         for hub in hubs:
             stop(hub)
         steps = []
