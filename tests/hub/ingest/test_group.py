@@ -26,7 +26,7 @@ from tests.hub.ingest.helpers import posted, publisher, records_for, table, usag
 from tests.hub.seed import seed_world
 from tests.support import stop, wait_for
 
-N_PER_METER = 150
+N_PER_METER = 100
 
 
 @pytest.mark.postgres
@@ -103,7 +103,7 @@ def test_a_group_posts_every_record_once_across_a_kill_9(
             for info in sent:
                 info.wait_for_publish(20)
         procs.append(_member(db, mosquitto, tmp_path, "replacement"))  # takes the free slot
-        wait_for(lambda: posted(engine) == total, timeout=60)
+        wait_for(lambda: posted(engine) == total, timeout=120)
     finally:
         for proc in procs:
             stop(proc)
