@@ -42,6 +42,7 @@ class EventBell:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Listen (a no-op but on PostgreSQL), waking waiters of ``loop``."""
         self._loop = loop
+        self._closing.clear()
         if not self.enabled:
             return
         self._thread = threading.Thread(target=self._listen, name="smsa-event-bell", daemon=True)
