@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", help="HOST:PORT to listen on (SMSA_HUB_HTTP)")
     serve.add_argument("--currency", help="ISO 4217 code (SMSA_HUB_CURRENCY)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING (SMSA_HUB_LOG_LEVEL)")
+    serve.add_argument(
+        "--ingest-group",
+        metavar="NAME",
+        help="settle as one of several processes on PostgreSQL (SMSA_HUB_INGEST_GROUP)",
+    )
     key = sub.add_parser("create-key", help="print a new API key on stdout")
     key.add_argument("--role", required=True,
                      choices=["admin", "operator", "customer", "provider", "billpay"])  # fmt: skip
@@ -96,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> HubSettings:
     overrides: dict[str, Any] = {}
-    for name in ("db", "mqtt", "http", "currency", "log_level"):
+    for name in ("db", "mqtt", "http", "currency", "log_level", "ingest_group"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

@@ -3,6 +3,7 @@ lifespan that starts and stops the services the composition root built (``hub.co
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,6 +78,7 @@ def build_app(services: HubServices) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ctx.stopping.clear()
+        ctx.bell.start(asyncio.get_running_loop())
         await run_in_threadpool(services.start)
         log.info("hub API ready (%s)", settings.currency)
         try:
@@ -84,6 +86,7 @@ def build_app(services: HubServices) -> FastAPI:
         finally:
             ctx.stopping.set()
             await run_in_threadpool(services.stop)
+            await run_in_threadpool(ctx.bell.stop)
 
     app = HubApp(
         max_body_bytes=settings.max_body_bytes,

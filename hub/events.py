@@ -6,7 +6,8 @@ low-credit prompt that both the hub's credit control and the gateway's own rules
 stored once, its ``data.sources`` naming both (:func:`same_fact`). Their ids increase, so an
 id is also the SSE ``id:`` and a ``Last-Event-ID`` resumes exactly after it. The stream polls
 the table (every ``sse_poll_s``), which is simple and correct across processes: whoever writes
-an event in the same database, it reaches every open stream.
+an event in the same database, it reaches every open stream; on PostgreSQL a NOTIFY
+(``hub.event_bell``) wakes the streams as soon as the event is committed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from hub.db import session_scope
+from hub.event_bell import EventBell
 from hub.models import Event, utcnow
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,7 @@ async def sse_stream(
     keepalive_s: float = 15.0,
     disconnected: Callable[[], Awaitable[bool]] | None = None,
     stopping: threading.Event | None = None,
+    bell: EventBell | None = None,
 ) -> AsyncIterator[bytes]:
     """Events after ``after_id`` (None: only new ones) as SSE frames, forever.
 
@@ -205,6 +208,7 @@ async def sse_stream(
             return
         if disconnected is not None and await disconnected():
             return
+        ticket = bell.ticket() if bell is not None else None
         events = await asyncio.to_thread(_fetch_after, engine, cursor, kinds, exclude, meter)
         for event in events:
             cursor = event["id"]
@@ -215,4 +219,7 @@ async def sse_stream(
             elif time.monotonic() - quiet_since >= keepalive_s:
                 quiet_since = time.monotonic()
                 yield b": keepalive\n\n"
-            await asyncio.sleep(poll_s)
+            if bell is not None and ticket is not None:
+                await bell.wait(ticket, poll_s)
+            else:
+                await asyncio.sleep(poll_s)

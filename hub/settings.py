@@ -66,6 +66,9 @@ class HubSettings(BaseSettings):
     ingest_batch_size: int = Field(default=10_000, ge=1, le=100_000)
     # Settling processes; each owns the gateways whose id hashes to it.
     ingest_workers: int = Field(default=2, ge=1, le=32)
+    # Settle as one member of this ingest group (PostgreSQL; any number of ``serve`` processes
+    # share ``$share/GROUP/smsa/v1/gw/+/...``: hub/ingest/group.py). Empty: the only consumer.
+    ingest_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")
     # Seconds a signed command stays valid for the agent.
     command_ttl_s: int = Field(default=3600, ge=10, le=7 * 86_400)
     # Credit-control notifications (low credit, cut-off, alerts) are POSTed here, signed with

@@ -33,6 +33,7 @@ from hub.control.credit_state import alternate_headroom, payer_credits
 from hub.db import is_retryable, read_tx, write_tx
 from hub.errors import HubError
 from hub.ingest.events import apply_statuses, store_events
+from hub.ingest.group import lock_gateways
 from hub.ingest.model import (
     CHUNK,
     EPOCH,
@@ -89,7 +90,7 @@ from hub.ingest.reads import (
     reset_claims,
     save_states,
 )
-from hub.ingest.restarts import Restarts
+from hub.ingest.restarts import Restarts, Screened
 from hub.ledger import AccountState, BatchResult, UsagePosting, post_usage_batch
 from hub.ledger.bulk import execute_many, select_in
 from hub.ledger.posting import apply_deltas
@@ -126,6 +127,8 @@ class BatchProcessor:
         currency: str = "USD",
         hold_s: float = 30.0,
         owns: Callable[[str], bool] | None = None,
+        *,
+        shared: bool = False,
     ) -> None:
         self.engine = engine
         self.currency = currency
@@ -133,16 +136,23 @@ class BatchProcessor:
         # ``owns(gateway_id)``: whether this processor settles that gateway's meters (several
         # settling processes each own a shard of the gateways; None: all of them). It rates,
         # holds and releases records, and writes rating states, of its own meters only.
-        self.owns = owns
+        self.shard_owns = owns
+        # ``shared``: other processes settle the same gateways (an ingest group, PostgreSQL,
+        # ``hub.ingest.group``): a batch settles a gateway only under its lock, in one
+        # transaction, reading every state afresh (nothing cached between batches).
+        self.shared = shared
+        self._locked: set[str] = set()
+        self.owns = self._owns_locked if shared else owns
         # Meter rating states as last committed by this processor. Each meter's state has one
         # writer (the processor owning its gateway, one consumer per persistent MQTT session),
-        # so after a commit the cache equals the table; any failure empties it.
+        # so after a commit the cache equals the table; any failure empties it. Unused when
+        # ``shared``.
         self._cache: dict[str, MeterState] = {}
         # Event quotas of this processor's gateways (each gateway has one settler).
         self.quota = EventQuota()
         self._quota_flagged: dict[str, float] = {}
         # Gateways whose store started over (a new epoch) and where their meters resume.
-        self.restarts = Restarts(owns)
+        self.restarts = Restarts(self.owns)
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -213,7 +223,39 @@ class BatchProcessor:
             conn.execute(insert(T_QUARANTINE), work.quarantine)
         return Outcome(counts=work.counts)
 
+    def _owns_locked(self, gateway: str) -> bool:
+        """Shared: a gateway this batch holds the lock of (and this process's shard owns)."""
+        own = self.shard_owns
+        return gateway in self._locked and (own is None or own(gateway))
+
     def _run(self, items: Sequence[Inbound], now: datetime) -> Outcome:
+        if self.shared:
+            return self._run_locked(items, now)
+        return self._run_alone(items, now)
+
+    def _run_locked(self, items: Sequence[Inbound], now: datetime) -> Outcome:
+        """``_run_alone`` for a shared processor: read, plan and write in ONE transaction that
+        first locks every gateway it touches (``hub.ingest.group``)."""
+        work, out = self._decoded(items, now)
+        self._cache.clear()
+        self.restarts.forget()
+        with write_tx(self.engine) as conn:
+            gateways = {r.gateway for r in work.usage} | {g for g, _ in work.events}
+            gateways |= set(work.statuses)
+            gateways |= {r.gateway_id for r in due_pending(conn, work.now - self.hold)}
+            own = self.shard_owns
+            self._locked = {g for g in gateways if own is None or own(g)}
+            lock_gateways(conn, self._locked)
+            try:
+                restarted = self.restarts.screen(conn, work)
+                rated = self._usage(conn, work, out)
+                self._write(conn, work, out, rated, restarted)
+            finally:
+                self._locked = set()
+        self.restarts.forget()
+        return out
+
+    def _run_alone(self, items: Sequence[Inbound], now: datetime) -> Outcome:
         """Decode, then rate in a read transaction, then write in one write transaction.
 
         Rating reads, besides configuration, only rows of this processor's own meters (rating
@@ -222,30 +264,44 @@ class BatchProcessor:
         Should another writer still post one of the same records, the ledger's (meter, seq)
         check refuses it and the batch is retried from fresh state (``BatchConflictError``).
         """
-        work = Work(now=now)
-        for item in items:
-            self._decode(item, work)
-        out = Outcome(counts=work.counts, settled=work.settled)
+        work, out = self._decoded(items, now)
         with read_tx(self.engine) as conn:
             restarted = self.restarts.screen(conn, work)  # before rating: see restarts.py
             rated = self._usage(conn, work, out)
         with write_tx(self.engine) as conn:
-            credits = self._commit_usage(conn, work, out, rated) if rated is not None else {}
-            self.restarts.write(conn, restarted, work.now)
-            store_events(conn, work, lambda gw: self.quota.admit(gw, time.monotonic()))
-            self._flag_quota(conn, work)
-            apply_statuses(conn, work)
-            if work.quarantine:
-                conn.execute(insert(T_QUARANTINE), work.quarantine)
-            pending = conn.execute(select(func.count()).select_from(T_PENDING)).scalar_one()
-            out.pending = int(pending)
-            # The providers' balances last: every settler's batch credits the same few
-            # provider rows, whose locks (PostgreSQL) are then held only for the commit.
-            apply_deltas(conn, credits)
+            self._write(conn, work, out, rated, restarted)
         self.restarts.committed(restarted)
         return out
 
+    def _write(
+        self,
+        conn: Connection,
+        work: Work,
+        out: Outcome,
+        rated: RatedUsage | None,
+        restarted: Screened,
+    ) -> None:
+        """Everything the batch decided, in the write transaction ``conn``."""
+        credits = self._commit_usage(conn, work, out, rated) if rated is not None else {}
+        self.restarts.write(conn, restarted, work.now)
+        store_events(conn, work, lambda gw: self.quota.admit(gw, time.monotonic()))
+        self._flag_quota(conn, work)
+        apply_statuses(conn, work)
+        if work.quarantine:
+            conn.execute(insert(T_QUARANTINE), work.quarantine)
+        pending = conn.execute(select(func.count()).select_from(T_PENDING)).scalar_one()
+        out.pending = int(pending)
+        # The providers' balances last: every settler's batch credits the same few
+        # provider rows, whose locks (PostgreSQL) are then held only for the commit.
+        apply_deltas(conn, credits)
+
     # -- decoding (no database) ---------------------------------------------------------------
+
+    def _decoded(self, items: Sequence[Inbound], now: datetime) -> tuple[Work, Outcome]:
+        work = Work(now=now)
+        for item in items:
+            self._decode(item, work)
+        return work, Outcome(counts=work.counts, settled=work.settled)
 
     def _decode(self, item: Inbound, work: Work) -> None:
         work.counts["messages"] += 1

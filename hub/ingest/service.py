@@ -41,6 +41,7 @@ from hub.control.credit_state import (
 )
 from hub.control.engine import CreditControl
 from hub.db import write_tx
+from hub.ingest.group import Slot, check_name, require_postgresql
 from hub.ingest.model import CreditInfo
 from hub.ingest.outlet import CommandPath
 from hub.ingest.transport.messages import (
@@ -96,8 +97,11 @@ class IngestService:
         commands: CommandPath | None = None,
         control: CreditControl | None = None,
         ca_file: str | None = None,
+        group: str | None = None,
     ) -> None:
-        """``commands``: the dispatcher and its outlet; ``control``: the process's credit control
+        """``group``: settle as one member of that ingest group (``hub.ingest.group``,
+        PostgreSQL): a shared subscription, and the client id ``CLIENT_ID-GROUP-SLOT``.
+        ``commands``: the dispatcher and its outlet; ``control``: the process's credit control
         (woken through ``commands.dispatcher``). Built here when not given; ``credit_control``
         False: none at all."""
         if queue_max is None:  # each settler settles one batch while the next one arrives
@@ -113,6 +117,10 @@ class IngestService:
         self.mqtt_url = mqtt_url
         self.ca_file = ca_file
         self.client_id = client_id
+        self.group = check_name(group) if group is not None else None
+        if self.group is not None:
+            require_postgresql(engine)
+        self._slot: Slot | None = None
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
         self.currency = currency
@@ -191,10 +199,16 @@ class IngestService:
         ]
         for settler in self._settlers:
             settler.start()
-        cfg = PumpConfig(url=self.mqtt_url, client_id=self.client_id, v5=self.mqtt_v5,
+        client_id = self.client_id
+        if self.group is not None:
+            self._slot = Slot(self.engine, self.group)
+            client_id = self._slot.client_id(client_id)
+            log.info("ingest: group %s, slot %d, client id %s", self.group, self._slot.number,
+                     client_id)  # fmt: skip
+        cfg = PumpConfig(url=self.mqtt_url, client_id=client_id, v5=self.mqtt_v5,
                          session_expiry_s=self.session_expiry_s,
                          receive_maximum=self.receive_maximum, shards=self.workers,
-                         ca_file=self.ca_file)  # fmt: skip
+                         ca_file=self.ca_file, share=self.group)  # fmt: skip
         self._pump = PumpLink(cfg, self._on_messages, self._on_event)
         self._pump.start()
         self._commands.outlet.attach(self._pump)
@@ -205,7 +219,8 @@ class IngestService:
     def _settler_config(self, shard: int) -> SettlerConfig:
         return SettlerConfig(db=self.db_url, shard=shard, shards=self.workers,
                              batch_size=self.batch_size, batch_wait_s=self.batch_wait_s,
-                             currency=self.currency, hold_s=self.hold_s)  # fmt: skip
+                             currency=self.currency, hold_s=self.hold_s,
+                             shared=self.group is not None)  # fmt: skip
 
     def stop(self, timeout: float = 30.0) -> None:
         """Each settler finishes the batch in hand, which is acknowledged; then disconnect.
@@ -225,6 +240,9 @@ class IngestService:
         self._settlers = []
         self._in_flight = [0] * self.workers
         self._connected.clear()
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self._connected.wait(timeout)

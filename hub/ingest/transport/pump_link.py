@@ -31,6 +31,7 @@ class PumpConfig:
     generation_base: int = 0  # this pump's generations start above it (one base per restart)
     log_level: str = "WARNING"
     ca_file: str | None = None  # CA bundle that verifies an mqtts:// broker (None: system CAs)
+    share: str | None = None  # an ingest group: subscribe as ``$share/SHARE/...``
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
