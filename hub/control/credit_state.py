@@ -27,12 +27,22 @@ from hub.control.rules import Policy
 from hub.db import write_tx
 from hub.models import Account, Customer, Gateway, Meter, MeterCarry, table
 from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, paying_account
+from hub.rating.pricing import Choice, Step, choose
+from hub.rating.pricing_store import load_market, load_pricing
+from hub.rating.selection import SelectionError
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
 from hub.tokens.store import setup as token_setup
 from protocol.apportion import dump_carry
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_MONEY, CreditRules, CreditState, TokenSetup, validate
+from protocol.messages import (
+    MAX_MONEY,
+    CreditRules,
+    CreditState,
+    ProviderChoice,
+    TokenSetup,
+    validate,
+)
 from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
@@ -105,10 +115,11 @@ def alternate_headroom(conn: Connection, customer_ids: Iterable[str]) -> dict[st
 
 def build_state(
     tariff: Tariff, balance: int, state: MeterState, rules: CreditRules,
-    tokens: TokenSetup | None = None,
+    tokens: TokenSetup | None = None, *, selection: Mapping[str, Any] | None = None,
 ) -> CreditState:  # fmt: skip
     """``tokens``: read in the transaction that read ``balance`` (``hub.tokens.store.setup``),
-    so the balance holds exactly the tokens it lists as settled."""
+    so the balance holds exactly the tokens it lists as settled. ``selection``: the choice
+    ``tariff`` amounts to, for a meter priced by a provider selection."""
     return CreditState(
         balance=balance,
         as_of_seq=state.seq,
@@ -116,6 +127,7 @@ def build_state(
         rules=rules,
         carry=dump_carry(state.carry),
         tokens=tokens,
+        selection=None if selection is None else validate(dict(selection), ProviderChoice),
     )
 
 
@@ -147,14 +159,35 @@ def credit_state(conn: Connection, meter_id: str, now: datetime | None = None) -
     protected = bool(customer and customer.protected)
     headroom = alternate_headroom(conn, [account_id]).get(account_id, 0)
     rules = credit_rules(customer.flags if customer else None, protected, headroom)
-    history = load_histories(conn, [meter.tariff_id]).get(meter.tariff_id)
-    if history is None:
-        raise LookupError(f"tariff {meter.tariff_id!r} has no version")
+    choice = pricing_now(conn, meter_id, meter.tariff_id, meter.customer_id,
+                         now or datetime.now(UTC))  # fmt: skip
     text = conn.execute(select(_carry.c.state).where(_carry.c.meter_id == meter_id)).scalar()
-    tariff = history.at(now or datetime.now(UTC))
     tokens = token_setup(conn, meter_id, key)
-    state = build_state(tariff, int(balance), MeterState.load(text), rules, tokens)
+    state = build_state(choice.tariff, int(balance), MeterState.load(text), rules, tokens,
+                        selection=choice.meta)  # fmt: skip
     return MeterCredit(meter_id, meter.gateway_id, key, account_id, state)
+
+
+def pricing_now(
+    conn: Connection, meter_id: str, tariff_id: str, customer: str | None, now: datetime
+) -> Choice:
+    """How the meter is priced at ``now``: the version of its tariff in force, or the
+    providers its selection chooses (``hub.rating.pricing``, as the ingest planner does)."""
+    pricing = load_pricing(conn, [meter_id]).get(meter_id)
+    step = Step(now, tariff_id) if pricing is None else pricing.at(now)
+    histories = load_histories(conn, step.tariff_ids)
+    missing = [t for t in step.tariff_ids if t not in histories]
+    if missing:
+        raise LookupError(f"tariff {missing[0]!r} has no version")
+    versions = [histories[t].at(now) for t in step.tariff_ids]
+    if step.policy is None:
+        return Choice(versions[0])
+    currency = versions[0].currency
+    market = load_market(conn, [customer] if customer else [], currency)
+    try:
+        return choose(step, versions, market, customer, (now, now, 0))
+    except SelectionError as exc:
+        raise LookupError(f"meter {meter_id!r}: {exc}") from exc
 
 
 def credit_command_for(

@@ -83,6 +83,7 @@ from hub.ingest.reads import (
     load_states,
     mix_windows,
     posted_keys,
+    pricing_inputs,
     provider_accounts,
     reset_claims,
     save_states,
@@ -327,9 +328,11 @@ class BatchProcessor:
         rating = {i.meter.id for i in inputs if len(posted.get(i.meter.id, ())) < len(i.records)}
         if not rating:
             return Reads(meters, seen, triaged.decisions, inputs, Catalog())
-        tariffs = load_histories(conn, {m.tariff_id for m in meters.values() if m.tariff_id})
+        pricing, market, platform = pricing_inputs(conn, meters, rating, self.currency)
+        tariff_ids = {m.tariff_id for m in meters.values() if m.tariff_id}
+        tariffs = load_histories(conn, tariff_ids.union(*(p.tariff_ids for p in pricing.values())))
         catalog = Catalog(tariffs, provider_accounts(conn, tariffs.values()),
-                          mix_windows(conn, rating))  # fmt: skip
+                          mix_windows(conn, rating), pricing, market, platform)  # fmt: skip
         return Reads(meters, seen, triaged.decisions, self._late(conn, inputs, catalog), catalog)
 
     def _late(
@@ -359,6 +362,8 @@ class BatchProcessor:
                 if plan.credit is not None:
                     rated.payers[plan.meter] = plan.credit.account
                     rated.touched[plan.meter] = (plan.credit.tariff, plan.state)
+                    if plan.credit.selection is not None:
+                        rated.selections[plan.meter] = plan.credit.selection
         return rated
 
     def _commit_usage(
@@ -371,7 +376,7 @@ class BatchProcessor:
         self._mark_online(conn, rated.meters, rated.seen, work)
         posted = result.accounts if result is not None else {}
         if rated.touched:
-            self._credit(conn, out, rated.meters, rated.payers, rated.touched, posted=posted)
+            self._credit(conn, out, rated, posted=posted)
         return result.deferred if result is not None else {}
 
     def _write_usage(
@@ -449,14 +454,13 @@ class BatchProcessor:
         self,
         conn: Connection,
         out: Outcome,
-        meters: dict[str, MeterCfg],
-        payers: dict[str, str],
-        touched: dict[str, tuple[Tariff, MeterState]],
+        rated: RatedUsage,
         *,
         posted: dict[str, AccountState],
     ) -> None:
         """Each touched meter's credit state. ``posted``: accounts as the ledger read them after
         posting the batch; the balances of other paying accounts (none usually) are read."""
+        meters, payers, touched = rated.meters, rated.payers, rated.touched
         accounts = sorted(set(payers.values()))
         balances = {a: posted[a].balance for a in accounts if a in posted}
         unread = [a for a in accounts if a not in posted]
@@ -484,6 +488,7 @@ class BatchProcessor:
                 protected=bool(protected),
                 alternate_available=headroom.get(paying, 0),
                 tokens=tokens.get(meter_id),
+                selection=rated.selections.get(meter_id),
             )
 
 
@@ -501,6 +506,7 @@ class RatedUsage:
     carries: dict[str, str] = field(default_factory=dict)
     payers: dict[str, str] = field(default_factory=dict)  # meter -> paying account
     touched: dict[str, tuple[Tariff, MeterState]] = field(default_factory=dict)
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)  # meter -> choice now
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ class CreditInfo:
     protected: bool
     alternate_available: int = 0
     tokens: TokenSetup | None = None  # read with ``balance`` (hub.tokens.store.setup)
+    selection: dict[str, Any] | None = None  # the providers chosen now (hub.rating.pricing)
 
 
 @dataclass

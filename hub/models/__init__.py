@@ -35,6 +35,7 @@ from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, Po
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
 from hub.models.printing import PaperRoute, PrintSite, PrintZone
+from hub.models.selection import MeterPricing, Sla
 from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
 from hub.models.tokens import MeterTokenKey, TopupToken
@@ -78,6 +79,7 @@ __all__ = [
     "MeterCarry",
     "MeterCustomer",
     "MeterFeed",
+    "MeterPricing",
     "MeterTokenKey",
     "PaperRoute",
     "PaymentTransaction",
@@ -92,6 +94,7 @@ __all__ = [
     "Relay",
     "Role",
     "Service",
+    "Sla",
     "Subscription",
     "Tariff",
     "TariffVersion",
