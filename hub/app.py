@@ -31,6 +31,7 @@ from hub.api.routes import (
     payments,
     printsites,
     providers,
+    slas,
     system,
     tariffs,
     tokens,
@@ -110,6 +111,7 @@ def build_app(services: HubServices) -> FastAPI:
         imports,
         keys,
         tokens,
+        slas,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

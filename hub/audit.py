@@ -2,12 +2,14 @@
 
 Every change the admin API makes to something it created is one row of the ``events`` table,
 in the change's own transaction: its kind names what changed (``customer_changed``,
-``api_key_revoked``, ``gateway_rotated``); ``data`` says who (``by: "admin"`` and the API
-key's ``key_id``, or ``by: "cli"`` for the command line), which record (``customer``,
-``api_key`` or ``gateway``) and, per field, ``{"from", "to"}`` (no secret is ever written).
-A customer's changes are read by ``GET /customers/{id}/history``, a key's revocation and a
-gateway's rotation by ``GET /events?kind=api_key_revoked`` or ``gateway_rotated``. A request
-that changes nothing records nothing.
+``meter_changed``, ``api_key_revoked``, ``gateway_rotated``); ``data`` says who (``by:
+"admin"`` and the API key's ``key_id``, or ``by: "cli"`` for the command line), which record
+(``customer``, ``meter``, ``api_key`` or ``gateway``) and, per field, ``{"from", "to"}`` (a
+meter's pricing change also ``"at"``: from when; no secret is ever written). A customer's
+changes are read by ``GET /customers/{id}/history``, a meter's by ``GET
+/events?kind=meter_changed&meter=ID``, a key's revocation and a gateway's rotation by ``GET
+/events?kind=api_key_revoked`` or ``gateway_rotated``. A request that changes nothing records
+nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from hub.models import Event
 CUSTOMER_CHANGED = "customer_changed"
 KEY_REVOKED = "api_key_revoked"
 GATEWAY_ROTATED = "gateway_rotated"
+METER_CHANGED = "meter_changed"
 
 
 def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

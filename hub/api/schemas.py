@@ -22,7 +22,7 @@ from pydantic import (
 
 from hub.control.rules import CustomerRules
 from hub.models import ID_PATTERN, Relay, Service, Tier
-from protocol.tariff import Component, Tariff
+from protocol.tariff import Component, Price, Tariff
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -60,6 +60,9 @@ class ProviderIn(Body):
     id: Id
     name: Name
     tier: Tier
+    # paid by the provider to the platform per kWh (per m3 for water) it is chosen for by the
+    # ``priority`` selection policy (contract section 5)
+    priority_fee: Price | None = None
 
 
 class ProviderOut(BaseModel):
@@ -69,6 +72,7 @@ class ProviderOut(BaseModel):
     account: str
     balance: Money
     currency: str
+    priority_fee: str | None = None
 
 
 class TariffIn(Tariff):
@@ -178,14 +182,66 @@ class GatewayCreated(BaseModel):
     mqtt_password: str
 
 
+class SelectionIn(Body):
+    """How the providers of a meter are chosen per interval among ``tariffs`` (contract
+    section 5; ``hub.rating.pricing``); an unknown policy is a 422 naming
+    ``selection.policy``."""
+
+    policy: str
+    tariffs: list[Id] = Field(min_length=1, max_length=16)
+
+
 class MeterIn(Body):
     id: Id
     gateway: Id
     customer: Id
-    tariff: Id
+    # the meter's tariff; with a ``selection`` optional, and one of its candidates if given
+    tariff: Id | None = None
     service: Service = Service.ELECTRICITY
     # the register map the gateway reads it with (hardware/registers), checked against service
     model: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
+    selection: SelectionIn | None = None
+
+
+class MeterPatch(Body):
+    """``PATCH /meters/{id}``: the meter's pricing from ``from`` (default now): ``tariff``
+    alone, or a ``selection`` (null: none), as ``POST /meters`` takes them."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    tariff: Id | None = None
+    selection: SelectionIn | None = None
+    start: AwareInstant | None = Field(default=None, alias="from")
+
+    def pricing(self) -> dict[str, Any]:
+        """The pricing fields given (``hub.services.meter_pricing.change_pricing``)."""
+        given: dict[str, Any] = {}
+        if self.tariff is not None:
+            given["tariff"] = self.tariff
+        if "selection" in self.model_fields_set:
+            given["selection"] = None if self.selection is None else self.selection.model_dump()
+        if self.start is not None:
+            given["from"] = self.start
+        return given
+
+
+class SlaIn(Body):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    customer: Id
+    provider: Id
+    start: AwareInstant = Field(alias="from")
+    end: AwareInstant | None = Field(default=None, alias="to")
+
+
+class SlaOut(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    id: int
+    customer: str
+    provider: str
+    start: datetime = Field(serialization_alias="from")
+    end: datetime | None = Field(default=None, serialization_alias="to")
 
 
 class BusOut(BaseModel):

@@ -1,5 +1,6 @@
-"""Meters: POST (admin), GET one or all, their commands and pricing mismatches (operator), and
-operator disconnect / reconnect."""
+"""Meters: POST (admin), PATCH (admin: pricing from a date, ``hub.services.meter_pricing``), GET
+one or all, their commands and pricing mismatches (operator), and operator disconnect /
+reconnect."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from hub import fleet
 from hub.api.context import HubContext
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
 from hub.api.jsonbody import HubRoute
-from hub.api.routes.tariffs import latest_doc
 from hub.api.schemas import (
     BusOut,
     CommandIn,
@@ -25,16 +25,17 @@ from hub.api.schemas import (
     ConsumptionDay,
     MeterIn,
     MeterOut,
+    MeterPatch,
     MismatchOut,
 )
 from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.ingest.bus import read_bus
 from hub.keys import Principal
-from hub.models import Account, Customer, Gateway, Meter, Tariff, UsageMismatch
+from hub.models import Account, Customer, Gateway, Meter, UsageMismatch
 from hub.money import major
+from hub.services.meter_pricing import change_pricing, pricing_of, start_pricing
 from hub.services.operator import operator_command
-from protocol.tariff import unit_problem
 
 router = APIRouter(prefix="/meters", tags=["meters"], route_class=HubRoute)
 
@@ -92,25 +93,33 @@ def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
         for field, model, value in (
             ("gateway", Gateway, body.gateway),
             ("customer", Customer, body.customer),
-            ("tariff", Tariff, body.tariff),
         ):
             if session.get(model, value) is None:
                 raise InvalidInputError(field, f"unknown {field} {value!r}")
-        problem = unit_problem(latest_doc(session, body.tariff), body.service)
-        if problem is not None:
-            raise InvalidInputError("tariff", problem)
+        selection = None if body.selection is None else body.selection.model_dump()
+        tariff, spec = pricing_of(session, body.tariff, selection, body.service)
         if body.model is not None:
             check_model(body.model, body.service)
         meter = Meter(
             id=body.id,
             gateway_id=body.gateway,
             customer_id=body.customer,
-            tariff_id=body.tariff,
+            tariff_id=tariff,
             service=body.service,
         )
         session.add(meter)
         session.flush()
+        start_pricing(session, body.id, tariff, spec)
         return meter_out(session, meter)
+
+    return write(ctx.engine, work)
+
+
+@router.patch("/{meter_id}", response_model=MeterOut)
+def patch(meter_id: str, body: MeterPatch, ctx: ContextDep, who: Admin) -> MeterOut:
+    def work(session: Session) -> MeterOut:
+        change_pricing(session, meter_id, body.pricing(), key_id=who.key_id)
+        return meter_out(session, get_meter(session, meter_id))
 
     return write(ctx.engine, work)
 
