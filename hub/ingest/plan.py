@@ -283,7 +283,7 @@ def late_records(inputs: MeterInputs, catalog: Catalog) -> list[tuple[UsageRecor
         return []
     pricing = pricing_of(inputs.meter, catalog)
     # the month's zone: every candidate of a selection has the same (hub.rating.pricing)
-    return [(r, catalog.tariffs[pricing.at(r.end).tariff_ids[0]].at(r.end)) for r in late]
+    return [(r, catalog.tariffs[pricing.at(r.start).tariff_ids[0]].at(r.end)) for r in late]
 
 
 def pricing_of(meter: MeterCfg, catalog: Catalog) -> MeterPricing:
@@ -299,7 +299,7 @@ def choice_at(
 ) -> tuple[Choice, list[Tariff]]:
     """How the interval ``[start, end)`` of ``energy`` is priced (``hub.rating.pricing``), and
     the candidate tariff versions the choice was made among."""
-    step = pricing_of(meter, catalog).at(end)
+    step = pricing_of(meter, catalog).at(start)
     versions = [catalog.tariffs[t].at(end) for t in step.tariff_ids]
     choice = choose(step, versions, catalog.market, meter.customer_id, (start, end, energy))
     return choice, versions

@@ -3,15 +3,18 @@ chooses among several tariffs (issue 15 item 3, claims 14, 16-18; contract secti
 
 A meter's pricing is a history (:class:`MeterPricing`, from ``meter_pricing``): from each
 step's ``start`` on, until the next step's, either one tariff or a ``selection``
-(``{"policy", "tariffs"}``). The step in force at an interval's end applies (as for tariff
-versions, ``hub.rating.tariffs``), so a change "from a date" prices the intervals before it by
-the old step and those after by the new one. A meter without steps is priced by its tariff.
+(``{"policy", "tariffs"}``). The step in force at an interval's start applies, so a change
+"from a date" prices the intervals that end by then by the old step and those that start then
+or later by the new one (an interval across the date: the old); within a step, each tariff's
+version is the one in force at the interval's end (``hub.rating.tariffs``). A meter without
+steps is priced by its tariff.
 
 :func:`choose` turns a selection into the tariff one interval is rated with:
 
 - each candidate tariff (the version in force) is split into offers, one per provider, in the
   provider's tier (``providers.tier``); a provider may offer in one candidate tariff only;
-- ``sla``: a tier in which the customer has an agreement in force (``slas``) with a provider
+- ``sla``: a tier in which the customer has an agreement (``slas``) in force at the interval's
+  start with a provider
   that offers it is served by that provider (the lowest provider id if several); the other
   tiers by the lowest total cost for the interval;
 - ``least_cost``: the combination of providers, one per tier, with the lowest total for the
@@ -114,7 +117,7 @@ def choose(
     customer: str | None,
     interval: tuple[datetime, datetime, int],
 ) -> Choice:
-    """The choice for one interval; ``versions``: the version in force at ``end`` of each of
+    """The choice for one interval; ``versions``: the version in force at its end of each of
     ``step.tariff_ids``, in that order; ``interval``: its start, end and energy.
     SelectionError when no valid choice exists."""
     start, end, energy = interval
@@ -129,7 +132,7 @@ def choose(
         offered = {(o.tier, o.provider) for o in offers}
         for a in sorted(market.slas.get(customer or "", ()), key=lambda a: a.provider):
             tier = market.tiers.get(a.provider)
-            if tier is not None and a.covers(end) and (tier, a.provider) in offered:
+            if tier is not None and a.covers(start) and (tier, a.provider) in offered:
                 agreements.setdefault(tier, a.provider)
     use = Use(start, end, energy if energy > 0 else NOMINAL_ENERGY)
     chosen = select(step.policy, offers, [use], agreements=agreements,
