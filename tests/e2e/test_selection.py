@@ -45,8 +45,8 @@ def _provision(api: HubApi) -> str:
     for tid, provider, price in (("t-cheap", "gen-cheap", "0.10"), ("t-dear", "gen-dear", "0.14"),
                                  ("t-wires", "wires", "0.05"), ("t-old", "old-co", "0.10"),
                                  ("t-new", "new-co", "0.30")):  # fmt: skip
-        api.post("/tariffs", {"id": tid, "currency": "USD",
-                              "components": [{"provider": provider, "per_kwh": price}]})  # fmt: skip
+        component = {"provider": provider, "per_kwh": price}
+        api.post("/tariffs", {"id": tid, "currency": "USD", "components": [component]})
     for customer in CUSTOMERS.values():
         api.post("/customers", {"id": customer, "name": customer})
         api.topup(customer, "100.00")

@@ -92,8 +92,8 @@ def test_patch_changes_the_tariff_from_a_date_audited(world: Shared) -> None:
     r = world.client.patch("/api/v1/meters/sel-patch", json=change, headers=h)
     assert r.status_code == 200, r.text
     assert r.json()["tariff"] == "sel-b"
-    events = world.client.get("/api/v1/events", params={"kind": "meter_changed",
-                                                         "meter": "sel-patch"}, headers=h)  # fmt: skip
+    query = {"kind": "meter_changed", "meter": "sel-patch"}
+    events = world.client.get("/api/v1/events", params=query, headers=h)
     [event] = events.json()
     assert event["data"]["changes"] == {"tariff": {"from": "sel-a", "to": "sel-b",
                                                    "at": "2030-01-01T00:00:00+00:00"}}  # fmt: skip

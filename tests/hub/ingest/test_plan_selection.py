@@ -8,6 +8,7 @@ on each side by their own step."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
@@ -55,7 +56,7 @@ def catalog(
     policy: str | None,
     *,
     fees: dict[str, Fraction] | None = None,
-    slas: dict[str, tuple[Agreement, ...]] | None = None,
+    slas: Mapping[str, Sequence[Agreement]] | None = None,
     steps: tuple[Step, ...] | None = None,
     tariffs: tuple[Tariff, ...] = (CHEAP, DEAR, WIRES),
 ) -> Catalog:
