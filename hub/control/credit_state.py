@@ -28,7 +28,7 @@ from hub.db import write_tx
 from hub.models import Account, Customer, Gateway, Meter, MeterCarry, table
 from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, paying_account
 from hub.rating.pricing import Choice, Step, choose
-from hub.rating.pricing_store import load_market, load_pricing
+from hub.rating.pricing_store import load_market, load_pricing, selecting
 from hub.rating.selection import SelectionError
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
@@ -237,12 +237,14 @@ def queue_tariff_update(engine: Engine, tariff_id: str, *, ttl: timedelta = DEFA
 def queue_tariff_update_in(
     conn: Connection, tariff_id: str, *, ttl: timedelta = DEFAULT_TTL
 ) -> int:
-    """``queue_tariff_update`` in the caller's transaction (the one that wrote the version)."""
+    """``queue_tariff_update`` in the caller's transaction (the one that wrote the version):
+    for the meters on the tariff and those whose selection has it among its candidates."""
     queued = 0
-    meter_ids = list(
+    meter_ids = set(
         conn.execute(select(_meters.c.id).where(_meters.c.tariff_id == tariff_id)).scalars()
     )
-    for meter_id in meter_ids:
+    meter_ids |= selecting(conn, tariff_id)
+    for meter_id in sorted(meter_ids):
         try:
             credit = credit_state(conn, meter_id)
         except LookupError as exc:

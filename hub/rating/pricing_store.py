@@ -46,6 +46,13 @@ def load_pricing(conn: Connection, meter_ids: Iterable[str]) -> dict[str, MeterP
     return {m: MeterPricing(tuple(s)) for m, s in steps.items()}
 
 
+def selecting(conn: Connection, tariff_id: str) -> set[str]:
+    """The meters whose pricing history has a selection among ``tariff_id`` and others (few:
+    every row with a selection is read)."""
+    rows = conn.execute(select(_pricing.c.meter_id, _pricing.c.selection))
+    return {m for m, chosen in rows if chosen and tariff_id in (chosen.get("tariffs") or ())}
+
+
 def load_market(conn: Connection, customers: Iterable[str], currency: str) -> Market:
     """Every provider's tier and priority fee, and the agreements of ``customers``."""
     tiers: dict[str, str] = {}

@@ -109,3 +109,26 @@ def test_patch_changes_the_tariff_from_a_date_audited(world: Shared) -> None:
     assert r.status_code == 403
     r = world.client.patch("/api/v1/meters/nope", json=change, headers=h)
     assert r.status_code == 404
+
+
+def test_a_new_version_of_a_candidate_tariff_sends_the_selecting_meter_its_state(
+    world: Shared,
+) -> None:
+    h = world.keys.h("admin")
+    body = {"policy": "least_cost", "tariffs": ["sel-c", "sel-a"]}
+    r = world.client.post(
+        "/api/v1/tariffs",
+        headers=h,
+        json={
+            "id": "sel-c",
+            "currency": "USD",
+            "components": [{"provider": "gen3", "per_kwh": "0.3"}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert _meter(world, "sel-ver", selection=body).status_code == 201
+    version = {"currency": "USD", "components": [{"provider": "gen", "per_kwh": "0.09"}]}
+    r = world.client.post("/api/v1/tariffs/sel-a/versions", json=version, headers=h)
+    assert r.status_code == 201, r.text
+    commands = world.client.get("/api/v1/meters/sel-ver/commands", headers=h).json()
+    assert [c["action"] for c in commands] == ["credit"]
