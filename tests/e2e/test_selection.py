@@ -120,7 +120,7 @@ def test_each_policy_settles_its_provider_and_a_tariff_change_applies_from_its_d
 
         def settled_after() -> bool:
             return all(api.get(f"/meters/{m}")["last_seq"] or 0 for m in UNITS) and bool(
-                [x for x in _lines(api, "provider:new-co") if x["at"] > done.isoformat()]
+                [x for x in _lines(api, "provider:new-co") if _at(x) > done]
             )
 
         wait_for(settled_after, timeout=40)
@@ -142,18 +142,25 @@ def test_each_policy_settles_its_provider_and_a_tariff_change_applies_from_its_d
         old = _by_meter(api, "old-co", "m-patch")
         new = _by_meter(api, "new-co", "m-patch")
         assert old and new
-        # (an interval across the date is the old tariff's; the last ends within 1 s after it)
-        after = (change + timedelta(seconds=1)).isoformat()
-        assert min(x["at"] for x in new) >= after
-        # after it the old provider gets at most its rounding remainder, carried (< 1 cent)
-        assert sum(minor(x["amount"]) for x in old if x["at"] >= after) <= 1
-        assert len(new) >= 3 and sum(minor(x["amount"]) for x in new) > 3 * len(new) - 3
+        # (an interval across the date is the old tariff's: every new one ends after it)
+        assert min(_at(x) for x in new) > change
+        first_new = min(x["seq"] for x in new)
+        assert max(x["seq"] for x in old if _at(x) <= change) < first_new
+        # from then on the old provider gets at most its rounding remainder, carried (< 1 cent)
+        assert sum(minor(x["amount"]) for x in old if x["seq"] >= first_new) <= 1
+        # at three times the price, an interval costs about three times as much
+        mean_old = sum(minor(x["amount"]) for x in old) / len(old)
+        assert sum(minor(x["amount"]) for x in new) / len(new) > 2 * mean_old
         # the agent was told each choice and priced it the same way
         for meter in ("m-least", "m-sla", "m-prio"):
             assert api.get(f"/meters/{meter}/mismatches") == [], meter
         assert api.get("/ledger/check")["ok"] is True
     finally:
         api.close()
+
+
+def _at(line: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(line["at"])
 
 
 def _energy(api: HubApi, meter: str) -> int:
