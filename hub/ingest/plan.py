@@ -14,6 +14,10 @@ plain data, asks this module what to do, and writes the answer in one transactio
   (``hub.rating.register.place``: refused as ``tamper``, or posted, maybe opening a register
   segment after a reported reset), rated on top of the meter's rating state
   (``hub.rating.engine.rate``), and posted; a record that fails to rate is quarantined alone.
+  It is rated with the tariff version in force, or, for a meter whose pricing (in force at the
+  record's start, ``Catalog.pricing``) is a selection, with the providers its policy chooses
+  for the interval (``hub.rating.pricing.choose``), the choice recorded in the entry and a
+  ``priority`` choice's fee posted to the platform (:func:`priority_fees`).
 
 A record at or below the meter's contiguous seq (:func:`late_records`) is rated "late": its
 place and month-to-date energy come from the posted records around it, which the processor
