@@ -8,11 +8,15 @@ The hub sends a :class:`CreditState` per meter: its balance including every usag
 plus the offline tokens redeemed here that the state does not list as settled or cancelled
 (``agent.tokens``), with a charge log per (meter, seq) pruned at each new ``as_of_seq``. Pricing
 uses the protocol's rating and apportioning, so the shares are what the hub computes for the
-same record (the hub re-rates anyway). Month-to-date energy for inclining blocks is counted from
-the records priced here, reset at each calendar month in the tariff's zone (a gateway that
-starts mid-month under-counts it until the next month). All state is in the agent's SQLite file
-(``AgentStore``): :meth:`CreditBook.price` called inside the engine's transaction for a closed
-interval commits with the meter's new state and the outbox row.
+same record (the hub re-rates anyway). For a meter priced by a provider selection the state's
+tariff is the chosen providers' components and ``state.selection`` says what was chosen and
+why: priced here as any tariff, so the agent prices the hub's choice (the hub chooses again
+per interval and records a record priced otherwise as a mismatch). Month-to-date energy for
+inclining blocks is counted from the records priced here, reset at each calendar month in the
+tariff's zone (a gateway that starts mid-month under-counts it until the next month). All
+state is in the agent's SQLite file (``AgentStore``): :meth:`CreditBook.price` called inside
+the engine's transaction for a closed interval commits with the meter's new state and the
+outbox row.
 """
 
 import json

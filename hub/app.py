@@ -36,6 +36,7 @@ from hub.api.routes import (
     printsites,
     providers,
     remittances,
+    slas,
     system,
     tariffs,
     tokens,
@@ -121,6 +122,7 @@ def build_app(services: HubServices) -> FastAPI:
         keys,
         tokens,
         audit,
+        slas,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

@@ -211,6 +211,19 @@ class TokenSetup(Message):
     )
 
 
+class ProviderChoice(Message):
+    """The providers a selection policy chose for a meter (contract section 5, ``selection``):
+    per tier the provider (``providers``), why (``by``: ``sla``, ``cost`` or ``priority``) and
+    the candidate tariff each came from (``tariffs``: provider -> ``id@version``). The
+    credit state's ``tariff`` is then those providers' components, which the agent prices
+    with; the hub chooses again per interval and records a differing price as a mismatch."""
+
+    policy: Literal["sla", "least_cost", "priority"]
+    providers: dict[str, ProviderId] = Field(default_factory=dict, max_length=16)
+    by: dict[str, str] = Field(default_factory=dict, max_length=16)
+    tariffs: dict[ProviderId, str] = Field(default_factory=dict, max_length=32)
+
+
 class CreditState(Message):
     """What the hub tells a gateway about one meter's credit: enough to enforce it offline.
 
@@ -218,7 +231,8 @@ class CreditState(Message):
     own charges for later records. ``carry`` is the meter's rounding remainder at ``as_of_seq``.
     ``tokens``: the meter's offline top-up tokens (None: not set up); ``balance`` includes the
     tokens listed as settled there and none of the others, so the agent adds the amount of each
-    token it redeemed and the state does not list.
+    token it redeemed and the state does not list. ``selection``: for a meter priced by a
+    provider selection, the choice the ``tariff`` amounts to (:class:`ProviderChoice`).
     """
 
     balance: Money
@@ -227,6 +241,7 @@ class CreditState(Message):
     rules: CreditRules = CreditRules()
     carry: dict[ProviderId, str] = Field(default_factory=dict, max_length=32)
     tokens: TokenSetup | None = None
+    selection: ProviderChoice | None = None
 
 
 class ResumePoint(Message):

@@ -22,7 +22,7 @@ from pydantic import (
 
 from hub.control.rules import CustomerRules
 from hub.models import ID_PATTERN, Relay, Service, Tier
-from protocol.tariff import Component, Tariff
+from protocol.tariff import Component, Price, Tariff
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -60,6 +60,9 @@ class ProviderIn(Body):
     id: Id
     name: Name
     tier: Tier
+    # paid by the provider to the platform per kWh (per m3 for water) it is chosen for by the
+    # ``priority`` selection policy (contract section 5)
+    priority_fee: Price | None = None
 
 
 class ProviderOut(BaseModel):
@@ -69,6 +72,7 @@ class ProviderOut(BaseModel):
     account: str
     balance: Money
     currency: str
+    priority_fee: str | None = None
 
 
 class TariffIn(Tariff):
@@ -195,33 +199,49 @@ def sharer_pairs(sharers: list[SharerIn] | None) -> list[tuple[str, int]] | None
     return None if sharers is None else [(s.customer, s.weight) for s in sharers]
 
 
+class SelectionIn(Body):
+    """How the providers of a meter are chosen per interval among ``tariffs`` (contract
+    section 5; ``hub.rating.pricing``); an unknown policy is a 422 naming
+    ``selection.policy``."""
+
+    policy: str
+    tariffs: list[Id] = Field(min_length=1, max_length=16)
+
+
 class MeterIn(Body):
     id: Id
     gateway: Id
     customer: Id
-    tariff: Id
+    # the meter's tariff; with a ``selection`` optional, and one of its candidates if given
+    tariff: Id | None = None
     service: Service = Service.ELECTRICITY
     # the register map the gateway reads it with (hardware/registers), checked against service
     model: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
     # several users paying the meter's fee by weight (hub.services.meters)
     sharers: Sharers | None = None
+    selection: SelectionIn | None = None
 
 
 class MeterPatch(Body):
-    """``PATCH /meters/{id}``: the meter's ``customer`` and ``sharers`` (null: none), from
-    ``from`` (default now; hub.services.meters)."""
+    """``PATCH /meters/{id}``: the meter's payers (``customer``, ``sharers``: null none;
+    ``hub.services.meters``) and pricing (``tariff`` alone, or a ``selection``: null none;
+    ``hub.services.meter_pricing``), each from ``from`` (default now)."""
 
     customer: Id | None = None
     sharers: Sharers | None = None
-    from_: Instant | None = Field(default=None, alias="from")
+    tariff: Id | None = None
+    selection: SelectionIn | None = None
+    from_: AwareInstant | None = Field(default=None, alias="from")
 
     @model_validator(mode="after")
     def _not_null(self) -> MeterPatch:
-        if "customer" in self.model_fields_set and self.customer is None:
-            raise ValueError("customer may not be null")
+        for name in ("customer", "tariff"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null")
         return self
 
     def given(self) -> dict[str, Any]:
+        """The payer fields given (``hub.services.meters.change_payers``)."""
         out: dict[str, Any] = {}
         if "customer" in self.model_fields_set:
             out["customer"] = self.customer
@@ -230,6 +250,17 @@ class MeterPatch(Body):
         if self.from_ is not None:
             out["from"] = self.from_
         return out
+
+    def pricing(self) -> dict[str, Any]:
+        """The pricing fields given (``hub.services.meter_pricing.change_pricing``)."""
+        given: dict[str, Any] = {}
+        if self.tariff is not None:
+            given["tariff"] = self.tariff
+        if "selection" in self.model_fields_set:
+            given["selection"] = None if self.selection is None else self.selection.model_dump()
+        if self.from_ is not None:
+            given["from"] = self.from_
+        return given
 
 
 Share = Annotated[str, StringConstraints(pattern=r"^(0|1)(\.[0-9]{1,12})?$")]
@@ -251,6 +282,25 @@ class SupplyMixOut(BaseModel):
     from_: datetime = Field(serialization_alias="from")
     to: datetime | None
     shares: dict[str, str]
+
+
+class SlaIn(Body):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    customer: Id
+    provider: Id
+    start: AwareInstant = Field(alias="from")
+    end: AwareInstant | None = Field(default=None, alias="to")
+
+
+class SlaOut(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    id: int
+    customer: str
+    provider: str
+    start: datetime = Field(serialization_alias="from")
+    end: datetime | None = Field(default=None, serialization_alias="to")
 
 
 class BusOut(BaseModel):

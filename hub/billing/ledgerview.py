@@ -12,7 +12,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
-from hub.billing.lines import EntryView, unit_of
+from hub.billing.lines import EntryView, unit_of, without_fees
 from hub.ledger.bulk import CHUNK
 from hub.ledger.sql import accounts, entries, lines
 from hub.models import AccountKind, EntryKind, Meter, Provider, TariffVersion, table
@@ -95,11 +95,15 @@ def _view(
     else:
         quantity = int(meta.get("quantity", 1))
     unit = unit_of(service, kind)
+    sign = -1 if reversal else 1
     if kind == EntryKind.SUBSCRIPTION.value:
         given = {str(meta["provider"]): str(meta["rate"])} if meta.get("rate") else {}
+    elif isinstance(meta.get("selection"), dict):  # each provider's rate in its own tariff
+        given = rates.chosen(meta["selection"].get("tariffs") or {}, kind)
     else:
         given = rates.of(meta.get("tariff"), meta.get("version"), kind)
-    sign = -1 if reversal else 1
+    if isinstance(meta.get("priority_fees"), dict):
+        entry_lines = without_fees(entry_lines, meta["priority_fees"], sign)
     return EntryView(head.id, head.effective_at, True, service, unit, sign * quantity,
                      entry_lines, given)  # fmt: skip
 
@@ -125,6 +129,17 @@ class _Rates:
                 component_rates(Tariff.model_validate_json(text), kind) if text else {}
             )
         return self.cache[slot]
+
+    def chosen(self, tariffs: Mapping[str, Any], kind: str) -> dict[str, str]:
+        """The rate of each provider a selection chose, in the tariff it came from
+        (``tariffs``: provider -> ``"id@version"``, ``hub.rating.pricing``)."""
+        out: dict[str, str] = {}
+        for provider, ref in tariffs.items():
+            tariff_id, _, version = str(ref).rpartition("@")
+            rate = self.of(tariff_id, version, kind).get(provider) if version.isdigit() else None
+            if rate is not None:
+                out[provider] = rate
+        return out
 
 
 def component_rates(tariff: Tariff, kind: str) -> dict[str, str]:

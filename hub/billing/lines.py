@@ -23,6 +23,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from hub.billing.periods import Period
+from hub.ledger.accounts import provider_account_id
 from protocol.apportion import split
 
 TIER_ORDER = {"generation": 0, "transmission": 1, "distribution": 2, "retail": 3, "platform": 4}
@@ -96,6 +97,26 @@ def _signed_split(total: int, weights: Mapping[str, int]) -> dict[str, int]:
         return dict.fromkeys(weights, 0)
     parts = split(abs(total), magnitudes)
     return {k: v if total >= 0 else -v for k, v in parts.items()}
+
+
+def without_fees(
+    lines: Sequence[tuple[str, int]], fees: Mapping[str, int], sign: int = 1
+) -> list[tuple[str, int]]:
+    """A usage entry's lines without its priority fees (``fees``: provider -> amount, from the
+    entry's ``priority_fees``): each provider's −fee line and the platform's line of their
+    sum, which are between the providers and the platform, not the customer's charge.
+    ``sign`` -1 for a reversal (its lines negated)."""
+    out = list(lines)
+    drop = [(provider_account_id(p), -sign * int(v)) for p, v in sorted(fees.items())]
+    total = sign * sum(int(v) for v in fees.values())
+    for account, amount in out:
+        if account.startswith("platform:") and amount == total:
+            drop.append((account, amount))
+            break
+    for line in drop:
+        if line in out:
+            out.remove(line)
+    return out
 
 
 def entry_items(

@@ -35,12 +35,22 @@ from hub.rating.payers import (
     payer_weights,
     paying_account,
 )
+from hub.rating.pricing import Choice, Step, choose
+from hub.rating.pricing_store import load_market, load_pricing, selecting
+from hub.rating.selection import SelectionError
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
 from hub.tokens.store import setup as token_setup
 from protocol.apportion import dump_carry
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_MONEY, CreditRules, CreditState, TokenSetup, validate
+from protocol.messages import (
+    MAX_MONEY,
+    CreditRules,
+    CreditState,
+    ProviderChoice,
+    TokenSetup,
+    validate,
+)
 from protocol.tariff import Tariff
 
 log = logging.getLogger(__name__)
@@ -136,10 +146,11 @@ def payer_credits(
 
 def build_state(
     tariff: Tariff, balance: int, state: MeterState, rules: CreditRules,
-    tokens: TokenSetup | None = None,
+    tokens: TokenSetup | None = None, *, selection: Mapping[str, Any] | None = None,
 ) -> CreditState:  # fmt: skip
     """``tokens``: read in the transaction that read ``balance`` (``hub.tokens.store.setup``),
-    so the balance holds exactly the tokens it lists as settled."""
+    so the balance holds exactly the tokens it lists as settled. ``selection``: the choice
+    ``tariff`` amounts to, for a meter priced by a provider selection."""
     return CreditState(
         balance=balance,
         as_of_seq=state.seq,
@@ -147,6 +158,7 @@ def build_state(
         rules=rules,
         carry=dump_carry(state.carry),
         tokens=tokens,
+        selection=None if selection is None else validate(dict(selection), ProviderChoice),
     )
 
 
@@ -172,14 +184,35 @@ def credit_state(conn: Connection, meter_id: str, now: datetime | None = None) -
     if missing:
         raise LookupError(f"meter {meter_id!r}: unknown paying account(s) {missing}")
     balance, rules = combine(payers[account_id].rules, list(payers.values()))
-    history = load_histories(conn, [meter.tariff_id]).get(meter.tariff_id)
-    if history is None:
-        raise LookupError(f"tariff {meter.tariff_id!r} has no version")
+    choice = pricing_now(conn, meter_id, meter.tariff_id, meter.customer_id,
+                         now or datetime.now(UTC))  # fmt: skip
     text = conn.execute(select(_carry.c.state).where(_carry.c.meter_id == meter_id)).scalar()
-    tariff = history.at(now or datetime.now(UTC))
     tokens = token_setup(conn, meter_id, key)
-    state = build_state(tariff, balance, MeterState.load(text), rules, tokens)
+    state = build_state(choice.tariff, balance, MeterState.load(text), rules, tokens,
+                        selection=choice.meta)  # fmt: skip
     return MeterCredit(meter_id, meter.gateway_id, key, account_id, state)
+
+
+def pricing_now(
+    conn: Connection, meter_id: str, tariff_id: str, customer: str | None, now: datetime
+) -> Choice:
+    """How the meter is priced at ``now``: the version of its tariff in force, or the
+    providers its selection chooses (``hub.rating.pricing``, as the ingest planner does)."""
+    pricing = load_pricing(conn, [meter_id]).get(meter_id)
+    step = Step(now, tariff_id) if pricing is None else pricing.at(now)
+    histories = load_histories(conn, step.tariff_ids)
+    missing = [t for t in step.tariff_ids if t not in histories]
+    if missing:
+        raise LookupError(f"tariff {missing[0]!r} has no version")
+    versions = [histories[t].at(now) for t in step.tariff_ids]
+    if step.policy is None:
+        return Choice(versions[0])
+    currency = versions[0].currency
+    market = load_market(conn, [customer] if customer else [], currency)
+    try:
+        return choose(step, versions, market, customer, (now, now, 0))
+    except SelectionError as exc:
+        raise LookupError(f"meter {meter_id!r}: {exc}") from exc
 
 
 def credit_command_for(
@@ -229,12 +262,14 @@ def queue_tariff_update(engine: Engine, tariff_id: str, *, ttl: timedelta = DEFA
 def queue_tariff_update_in(
     conn: Connection, tariff_id: str, *, ttl: timedelta = DEFAULT_TTL
 ) -> int:
-    """``queue_tariff_update`` in the caller's transaction (the one that wrote the version)."""
+    """``queue_tariff_update`` in the caller's transaction (the one that wrote the version):
+    for the meters on the tariff and those whose selection has it among its candidates."""
     queued = 0
-    meter_ids = list(
+    meter_ids = set(
         conn.execute(select(_meters.c.id).where(_meters.c.tariff_id == tariff_id)).scalars()
     )
-    for meter_id in meter_ids:
+    meter_ids |= selecting(conn, tariff_id)
+    for meter_id in sorted(meter_ids):
         try:
             credit = credit_state(conn, meter_id)
         except LookupError as exc:

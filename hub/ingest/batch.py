@@ -86,6 +86,7 @@ from hub.ingest.reads import (
     load_states,
     mix_windows,
     posted_keys,
+    pricing_inputs,
     provider_accounts,
     reset_claims,
     save_states,
@@ -386,9 +387,11 @@ class BatchProcessor:
         rating = {i.meter.id for i in inputs if len(posted.get(i.meter.id, ())) < len(i.records)}
         if not rating:
             return Reads(meters, seen, triaged.decisions, inputs, Catalog())
-        tariffs = load_histories(conn, {m.tariff_id for m in meters.values() if m.tariff_id})
+        pricing, market, platform = pricing_inputs(conn, meters, rating, self.currency)
+        tariff_ids = {m.tariff_id for m in meters.values() if m.tariff_id}
+        tariffs = load_histories(conn, tariff_ids.union(*(p.tariff_ids for p in pricing.values())))
         catalog = Catalog(tariffs, provider_accounts(conn, tariffs.values()),
-                          mix_windows(conn, rating))  # fmt: skip
+                          mix_windows(conn, rating), pricing, market, platform)  # fmt: skip
         return Reads(meters, seen, triaged.decisions, self._late(conn, inputs, catalog), catalog)
 
     def _late(
@@ -418,6 +421,8 @@ class BatchProcessor:
                 if plan.credit is not None:
                     rated.payers[plan.meter] = plan.credit.account
                     rated.touched[plan.meter] = (plan.credit.tariff, plan.state)
+                    if plan.credit.selection is not None:
+                        rated.selections[plan.meter] = plan.credit.selection
         return rated
 
     def _commit_usage(
@@ -434,7 +439,7 @@ class BatchProcessor:
                                                             rated.postings, gateways))  # fmt: skip
         posted = result.accounts if result is not None else {}
         if rated.touched:
-            self._credit(conn, out, rated.meters, rated.payers, rated.touched, posted=posted)
+            self._credit(conn, out, rated, posted=posted)
         return result.deferred if result is not None else {}
 
     def _write_usage(
@@ -512,14 +517,13 @@ class BatchProcessor:
         self,
         conn: Connection,
         out: Outcome,
-        meters: dict[str, MeterCfg],
-        payers: dict[str, str],
-        touched: dict[str, tuple[Tariff, MeterState]],
+        rated: RatedUsage,
         *,
         posted: dict[str, AccountState],
     ) -> None:
         """Each touched meter's credit state. ``posted``: accounts as the ledger read them after
         posting the batch; the balances of other paying accounts (none usually) are read."""
+        meters, payers, touched = rated.meters, rated.payers, rated.touched
         shared = {m: c for m in touched if len(c := _contributors(meters[m])) > 1}
         accounts = sorted(set(payers.values()) | {a for c in shared.values() for a in c})
         balances = {a: posted[a].balance for a in accounts if a in posted}
@@ -554,6 +558,7 @@ class BatchProcessor:
                 alternate_available=headroom.get(paying, 0),
                 tokens=tokens.get(meter_id),
                 rules=rules,
+                selection=rated.selections.get(meter_id),
             )
 
 
@@ -580,6 +585,7 @@ class RatedUsage:
     carries: dict[str, str] = field(default_factory=dict)
     payers: dict[str, str] = field(default_factory=dict)  # meter -> paying account
     touched: dict[str, tuple[Tariff, MeterState]] = field(default_factory=dict)
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)  # meter -> choice now
 
 
 @dataclass(frozen=True)

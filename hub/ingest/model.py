@@ -90,6 +90,7 @@ class CreditInfo:
     # a meter paid by several accounts: ``balance`` is their sum and these the rules it is sent
     # (hub.control.combined); None: the paying customer's own rules
     rules: CreditRules | None = None
+    selection: dict[str, Any] | None = None  # the providers chosen now (hub.rating.pricing)
 
 
 @dataclass

@@ -14,6 +14,10 @@ plain data, asks this module what to do, and writes the answer in one transactio
   (``hub.rating.register.place``: refused as ``tamper``, or posted, maybe opening a register
   segment after a reported reset), rated on top of the meter's rating state
   (``hub.rating.engine.rate``), and posted; a record that fails to rate is quarantined alone.
+  It is rated with the tariff version in force, or, for a meter whose pricing (in force at the
+  record's start, ``Catalog.pricing``) is a selection, with the providers its policy chooses
+  for the interval (``hub.rating.pricing.choose``), the choice recorded in the entry and a
+  ``priority`` choice's fee posted to the platform (:func:`priority_fees`).
 
 A record at or below the meter's contiguous seq (:func:`late_records`) is rated "late": its
 place and month-to-date energy come from the posted records around it, which the processor
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -45,9 +49,12 @@ from hub.rating.payers import (
     period_at,
     portions,
 )
+from hub.rating.pricing import Choice, Market, MeterPricing, Step, choose
 from hub.rating.register import Claim, Edge, Placed, Refused, place
+from hub.rating.selection import SelectionError
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory
+from protocol.apportion import apportion
 from protocol.messages import UsageRecord
 from protocol.tariff import Tariff
 
@@ -170,11 +177,17 @@ class Late:
 @dataclass(frozen=True)
 class Catalog:
     """What rating reads besides the meters: tariff histories by tariff id, provider accounts
-    by provider (generators of mixes included) and each meter's generation-mix windows."""
+    by provider (generators of mixes included), each meter's generation-mix windows, the
+    pricing history of each meter that has one (``hub.rating.pricing``: a tariff or a
+    selection from a moment on), what provider selection decides with (``market``) and the
+    platform's account, to which priority fees are posted (None: not opened)."""
 
     tariffs: Mapping[str, TariffHistory] = field(default_factory=dict)
     providers: Mapping[str, str] = field(default_factory=dict)
     mixes: Mapping[str, Sequence[MixWindow]] = field(default_factory=dict)
+    pricing: Mapping[str, MeterPricing] = field(default_factory=dict)
+    market: Market = field(default_factory=Market)
+    platform: str | None = None
     # per tariff version (by identity: the versions live in ``tariffs``), the providers it
     # names that have no account: found once per batch, not per record
     unknown: dict[int, str | None] = field(init=False, repr=False, compare=False)
@@ -205,10 +218,12 @@ class MeterInputs:
 @dataclass(frozen=True, slots=True)
 class Credit:
     """A meter whose paying balance the plan changes: its paying account and the tariff
-    version in force at the plan's time (for its credit state)."""
+    version in force at the plan's time (for its credit state): for a meter priced by a
+    selection, the chosen providers' tariff, and the choice (``selection``)."""
 
     account: str
     tariff: Tariff
+    selection: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,10 +289,30 @@ def late_records(inputs: MeterInputs, catalog: Catalog) -> list[tuple[UsageRecor
     state = inputs.state
     late = [rec.record for rec in inputs.records
             if rec.record.seq <= state.seq and rec.record.seq not in inputs.posted]  # fmt: skip
-    if not late or _payable(inputs.meter, catalog.tariffs)[0] is not None:
+    if not late or _payable(inputs.meter, catalog)[0] is not None:
         return []
-    history = catalog.tariffs[str(inputs.meter.tariff_id)]
-    return [(r, history.at(r.end)) for r in late]
+    pricing = pricing_of(inputs.meter, catalog)
+    # the month's zone: every candidate of a selection has the same (hub.rating.pricing)
+    return [(r, catalog.tariffs[pricing.at(r.start).tariff_ids[0]].at(r.end)) for r in late]
+
+
+def pricing_of(meter: MeterCfg, catalog: Catalog) -> MeterPricing:
+    """The meter's pricing history: as read, or its tariff alone."""
+    found = catalog.pricing.get(meter.id)
+    if found is not None:
+        return found
+    return MeterPricing((Step(datetime.min.replace(tzinfo=UTC), str(meter.tariff_id)),))
+
+
+def choice_at(
+    meter: MeterCfg, catalog: Catalog, start: datetime, end: datetime, energy: int
+) -> tuple[Choice, list[Tariff]]:
+    """How the interval ``[start, end)`` of ``energy`` is priced (``hub.rating.pricing``), and
+    the candidate tariff versions the choice was made among."""
+    step = pricing_of(meter, catalog).at(start)
+    versions = [catalog.tariffs[t].at(end) for t in step.tariff_ids]
+    choice = choose(step, versions, catalog.market, meter.customer_id, (start, end, energy))
+    return choice, versions
 
 
 # -- one meter ---------------------------------------------------------------------------------
@@ -296,23 +331,32 @@ def plan_meter(inputs: MeterInputs, catalog: Catalog, now: datetime, hold: timed
     if not recs:
         return MeterPlan(meter.id, tuple(decisions))
     recs.sort(key=lambda c: c.record.seq)
-    problem, weights = _payable(meter, catalog.tariffs)
+    problem, weights = _payable(meter, catalog)
     if problem is not None:
         for rec in recs:
             decisions.append(Quarantine(rec, problem))
             if rec.pending:
                 decisions.append(Release(meter.id, rec.record.seq))
         return MeterPlan(meter.id, tuple(decisions))
-    history = catalog.tariffs[str(meter.tariff_id)]
     oldest = min(rec.received_at for rec in recs)
-    run = _Run(inputs, catalog, history, weights, decisions)
+    run = _Run(inputs, catalog, weights, decisions)
     run.settle(recs, release_gap=now - oldest >= hold)
     if not run.postings and run.state is inputs.state:
         return MeterPlan(meter.id, tuple(decisions), needs_claims=run.asked_claims)
     credit = None
     if any(p.lines for p in run.postings):  # the balance changed
-        credit = Credit(paying_account(meter.customer_id, weights), history.at(now))
+        credit = _credit(meter, catalog, paying_account(meter.customer_id, weights), now)
     return MeterPlan(meter.id, tuple(decisions), run.state, credit, run.asked_claims)
+
+
+def _credit(meter: MeterCfg, catalog: Catalog, account: str, now: datetime) -> Credit | None:
+    """The tariff (and choice) the meter's credit state carries now; None when no valid
+    choice exists now (the state is not sent)."""
+    try:
+        choice, _ = choice_at(meter, catalog, now, now, 0)
+    except SelectionError:
+        return None
+    return Credit(account, choice.tariff, choice.meta)
 
 
 class _Run:
@@ -323,13 +367,11 @@ class _Run:
         self,
         inputs: MeterInputs,
         catalog: Catalog,
-        history: TariffHistory,
         weights: dict[str, int],
         decisions: list[Decision],
     ) -> None:
         self.inputs = inputs
         self.catalog = catalog
-        self.history = history
         self.weights = weights
         self.decisions = decisions
         self.state = inputs.state
@@ -337,6 +379,13 @@ class _Run:
         self.windows = catalog.mixes.get(inputs.meter.id)
         self.asked_claims = False
         self.by_period: dict[datetime, dict[str, int]] = {}
+        # a meter priced by its tariff alone (the usual case): its history, and the choice
+        # per version (one object per version, not per record)
+        meter = inputs.meter
+        self.history = (
+            None if meter.id in catalog.pricing else catalog.tariffs[str(meter.tariff_id)]
+        )
+        self.plain: dict[int, tuple[Choice, list[Tariff]]] = {}
 
     def weights_at(self, moment: datetime) -> dict[str, int]:
         """The payers' weights for an interval starting at ``moment``: the meter's payer
@@ -349,6 +398,16 @@ class _Run:
             self.by_period[period.start] = payer_weights(period.customer, period.sharers,
                                                          meter.split_rule)  # fmt: skip
         return self.by_period[period.start]
+
+    def choice(self, r: UsageRecord) -> tuple[Choice, list[Tariff]]:
+        """How record ``r`` is priced (:func:`choice_at`)."""
+        if self.history is None:
+            return choice_at(self.inputs.meter, self.catalog, r.start, r.end, r.energy)
+        tariff = self.history.at(r.end)
+        found = self.plain.get(id(tariff))
+        if found is None:
+            found = self.plain[id(tariff)] = (Choice(tariff), [tariff])
+        return found
 
     def claims(self) -> Sequence[Claim]:
         """The gateway's reset claims (``place`` asks only when a record could open a
@@ -378,12 +437,14 @@ class _Run:
         problem: str | None = None
         error: str | None = None
         try:
-            tariff = self.history.at(r.end)
-            problem = self.catalog.unknown[id(tariff)]
+            choice, versions = self.choice(r)
+            problem = next(filter(None, (self.catalog.unknown[id(t)] for t in versions)), None)
+            if problem is None and choice.fees and self.catalog.platform is None:
+                problem = "priority fees are owed but the platform has no account"
             if problem is None:
                 placed, newest = self.place(r, in_order=in_order)
             if isinstance(placed, Placed):
-                rated, mix, posting = self.rate(r, tariff, placed, in_order=in_order)
+                rated, mix, posting = self.rate(r, choice, placed, in_order=in_order)
         except Exception as exc:  # this record alone; it must not poison the batch
             problem = f"meter {meter_id!r} seq {r.seq} not rated: {one_line(exc)}"
             error = repr(exc)
@@ -434,7 +495,7 @@ class _Run:
         return placed, above is None
 
     def rate(
-        self, r: UsageRecord, tariff: Tariff, placed: Placed, *, in_order: bool
+        self, r: UsageRecord, choice: Choice, placed: Placed, *, in_order: bool
     ) -> tuple[Rated, dict[str, dict[str, Fraction]], UsagePosting]:
         state = self.state
         at = state if placed.reset is None or not in_order else replace(
@@ -442,14 +503,19 @@ class _Run:
         mtd = None if in_order else self.inputs.late[r.seq].mtd
         windows = self.windows
         mix = proportions(windows, r.start, r.end) if windows else {}
-        rated = rate(tariff, at, r, mix=mix, month_to_date=mtd, in_order=in_order)
-        return rated, mix, self.posting(tariff, r, rated, placed.segment, mix=mix)
+        rated = rate(choice.tariff, at, r, mix=mix, month_to_date=mtd, in_order=in_order)
+        fees: dict[str, int] = {}
+        if choice.fees:
+            fees, carry = priority_fees(choice.fees, r.energy, rated.state.fees)
+            rated = replace(rated, state=replace(rated.state, fees=carry))
+        return rated, mix, self.posting(choice, r, rated, placed.segment, fees, mix=mix)
 
     def posting(
-        self, tariff: Tariff, r: UsageRecord, rated: Rated, segment: int, *,
-        mix: Mapping[str, Mapping[str, Fraction]],
+        self, choice: Choice, r: UsageRecord, rated: Rated, segment: int, fees: dict[str, int],
+        *, mix: Mapping[str, Mapping[str, Fraction]],
     ) -> UsagePosting:  # fmt: skip
         meter = self.inputs.meter
+        tariff = choice.tariff
         lines: list[tuple[str, int]] = [
             (a, -v) for a, v in portions(rated.debit, self.weights_at(r.start)).items()
         ]
@@ -465,8 +531,16 @@ class _Run:
         if mix:  # the measured supply mix used (hub.rating.mix), exact fractions per pool
             meta["mix"] = {pool: {g: str(v) for g, v in sorted(gens.items())}
                            for pool, gens in sorted(mix.items())}  # fmt: skip
-        if meter.split_rule and meter.split_rule.get("selection"):
-            meta["selection"] = meter.split_rule["selection"]
+        if choice.meta is not None:
+            meta["selection"] = choice.meta
+        paid = {p: v for p, v in sorted(fees.items()) if v}
+        if paid:
+            # the provider's priority fee, a line of its own to the platform's account
+            assert self.catalog.platform is not None
+            for provider, fee in paid.items():
+                lines.append((providers[provider], -fee))
+            lines.append((self.catalog.platform, sum(paid.values())))
+            meta["priority_fees"] = paid
         return UsagePosting(
             meter_id=meter.id,
             seq=r.seq,
@@ -509,16 +583,31 @@ def nearest(
     return below, above
 
 
-def _payable(
-    meter: MeterCfg, tariffs: Mapping[str, TariffHistory]
-) -> tuple[str | None, dict[str, int]]:
+def priority_fees(
+    rates: Mapping[str, Fraction], energy: int, carry: Mapping[str, Fraction]
+) -> tuple[dict[str, int], dict[str, Fraction]]:
+    """Each provider's priority fee for ``energy`` (``rates``: minor units per base unit) in
+    whole minor units, on top of its carried remainder (``MeterState.fees``, each provider's
+    own: fees never round into one another); and the new carry."""
+    fees: dict[str, int] = {}
+    out = dict(carry)
+    for provider, fee_rate in sorted(rates.items()):
+        one = {provider: out.pop(provider, Fraction(0))}
+        shares, rest = apportion({provider: fee_rate * energy}, one)
+        fees[provider] = shares[provider]
+        out.update({p: v for p, v in rest.items() if v})
+    return fees, out
+
+
+def _payable(meter: MeterCfg, catalog: Catalog) -> tuple[str | None, dict[str, int]]:
     """Why none of the meter's records can be rated, or its payers' weights."""
     if meter.problem is not None:
         return meter.problem, {}
-    if meter.tariff_id is None:
+    if meter.tariff_id is None and meter.id not in catalog.pricing:
         return f"meter {meter.id!r} has no tariff", {}
-    if meter.tariff_id not in tariffs:
-        return f"tariff {meter.tariff_id!r} of meter {meter.id!r} has no version", {}
+    for tariff_id in sorted(pricing_of(meter, catalog).tariff_ids):
+        if tariff_id not in catalog.tariffs:
+            return f"tariff {tariff_id!r} of meter {meter.id!r} has no version", {}
     try:
         weights = payer_weights(meter.customer_id, tuple(meter.sharers), meter.split_rule)
     except SplitRuleError as exc:

@@ -1,5 +1,5 @@
-"""What a batch reads (meters, rating states, held and posted records, providers, mixes) and
-the rating states it writes."""
+"""What a batch reads (meters, rating states, held and posted records, providers, mixes,
+meters' pricing and what provider selection decides with) and the rating states it writes."""
 
 from __future__ import annotations
 
@@ -27,9 +27,12 @@ from hub.ingest.model import (
     Rec,
 )
 from hub.ingest.plan import Late
+from hub.ledger import platform_account_id
 from hub.ledger.bulk import bulk_insert, select_in
 from hub.rating.mix import MixWindow
 from hub.rating.payers import load_periods, load_sharers
+from hub.rating.pricing import Market, MeterPricing
+from hub.rating.pricing_store import load_market, load_pricing
 from hub.rating.register import Claim, Edge
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory
@@ -205,6 +208,27 @@ def provider_accounts(conn: Connection, histories: Iterable[TariffHistory]) -> d
         found.update({r.id: r.account_id for r in conn.execute(
             stmt2.where(T_PROVIDERS.c.id.in_(extra)))})  # fmt: skip
     return found
+
+
+def pricing_inputs(
+    conn: Connection, meters: Mapping[str, MeterCfg], ids: Iterable[str], currency: str
+) -> tuple[dict[str, MeterPricing], Market, str | None]:
+    """For the meters ``ids``: the pricing history of each that has one; if any is priced by
+    a selection, the market (providers' tiers and fees, its customers' agreements); if any by
+    ``priority``, the platform's account (None: not opened). One statement without
+    selections, three or four with."""
+    pricing = load_pricing(conn, ids)
+    steps = [(m, s) for m, p in pricing.items() for s in p.steps if s.policy is not None]
+    if not steps:
+        return pricing, Market(), None
+    customers = {c for m, _ in steps if (c := meters[m].customer_id) is not None}
+    market = load_market(conn, customers, currency)
+    platform = None
+    if any(s.policy == "priority" for _, s in steps):
+        account = platform_account_id(currency)
+        found = select_in(conn, T_ACCOUNTS, ("id",), "id", [account])
+        platform = account if found else None
+    return pricing, market, platform
 
 
 def mix_windows(conn: Connection, meter_ids: Iterable[str]) -> dict[str, list[MixWindow]]:

@@ -412,5 +412,6 @@ def stale_tokens(conn: Connection, infos: list[CreditInfo]) -> list[tuple[Credit
 
 def to_meter_credit(info: CreditInfo) -> MeterCredit:
     rules = info.rules or credit_rules(info.flags, info.protected, info.alternate_available)
-    state = build_state(info.tariff, info.balance, info.state, rules, info.tokens)
+    state = build_state(info.tariff, info.balance, info.state, rules, info.tokens,
+                        selection=info.selection)  # fmt: skip
     return MeterCredit(info.meter_id, info.gateway_id, info.command_key, info.account_id, state)

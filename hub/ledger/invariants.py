@@ -53,8 +53,11 @@ _VIOLATIONS: dict[str, tuple[str, str]] = {
     "usage_shares": (
         "SELECT l.entry_id, l.account_id, l.amount FROM journal_lines l "
         "JOIN journal_entries e ON e.id = l.entry_id JOIN accounts a ON a.id = l.account_id "
-        "WHERE e.kind = 'usage' AND a.kind = 'provider' AND l.amount < 0",
-        "no provider share of a usage charge is negative",
+        "WHERE e.kind = 'usage' AND a.kind = 'provider' AND l.amount < 0 AND NOT EXISTS ("
+        "SELECT 1 FROM journal_lines f JOIN accounts fa ON fa.id = f.account_id "
+        "WHERE f.entry_id = l.entry_id AND fa.kind = 'platform' AND f.amount >= -l.amount)",
+        "no provider share of a usage charge is negative (a provider's priority fee is a "
+        "negative line of its own, paid to the platform's line of the same entry)",
     ),
     "energy": (
         "SELECT meter_id, seq, import_start, import_end, prev_end FROM (SELECT meter_id, seq, "

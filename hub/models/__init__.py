@@ -38,6 +38,7 @@ from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
 from hub.models.payments import PaymentAllocation, PaymentRecord, PaymentVerification
 from hub.models.printing import PaperRoute, PrintSite, PrintZone
+from hub.models.selection import MeterPricing, Sla
 from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
 from hub.models.tokens import MeterTokenKey, TopupToken
@@ -83,6 +84,7 @@ __all__ = [
     "MeterCustomer",
     "MeterFeed",
     "MeterPayer",
+    "MeterPricing",
     "MeterTokenKey",
     "PaperRoute",
     "PaymentAllocation",
@@ -100,6 +102,7 @@ __all__ = [
     "Relay",
     "Role",
     "Service",
+    "Sla",
     "Subscription",
     "Tariff",
     "TariffVersion",

@@ -30,6 +30,9 @@ class Provider(ProviderBase, table=True):
     id: str = Field(primary_key=True, max_length=64)
     account_id: str = Field(foreign_key="accounts.id", max_length=80)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # what the provider pays the platform per kWh to be preferred by the ``priority`` policy
+    # (a decimal in major units, as a tariff's prices; None: none)
+    priority_fee: str | None = Field(default=None, max_length=32)
 
 
 class AccountBase(SQLModel):

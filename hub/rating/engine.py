@@ -171,7 +171,7 @@ def rate(
             mtd = energy_in_end_month(tariff, start, end, energy)
         new = MeterState(seq=record.seq, carry=carry, month=end_month, mtd=mtd,
                          register=record.import_end, segment=state.segment,
-                         until=record.end)  # fmt: skip
+                         until=record.end, fees=state.fees)  # fmt: skip
     return Rated(shares=shares, debit=sum(shares.values()), state=new, exact=exact)
 
 

@@ -5,7 +5,8 @@ and the priority fee it pays the SMSA. Three policies:
 
 - ``sla``: a tier named in the customer's service-level agreements is served by the provider
   the agreement names (claims 14, 17, 27); the other tiers are chosen by lowest total cost;
-- ``lowest_cost``: the combination of providers, one per tier, that together price the usage
+- ``least_cost`` (the contract's name; this module called it ``lowest_cost`` before it was
+  wired into ingest): the combination of providers, one per tier, that together price the usage
   profile lowest, taxes included, honouring which providers can operate together (18, 25);
 - ``priority``: in each tier the provider paying the SMSA the highest priority fee (26), ties
   broken by lower cost, then provider id.
@@ -26,8 +27,8 @@ from typing import Any, Literal
 from protocol.rating import price_interval
 from protocol.tariff import Component, Tariff
 
-Policy = Literal["sla", "lowest_cost", "priority"]
-POLICIES: tuple[str, ...] = ("sla", "lowest_cost", "priority")
+Policy = Literal["sla", "least_cost", "priority"]
+POLICIES: tuple[str, ...] = ("sla", "least_cost", "priority")
 MAX_COMBINATIONS = 100_000
 
 
@@ -40,7 +41,7 @@ class Offer:
     provider: str
     tier: str
     components: tuple[Component, ...]
-    priority_fee: int = 0  # minor units paid to the SMSA
+    priority_fee: Fraction | int = 0  # minor units per base unit paid to the SMSA
     partners: frozenset[str] | None = None  # providers it operates with; None = any
 
     def __post_init__(self) -> None:
@@ -117,7 +118,7 @@ def _compatible(combo: Sequence[Offer]) -> bool:
     return all(o.partners is None or names - {o.provider} <= o.partners for o in combo)
 
 
-def lowest_cost(
+def least_cost(
     offers: Sequence[Offer],
     profile: Sequence[Use],
     currency: str = "USD",
@@ -154,7 +155,7 @@ def lowest_cost(
         raise SelectionError("no combination of providers can operate together")
     by = {o.tier: ("sla" if o.tier in fixed else "cost") for o in best_combo}
     return Selection(
-        policy="sla" if fixed else "lowest_cost",
+        policy="sla" if fixed else "least_cost",
         chosen={o.tier: o.provider for o in best_combo},
         cost=best[0],
         by=by,
@@ -169,7 +170,7 @@ def by_sla(
     timezone: str = "UTC",
 ) -> Selection:
     """Tiers under an agreement take the agreed provider; the rest the lowest total cost."""
-    return lowest_cost(offers, profile, currency, timezone, fixed=agreements)
+    return least_cost(offers, profile, currency, timezone, fixed=agreements)
 
 
 def by_priority(
@@ -179,7 +180,7 @@ def by_priority(
     chosen: dict[str, str] = {}
     for tier, candidates in _tiers(offers).items():
 
-        def key(o: Offer) -> tuple[int, Fraction, str]:
+        def key(o: Offer) -> tuple[Fraction | int, Fraction, str]:
             own = combined_tariff([o], "candidate", currency, timezone)
             return (-o.priority_fee, profile_cost(own, profile), o.provider)
 
@@ -198,8 +199,8 @@ def select(
 ) -> Selection:
     if policy == "sla":
         return by_sla(offers, agreements or {}, profile, currency, timezone)
-    if policy == "lowest_cost":
-        return lowest_cost(offers, profile, currency, timezone)
+    if policy == "least_cost":
+        return least_cost(offers, profile, currency, timezone)
     if policy == "priority":
         return by_priority(offers, profile, currency, timezone)
     raise SelectionError(f"unknown selection policy {policy!r}; expected one of {POLICIES}")

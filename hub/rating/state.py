@@ -32,6 +32,8 @@ class MeterState:
     segment: int = 0  # register segment of the newest posted record
     until: datetime | None = None  # interval end of the newest posted record
     posted: int | None = None  # seq of the newest posted record, if not ``seq``
+    # per provider, the remainder of its priority fees not yet posted (hub.rating.pricing)
+    fees: Mapping[str, Fraction] = field(default_factory=dict)
 
     @property
     def newest(self) -> int:
@@ -45,7 +47,7 @@ class MeterState:
         plain = (type(self.seq) is int and type(self.register) in (int, type(None))
                  and type(self.month) in (str, type(None))
                  and type(self.segment) is int
-                 and type(self.posted) in (int, type(None)))  # fmt: skip
+                 and type(self.posted) in (int, type(None)) and not self.fees)  # fmt: skip
         if plain:
             return _dump_text(self.seq, dumped, self.month, self.mtd, self.register,
                               segment=self.segment, until=until, posted=self.posted)  # fmt: skip
@@ -61,6 +63,8 @@ class MeterState:
             data["segment"] = self.segment
         if until is not None:
             data["until"] = until
+        if self.fees:
+            data["fees"] = dump_carry(self.fees)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -80,6 +84,7 @@ class MeterState:
             segment=int(data.get("segment", 0)),
             until=datetime.fromisoformat(data["until"]) if data.get("until") else None,
             posted=data.get("posted"),
+            fees=load_carry(data.get("fees", {})),
         )
 
     def with_carry(self, carry: Mapping[str, Fraction]) -> MeterState:

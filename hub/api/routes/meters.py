@@ -1,6 +1,7 @@
-"""Meters: POST and PATCH (admin), GET one or all, their commands, pricing mismatches and
-change history (operator), their measured supply mix (admin, provider), and operator
-disconnect / reconnect. The per-field rules live in ``hub.services.meters``."""
+"""Meters: POST and PATCH (admin: payers and pricing from a date, ``hub.services.meters`` and
+``hub.services.meter_pricing``), GET one or all, their commands, pricing mismatches and change
+history (operator), their measured supply mix (admin, provider), and operator disconnect /
+reconnect."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from hub.api.deps import (
 )
 from hub.api.jsonbody import HubRoute
 from hub.api.routes.customers import change_out
-from hub.api.routes.tariffs import latest_doc
 from hub.api.schemas import (
     MAX_ID,
     BusOut,
@@ -51,11 +51,11 @@ from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.ingest.bus import read_bus
 from hub.keys import Principal
-from hub.models import Account, Customer, Gateway, Meter, Role, Tariff, UsageMismatch
+from hub.models import Account, Customer, Gateway, Meter, Role, UsageMismatch
 from hub.money import major
+from hub.services.meter_pricing import change_pricing, pricing_of, start_pricing
 from hub.services.meters import add_supply_mix, change_payers, check_sharers, set_sharers
 from hub.services.operator import operator_command
-from protocol.tariff import unit_problem
 
 router = APIRouter(prefix="/meters", tags=["meters"], route_class=HubRoute)
 
@@ -113,13 +113,11 @@ def create(body: MeterIn, ctx: ContextDep, who: Admin) -> MeterOut:
         for field, model, value in (
             ("gateway", Gateway, body.gateway),
             ("customer", Customer, body.customer),
-            ("tariff", Tariff, body.tariff),
         ):
             if session.get(model, value) is None:
                 raise InvalidInputError(field, f"unknown {field} {value!r}")
-        problem = unit_problem(latest_doc(session, body.tariff), body.service)
-        if problem is not None:
-            raise InvalidInputError("tariff", problem)
+        selection = None if body.selection is None else body.selection.model_dump()
+        tariff, spec = pricing_of(session, body.tariff, selection, body.service)
         if body.model is not None:
             check_model(body.model, body.service)
         sharers = sharer_pairs(body.sharers)
@@ -128,11 +126,12 @@ def create(body: MeterIn, ctx: ContextDep, who: Admin) -> MeterOut:
             id=body.id,
             gateway_id=body.gateway,
             customer_id=body.customer,
-            tariff_id=body.tariff,
+            tariff_id=tariff,
             service=body.service,
         )
         session.add(meter)
         session.flush()
+        start_pricing(session, body.id, tariff, spec)
         if stored is not None:
             set_sharers(session, body.id, stored)
         return meter_out(session, meter)
@@ -142,10 +141,14 @@ def create(body: MeterIn, ctx: ContextDep, who: Admin) -> MeterOut:
 
 @router.patch("/{meter_id}", response_model=MeterOut)
 def patch(meter_id: str, body: MeterPatch, ctx: ContextDep, who: Admin) -> MeterOut:
+    """The meter's payers (``customer``, ``sharers``) and pricing (``tariff``, ``selection``),
+    each from ``from`` (default now), in one transaction, each change audited."""
     now = datetime.now(UTC)
 
     def work(session: Session) -> MeterOut:
+        get_meter(session, meter_id)
         change_payers(session, meter_id, body.given(), key_id=who.key_id, now=now)
+        change_pricing(session, meter_id, body.pricing(), key_id=who.key_id, now=now)
         return meter_out(session, get_meter(session, meter_id))
 
     out = write(ctx.engine, work)

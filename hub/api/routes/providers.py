@@ -14,6 +14,7 @@ from hub.errors import InvalidInputError, NotFoundError
 from hub.ledger import create_provider, provider_statement
 from hub.models import Account, Provider
 from hub.money import major
+from hub.services.selection import set_priority_fee
 
 router = APIRouter(prefix="/providers", tags=["providers"], route_class=HubRoute)
 MAX_STATEMENT_LINES = 10_000
@@ -32,6 +33,7 @@ def provider_out(session: Session, provider_id: str) -> ProviderOut:
         account=account.id,
         balance=major(account.balance, account.currency),
         currency=account.currency,
+        priority_fee=provider.priority_fee,
     )
 
 
@@ -39,6 +41,8 @@ def provider_out(session: Session, provider_id: str) -> ProviderOut:
 def create(body: ProviderIn, ctx: ContextDep, who: Admin) -> ProviderOut:
     def work(session: Session) -> ProviderOut:
         create_provider(session, body.id, body.name, body.tier, ctx.currency)
+        if body.priority_fee is not None:
+            set_priority_fee(session, body.id, body.priority_fee, ctx.currency)
         return provider_out(session, body.id)
 
     return write_created(ctx.engine, work, who, ("provider", body.id), body.model_dump(mode="json"))

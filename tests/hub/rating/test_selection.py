@@ -16,7 +16,7 @@ from hub.rating.selection import (
     Use,
     by_priority,
     by_sla,
-    lowest_cost,
+    least_cost,
     profile_cost,
     select,
 )
@@ -42,11 +42,11 @@ OFFERS = [
 
 def test_lowest_total_cost_respects_who_can_operate_together() -> None:
     # gen-c is cheapest but only works with dist-x: 0.09 + 0.06 = 0.15 > gen-b + dist-y = 0.14
-    choice = lowest_cost(OFFERS, PROFILE)
+    choice = least_cost(OFFERS, PROFILE)
     assert choice.chosen == {"generation": "gen-b", "distribution": "dist-y"}
     assert choice.cost == 24 * (10 + 4)  # cents over 24 kWh
     meta = choice.meta()
-    assert meta["policy"] == "lowest_cost" and meta["providers"]["generation"] == "gen-b"
+    assert meta["policy"] == "least_cost" and meta["providers"]["generation"] == "gen-b"
     tariff = choice.tariff(OFFERS, "chosen", "USD")
     assert tariff.providers == ("dist-y", "gen-b") or set(tariff.providers) == {"dist-y", "gen-b"}
     assert profile_cost(tariff, PROFILE) == choice.cost
@@ -72,7 +72,7 @@ def test_a_tax_in_one_tier_is_counted_in_the_total() -> None:
     taxed = Offer("ret-t", "retail", (Component(provider="ret-t", tax_rate=Decimal("0.5")),))
     fee = Offer("ret-f", "retail", (Component(provider="ret-f", per_kwh=Decimal("0.06")),))
     # a 50 % tax on 0.14 (=0.07) costs more than a flat 0.06 retail fee
-    choice = lowest_cost([*OFFERS, taxed, fee], PROFILE)
+    choice = least_cost([*OFFERS, taxed, fee], PROFILE)
     assert choice.chosen["retail"] == "ret-f"
 
 
@@ -89,12 +89,12 @@ prices = st.decimals(min_value=0, max_value=1, places=4)
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["generation", "distribution", "retail"]), prices),
                 min_size=1, max_size=7))  # fmt: skip
-def test_lowest_cost_is_never_beaten(entries: list[tuple[str, Decimal]]) -> None:
+def test_least_cost_is_never_beaten(entries: list[tuple[str, Decimal]]) -> None:
     offers = [
         Offer(f"p{i}", tier, (Component(provider=f"p{i}", per_kwh=price),))
         for i, (tier, price) in enumerate(entries)
     ]
-    best = lowest_cost(offers, PROFILE[:3])
+    best = least_cost(offers, PROFILE[:3])
     for tier in {o.tier for o in offers}:
         cheapest = min(o.components[0].flat for o in offers if o.tier == tier)
         chosen = next(o for o in offers if o.provider == best.chosen[tier])
