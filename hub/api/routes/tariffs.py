@@ -128,16 +128,20 @@ def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin
         if session.get(Tariff, tariff_id) is None:
             raise NotFoundError("tariff", tariff_id)
         latest = latest_version(session, tariff_id)
-        start = body.valid_from or utcnow()
-        if start <= latest.valid_from:
+        after = timedelta(microseconds=1)
+        if body.valid_from is None:  # now, or just after the latest start if that is later
+            start = max(utcnow(), latest.valid_from + after)
+        elif body.valid_from <= latest.valid_from:
             raise InvalidInputError("valid_from", "must be after the latest version's start")
+        else:
+            start = body.valid_from
         rated = rated_until(session, tariff_id, start)
         if rated is not None and body.valid_from is not None:
             raise InvalidInputError(
                 "valid_from", f"usage up to {rated.isoformat()} is already rated on this tariff"
             )
         if rated is not None:  # a gateway clock ahead of the hub's: start after its usage
-            start = rated + timedelta(microseconds=1)
+            start = rated + after
         try:
             doc = TariffDoc(
                 id=tariff_id,

@@ -193,3 +193,5 @@ def test_a_version_starts_after_usage_already_rated(
     r = client.post("/api/v1/tariffs/t1/versions", json=body, headers=h)
     assert r.status_code == 201, r.text
     assert datetime.fromisoformat(r.json()["valid_from"]) > ahead
+    r = client.post("/api/v1/tariffs/t1/versions", json=body, headers=h)
+    assert r.status_code == 201, r.text  # the next one starts after the last start
