@@ -116,7 +116,10 @@ def faults(
         if kind in (AGENT_DELAY, HUB_DELAY):
             param = rng.randrange(50, 1500)
         elif kind == CLOCK_STEP:
-            param = rng.choice((-1, 1)) * rng.randrange(60, 600)
+            # seconds; a gateway whose clock was ahead holds its usage back until its clock
+            # passes the last interval it stamped (agent.metering.intervals), so an offset
+            # this size delays that gateway's last records by up to a minute and a half
+            param = rng.choice((-1, 1)) * rng.randrange(20, 90)
         elif kind == MODBUS_SLOW:
             param = rng.randrange(100, 900)
         out.append(Fault(at, kind, duration, gateway, meter, param))
