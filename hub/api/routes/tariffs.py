@@ -125,7 +125,8 @@ def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin
         raise InvalidInputError("currency", f"this hub settles in {ctx.currency}")
 
     def work(session: Session) -> TariffOut:
-        if session.get(Tariff, tariff_id) is None:
+        # locked: a settler that rated with the older versions writes before or after us
+        if session.get(Tariff, tariff_id, with_for_update=True) is None:
             raise NotFoundError("tariff", tariff_id)
         latest = latest_version(session, tariff_id)
         after = timedelta(microseconds=1)
