@@ -124,9 +124,9 @@ class World:
 
     def start_hub(self) -> None:
         assert self.hub_proxy is not None
-        _, key = start_hub(
-            self.procs, self.work, self.hub_proxy.url, port=self.hub_port, env=HUB_ENV
-        )
+        first = not self.admin_key  # a restart keeps the admin key it has
+        _, key = start_hub(self.procs, self.work, self.hub_proxy.url, port=self.hub_port,
+                           env=HUB_ENV, new_key=first)  # fmt: skip
         self.admin_key = self.admin_key or key
         self.started.append(("hub", self.procs.get("hub").pid))
 
