@@ -36,9 +36,13 @@ class Injector:
         self.errors: list[str] = []
         self.outbox_peak: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
+        # a fault holds its resource until it is undone (a restart can outlast its schedule)
+        self._locks: dict[str, threading.Lock] = {}
 
     def run(self, faults: list[s.Fault], t0: float) -> None:
         """Start each fault at ``t0 + fault.at`` (monotonic); returns once all have started."""
+        for fault in faults:
+            self._locks.setdefault(s.resource(fault), threading.Lock())
         for fault in faults:
             left = t0 + fault.at - time.monotonic()
             if left > 0:
@@ -52,6 +56,10 @@ class Injector:
             thread.join()
 
     def _one(self, fault: s.Fault) -> None:
+        with self._locks[s.resource(fault)]:
+            self._hold(fault)
+
+    def _hold(self, fault: s.Fault) -> None:
         try:
             undo = self._begin(fault)
             self.injected[fault.kind] += 1
