@@ -15,11 +15,12 @@ from typing import Any
 
 from firmware_sim.control import FaultMode
 from tests.soak import schedule as s
-from tests.soak.world import World
+from tests.soak.world import MAX_OUTBOX_ROWS, World
 from tests.support import wait_for
 
 log = logging.getLogger(__name__)
 
+OUTBOX_FULL_MAX_S = 45.0  # an outbox_full partition lasts until the bound is reached, or this
 MODBUS_MODES = {
     s.MODBUS_TIMEOUT: FaultMode.NO_RESPONSE,
     s.MODBUS_EXCEPTION: FaultMode.EXCEPTION,
@@ -64,10 +65,8 @@ class Injector:
             undo = self._begin(fault)
             self.injected[fault.kind] += 1
             log.info("fault %s %.1fs %s", fault.kind, fault.duration, _target(fault))
-            end = time.monotonic() + fault.duration
-            while time.monotonic() < end:
-                if fault.kind == s.OUTBOX_FULL:
-                    self._watch_outbox(fault)
+            began = time.monotonic()
+            while time.monotonic() < began + fault.duration or self._filling(fault, began):
                 time.sleep(0.2)
             undo()
         except Exception as exc:
@@ -124,11 +123,16 @@ class Injector:
         w.fault(gw, meter, MODBUS_MODES[kind], fault.param)
         return lambda: w.fault(gw, meter, FaultMode.NONE)
 
-    def _watch_outbox(self, fault: s.Fault) -> None:
-        """The deepest outbox seen while the gateway is cut off (its status file)."""
+    def _filling(self, fault: s.Fault, began: float) -> bool:
+        """For ``outbox_full``: whether the gateway stays cut off, until its outbox (status
+        file) has reached its bound, for at most ``OUTBOX_FULL_MAX_S``; keeps the peak seen."""
+        if fault.kind != s.OUTBOX_FULL:
+            return False
         gw = self.world.gateways[fault.gateway or 0]
-        depth = _status(gw.status_path()).get("outbox_depth", 0)
-        self.outbox_peak[gw.id] = max(self.outbox_peak.get(gw.id, 0), int(depth or 0))
+        depth = int(_status(gw.status_path()).get("outbox_depth") or 0)
+        self.outbox_peak[gw.id] = max(self.outbox_peak.get(gw.id, 0), depth)
+        full = self.outbox_peak[gw.id] >= MAX_OUTBOX_ROWS
+        return not full and time.monotonic() < began + OUTBOX_FULL_MAX_S
 
 
 def _status(path: Path) -> dict[str, Any]:

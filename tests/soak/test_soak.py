@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.soak.schedule import KINDS
-from tests.soak.world import FAKETIME_LIB
+from tests.soak.world import FAKETIME_LIB, MAX_OUTBOX_ROWS
 
 SEEDS = (1, 2, 3)
 MINUTES = 2
@@ -49,3 +49,4 @@ def test_three_seeds_hold_every_invariant(tmp_path: Path) -> None:
         assert set(summary["faults"]) == set(KINDS), summary["faults"]
         assert summary["meters"] >= 50 and summary["gateways"] >= 4
         assert summary["records"] > 0 and summary["energy_wh"] > 0
+        assert max(summary["outbox_peak"].values()) >= MAX_OUTBOX_ROWS  # a disk "full"
