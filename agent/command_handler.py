@@ -23,7 +23,7 @@ from agent.commands import credit_state
 from agent.errors import CommandRejected, CommandReplayed, WrongEpoch
 from agent.relay_rules import Switch
 from protocol.errors import ProtocolError
-from protocol.messages import Command, CreditState, ResumePoint, Rotation, validate
+from protocol.messages import Command, CreditState, ResumePoint, Rotation, load_json, validate
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class CommandHandler:
         try:
             cmd = self.gate.accept(payload, now)
         except CommandReplayed as exc:  # applied before: say so again, do not apply again
-            meter = _text(json.loads(payload).get("meter"))
+            meter = _text(load_json(payload).get("meter"))  # the gate parsed it: a command
             self.meters.event("command_ack", meter if self.meters.has_meter(meter) else None,
                               "already applied", command=exc.command_id, ok=True)  # fmt: skip
             return
@@ -135,11 +135,11 @@ class CommandHandler:
         self.rejected += 1
         meter: str | None = None
         try:
-            data = json.loads(payload)
+            data = json.loads(payload)  # leniently: a huge integer still names the command
             if isinstance(data, dict):
                 command_id = command_id or _text(data.get("id"))
                 meter = _text(data.get("meter"))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
             pass
         if not self.meters.has_meter(meter):
             meter = None

@@ -52,7 +52,7 @@ from agent.resume import plan
 from agent.runtime import MeterRuntime
 from agent.sdnotify import Notifier
 from agent.settings import AgentSettings
-from agent.snapshot import snapshot
+from agent.snapshot import bus_health, snapshot
 from agent.status import write_atomic
 from agent.store import AgentStore
 from protocol.messages import CreditState, Event, ResumePoint, UsageRecord
@@ -64,7 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RELAY_WAIT_S = 15.0
-STATUS_PUBLISH_S = 60.0  # refresh the retained MQTT status this often
 
 
 class OutboxLike(Protocol):
@@ -248,7 +247,7 @@ class Engine:
     def _tick(self) -> None:
         self._write_status()
         now = time.monotonic()
-        if self.uplink is not None and now - self._status_sent >= STATUS_PUBLISH_S:
+        if self.uplink is not None and now - self._status_sent >= self.settings.status.publish_s:
             self._status_sent = now
             self.uplink.publish_status()
         if self._healthy():
@@ -435,13 +434,15 @@ class Engine:
         )
 
     def uplink_status(self) -> dict[str, Any]:
-        """What the retained MQTT status carries besides ``state``: each meter's state and relay."""
+        """What the retained MQTT status carries besides ``state``: each meter's state, relay,
+        seq and bus counters (``protocol.messages.BusHealth``)."""
         return {
             "meters": {
                 mid: {
                     "state": rt.point.state,
                     "relay": onoff(rt.point.relay_on),
                     "seq": self.states[mid].seq if mid in self.states else 0,
+                    "bus": bus_health(rt.point),
                 }
                 for mid, rt in self.meters.items()
             }

@@ -71,6 +71,7 @@ class TimingSettings(_Section):
 class StatusSettings(_Section):
     path: Path | None = None
     interval_s: float = Field(default=2.0, gt=0, le=3600)
+    publish_s: float = Field(default=60.0, ge=1, le=3600)  # the retained MQTT status refresh
 
 
 class MetricsSettings(_Section):

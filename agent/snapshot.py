@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.metering.intervals import MeterState
-from agent.modbus.poller import BusPoller
+from agent.modbus.poller import BusPoller, MeterPoint
 from agent.relay_rules import onoff
 from agent.runtime import MeterRuntime
+from protocol.messages import BusHealth
 
 
 def snapshot(
@@ -66,3 +67,9 @@ def snapshot(
         },
         "meters": meters,
     }
+
+
+def bus_health(point: MeterPoint) -> dict[str, Any]:
+    """A meter's bus counters and state as the uplink status reports them to the hub."""
+    health = BusHealth(**vars(point.counters), state=point.state, last_error=point.last_error[:200])
+    return health.model_dump()

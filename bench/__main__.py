@@ -117,6 +117,20 @@ def dashboard(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def insights(data: dict[str, Any]) -> list[Row]:
+    return [
+        _row(
+            f"insights, {data['customers']:,} customers x {data['days']} days of 15 min (s)",
+            data["analysis_wall_s"],
+            f"< {data['goal_s']:.0f} s",
+            None,
+            bool(data["met"]),
+        ),
+        _row("insights, CPU (s)", data["analysis_cpu_s"], "reported", None, True),
+        _row("insights, peak resident memory (MB)", data["peak_rss_mb"], "reported", None, True),
+    ]
+
+
 BENCHMARKS: dict[str, tuple[list[str], Callable[[dict[str, Any]], list[Row]]]] = {
     "line_timing": (["--reads", "50"], line_timing),
     "agent_bus": (["--seconds", "10"], agent_bus),
@@ -124,6 +138,7 @@ BENCHMARKS: dict[str, tuple[list[str], Callable[[dict[str, Any]], list[Row]]]] =
     "hub_ingest": (["--db", "both"], hub_ingest),
     "billing": ([], billing),
     "dashboard": ([], dashboard),
+    "insights": ([], insights),
 }
 
 

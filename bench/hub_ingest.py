@@ -9,7 +9,9 @@ the rate at which the hub settled it (records in ``posted_usage``). Invariants a
 after. Goal: settled >= 0.8 x raw.
 
     python -m bench.hub_ingest [--records 200000] [--db sqlite|postgres|both]
-                               [--per-message 1] [--gateways 20] [--meters 50]
+                               [--per-message 1] [--gateways 20] [--meters 50] [--hubs 1]
+
+``--hubs 2`` runs the hub as two processes of one ingest group (PostgreSQL only).
 
 ``--mode backlog`` (also run by default) measures capacity instead: the consumers are away
 while the stream is published, then each drains it alone; the bare subscriber drains two
@@ -269,16 +271,17 @@ def stack(db_kind: str, args: argparse.Namespace, tmp: Path) -> Iterator[Stack]:
             stop_postgres(pg[0], pg[1])
 
 
-def start_hub(st: Stack, args: argparse.Namespace) -> subprocess.Popen[str]:
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "hub.ingest.runner", "--db", st.url, "--mqtt",
-         f"mqtt://127.0.0.1:{st.port}", "--client-id", "bench-hub",
-         "--batch-size", str(args.batch_size), "--batch-wait", "0.05", "--counters",
-         "--workers", str(args.workers), "--progress", "0.05"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    st.procs.append(hub)
-    return hub
+def start_hub(st: Stack, args: argparse.Namespace) -> list[subprocess.Popen[str]]:
+    """The hub: ``args.hubs`` runner processes, one ingest group when more than one (each then
+    takes a slot, ``hub.ingest.group``: the same slots, so the same sessions, every start)."""
+    group = ["--group", "bench"] if args.hubs > 1 else []
+    cmd = [sys.executable, "-m", "hub.ingest.runner", "--db", st.url, "--mqtt",
+           f"mqtt://127.0.0.1:{st.port}", "--client-id", "bench-hub", *group,
+           "--batch-size", str(args.batch_size), "--batch-wait", "0.05", "--counters",
+           "--workers", str(args.workers), "--progress", "0.05"]  # fmt: skip
+    hubs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(args.hubs)]
+    st.procs.extend(hubs)
+    return hubs
 
 
 def start_raw(
@@ -303,31 +306,42 @@ def wait_ready(*procs: subprocess.Popen[str]) -> float:
 
 
 def settle(
-    hub: subprocess.Popen[str], args: argparse.Namespace, others: tuple[subprocess.Popen[str], ...]
+    hubs: list[subprocess.Popen[str]],
+    args: argparse.Namespace,
+    others: tuple[subprocess.Popen[str], ...],
 ) -> tuple[float, list[tuple[float, int]], dict[str, Any]]:
-    """Wait until the hub reports every record posted: (time, timeline, counters); the hub is
-    stopped. The hub prints its posted count (committed records) as it changes: polling the
-    database instead would load it with count(*) queries during the measurement."""
-    progress: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_lines, args=(hub, progress), daemon=True).start()
+    """Wait until the hub's processes report every record posted: (time, timeline, counters
+    added up); they are stopped. Each prints its posted count (committed records) as it
+    changes: polling the database instead would load it with count(*) queries during the
+    measurement."""
+    progress: list[queue.Queue[str]] = [queue.Queue() for _ in hubs]
+    for hub, lines in zip(hubs, progress, strict=True):
+        threading.Thread(target=_lines, args=(hub, lines), daemon=True).start()
     timeline: list[tuple[float, int]] = []
     deadline = time.monotonic() + args.timeout
-    n = 0
+    posted = [0] * len(hubs)
     while time.monotonic() < deadline:
-        try:
-            report = json.loads(progress.get(timeout=0.5))
-        except queue.Empty:
-            report = {}
-        n = max(n, int(report.get("posted", 0)))
-        if report:
-            timeline.append((float(report["at"]), n))
-        if n >= args.records:
-            hub.terminate()
-            hub.wait(60)
-            return float(report["at"]), timeline, json.loads(_drain(progress)[-1])
-        if any(p.poll() not in (None, 0) for p in (*others, hub)):
+        at = 0.0
+        for k, lines in enumerate(progress):
+            try:
+                report = json.loads(lines.get(timeout=0.5 / len(hubs)))
+            except queue.Empty:
+                continue
+            posted[k] = max(posted[k], int(report.get("posted", 0)))
+            at = max(at, float(report["at"]))
+        if at:
+            timeline.append((at, sum(posted)))
+        if sum(posted) >= args.records:
+            counters: dict[str, Any] = {}
+            for hub, lines in zip(hubs, progress, strict=True):
+                hub.terminate()
+                hub.wait(60)
+                for name, value in json.loads(_drain(lines)[-1]).items():
+                    counters[name] = counters.get(name, 0) + value
+            return at, timeline, counters
+        if any(p.poll() not in (None, 0) for p in (*others, *hubs)):
             raise SystemExit("a publisher or consumer failed")
-    raise SystemExit(f"only {n} of {args.records} records settled in time")
+    raise SystemExit(f"only {sum(posted)} of {args.records} records settled in time")
 
 
 def checked(st: Stack, args: argparse.Namespace) -> bool:
@@ -372,7 +386,7 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Live: the hub and the raw subscriber consume the stream while it is published."""
     with stack(db_kind, args, tmp) as st:
         hub, raw = start_hub(st, args), start_raw(st, args.records)
-        wait_ready(hub, raw)
+        wait_ready(*hub, raw)
         pubs = [_start_publisher(args, st.port, st.gateways, i) for i in range(args.publishers)]
         st.procs.extend(pubs)
         settled_at, timeline, hub_counters = settle(hub, args, (*pubs, raw))
@@ -392,6 +406,7 @@ def run(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "per_message": args.per_message,
             "batch_size": args.batch_size,
             "workers": args.workers,
+            "hubs": args.hubs,
             "meters": args.gateways * args.meters,
             "publish_s": round(published_at - first, 3),
             "raw_s": round(raw_s, 3),
@@ -410,18 +425,19 @@ def run_backlog(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
     publisher competing for the CPU. The raw subscriber drains two sessions, one before and one
     after the hub, and the faster drain is the baseline (this machine's speed drifts)."""
     with stack(db_kind, args, tmp) as st:
-        hub = start_hub(st, args)  # create the sessions, then leave
-        wait_ready(hub, *(start_raw(st, 0, backlog=True, index=i) for i in (0, 1)))
-        hub.terminate()
-        hub.wait(60)
+        hubs = start_hub(st, args)  # create the sessions, then leave
+        wait_ready(*hubs, *(start_raw(st, 0, backlog=True, index=i) for i in (0, 1)))
+        for hub in hubs:
+            hub.terminate()
+            hub.wait(60)
         pubs = [_start_publisher(args, st.port, st.gateways, i) for i in range(args.publishers)]
         st.procs.extend(pubs)
         for pub in pubs:
             _last_line(pub)
         before = json.loads(_last_line(start_raw(st, args.records, backlog=True, index=0)))
-        hub = start_hub(st, args)
-        ready_at = wait_ready(hub)
-        settled_at, timeline, hub_counters = settle(hub, args, ())  # the hub has stopped
+        hubs = start_hub(st, args)
+        ready_at = wait_ready(*hubs)
+        settled_at, timeline, hub_counters = settle(hubs, args, ())  # the hub has stopped
         after = json.loads(_last_line(start_raw(st, args.records, backlog=True, index=1)))
         invariants_ok = checked(st, args)
         drains = [(r["last"] - r["started"], r) for r in (before, after)]
@@ -429,7 +445,7 @@ def run_backlog(db_kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
         settled_s = settled_at - ready_at
         return {
             "mode": "backlog", "db": db_kind, "records": args.records,
-            "batch_size": args.batch_size, "workers": args.workers,
+            "batch_size": args.batch_size, "workers": args.workers, "hubs": args.hubs,
             "raw_s": round(raw_s, 3), "settled_s": round(settled_s, 3),
             "raw_s_before_and_after": [round(s, 3) for s, _r in drains],
             **figures(args, raw_s, settled_s, raw_result, hub_counters),
@@ -496,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the hub's batch size (default: the hub's own); a comma list runs each",
     )
     parser.add_argument("--workers", type=int, default=2, help="the hub's settling processes")
+    parser.add_argument(
+        "--hubs", type=int, default=1,
+        help="hub processes; more than one: an ingest group (PostgreSQL, hub.ingest.group)",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument(
         "--mode",
@@ -520,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 1 or args.per_message < 1 or args.publishers < 1:
         parser.error("--records, --per-message and --publishers must be >= 1")
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    if args.hubs > 1 and kinds != ["postgres"]:
+        parser.error("--hubs above 1 needs --db postgres (an ingest group)")
     try:
         sizes = [int(s) for s in str(args.batch_size).split(",")]
     except ValueError:

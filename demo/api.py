@@ -26,6 +26,13 @@ class HubApi:
         result: dict[str, Any] = response.json()
         return result
 
+    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self._http.patch(path, json=body)
+        if response.status_code != 200:
+            raise DemoError(f"PATCH {path} answered {response.status_code}: {response.text[:200]}")
+        result: dict[str, Any] = response.json()
+        return result
+
     def get(self, path: str, **params: str) -> Any:
         response = self._http.get(path, params=params)
         if response.status_code != 200:

@@ -1,6 +1,6 @@
 """``smsa-hub``: serve (MQTT ingest + HTTP API + scheduler), create-key, revoke-key,
-mosquitto-config, mqtt-passwd. Bad arguments print one line on stderr and exit 2; a refused
-action exits 1."""
+mosquitto-config, mqtt-passwd, insights (a CSV per customer). Bad arguments print one line
+on stderr and exit 2; a refused action exits 1."""
 
 from __future__ import annotations
 
@@ -15,16 +15,19 @@ from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from hub import keys, mosquitto
 from hub.app import build_app
+from hub.audit import record_created
 from hub.compose import IngestOptions, compose
 from hub.db import make_engine, migrate, run_tx, session_scope
 from hub.errors import HubError, InvalidInputError
 from hub.gateways import mosquitto_hash
 from hub.ingest.transport.mqtt import BrokerUrl
-from hub.models import Gateway
+from hub.insights.report import write_reports
+from hub.insights.service import InsightsSettings
+from hub.models import Gateway, utcnow
 from hub.services.keys import revoke
 from hub.settings import HubSettings
 
@@ -49,11 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", help="HOST:PORT to listen on (SMSA_HUB_HTTP)")
     serve.add_argument("--currency", help="ISO 4217 code (SMSA_HUB_CURRENCY)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING (SMSA_HUB_LOG_LEVEL)")
+    serve.add_argument(
+        "--ingest-group",
+        metavar="NAME",
+        help="settle as one of several processes on PostgreSQL (SMSA_HUB_INGEST_GROUP)",
+    )
     key = sub.add_parser("create-key", help="print a new API key on stdout")
     key.add_argument("--role", required=True,
-                     choices=["admin", "operator", "customer", "provider"])  # fmt: skip
+                     choices=["admin", "operator", "customer", "provider", "billpay"])  # fmt: skip
     key.add_argument("--account", help="the account a customer key may use")
     key.add_argument("--provider", help="the provider a provider key acts for")
+    key.add_argument("--network", help="the bill-payment network a billpay key acts for")
     key.add_argument("--db", help="database URL (SMSA_HUB_DB)")
     revoke = sub.add_parser("revoke-key", help="revoke a key by its id or the key itself")
     revoke.add_argument("key", metavar="KEY_ID|KEY")
@@ -83,12 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     passwd = sub.add_parser("mqtt-passwd", help="print a Mosquitto password file of gateways")
     passwd.add_argument("--db", help="database URL (SMSA_HUB_DB)")
+    insights = sub.add_parser("insights", help="write a CSV of insights per customer")
+    insights.add_argument("--period", required=True, help="YYYY-MM")
+    insights.add_argument("--out", default=".", help="directory for the CSV files (default .)")
+    insights.add_argument("--db", help="database URL (SMSA_HUB_DB)")
     return parser
 
 
 def _settings(args: argparse.Namespace) -> HubSettings:
     overrides: dict[str, Any] = {}
-    for name in ("db", "mqtt", "http", "currency", "log_level"):
+    for name in ("db", "mqtt", "http", "currency", "log_level", "ingest_group"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -121,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings)
         if args.command == "create-key":
             account = f"provider:{args.provider}" if args.provider else args.account
+            if args.network:
+                account = f"billpay:{args.network}"
             return create_key(settings, args.role, account)
         if args.command == "revoke-key":
             return revoke_key(settings, args.key)
@@ -128,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return mosquitto_config(settings, args)
         if args.command == "mqtt-passwd":
             return mqtt_passwd(settings)
+        if args.command == "insights":
+            return insights_report(settings, args.period, Path(args.out))
     except HubError as exc:
         print(f"smsa-hub: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -140,11 +157,29 @@ def create_key(settings: HubSettings, role: str, account: str | None) -> int:
     engine = make_engine(settings.db)
     try:
         migrate(engine)
-        key_id, key = run_tx(engine, lambda s: keys.create_key(s, role, account))
+
+        def work(session: Session) -> tuple[int, str]:
+            made = keys.create_key(session, role, account, currency=settings.currency)
+            record_created(session, "api_key", str(made[0]), key_id=None,
+                           fields={"role": role, "account": account})  # fmt: skip
+            return made
+
+        key_id, key = run_tx(engine, work)
     finally:
         engine.dispose()
     log.info("created %s key id %d", role, key_id)  # stdout carries the key and nothing else
     print(key)
+    return 0
+
+
+def insights_report(settings: HubSettings, period: str, out: Path) -> int:
+    engine = make_engine(settings.db)
+    try:
+        migrate(engine)
+        written = write_reports(engine, period, out, utcnow(), InsightsSettings())
+    finally:
+        engine.dispose()
+    print(f"wrote {len(written)} reports to {out}")
     return 0
 
 

@@ -3,6 +3,7 @@ lifespan that starts and stops the services the composition root built (``hub.co
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,17 +20,22 @@ from hub.api.context import HubContext
 from hub.api.middleware import guard
 from hub.api.routes import (
     accounts,
+    audit,
     billing,
+    billpay,
     customers,
     events,
     fleet,
     gateways,
     imports,
+    insights,
     keys,
     ledger,
     meters,
     payments,
+    printsites,
     providers,
+    remittances,
     system,
     tariffs,
     tokens,
@@ -72,6 +78,7 @@ def build_app(services: HubServices) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ctx.stopping.clear()
+        ctx.bell.start(asyncio.get_running_loop())
         await run_in_threadpool(services.start)
         log.info("hub API ready (%s)", settings.currency)
         try:
@@ -79,6 +86,7 @@ def build_app(services: HubServices) -> FastAPI:
         finally:
             ctx.stopping.set()
             await run_in_threadpool(services.stop)
+            await run_in_threadpool(ctx.bell.stop)
 
     app = HubApp(
         max_body_bytes=settings.max_body_bytes,
@@ -105,9 +113,14 @@ def build_app(services: HubServices) -> FastAPI:
         ledger,
         payments,
         billing,
+        billpay,
+        remittances,
+        printsites,
         imports,
+        insights,
         keys,
         tokens,
+        audit,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(system.router)

@@ -24,6 +24,7 @@ from hub.ingest.outlet import CommandPath
 from hub.ingest.service import IngestService
 from hub.metrics import Metrics
 from hub.services import jobs
+from hub.services.leader import JobsLeader
 from hub.services.runtime import Runtime
 from hub.settings import HubSettings
 
@@ -56,6 +57,9 @@ class HubServices:
         self.webhook = webhook
         self.scheduler = scheduler
         self._jobs: BackgroundScheduler | None = None
+        # PostgreSQL: several processes may serve one database; the jobs run in the one that
+        # holds the jobs lock (hub.services.leader).
+        self._leader: JobsLeader | None = None
 
     def start(self) -> None:
         """The webhook's sender, ingest (ready once subscribed: a gateway's records sent before
@@ -67,14 +71,30 @@ class HubServices:
             self.ingest.start()
             if not self.ingest.wait_connected(INGEST_CONNECT_WAIT_S):
                 log.warning("ingest: not connected to the broker yet; the API starts anyway")
-        if self.scheduler:
-            self._jobs = jobs.start_scheduler(self.runtime)
+        if not self.scheduler:
+            return
+        if self.runtime.engine.url.get_backend_name() == "postgresql":
+            self._leader = JobsLeader(self.runtime.engine, self._start_jobs, self._stop_jobs)
+            self._leader.open()
+        else:
+            self._start_jobs()
 
-    def stop(self) -> None:
-        """In the reverse order of ``start``."""
+    def _start_jobs(self) -> None:
+        self._jobs = jobs.start_scheduler(self.runtime)
+        self.runtime.metrics.set_gauge("jobs_leader", 1)
+
+    def _stop_jobs(self) -> None:
         if self._jobs is not None:
             jobs.stop_scheduler(self.runtime, self._jobs)
             self._jobs = None
+        self.runtime.metrics.set_gauge("jobs_leader", 0)
+
+    def stop(self) -> None:
+        """In the reverse order of ``start``."""
+        if self._leader is not None:
+            self._leader.close()
+            self._leader = None
+        self._stop_jobs()
         if self.ingest is not None:
             self.ingest.stop()
         if self.webhook is not None:
@@ -114,6 +134,8 @@ def compose(
             command_ttl_s=settings.command_ttl_s,
             commands=commands,
             control=control,
+            ca_file=settings.mqtt_ca_file or None,
+            group=settings.ingest_group or None,
         )
     runtime = Runtime(settings=settings, engine=engine, metrics=Metrics(), control=control)
     return HubServices(runtime, ingest=service, webhook=webhook, scheduler=scheduler)

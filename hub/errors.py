@@ -22,6 +22,12 @@ class NotFoundError(HubError):
         self.id = id
 
 
+class ForbiddenError(HubError):
+    """A valid key whose role or account does not allow this."""
+
+    http_status = 403
+
+
 class ConflictError(HubError):
     http_status = 409
 

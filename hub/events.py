@@ -6,7 +6,8 @@ low-credit prompt that both the hub's credit control and the gateway's own rules
 stored once, its ``data.sources`` naming both (:func:`same_fact`). Their ids increase, so an
 id is also the SSE ``id:`` and a ``Last-Event-ID`` resumes exactly after it. The stream polls
 the table (every ``sse_poll_s``), which is simple and correct across processes: whoever writes
-an event in the same database, it reaches every open stream.
+an event in the same database, it reaches every open stream; on PostgreSQL a NOTIFY
+(``hub.event_bell``) wakes the streams as soon as the event is committed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from hub.db import session_scope
+from hub.event_bell import EventBell
 from hub.models import Event, utcnow
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,15 @@ RELAY_FAMILY = ("disconnect", "reconnect")
 FACT_FAMILIES = {"disconnect": RELAY_FAMILY, "reconnect": RELAY_FAMILY,
                  "low_credit": ("low_credit",)}  # fmt: skip
 FACT_WINDOW = timedelta(minutes=10)
+# Records of the audit trail only (hub.audit, read by GET /audit): the event feed (GET /events,
+# the stream, the dashboard) leaves them out; they are bookkeeping, not something that happened
+# to a meter.
+TRAIL_ONLY = frozenset({
+    "provider_created", "tariff_created", "tariff_version_created", "account_created",
+    "customer_created", "gateway_created", "meter_created", "subscription_created",
+    "api_key_created", "topup", "token_vended", "token_cancelled", "token_settled",
+    "usage_settled", "job_posted",
+})  # fmt: skip
 
 
 def source_of(data: dict[str, Any] | None) -> str:
@@ -82,10 +93,11 @@ def record_event(
     meter_id: str | None = None,
     reason: str = "",
     data: dict[str, Any] | None = None,
+    actor: str | None = None,
 ) -> Event:
     """Add an event in the caller's transaction; its id is set on return. If the gateway has
     already recorded the same fact (:func:`same_fact`), that event is returned instead, with
-    this one's data joined to it."""
+    this one's data joined to it (and ``actor``, who caused it, when it had none: hub.audit)."""
     at = utcnow()
     if meter_id is not None and data is not None:
         newest = newest_of_fact(session, kind, meter_id)
@@ -93,10 +105,12 @@ def record_event(
             kind, source_of(data), at, (newest.kind, newest.at, newest.data)
         ):
             newest.data = joined(newest.data, data)
+            newest.actor = newest.actor or actor
             session.add(newest)
             session.flush()
             return newest
-    event = Event(kind=kind, meter_id=meter_id, reason=reason[:500], at=at, data=data)
+    event = Event(kind=kind, meter_id=meter_id, reason=reason[:500], at=at, data=data,
+                  actor=actor)  # fmt: skip
     session.add(event)
     session.flush()
     return event
@@ -113,7 +127,7 @@ def query_events(
     limit: int = 100,
     newest_first: bool = False,
 ) -> list[Event]:
-    stmt = select(Event)
+    stmt = select(Event).where(col(Event.kind).not_in(TRAIL_ONLY))
     if kind:
         stmt = stmt.where(Event.kind == kind)
     if exclude:
@@ -153,7 +167,7 @@ def _fetch_after(
     meter: str | None,
 ) -> list[dict[str, Any]]:
     with session_scope(engine, write=False) as session:
-        stmt = select(Event).where(col(Event.id) > after_id)
+        stmt = select(Event).where(col(Event.id) > after_id, col(Event.kind).not_in(TRAIL_ONLY))
         if kinds:
             stmt = stmt.where(col(Event.kind).in_(kinds))
         if exclude:
@@ -179,6 +193,7 @@ async def sse_stream(
     keepalive_s: float = 15.0,
     disconnected: Callable[[], Awaitable[bool]] | None = None,
     stopping: threading.Event | None = None,
+    bell: EventBell | None = None,
 ) -> AsyncIterator[bytes]:
     """Events after ``after_id`` (None: only new ones) as SSE frames, forever.
 
@@ -193,6 +208,7 @@ async def sse_stream(
             return
         if disconnected is not None and await disconnected():
             return
+        ticket = bell.ticket() if bell is not None else None
         events = await asyncio.to_thread(_fetch_after, engine, cursor, kinds, exclude, meter)
         for event in events:
             cursor = event["id"]
@@ -203,4 +219,7 @@ async def sse_stream(
             elif time.monotonic() - quiet_since >= keepalive_s:
                 quiet_since = time.monotonic()
                 yield b": keepalive\n\n"
-            await asyncio.sleep(poll_s)
+            if bell is not None and ticket is not None:
+                await bell.wait(ticket, poll_s)
+            else:
+                await asyncio.sleep(poll_s)

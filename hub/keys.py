@@ -8,6 +8,7 @@ commit; the caller owns the transaction.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,8 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, select
 
 from hub.errors import InvalidInputError, NotFoundError
-from hub.models import Account, ApiKey, Role, utcnow
+from hub.ledger.accounts import ensure_account
+from hub.models import ID_PATTERN, Account, AccountKind, ApiKey, Role, utcnow
 
 KEY_PREFIX = "smsa_"
 # last_used_at is written at most this often per key, to keep reads from becoming writes.
@@ -36,9 +38,11 @@ def hash_key(key: str) -> str:
 
 
 def create_key(
-    session: Session, role: Role | str, account_id: str | None = None
+    session: Session, role: Role | str, account_id: str | None = None, *, currency: str = ""
 ) -> tuple[int, str]:
-    """A new key for ``role``; returns ``(key id, key)``; the key itself is stored nowhere."""
+    """A new key for ``role``; returns ``(key id, key)``; the key itself is stored nowhere.
+    A ``billpay`` key is bound to its network's account ``billpay:<network>``, opened here
+    (in ``currency``) if new: the network's payments come in through it."""
     try:
         role = Role(role)
     except ValueError as exc:
@@ -47,7 +51,16 @@ def create_key(
         raise InvalidInputError("account", "a customer key needs --account")
     if role is Role.PROVIDER and not (account_id or "").startswith("provider:"):
         raise InvalidInputError("account", "a provider key needs --provider")
-    if role not in (Role.CUSTOMER, Role.PROVIDER) and account_id:
+    if role is Role.BILLPAY:
+        network = (account_id or "").removeprefix("billpay:")
+        if not (account_id or "").startswith("billpay:") or not re.match(ID_PATTERN, network):
+            raise InvalidInputError("network", "a billpay key needs --network ID")
+        if session.get(Account, account_id) is None:
+            if not currency:
+                raise InvalidInputError("currency", "a new network's account needs a currency")
+            ensure_account(session, account_id or "", name=f"Bill-payment network {network}",
+                           kind=AccountKind.CLEARING, currency=currency)  # fmt: skip
+    elif role not in (Role.CUSTOMER, Role.PROVIDER) and account_id:
         raise InvalidInputError("account", "only a customer or provider key is bound to an account")
     if account_id and session.get(Account, account_id) is None:
         raise NotFoundError("account", account_id)

@@ -7,6 +7,7 @@ nothing reads the environment at import time.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -35,6 +36,9 @@ class HubSettings(BaseSettings):
     db: str = DEFAULT_DB
     # Empty string: no MQTT (the API still works; commands are recorded as pending).
     mqtt: str = DEFAULT_MQTT
+    # CA bundle (PEM) that verifies an mqtts:// broker's certificate and host name; empty:
+    # the system's CAs. A plain mqtt:// URL ignores it.
+    mqtt_ca_file: str = ""
     http: str = DEFAULT_HTTP
     currency: Currency = "USD"
     # Largest single top-up, a decimal string in major units of ``currency``.
@@ -62,6 +66,9 @@ class HubSettings(BaseSettings):
     ingest_batch_size: int = Field(default=10_000, ge=1, le=100_000)
     # Settling processes; each owns the gateways whose id hashes to it.
     ingest_workers: int = Field(default=2, ge=1, le=32)
+    # Settle as one member of this ingest group (PostgreSQL; any number of ``serve`` processes
+    # share ``$share/GROUP/smsa/v1/gw/+/...``: hub/ingest/group.py). Empty: the only consumer.
+    ingest_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")
     # Seconds a signed command stays valid for the agent.
     command_ttl_s: int = Field(default=3600, ge=10, le=7 * 86_400)
     # Credit-control notifications (low credit, cut-off, alerts) are POSTed here, signed with
@@ -98,6 +105,13 @@ class HubSettings(BaseSettings):
     def _mqtt(cls, value: str) -> str:
         if value and not value.startswith(("mqtt://", "mqtts://")):
             raise ValueError("expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        return value
+
+    @field_validator("mqtt_ca_file")
+    @classmethod
+    def _mqtt_ca_file(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file: {value!r}")
         return value
 
     @field_validator("payment_secrets")

@@ -12,6 +12,7 @@ refused (``load_json``).
 
 import json
 import math
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal, Self, TypeVar
 
@@ -152,6 +153,28 @@ class Status(Message):
     epoch: EpochId | None = None  # the gateway store's epoch (an online status carries it)
 
 
+Count = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+
+
+class BusHealth(Message):
+    """One meter's Modbus counters since the agent started, as its online status reports them
+    under ``meters.<id>.bus`` (docs/protocol.md, "Status"): requests sent, failed requests by
+    kind (no or garbled answer incl. CRC errors, Modbus exception, connection, bad frame),
+    polls, polls that failed after their retries, polls skipped while backing off."""
+
+    requests: Count = 0
+    errors: Count = 0
+    timeouts: Count = 0
+    exceptions: Count = 0
+    connection: Count = 0
+    frame: Count = 0
+    polls: Count = 0
+    failed_polls: Count = 0
+    skipped: Count = 0
+    state: Literal["ok", "failing", "starting"] = "starting"
+    last_error: Annotated[str, Field(max_length=200)] = ""
+
+
 class FriendlyWindow(Message):
     """No automatic cut-off on these weekdays (0 = Monday) from ``start`` to ``end`` (may wrap)."""
 
@@ -246,21 +269,30 @@ class Command(Message):
 M = TypeVar("M", bound=BaseModel)
 
 
+_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
 def load_json(payload: bytes) -> Any:
     """Parse a payload, refusing oversized or non-JSON input with a one-line reason: also an
     integer of more than ``MAX_INT_DIGITS`` digits (beyond 4,300 Python itself refuses it, with
-    a plain ValueError), NaN, Infinity or a number too large for a float, and a NUL character
-    in a string."""
+    a plain ValueError), NaN, Infinity or a number too large for a float, a NUL character in a
+    string, and a string with a lone surrogate (which has no UTF-8 form to sign or store)."""
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     if b"\\u0000" in payload:  # the only way to a NUL in a string; PostgreSQL refuses them
         raise ProtocolError("a string with a NUL character (\\u0000)")
     try:
-        return json.loads(payload, parse_int=_int, parse_float=_float, parse_constant=_no_constant)
+        data = json.loads(payload, parse_int=_int, parse_float=_float, parse_constant=_no_constant)
     except ProtocolError:
         raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError included
         raise ProtocolError(f"not JSON: {exc}") from exc
+    if _SURROGATE.search(payload):  # only an escape makes one; then check the strings
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise ProtocolError("a string with a lone surrogate (not Unicode text)") from exc
+    return data
 
 
 def _int(text: str) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from protocol.messages import (
+    BusHealth,
     Command,
     CreditState,
     EventMessage,
@@ -28,6 +29,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "credit-state": CreditState,
     "resume": ResumePoint,
     "receipt": Receipt,
+    "bus-health": BusHealth,  # what an online status carries per meter under meters.<id>.bus
 }
 
 

@@ -29,8 +29,14 @@ def signed(payload: dict[str, Any], key_hex: str) -> dict[str, Any]:
 
 
 def verify(payload: dict[str, Any], key_hex: str) -> bool:
-    """True only if ``payload`` carries a valid signature made with ``key_hex``."""
+    """True only if ``payload`` carries a valid signature made with ``key_hex``. A payload
+    that has no canonical form (a string with a lone surrogate) or a signature that is not
+    ASCII carries none."""
     sig = payload.get(SIGNATURE_FIELD)
-    if not isinstance(sig, str):
+    if not isinstance(sig, str) or not sig.isascii():
         return False
-    return hmac.compare_digest(sig, sign(payload, key_hex))
+    try:
+        expected = sign(payload, key_hex)
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(sig, expected)

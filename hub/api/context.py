@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from hub.api.ratelimit import FailureLimiter
 from hub.control.engine import CreditControl
+from hub.event_bell import EventBell
 from hub.ingest.service import IngestService
 from hub.metrics import Metrics
 from hub.services.runtime import Runtime
@@ -28,8 +29,11 @@ class HubContext:
     token_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     # Set when the server shuts down: open event streams end.
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Wakes this process's event streams when any process commits events (PostgreSQL).
+    bell: EventBell = field(init=False)
 
     def __post_init__(self) -> None:
+        self.bell = EventBell(self.settings.db)
         self.auth_limiter = FailureLimiter(
             self.settings.auth_failure_burst, self.settings.auth_failure_refill_s
         )

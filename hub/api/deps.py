@@ -12,8 +12,8 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -21,8 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from hub.api.context import HubContext
+from hub.audit import record_created
 from hub.db import run_tx, session_scope
-from hub.errors import ConflictError, DatabaseError, HubError
+from hub.errors import ConflictError, DatabaseError, ForbiddenError, HubError
 from hub.keys import Principal, find_key, is_live, needs_touch, principal_of, touch
 from hub.models import ApiKey, Role
 
@@ -33,12 +34,6 @@ class AuthError(HubError):
     """No key, an unknown key, or a revoked key."""
 
     http_status = 401
-
-
-class ForbiddenError(HubError):
-    """A valid key whose role or account does not allow this."""
-
-    http_status = 403
 
 
 # Pure dependencies are ``async def`` so FastAPI does not hop to a worker thread for them.
@@ -189,3 +184,21 @@ def write(engine: Engine, work: Callable[[Session], T]) -> T:
         if isinstance(exc.__cause__, IntegrityError):
             raise ConflictError("conflicts with an existing record") from exc
         raise
+
+
+def write_created(
+    engine: Engine,
+    work: Callable[[Session], T],
+    who: Principal,
+    created: tuple[str, str],
+    fields: Mapping[str, Any],
+) -> T:
+    """``write`` that also records the ``<what>_created`` audit event (``created``: what and
+    its id; ``fields``: what it was made with, no secret) in the same transaction."""
+
+    def audited(session: Session) -> T:
+        out = work(session)
+        record_created(session, created[0], created[1], key_id=who.key_id, fields=fields)
+        return out
+
+    return write(engine, audited)

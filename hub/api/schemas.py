@@ -73,10 +73,12 @@ class ProviderOut(BaseModel):
 
 class TariffIn(Tariff):
     """``protocol.tariff.Tariff`` (id, currency, timezone, components) plus a display name and
-    the instant version 1 takes effect (default: now)."""
+    the instant version 1 takes effect (default: now); ``offer``: the tariff may be offered to
+    customers whose past usage would have cost less on it (``hub.insights``)."""
 
     name: Annotated[str, StringConstraints(max_length=200)] = ""
     valid_from: AwareInstant | None = None
+    offer: bool = False
 
 
 class TariffVersionIn(Body):
@@ -96,6 +98,7 @@ class TariffOut(BaseModel):
     version: int
     valid_from: datetime
     components: list[dict[str, Any]]
+    offer: bool = False
 
 
 class CustomerIn(Body):
@@ -118,10 +121,11 @@ class CustomerPatch(Body):
     protected: bool | None = None
     alternate_account: Id | None = None
     credit_rules: CustomerRules | None = None
+    billing: Literal["prepaid", "postpaid"] | None = None
 
     @model_validator(mode="after")
     def _not_null(self) -> CustomerPatch:
-        for name in ("name", "protected", "credit_rules"):
+        for name in ("name", "protected", "credit_rules", "billing"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} may not be null")
         return self
@@ -177,6 +181,20 @@ class GatewayCreated(BaseModel):
     mqtt_password: str
 
 
+class SharerIn(Body):
+    """One user of a shared meter: ``weight`` its share (0: uses it, pays nothing)."""
+
+    customer: Id
+    weight: Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+Sharers = Annotated[list[SharerIn], Field(min_length=1, max_length=100)]
+
+
+def sharer_pairs(sharers: list[SharerIn] | None) -> list[tuple[str, int]] | None:
+    return None if sharers is None else [(s.customer, s.weight) for s in sharers]
+
+
 class MeterIn(Body):
     id: Id
     gateway: Id
@@ -185,6 +203,72 @@ class MeterIn(Body):
     service: Service = Service.ELECTRICITY
     # the register map the gateway reads it with (hardware/registers), checked against service
     model: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
+    # several users paying the meter's fee by weight (hub.services.meters)
+    sharers: Sharers | None = None
+
+
+class MeterPatch(Body):
+    """``PATCH /meters/{id}``: the meter's ``customer`` and ``sharers`` (null: none), from
+    ``from`` (default now; hub.services.meters)."""
+
+    customer: Id | None = None
+    sharers: Sharers | None = None
+    from_: Instant | None = Field(default=None, alias="from")
+
+    @model_validator(mode="after")
+    def _not_null(self) -> MeterPatch:
+        if "customer" in self.model_fields_set and self.customer is None:
+            raise ValueError("customer may not be null")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "customer" in self.model_fields_set:
+            out["customer"] = self.customer
+        if "sharers" in self.model_fields_set:
+            out["sharers"] = sharer_pairs(self.sharers)
+        if self.from_ is not None:
+            out["from"] = self.from_
+        return out
+
+
+Share = Annotated[str, StringConstraints(pattern=r"^(0|1)(\.[0-9]{1,12})?$")]
+
+
+class SupplyMixIn(Body):
+    """``POST /meters/{id}/supply-mix``: each generation provider's measured share (decimal
+    strings summing to exactly 1) in ``[from, to)``."""
+
+    from_: Instant = Field(alias="from")
+    to: Instant | None = None
+    shares: Annotated[dict[Id, Share], Field(min_length=1, max_length=32)]
+
+
+class SupplyMixOut(BaseModel):
+    id: int
+    meter: str
+    pool: str
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime | None
+    shares: dict[str, str]
+
+
+class BusOut(BaseModel):
+    """The meter's Modbus counters since its agent started and its poll state, from the
+    gateway's newest online status (``protocol.messages.BusHealth``)."""
+
+    reported_at: datetime
+    requests: int
+    errors: int
+    timeouts: int
+    exceptions: int
+    connection: int
+    frame: int
+    polls: int
+    failed_polls: int
+    skipped: int
+    state: str
+    last_error: str
 
 
 class MeterOut(BaseModel):
@@ -202,6 +286,7 @@ class MeterOut(BaseModel):
     # the status of the meter's newest disconnect/reconnect command when it is not yet applied
     # (queued, sent, rejected, expired): the relay may not be what the operator asked for
     pending_command: str | None = None
+    bus: BusOut | None = None  # GET /meters/{id} only: the gateway's newest bus report
 
 
 class TopupIn(Body):
@@ -216,6 +301,7 @@ class TopupOut(BaseModel):
     balance: Money
     currency: str = "USD"
     account: str = ""
+    payment: int | None = None  # its payment record: GET /payments/{id}
 
 
 class CommandIn(Body):
@@ -299,6 +385,21 @@ class EventOut(BaseModel):
     reason: str
     at: datetime
     data: dict[str, Any] | None = None
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    kind: str
+    actor: str  # "key:7", "gateway:gw-1", "job:NAME", "provider:ID", "cli", "hub:credit_control"
+    meter: str | None
+    reason: str
+    data: dict[str, Any] | None = None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    next_before: int | None  # pass as ?before= for the next (older) page; None: no more
 
 
 class NotificationOut(BaseModel):

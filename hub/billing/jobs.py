@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from sqlmodel import Session
+
+from hub.audit import job_audit
 from hub.billing.periods import Period
 from hub.billing.run import RunResult, run_billing
 from hub.billing.settings import BillingSettings
@@ -22,7 +25,13 @@ def subscriptions_job(db_url: str, now: str | None = None) -> int:
     engine = make_engine(db_url)
     try:
         until = Period.of(moment, settings.zone)
-        return run_tx(engine, lambda s: post_due(s.connection(), until, settings.zone))
+
+        def work(session: Session) -> int:
+            posted = post_due(session.connection(), until, settings.zone)
+            job_audit(session.connection(), "subscriptions", posted, {"until": str(until)})
+            return posted
+
+        return run_tx(engine, work)
     finally:
         engine.dispose()
 

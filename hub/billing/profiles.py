@@ -44,6 +44,8 @@ CHECKS: dict[str, tuple[Callable[[str], bool], str]] = {
     "delivery": (lambda v: v in DELIVERY, f"must be one of {', '.join(DELIVERY)}"),
     "service_class": (_short(64), "must be 1 to 64 characters"),
     "account_number": (_short(64), "must be 1 to 64 characters"),
+    # "yes": no automatic offers (hub.insights)
+    "offers_opt_out": (lambda v: v in ("yes", "no"), "must be yes or no"),
 }
 REQUIRED = ("address", "postal_code", "country", "delivery")
 

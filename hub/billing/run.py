@@ -1,5 +1,5 @@
 """A billing run (I/O around the pure core): one bill per customer for a closed period, every
-bill and its number written in one transaction."""
+bill, its number and its paper route (``printsites.route_paper``) written in one transaction."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from hub.billing import store
-from hub.billing.bill import billing_of, make_bill
+from hub.billing.bill import POSTPAID, billing_of, make_bill
 from hub.billing.ledgerview import load_entries, revenue_accounts
 from hub.billing.lines import Item, compose, entry_items, month_totals
 from hub.billing.periods import Period
+from hub.billing.printsites import route_paper
 from hub.billing.settings import BillingSettings
 from hub.billing.subscriptions import post_due
 from hub.errors import ConflictError
+from hub.payments.allocate import apply_credit
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,10 @@ def run_billing(
                           year=issued.year, seq=last, issued_on=issued.date(),
                           due_days=settings.bill_due_days)  # fmt: skip
         ids.append(store.insert_bill(conn, draft, now))
+        if draft.billing == POSTPAID:  # credit carried from earlier payments pays it first
+            apply_credit(conn, customer.id, customer.currency, settings.rules, now)
         events.append(store.bill_event(conn, ids[-1], draft, now))
     store.save_counter(conn, issuer, issued.year, last)
+    route_paper(conn, ids, issued.date(), now)  # paper bills: to their print site, that day
     log.info("billed %s: %d bills", period, len(ids))
     return RunResult(period, True, ids, events)

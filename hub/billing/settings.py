@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.payments.policy import Policy, policy
+
 
 class BillingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMSA_HUB_", extra="ignore")
@@ -22,12 +24,24 @@ class BillingSettings(BaseSettings):
     smtp_url: str = ""
     # the hub's public address, for the link in a bill's email
     public_url: str = "http://127.0.0.1:8080"
+    # the version of the policy that allocates payments to the tiers (hub.payments.policy)
+    allocation_policy: str = "1"
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
         ZoneInfo(value)  # raises for an unknown zone
         return value
+
+    @field_validator("allocation_policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        policy(value)  # raises for an unknown version
+        return value
+
+    @property
+    def rules(self) -> Policy:
+        return policy(self.allocation_policy)
 
     @property
     def zone(self) -> ZoneInfo:

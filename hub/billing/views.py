@@ -12,10 +12,12 @@ from sqlalchemy.engine import Connection
 from hub.billing import store
 from hub.billing.lines import UNIT_SCALE, display_quantity
 from hub.billing.periods import Period
+from hub.billing.printsites import delivery_entries
 from hub.billing.profiles import profile_of
-from hub.billing.render import bill_html, usage_chart
+from hub.billing.render import Window, bill_html, usage_chart
 from hub.errors import NotFoundError
 from hub.models import Customer, table
+from hub.payments.store import settled
 from protocol.money import to_major
 
 _customers = table(Customer)
@@ -47,9 +49,18 @@ def bill_document(conn: Connection, bill_id: int) -> dict[str, Any]:
         "balance": to_major(int(row.balance), cur),
         "amount_due": to_major(int(row.amount_due), cur),
         "due_date": row.due_date.isoformat() if row.due_date else None,
-        "reference": row.reference, "scan_line": row.scan_line, "status": row.status,
-        "issued_at": row.issued_at.isoformat(), "delivery": [],
+        "reference": row.reference, "scan_line": row.scan_line, "status": status_of(conn, row),
+        "issued_at": row.issued_at.isoformat(),
+        "delivery": delivery_entries(conn, int(row.id), cur),
     }  # fmt: skip
+
+
+def status_of(conn: Connection, row: Any) -> str:
+    """An open bill is ``paid`` once allocations (hub.payments) settled it and every bill
+    before it; bills themselves are never updated."""
+    if row.status == "open" and settled(conn, row.customer_id, row.period):
+        return "paid"
+    return str(row.status)
 
 
 def bill_summaries(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
@@ -57,7 +68,7 @@ def bill_summaries(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
     return [
         {"id": int(r.id), "number": r.number, "period": r.period,
          "charges": to_major(int(r.charges), r.currency),
-         "amount_due": to_major(int(r.amount_due), r.currency), "status": r.status}
+         "amount_due": to_major(int(r.amount_due), r.currency), "status": status_of(conn, r)}
         for r in store.customer_bills(conn, customer_id)
     ]  # fmt: skip
 
@@ -105,8 +116,9 @@ def usage_by_month(conn: Connection, customer_id: str, period: Period) -> dict[s
     return out
 
 
-def bill_page(conn: Connection, bill_id: int) -> str:
-    """The bill as an HTML page (the PDF is made from the same page)."""
+def bill_page(conn: Connection, bill_id: int, *, window: bool = False) -> str:
+    """The bill as an HTML page (the PDF is made from the same page); ``window``: with the
+    address block of a DL window envelope, for printing (``render.Window``)."""
     bill = bill_document(conn, bill_id)
     period = Period.parse(bill["period"])
     months = [period]
@@ -118,5 +130,12 @@ def bill_page(conn: Connection, bill_id: int) -> str:
     fields = profile_of(conn, bill["customer"])["fields"]
     address = ", ".join(fields[f]["value"] for f in ("address", "postal_code", "country")
                         if f in fields)  # fmt: skip
-    return bill_html(bill, customer_name=str(name or bill["customer"]), address=address or None,
-                     chart=chart)  # fmt: skip
+    customer_name = str(name or bill["customer"])
+    envelope = None
+    if window:
+        envelope = Window.of(issuer=bill["number"].split("-")[0], notes=f"Bill {bill['number']}",
+                             name=customer_name, address=fields.get("address", {}).get("value", ""),
+                             postal_code=fields.get("postal_code", {}).get("value", ""),
+                             country=fields.get("country", {}).get("value", ""))  # fmt: skip
+    return bill_html(bill, customer_name=customer_name, address=address or None, chart=chart,
+                     window=envelope)  # fmt: skip

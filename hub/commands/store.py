@@ -103,7 +103,9 @@ def enqueue_many(
 def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
     """Open, unexpired commands whose next try has come, credit states first (a draw must reach
     the agent before it would cut on its own), then oldest first; each is given its next try
-    time (back-off doubling from ``RETRY_FIRST`` to ``RETRY_MAX``)."""
+    time (back-off doubling from ``RETRY_FIRST`` to ``RETRY_MAX``). On PostgreSQL the rows are
+    locked, and rows another hub process's dispatcher holds are skipped (``SKIP LOCKED``), so
+    each try of a command is published by one process."""
     rows = conn.execute(
         select(T_COMMANDS.c.id, T_COMMANDS.c.gateway_id, T_COMMANDS.c.payload,
                T_COMMANDS.c.attempts, T_GATEWAYS.c.epoch, T_GATEWAYS.c.command_key)
@@ -112,6 +114,7 @@ def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
                T_COMMANDS.c.expires_at > now)
         .order_by(case((T_COMMANDS.c.grp == "credit", 0), else_=1), T_COMMANDS.c.created_at,
                   T_COMMANDS.c.id).limit(limit)
+        .with_for_update(of=T_COMMANDS, skip_locked=True)
     ).all()  # fmt: skip
     by_attempts: dict[int, list[str]] = {}
     for row in rows:

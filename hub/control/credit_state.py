@@ -3,7 +3,8 @@
 ``credit_state`` reads one meter's paying balance, its rating state (carry, highest contiguous
 seq), the tariff version in force and the credit rules, and builds a ``CreditState``. Rules
 come from the paying customer's ``flags["credit_rules"]`` (fields of ``CreditRules``) and its
-``protected`` flag; anything not given takes the ``CreditRules`` default.
+``protected`` flag; anything not given takes the ``CreditRules`` default. A meter paid by
+several accounts is sent its payers' combined balance and rules (``hub.control.combined``).
 
 The ``queue_*`` functions write the signed ``credit`` commands to the durable command table
 (``hub.commands.store``), from which the dispatcher publishes them until the agent applies them.
@@ -22,11 +23,18 @@ from sqlalchemy.engine import Connection
 
 from hub.billing.bill import POSTPAID, billing_of
 from hub.commands.store import enqueue
+from hub.control.combined import PayerCredit, combine
 from hub.control.commands import DEFAULT_TTL, credit_command
 from hub.control.rules import Policy
 from hub.db import write_tx
 from hub.models import Account, Customer, Gateway, Meter, MeterCarry, table
-from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, paying_account
+from hub.rating.payers import (
+    SplitRuleError,
+    contributors,
+    load_sharers,
+    payer_weights,
+    paying_account,
+)
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories
 from hub.tokens.store import setup as token_setup
@@ -103,6 +111,29 @@ def alternate_headroom(conn: Connection, customer_ids: Iterable[str]) -> dict[st
     return headroom
 
 
+def payer_credits(
+    conn: Connection, account_ids: Iterable[str], balances: Mapping[str, int] | None = None
+) -> dict[str, PayerCredit]:
+    """Each existing account's balance (``balances`` where given, else read) and credit rules
+    (its customer's, with its alternate headroom; defaults for an account without a customer),
+    in account id order."""
+    ids = sorted(set(account_ids))
+    found = {a: int(b) for a, b in conn.execute(
+        select(_accounts.c.id, _accounts.c.balance).where(_accounts.c.id.in_(ids)))}  # fmt: skip
+    found.update({a: b for a, b in (balances or {}).items() if a in found})
+    custs = {r.id: r for r in conn.execute(
+        select(_customers.c.id, _customers.c.flags, _customers.c.protected)
+        .where(_customers.c.id.in_(ids)))}  # fmt: skip
+    headroom = alternate_headroom(conn, ids)
+    out: dict[str, PayerCredit] = {}
+    for account in sorted(found):
+        cust = custs.get(account)
+        rules = credit_rules(cust.flags if cust else None, bool(cust and cust.protected),
+                             headroom.get(account, 0))  # fmt: skip
+        out[account] = PayerCredit(account, found[account], rules)
+    return out
+
+
 def build_state(
     tariff: Tariff, balance: int, state: MeterState, rules: CreditRules,
     tokens: TokenSetup | None = None,
@@ -136,24 +167,18 @@ def credit_state(conn: Connection, meter_id: str, now: datetime | None = None) -
     except SplitRuleError as exc:
         raise LookupError(f"meter {meter_id!r}: {exc}") from exc
     account_id = paying_account(meter.customer_id, weights)
-    balance = conn.execute(
-        select(_accounts.c.balance).where(_accounts.c.id == account_id)
-    ).scalar_one_or_none()
-    if balance is None:
-        raise LookupError(f"meter {meter_id!r}: unknown paying account {account_id!r}")
-    customer = conn.execute(
-        select(_customers.c.flags, _customers.c.protected).where(_customers.c.id == account_id)
-    ).first()
-    protected = bool(customer and customer.protected)
-    headroom = alternate_headroom(conn, [account_id]).get(account_id, 0)
-    rules = credit_rules(customer.flags if customer else None, protected, headroom)
+    payers = payer_credits(conn, contributors(weights))
+    missing = sorted(set(contributors(weights)) - set(payers))
+    if missing:
+        raise LookupError(f"meter {meter_id!r}: unknown paying account(s) {missing}")
+    balance, rules = combine(payers[account_id].rules, list(payers.values()))
     history = load_histories(conn, [meter.tariff_id]).get(meter.tariff_id)
     if history is None:
         raise LookupError(f"tariff {meter.tariff_id!r} has no version")
     text = conn.execute(select(_carry.c.state).where(_carry.c.meter_id == meter_id)).scalar()
     tariff = history.at(now or datetime.now(UTC))
     tokens = token_setup(conn, meter_id, key)
-    state = build_state(tariff, int(balance), MeterState.load(text), rules, tokens)
+    state = build_state(tariff, balance, MeterState.load(text), rules, tokens)
     return MeterCredit(meter_id, meter.gateway_id, key, account_id, state)
 
 

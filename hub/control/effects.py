@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from hub.audit import CREDIT_CONTROL
 from hub.control.state import AccountCtx
 from hub.events import event_json, record_event
 from hub.ledger import set_floor
@@ -51,9 +52,12 @@ class Plan:
         rule: str = "",
         command_id: str | None = None,
         notify: bool = True,
+        actor: str = CREDIT_CONTROL,
     ) -> int:
-        """Store an event (the database outbox), log it, and queue its notification."""
-        event = record_event(session, kind, meter_id=meter_id, reason=reason, data=data)
+        """Store an event (the database outbox, audited as caused by ``actor``: the credit
+        rules unless an operator's key), log it, and queue its notification."""
+        event = record_event(session, kind, meter_id=meter_id, reason=reason, data=data,
+                             actor=actor)  # fmt: skip
         self.actions.append(Action(kind, meter_id, reason, rule, command_id, event.id))
         log.info("credit control: %s %s: %s", kind, meter_id, reason)
         if notify and kind in NOTIFY_KINDS:

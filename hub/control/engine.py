@@ -3,7 +3,8 @@
 :class:`CreditControl` is called after every posting that changes a balance (ingest, after a
 batch commits, with the meters touched), after a top-up commits (the API), periodically
 (``tick``: grace periods and friendly windows end without any posting) and for operator
-actions. For each paying account, in one transaction:
+actions. For each paying account, in one transaction (a meter paid by several accounts: steps 1
+and 2 per payer, step 3 on their combined credit, ``hub.control.combined``):
 
 1. alternate draw (claim 21): below zero and with an alternate account, move what the rule
    says from it (within its floor and ``alternate_limit``), an ``alternate_draw`` entry and
@@ -33,7 +34,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
+from hub.audit import key_actor
 from hub.commands.store import enqueue
+from hub.control.combined import PayerCredit, combine
 from hub.control.commands import DEFAULT_TTL, build_command
 from hub.control.credit_state import alternate_headroom, credit_rules, queue_credit_states
 from hub.control.effects import BY, Action, Plan, restore_floor
@@ -146,7 +149,7 @@ class CreditControl:
                 apply_recovery(session, account_id, entry_id, plan)
             ids = meters_of(conn, account_id)
             views = meter_views(conn, ids, now)
-            plan.credit_meters.update(v.id for v in views if v.account_id == account_id)
+            plan.credit_meters.update(v.id for v in views if account_id in v.payers)
             self._evaluate(session, views, now, plan)
             return plan
 
@@ -172,7 +175,12 @@ class CreditControl:
         return plan.actions
 
     def operator(
-        self, meter_id: str, action: str, reason: str, *, by: Mapping[str, Any] | None = None
+        self,
+        meter_id: str,
+        action: str,
+        reason: str,
+        *,
+        by: Mapping[str, Any] | None = None,
     ) -> tuple[str, str, int]:
         """An operator's ``disconnect`` / ``reconnect`` with a reason: the rules' memory learns
         it (a manual cut-off is never undone automatically; a manual reconnect starts a fresh
@@ -202,7 +210,8 @@ class CreditControl:
             data = {"by": "operator", **(by or {}), "command_id": command["id"],
                     "status": QUEUED}  # fmt: skip
             plan.record(session, action, meter_id, reason, data, rule="operator",
-                        command_id=command["id"], notify=False)  # fmt: skip
+                        command_id=command["id"], notify=False,
+                        actor=key_actor((by or {}).get("key_id")))  # fmt: skip
             return plan
 
         plan = self._run_plan(work)
@@ -214,24 +223,34 @@ class CreditControl:
     def _evaluate(
         self, session: Session, views: list[MeterView], now: datetime, plan: Plan
     ) -> None:
+        """Per paying account (in id order, each locked): alternate draw and emergency credit;
+        then per meter, the rules on its payers' combined credit (``hub.control.combined``:
+        one payer's own balance and rules for a meter it pays alone)."""
         conn = session.connection()
-        by_account: dict[str, list[MeterView]] = {}
-        for view in views:
-            by_account.setdefault(view.account_id, []).append(view)
-        for account_id in sorted(by_account):
+        ctxs: dict[str, AccountCtx] = {}
+        for account_id in sorted({a for view in views for a in view.payers}):
             ctx = account_ctx(conn, account_id)
             if ctx is None:
                 continue
-            ctx.meters = by_account[account_id]
+            ctx.meters = [view for view in views if account_id in view.payers]
             self._draw(session, ctx, plan)
             self._emergency(session, ctx, plan)
-            rules = ctx.rules
-            if ctx.alternate_id is not None:  # as the agent is told: no cut while it can draw
-                headroom = alternate_headroom(conn, [ctx.id]).get(ctx.id, 0)
-                rules = rules.model_copy(update={"alternate_available": headroom})
-            for view in ctx.meters:
-                decision, view.memory = evaluate(ctx.balance, rules, view.zone, view.memory, now)
-                self._apply(session, ctx, view, decision, plan)
+            ctxs[account_id] = ctx
+        headroom = alternate_headroom(conn, [c.id for c in ctxs.values() if c.alternate_id])
+        for view in views:
+            payers = [ctxs[a] for a in view.payers if a in ctxs]
+            if view.account_id not in ctxs or len(payers) != len(view.payers):
+                log.warning("credit control skips %s: a paying account is missing", view.id)
+                continue
+            # as the agent is told: no cut while an alternate account can still be drawn on
+            credits = [PayerCredit(c.id, c.balance, c.rules if c.alternate_id is None else
+                                   c.rules.model_copy(update={
+                                       "alternate_available": headroom.get(c.id, 0)}))
+                       for c in payers]  # fmt: skip
+            primary = next(c.rules for c in credits if c.account == view.account_id)
+            balance, rules = combine(primary, credits)
+            decision, view.memory = evaluate(balance, rules, view.zone, view.memory, now)
+            self._apply(session, ctxs[view.account_id], view, decision, plan, balance=balance)
         save_memories(conn, views)
 
     def _draw(self, session: Session, ctx: AccountCtx, plan: Plan) -> None:
@@ -286,11 +305,15 @@ class CreditControl:
             restore_floor(session, ctx, plan, "balance back at or above zero")
 
     def _apply(
-        self, session: Session, ctx: AccountCtx, view: MeterView, decision: Decision, plan: Plan
-    ) -> None:
+        self, session: Session, ctx: AccountCtx, view: MeterView, decision: Decision, plan: Plan,
+        *, balance: int,
+    ) -> None:  # fmt: skip
         if decision.action == "none":
             return
-        base = {"by": BY, "rule": decision.rule, "account": ctx.id, "balance": ctx.balance}
+        base: dict[str, Any] = {"by": BY, "rule": decision.rule, "account": ctx.id,
+                                "balance": balance}  # fmt: skip
+        if len(view.payers) > 1:  # a shared meter: ``balance`` is the payers' combined one
+            base["payers"] = list(view.payers)
         if decision.action == "prompt":
             kind = "operator_alert" if decision.rule == "protected" else "low_credit"
             command = self._command(session.connection(), plan, view.command_key,

@@ -26,6 +26,7 @@ from hub.models import Account, Customer, Gateway, Meter, table
 from hub.rating.payers import (
     Sharer,
     SplitRuleError,
+    contributors,
     load_sharers,
     payer_weights,
     paying_account,
@@ -49,11 +50,12 @@ class MeterView:
     gateway_id: str
     command_key: str
     customer_id: str  # whose row keeps the memory
-    account_id: str  # whose balance the meter enforces
+    account_id: str  # the primary payer: whose rules the meter follows
     relay: str  # as the agent last reported it: on / off / unknown
     zone: ZoneInfo
     memory: Memory
     stored: Memory  # as read: written back only when the rules changed it
+    payers: tuple[str, ...] = ()  # every contributing payer, in id order (hub.control.combined)
 
 
 @dataclass
@@ -67,7 +69,7 @@ class AccountCtx:
     rules: CreditRules
     policy: Policy
     alternate_id: str | None
-    meters: list[MeterView] = field(default_factory=list)
+    meters: list[MeterView] = field(default_factory=list)  # the meters it pays a share of
 
 
 def meter_views(conn: Connection, meter_ids: Iterable[str], now: datetime) -> list[MeterView]:
@@ -94,7 +96,7 @@ def meter_views(conn: Connection, meter_ids: Iterable[str], now: datetime) -> li
         if r.customer_id is None:
             continue
         try:
-            account_id = _paying(r.customer_id, shared.get(r.id, ()), r.split_rule)
+            account_id, payers = _paying(r.customer_id, shared.get(r.id, ()), r.split_rule)
         except LookupError as exc:
             log.warning("credit control skips %s: %s", r.id, exc)
             continue
@@ -103,7 +105,7 @@ def meter_views(conn: Connection, meter_ids: Iterable[str], now: datetime) -> li
         if where not in zones:
             zones[where] = _zone(conn, r.timezone, r.tariff_id, now)
         out.append(MeterView(r.id, r.gateway_id, r.command_key, r.customer_id, account_id,
-                             str(r.relay), zones[where], memory, memory))  # fmt: skip
+                             str(r.relay), zones[where], memory, memory, payers))  # fmt: skip
     return out
 
 
@@ -189,14 +191,17 @@ def _flags(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
     return {r.id: dict(r.flags or {}) for r in rows}
 
 
-def _paying(customer: str, sharers: tuple[Sharer, ...], split_rule: Any) -> str:
+def _paying(
+    customer: str, sharers: tuple[Sharer, ...], split_rule: Any
+) -> tuple[str, tuple[str, ...]]:
+    """The primary payer and every contributing payer (in id order)."""
     if not sharers and not split_rule:
-        return customer
+        return customer, (customer,)
     try:
         weights = payer_weights(customer, sharers, split_rule)
     except SplitRuleError as exc:
         raise LookupError(str(exc)) from exc
-    return paying_account(customer, weights)
+    return paying_account(customer, weights), tuple(contributors(weights))
 
 
 def _zone(conn: Connection, name: str | None, tariff_id: str | None, now: datetime) -> ZoneInfo:

@@ -27,10 +27,13 @@ from sqlalchemy import Engine, delete, func, insert, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from hub.control.credit_state import alternate_headroom
+from hub.audit import usage_audit_rows
+from hub.control.combined import combine
+from hub.control.credit_state import alternate_headroom, payer_credits
 from hub.db import is_retryable, read_tx, write_tx
 from hub.errors import HubError
 from hub.ingest.events import apply_statuses, store_events
+from hub.ingest.group import lock_gateways
 from hub.ingest.model import (
     CHUNK,
     EPOCH,
@@ -87,10 +90,11 @@ from hub.ingest.reads import (
     reset_claims,
     save_states,
 )
-from hub.ingest.restarts import Restarts
+from hub.ingest.restarts import Restarts, Screened
 from hub.ledger import AccountState, BatchResult, UsagePosting, post_usage_batch
 from hub.ledger.bulk import execute_many, select_in
 from hub.ledger.posting import apply_deltas
+from hub.rating.payers import SplitRuleError, contributors, payer_weights
 from hub.rating.state import MeterState
 from hub.rating.tariffs import load_histories, version_counts
 from hub.tokens.store import setups as token_setups
@@ -123,6 +127,8 @@ class BatchProcessor:
         currency: str = "USD",
         hold_s: float = 30.0,
         owns: Callable[[str], bool] | None = None,
+        *,
+        shared: bool = False,
     ) -> None:
         self.engine = engine
         self.currency = currency
@@ -130,16 +136,23 @@ class BatchProcessor:
         # ``owns(gateway_id)``: whether this processor settles that gateway's meters (several
         # settling processes each own a shard of the gateways; None: all of them). It rates,
         # holds and releases records, and writes rating states, of its own meters only.
-        self.owns = owns
+        self.shard_owns = owns
+        # ``shared``: other processes settle the same gateways (an ingest group, PostgreSQL,
+        # ``hub.ingest.group``): a batch settles a gateway only under its lock, in one
+        # transaction, reading every state afresh (nothing cached between batches).
+        self.shared = shared
+        self._locked: set[str] = set()
+        self.owns = self._owns_locked if shared else owns
         # Meter rating states as last committed by this processor. Each meter's state has one
         # writer (the processor owning its gateway, one consumer per persistent MQTT session),
-        # so after a commit the cache equals the table; any failure empties it.
+        # so after a commit the cache equals the table; any failure empties it. Unused when
+        # ``shared``.
         self._cache: dict[str, MeterState] = {}
         # Event quotas of this processor's gateways (each gateway has one settler).
         self.quota = EventQuota()
         self._quota_flagged: dict[str, float] = {}
         # Gateways whose store started over (a new epoch) and where their meters resume.
-        self.restarts = Restarts(owns)
+        self.restarts = Restarts(self.owns)
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -210,7 +223,39 @@ class BatchProcessor:
             conn.execute(insert(T_QUARANTINE), work.quarantine)
         return Outcome(counts=work.counts)
 
+    def _owns_locked(self, gateway: str) -> bool:
+        """Shared: a gateway this batch holds the lock of (and this process's shard owns)."""
+        own = self.shard_owns
+        return gateway in self._locked and (own is None or own(gateway))
+
     def _run(self, items: Sequence[Inbound], now: datetime) -> Outcome:
+        if self.shared:
+            return self._run_locked(items, now)
+        return self._run_alone(items, now)
+
+    def _run_locked(self, items: Sequence[Inbound], now: datetime) -> Outcome:
+        """``_run_alone`` for a shared processor: read, plan and write in ONE transaction that
+        first locks every gateway it touches (``hub.ingest.group``)."""
+        work, out = self._decoded(items, now)
+        self._cache.clear()
+        self.restarts.forget()
+        with write_tx(self.engine) as conn:
+            gateways = {r.gateway for r in work.usage} | {g for g, _ in work.events}
+            gateways |= set(work.statuses)
+            gateways |= {r.gateway_id for r in due_pending(conn, work.now - self.hold)}
+            own = self.shard_owns
+            self._locked = {g for g in gateways if own is None or own(g)}
+            lock_gateways(conn, self._locked)
+            try:
+                restarted = self.restarts.screen(conn, work)
+                rated = self._usage(conn, work, out)
+                self._write(conn, work, out, rated, restarted)
+            finally:
+                self._locked = set()
+        self.restarts.forget()
+        return out
+
+    def _run_alone(self, items: Sequence[Inbound], now: datetime) -> Outcome:
         """Decode, then rate in a read transaction, then write in one write transaction.
 
         Rating reads, besides configuration, only rows of this processor's own meters (rating
@@ -219,30 +264,44 @@ class BatchProcessor:
         Should another writer still post one of the same records, the ledger's (meter, seq)
         check refuses it and the batch is retried from fresh state (``BatchConflictError``).
         """
-        work = Work(now=now)
-        for item in items:
-            self._decode(item, work)
-        out = Outcome(counts=work.counts, settled=work.settled)
+        work, out = self._decoded(items, now)
         with read_tx(self.engine) as conn:
             restarted = self.restarts.screen(conn, work)  # before rating: see restarts.py
             rated = self._usage(conn, work, out)
         with write_tx(self.engine) as conn:
-            credits = self._commit_usage(conn, work, out, rated) if rated is not None else {}
-            self.restarts.write(conn, restarted, work.now)
-            store_events(conn, work, lambda gw: self.quota.admit(gw, time.monotonic()))
-            self._flag_quota(conn, work)
-            apply_statuses(conn, work)
-            if work.quarantine:
-                conn.execute(insert(T_QUARANTINE), work.quarantine)
-            pending = conn.execute(select(func.count()).select_from(T_PENDING)).scalar_one()
-            out.pending = int(pending)
-            # The providers' balances last: every settler's batch credits the same few
-            # provider rows, whose locks (PostgreSQL) are then held only for the commit.
-            apply_deltas(conn, credits)
+            self._write(conn, work, out, rated, restarted)
         self.restarts.committed(restarted)
         return out
 
+    def _write(
+        self,
+        conn: Connection,
+        work: Work,
+        out: Outcome,
+        rated: RatedUsage | None,
+        restarted: Screened,
+    ) -> None:
+        """Everything the batch decided, in the write transaction ``conn``."""
+        credits = self._commit_usage(conn, work, out, rated) if rated is not None else {}
+        self.restarts.write(conn, restarted, work.now)
+        store_events(conn, work, lambda gw: self.quota.admit(gw, time.monotonic()))
+        self._flag_quota(conn, work)
+        apply_statuses(conn, work)
+        if work.quarantine:
+            conn.execute(insert(T_QUARANTINE), work.quarantine)
+        pending = conn.execute(select(func.count()).select_from(T_PENDING)).scalar_one()
+        out.pending = int(pending)
+        # The providers' balances last: every settler's batch credits the same few
+        # provider rows, whose locks (PostgreSQL) are then held only for the commit.
+        apply_deltas(conn, credits)
+
     # -- decoding (no database) ---------------------------------------------------------------
+
+    def _decoded(self, items: Sequence[Inbound], now: datetime) -> tuple[Work, Outcome]:
+        work = Work(now=now)
+        for item in items:
+            self._decode(item, work)
+        return work, Outcome(counts=work.counts, settled=work.settled)
 
     def _decode(self, item: Inbound, work: Work) -> None:
         work.counts["messages"] += 1
@@ -374,6 +433,10 @@ class BatchProcessor:
                           released=rated.released, events=rated.events,
                           mismatches=rated.mismatches, carries=rated.carries)  # fmt: skip
         self._mark_online(conn, rated.meters, rated.seen, work)
+        if result is not None and result.posted:
+            gateways = {m: rated.meters[m].gateway_id for m, _, _ in result.posted}
+            conn.execute(insert(T_EVENTS), usage_audit_rows(work.now, result.posted,
+                                                            rated.postings, gateways))  # fmt: skip
         posted = result.accounts if result is not None else {}
         if rated.touched:
             self._credit(conn, out, rated.meters, rated.payers, rated.touched, posted=posted)
@@ -462,13 +525,15 @@ class BatchProcessor:
     ) -> None:
         """Each touched meter's credit state. ``posted``: accounts as the ledger read them after
         posting the batch; the balances of other paying accounts (none usually) are read."""
-        accounts = sorted(set(payers.values()))
+        shared = {m: c for m in touched if len(c := _contributors(meters[m])) > 1}
+        accounts = sorted(set(payers.values()) | {a for c in shared.values() for a in c})
         balances = {a: posted[a].balance for a in accounts if a in posted}
         unread = [a for a in accounts if a not in posted]
         balances.update(select_in(conn, T_ACCOUNTS, ("id", "balance"), "id", unread))
         customers = {cid: (flags, protected) for cid, flags, protected in select_in(
             conn, T_CUSTOMERS, ("id", "flags", "protected"), "id", accounts)}  # fmt: skip
         headroom = alternate_headroom(conn, customers)
+        combined = payer_credits(conn, accounts, balances) if shared else {}
         gateways = sorted({meters[m].gateway_id for m in touched})
         keys: dict[str, str] = dict(select_in(conn, T_GATEWAYS, ("id", "command_key"), "id",
                                               gateways))  # fmt: skip
@@ -477,19 +542,33 @@ class BatchProcessor:
             paying = payers[meter_id]
             meter = meters[meter_id]
             flags, protected = customers.get(paying, (None, False))
+            balance, rules = int(balances.get(paying, 0)), None
+            if meter_id in shared and paying in combined:  # hub.control.combined
+                credits = [combined[a] for a in shared[meter_id] if a in combined]
+                balance, rules = combine(combined[paying].rules, credits)
             out.credit[meter_id] = CreditInfo(
                 meter_id=meter_id,
                 gateway_id=meter.gateway_id,
                 command_key=keys.get(meter.gateway_id, ""),
                 account_id=paying,
-                balance=int(balances.get(paying, 0)),
+                balance=balance,
                 tariff=tariff,
                 state=state,
                 flags=flags,
                 protected=bool(protected),
                 alternate_available=headroom.get(paying, 0),
                 tokens=tokens.get(meter_id),
+                rules=rules,
             )
+
+
+def _contributors(meter: MeterCfg) -> list[str]:
+    """The accounts paying a positive share of ``meter`` now (none if they cannot be told)."""
+    try:
+        return contributors(payer_weights(meter.customer_id, tuple(meter.sharers),
+                                          meter.split_rule))  # fmt: skip
+    except SplitRuleError:
+        return []
 
 
 @dataclass

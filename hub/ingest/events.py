@@ -1,7 +1,7 @@
 """Gateway events (stored once per id, relay state followed, command acknowledgements settling
 the command table) and gateway status (meters online or offline, ``meter_offline`` and
 ``meter_online`` events on the change, the gateway's open commands due again when it comes
-online).
+online, each meter's bus health: ``hub.ingest.bus``).
 
 An event is attributed by its topic only: the payload's ``data`` cannot name another gateway or
 event id, a ``command_ack`` can settle only a command addressed to its own gateway, and kinds
@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from hub.commands.store import settle, wake_gateway
 from hub.events import FACT_FAMILIES, joined, same_fact
+from hub.ingest.bus import bus_reports, store_bus
 from hub.ingest.model import (
     CHUNK,
     RELAY_OFF,
@@ -155,6 +156,7 @@ def apply_statuses(conn: Connection, work: Work) -> None:
             wake_gateway(conn, gateway, work.now)
         rows = conn.execute(select(T_METERS.c.id, T_METERS.c.online, T_METERS.c.last_seen_at)
                             .where(T_METERS.c.gateway_id == gateway)).all()  # fmt: skip
+        store_bus(conn, bus_reports(gateway, status, {r.id for r in rows}, work.now))
         flipped = [r for r in rows if bool(r.online) != online]
         if not flipped:
             continue

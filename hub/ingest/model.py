@@ -25,16 +25,17 @@ from hub.models import (
 )
 from hub.models import Gateway as GatewayRow
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX
-from hub.rating.payers import Sharer
+from hub.rating.payers import PayerPeriod, Sharer
 from hub.rating.state import MeterState
 from protocol import topics
 from protocol.messages import (
-    Event as EventMsg,
-)
-from protocol.messages import (
+    CreditRules,
     Status,
     TokenSetup,
     UsageRecord,
+)
+from protocol.messages import (
+    Event as EventMsg,
 )
 from protocol.tariff import Tariff
 
@@ -86,6 +87,9 @@ class CreditInfo:
     protected: bool
     alternate_available: int = 0
     tokens: TokenSetup | None = None  # read with ``balance`` (hub.tokens.store.setup)
+    # a meter paid by several accounts: ``balance`` is their sum and these the rules it is sent
+    # (hub.control.combined); None: the paying customer's own rules
+    rules: CreditRules | None = None
 
 
 @dataclass
@@ -126,6 +130,7 @@ class MeterCfg:
     relay: str
     last_seen_at: datetime | None
     sharers: list[Sharer] = field(default_factory=list)
+    periods: tuple[PayerPeriod, ...] = ()  # its payer history (hub.rating.payers), if any
     problem: str | None = None
 
 

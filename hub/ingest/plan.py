@@ -38,7 +38,13 @@ from hub.ingest.model import InvalidHeld, MeterCfg, Rec
 from hub.ledger import UsagePosting
 from hub.rating.engine import Rated, rate
 from hub.rating.mix import MixWindow, proportions
-from hub.rating.payers import SplitRuleError, payer_weights, paying_account, portions
+from hub.rating.payers import (
+    SplitRuleError,
+    payer_weights,
+    paying_account,
+    period_at,
+    portions,
+)
 from hub.rating.register import Claim, Edge, Placed, Refused, place
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory
@@ -330,6 +336,19 @@ class _Run:
         self.postings: list[UsagePosting] = []
         self.windows = catalog.mixes.get(inputs.meter.id)
         self.asked_claims = False
+        self.by_period: dict[datetime, dict[str, int]] = {}
+
+    def weights_at(self, moment: datetime) -> dict[str, int]:
+        """The payers' weights for an interval starting at ``moment``: the meter's payer
+        history's period then (``hub.rating.payers.period_at``), else its current payers."""
+        meter = self.inputs.meter
+        if not meter.periods:
+            return self.weights
+        period = period_at(meter.periods, moment)
+        if period.start not in self.by_period:
+            self.by_period[period.start] = payer_weights(period.customer, period.sharers,
+                                                         meter.split_rule)  # fmt: skip
+        return self.by_period[period.start]
 
     def claims(self) -> Sequence[Claim]:
         """The gateway's reset claims (``place`` asks only when a record could open a
@@ -424,12 +443,15 @@ class _Run:
         windows = self.windows
         mix = proportions(windows, r.start, r.end) if windows else {}
         rated = rate(tariff, at, r, mix=mix, month_to_date=mtd, in_order=in_order)
-        return rated, mix, self.posting(tariff, r, rated, placed.segment)
+        return rated, mix, self.posting(tariff, r, rated, placed.segment, mix=mix)
 
-    def posting(self, tariff: Tariff, r: UsageRecord, rated: Rated, segment: int) -> UsagePosting:
+    def posting(
+        self, tariff: Tariff, r: UsageRecord, rated: Rated, segment: int, *,
+        mix: Mapping[str, Mapping[str, Fraction]],
+    ) -> UsagePosting:  # fmt: skip
         meter = self.inputs.meter
         lines: list[tuple[str, int]] = [
-            (a, -v) for a, v in portions(rated.debit, self.weights).items()
+            (a, -v) for a, v in portions(rated.debit, self.weights_at(r.start)).items()
         ]
         providers = self.catalog.providers
         credits: dict[str, int] = {}
@@ -440,6 +462,9 @@ class _Run:
         lines.extend(sorted(credits.items()))
         meta: dict[str, Any] = {"tariff": tariff.id, "version": tariff.version,
                                 "energy": r.energy}  # fmt: skip
+        if mix:  # the measured supply mix used (hub.rating.mix), exact fractions per pool
+            meta["mix"] = {pool: {g: str(v) for g, v in sorted(gens.items())}
+                           for pool, gens in sorted(mix.items())}  # fmt: skip
         if meter.split_rule and meter.split_rule.get("selection"):
             meta["selection"] = meter.split_rule["selection"]
         return UsagePosting(

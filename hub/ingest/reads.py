@@ -29,7 +29,7 @@ from hub.ingest.model import (
 from hub.ingest.plan import Late
 from hub.ledger.bulk import bulk_insert, select_in
 from hub.rating.mix import MixWindow
-from hub.rating.payers import load_sharers
+from hub.rating.payers import load_periods, load_sharers
 from hub.rating.register import Claim, Edge
 from hub.rating.state import MeterState
 from hub.rating.tariffs import TariffHistory
@@ -49,6 +49,8 @@ def load_meters(conn: Connection, ids: Iterable[str]) -> dict[str, MeterCfg]:
         out[mid] = MeterCfg(mid, gateway, customer, tariff, rule, bool(online), relay, seen)
     for mid, sharers in load_sharers(conn, out).items():  # each meter's in customer_id order
         out[mid].sharers.extend(sharers)
+    for mid, periods in load_periods(conn, out).items():
+        out[mid].periods = periods
     accounts = {a for m in out.values() for a in (m.split_rule or {}).get("accounts", {})}
     if accounts:
         known = {row[0] for row in select_in(conn, T_ACCOUNTS, ("id",), "id", sorted(accounts))}

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-wait", type=float, default=0.05)
     parser.add_argument("--workers", type=int, default=2, help="settling processes")
     parser.add_argument("--currency", default="USD")
+    parser.add_argument("--group", help="settle as one member of this ingest group (PostgreSQL)")
     parser.add_argument("--credit-interval", type=float, default=5.0)
     parser.add_argument("--migrate", action="store_true", help="create or upgrade the schema")
     parser.add_argument("--log-level", default="WARNING")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         service = IngestService(engine, args.mqtt, args.client_id, args.batch_size,
                                 args.batch_wait, args.currency,
                                 credit_interval_s=args.credit_interval,
-                                workers=args.workers)  # fmt: skip
+                                workers=args.workers, group=args.group)  # fmt: skip
     except (HubError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

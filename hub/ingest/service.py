@@ -41,6 +41,7 @@ from hub.control.credit_state import (
 )
 from hub.control.engine import CreditControl
 from hub.db import write_tx
+from hub.ingest.group import Slot, check_name, require_postgresql
 from hub.ingest.model import CreditInfo
 from hub.ingest.outlet import CommandPath
 from hub.ingest.transport.messages import (
@@ -95,8 +96,12 @@ class IngestService:
         credit_control: bool = True,
         commands: CommandPath | None = None,
         control: CreditControl | None = None,
+        ca_file: str | None = None,
+        group: str | None = None,
     ) -> None:
-        """``commands``: the dispatcher and its outlet; ``control``: the process's credit control
+        """``group``: settle as one member of that ingest group (``hub.ingest.group``,
+        PostgreSQL): a shared subscription, and the client id ``CLIENT_ID-GROUP-SLOT``.
+        ``commands``: the dispatcher and its outlet; ``control``: the process's credit control
         (woken through ``commands.dispatcher``). Built here when not given; ``credit_control``
         False: none at all."""
         if queue_max is None:  # each settler settles one batch while the next one arrives
@@ -110,7 +115,12 @@ class IngestService:
             raise ValueError("ingest needs a database file or server: settlers are processes")
         BrokerUrl.parse(mqtt_url)  # a bad URL fails here, before any process starts
         self.mqtt_url = mqtt_url
+        self.ca_file = ca_file
         self.client_id = client_id
+        self.group = check_name(group) if group is not None else None
+        if self.group is not None:
+            require_postgresql(engine)
+        self._slot: Slot | None = None
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
         self.currency = currency
@@ -189,9 +199,16 @@ class IngestService:
         ]
         for settler in self._settlers:
             settler.start()
-        cfg = PumpConfig(url=self.mqtt_url, client_id=self.client_id, v5=self.mqtt_v5,
+        client_id = self.client_id
+        if self.group is not None:
+            self._slot = Slot(self.engine, self.group)
+            client_id = self._slot.client_id(client_id)
+            log.info("ingest: group %s, slot %d, client id %s", self.group, self._slot.number,
+                     client_id)  # fmt: skip
+        cfg = PumpConfig(url=self.mqtt_url, client_id=client_id, v5=self.mqtt_v5,
                          session_expiry_s=self.session_expiry_s,
-                         receive_maximum=self.receive_maximum, shards=self.workers)  # fmt: skip
+                         receive_maximum=self.receive_maximum, shards=self.workers,
+                         ca_file=self.ca_file, share=self.group)  # fmt: skip
         self._pump = PumpLink(cfg, self._on_messages, self._on_event)
         self._pump.start()
         self._commands.outlet.attach(self._pump)
@@ -202,7 +219,8 @@ class IngestService:
     def _settler_config(self, shard: int) -> SettlerConfig:
         return SettlerConfig(db=self.db_url, shard=shard, shards=self.workers,
                              batch_size=self.batch_size, batch_wait_s=self.batch_wait_s,
-                             currency=self.currency, hold_s=self.hold_s)  # fmt: skip
+                             currency=self.currency, hold_s=self.hold_s,
+                             shared=self.group is not None)  # fmt: skip
 
     def stop(self, timeout: float = 30.0) -> None:
         """Each settler finishes the batch in hand, which is acknowledged; then disconnect.
@@ -222,6 +240,9 @@ class IngestService:
         self._settlers = []
         self._in_flight = [0] * self.workers
         self._connected.clear()
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self._connected.wait(timeout)
@@ -336,7 +357,8 @@ class IngestService:
     def _run_control(self, credit: dict[str, CreditInfo]) -> None:
         if self.control is None or not credit:
             return
-        known = {m: (i.balance, i.flags, i.protected) for m, i in credit.items()}
+        known = {m: (i.balance, i.flags, i.protected) for m, i in credit.items()
+                 if i.rules is None}  # a shared meter is always evaluated  # fmt: skip
         try:
             actions = self.control.after_postings(sorted(credit), known=known)
         except Exception:  # committed postings stand; the next batch or tick re-evaluates
@@ -389,6 +411,6 @@ def stale_tokens(conn: Connection, infos: list[CreditInfo]) -> list[tuple[Credit
 
 
 def to_meter_credit(info: CreditInfo) -> MeterCredit:
-    rules = credit_rules(info.flags, info.protected, info.alternate_available)
+    rules = info.rules or credit_rules(info.flags, info.protected, info.alternate_available)
     state = build_state(info.tariff, info.balance, info.state, rules, info.tokens)
     return MeterCredit(info.meter_id, info.gateway_id, info.command_key, info.account_id, state)

@@ -80,6 +80,7 @@ class Settler:
             currency=cfg.currency,
             hold_s=cfg.hold_s,
             owns=lambda gateway: gateway_shard(gateway, cfg.shards) == cfg.shard,
+            shared=cfg.shared,
         )
         self._inbox = Inbox()
         self._stopping = threading.Event()

@@ -75,6 +75,36 @@ _VIOLATIONS: dict[str, tuple[str, str]] = {
         "WHERE r.reverses_id IS NOT NULL GROUP BY r.id, l.account_id HAVING SUM(l.amount) <> 0",
         "a reversal is the exact negation of the entry it reverses",
     ),
+    "allocations": (
+        "SELECT p.id, p.status, p.amount, p.credit, COALESCE(a.paid, 0) AS paid, "
+        "COALESCE(a.total, 0) AS total FROM payments p LEFT JOIN (SELECT payment_id, "
+        "SUM(CASE WHEN source = 'payment' THEN amount ELSE 0 END) AS paid, SUM(amount) AS total "
+        "FROM payment_allocations GROUP BY payment_id) a ON a.payment_id = p.id "
+        "WHERE (p.status = 'credited' AND (p.entry_id IS NULL OR p.credit < 0 "
+        "OR COALESCE(a.paid, 0) <> p.amount - p.credit OR COALESCE(a.total, 0) > p.amount)) "
+        "OR (p.status <> 'credited' AND (p.entry_id IS NOT NULL OR COALESCE(a.total, 0) <> 0))",
+        "a credited payment's allocations plus its credit equal its amount, and carried credit "
+        "never allocates more than the payment; a pending or refused one moved no money",
+    ),
+    "allocation_entries": (
+        "SELECT l.entry_id, l.account_id, l.amount, COALESCE(a.total, 0) AS allocated "
+        "FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id LEFT JOIN "
+        "(SELECT entry_id, provider_id, SUM(amount) AS total FROM payment_allocations "
+        "GROUP BY entry_id, provider_id) a ON a.entry_id = l.entry_id "
+        "AND 'collected:' || a.provider_id = l.account_id "
+        "WHERE e.kind = 'allocation' AND l.amount > 0 AND l.amount <> COALESCE(a.total, 0)",
+        "each allocation entry credits every provider's collected account with exactly that "
+        "provider's allocations",
+    ),
+    "bill_allocations": (
+        "SELECT a.bill_id, a.provider_id, a.total, COALESCE(c.charged, 0) AS charged FROM "
+        "(SELECT bill_id, provider_id, SUM(amount) AS total FROM payment_allocations "
+        "GROUP BY bill_id, provider_id) a LEFT JOIN (SELECT bill_id, provider_id, "
+        "SUM(amount) AS charged FROM bill_lines WHERE kind <> 'payment' "
+        "GROUP BY bill_id, provider_id) c ON c.bill_id = a.bill_id "
+        "AND c.provider_id = a.provider_id WHERE a.total > COALESCE(c.charged, 0)",
+        "no provider is allocated more on a bill than it charged on it",
+    ),
 }
 
 # Invariant 6 per register segment (posted_usage.segment, hub.rating.register): in seq order,

@@ -52,6 +52,7 @@ class TopupResult:
     currency: str
     balance: int  # the account's balance right after this top-up (the same on a replay)
     created: bool  # False: a replay of an earlier request, no money moved
+    payment: int | None = None  # its payment record (hub.payments), set by hub.services.topups
 
 
 def topup_key(account_id: str, idempotency_key: str) -> str:

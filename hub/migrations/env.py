@@ -8,6 +8,7 @@ from sqlalchemy.engine import Connection
 
 import hub.models
 from hub.db import make_engine
+from hub.migrations.refs import include_object
 
 target_metadata = hub.models.metadata
 
@@ -18,6 +19,7 @@ def run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

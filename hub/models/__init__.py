@@ -23,11 +23,21 @@ from hub.models.devices import (
     Meter,
     MeterCarry,
     MeterCustomer,
+    MeterPayer,
 )
-from hub.models.ingest_state import GatewayEventSeen, GenerationMix, UsageMismatch, UsagePending  # noqa: F401
+from hub.models.ingest_state import (
+    GatewayEventSeen,
+    GenerationMix,
+    MeterBus,
+    UsageMismatch,
+    UsagePending,
+)
+from hub.models.insights import InsightOffer
 from hub.models.journal import JournalEntry, JournalLine, PaymentTransaction, PostedUsage
 from hub.models.ops import QUARANTINE_PAYLOAD_MAX, ApiKey, Event, Quarantine
 from hub.models.parties import ID_PATTERN, Account, Customer, Provider
+from hub.models.payments import PaymentAllocation, PaymentRecord, PaymentVerification
+from hub.models.printing import PaperRoute, PrintSite, PrintZone
 from hub.models.tables import table
 from hub.models.tariffs import Tariff, TariffVersion
 from hub.models.tokens import MeterTokenKey, TopupToken
@@ -61,16 +71,27 @@ __all__ = [
     "Event",
     "Gateway",
     "GatewayEpoch",
+    "GatewayEventSeen",
     "GatewayPublic",
+    "GenerationMix",
+    "InsightOffer",
     "JournalEntry",
     "JournalLine",
     "Meter",
+    "MeterBus",
     "MeterCarry",
     "MeterCustomer",
     "MeterFeed",
+    "MeterPayer",
     "MeterTokenKey",
+    "PaperRoute",
+    "PaymentAllocation",
+    "PaymentRecord",
     "PaymentTransaction",
+    "PaymentVerification",
     "PostedUsage",
+    "PrintSite",
+    "PrintZone",
     "ProfileConflict",
     "ProfileField",
     "Provider",
@@ -85,6 +106,8 @@ __all__ = [
     "Tier",
     "TopupToken",
     "UTCDateTime",
+    "UsageMismatch",
+    "UsagePending",
     "metadata",
     "table",
     "utcnow",

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, String, Text
 from sqlmodel import Field, SQLModel
 
-from hub.models.types import Relay, Service, UTCDateTime, utcnow
+from hub.models.types import BigId, Relay, Service, UTCDateTime, utcnow
 
 
 class GatewayPublic(SQLModel):
@@ -75,6 +75,22 @@ class MeterCustomer(SQLModel, table=True):
     customer_id: str = Field(foreign_key="customers.id", primary_key=True, max_length=64)
     weight: int = Field(default=1, sa_type=BigInteger)
     contributes: bool = True
+
+
+class MeterPayer(SQLModel, table=True):
+    """Who paid a meter from ``valid_from`` on (``PATCH /meters/{id}``, hub.services.meters):
+    its customer and, for a shared meter, its sharers (``[{"customer", "weight"}]``, null for
+    none). An interval starting at or after ``valid_from`` (and before the next row's) is
+    charged to these payers; a meter without rows is paid as ``meters.customer_id`` and its
+    ``meter_customers`` say."""
+
+    __tablename__ = "meter_payers"
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    meter_id: str = Field(foreign_key="meters.id", max_length=64, index=True)
+    valid_from: datetime = Field(sa_type=UTCDateTime)
+    customer_id: str = Field(foreign_key="customers.id", max_length=64)
+    sharers: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class MeterCarry(SQLModel, table=True):

@@ -1,5 +1,6 @@
 """Tables the ingest side keeps besides the ledger's: records held for a seq gap, share
-mismatches with the agent, gateway event ids seen, and generation mixes (claim 15)."""
+mismatches with the agent, gateway event ids seen, generation mixes (claim 15) and each meter's
+bus health as its gateway last reported it."""
 
 from __future__ import annotations
 
@@ -57,3 +58,23 @@ class GenerationMix(SQLModel, table=True):
     start: datetime = Field(sa_type=UTCDateTime)
     end: datetime | None = Field(default=None, sa_type=UTCDateTime)
     measured: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class MeterBus(SQLModel, table=True):
+    """A meter's Modbus counters and state from its gateway's newest online status
+    (``protocol.messages.BusHealth``): counted by the agent since it started."""
+
+    __tablename__ = "meter_bus"
+    meter_id: str = Field(foreign_key="meters.id", primary_key=True, max_length=64)
+    reported_at: datetime = Field(sa_type=UTCDateTime)
+    requests: int = Field(default=0, sa_type=BigInteger)
+    errors: int = Field(default=0, sa_type=BigInteger)
+    timeouts: int = Field(default=0, sa_type=BigInteger)
+    exceptions: int = Field(default=0, sa_type=BigInteger)
+    connection: int = Field(default=0, sa_type=BigInteger)
+    frame: int = Field(default=0, sa_type=BigInteger)
+    polls: int = Field(default=0, sa_type=BigInteger)
+    failed_polls: int = Field(default=0, sa_type=BigInteger)
+    skipped: int = Field(default=0, sa_type=BigInteger)
+    state: str = Field(default="starting", max_length=16)
+    last_error: str = Field(default="", max_length=200)

@@ -43,10 +43,16 @@ class Event(SQLModel, table=True):
     ``id`` increases, so it doubles as the SSE event id."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_kind_at", "kind", "at"),)
+    __table_args__ = (
+        Index("ix_events_kind_at", "kind", "at"),
+        Index("ix_events_actor_id", "actor", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     kind: str = Field(max_length=32)
     meter_id: str | None = Field(default=None, max_length=64, index=True)
     reason: str = Field(default="", max_length=500)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Audited events (hub.audit): who or what caused it, "key:7", "gateway:gw-1", "job:NAME",
+    # "provider:ID", "cli" or "hub:credit_control"; None for other events.
+    actor: str | None = Field(default=None, max_length=96)

@@ -21,6 +21,8 @@ class Tariff(TariffBase, table=True):
     __tablename__ = "tariffs"
     id: str = Field(primary_key=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # may be offered to customers whose past usage would have cost less on it (hub.insights)
+    offer: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
 class TariffVersion(SQLModel, table=True):

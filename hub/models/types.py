@@ -89,6 +89,7 @@ class EntryKind(StrEnum):
     ADJUSTMENT = "adjustment"
     REVERSAL = "reversal"
     TOKEN = "token"  # offline top-up tokens: vended, settled or cancelled (hub.tokens)
+    ALLOCATION = "allocation"  # a payment split among the providers (hub.payments)
 
 
 class Role(StrEnum):
@@ -96,3 +97,4 @@ class Role(StrEnum):
     OPERATOR = "operator"
     CUSTOMER = "customer"
     PROVIDER = "provider"  # a tier's system (contract section 6): bound to its provider account
+    BILLPAY = "billpay"  # a bill-payment network: bound to its account billpay:<network>

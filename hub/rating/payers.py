@@ -8,28 +8,37 @@ A meter is paid by its customer's prepaid account unless it has sharing users or
   debited from several accounts, a sponsor's for instance (claim 10).
 
 Portions are whole minor units that sum exactly to the debit (largest remainder, ties by id).
-The account whose balance a meter's credit is enforced on is :func:`paying_account`.
+:func:`paying_account` is the primary payer (whose credit rules the meter follows);
+:func:`contributors` are every payer of a positive share, whose combined credit credit control
+enforces (``hub.control.combined``).
+
+A meter whose customer or sharers were changed (``PATCH /meters/{id}``) has a payer history
+(``meter_payers`` rows, :class:`PayerPeriod`): an interval is charged to the payers of the period
+in force at its start (:func:`period_at`), the current ones being those of the newest period.
 
 The rules are pure; :func:`load_sharers` and :func:`shared_meters` are the hub's only reads
-of ``meter_customers`` (in the caller's transaction); :func:`paid_meters` lists the meters an
-account pays a share of.
+of ``meter_customers``, :func:`load_periods` of ``meter_payers`` (in the caller's transaction);
+:func:`paid_meters` lists the meters an account pays a share of.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, and_, cast, or_, select
 from sqlalchemy.engine import Connection
 
 from hub.ledger.bulk import select_in
-from hub.models import Meter, MeterCustomer, table
+from hub.models import Meter, MeterCustomer, MeterPayer, table
 from protocol.apportion import split
 
 _sharing = table(MeterCustomer)
 _meters = table(Meter)
+_periods = table(MeterPayer)
 NULL = "null"  # a meter without a split rule holds JSON null (SQLAlchemy's JSON), not SQL NULL
 
 
@@ -42,6 +51,30 @@ class Sharer:
     account: str
     weight: int = 1
     contributes: bool = True
+
+
+@dataclass(frozen=True)
+class PayerPeriod:
+    """Who pays a meter from ``start`` on: its customer and its sharers (none: the customer)."""
+
+    start: datetime
+    customer: str
+    sharers: tuple[Sharer, ...] = ()
+
+
+def sharers_of(rows: Iterable[Mapping[str, Any]] | None) -> tuple[Sharer, ...]:
+    """Stored ``[{"customer", "weight"}]`` as sharers in customer order (weight 0: does not
+    contribute)."""
+    found = [Sharer(str(r["customer"]), int(r["weight"]), int(r["weight"]) > 0)
+             for r in rows or ()]  # fmt: skip
+    return tuple(sorted(found, key=lambda s: s.account))
+
+
+def period_at(periods: Sequence[PayerPeriod], moment: datetime) -> PayerPeriod:
+    """The period in force at ``moment`` (``periods`` in start order, not empty): the newest
+    that started at or before it, or the first for a moment before them all."""
+    index = bisect.bisect_right([p.start for p in periods], moment) - 1
+    return periods[max(index, 0)]
 
 
 def payer_weights(
@@ -89,6 +122,11 @@ def paying_account(customer: str | None, weights: Mapping[str, int]) -> str:
     return min(weights, key=lambda a: (-weights[a], a))
 
 
+def contributors(weights: Mapping[str, int]) -> list[str]:
+    """The accounts that pay a positive share, in id order (a weight of 0 pays nothing)."""
+    return sorted(a for a, w in weights.items() if w > 0)
+
+
 def load_sharers(conn: Connection, meter_ids: Iterable[str]) -> dict[str, tuple[Sharer, ...]]:
     """The sharing users of each meter (``meter_customers`` rows), in customer id order; a
     meter without any is left out."""
@@ -98,6 +136,16 @@ def load_sharers(conn: Connection, meter_ids: Iterable[str]) -> dict[str, tuple[
                      order_by="customer_id")  # fmt: skip
     for meter_id, customer, weight, contributes in rows:
         found.setdefault(meter_id, []).append(Sharer(customer, int(weight), bool(contributes)))
+    return {m: tuple(v) for m, v in found.items()}
+
+
+def load_periods(conn: Connection, meter_ids: Iterable[str]) -> dict[str, tuple[PayerPeriod, ...]]:
+    """Each meter's payer history in start order; a meter without one is left out."""
+    found: dict[str, list[PayerPeriod]] = {}
+    cols = ("meter_id", "valid_from", "customer_id", "sharers", "id")
+    rows = select_in(conn, _periods, cols, "meter_id", sorted(set(meter_ids)))
+    for meter_id, start, customer, sharers, _ in sorted(rows, key=lambda r: (r[0], r[1], r[4])):
+        found.setdefault(meter_id, []).append(PayerPeriod(start, customer, sharers_of(sharers)))
     return {m: tuple(v) for m, v in found.items()}
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
 from hub import ledger
+from hub.audit import job_audit
 from hub.db import make_engine, write_tx
 from hub.models import EntryKind, Meter, Provider, table
 from hub.rating.payers import SplitRuleError, load_sharers, payer_weights, portions
@@ -59,6 +60,7 @@ def accrue_standing_charges(
         posted = 0
         for meter in meters:
             posted += _accrue_one(conn, meter, day)
+        job_audit(conn, "standing_charges", posted, {"day": day.isoformat()})
     return posted
 
 

@@ -1,7 +1,9 @@
 """Changing a customer after creation (``PATCH /customers/{id}``, issue 15 item 5).
 
 The fields given replace the stored ones: ``name``, ``protected``, ``alternate_account`` (null
-removes it) and ``credit_rules`` (the whole object, as ``POST /customers`` takes it). In one
+removes it), ``credit_rules`` (the whole object, as ``POST /customers`` takes it) and ``billing``
+(``prepaid`` or ``postpaid``: each billing run bills a period as the customer's billing is when
+it runs, so a change counts from the next period billed). In one
 transaction: the change, its audit event (``hub.audit``: who, and per field from/to) and, when
 the credit rules, the protection or the alternate account changed, the new credit state of
 every meter the customer pays a share of, queued in the command table
@@ -17,6 +19,8 @@ from typing import Any
 from sqlmodel import Session
 
 from hub.audit import CUSTOMER_CHANGED, changes, record_change
+from hub.billing.bill import billing_of
+from hub.billing.customers import set_billing
 from hub.control.credit_state import queue_credit_states_in
 from hub.control.rules import CustomerRules, stored_rules
 from hub.control.state import set_credit_rules
@@ -24,7 +28,7 @@ from hub.errors import InvalidInputError, NotFoundError
 from hub.models import Account, Customer
 from hub.rating.payers import paid_meters
 
-FIELDS = ("name", "protected", "alternate_account", "credit_rules")
+FIELDS = ("name", "protected", "alternate_account", "credit_rules", "billing")
 # What the credit state a gateway holds depends on (the alternate account's headroom too).
 STATE_FIELDS = frozenset({"protected", "alternate_account", "credit_rules"})
 
@@ -46,6 +50,7 @@ def snapshot(customer: Customer) -> dict[str, Any]:
         "protected": customer.protected,
         "alternate_account": customer.alternate_account_id,
         "credit_rules": stored_rules(customer.flags),
+        "billing": billing_of(customer.flags),
     }
 
 
@@ -69,6 +74,8 @@ def change_customer(
         customer.alternate_account_id = alternate
     session.add(customer)
     session.flush()
+    if "billing" in given:
+        set_billing(session, customer_id, given["billing"])
     rules = given.get("credit_rules")
     if isinstance(rules, CustomerRules):
         set_credit_rules(session.connection(), customer_id, rules)

@@ -21,13 +21,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from hub.errors import ConflictError, HubError, IdempotencyConflictError, InvalidInputError
 from hub.ledger.topups import ProviderTxn, TopupResult
 from hub.models import ID_PATTERN
+from hub.money import parse_amount
+from hub.payments.receive import Source
+from hub.payments.settings import PaymentSettings
+from hub.payments.verify import UrlVerifier
+from hub.services.held import confirm, held
 from hub.services.runtime import Runtime
 from hub.services.topups import topup
 from hub.strictjson import loads
@@ -93,22 +98,33 @@ def parse(body: bytes) -> Payment:
 
 def handle_callback(
     rt: Runtime, provider: str, body: bytes, sig: str | None, timestamp: str | None
-) -> TopupResult:
+) -> TopupResult | Any:
     """Verify, parse and post one callback (a retry answers the first result again);
     SignatureError, InvalidInputError or ConflictError (the transaction id was credited with
-    another account, amount or reference) otherwise, with nothing moved."""
+    another account, amount or reference) otherwise, with nothing moved.
+
+    With a url verifier configured for ``callback:<provider>`` (``hub.payments.verify``) the
+    payment is held and credited only once the provider's verification URL confirms it; then
+    the answer is the payment's row (``status`` pending, refused or credited)."""
     verify(rt, provider, body, sig, timestamp)
     payment = parse(body)
     txn = payment.transaction_id
+    reference = payment.reference or f"{provider}:{txn}"
+    verifier = PaymentSettings().verifier(f"callback:{provider}")
+    if isinstance(verifier, UrlVerifier):
+        return _held_callback(rt, provider, payment, reference, verifier)
+    signed = (f"hmac-sha256:{provider}", "X-Signature over the body")
+    source = Source("callback", f"callback:{provider}:{txn}", verified_by=signed)
     try:
         result = topup(
             rt,
             payment.account,
             payment.amount,
-            reference=payment.reference or f"{provider}:{txn}",
+            reference=reference,
             currency=payment.currency,
             payment=ProviderTxn(provider, txn),
             metadata={"payment_provider": provider, "transaction_id": txn},
+            received=source,
         )
     except IdempotencyConflictError as exc:
         rt.metrics.inc("payment_conflicts")
@@ -118,3 +134,18 @@ def handle_callback(
         ) from exc
     rt.metrics.inc("payments" if result.created else "payment_replays")
     return result
+
+
+def _held_callback(
+    rt: Runtime, provider: str, payment: Payment, reference: str, verifier: UrlVerifier
+) -> Any:
+    if payment.currency is not None and payment.currency != rt.currency:
+        raise InvalidInputError("currency", f"this hub takes {rt.currency}, not {payment.currency}")
+    minor = parse_amount("amount", payment.amount, rt.currency,
+                         maximum=rt.settings.max_topup_minor)  # fmt: skip
+    txn = payment.transaction_id
+    request = {"provider": provider, "transaction_id": txn, "txn": [provider, txn],
+               "account": payment.account, "amount": minor, "reference": reference}  # fmt: skip
+    row, _ = held(rt, payment.account, minor, Source("callback", f"callback:{provider}:{txn}",
+                                                     request))  # fmt: skip
+    return confirm(rt, int(row.id), verifier)

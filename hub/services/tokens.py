@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
+from hub.audit import key_actor, record_audit
 from hub.commands.store import enqueue
 from hub.control.credit_state import credit_command_for, credit_state
 from hub.db import run_tx
@@ -25,9 +26,16 @@ log = logging.getLogger(__name__)
 
 
 def vend_token(
-    rt: Runtime, account_id: str, amount: str, meter_id: str, idempotency_key: str
+    rt: Runtime,
+    account_id: str,
+    amount: str,
+    meter_id: str,
+    idempotency_key: str,
+    *,
+    key_id: int | None = None,
 ) -> Vended:
-    """See ``hub.tokens.store.vend``; ``amount`` a decimal string in major units."""
+    """See ``hub.tokens.store.vend``; ``amount`` a decimal string in major units; audited as
+    ``token_vended`` by API key ``key_id`` (None: the command line)."""
     minor = parse_amount("amount", amount, rt.currency, maximum=MAX_TOKEN_VALUE)
 
     def work(session: Session) -> Vended:
@@ -37,6 +45,11 @@ def vend_token(
         vended = vend(conn, account_id, meter_id, minor, idempotency_key)
         if vended.created:
             _queue_state(conn, meter_id, "token vended")
+            record_audit(session, "token_vended", key_actor(key_id),
+                         f"token {vended.id} of {minor} minor units vended from {account_id}",
+                         {"by": "api_key" if key_id is not None else "cli", "key_id": key_id,
+                          "token": vended.id, "account": account_id, "amount": minor,
+                          "currency": vended.currency}, meter_id=meter_id)  # fmt: skip
         return vended
 
     vended = run_tx(rt.engine, work)
@@ -44,8 +57,9 @@ def vend_token(
     return vended
 
 
-def cancel_token(rt: Runtime, token_id: str) -> Any:
-    """Refund a token never redeemed; the row after it (see ``hub.tokens.store.cancel``)."""
+def cancel_token(rt: Runtime, token_id: str, *, key_id: int | None = None) -> Any:
+    """Refund a token never redeemed; the row after it (see ``hub.tokens.store.cancel``);
+    audited as ``token_cancelled`` by API key ``key_id`` (None: the command line)."""
 
     def work(session: Session) -> Any:
         conn = session.connection()
@@ -53,6 +67,13 @@ def cancel_token(rt: Runtime, token_id: str) -> Any:
         row = cancel(conn, token_id)
         if before == "vended":
             _queue_state(conn, row.meter_id, "token cancelled")
+            m = row._mapping
+            record_audit(session, "token_cancelled", key_actor(key_id),
+                         f"token {token_id} cancelled, {m['amount']} minor units refunded",
+                         {"by": "api_key" if key_id is not None else "cli", "key_id": key_id,
+                          "token": token_id, "account": m["account_id"],
+                          "amount": int(m["amount"]), "currency": m["currency"]},
+                         meter_id=row.meter_id)  # fmt: skip
         return row
 
     return run_tx(rt.engine, work)

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlmodel import Session
 
+from hub.audit import key_actor, provider_actor, record_audit
+from hub.billing.settings import BillingSettings
 from hub.control.effects import Plan
 from hub.db import run_tx
 from hub.errors import InvalidInputError, NotFoundError
 from hub.ledger.topups import ProviderTxn, TopupResult, post_topup
-from hub.models import Account, AccountKind
+from hub.models import Account, AccountKind, utcnow
 from hub.money import parse_amount
+from hub.payments.receive import Source, record
 from hub.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -43,13 +47,21 @@ def topup(
     payment: ProviderTxn | None = None,
     currency: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    source_account_id: str | None = None,
+    received: Source | None = None,
+    capped: bool = True,
 ) -> TopupResult:
     """Validate and post a top-up of ``amount`` (decimal string) at most once per API
     ``idempotency_key`` (scoped to the account) or per provider ``payment`` (whatever the
-    account); see ``hub.ledger.topups.post_topup``."""
+    account); see ``hub.ledger.topups.post_topup``. In the same transaction the payment is
+    recorded and allocated to the customer's open bills (``hub.payments``; ``received`` says
+    where it came from, default an API top-up); ``result.payment`` is its id. ``capped``: the
+    amount is limited to ``max_topup`` (not for a bill's payment)."""
     if currency is not None and currency != rt.currency:
         raise InvalidInputError("currency", f"this hub takes {rt.currency}, not {currency}")
-    minor = parse_amount("amount", amount, rt.currency, maximum=rt.settings.max_topup_minor)
+    cap = rt.settings.max_topup_minor if capped else None
+    minor = parse_amount("amount", amount, rt.currency, maximum=cap)
+    rules = BillingSettings().rules
 
     def work(session: Session) -> tuple[TopupResult, Plan | None]:
         account = session.get(Account, account_id)
@@ -67,9 +79,13 @@ def topup(
             payment=payment,
             reference=reference,
             metadata=metadata,
+            source_account_id=source_account_id,
         )
+        paid = record(session.connection(), received or Source(), result, rules, utcnow())
+        result = replace(result, payment=paid)
         if not result.created:
             return result, None
+        audit_topup(session, result, reference, payment, metadata)
         return result, rt.control.recover(session, account_id, result.entry_id)
 
     result, recovered = run_tx(rt.engine, work)
@@ -80,6 +96,30 @@ def topup(
     else:
         rt.metrics.inc("topup_replays")
     return result
+
+
+def audit_topup(
+    session: Session,
+    result: TopupResult,
+    reference: str,
+    payment: ProviderTxn | None,
+    metadata: Mapping[str, Any] | None,
+) -> None:
+    """The ``topup`` audit event: caused by the payment provider's signed callback, or by the
+    API key (or the command line) that posted it."""
+    if payment is not None:
+        actor = provider_actor(payment.provider)
+        data: dict[str, Any] = {"by": "provider", "provider": payment.provider,
+                                "transaction_id": payment.transaction_id}  # fmt: skip
+    else:
+        key_id = (metadata or {}).get("key_id")
+        actor = key_actor(key_id)
+        data = {"by": "api_key" if key_id is not None else "cli", "key_id": key_id}
+    data |= {"account": result.account_id, "amount": result.amount, "currency": result.currency,
+             "entry_id": result.entry_id, "reference": reference}  # fmt: skip
+    record_audit(session, "topup", actor,
+                 f"top-up of {result.amount} minor units to {result.account_id} by {actor}",
+                 data)  # fmt: skip
 
 
 def after_topup(rt: Runtime, account_id: str, entry_id: int, recovered: Plan | None = None) -> None:

@@ -8,13 +8,18 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from hub.audit import gateway_actor, insert_audit
 from hub.commands.store import enqueue
 from hub.control.credit_state import credit_command_for, credit_state
+from hub.models import Meter, table
 from hub.tokens.store import TOKEN_EVENT, settle_reported
 
 log = logging.getLogger(__name__)
+
+_meters = table(Meter)
 
 __all__ = ["TOKEN_EVENT", "settle_token_event"]
 
@@ -27,6 +32,14 @@ def settle_token_event(conn: Connection, meter_id: str, data: Mapping[str, Any])
         log.warning("meter %s: a token_redeemed event without integer count and amount", meter_id)
         return "malformed"
     outcome = settle_reported(conn, meter_id, count, amount)
+    if outcome == "settled":
+        gateway = conn.execute(
+            select(_meters.c.gateway_id).where(_meters.c.id == meter_id)
+        ).scalar()
+        insert_audit(conn, "token_settled", gateway_actor(str(gateway)),
+                     f"token {count} of meter {meter_id} redeemed, {amount} minor units released",
+                     {"by": "gateway", "gateway": gateway, "count": count, "amount": amount},
+                     meter_id=meter_id)  # fmt: skip
     if outcome in ("settled", "after_cancel"):
         try:
             credit = credit_state(conn, meter_id)

@@ -27,7 +27,7 @@ def test_the_old_key_holds_until_the_first_command_under_the_new_one(tmp_path: P
         gate.close()
 
 
-@pytest.mark.parametrize("configured", [KEY, new_key()])
+@pytest.mark.parametrize("configured", [KEY, new_key()], ids=["same-key", "provisioned-anew"])
 def test_rotated_credentials_survive_a_restart_unless_provisioned_anew(
     tmp_path: Path, configured: str
 ) -> None:

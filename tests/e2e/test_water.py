@@ -1,10 +1,13 @@
 """A water meter, end to end (issue 15): the shipped pulse-counter map (iSMA SfAR-1M-4DI on a
 1 L/pulse meter) served by the simulator over Modbus TCP, read by ``smsa-agent``, settled by
 ``smsa-hub serve`` on a per-m3 tariff. The litres settled are the register's span exactly, and
-the customer pays them at the tariff's price per m3."""
+the customer pays them at the tariff's price per m3. The meter's bus counters, from the agent's
+status, reach its page on the hub, failures by kind included (issue 15, item 7)."""
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymodbus.client import ModbusTcpClient
@@ -12,6 +15,7 @@ from pymodbus.client import ModbusTcpClient
 from demo.api import HubApi
 from demo.procs import Processes
 from demo.stack import start_agent, start_hub
+from firmware_sim.control import FaultMode
 from hardware.regmap import load_model
 from protocol.topics import topic
 from tests.agent.helpers import set_control
@@ -52,6 +56,8 @@ path = "{work / "agent.db"}"
 [timing]
 poll_interval_s = 0.5
 report_interval_s = 1.0
+[status]
+publish_s = 1
 [[buses]]
 name = "tcp0"
 transport = "tcp"
@@ -112,11 +118,26 @@ def test_a_water_meter_settles_its_litres_at_the_price_per_m3(
         assert minor(api.get("/accounts/wendy")["balance"]) == 5000 - charged
         assert minor(api.get("/providers/waterco")["balance"]) == charged
         assert api.get("/ledger/check")["ok"] is True
+
+        # The meter answers Modbus exceptions for a while: the operator sees them counted.
+        bus = wait_for(lambda: api.get("/meters/m-water")["bus"], timeout=10)
+        assert bus["requests"] > 0 and bus["polls"] > 0 and bus["exceptions"] == 0, bus
+        set_control(modbus, 1, "fault_mode", FaultMode.EXCEPTION)
+        faulty = wait_for(lambda: _bus_if(api, lambda b: b["exceptions"] > 0), timeout=20)
+        set_control(modbus, 1, "fault_mode", FaultMode.NONE)
+        assert faulty["errors"] >= faulty["exceptions"] > 0, faulty
+        assert faulty["requests"] > bus["requests"], faulty
+        assert "exception" in faulty["last_error"].lower(), faulty
     finally:
         api.close()
         usage.close()
         if modbus is not None:
             modbus.close()
+
+
+def _bus_if(api: HubApi, test: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+    bus = api.get("/meters/m-water")["bus"]
+    return bus if bus is not None and test(bus) else None
 
 
 def _entries(api: HubApi, account: str) -> list[dict[str, object]]:

@@ -34,6 +34,7 @@ from hub.models import Gateway
 from hub.mosquitto import GATEWAY_PUBLISHES, HUB_PUBLISHES
 from protocol.topics import KINDS
 from tests.support import free_port, mosquitto_config, run_mosquitto, stop, wait_for
+from tests.tlscerts import make_certificates
 
 HARDWARE = Path(__file__).resolve().parents[2] / "hardware"
 UNITS = HARDWARE / "systemd"
@@ -285,22 +286,6 @@ def derive_config(tmp: Path, port: int, tls_port: int | None) -> str:
     return "\n".join(out) + "\n"
 
 
-def make_certificates(tmp: Path) -> None:
-    """A throwaway CA and a server certificate for 127.0.0.1, as hardware/README.md shows."""
-
-    ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for command in (
-        f"req -x509 {ec} -keyout ca.key -out ca.crt -days 1 -subj /CN=smsa-test-ca",
-        f"req {ec} -keyout server.key -out server.csr -subj /CN=localhost",
-        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt"
-        " -days 1 -extfile san.ext",
-    ):
-        subprocess.run(
-            ["openssl", *command.split()], cwd=tmp, check=True, capture_output=True, timeout=30
-        )
-
-
 def shipped_files(tmp: Path, port: int, tls_port: int | None) -> str:
     """hardware/mosquitto/smsa.conf and acl, with a password file from mosquitto_passwd."""
     passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -355,7 +340,7 @@ def generated_files(tmp: Path, port: int, tls_port: int | None) -> str:
 @dataclass
 class SmsaBroker:
     port: int
-    tls_port: int | None
+    tls_port: int
     tmp: Path
 
 
@@ -367,10 +352,8 @@ def broker(
     if mosquitto_path() is None:
         pytest.skip("mosquitto is needed")
     tmp = tmp_path_factory.mktemp(f"broker-{request.param}")
-    tls_port = None
-    if shutil.which("openssl"):
-        make_certificates(tmp)
-        tls_port = free_port()
+    make_certificates(tmp)
+    tls_port = free_port()
     port = free_port()
     files = shipped_files if request.param == "shipped" else generated_files
     proc = run_mosquitto(files(tmp, port, tls_port), tmp, port)
@@ -471,7 +454,6 @@ class Peers:
             client.will_set(will, b'{"state": "offline"}', qos=1)
         port = self.broker.port
         if tls:
-            assert self.broker.tls_port is not None
             client.tls_set(ca_certs=str(self.broker.tmp / "ca.crt"))
             port = self.broker.tls_port
         properties = Properties(PacketTypes.CONNECT)
@@ -626,8 +608,6 @@ def test_hub_session_keeps_more_than_the_default_queue(peers: Peers) -> None:
 
 
 def test_gateway_over_tls(peers: Peers, broker: SmsaBroker) -> None:
-    if broker.tls_port is None:
-        pytest.skip("openssl is needed to make test certificates")
     hub = hub_listening(peers)
     gw1 = login(peers, "gw-1", tls=True)
     assert not gw1.publish("smsa/v1/gw/gw-1/usage", b"over tls").is_failure
@@ -669,8 +649,6 @@ def eventually(check: Callable[[], object], timeout: float = 5.0) -> bool:
 def test_a_gateway_cannot_disconnect_the_hub_or_another_gateway(
     peers: Peers, broker: SmsaBroker, client_id: str, tls: bool
 ) -> None:
-    if tls and broker.tls_port is None:
-        pytest.skip("openssl is needed to make test certificates")
     hub = hub_session(peers)
     assert not hub.subscribe("smsa/v1/gw/+/usage").is_failure
     gw2 = agent_session(peers, "gw-2")

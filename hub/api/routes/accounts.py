@@ -21,7 +21,7 @@ from hub.api.deps import (
     ForbiddenError,
     SessionDep,
     ensure_account,
-    write,
+    write_created,
 )
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import (
@@ -70,14 +70,14 @@ def account_out(session: Session, account_id: str) -> AccountOut:
 
 
 @router.post("", status_code=201, response_model=AccountOut)
-def create(body: AccountIn, ctx: ContextDep, _: Admin) -> AccountOut:
+def create(body: AccountIn, ctx: ContextDep, who: Admin) -> AccountOut:
     def work(session: Session) -> AccountOut:
         open_account(
             session, body.id, name=body.name, kind=AccountKind(body.kind), currency=ctx.currency
         )
         return account_out(session, body.id)
 
-    return write(ctx.engine, work)
+    return write_created(ctx.engine, work, who, ("account", body.id), body.model_dump(mode="json"))
 
 
 @router.get("/{account_id}", response_model=AccountOut)
@@ -183,4 +183,5 @@ def create_topup(
         balance=major(result.balance, result.currency),
         currency=result.currency,
         account=result.account_id,
+        payment=result.payment,
     )

@@ -11,7 +11,15 @@ from fastapi.responses import HTMLResponse
 from pydantic import StringConstraints
 from sqlmodel import Session
 
-from hub.api.deps import Admin, AnyRole, ContextDep, SessionDep, ensure_account, write
+from hub.api.deps import (
+    Admin,
+    AnyRole,
+    ContextDep,
+    SessionDep,
+    ensure_account,
+    write,
+    write_created,
+)
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import Body, Id
 from hub.billing.announce import announce
@@ -96,7 +104,7 @@ def customer_profile(customer_id: str, session: SessionDep, who: AnyRole) -> dic
 
 
 @router.post("/subscriptions", status_code=201)
-def create_sub(body: SubscriptionIn, ctx: ContextDep, _: Admin) -> dict[str, Any]:
+def create_sub(body: SubscriptionIn, ctx: ContextDep, who: Admin) -> dict[str, Any]:
     """A recurring, unmetered service: a monthly charge from one provider, posted in advance
     by the scheduler (the first month prorated by days)."""
     per_month = parse_amount("per_month", body.per_month, ctx.currency)
@@ -109,7 +117,8 @@ def create_sub(body: SubscriptionIn, ctx: ContextDep, _: Admin) -> dict[str, Any
         create_subscription(conn, values)
         return get_subscription(conn, body.id)
 
-    return write(ctx.engine, work)
+    return write_created(ctx.engine, work, who, ("subscription", body.id),
+                         body.model_dump(mode="json"))  # fmt: skip
 
 
 PAGE = {200: {"content": {"text/html": {}}, "description": "the bill as a page"}}

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlmodel import Session
 
-from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write, write_created
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import MAX_ID, ChangeOut, CustomerIn, CustomerOut, CustomerPatch
 from hub.audit import CUSTOMER_CHANGED, history
@@ -45,7 +45,7 @@ def customer_out(session: Session, customer_id: str) -> CustomerOut:
 
 
 @router.post("", status_code=201, response_model=CustomerOut)
-def create(body: CustomerIn, ctx: ContextDep, _: Admin) -> CustomerOut:
+def create(body: CustomerIn, ctx: ContextDep, who: Admin) -> CustomerOut:
     def work(session: Session) -> CustomerOut:
         if body.alternate_account is not None:
             check_alternate(session, body.id, body.alternate_account, ctx.currency)
@@ -63,7 +63,7 @@ def create(body: CustomerIn, ctx: ContextDep, _: Admin) -> CustomerOut:
             set_billing(session, body.id, POSTPAID)
         return customer_out(session, body.id)
 
-    return write(ctx.engine, work)
+    return write_created(ctx.engine, work, who, ("customer", body.id), body.model_dump(mode="json"))
 
 
 @router.get("/{customer_id}", response_model=CustomerOut)

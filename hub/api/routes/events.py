@@ -92,6 +92,7 @@ async def stream(
         keepalive_s=ctx.settings.sse_keepalive_s,
         disconnected=request.is_disconnected,
         stopping=ctx.stopping,
+        bell=ctx.bell,
     )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)

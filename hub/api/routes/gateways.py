@@ -17,7 +17,7 @@ from datetime import timedelta
 from fastapi import APIRouter
 from sqlmodel import Session
 
-from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write, write_created
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import GatewayCreated, GatewayIn, RotationOut
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
@@ -30,7 +30,7 @@ router = APIRouter(prefix="/gateways", tags=["gateways"], route_class=HubRoute)
 
 
 @router.post("", status_code=201, response_model=GatewayCreated)
-def create(body: GatewayIn, ctx: ContextDep, _: Admin) -> GatewayCreated:
+def create(body: GatewayIn, ctx: ContextDep, who: Admin) -> GatewayCreated:
     reserved = reserved_reason(body.id, mqtt_user(ctx.settings.mqtt))
     if reserved is not None:
         raise InvalidInputError("id", reserved)
@@ -49,7 +49,7 @@ def create(body: GatewayIn, ctx: ContextDep, _: Admin) -> GatewayCreated:
         )
         session.flush()
 
-    write(ctx.engine, work)
+    write_created(ctx.engine, work, who, ("gateway", body.id), {"mqtt_username": body.id})
     return GatewayCreated(
         id=body.id, command_key=command_key, mqtt_username=body.id, mqtt_password=password
     )

@@ -1,9 +1,11 @@
-"""Meters: POST (admin), GET one or all, their commands and pricing mismatches (operator), and
-operator disconnect / reconnect."""
+"""Meters: POST and PATCH (admin), GET one or all, their commands, pricing mismatches and
+change history (operator), their measured supply mix (admin, provider), and operator
+disconnect / reconnect. The per-field rules live in ``hub.services.meters``."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -13,10 +15,22 @@ from hardware.errors import RegisterMapError
 from hardware.regmap import ENERGY_REGISTER, load_model
 from hub import fleet
 from hub.api.context import HubContext
-from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.deps import (
+    Admin,
+    ContextDep,
+    Operator,
+    ProviderOrAdmin,
+    SessionDep,
+    write,
+    write_created,
+)
 from hub.api.jsonbody import HubRoute
+from hub.api.routes.customers import change_out
 from hub.api.routes.tariffs import latest_doc
 from hub.api.schemas import (
+    MAX_ID,
+    BusOut,
+    ChangeOut,
     CommandIn,
     CommandOut,
     CommandState,
@@ -24,13 +38,22 @@ from hub.api.schemas import (
     ConsumptionDay,
     MeterIn,
     MeterOut,
+    MeterPatch,
     MismatchOut,
+    SupplyMixIn,
+    SupplyMixOut,
+    sharer_pairs,
 )
+from hub.audit import METER_CHANGED
+from hub.audit import history as changes_of
+from hub.billing.access import provider_of
 from hub.commands.store import history, unapplied
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.ingest.bus import read_bus
 from hub.keys import Principal
-from hub.models import Account, Customer, Gateway, Meter, Tariff, UsageMismatch
+from hub.models import Account, Customer, Gateway, Meter, Role, Tariff, UsageMismatch
 from hub.money import major
+from hub.services.meters import add_supply_mix, change_payers, check_sharers, set_sharers
 from hub.services.operator import operator_command
 from protocol.tariff import unit_problem
 
@@ -83,7 +106,7 @@ def check_model(name: str, service: str) -> None:
 
 
 @router.post("", status_code=201, response_model=MeterOut)
-def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
+def create(body: MeterIn, ctx: ContextDep, who: Admin) -> MeterOut:
     def work(session: Session) -> MeterOut:
         if session.get(Meter, body.id) is not None:
             raise ConflictError(f"meter {body.id!r} already exists")
@@ -99,6 +122,8 @@ def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
             raise InvalidInputError("tariff", problem)
         if body.model is not None:
             check_model(body.model, body.service)
+        sharers = sharer_pairs(body.sharers)
+        stored = None if sharers is None else check_sharers(session, sharers)
         meter = Meter(
             id=body.id,
             gateway_id=body.gateway,
@@ -108,7 +133,53 @@ def create(body: MeterIn, ctx: ContextDep, _: Admin) -> MeterOut:
         )
         session.add(meter)
         session.flush()
+        if stored is not None:
+            set_sharers(session, body.id, stored)
         return meter_out(session, meter)
+
+    return write_created(ctx.engine, work, who, ("meter", body.id), body.model_dump(mode="json"))
+
+
+@router.patch("/{meter_id}", response_model=MeterOut)
+def patch(meter_id: str, body: MeterPatch, ctx: ContextDep, who: Admin) -> MeterOut:
+    now = datetime.now(UTC)
+
+    def work(session: Session) -> MeterOut:
+        change_payers(session, meter_id, body.given(), key_id=who.key_id, now=now)
+        return meter_out(session, get_meter(session, meter_id))
+
+    out = write(ctx.engine, work)
+    ctx.runtime.control.after_postings([meter_id])  # the new payers' credit, now
+    return out
+
+
+@router.get("/{meter_id}/history", response_model=list[ChangeOut])
+def meter_history(
+    *,
+    meter_id: str,
+    session: SessionDep,
+    _: Operator,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="event id cursor")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ChangeOut]:
+    """The meter's changes (``meter_changed`` audit events), newest first."""
+    get_meter(session, meter_id)
+    rows = changes_of(session, METER_CHANGED, "meter", meter_id, before=before, limit=limit)
+    return [change_out(e) for e in rows]
+
+
+@router.post("/{meter_id}/supply-mix", status_code=201, response_model=SupplyMixOut)
+def supply_mix(
+    meter_id: str, body: SupplyMixIn, ctx: ContextDep, who: ProviderOrAdmin
+) -> SupplyMixOut:
+    provider = provider_of(who.account_id) if who.role is Role.PROVIDER else None
+    shares = {name: Decimal(value) for name, value in body.shares.items()}
+
+    def work(session: Session) -> SupplyMixOut:
+        mix = add_supply_mix(session, meter_id, body.from_, body.to, shares, provider=provider,
+                             key_id=who.key_id)  # fmt: skip
+        return SupplyMixOut(id=mix.id, meter=mix.meter, pool=mix.pool, from_=mix.start,
+                            to=mix.end, shares=mix.shares)  # fmt: skip
 
     return write(ctx.engine, work)
 
@@ -136,7 +207,9 @@ def list_meters(
 @router.get("/{meter_id}", response_model=MeterOut)
 def get(meter_id: str, session: SessionDep, _: Operator) -> MeterOut:
     pending = unapplied(session.connection(), [meter_id]).get(meter_id)
-    return meter_out(session, get_meter(session, meter_id), pending)
+    out = meter_out(session, get_meter(session, meter_id), pending)
+    bus = read_bus(session.connection(), meter_id)
+    return out if bus is None else out.model_copy(update={"bus": BusOut.model_validate(bus)})
 
 
 @router.get("/{meter_id}/consumption", response_model=list[ConsumptionDay])

@@ -1,18 +1,29 @@
 """POST /payments/callback/{provider}: a signed top-up from a payment provider (no API key;
-the HMAC signature is the authentication). See ``hub.services.payments`` for the scheme."""
+the HMAC signature is the authentication). See ``hub.services.payments`` for the scheme.
+
+GET /payments/{id} (the customer's own, operator, admin): how a payment was split among the
+tiers (``hub.payments``). GET /payments?status=pending (operator, admin): payments held for a
+third party's confirmation; POST /payments/{id}/verify asks the verifier again."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import ContextDep, client_address
+from hub.api.deps import AnyRole, ContextDep, Operator, SessionDep, client_address, ensure_account
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import ErrorOut, TopupOut
-from hub.errors import BodyTooLargeError
+from hub.db import read_tx
+from hub.errors import BodyTooLargeError, ConflictError
+from hub.ledger.topups import TopupResult
 from hub.money import major
+from hub.payments.settings import PaymentSettings
+from hub.payments.verify import UrlVerifier
+from hub.payments.views import payment_document, payment_owner, pending_documents
+from hub.services.held import confirm, current
 from hub.services.payments import MAX_BODY, SignatureError, handle_callback
 
 router = APIRouter(prefix="/payments", tags=["payments"], route_class=HubRoute)
@@ -37,7 +48,10 @@ async def read_capped(request: Request, limit: int) -> bytes:
     "/callback/{provider}",
     status_code=201,
     response_model=TopupOut,
-    responses={413: {"model": ErrorOut, "description": "body larger than 16 KiB"}},
+    responses={
+        202: {"description": "held until the provider's verification URL confirms it"},
+        413: {"model": ErrorOut, "description": "body larger than 16 KiB"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -65,7 +79,7 @@ async def callback(
     ctx: ContextDep,
     x_signature: Annotated[str | None, Header()] = None,
     x_timestamp: Annotated[str | None, Header()] = None,
-) -> TopupOut:
+) -> TopupOut | JSONResponse:
     body = await read_capped(request, MAX_BODY)
     try:
         result = await run_in_threadpool(
@@ -73,10 +87,47 @@ async def callback(
         )
     except SignatureError as exc:  # a failed authentication, limited per address
         raise ctx.auth_limiter.check(client_address(request), exc) from None
+    if not isinstance(result, TopupResult):  # held for the provider's confirmation
+        code = 201 if result.status == "credited" else 202
+        return JSONResponse({"payment": int(result.id), "status": result.status}, code)
     return TopupOut(
         id=result.entry_id,
         amount=major(result.amount, result.currency),
         balance=major(result.balance, result.currency),
         currency=result.currency,
         account=result.account_id,
+        payment=result.payment,
     )
+
+
+PaymentId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.get("")
+def list_payments(session: SessionDep, _: Operator, status: Literal["pending"] = "pending"
+                  ) -> list[dict[str, Any]]:  # fmt: skip
+    """Payments held pending: never credited until their verifier confirms them."""
+    return pending_documents(session.connection())
+
+
+@router.get("/{payment_id}")
+def get_payment(payment_id: PaymentId, session: SessionDep, who: AnyRole) -> dict[str, Any]:
+    conn = session.connection()
+    ensure_account(who, payment_owner(conn, payment_id))
+    return payment_document(conn, payment_id)
+
+
+@router.post("/{payment_id}/verify")
+def verify_again(payment_id: PaymentId, ctx: ContextDep, _: Operator) -> dict[str, Any]:
+    """Ask a pending payment's verifier again (credits it only on a confirmation)."""
+    row = current(ctx.runtime, payment_id)
+    request = row.request or {}
+    name = (f"billpay:{request.get('network')}" if row.channel == "billpay"
+            else f"callback:{request.get('provider')}")  # fmt: skip
+    verifier = PaymentSettings().verifier(name)
+    if row.status == "pending":
+        if not isinstance(verifier, UrlVerifier):
+            raise ConflictError(f"payment {payment_id}: {name} has no verification URL")
+        confirm(ctx.runtime, payment_id, verifier)
+    with read_tx(ctx.engine) as conn:
+        return payment_document(conn, payment_id)

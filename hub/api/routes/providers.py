@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
 
-from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write_created
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import AwareInstant, EntryLine, ProviderIn, ProviderOut, StatementOut
 from hub.errors import InvalidInputError, NotFoundError
@@ -36,12 +36,12 @@ def provider_out(session: Session, provider_id: str) -> ProviderOut:
 
 
 @router.post("", status_code=201, response_model=ProviderOut)
-def create(body: ProviderIn, ctx: ContextDep, _: Admin) -> ProviderOut:
+def create(body: ProviderIn, ctx: ContextDep, who: Admin) -> ProviderOut:
     def work(session: Session) -> ProviderOut:
         create_provider(session, body.id, body.name, body.tier, ctx.currency)
         return provider_out(session, body.id)
 
-    return write(ctx.engine, work)
+    return write_created(ctx.engine, work, who, ("provider", body.id), body.model_dump(mode="json"))
 
 
 @router.get("", response_model=list[ProviderOut])

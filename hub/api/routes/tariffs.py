@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import ValidationError
 from sqlmodel import Session, col, func, select
 
-from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write
+from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write_created
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import TariffIn, TariffOut, TariffVersionIn
 from hub.control.credit_state import queue_tariff_update_in
@@ -38,6 +38,7 @@ def tariff_out(session: Session, tariff_id: str) -> TariffOut:
             {k: v for k, v in c.items() if v not in (None, [], ())}
             for c in doc.get("components", [])
         ],
+        offer=tariff.offer,
     )
 
 
@@ -92,16 +93,17 @@ def check_providers(session: Session, doc: TariffDoc) -> None:
 
 
 @router.post("", status_code=201, response_model=TariffOut)
-def create(body: TariffIn, ctx: ContextDep, _: Admin) -> TariffOut:
+def create(body: TariffIn, ctx: ContextDep, who: Admin) -> TariffOut:
     if body.currency != ctx.currency:
         raise InvalidInputError("currency", f"this hub settles in {ctx.currency}")
-    doc = TariffDoc.model_validate(body.model_dump(exclude={"name", "valid_from"}) | {"version": 1})
+    fields = body.model_dump(exclude={"name", "valid_from", "offer"})
+    doc = TariffDoc.model_validate(fields | {"version": 1})
 
     def work(session: Session) -> TariffOut:
         if session.get(Tariff, body.id) is not None:
             raise ConflictError(f"tariff {body.id!r} already exists")
         check_providers(session, doc)
-        session.add(Tariff(id=body.id, currency=body.currency, name=body.name))
+        session.add(Tariff(id=body.id, currency=body.currency, name=body.name, offer=body.offer))
         session.flush()
         session.add(
             TariffVersion(
@@ -114,11 +116,11 @@ def create(body: TariffIn, ctx: ContextDep, _: Admin) -> TariffOut:
         session.flush()
         return tariff_out(session, body.id)
 
-    return write(ctx.engine, work)
+    return write_created(ctx.engine, work, who, ("tariff", body.id), body.model_dump(mode="json"))
 
 
 @router.post("/{tariff_id}/versions", status_code=201, response_model=TariffOut)
-def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin) -> TariffOut:
+def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, who: Admin) -> TariffOut:
     """The next version of a tariff. With MQTT, every meter on the tariff is then sent its
     credit state with the version in force (``queue_tariff_update_in``, in the same transaction)."""
     if body.currency != ctx.currency:
@@ -170,7 +172,8 @@ def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, _: Admin
         return tariff_out(session, tariff_id)
 
     ttl = timedelta(seconds=ctx.settings.command_ttl_s)
-    out = write(ctx.engine, work)
+    out = write_created(ctx.engine, work, who, ("tariff_version", tariff_id),
+                        body.model_dump(mode="json"))  # fmt: skip
     if ctx.ingest is not None:
         ctx.ingest.wake_commands()
     return out

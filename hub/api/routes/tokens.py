@@ -35,7 +35,8 @@ def vend(
     """Debit the account and return the meter's next token; the same key again: the same
     token, nothing moved; the same key with another body: 409."""
     ensure_account(who, account_id)
-    v = vend_token(ctx.runtime, account_id, body.amount, body.meter, idempotency_key)
+    v = vend_token(ctx.runtime, account_id, body.amount, body.meter, idempotency_key,
+                   key_id=who.key_id)  # fmt: skip
     return TokenOut(id=v.id, token=v.digits, amount=major(v.amount, v.currency), meter=v.meter_id,
                     account=v.account_id, currency=v.currency, status="vended")  # fmt: skip
 
@@ -48,7 +49,7 @@ def read(token_id: str, ctx: ContextDep, who: AnyRole) -> TokenOut:
 
 
 @router.post("/tokens/{token_id}/cancel", response_model=TokenOut)
-def cancel(token_id: str, ctx: ContextDep, _: Operator) -> TokenOut:
+def cancel(token_id: str, ctx: ContextDep, who: Operator) -> TokenOut:
     """Refund a token never redeemed (the gateway refuses it from its next credit state);
     again: the same answer; a settled token: 409."""
-    return token_out(cancel_token(ctx.runtime, token_id))
+    return token_out(cancel_token(ctx.runtime, token_id, key_id=who.key_id))

@@ -58,7 +58,10 @@ def make_client(
     *,
     manual_ack: bool = True,
     v5: bool = True,
+    ca_file: str | None = None,
 ) -> BulkClient:
+    """A TLS URL verifies the broker's certificate and host name against ``ca_file`` (or the
+    system's CAs when None)."""
     client = BulkClient(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -69,7 +72,7 @@ def make_client(
     if url.username is not None:
         client.username_pw_set(url.username, url.password)
     if url.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
     client.max_queued_messages_set(0)  # outgoing commands queue while disconnected
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     return client

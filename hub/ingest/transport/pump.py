@@ -61,9 +61,16 @@ log = logging.getLogger(__name__)
 
 # How long an MQTT 5 CONNECT may go unanswered on an open connection before MQTT 3.1.1 is tried.
 CONNACK_WAIT_S = 5.0
-SUBSCRIPTIONS = [(topics.subscription(kind), 1) for kind in ("usage", "events", "status")]
+KINDS = ("usage", "events", "status")
 FORWARD_WAIT_S = 0.005  # longest a received message waits before it is forwarded
 CHUNK_MAX = 2_000  # messages per forwarded chunk
+
+
+def subscriptions(share: str | None) -> list[tuple[str, int]]:
+    """The QoS 1 subscriptions: every gateway's usage, events and status; with ``share``, as
+    the MQTT 5 shared subscription ``$share/SHARE/...`` (each message to one member)."""
+    prefix = f"$share/{share}/" if share else ""
+    return [(prefix + topics.subscription(kind), 1) for kind in KINDS]
 
 
 class Pump:
@@ -137,7 +144,7 @@ class Pump:
             self._send(PubAck(token))
 
     def _open(self) -> None:
-        client = make_client(self.url, self.cfg.client_id, v5=self.v5)
+        client = make_client(self.url, self.cfg.client_id, v5=self.v5, ca_file=self.cfg.ca_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -238,7 +245,7 @@ class Pump:
         self._spoke_v5 = self.v5
         self.generation += 1
         self._session_present = bool(flags.session_present)
-        client.subscribe(SUBSCRIPTIONS)
+        client.subscribe(subscriptions(self.cfg.share))
         log.info("ingest: connected (session present: %s)", flags.session_present)
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:

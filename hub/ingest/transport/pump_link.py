@@ -30,6 +30,8 @@ class PumpConfig:
     shards: int = 1  # settlers: messages are forwarded split by ``settler_link.shard_of``
     generation_base: int = 0  # this pump's generations start above it (one base per restart)
     log_level: str = "WARNING"
+    ca_file: str | None = None  # CA bundle that verifies an mqtts:// broker (None: system CAs)
+    share: str | None = None  # an ingest group: subscribe as ``$share/SHARE/...``
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -29,6 +29,7 @@ class SettlerConfig:
     currency: str
     hold_s: float
     log_level: str = "WARNING"
+    shared: bool = False  # an ingest group: other processes settle the same gateways
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -140,9 +140,9 @@ async function showMeter(id) {
   $("#fleet").hidden = true;
   $("#meter-page").hidden = false;
   const path = "/meters/" + encodeURIComponent(id);
-  const [m, use, events, commands] = await Promise.all([api(path),
+  const [m, use, events, commands, mismatches] = await Promise.all([api(path),
     api(`${path}/consumption?days=${DAYS}`), api(`/events?meter=${encodeURIComponent(id)}&order=desc&limit=50`),
-    api(`${path}/commands?limit=20`)]);
+    api(`${path}/commands?limit=20`), api(`${path}/mismatches`)]);
   if (state.meter !== id) return;
   $("#mp-title").textContent = "Meter " + m.id;
   const facts = [["Gateway", m.gateway], ["Customer", m.customer ?? "–"], ["Relay", m.relay],
@@ -156,9 +156,29 @@ async function showMeter(id) {
   $("#mp-events").replaceChildren(...(events.length ? events.map((ev) => el("li", { class: "k-" + ev.kind },
     el("span", { class: "time" }, timeOf(ev.at)), el("span", { class: "kind" }, ev.kind.replace("_", " ")),
     el("span", { class: "muted" }, ev.reason))) : [el("li", { class: "empty muted" }, "No events.")]));
+  showBus(m.bus);
+  const shares = (o) => Object.entries(o).map(([p, v]) => `${p} ${v}`).join(", ");
+  $("#mp-mismatches tbody").replaceChildren(...(mismatches.length ? mismatches.slice(0, 20).map((r) =>
+    el("tr", {}, el("td", {}, r.seq), el("td", {}, shares(r.hub_shares)), el("td", {}, shares(r.agent_shares)),
+      el("td", { class: "muted" }, timeOf(r.at)))) : [el("tr", { class: "empty" }, el("td", { colspan: 4 }, "None."))]));
   $("#mp-commands tbody").replaceChildren(...(commands.length ? commands.map((c) => el("tr", {},
     el("td", {}, c.action), el("td", {}, c.status), el("td", { class: "muted" }, timeOf(c.created_at)),
     el("td", { class: "muted" }, c.detail))) : [el("tr", { class: "empty" }, el("td", { colspan: 4 }, "No commands."))]));
+}
+
+// The gateway's newest bus report for the meter: Modbus requests and failures by kind.
+function showBus(bus) {
+  $("#mp-bus-at").textContent = bus ? "reported " + timeOf(bus.reported_at) : "";
+  if (!bus) {
+    $("#mp-bus").replaceChildren(el("dt", {}, "Report"), el("dd", { class: "muted" }, "none from the gateway yet"));
+    return;
+  }
+  const rate = bus.requests ? ` (${(100 * bus.errors / bus.requests).toFixed(1)} %)` : "";
+  const facts = [["Poll state", bus.state], ["Requests", bus.requests], ["Failed requests", bus.errors + rate],
+    ["Timeouts and CRC", bus.timeouts], ["Modbus exceptions", bus.exceptions], ["Connection", bus.connection],
+    ["Bad frames", bus.frame], ["Polls", bus.polls], ["Failed polls", bus.failed_polls],
+    ["Skipped (back-off)", bus.skipped], ["Last error", bus.last_error || "–"]];
+  $("#mp-bus").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
 }
 
 function showFleet() {
@@ -212,6 +232,16 @@ async function loadProviders() {
     (exp ? digits.slice(0, -exp) + "." + digits.slice(-exp) : digits);
 }
 
+// Anomaly events raised by the insights (GET /insights/anomalies), with their evidence.
+async function loadAnomalies() {
+  const rows = await api("/insights/anomalies?limit=50");
+  const body = $("#anomalies tbody");
+  body.replaceChildren(...(rows.length ? rows.map((a) => el("tr", { "data-anomaly": a.id },
+    el("td", {}, timeOf(a.at)), el("td", {}, a.meter || "–"), el("td", {}, a.anomaly || "–"),
+    el("td", { class: a.severity === "high" ? "neg" : "" }, a.severity || "–"), el("td", {}, a.reason)))
+    : [el("tr", { class: "empty" }, el("td", { colspan: 5 }, "No anomalies."))]));
+}
+
 async function loadLedger() {
   const report = await api("/ledger/check");
   const node = $("#stat-ledger");
@@ -221,7 +251,8 @@ async function loadLedger() {
 
 async function refresh() {
   if (state.meter) return;  // the meter page loads when opened
-  try { await Promise.all([loadSummary(), loadMeters(), loadProviders(), loadLedger(), loadDaily()]); }
+  try { await Promise.all([loadSummary(), loadMeters(), loadProviders(), loadLedger(), loadDaily(),
+    loadAnomalies()]); }
   catch (err) { if (err.message !== "401") flash(String(err.message || err), true); }
 }
 

@@ -1,5 +1,5 @@
-// SMSA customer page: balance, a top-up form, bills with their PDFs, and the usage chart of the
-// newest bill. Plain JavaScript, no build step; the key lives in sessionStorage (this tab only).
+// SMSA customer page: balance, a top-up form, bills with their PDFs, the usage chart of the
+// newest bill, and the insights: the daily load shape, the comparison with similar homes, offers. Plain JavaScript, no build step; the key lives in sessionStorage (this tab only).
 "use strict";
 
 const API = "/api/v1";
@@ -71,6 +71,51 @@ async function showChart(bill) {
   if (svg) $("#chart").replaceChildren(document.importNode(svg, true));
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function loadShape(hourly) {
+  const max = Math.max(...hourly, 1);
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 240 100");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "average use per hour of the day");
+  hourly.forEach((value, hour) => {
+    const bar = document.createElementNS(SVG, "rect");
+    const height = Math.round((value / max) * 90);
+    bar.setAttribute("x", String(hour * 10 + 1));
+    bar.setAttribute("y", String(95 - height));
+    bar.setAttribute("width", "8");
+    bar.setAttribute("height", String(height));
+    bar.setAttribute("class", "bar");
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = hour + ":00 – " + value + " Wh";
+    bar.append(title);
+    svg.append(bar);
+  });
+  return svg;
+}
+
+// The offers are shown once: the next visit in the same month lists only new ones.
+async function showInsights() {
+  const insights = await json("/customers/" + encodeURIComponent(who()) + "/insights");
+  const meter = insights.usage.meters.find((m) => m.total > 0);
+  if (meter) {
+    $("#load-shape").replaceChildren(loadShape(meter.hourly));
+    const c = meter.comparison;
+    $("#comparison").textContent = c
+      ? "You use " + c.daily_average + " Wh a day. Similar homes: " + Math.round(c.median) +
+        " (median), efficient homes: " + Math.round(c.efficient) + "."
+      : "Not enough similar homes to compare with yet.";
+  }
+  const list = $("#offers");
+  list.replaceChildren(...(insights.offers.length ? insights.offers.map((o) => {
+    const item = document.createElement("li");
+    item.dataset.kind = o.kind;
+    item.textContent = (o.saving ? "Save " + o.saving + ": " : "") + o.reason;
+    return item;
+  }) : [Object.assign(document.createElement("li"), { className: "empty muted", textContent: "No offers." })]));
+}
+
 async function topUp(event) {
   event.preventDefault();
   const body = JSON.stringify({ amount: $("#topup-amount").value, reference: $("#topup-reference").value });
@@ -96,7 +141,7 @@ async function start() {
   $("#app").hidden = false;
   $("#logout").hidden = false;
   $("#who-status").textContent = who();
-  await showBills();
+  await Promise.all([showBills(), showInsights()]);
 }
 
 function signIn(event) {

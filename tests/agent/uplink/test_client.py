@@ -14,6 +14,7 @@ from agent.uplink.client import Uplink, UplinkError, parse_url
 from agent.uplink.outbox import Outbox
 from tests.agent.uplink.helpers import KEY, Broker, Subscriber, deduplicated, event, record
 from tests.support import free_port, port_open, stop, wait_for
+from tests.tlscerts import make_certificates
 
 ROOT = Path(__file__).resolve().parents[3]
 METERS = ("m1", "m2", "m3")
@@ -226,31 +227,8 @@ def test_falls_back_to_mqtt_311_when_the_broker_ignores_mqtt_5(
 
 
 def test_tls_with_a_private_ca(tmp_path: Path, outbox: Outbox) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    ca = make_certificates(tmp_path)
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
     broker = Broker(
         "127.0.0.1",
         free_port(),
@@ -260,7 +238,7 @@ def test_tls_with_a_private_ca(tmp_path: Path, outbox: Outbox) -> None:
     )
     broker.start()
     uplink = Uplink(
-        "gw-1", broker.url, None, None, outbox, Received(), command_key=KEY, tls_ca=str(cert),
+        "gw-1", broker.url, None, None, outbox, Received(), command_key=KEY, tls_ca=str(ca.path),
         reconnect_delay=(1, 2),
     )  # fmt: skip
     try:

@@ -64,6 +64,18 @@ def test_patching_a_customer_changes_audits_and_reaches_its_meters(
     assert len(events) == 2 and events[0]["data"]["by"] == "admin"
 
 
+def test_a_customer_moves_to_postpaid_billing_audited(client: httpx.Client, keys: Keys) -> None:
+    before = len(credit_commands(client, keys, "m1"))
+    r = client.patch("/api/v1/customers/c1", headers=keys.h("admin"), json={"billing": "postpaid"})
+    assert r.status_code == 200 and r.json()["billing"] == "postpaid", r.text
+    assert client.get("/api/v1/customers/c1", headers=keys.h("operator")).json()["billing"] == (
+        "postpaid"
+    )
+    assert len(credit_commands(client, keys, "m1")) == before  # the gateway's rules are unchanged
+    history = client.get("/api/v1/customers/c1/history", headers=keys.h("operator")).json()
+    assert [h["changes"] for h in history] == [{"billing": {"from": "prepaid", "to": "postpaid"}}]
+
+
 def test_a_bad_patch_is_refused_and_changes_nothing(client: httpx.Client, keys: Keys) -> None:
     admin = keys.h("admin")
     cases = [
@@ -72,6 +84,8 @@ def test_a_bad_patch_is_refused_and_changes_nothing(client: httpx.Client, keys: 
         ({"name": None}, "name"),
         ({"credit_rules": {"low_credit": [1], "grace": 3}}, "credit_rules"),
         ({"colour": "red"}, "colour"),
+        ({"billing": "weekly"}, "billing"),
+        ({"billing": None}, "billing"),
     ]
     for body, field in cases:
         r = client.patch("/api/v1/customers/c1", headers=admin, json=body)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert
 
 from hub.app import create_app
 from hub.db import make_engine, migrate, write_tx
-from hub.models import Event, Meter, table
+from hub.models import Event, Meter, MeterBus, table
 from hub.settings import HubSettings
 from tests.hub.api.conftest import Keys, build_world, new_key, serving
 
@@ -74,6 +74,11 @@ def seed(engine: Engine, size: int) -> None:
     events = [{"kind": "disconnect", "meter_id": meter_id(i), "reason": "credit exhausted",
                "at": now - timedelta(days=1), "data": {"by": "credit_control"}}
               for i in range(0, size, DISCONNECTED)]  # fmt: skip
+    buses = [{"meter_id": meter_id(i), "reported_at": now, "requests": 500, "errors": 25,
+              "timeouts": 20, "exceptions": 0, "connection": 5, "frame": 0, "polls": 480,
+              "failed_polls": 4, "skipped": 9, "state": "failing", "last_error": "no answer"}
+             for i in range(0, size, DISCONNECTED)]  # fmt: skip
     with write_tx(engine) as conn:
         conn.execute(insert(table(Meter)), meters)
         conn.execute(insert(table(Event)), events)
+        conn.execute(insert(table(MeterBus)), buses)

@@ -1,7 +1,7 @@
 """The customer page in a real headless chromium against a live hub: a customer signs in with
-its key, sees its balance, its bill (with the PDF fetched through its key) and the usage chart,
-and tops up. Another customer's id with this key is refused. Screenshot to
-test-artifacts/customer.png."""
+its key, sees its balance, its bill (with the PDF fetched through its key), the usage chart,
+its daily load shape, the comparison and its offers (insights), and tops up. Another
+customer's id with this key is refused. Screenshot to test-artifacts/customer.png."""
 
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ def test_customer_page(client: httpx.Client, keys: Keys, api_engine: Engine) -> 
         assert "3.00" in browser.text("#bills tbody") and "statement" in browser.text("#bills")
         wait_for(lambda: browser.js("return document.querySelector('#chart svg') !== null"),
                  timeout=15, interval=0.1)  # fmt: skip
+        wait_for(lambda: browser.js("return document.querySelector('#load-shape svg') !== null"),
+                 timeout=15, interval=0.1)  # fmt: skip
+        browser.wait_text("#comparison", "similar homes")
+        assert browser.text("#offers") == "No offers."
         browser.click("#bills tbody button")
         wait_for(lambda: browser.js("const a = document.querySelector('#bills a.pdf'); "
                                     "return a ? a.href.startsWith('blob:') : false"),

@@ -58,6 +58,7 @@ def test_dashboard_shows_a_meter_cut_off_live(
         browser.wait_text("#stat-stream", "live")
         assert "0.10" in browser.text("tr[data-meter='m1']")
         assert browser.text("#stat-ledger") == "balanced"
+        browser.wait_text("#anomalies", "No anomalies.")
         assert browser.js("return sessionStorage.getItem('smsa.key')") == hub.keys.operator
 
         # An operator reconnect for m2 before its gateway ever connected: the meter shows that

@@ -1,6 +1,6 @@
 """The operator dashboard at fleet size, in a real headless chromium: 10,000 meters, searched
 and paged fifty at a time; a chart of disconnections and top-ups per day; a meter's own page
-with its consumption chart, events and commands. Screenshots to test-artifacts/."""
+with its consumption chart, events, bus health and commands. Screenshots to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -50,6 +50,9 @@ def test_ten_thousand_meters_are_searched_and_paged(tmp_path: Path) -> None:
         assert browser.js("return !document.querySelector('#meter-page').hidden")
         assert browser.js("return !!document.querySelector('#mp-chart canvas')")
         assert "off" in browser.text("#mp-facts")
+        browser.wait_text("#mp-bus", "no answer")  # its gateway's bus report
+        assert "25 (5.0 %)" in browser.text("#mp-bus") and "failing" in browser.text("#mp-bus")
+        assert "None." in browser.text("#mp-mismatches")
         browser.screenshot(ARTIFACTS / "meter.png")
 
         browser.click("#back")

@@ -1,0 +1,291 @@
+"""Fleet simulator: many gateways publishing usage straight to the broker, against the hub.
+
+Starts Mosquitto, a throwaway PostgreSQL (or a SQLite file) seeded with ``--gateways`` x
+``--meters`` meters, and the hub's ingest (``--hubs`` processes; more than one form an ingest
+group). Publisher processes then play the gateways, as a real fleet sends: each gateway one
+QoS 1 message per report on its own topic ``smsa/v1/gw/{gw}/usage`` holding one 15-minute
+record per meter (``--meters`` records a message), seqs and registers continuing from report
+to report, at the offered rate of each step of ``--rates`` (records/s, for ``--step-s`` seconds
+each). The gateways listen for their receipts (``smsa/v1/gw/{gw}/receipt``, published by the
+hub after each committed batch): a record's latency is from its publish to the receipt that
+settles it, as the gateway sees it.
+
+Per step it reports the offered and the settled rate (records receipted during the step
+window, divided by its length), latency percentiles of the records published in the step
+(after a drain of ``DRAIN_S``; a record never receipted has no latency), and what was still
+unreceipted at the
+end; the hub keeps up with a step when it settles at least ``KEEP_UP`` of the offered rate
+with a 95th percentile latency under ``MAX_P95_S``. A step's rate in records/s is a fleet of
+``rate x 900`` meters at 15-minute reporting: the simulated meters report more often than
+every 15 minutes (each record still covers 15 minutes), so the seeded database is small; a
+real fleet's larger tables and caches are not measured here.
+
+    python -m bench.fleet [--db postgres] [--gateways 1000] [--meters 10]
+                          [--rates 2000,5000,8000,11000] [--step-s 20] [--hubs 1]
+
+Prints a table and writes ``bench/results/fleet.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from bench.hub_ingest import T0, stack, start_hub, stop, wait_ready
+
+RESULTS = Path(__file__).resolve().parent / "results" / "fleet.json"
+KEEP_UP = 0.97
+MAX_P95_S = 10.0
+DRAIN_S = 30.0  # after the last step, how long receipts are awaited
+SAMPLES = 5000  # latencies each publisher reports per step (evenly spaced sample)
+
+
+class Gateways:
+    """One publisher's share of the fleet: per gateway its meters' next seq and register."""
+
+    def __init__(self, gateways: list[str], meters: int) -> None:
+        self.gateways = gateways
+        self.meters = meters
+        self.round = dict.fromkeys(gateways, 0)
+        self.sent: dict[tuple[str, int], float] = {}  # (meter, seq) -> publish time
+        self.lock = threading.Lock()
+
+    def report(self, gw: str) -> bytes:
+        """The gateway's next message: one record per meter for the next 15 minutes."""
+        r = self.round[gw]
+        self.round[gw] = r + 1
+        start = T0 + timedelta(minutes=15 * r)
+        s, e = start.isoformat(), (start + timedelta(minutes=15)).isoformat()
+        now = time.time()
+        records = []
+        with self.lock:
+            for m in range(self.meters):
+                meter = f"{gw}-m{m}"
+                reg = 1000 + r * 137
+                records.append(f'{{"meter":"{meter}","seq":{r + 1},"start":"{s}","end":"{e}",'
+                               f'"import_start":{reg},"import_end":{reg + 137}}}')  # fmt: skip
+                self.sent[(meter, r + 1)] = now
+        return ('{"v":1,"records":[' + ",".join(records) + "]}").encode()
+
+    def settled(self, payload: bytes, now: float) -> list[tuple[float, float]]:
+        """(receipt time, publish time) of each record a receipt settles that is awaited."""
+        got = []
+        with self.lock:
+            for meter, spans in json.loads(payload).get("usage", {}).items():
+                for first, last in spans:
+                    for seq in range(first, last + 1):
+                        sent = self.sent.pop((meter, seq), None)
+                        if sent is not None:
+                            got.append((now, sent))
+        return got
+
+
+def _paced(client: mqtt.Client, gws: Gateways, per_s: float, start: float, end: float, *,
+           k: int) -> tuple[int, int]:  # fmt: skip
+    """Publish reports at ``per_s`` messages a second from ``start`` until ``end``, round
+    robin over the gateways from the ``k``th: (messages sent, the next k)."""
+    n = 0
+    while True:
+        due = start + n / per_s
+        if due >= end:
+            return n, k
+        wait = due - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        gw = gws.gateways[k % len(gws.gateways)]
+        client.publish(f"smsa/v1/gw/{gw}/usage", gws.report(gw), qos=1)
+        k += 1
+        n += 1
+
+
+def fleet(args: argparse.Namespace) -> None:
+    """A publisher: its gateways' reports paced to its share of each step's rate; prints one
+    JSON line per step (and one after the drain)."""
+    gws = Gateways(args.gateways_list.split(","), args.meters)
+    receipted: list[tuple[float, float]] = []  # (receipt time, publish time)
+    rlock = threading.Lock()
+
+    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        got = gws.settled(bytes(msg.payload), time.time())
+        with rlock:
+            receipted.extend(got)
+
+    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"fleet-{args.index}", protocol=mqtt.MQTTv5)  # fmt: skip
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.on_message = on_message
+    client.connect("127.0.0.1", args.port)
+    client.subscribe("smsa/v1/gw/+/receipt", qos=1)
+    client.loop_start()
+    print("ready", flush=True)
+    rates = [float(r) for r in args.rates.split(",")]
+    share = len(gws.gateways) / args.total_gateways
+    start = args.t0
+    k = 0
+    steps = []
+    for rate in rates:
+        per_s = rate * share / args.meters  # messages per second from this publisher
+        end = start + args.step_s
+        n, k = _paced(client, gws, per_s, start, end, k=k)
+        steps.append((rate, start, end, n * args.meters))
+        time.sleep(max(0.0, end - time.time()))
+        start = end
+    deadline = time.time() + DRAIN_S
+    while time.time() < deadline and gws.sent:
+        time.sleep(0.2)
+    with rlock:
+        done = list(receipted)
+    for rate, start, end, sent in steps:
+        # settled: receipted during the step; latency: of the records published in it (those
+        # never receipted count as the longest, infinite)
+        in_window = sum(1 for at, _sent in done if start <= at < end)
+        lats = [at - sent_at for at, sent_at in done if start <= sent_at < end]
+        lats += [float("inf")] * (sent - len(lats))
+        print(json.dumps({"rate": rate, "sent": sent, "receipted": in_window,
+                          "latencies": _sample(lats)}), flush=True)  # fmt: skip
+    print(json.dumps({"unreceipted": len(gws.sent)}), flush=True)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _sample(values: list[float]) -> list[float]:
+    values = sorted(values)
+    if len(values) <= SAMPLES:
+        return values
+    return [values[i * len(values) // SAMPLES] for i in range(SAMPLES)]
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    """The ``p`` quantile; None if there are no values or it is a record never receipted."""
+    if not values:
+        return None
+    value = sorted(values)[min(len(values) - 1, int(p * len(values)))]
+    return round(value, 3) if value != float("inf") else None
+
+
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    with stack(args.db, args, tmp) as st:
+        hubs = start_hub(st, args)
+        wait_ready(*hubs)
+        t0 = time.time() + 3.0  # every publisher starts its first step at once
+        pubs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.fleet",
+                    "--role",
+                    "fleet",
+                    "--port",
+                    str(st.port),
+                    "--gateways-list",
+                    ",".join(st.gateways[i :: args.publishers]),
+                    "--total-gateways",
+                    str(len(st.gateways)),
+                    "--meters",
+                    str(args.meters),
+                    "--rates",
+                    args.rates,
+                    "--step-s",
+                    str(args.step_s),
+                    "--t0",
+                    str(t0),
+                    "--index",
+                    str(i),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(args.publishers)
+        ]
+        st.procs.extend(pubs)
+        wait_ready(*pubs)
+        outputs = []
+        for pub in pubs:
+            out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
+            outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
+        for hub in hubs:
+            stop(hub)
+        steps = []
+        for i, rate in enumerate(args.rates.split(",")):
+            rows = [o[i] for o in outputs]
+            lats = [lat for r in rows for lat in r["latencies"]]
+            sent = sum(r["sent"] for r in rows)
+            settled = sum(r["receipted"] for r in rows)
+            step = {
+                "offered_records_per_s": round(sent / args.step_s),
+                "settled_records_per_s": round(settled / args.step_s),
+                "ratio": round(settled / sent, 3) if sent else None,
+                "latency_s": {
+                    "p50": _pct(lats, 0.5),
+                    "p95": _pct(lats, 0.95),
+                    "p99": _pct(lats, 0.99),
+                },
+                "fleet_at_15_min": round(sent / args.step_s) * 900,
+                "target_rate": float(rate),
+            }
+            p95 = step["latency_s"]["p95"]
+            step["kept_up"] = bool(
+                sent and settled >= KEEP_UP * sent and p95 is not None and p95 < MAX_P95_S
+            )
+            steps.append(step)
+        unreceipted = sum(o[-1]["unreceipted"] for o in outputs)
+        return {"db": args.db, "hubs": args.hubs, "workers": args.workers,
+                "gateways": args.gateways, "meters_per_gateway": args.meters,
+                "step_s": args.step_s, "steps": steps,
+                "unreceipted_after_drain": unreceipted}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="postgres")
+    parser.add_argument("--gateways", type=int, default=1000)
+    parser.add_argument(
+        "--meters", type=int, default=10, help="meters per gateway (records a message)"
+    )
+    parser.add_argument("--rates", default="2000,5000,8000,11000", help="records/s per step")
+    parser.add_argument("--step-s", type=float, default=20.0)
+    parser.add_argument("--hubs", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--role", choices=["fleet"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--gateways-list", help=argparse.SUPPRESS)
+    parser.add_argument("--total-gateways", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--t0", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role == "fleet":
+        fleet(args)
+        return 0
+    if args.hubs > 1 and args.db != "postgres":
+        parser.error("--hubs above 1 needs --db postgres (an ingest group)")
+    with tempfile.TemporaryDirectory(prefix="smsa-fleet-") as tmp:
+        result = run(args, Path(tmp))
+    print(f"{'offered/s':>10}{'settled/s':>10}{'ratio':>7}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}"
+          f"{'meters at 15 min':>18}  kept up")  # fmt: skip
+    for s in result["steps"]:
+        lat = s["latency_s"]
+        print(f"{s['offered_records_per_s']:>10}{s['settled_records_per_s']:>10}"
+              f"{s['ratio'] or 0:>7}{lat['p50'] or 0:>8}{lat['p95'] or 0:>8}{lat['p99'] or 0:>8}"
+              f"{s['fleet_at_15_min']:>18}  {'yes' if s['kept_up'] else 'no'}")  # fmt: skip
+    print(f"unreceipted after {DRAIN_S:g} s of drain: {result['unreceipted_after_drain']}")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"benchmark": "fleet", **result}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The journal's references hold on both backends: a dangling reference is refused, and so is
+deleting an account or a meter the journal refers to. On PostgreSQL statement-level triggers
+check them (``hub.migrations.refs``), on SQLite foreign keys."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, insert, text
+from sqlalchemy.exc import IntegrityError
+
+from hub.db import write_tx
+from hub.models import metadata
+from hub.models.types import utcnow
+from tests.hub.seed import seed_world
+
+ENTRIES, LINES, POSTED = (metadata.tables[t] for t in
+                          ("journal_entries", "journal_lines", "posted_usage"))  # fmt: skip
+
+
+def _entry(engine: Engine, meter: str | None = None) -> int:
+    with write_tx(engine) as conn:
+        row = {"kind": "adjustment", "currency": "USD", "created_at": utcnow(),
+               "effective_at": utcnow(), "meter_id": meter, "memo": ""}  # fmt: skip
+        return int(conn.execute(insert(ENTRIES).returning(ENTRIES.c.id), row).scalar_one())
+
+
+def _refused(engine: Engine, statement: object, rows: object = None) -> str:
+    """The refusal's message, in lower case (SQLite's names no column: the word "foreign")."""
+    with pytest.raises(IntegrityError) as refused, write_tx(engine) as conn:
+        conn.execute(statement, rows)  # type: ignore[call-overload]
+    why = str(refused.value.orig).lower()
+    assert getattr(refused.value.orig, "sqlstate", "23503") == "23503", why
+    return why if engine.dialect.name == "postgresql" else "account entr meter foreign"
+
+
+def test_dangling_references_are_refused(engine: Engine) -> None:
+    world = seed_world(engine, gateways=1, meters_per_gateway=1)
+    meter = next(iter(world.meters))
+    entry = _entry(engine, meter)
+    good = {"entry_id": entry, "account_id": "c-0-0", "amount": 0}
+    many = [good] * 50
+    assert "account" in _refused(engine, insert(LINES), [*many, {**good, "account_id": "nobody"}])
+    assert "entr" in _refused(engine, insert(LINES), [*many, {**good, "entry_id": entry + 99}])
+    usage = {"meter_id": "no-meter", "seq": 1, "entry_id": entry, "import_start": 0,
+             "import_end": 1}  # fmt: skip
+    assert "meter" in _refused(engine, insert(POSTED), usage)
+    assert "meter" in _refused(engine, insert(ENTRIES), {
+        "kind": "adjustment", "currency": "USD", "created_at": utcnow(),
+        "effective_at": utcnow(), "meter_id": "no-meter", "memo": ""})  # fmt: skip
+    with write_tx(engine) as conn:
+        conn.execute(insert(LINES), many)
+
+
+def test_a_referenced_account_or_meter_cannot_be_deleted(engine: Engine) -> None:
+    world = seed_world(engine, gateways=1, meters_per_gateway=1)
+    meter = next(iter(world.meters))
+    entry = _entry(engine, meter)
+    with write_tx(engine) as conn:
+        conn.execute(insert(LINES), {"entry_id": entry, "account_id": "c-0-0", "amount": 0})
+    assert _refused(engine, text("DELETE FROM accounts WHERE id = 'c-0-0'"))
+    assert _refused(engine, text("DELETE FROM meters WHERE id = :m"), {"m": meter})
