@@ -83,10 +83,12 @@ def start_hub(
     name: str = "hub",
     port: int | None = None,
     env: dict[str, str] | None = None,
+    new_key: bool = True,
 ) -> tuple[str, str]:
     """``smsa-hub serve`` on ``work/hub.db`` and ``port`` (a free one by default): (its URL, an
-    admin key). ``name`` names its log; ``env`` adds ``SMSA_HUB_*`` settings."""
-    admin_key = create_key(work, "admin")
+    admin key, or "" without ``new_key``: a restart keeps using the keys it has). ``name``
+    names its log; ``env`` adds ``SMSA_HUB_*`` settings."""
+    admin_key = create_key(work, "admin") if new_key else ""
     port = port or free_port()
     hub_url = f"http://127.0.0.1:{port}"
     db = f"sqlite:///{work / 'hub.db'}"

@@ -86,6 +86,10 @@ async def serve(
             Responder(bus, config.line, config.line_timing, rtu=True), config.serial
         )
     where = f"{config.tcp[0]}:{config.tcp[1]}" if config.tcp else str(config.serial)
+    side: SimTcpServer | None = None
+    if config.control_tcp is not None:
+        check_tcp(*config.control_tcp)
+        side = SimTcpServer(Responder(bus, config.line, False, rtu=False), *config.control_tcp)
     try:
         await server.serve_forever(background=True)
     except RuntimeError as exc:
@@ -95,6 +99,8 @@ async def serve(
         reason = exc.args[-1] if exc.args else type(exc).__name__
         raise ListenError(where, f"cannot configure the device: {reason}") from exc
     try:
+        if side is not None:  # the same bus over TCP too, unaffected by the line model
+            await side.serve_forever(background=True)
         if isinstance(server, SimTcpServer):
             where = f"tcp {config.tcp[0] if config.tcp else ''}:{server.port}"
         else:
@@ -116,4 +122,6 @@ async def serve(
         await stop.wait()
     finally:
         await server.shutdown()
+        if side is not None:
+            await side.shutdown()
         log.info("stopped")

@@ -29,6 +29,7 @@ class SimConfig:
     speed: Fraction = Fraction(1)
     tcp: tuple[str, int] | None = None
     serial: str | None = None
+    control_tcp: tuple[str, int] | None = None
     line: Line = field(default_factory=Line)
     line_timing: bool = False
     pairings: tuple[Pairing, ...] = ()
@@ -54,6 +55,11 @@ def parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--tcp", metavar="HOST:PORT", help="serve Modbus TCP (port 0: any free)")
     where.add_argument("--serial", metavar="DEVICE", help="serve Modbus RTU on a serial device")
+    p.add_argument(
+        "--control-tcp",
+        metavar="HOST:PORT",
+        help="with --serial: also serve the same devices over Modbus TCP (to steer them)",
+    )
     p.add_argument("--baudrate", type=int, default=9600, help="serial/line-model baud (9600)")
     p.add_argument("--parity", default="N", help="N, E or O (N)")
     p.add_argument("--stopbits", type=int, default=1, help="1 or 2 (1)")
@@ -106,6 +112,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
         speed=parse_speed(args.speed),
         tcp=_host_port(args.tcp) if args.tcp else None,
         serial=args.serial,
+        control_tcp=_control_tcp(args.control_tcp, args.serial),
         line=Line(args.baudrate, args.parity.upper(), args.stopbits),
         line_timing=args.line_timing,
         pairings=pairings,
@@ -115,6 +122,14 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
         start_epoch_ns=_start_time(args.start_time) if args.start_time else None,
         log_level=level,
     )
+
+
+def _control_tcp(text: str | None, serial: str | None) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    if serial is None:
+        raise ConfigError("--control-tcp", "only with --serial")
+    return _host_port(text, "--control-tcp")
 
 
 def _model(name: str, option: str, dirs: tuple[Path, ...]) -> MeterModel:
@@ -160,13 +175,13 @@ def _pairing(text: str) -> Pairing:
     return Pairing(_unit(parts[0], "--relay-unit"), _unit(parts[1], "--relay-unit"), channel)
 
 
-def _host_port(text: str) -> tuple[str, int]:
+def _host_port(text: str, option: str = "--tcp") -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
     if not sep or not host:
-        raise ConfigError("--tcp", f"{text!r}: expected HOST:PORT")
-    port = _int(port_text, "--tcp", "port")
+        raise ConfigError(option, f"{text!r}: expected HOST:PORT")
+    port = _int(port_text, option, "port")
     if not 0 <= port <= 65535:
-        raise ConfigError("--tcp", f"port {port}: must be 0 to 65535")
+        raise ConfigError(option, f"port {port}: must be 0 to 65535")
     return host.strip("[]"), port
 
 

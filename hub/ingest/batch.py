@@ -97,7 +97,7 @@ from hub.ledger.bulk import execute_many, select_in
 from hub.ledger.posting import apply_deltas
 from hub.rating.payers import SplitRuleError, contributors, payer_weights
 from hub.rating.state import MeterState
-from hub.rating.tariffs import load_histories
+from hub.rating.tariffs import load_histories, version_counts
 from hub.tokens.store import setups as token_setups
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -409,7 +409,8 @@ class BatchProcessor:
 
     def _gather(self, work: Work, out: Outcome, read: Reads, plans: list[MeterPlan]) -> RatedUsage:
         """The plans as rows to write; counts, quarantine rows and receipts go to ``work``."""
-        rated = RatedUsage(meters=read.meters, seen=read.seen)
+        versions = {t: len(h.starts) for t, h in read.catalog.tariffs.items()}
+        rated = RatedUsage(meters=read.meters, seen=read.seen, rated_with=versions)
         for decision in read.triage:
             _apply(decision, work, rated)
         for plan in plans:
@@ -428,7 +429,11 @@ class BatchProcessor:
     def _commit_usage(
         self, conn: Connection, work: Work, out: Outcome, rated: RatedUsage
     ) -> dict[str, int]:
-        """Write the rated usage; returns the credits left to apply last (``_run``)."""
+        """Write the rated usage; returns the credits left to apply last (``_run``). A tariff
+        version added since the batch was rated may be in force at the end of one of its
+        records: then the batch is rated again (``BatchConflictError``)."""
+        if rated.postings and version_counts(conn, rated.rated_with) != rated.rated_with:
+            raise BatchConflictError("a tariff version was added while the batch was rated")
         result = self._write_usage(conn, work=work, postings=rated.postings, to_hold=rated.to_hold,
                           released=rated.released, events=rated.events,
                           mismatches=rated.mismatches, carries=rated.carries)  # fmt: skip
@@ -586,6 +591,7 @@ class RatedUsage:
     payers: dict[str, str] = field(default_factory=dict)  # meter -> paying account
     touched: dict[str, tuple[Tariff, MeterState]] = field(default_factory=dict)
     selections: dict[str, dict[str, Any]] = field(default_factory=dict)  # meter -> choice now
+    rated_with: dict[str, int] = field(default_factory=dict)  # tariff -> versions read
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from hub.ledger.bulk import select_in
+from hub.models import Tariff as TariffRow
 from hub.models import TariffVersion, table
 from protocol.messages import validate
 from protocol.tariff import Tariff
 
 _versions = table(TariffVersion)
+_tariffs = table(TariffRow)
 _parsed: dict[tuple[str, int], Tariff] = {}  # (document, version) -> parsed
 _CACHE_MAX = 4096
 
@@ -72,3 +75,21 @@ def load_histories(conn: Connection, tariff_ids: Iterable[str]) -> dict[str, Tar
         tid: TariffHistory(tid, tuple(s for s, _ in vs), tuple(t for _, t in vs))
         for tid, vs in rows.items()
     }
+
+
+def version_counts(conn: Connection, tariff_ids: Iterable[str]) -> dict[str, int]:
+    """How many versions each tariff has (tariffs without one are absent), their rows locked
+    FOR SHARE until the caller's transaction ends (PostgreSQL; SQLite's write transaction
+    already excludes other writers), so no version is added meanwhile: ingest compares it, in
+    its write transaction, with the histories it rated with (``load_histories``)."""
+    ids = sorted(set(tariff_ids))
+    if not ids:
+        return {}
+    lock = select(_tariffs.c.id).where(_tariffs.c.id.in_(ids)).order_by(_tariffs.c.id)
+    conn.execute(lock.with_for_update(read=True))
+    rows = conn.execute(
+        select(_versions.c.tariff_id, func.count())
+        .where(_versions.c.tariff_id.in_(ids))
+        .group_by(_versions.c.tariff_id)
+    )
+    return {str(tariff_id): int(n) for tariff_id, n in rows}

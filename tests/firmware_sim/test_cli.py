@@ -11,6 +11,8 @@ from firmware_sim.__main__ import main
 from firmware_sim.process import SimProcessError, sim_process
 from firmware_sim.pty import SocatPair
 from tests.firmware_sim.conftest import StartSim
+from tests.firmware_sim.helpers import CONTROL, rtu_client, tcp_client
+from tests.support import free_port
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -117,3 +119,24 @@ def test_settings_a_device_refuses_are_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert "cannot configure the device" in lines[0]
+
+
+@pytest.mark.serial
+def test_control_tcp_is_a_second_door_to_a_serial_bus(pty_pair: SocatPair) -> None:
+    """``--control-tcp``: the devices on the serial line, steered over TCP at the same time."""
+    port = free_port()
+    with sim_process("--serial", pty_pair.server, "--control-tcp", f"127.0.0.1:{port}",
+                     "--meter", "3:500"):  # fmt: skip
+        side, line = tcp_client(port), rtu_client(pty_pair.client)
+        try:
+            assert not side.write_registers(CONTROL, [0, 2500], device_id=3).isError()
+            words = line.read_holding_registers(CONTROL, count=2, device_id=3).registers
+            assert words == [0, 2500]
+        finally:
+            side.close()
+            line.close()
+
+
+def test_control_tcp_needs_serial(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--tcp", "127.0.0.1:0", "--control-tcp", "127.0.0.1:0"]) == 2
+    assert "--control-tcp: only with --serial" in capsys.readouterr().err

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from hub.api.deps import Admin, ContextDep, Operator, SessionDep, write_created
 from hub.api.jsonbody import HubRoute
 from hub.api.schemas import TariffIn, TariffOut, TariffVersionIn
 from hub.control.credit_state import queue_tariff_update_in
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
-from hub.models import Meter, Provider, Tariff, TariffVersion, utcnow
+from hub.models import EntryKind, JournalEntry, Meter, Provider, Tariff, TariffVersion, utcnow
 from protocol.tariff import Tariff as TariffDoc
 from protocol.tariff import unit_problem
 
@@ -56,6 +56,23 @@ def latest_version(session: Session, tariff_id: str) -> TariffVersion:
 def latest_doc(session: Session, tariff_id: str) -> TariffDoc:
     """The tariff's newest version as a document."""
     return TariffDoc.model_validate_json(latest_version(session, tariff_id).document)
+
+
+def rated_until(session: Session, tariff_id: str, start: datetime) -> datetime | None:
+    """The end of the latest usage interval of the tariff's meters already rated that ends at
+    or after ``start`` (None: none). Such usage comes from a gateway whose clock is ahead; a
+    version starting before it would make it rated with a version no longer in force at its end
+    (invariant 5), so a new version starts after it."""
+    latest: datetime | None = session.exec(
+        select(func.max(JournalEntry.effective_at))
+        .join(Meter, col(Meter.id) == col(JournalEntry.meter_id))
+        .where(
+            JournalEntry.kind == EntryKind.USAGE,
+            col(JournalEntry.effective_at) >= start,
+            Meter.tariff_id == tariff_id,
+        )
+    ).one()
+    return latest
 
 
 def check_units(session: Session, doc: TariffDoc) -> None:
@@ -110,12 +127,24 @@ def add_version(tariff_id: str, body: TariffVersionIn, ctx: ContextDep, who: Adm
         raise InvalidInputError("currency", f"this hub settles in {ctx.currency}")
 
     def work(session: Session) -> TariffOut:
-        if session.get(Tariff, tariff_id) is None:
+        # locked: a settler that rated with the older versions writes before or after us
+        if session.get(Tariff, tariff_id, with_for_update=True) is None:
             raise NotFoundError("tariff", tariff_id)
         latest = latest_version(session, tariff_id)
-        start = body.valid_from or utcnow()
-        if start <= latest.valid_from:
+        after = timedelta(microseconds=1)
+        if body.valid_from is None:  # now, or just after the latest start if that is later
+            start = max(utcnow(), latest.valid_from + after)
+        elif body.valid_from <= latest.valid_from:
             raise InvalidInputError("valid_from", "must be after the latest version's start")
+        else:
+            start = body.valid_from
+        rated = rated_until(session, tariff_id, start)
+        if rated is not None and body.valid_from is not None:
+            raise InvalidInputError(
+                "valid_from", f"usage up to {rated.isoformat()} is already rated on this tariff"
+            )
+        if rated is not None:  # a gateway clock ahead of the hub's: start after its usage
+            start = rated + after
         try:
             doc = TariffDoc(
                 id=tariff_id,

@@ -3,14 +3,17 @@ unknown fields (422 naming the field)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from hub.db import session_scope
+from hub import ledger
+from hub.db import run_tx, session_scope
 from hub.gateways import verify_password
+from hub.ledger import UsagePosting
 from hub.models import Gateway
 from tests.hub.api.conftest import Keys, Shared
 from tests.hub.api.helpers import error_fields
@@ -169,3 +172,26 @@ def test_tariff_versions(client: httpx.Client, keys: Keys) -> None:
     r = client.post("/api/v1/tariffs/t1/versions", json=bad, headers=h)
     assert error_fields(r) == ["components.0.provider"]
     assert client.post("/api/v1/tariffs/nope/versions", json=body, headers=h).status_code == 404
+
+
+def test_a_version_starts_after_usage_already_rated(
+    client: httpx.Client, keys: Keys, api_engine: Engine
+) -> None:
+    """Usage from a gateway whose clock is ahead ends after "now": a new version may not start
+    before it, or that usage would be rated with a version no longer in force at its end."""
+    ahead = datetime.now(UTC) + timedelta(minutes=10)
+    lines = [("c1", -15), ("provider:gen", 15)]
+    start = ahead - timedelta(seconds=10)
+    posting = UsagePosting("m1", 1, 0, 1000, lines, "USD", interval_start=start, interval_end=ahead)
+    run_tx(api_engine, lambda s: ledger.post_usage_batch(s, [posting]))
+    h = keys.h("admin")
+    body = {"currency": "USD", "components": [{"provider": "gen", "per_kwh": "0.20"}]}
+    soon = {**body, "valid_from": (ahead - timedelta(minutes=5)).isoformat()}
+    r = client.post("/api/v1/tariffs/t1/versions", json=soon, headers=h)
+    assert r.status_code == 422
+    assert error_fields(r) == ["valid_from"]
+    r = client.post("/api/v1/tariffs/t1/versions", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["valid_from"]) > ahead
+    r = client.post("/api/v1/tariffs/t1/versions", json=body, headers=h)
+    assert r.status_code == 201, r.text  # the next one starts after the last start
