@@ -24,7 +24,7 @@ demo:
 test:
 	PYTHON=$(PYTHON) scripts/system-deps test
 	$(MAKE) --no-print-directory $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
