@@ -156,6 +156,32 @@ class Recorder:
             self.messages.append((now, json.loads(msg.payload)))
 
 
+def tcp_agent_toml(
+    gateway: str, broker_url: str, key: str, work: Path, sim_port: int, *,
+    meters: dict[str, tuple[int, str]], extra: str = "",
+) -> str:  # fmt: skip
+    """An agent reading ``meters`` (id -> unit, register map) on one simulator over Modbus TCP,
+    fast: a poll every 0.5 s, an interval a second; ``extra`` adds TOML sections."""
+    listed = "".join(f'[[meters]]\nid = "{m}"\nbus = "tcp0"\nunit = {unit}\nmodel = "{model}"\n'
+                     for m, (unit, model) in meters.items())  # fmt: skip
+    return f"""gateway_id = "{gateway}"
+[mqtt]
+url = "{broker_url}"
+[security]
+command_key = "{key}"
+[storage]
+path = "{work / "agent.db"}"
+[timing]
+poll_interval_s = 0.5
+report_interval_s = 1.0
+{extra}[[buses]]
+name = "tcp0"
+transport = "tcp"
+host = "127.0.0.1"
+port = {sim_port}
+{listed}"""
+
+
 def _reported(api: HubApi, meter: str) -> bool:
     return bool(api.get(f"/meters/{meter}")["last_seq"])
 

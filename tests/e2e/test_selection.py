@@ -23,7 +23,7 @@ from demo.api import HubApi
 from demo.procs import Processes
 from demo.stack import start_agent, start_hub
 from tests.conftest import Broker
-from tests.e2e.conftest import minor
+from tests.e2e.conftest import minor, tcp_agent_toml
 from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -61,27 +61,6 @@ def _provision(api: HubApi) -> str:
     return key
 
 
-def _agent_toml(broker_url: str, key: str, work: Path, sim_port: int) -> str:
-    meters = "".join(f'[[meters]]\nid = "{m}"\nbus = "tcp0"\nunit = {u}\n'
-                     f'model = "dds238-2-zn-sr"\n' for m, u in UNITS.items())  # fmt: skip
-    return f"""gateway_id = "{GATEWAY}"
-[mqtt]
-url = "{broker_url}"
-[security]
-command_key = "{key}"
-[storage]
-path = "{work / "agent.db"}"
-[timing]
-poll_interval_s = 0.5
-report_interval_s = 1.0
-[[buses]]
-name = "tcp0"
-transport = "tcp"
-host = "127.0.0.1"
-port = {sim_port}
-{meters}"""
-
-
 def _lines(api: HubApi, account: str) -> list[dict[str, Any]]:
     """Every journal line of ``account``, newest first."""
     items: list[dict[str, Any]] = []
@@ -113,7 +92,18 @@ def test_each_policy_settles_its_provider_and_a_tariff_change_applies_from_its_d
         processes.start("meter-sim", ["smsa-meter-sim", "--tcp", f"127.0.0.1:{sim_port}",
                                       *meters, "--speed", "60"])  # fmt: skip
         processes.wait_ready("meter-sim", lambda: "listening" in processes.tail("meter-sim", 20))
-        start_agent(processes, work, _agent_toml(mosquitto.url, key, work, sim_port))
+        start_agent(
+            processes,
+            work,
+            tcp_agent_toml(
+                GATEWAY,
+                mosquitto.url,
+                key,
+                work,
+                sim_port,
+                meters={m: (u, "dds238-2-zn-sr") for m, u in UNITS.items()},
+            ),
+        )
         wait_for(lambda: (api.get("/meters/m-patch")["last_seq"] or 0) >= 2, timeout=30)
         change = datetime.now(UTC) + timedelta(seconds=2)
         api.patch("/meters/m-patch", {"tariff": "t-new", "from": change.isoformat()})

@@ -35,7 +35,7 @@ from protocol.apportion import split
 from protocol.topics import topic
 from tests.agent.helpers import set_control
 from tests.conftest import Broker
-from tests.e2e.conftest import Recorder, minor
+from tests.e2e.conftest import Recorder, minor, tcp_agent_toml
 from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -82,8 +82,18 @@ class Rig:
         args = ["--tcp", f"127.0.0.1:{port}", "--meter", f"1:{load_w}", "--speed", str(speed)]
         self.procs.start("meter-sim", ["smsa-meter-sim", *args])
         self.procs.wait_ready("meter-sim", lambda: "listening" in self.procs.tail("meter-sim", 20))
-        start_agent(self.procs, self.work, _agent_toml(self.broker.url, self.key, self.work,
-                                                       port, meter))  # fmt: skip
+        start_agent(
+            self.procs,
+            self.work,
+            tcp_agent_toml(
+                GATEWAY,
+                self.broker.url,
+                self.key,
+                self.work,
+                port,
+                meters={meter: (1, "dds238-2-zn-sr")},
+            ),
+        )
         self.modbus = ModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0)
         wait_for(lambda: bool(self.api.get(f"/meters/{meter}")["last_seq"]), timeout=20)
 
@@ -157,30 +167,6 @@ def rig(processes: Processes, tmp_path: Path, mosquitto: Broker) -> Iterator[Rig
         usage.close()
         if made.modbus is not None:
             made.modbus.close()
-
-
-def _agent_toml(broker_url: str, key: str, work: Path, sim_port: int, meter: str) -> str:
-    return f"""gateway_id = "{GATEWAY}"
-[mqtt]
-url = "{broker_url}"
-[security]
-command_key = "{key}"
-[storage]
-path = "{work / "agent.db"}"
-[timing]
-poll_interval_s = 0.5
-report_interval_s = 1.0
-[[buses]]
-name = "tcp0"
-transport = "tcp"
-host = "127.0.0.1"
-port = {sim_port}
-[[meters]]
-id = "{meter}"
-bus = "tcp0"
-unit = 1
-model = "dds238-2-zn-sr"
-"""
 
 
 def _admin(rig: Rig) -> httpx.Client:

@@ -20,7 +20,7 @@ from hardware.regmap import load_model
 from protocol.topics import topic
 from tests.agent.helpers import set_control
 from tests.conftest import Broker
-from tests.e2e.conftest import Recorder, minor
+from tests.e2e.conftest import Recorder, minor, tcp_agent_toml
 from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -45,32 +45,6 @@ def _provision(api: HubApi) -> str:
     return key
 
 
-def _agent_toml(broker_url: str, key: str, work: Path, sim_port: int) -> str:
-    return f"""gateway_id = "{GATEWAY}"
-[mqtt]
-url = "{broker_url}"
-[security]
-command_key = "{key}"
-[storage]
-path = "{work / "agent.db"}"
-[timing]
-poll_interval_s = 0.5
-report_interval_s = 1.0
-[status]
-publish_s = 1
-[[buses]]
-name = "tcp0"
-transport = "tcp"
-host = "127.0.0.1"
-port = {sim_port}
-[[meters]]
-id = "m-water"
-bus = "tcp0"
-unit = 1
-model = "sfar-1m-4di-water"
-"""
-
-
 def test_a_water_meter_settles_its_litres_at_the_price_per_m3(
     processes: Processes, tmp_path: Path, mosquitto: Broker
 ) -> None:
@@ -89,7 +63,19 @@ def test_a_water_meter_settles_its_litres_at_the_price_per_m3(
                                       "--meter", "1:1800@sfar-1m-4di-water",
                                       "--speed", "60"])  # fmt: skip
         processes.wait_ready("meter-sim", lambda: "listening" in processes.tail("meter-sim", 20))
-        start_agent(processes, work, _agent_toml(mosquitto.url, key, work, sim_port))
+        start_agent(
+            processes,
+            work,
+            tcp_agent_toml(
+                GATEWAY,
+                mosquitto.url,
+                key,
+                work,
+                sim_port,
+                meters={"m-water": (1, "sfar-1m-4di-water")},
+                extra="[status]\npublish_s = 1\n",
+            ),
+        )
         first = wait_for(lambda: usage.since(0), timeout=20)[0][1]["records"][0]
         wait_for(lambda: (api.get("/meters/m-water")["last_seq"] or 0) >= 4, timeout=30)
 
