@@ -5,15 +5,19 @@ would be read as 400 by the hub and as 1 by a proxy, a log or a signature check 
 first. ``loads`` parses with an ``object_pairs_hook`` and raises InvalidInputError (422) naming
 the repeated key by its path (``body.components.0.provider``). The API parses every JSON request
 body with it (``hub.api.jsonbody``), and the payment callback, which reads its raw body itself
-(``hub.services.payments``), calls it too.
+(``hub.services.payments``, ``hub.services.billpay``), calls it too, through ``parse_body``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from hub.errors import InvalidInputError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Repeated(dict[str, Any]):
@@ -67,3 +71,18 @@ def loads(raw: bytes | str) -> Any:
     if repeated and (path := _path_to_repeat(value, [])) is not None:
         raise InvalidInputError(".".join(["body", *path]), f"duplicate key {path[-1]!r}")
     return value
+
+
+def parse_body(body: bytes, model: type[M], max_bytes: int) -> M:
+    """A raw request body as ``model``: InvalidInputError (422) for one over ``max_bytes``, not
+    JSON, a repeated key, or a field that does not validate (named by its path)."""
+    if len(body) > max_bytes:
+        raise InvalidInputError("body", f"larger than {max_bytes} bytes")
+    try:
+        return model.model_validate(loads(body))
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValidationError):
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "body"
+            raise InvalidInputError(field, err["msg"]) from exc
+        raise InvalidInputError("body", "not JSON") from exc

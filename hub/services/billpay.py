@@ -18,14 +18,14 @@ import io
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import and_, func, select
 from stdnum import iso11649
 
 from hub.billing.settings import BillingSettings
 from hub.billing.views import status_of
 from hub.db import read_tx
-from hub.errors import ConflictError, InvalidInputError
+from hub.errors import ConflictError
 from hub.ledger.sql import entries, lines
 from hub.models import Customer, EntryKind, table
 from hub.money import major, parse_amount
@@ -36,7 +36,7 @@ from hub.payments.verify import SignatureVerifier, UrlVerifier
 from hub.services.held import confirm, credit_held, held
 from hub.services.payments import MAX_BODY, SignatureError
 from hub.services.runtime import Runtime
-from hub.strictjson import loads
+from hub.strictjson import parse_body
 
 _customers = table(Customer)
 
@@ -116,16 +116,7 @@ def answer(row: Any) -> dict[str, Any]:
 
 
 def _parse(body: bytes) -> BillpayIn:
-    if len(body) > MAX_BODY:
-        raise InvalidInputError("body", f"larger than {MAX_BODY} bytes")
-    try:
-        return BillpayIn.model_validate(loads(body))
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, ValidationError):
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "body"
-            raise InvalidInputError(field, err["msg"]) from exc
-        raise InvalidInputError("body", "not JSON") from exc
+    return parse_body(body, BillpayIn, MAX_BODY)  # a repeated key: 422 naming it
 
 
 COLUMNS = ["payment", "network_txn", "reference", "bill", "amount", "paid_at", "credited_at",

@@ -23,7 +23,7 @@ import hmac
 import time
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from hub.errors import ConflictError, HubError, IdempotencyConflictError, InvalidInputError
 from hub.ledger.topups import ProviderTxn, TopupResult
@@ -35,7 +35,7 @@ from hub.payments.verify import UrlVerifier
 from hub.services.held import confirm, held
 from hub.services.runtime import Runtime
 from hub.services.topups import topup
-from hub.strictjson import loads
+from hub.strictjson import parse_body
 
 MAX_BODY = 16 * 1024
 
@@ -84,16 +84,7 @@ def verify(
 
 
 def parse(body: bytes) -> Payment:
-    if len(body) > MAX_BODY:
-        raise InvalidInputError("body", f"larger than {MAX_BODY} bytes")
-    try:
-        return Payment.model_validate(loads(body))  # a repeated key: 422 naming it
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, ValidationError):
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "body"
-            raise InvalidInputError(field, err["msg"]) from exc
-        raise InvalidInputError("body", "not JSON") from exc
+    return parse_body(body, Payment, MAX_BODY)  # a repeated key: 422 naming it
 
 
 def handle_callback(
