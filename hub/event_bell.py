@@ -16,7 +16,6 @@ import contextlib
 import logging
 import threading
 
-import psycopg
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -73,6 +72,8 @@ class EventBell:
         rung.set()
 
     def _listen(self) -> None:
+        import psycopg  # noqa: PLC0415 (the postgres extra: a hub on SQLite never imports it)
+
         while not self._closing.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True) as conn:

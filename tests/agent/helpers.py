@@ -24,7 +24,7 @@ from pymodbus.framer import FramerType
 from firmware_sim.control import field as control_field
 from protocol.messages import Event, EventMessage, UsageMessage, UsageRecord
 from protocol.signing import new_key, signed
-from tests.support import stop, wait_for
+from tests.support import free_port, stop, wait_for
 
 CONTROL = 0x9000
 
@@ -85,6 +85,8 @@ def agent_config(
         "[status]",
         f'path = "{tmp / "status.json"}"',
         "interval_s = 0.2",
+        "[tokens]",  # a port of its own: agents of tests running in parallel do not collide
+        f"port = {free_port()}",
         "[[buses]]",
         *(f"{k} = {json.dumps(v)}" for k, v in bus.items()),
     ]

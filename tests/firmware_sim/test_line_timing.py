@@ -1,7 +1,7 @@
 """--line-timing: each answer takes its RS-485 on-wire time (25.0 ms for 2 registers and
-62.5 ms for 20 at 9600 8N1), within 15 %, measured with a plain pymodbus client."""
+62.5 ms for 20 at 9600 8N1), within 15 %, measured with a plain pymodbus client. The fastest of
+several reads is compared: a loaded machine (other tests in parallel) only adds time."""
 
-import statistics
 import threading
 import time
 
@@ -11,10 +11,10 @@ from firmware_sim.line import Line
 from tests.firmware_sim.conftest import StartSim
 from tests.firmware_sim.helpers import Client, rtu_client, tcp_client
 
-READS = 8
+READS = 12
 
 
-def _median_ms(client: Client, count: int, unit: int = 1) -> float:
+def _fastest_ms(client: Client, count: int, unit: int = 1) -> float:
     client.read_holding_registers(0, count=count, device_id=unit)  # warm up
     times = []
     for _ in range(READS):
@@ -22,7 +22,7 @@ def _median_ms(client: Client, count: int, unit: int = 1) -> float:
         response = client.read_holding_registers(0, count=count, device_id=unit)
         times.append((time.perf_counter() - started) * 1000)
         assert not response.isError(), response
-    return statistics.median(times)
+    return min(times)
 
 
 def test_tcp_line_timing_at_9600_8n1(sim_tcp: StartSim) -> None:
@@ -30,8 +30,8 @@ def test_tcp_line_timing_at_9600_8n1(sim_tcp: StartSim) -> None:
     assert sim.port is not None
     client = tcp_client(sim.port)
     try:
-        assert _median_ms(client, 2) == pytest.approx(25.0, rel=0.15)
-        assert _median_ms(client, 20) == pytest.approx(62.5, rel=0.15)
+        assert _fastest_ms(client, 2) == pytest.approx(25.0, rel=0.15)
+        assert _fastest_ms(client, 20) == pytest.approx(62.5, rel=0.15)
     finally:
         client.close()
 
@@ -69,7 +69,7 @@ def test_tcp_without_line_timing_is_fast(sim_tcp: StartSim) -> None:
     assert sim.port is not None
     client = tcp_client(sim.port)
     try:
-        assert _median_ms(client, 20) < 10
+        assert _fastest_ms(client, 20) < 10
     finally:
         client.close()
 
@@ -84,7 +84,7 @@ def test_rtu_line_timing_adds_the_on_wire_time_at_9600_8n2(sim_serial: StartSim)
         assert sim.device is not None
         client = rtu_client(sim.device)
         try:
-            ms[extra] = _median_ms(client, 20)
+            ms[extra] = _fastest_ms(client, 20)
         finally:
             client.close()
             sim.process.stop()
