@@ -19,6 +19,7 @@ from tests.soak.faults import Injector, heal_all
 from tests.soak.traffic import Sent
 from tests.soak.traffic import run as run_traffic
 from tests.soak.world import MAX_OUTBOX_ROWS, RECONNECT_ABOVE, SPEED, World, build, leaked
+from tests.support import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -202,11 +203,10 @@ def _lasting(check: Callable[[], list[str]], within: float = 30.0) -> list[str]:
 
 
 def _wait(check: Any, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.5)
+    try:
+        wait_for(check, timeout=timeout, interval=0.5)
+    except AssertionError as exc:
+        raise RuntimeError(f"timed out waiting for {what}") from exc
 
 
 def write_json(summary: Summary, path: Path) -> None:
