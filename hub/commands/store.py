@@ -18,6 +18,13 @@ a command captured before a gateway's store was lost stays refused after it, whi
 own open commands reach the new store.
 
 The functions take the caller's connection and never commit: the caller owns the transaction.
+
+On PostgreSQL several writers change command rows at once (the ingest coordinator superseding,
+the dispatcher marking sent, the expiry job, each hub process of a group). An ``UPDATE`` locks
+its rows in whatever order its plan visits them, so two of them over the same rows can wait on
+each other (measured: a deadlock between superseding and ``mark_sent`` in ``bench.fleet``).
+So a statement that changes several rows first locks them in id order (:func:`_locked`), and
+``due`` skips rows others hold: no two writers wait on each other in a cycle.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from hub.models import Command, CommandStatus, Gateway, table
 from hub.models.commands import OPEN
@@ -88,16 +96,43 @@ def enqueue_many(
             "status": CommandStatus.QUEUED, "detail": "", "attempts": 0, "created_at": moment,
             "expires_at": datetime.fromisoformat(command["expires_at"]), "next_try_at": moment,
         })  # fmt: skip
+    older: list[str] = []
     for grp, meters in by_group.items():
         for i in range(0, len(meters), CHUNK):
-            conn.execute(
-                update(T_COMMANDS)
+            older += conn.execute(
+                select(T_COMMANDS.c.id)
                 .where(T_COMMANDS.c.meter_id.in_(meters[i : i + CHUNK]),
                        T_COMMANDS.c.grp == grp, T_COMMANDS.c.status.in_(OPEN))
-                .values(status=CommandStatus.SUPERSEDED, done_at=moment,
-                        detail="superseded by a newer command")
-            )  # fmt: skip
+            ).scalars()  # fmt: skip
+    older = _locked(conn, older, T_COMMANDS.c.status.in_(OPEN))
+    _update_ids(conn, older, status=CommandStatus.SUPERSEDED, done_at=moment,
+                detail="superseded by a newer command")  # fmt: skip
     conn.execute(insert(T_COMMANDS), rows)
+
+
+def _locked(conn: Connection, ids: Iterable[str], *where: ColumnElement[bool]) -> list[str]:
+    """Those of the rows ``ids`` that still match ``where``, locked in id order (PostgreSQL;
+    SQLite has one writer at a time and ignores the lock)."""
+    wanted, out = sorted(set(ids)), list[str]()
+    for i in range(0, len(wanted), CHUNK):
+        out += conn.execute(
+            select(T_COMMANDS.c.id).where(T_COMMANDS.c.id.in_(wanted[i : i + CHUNK]), *where)
+            .order_by(T_COMMANDS.c.id).with_for_update()
+        ).scalars()  # fmt: skip
+    return out
+
+
+def lock_commands(conn: Connection, ids: Iterable[object]) -> None:
+    """Lock the command rows ``ids`` (those that are strings) in id order, before a transaction
+    settles several of them one by one in another order."""
+    _locked(conn, (i for i in ids if isinstance(i, str)))
+
+
+def _update_ids(conn: Connection, ids: Sequence[str], **values: Any) -> None:
+    """Set ``values`` on the rows ``ids`` (already locked by :func:`_locked`)."""
+    for i in range(0, len(ids), CHUNK):
+        conn.execute(update(T_COMMANDS).where(T_COMMANDS.c.id.in_(ids[i : i + CHUNK]))
+                     .values(**values))  # fmt: skip
 
 
 def due(conn: Connection, now: datetime, limit: int = 500) -> list[Due]:
@@ -162,13 +197,8 @@ def has_work(conn: Connection, now: datetime) -> bool:
 
 def mark_sent(conn: Connection, ids: Iterable[str], now: datetime) -> None:
     """The broker acknowledged these: ``queued`` → ``sent`` (a later state stays)."""
-    wanted = sorted(set(ids))
-    if wanted:
-        conn.execute(
-            update(T_COMMANDS)
-            .where(T_COMMANDS.c.id.in_(wanted), T_COMMANDS.c.status == CommandStatus.QUEUED)
-            .values(status=CommandStatus.SENT, sent_at=now)
-        )  # fmt: skip
+    queued = _locked(conn, ids, T_COMMANDS.c.status == CommandStatus.QUEUED)
+    _update_ids(conn, queued, status=CommandStatus.SENT, sent_at=now)
 
 
 def settle(
@@ -213,11 +243,11 @@ def adopt_rotation(conn: Connection, gateway: str, command_id: str) -> None:
 
 def wake_gateway(conn: Connection, gateway: str, now: datetime) -> None:
     """``gateway`` came online: its open commands are due again now."""
-    conn.execute(
-        update(T_COMMANDS)
+    found = conn.execute(
+        select(T_COMMANDS.c.id)
         .where(T_COMMANDS.c.gateway_id == gateway, T_COMMANDS.c.status.in_(OPEN))
-        .values(next_try_at=now)
-    )  # fmt: skip
+    ).scalars()  # fmt: skip
+    _update_ids(conn, _locked(conn, found, T_COMMANDS.c.status.in_(OPEN)), next_try_at=now)
 
 
 def expire(conn: Connection, now: datetime) -> list[dict[str, Any]]:
@@ -227,13 +257,11 @@ def expire(conn: Connection, now: datetime) -> list[dict[str, Any]]:
                T_COMMANDS.c.action, T_COMMANDS.c.status, T_COMMANDS.c.expires_at)
         .where(T_COMMANDS.c.status.in_(OPEN), T_COMMANDS.c.expires_at <= now)
     ).all()  # fmt: skip
-    if rows:
-        conn.execute(
-            update(T_COMMANDS)
-            .where(T_COMMANDS.c.id.in_([r.id for r in rows]), T_COMMANDS.c.status.in_(OPEN))
-            .values(status=CommandStatus.EXPIRED, done_at=now, detail="expired before applied")
-        )  # fmt: skip
-    return [dict(r._mapping) for r in rows]
+    still = _locked(conn, (r.id for r in rows), T_COMMANDS.c.status.in_(OPEN))
+    _update_ids(conn, still, status=CommandStatus.EXPIRED, done_at=now,
+                detail="expired before applied")  # fmt: skip
+    ended = set(still)
+    return [dict(r._mapping) for r in rows if r.id in ended]
 
 
 def history(conn: Connection, meter_id: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.engine import Connection
 
-from hub.commands.store import settle, wake_gateway
+from hub.commands.store import lock_commands, settle, wake_gateway
 from hub.events import FACT_FAMILIES, joined, same_fact
 from hub.ingest.bus import bus_reports, store_bus
 from hub.ingest.model import (
@@ -56,6 +56,8 @@ def store_events(conn: Connection, work: Work, admit: Callable[[str], bool]) -> 
         select(T_METERS.c.id, T_METERS.c.gateway_id).where(T_METERS.c.id.in_(sorted(meter_ids)))
     ).all()) if meter_ids else {}  # fmt: skip
     topic_of = {gw: topics.topic(gw, "events") for gw, _ in work.events}
+    lock_commands(conn, (e.data.get("command") for _, e in work.events  # settled below
+                         if e.kind in ("command_ack", "command_rejected")))  # fmt: skip
     for gateway, ev in work.events:
         if (gateway, ev.id) in seen:
             work.settled.event(gateway, ev.id)

@@ -384,10 +384,17 @@ class IngestService:
                 due.append(info)
         if not due:
             return
-        with write_tx(self.engine) as conn:
-            commands = [c for c in (self._state_command(conn, i, tokens)
-                                    for i, tokens in stale_tokens(conn, due)) if c]  # fmt: skip
-            enqueue_many(conn, commands)
+        try:
+            with write_tx(self.engine) as conn:
+                commands = [c for c in (self._state_command(conn, i, tokens)
+                                        for i, tokens in stale_tokens(conn, due)) if c]  # fmt: skip
+                enqueue_many(conn, commands)
+        except Exception:  # a bug or a lost connection must not stop ingest: send them next time
+            log.exception("ingest: queueing %d credit states failed; retried", len(due))
+            for info in due:
+                self._dirty.setdefault(info.meter_id, info)
+                self._last_sent.pop(info.meter_id, None)
+            return
         self.wake_commands()
 
     def _state_command(

@@ -4,8 +4,12 @@ word, expiry, and a gateway coming online (``hub.commands``)."""
 from __future__ import annotations
 
 import json
+import random
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from hub.commands import store
@@ -111,3 +115,69 @@ def test_an_acknowledged_rotation_switches_the_key_and_resigns_what_is_queued(
     with write_tx(engine) as conn:
         (due_off,) = [d for d in store.due(conn, T0 + timedelta(minutes=5)) if d.id == off]
     assert verify(json.loads(due_off.payload), new) and not verify(json.loads(due_off.payload), KEY)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_concurrent_writers_of_command_rows_never_deadlock(engine: Engine) -> None:
+    """Superseding (the ingest coordinator), marking sent (the dispatcher), settling a batch's
+    acknowledgements and expiring change many rows at once from different transactions, each
+    wanting its rows in another order; on PostgreSQL they lock in id order, so none waits on
+    another in a cycle (before, ``bench.fleet`` died of a deadlock between the first two)."""
+    _gateway(engine)
+    meters = [f"m{i:03d}" for i in range(120)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def commands(rnd: random.Random) -> list[tuple[str, dict[str, object]]]:
+        at = datetime.now(UTC)
+        return [("gw-1", build_command(KEY, m, "prompt", now=at, ttl=timedelta(minutes=5)))
+                for m in rnd.sample(meters, 80)]  # fmt: skip
+
+    def open_ids(rnd: random.Random) -> list[str]:
+        with read_tx(engine) as conn:
+            found = conn.execute(
+                select(store.T_COMMANDS.c.id).where(
+                    store.T_COMMANDS.c.status.in_(["queued", "sent"])
+                )
+            )
+            ids = [str(i) for i in found.scalars()]
+        rnd.shuffle(ids)
+        return ids
+
+    def supersede(rnd: random.Random) -> None:
+        with write_tx(engine) as conn:
+            store.enqueue_many(conn, commands(rnd))
+
+    def sent(rnd: random.Random) -> None:
+        ids = open_ids(rnd)
+        with write_tx(engine) as conn:
+            store.mark_sent(conn, ids, datetime.now(UTC))
+
+    def acknowledged(rnd: random.Random) -> None:
+        ids = open_ids(rnd)[:40]
+        with write_tx(engine) as conn:
+            store.lock_commands(conn, ids)
+            for cid in ids:  # one by one, in the order the events came
+                store.settle(conn, "gw-1", cid, applied=True, detail="", now=datetime.now(UTC))
+
+    def run(work: Callable[[random.Random], None], seed: int) -> None:
+        rnd = random.Random(seed)
+        try:
+            while not stop.is_set():
+                work(rnd)
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    with write_tx(engine) as conn:
+        store.enqueue_many(conn, commands(random.Random(0)))
+    threads = [threading.Thread(target=run, args=(w, n))
+               for n, w in enumerate([supersede, supersede, sent, acknowledged])]  # fmt: skip
+    for t in threads:
+        t.start()
+    stop.wait(4.0)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, f"{type(errors[0]).__name__}: {str(errors[0]).splitlines()[0]}"
