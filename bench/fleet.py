@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from bench.hub_ingest import T0, stack, start_hub, stop, wait_ready
+from bench.hub_ingest import T0, _drain, _lines, server_cpu_s, stack, start_hub, wait_ready
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fleet.json"
 KEEP_UP = 0.97
@@ -178,6 +179,10 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with stack(args.db, args, tmp) as st:
         hubs = start_hub(st, args)
         wait_ready(*hubs)
+        lines: list[queue.Queue[str]] = [queue.Queue() for _ in hubs]
+        for hub, into in zip(hubs, lines, strict=True):  # read, or a full pipe stalls the hub
+            threading.Thread(target=_lines, args=(hub, into), daemon=True).start()
+        pg_cpu = server_cpu_s(st.pg_data) if st.pg_data else 0.0
         t0 = time.time() + 3.0  # every publisher starts its first step at once
         pubs = [
             subprocess.Popen(
@@ -215,8 +220,13 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for pub in pubs:
             out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
             outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
-        for hub in hubs:
-            stop(hub)
+        pg_cpu = server_cpu_s(st.pg_data) - pg_cpu if st.pg_data else 0.0
+        counters: dict[str, int] = {}
+        for hub, into in zip(hubs, lines, strict=True):
+            hub.terminate()
+            hub.wait(60)
+            for name, value in json.loads(_drain(into)[-1]).items():
+                counters[name] = counters.get(name, 0) + value
         steps = []
         for i, rate in enumerate(args.rates.split(",")):
             rows = [o[i] for o in outputs]
@@ -244,7 +254,20 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         return {"db": args.db, "hubs": args.hubs, "workers": args.workers,
                 "gateways": args.gateways, "meters_per_gateway": args.meters,
                 "step_s": args.step_s, "steps": steps,
-                "unreceipted_after_drain": unreceipted}  # fmt: skip
+                "unreceipted_after_drain": unreceipted,
+                "cpu_us_per_record": _cpu(counters, pg_cpu)}  # fmt: skip
+
+
+def _cpu(counters: dict[str, int], pg_cpu_s: float) -> dict[str, int]:
+    """Where a settled record's CPU went, from the hub's own counters and the database server's
+    processes: the hub's main process (``hub``), of that its credit-state queueing
+    (``credit``), its settlers, its MQTT pump, and the PostgreSQL server."""
+    n = max(1, counters.get("posted", 0))
+    return {"hub": round(counters.get("process_cpu_ms", 0) * 1000 / n),
+            "credit": round(counters.get("credit_cpu_ms", 0) * 1000 / n),
+            "settlers": round(counters.get("settler_cpu_ms", 0) * 1000 / n),
+            "pump": round(counters.get("pump_cpu_ms", 0) * 1000 / n),
+            "postgres": round(pg_cpu_s * 1e6 / n)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['ratio'] or 0:>7}{lat['p50'] or 0:>8}{lat['p95'] or 0:>8}{lat['p99'] or 0:>8}"
               f"{s['fleet_at_15_min']:>18}  {'yes' if s['kept_up'] else 'no'}")  # fmt: skip
     print(f"unreceipted after {DRAIN_S:g} s of drain: {result['unreceipted_after_drain']}")
+    print("cpu us per settled record: " + ", ".join(
+        f"{k} {v}" for k, v in result["cpu_us_per_record"].items()))  # fmt: skip
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"benchmark": "fleet", **result}, indent=2) + "\n")
     return 0

@@ -134,6 +134,25 @@ def stop_postgres(bindir: Path, root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def server_cpu_s(data: Path) -> float:
+    """CPU seconds used so far by the PostgreSQL server of ``data``: its postmaster, its live
+    processes, and the children it has reaped (``/proc``, Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        pid, ppid = int(Path(stat).parent.name), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15]) / tick  # its own and its reaped children's
+        elif ppid == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 # -- child roles -------------------------------------------------------------------------------
 
 
@@ -243,6 +262,7 @@ class Stack:
     engine: Engine
     gateways: list[str]
     procs: list[subprocess.Popen[str]]
+    pg_data: Path | None = None  # PostgreSQL's data directory (its postmaster.pid)
 
 
 @contextmanager
@@ -261,7 +281,8 @@ def stack(db_kind: str, args: argparse.Namespace, tmp: Path) -> Iterator[Stack]:
         migrate(url)
         engine = make_engine(url)
         world = seed_world(engine, gateways=args.gateways, meters_per_gateway=args.meters)
-        yield Stack(url, port, engine, sorted(world.gateways), procs)
+        pg_data = pg[1] / "data" if pg is not None else None
+        yield Stack(url, port, engine, sorted(world.gateways), procs, pg_data)
         engine.dispose()
     finally:
         for proc in procs:
