@@ -54,7 +54,7 @@ from hub.control.state import (
     MEMORY,
     AccountCtx,
     MeterView,
-    account_ctx,
+    account_ctxs,
     load_memory,
     meter_views,
     refresh_balance,
@@ -228,11 +228,12 @@ class CreditControl:
         one payer's own balance and rules for a meter it pays alone)."""
         conn = session.connection()
         ctxs: dict[str, AccountCtx] = {}
-        for account_id in sorted({a for view in views for a in view.payers}):
-            ctx = account_ctx(conn, account_id)
-            if ctx is None:
-                continue
-            ctx.meters = [view for view in views if account_id in view.payers]
+        paid: dict[str, list[MeterView]] = {}
+        for view in views:
+            for account_id in view.payers:
+                paid.setdefault(account_id, []).append(view)
+        for account_id, ctx in sorted(account_ctxs(conn, paid).items()):
+            ctx.meters = paid[account_id]
             self._draw(session, ctx, plan)
             self._emergency(session, ctx, plan)
             ctxs[account_id] = ctx

@@ -110,25 +110,40 @@ def meter_views(conn: Connection, meter_ids: Iterable[str], now: datetime) -> li
 
 
 def account_ctx(conn: Connection, account_id: str) -> AccountCtx | None:
-    row = conn.execute(
-        select(accounts.c.id, accounts.c.currency, accounts.c.balance, accounts.c.floor)
-        .where(accounts.c.id == account_id)
-        .with_for_update()
-    ).first()
-    if row is None:
-        return None
-    cust = conn.execute(
-        select(customers.c.flags, customers.c.protected, customers.c.alternate_account_id)
-        .where(customers.c.id == account_id)
-        .with_for_update()
-    ).first()
-    flags = cust.flags if cust is not None else None
-    rules = credit_rules(flags, bool(cust is not None and cust.protected))
-    alternate = cust.alternate_account_id if cust is not None else None
-    if billing_of(flags) == POSTPAID:
-        alternate = None  # a receivable: nothing to draw, no headroom to lower the rules by
-    return AccountCtx(row.id, row.currency, int(row.balance), row.floor, rules,
-                      Policy.from_flags(flags), alternate)  # fmt: skip
+    return account_ctxs(conn, [account_id]).get(account_id)
+
+
+def account_ctxs(conn: Connection, account_ids: Iterable[str]) -> dict[str, AccountCtx]:
+    """The accounts ``account_ids`` with their customers' rules, each row locked (in id order:
+    the accounts, then their customers), a few queries for any number of accounts."""
+    ids = sorted(set(account_ids))
+    rows: list[Any] = []
+    custs: dict[str, Any] = {}
+    for i in range(0, len(ids), CHUNK):
+        rows += conn.execute(
+            select(accounts.c.id, accounts.c.currency, accounts.c.balance, accounts.c.floor)
+            .where(accounts.c.id.in_(ids[i : i + CHUNK])).order_by(accounts.c.id)
+            .with_for_update()
+        ).all()  # fmt: skip
+    for i in range(0, len(ids), CHUNK):
+        for found in conn.execute(
+            select(customers.c.id, customers.c.flags, customers.c.protected,
+                   customers.c.alternate_account_id)
+            .where(customers.c.id.in_(ids[i : i + CHUNK])).order_by(customers.c.id)
+            .with_for_update()
+        ):  # fmt: skip
+            custs[found.id] = found
+    out: dict[str, AccountCtx] = {}
+    for row in rows:
+        cust = custs.get(row.id)
+        flags = cust.flags if cust is not None else None
+        rules = credit_rules(flags, bool(cust is not None and cust.protected))
+        alternate = cust.alternate_account_id if cust is not None else None
+        if billing_of(flags) == POSTPAID:
+            alternate = None  # a receivable: nothing to draw, no headroom to lower the rules by
+        out[row.id] = AccountCtx(row.id, row.currency, int(row.balance), row.floor, rules,
+                                 Policy.from_flags(flags), alternate)  # fmt: skip
+    return out
 
 
 def refresh_balance(conn: Connection, ctx: AccountCtx) -> None:
