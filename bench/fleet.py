@@ -2,23 +2,24 @@
 
 Starts Mosquitto, a throwaway PostgreSQL (or a SQLite file) seeded with ``--gateways`` x
 ``--meters`` meters, and the hub's ingest (``--hubs`` processes; more than one form an ingest
-group). Publisher processes then play the gateways, as a real fleet sends: each gateway one
-QoS 1 message per report on its own topic ``smsa/v1/gw/{gw}/usage`` holding one 15-minute
-record per meter (``--meters`` records a message), seqs and registers continuing from report
-to report, at the offered rate of each step of ``--rates`` (records/s, for ``--step-s`` seconds
-each). The gateways listen for their receipts (``smsa/v1/gw/{gw}/receipt``, published by the
-hub after each committed batch): a record's latency is from its publish to the receipt that
-settles it, as the gateway sees it.
+group). Publisher processes then play the gateways, as a real fleet sends: each gateway one QoS
+1 message per report on its own topic ``smsa/v1/gw/{gw}/usage`` holding one 15-minute record
+per meter (``--meters`` records a message), seqs and registers continuing from report to
+report: first one report from every gateway, settled before anything is measured (the hub's
+first sight of a meter is not the steady state), then at the offered rate of each step of
+``--rates`` (records/s, for ``--step-s`` seconds each). The gateways listen for their receipts
+(``smsa/v1/gw/{gw}/receipt``, published by the hub after each committed batch): a record's
+latency is from its publish to the receipt that settles it, as the gateway sees it.
 
-Per step it reports the offered and the settled rate (records receipted during the step
-window, divided by its length), latency percentiles of the records published in the step
-(after a drain of ``DRAIN_S``; a record never receipted has no latency), and what was still
-unreceipted at the
-end; the hub keeps up with a step when it settles at least ``KEEP_UP`` of the offered rate
-with a 95th percentile latency under ``MAX_P95_S``. A step's rate in records/s is a fleet of
-``rate x 900`` meters at 15-minute reporting: the simulated meters report more often than
-every 15 minutes (each record still covers 15 minutes), so the seeded database is small; a
-real fleet's larger tables and caches are not measured here.
+Per step it reports the offered and the settled rate (records receipted during the step window,
+divided by its length), latency percentiles of the records published in the step (after a drain
+of ``DRAIN_S``; a record never receipted has no latency), and what was still unreceipted at the
+end, and where a settled record's CPU went (the hub's processes and the PostgreSQL server); the
+hub keeps up with a step when it settles at least ``KEEP_UP`` of the offered rate with a 95th
+percentile latency under ``MAX_P95_S``. A step's rate in records/s is a fleet of ``rate x 900``
+meters at 15-minute reporting: the simulated meters report more often than every 15 minutes
+(each record still covers 15 minutes), so the seeded database is small; a real fleet's larger
+tables and caches are not measured here.
 
     python -m bench.fleet [--db postgres] [--gateways 1000] [--meters 10]
                           [--rates 2000,5000,8000,11000] [--step-s 20] [--hubs 1]
@@ -48,6 +49,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "fleet.json"
 KEEP_UP = 0.97
 MAX_P95_S = 10.0
 DRAIN_S = 30.0  # after the last step, how long receipts are awaited
+WARM_UP_S = 300.0  # how long the warm-up round may take to be receipted
 SAMPLES = 5000  # latencies each publisher reports per step (evenly spaced sample)
 
 
@@ -109,6 +111,21 @@ def _paced(client: mqtt.Client, gws: Gateways, per_s: float, start: float, end: 
         n += 1
 
 
+def _warm_up(client: mqtt.Client, gws: Gateways, receipted: list[tuple[float, float]],
+             rlock: threading.Lock) -> None:  # fmt: skip
+    """One report from every gateway, settled before the steps start: the hub's first sight of
+    each meter (its rating state, credit memory and first credit state) is not measured."""
+    for gw in gws.gateways:
+        client.publish(f"smsa/v1/gw/{gw}/usage", gws.report(gw), qos=1)
+    deadline = time.time() + WARM_UP_S
+    while gws.sent and time.time() < deadline:
+        time.sleep(0.2)
+    if gws.sent:
+        raise SystemExit(f"warm-up: {len(gws.sent)} records not receipted in {WARM_UP_S:g} s")
+    with rlock:
+        receipted.clear()
+
+
 def fleet(args: argparse.Namespace) -> None:
     """A publisher: its gateways' reports paced to its share of each step's rate; prints one
     JSON line per step (and one after the drain)."""
@@ -129,10 +146,11 @@ def fleet(args: argparse.Namespace) -> None:
     client.connect("127.0.0.1", args.port)
     client.subscribe("smsa/v1/gw/+/receipt", qos=1)
     client.loop_start()
+    _warm_up(client, gws, receipted, rlock)
     print("ready", flush=True)
+    start = float(sys.stdin.readline())  # the first step's start, the same for every publisher
     rates = [float(r) for r in args.rates.split(",")]
     share = len(gws.gateways) / args.total_gateways
-    start = args.t0
     k = 0
     steps = []
     for rate in rates:
@@ -183,7 +201,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for hub, into in zip(hubs, lines, strict=True):  # read, or a full pipe stalls the hub
             threading.Thread(target=_lines, args=(hub, into), daemon=True).start()
         pg_cpu = server_cpu_s(st.pg_data) if st.pg_data else 0.0
-        t0 = time.time() + 3.0  # every publisher starts its first step at once
         pubs = [
             subprocess.Popen(
                 [
@@ -204,18 +221,22 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     args.rates,
                     "--step-s",
                     str(args.step_s),
-                    "--t0",
-                    str(t0),
                     "--index",
                     str(i),
                 ],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
             for i in range(args.publishers)
         ]
         st.procs.extend(pubs)
-        wait_ready(*pubs)
+        wait_ready(*pubs)  # each has had its warm-up round settled
+        t0 = time.time() + 1.0  # every publisher starts its first step at once
+        for pub in pubs:
+            assert pub.stdin is not None
+            pub.stdin.write(f"{t0}\n")
+            pub.stdin.flush()
         outputs = []
         for pub in pubs:
             out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
@@ -287,7 +308,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--gateways-list", help=argparse.SUPPRESS)
     parser.add_argument("--total-gateways", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--t0", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "fleet":
