@@ -43,7 +43,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from bench.hub_ingest import T0, _drain, _lines, server_cpu_s, stack, start_hub, wait_ready
+from bench.hub_ingest import T0, _lines, server_cpu_s, stack, start_hub, stop_hubs, wait_ready
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fleet.json"
 KEEP_UP = 0.97
@@ -242,12 +242,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
             outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
         pg_cpu = server_cpu_s(st.pg_data) - pg_cpu if st.pg_data else 0.0
-        counters: dict[str, int] = {}
-        for hub, into in zip(hubs, lines, strict=True):
-            hub.terminate()
-            hub.wait(60)
-            for name, value in json.loads(_drain(into)[-1]).items():
-                counters[name] = counters.get(name, 0) + value
+        counters = stop_hubs(hubs, lines)
         steps = []
         for i, rate in enumerate(args.rates.split(",")):
             rows = [o[i] for o in outputs]

@@ -353,13 +353,7 @@ def settle(
         if at:
             timeline.append((at, sum(posted)))
         if sum(posted) >= args.records:
-            counters: dict[str, Any] = {}
-            for hub, lines in zip(hubs, progress, strict=True):
-                hub.terminate()
-                hub.wait(60)
-                for name, value in json.loads(_drain(lines)[-1]).items():
-                    counters[name] = counters.get(name, 0) + value
-            return at, timeline, counters
+            return at, timeline, stop_hubs(hubs, progress)
         if any(p.poll() not in (None, 0) for p in (*others, *hubs)):
             raise SystemExit("a publisher or consumer failed")
     raise SystemExit(f"only {sum(posted)} of {args.records} records settled in time")
@@ -502,6 +496,18 @@ def _lines(proc: subprocess.Popen[str], into: queue.Queue[str]) -> None:
     for line in proc.stdout:
         if line.strip():
             into.put(line)
+
+
+def stop_hubs(hubs: list[subprocess.Popen[str]], lines: list[queue.Queue[str]]) -> dict[str, int]:
+    """Stop the hub processes (each prints its counters as it leaves): their counters added up.
+    ``lines``: each one's output lines, read by ``_lines``."""
+    counters: dict[str, int] = {}
+    for hub, out in zip(hubs, lines, strict=True):
+        hub.terminate()
+        hub.wait(60)
+        for name, value in json.loads(_drain(out)[-1]).items():
+            counters[name] = counters.get(name, 0) + value
+    return counters
 
 
 def _drain(lines: queue.Queue[str]) -> list[str]:
