@@ -43,7 +43,16 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from bench.hub_ingest import T0, _lines, server_cpu_s, stack, start_hub, stop_hubs, wait_ready
+from bench.hub_ingest import (
+    T0,
+    _lines,
+    process_cpu_s,
+    server_cpu_s,
+    stack,
+    start_hub,
+    stop_hubs,
+    wait_ready,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fleet.json"
 KEEP_UP = 0.97
@@ -173,7 +182,7 @@ def fleet(args: argparse.Namespace) -> None:
         lats += [float("inf")] * (sent - len(lats))
         print(json.dumps({"rate": rate, "sent": sent, "receipted": in_window,
                           "latencies": _sample(lats)}), flush=True)  # fmt: skip
-    print(json.dumps({"unreceipted": len(gws.sent)}), flush=True)
+    print(json.dumps({"unreceipted": len(gws.sent), "cpu_s": time.process_time()}), flush=True)
     client.disconnect()
     client.loop_stop()
 
@@ -201,6 +210,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for hub, into in zip(hubs, lines, strict=True):  # read, or a full pipe stalls the hub
             threading.Thread(target=_lines, args=(hub, into), daemon=True).start()
         pg_cpu = server_cpu_s(st.pg_data) if st.pg_data else 0.0
+        broker_cpu = process_cpu_s(st.broker_pid)
         pubs = [
             subprocess.Popen(
                 [
@@ -242,6 +252,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
             outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
         pg_cpu = server_cpu_s(st.pg_data) - pg_cpu if st.pg_data else 0.0
+        broker_cpu = process_cpu_s(st.broker_pid) - broker_cpu
+        fleet_cpu = sum(o[-1]["cpu_s"] for o in outputs)
         counters = stop_hubs(hubs, lines)
         steps = []
         for i, rate in enumerate(args.rates.split(",")):
@@ -271,19 +283,21 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "gateways": args.gateways, "meters_per_gateway": args.meters,
                 "step_s": args.step_s, "steps": steps,
                 "unreceipted_after_drain": unreceipted,
-                "cpu_us_per_record": _cpu(counters, pg_cpu)}  # fmt: skip
+                "cpu_us_per_record": _cpu(counters, pg_cpu, broker_cpu, fleet_cpu)}  # fmt: skip
 
 
-def _cpu(counters: dict[str, int], pg_cpu_s: float) -> dict[str, int]:
-    """Where a settled record's CPU went, from the hub's own counters and the database server's
-    processes: the hub's main process (``hub``), of that its credit-state queueing
-    (``credit``), its settlers, its MQTT pump, and the PostgreSQL server."""
+def _cpu(counters: dict[str, int], pg_s: float, broker_s: float, fleet_s: float) -> dict[str, int]:
+    """Where a settled record's CPU went, from the hub's own counters and the other processes':
+    the hub's main process (``hub``), of that its credit-state queueing (``credit``), its
+    settlers, its MQTT pump, the PostgreSQL server, Mosquitto and the simulated fleet; the hub's
+    start-up and the warm-up round included."""
     n = max(1, counters.get("posted", 0))
     return {"hub": round(counters.get("process_cpu_ms", 0) * 1000 / n),
             "credit": round(counters.get("credit_cpu_ms", 0) * 1000 / n),
             "settlers": round(counters.get("settler_cpu_ms", 0) * 1000 / n),
             "pump": round(counters.get("pump_cpu_ms", 0) * 1000 / n),
-            "postgres": round(pg_cpu_s * 1e6 / n)}  # fmt: skip
+            "postgres": round(pg_s * 1e6 / n), "mosquitto": round(broker_s * 1e6 / n),
+            "fleet": round(fleet_s * 1e6 / n)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,6 +134,12 @@ def stop_postgres(bindir: Path, root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by the process ``pid`` (``/proc``, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_cpu_s(data: Path) -> float:
     """CPU seconds used so far by the PostgreSQL server of ``data``: its postmaster, its live
     processes, and the children it has reaped (``/proc``, Linux)."""
@@ -263,6 +269,7 @@ class Stack:
     gateways: list[str]
     procs: list[subprocess.Popen[str]]
     pg_data: Path | None = None  # PostgreSQL's data directory (its postmaster.pid)
+    broker_pid: int = 0
 
 
 @contextmanager
@@ -282,7 +289,7 @@ def stack(db_kind: str, args: argparse.Namespace, tmp: Path) -> Iterator[Stack]:
         engine = make_engine(url)
         world = seed_world(engine, gateways=args.gateways, meters_per_gateway=args.meters)
         pg_data = pg[1] / "data" if pg is not None else None
-        yield Stack(url, port, engine, sorted(world.gateways), procs, pg_data)
+        yield Stack(url, port, engine, sorted(world.gateways), procs, pg_data, broker.pid)
         engine.dispose()
     finally:
         for proc in procs:
