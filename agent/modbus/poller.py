@@ -108,7 +108,7 @@ def meter_point(
     currents = tuple(
         model.register(n)
         for n in CURRENT_REGISTERS
-        if model.has(n) and model.service in (None, "electricity")
+        if meter.report_current and model.has(n) and model.service in (None, "electricity")
     )
     names = [ENERGY_REGISTER, *(r.name for r in currents)]
     blocks = plan_model(model, names, bridge=True)
