@@ -124,15 +124,20 @@ def current_of(
     not a current (garbage, negative, beyond ``MAX_CURRENT_A``): the energy still counts."""
     found: float | None = None
     for reg in regs:
-        try:
-            amps = float(decode_raw(values[reg.name], reg.type, model.order_of(reg))) * float(
-                reg.scale
-            )
-        except (CodecError, KeyError, OverflowError):
+        words = values.get(reg.name)
+        if words is None:
             return None
+        if reg.type == "u16" and len(words) == 1 and 0 <= words[0] <= 0xFFFF:
+            raw: int | float = words[0]  # the DDS238's: the common case, without the codec
+        else:
+            try:
+                raw = decode_raw(words, reg.type, model.order_of(reg))
+            except CodecError:
+                return None
+        amps = raw * float(reg.scale)
         if not 0 <= amps <= MAX_CURRENT_A:
             return None
-        found = amps if found is None else max(found, amps)
+        found = amps if found is None or amps > found else found
     return found
 
 
