@@ -273,7 +273,7 @@ class Engine:
         self._carry_out(rt, effects)
         if reading.import_wh is None:
             return
-        self._meter(reading.meter, Point(reading.at, reading.import_wh))
+        self._meter(reading.meter, Point(reading.at, reading.import_wh, reading.current_a))
         observed = RelayReading(reading.at, reading.import_wh, reading.relay_on)
         rt.relay, effects = observe(rt.relay, observed)
         self._carry_out(rt, effects)

@@ -134,6 +134,9 @@ class MeterSettings(_Section):
     # which turn m3 into the Wh the contract reports (hardware.regmap).
     calorific_value_mj_m3: Decimal | None = Field(default=None, gt=0, le=100, decimal_places=4)
     volume_correction: Decimal = Field(default=Decimal("1.02264"), gt=0, le=2, decimal_places=6)
+    # Read the meter's current and send each interval's mean (``current_mean_a``, a protocol
+    # extension a hub before it refuses: docs/protocol.md); off for such a hub.
+    report_current: bool = True
 
     @property
     def wh_per_m3(self) -> Decimal | None:

@@ -122,8 +122,12 @@ def _read_frame(unit: int, address: int, count: int) -> bytes:
 
 
 def bench_rtu_raw(seconds: float, n: int, every: int) -> dict[str, Any]:
-    """The floor of simulator + pty: prebuilt frames written and read with bare pyserial."""
+    """The floor of simulator + pty: prebuilt frames of the agent's requests (its planned
+    blocks, then the relay every ``every`` polls) written and read with bare pyserial."""
     import serial  # noqa: PLC0415 (only this case needs it directly)
+
+    bus = TcpBus(name="raw", transport="tcp", host="127.0.0.1", port=1)  # only to plan
+    blocks = [(b.address, b.count) for b in meter_point(meters_on("raw", 1)[0], bus).blocks]
 
     with socat_pair() as pty:
         sim = start_sim(["--serial", pty.server, "--line-timing", "--baudrate", "9600", *units(n)])
@@ -133,8 +137,9 @@ def bench_rtu_raw(seconds: float, n: int, every: int) -> dict[str, Any]:
             while time.monotonic() - start < seconds:
                 polls += 1
                 for unit in range(1, n + 1):
-                    port.write(_read_frame(unit, 0x000A, 2))
-                    assert len(port.read(9)) == 9
+                    for address, count in blocks:
+                        port.write(_read_frame(unit, address, count))
+                        assert len(port.read(5 + 2 * count)) == 5 + 2 * count
                     if polls % every == 0:
                         port.write(_read_frame(unit, 0x001A, 1))
                         assert len(port.read(7)) == 7

@@ -1,6 +1,7 @@
 """Insights throughput (issue 19): the analysis of ``hub.insights`` (usage profile, comparison
 with similar customers, re-rating on two offered tariffs, anomalies, payment behaviour, offers)
-for N customers with 90 days of 15-minute records each, in memory as the reads module hands
+for N customers with 90 days of 15-minute records each (each with the mean current the agent
+reports, so the bypass check runs over every record), in memory as the reads module hands
 them over. Prints a table and writes ``bench/results/insights.json``.
 
 What is timed is ``hub.insights.service.analyse`` per customer plus the peer comparison of the
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from hub.insights.anomalies import Samples
 from hub.insights.peers import Comparison, compare_all
 from hub.insights.reads import CustomerData, MeterData
 from hub.insights.series import DAY_S, SLOT_S, Series
@@ -70,11 +72,13 @@ def customer(i: int, start: np.ndarray, stop: np.ndarray) -> CustomerData:
     if i % 50 == 0:
         wh[len(wh) // 2 :] //= 3
     series = Series(f"m{i:05d}", "electricity", "flat", "UTC", start, stop, wh)
+    amps = wh * (3600 / SLOT_S) / 230  # the mean current that draws the record's energy at 230 V
+    samples = Samples(stop, amps, 10_000 + np.cumsum(wh))
     cutoffs = [end - d * DAY_S - 3 * 3600 for d in range(1, 4)] if i % 40 == 0 else []
     return CustomerData(
         id=f"c{i:05d}", protected=i % 97 == 0, opted_out=i % 89 == 0, service_class="home",
         currency="USD", balance=int(rng.integers(0, 5_000)),
-        meters=[MeterData(series, [], cutoffs, [])],
+        meters=[MeterData(series, [], cutoffs, [], samples)],
         spend=[(end - d * DAY_S, int(rng.integers(50, 400))) for d in range(30)],
         topups=[(end - d * 7 * DAY_S, 1_000) for d in range(12)], late_bills=0,
         offer_tariffs=["tou", "saver"],

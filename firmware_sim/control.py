@@ -45,6 +45,7 @@ FIELDS = (
     Field("sim_time_s", 0x900F, 4, False),
     Field("speed_centi_32", 0x9013, 2, True),
     Field("requests", 0x9015, 1, False),
+    Field("tamper_stuck", 0x9016, 1, True),
 )
 CONTROL_END = FIELDS[-1].end
 CONTROL_COUNT = CONTROL_END - CONTROL_BASE

@@ -175,6 +175,7 @@ class Device:
         checks = {
             "fault_mode": lambda v: v in {m.value for m in FaultMode},
             "tamper": lambda v: v in (0, 1),
+            "tamper_stuck": lambda v: v in (0, 1),
             "relay": lambda v: v in (0, 1),
             "reset_energy": lambda v: v in (0, 1),
             "power_factor_milli": lambda v: 1 <= v <= 1000,
@@ -208,6 +209,8 @@ class Device:
             self.fault_param = value
         elif name == "tamper" and self.meter:
             self.meter.set_tamper(bool(value), now)
+        elif name == "tamper_stuck" and self.meter:
+            self.meter.set_stuck(bool(value), now)
         elif name == "reset_value_wh":
             self.reset_value_wh = value
         elif name == "relay":
@@ -260,6 +263,7 @@ class Device:
                 "sim_time_s": now // NS_PER_S,
                 "speed_centi_32": speed_centi,
                 "requests": self.requests & 0xFFFF,
+                "tamper_stuck": int(meter.tamper_stuck) if meter else 0,
             }
         )
 

@@ -1,4 +1,5 @@
-"""Meter physics (pure, no I/O): load, supply, tamper and exactly integrated energy.
+"""Meter physics (pure, no I/O): load, supply, tamper (relay bypass, register frozen) and exactly
+integrated energy.
 
 Time is simulated epoch nanoseconds, passed in by the caller. Power is kept in milliwatts and
 energy in milliwatt-nanoseconds (1 Wh = 3.6e15), both Python integers, so energy is exact:
@@ -66,6 +67,7 @@ class Meter:
     mains: Mains = field(default_factory=Mains)
     supply_on: bool = True
     tamper_bypass: bool = False
+    tamper_stuck: bool = False  # the register stands still while current flows (tamper)
     energy_units: int = 0
 
     def __post_init__(self) -> None:
@@ -81,7 +83,7 @@ class Meter:
         """Integrate energy up to ``at_ns`` (an earlier time changes nothing)."""
         if at_ns <= self.at_ns:
             return
-        if self.flowing and self.load_w:
+        if self.flowing and self.load_w and not self.tamper_stuck:
             self.energy_units += self.load_w * (self._integral(at_ns) - self._integral(self.at_ns))
         self.at_ns = at_ns
 
@@ -97,6 +99,11 @@ class Meter:
     def set_tamper(self, bypass: bool, at_ns: int) -> None:
         self.advance(at_ns)
         self.tamper_bypass = bypass
+
+    def set_stuck(self, stuck: bool, at_ns: int) -> None:
+        """Freeze the energy register (a tampered metrology): power and current still show."""
+        self.advance(at_ns)
+        self.tamper_stuck = stuck
 
     def set_power_factor(self, milli: int, at_ns: int) -> None:
         check_power_factor(milli)

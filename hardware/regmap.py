@@ -31,6 +31,9 @@ from hardware.errors import RegisterMapError
 
 REGISTERS_DIR = Path(__file__).resolve().parent / "registers"
 ENERGY_REGISTER = "import_energy"
+# The current registers of an electricity meter, by the names the maps give them (one phase, or
+# each phase of a polyphase meter), in amperes.
+CURRENT_REGISTERS = ("current", "current_l1", "current_l2", "current_l3")
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _BASE_UNIT_FACTOR = {"kWh": 1000, "Wh": 1, "m3": 1000, "L": 1}
 ENERGY_UNITS = frozenset({"kWh", "Wh"})

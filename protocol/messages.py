@@ -39,6 +39,7 @@ MAX_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
 MAX_SPAN = timedelta(days=31)
 MAX_TOKEN_LIST = 256
 MAX_INT_DIGITS = 20  # every integer field is far below 10**20; Python refuses > 4300 digits
+MAX_CURRENT_A = 100_000.0  # far above any meter's rating (a CT-connected meter's primary)
 
 
 _RANGE = f"from {MIN_INSTANT:%Y-%m-%d} to before {MAX_INSTANT:%Y-%m-%d} UTC"
@@ -103,6 +104,17 @@ class UsageRecord(Message):
     # seqs of one epoch only, so a gateway whose store was lost cannot be told to forget the
     # records it numbers anew.
     epoch: EpochId | None = None
+    # Extension (issue 19, docs/protocol.md "Usage records"): the mean of the current readings
+    # the agent took in the interval, in amperes (the largest phase of a polyphase meter);
+    # absent when the meter's map has no current register, and from older agents.
+    current_mean_a: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_CURRENT_A,
+        strict=True,
+        allow_inf_nan=False,
+        description="extension: the mean current (A) of the interval's readings",
+    )
 
     @model_validator(mode="after")
     def _forward(self) -> Self:

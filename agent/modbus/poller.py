@@ -25,8 +25,9 @@ from agent.modbus.bus import ModbusLine
 from agent.modbus.plan import Block, base_unit_decoder, plan_model
 from agent.relay import RelaySpec
 from agent.settings import MeterSettings, RtuBus, TcpBus
-from hardware.codec import CodecError
-from hardware.regmap import ENERGY_REGISTER, MeterModel, load_model
+from hardware.codec import CodecError, decode_raw
+from hardware.regmap import CURRENT_REGISTERS, ENERGY_REGISTER, MeterModel, Register, load_model
+from protocol.messages import MAX_CURRENT_A
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +67,7 @@ class MeterPoint:
     timeout_s: float
     relay: RelaySpec | None
     energy: Callable[[list[int]], int]  # the energy register's words to Wh
+    currents: tuple[Register, ...] = ()  # read with the energy (electricity meters)
     counters: Counters = field(default_factory=Counters)
     failures: int = 0
     backoff_until: float = 0.0
@@ -83,13 +85,15 @@ class MeterPoint:
 
 @dataclass(frozen=True)
 class Reading:
-    """One poll of one meter: the energy register in Wh and the relay as it reads back."""
+    """One poll of one meter: the energy register in Wh, the relay as it reads back and the
+    current in A (the largest phase; None: the map has none, or it read garbage)."""
 
     meter: str
     at: datetime
     import_wh: int | None
     relay_on: bool | None
     error: str = ""
+    current_a: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -101,9 +105,40 @@ def meter_point(
 ) -> MeterPoint:
     model = load_model(meter.model, dirs)
     relay = RelaySpec.for_meter(meter, model, dirs)
-    blocks = plan_model(model, [ENERGY_REGISTER])
+    currents = tuple(
+        model.register(n)
+        for n in CURRENT_REGISTERS
+        if meter.report_current and model.has(n) and model.service in (None, "electricity")
+    )
+    names = [ENERGY_REGISTER, *(r.name for r in currents)]
+    blocks = plan_model(model, names, bridge=True)
     decoder = base_unit_decoder(model, model.register(ENERGY_REGISTER), meter.wh_per_m3)
-    return MeterPoint(meter, model, blocks, meter.timeout_s or bus.timeout_s, relay, decoder)
+    timeout = meter.timeout_s or bus.timeout_s
+    return MeterPoint(meter, model, blocks, timeout, relay, decoder, currents)
+
+
+def current_of(
+    model: MeterModel, regs: tuple[Register, ...], values: dict[str, list[int]]
+) -> float | None:
+    """The largest phase current in A of one poll's words; None when there is none or one is
+    not a current (garbage, negative, beyond ``MAX_CURRENT_A``): the energy still counts."""
+    found: float | None = None
+    for reg in regs:
+        words = values.get(reg.name)
+        if words is None:
+            return None
+        if reg.type == "u16" and len(words) == 1 and 0 <= words[0] <= 0xFFFF:
+            raw: int | float = words[0]  # the DDS238's: the common case, without the codec
+        else:
+            try:
+                raw = decode_raw(words, reg.type, model.order_of(reg))
+            except CodecError:
+                return None
+        amps = raw * float(reg.scale)
+        if not 0 <= amps <= MAX_CURRENT_A:
+            return None
+        found = amps if found is None or amps > found else found
+    return found
 
 
 class BusPoller(threading.Thread):
@@ -225,7 +260,7 @@ class BusPoller(threading.Thread):
         for attempt in range(self.bus.retries + 1):
             try:
                 at = datetime.now(UTC)
-                energy, relay_on = self._read(meter)
+                energy, relay_on, current = self._read(meter)
             except BusError as exc:
                 err = exc
                 if exc.kind in ("exception", "connection") or self._halt.is_set():
@@ -234,12 +269,12 @@ class BusPoller(threading.Thread):
                     time.sleep(min(0.05 * (attempt + 1), meter.timeout_s))
                 continue
             self._recovered(meter, energy, relay_on, at)
-            return Reading(meter.id, at, energy, relay_on)
+            return Reading(meter.id, at, energy, relay_on, current_a=current)
         assert err is not None
         self._failed(meter, err)
         return Reading(meter.id, datetime.now(UTC), None, None, str(err))
 
-    def _read(self, meter: MeterPoint) -> tuple[int, bool | None]:
+    def _read(self, meter: MeterPoint) -> tuple[int, bool | None, float | None]:
         unit = meter.settings.unit
         # The relay first, then the energy: a relay that reads off was already off when the
         # energy was read, so energy rising between two such polls really flowed while off.
@@ -277,7 +312,7 @@ class BusPoller(threading.Thread):
             err = BusError(self.bus.name, unit, "frame", f"negative energy {energy}")
             meter.counters.count(err)
             raise err
-        return energy, relay_on
+        return energy, relay_on, current_of(meter.model, meter.currents, values)
 
     def _relay_due(self, meter: MeterPoint) -> bool:
         """Read the relay every poll while it is (or should be) off, else every few polls."""

@@ -20,16 +20,16 @@ are never merged, so the uplink keeps at most ``send_window`` rows (half the bou
 unconfirmed: the other half is room for unsent records to merge in. Events are never merged or
 dropped, so the bound is soft when the outbox holds nothing mergeable.
 
-Merge rule. Two records ``a`` (older) and ``b`` of the same meter merge when both are unsent,
-``b`` is the next record of that meter in the outbox, ``b.import_start == a.import_end`` (no
-register reset between them) and both carry the same tariff and version. The merged record has
-``a``'s start (at most ``MAX_SPAN`` before ``b``'s end) and import_start, ``b``'s end and
-import_end, the providers' shares summed,
-``merged = a.merged + b.merged``, and ``b``'s seq, in ``a``'s place in the order. It takes the
-higher seq because the hub's credit state says "balance includes every record up to
+Merge rule. Two records ``a`` (older) and ``b`` of the same meter merge when both are unsent, ``b``
+is the next record of that meter in the outbox, ``b.import_start == a.import_end`` (no register
+reset between them) and both carry the same tariff and version. The merged record has ``a``'s start
+(at most ``MAX_SPAN`` before ``b``'s end) and import_start, ``b``'s end and import_end, the
+providers' shares summed, the mean current of both weighted by their durations (none if either has
+none), ``merged = a.merged + b.merged``, and ``b``'s seq, in ``a``'s place in the order. It takes
+the higher seq because the hub's credit state says "balance includes every record up to
 ``as_of_seq``": with ``b``'s seq, a state at that seq covers both intervals, whereas with ``a``'s
-seq the agent would count ``b``'s charge twice. Reusing either seq is safe because neither row
-was ever handed to the broker; ``a``'s seq is simply never used (a gap the hub accepts). Among the
+seq the agent would count ``b``'s charge twice. Reusing either seq is safe because neither row was
+ever handed to the broker; ``a``'s seq is simply never used (a gap the hub accepts). Among the
 oldest ``MERGE_WINDOW`` unsent usage rows, the pair with the fewest intervals (smallest summed
 ``merged``) goes first, oldest first on ties, so resolution degrades evenly from the oldest end.
 """
@@ -434,8 +434,21 @@ def merge(a: UsageRecord, b: UsageRecord) -> UsageRecord:
             "import_end": b.import_end,
             "shares": shares,
             "merged": a.merged + b.merged,
+            "current_mean_a": mean_current(a, b),
         }
     )
+
+
+def mean_current(a: UsageRecord, b: UsageRecord) -> float | None:
+    """The mean current of ``a`` then ``b``, each weighted by its duration (equally when both
+    last no time); None when either has none."""
+    if a.current_mean_a is None or b.current_mean_a is None:
+        return None
+    wa = (a.end - a.start).total_seconds()
+    wb = (b.end - b.start).total_seconds()
+    if wa + wb <= 0:
+        wa = wb = 1.0
+    return round((a.current_mean_a * wa + b.current_mean_a * wb) / (wa + wb), 3)
 
 
 def _tariff_key(record: UsageRecord) -> str:

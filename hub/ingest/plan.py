@@ -552,6 +552,7 @@ class _Run:
             interval_end=r.end,
             metadata=meta,
             segment=segment,
+            current_mean_a=r.current_mean_a,
         )
 
     def check_shares(

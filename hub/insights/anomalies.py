@@ -188,27 +188,25 @@ def energy_while_off(series: Series, off: Sequence[Span]) -> Anomaly | None:
 
 
 def bypass(meter: str, samples: Samples, settings: AnomalySettings) -> Anomaly | None:
-    """The longest run of readings with current flowing and the register standing still."""
+    """The longest run of readings with current flowing and the register standing still (the
+    first of equals): a run is the readings from one before the first that did not advance,
+    with current at both, to the last such reading in a row."""
     n = len(samples.at)
     if n < 2:
         return None
-    still = np.zeros(n, dtype=bool)
-    still[1:] = np.diff(samples.register) == 0
     flowing = samples.current_a >= settings.min_current_a
-    best: tuple[int, int] | None = None
-    run_start: int | None = None
-    for i in range(1, n):
-        if still[i] and flowing[i] and flowing[i - 1]:
-            run_start = i - 1 if run_start is None else run_start
-            if best is None or samples.at[i] - samples.at[run_start] > (
-                samples.at[best[1]] - samples.at[best[0]]
-            ):
-                best = (run_start, i)
-        else:
-            run_start = None
-    if best is None:
+    ok = np.zeros(n, dtype=np.int8)
+    ok[1:] = (np.diff(samples.register) == 0) & flowing[1:] & flowing[:-1]
+    edges = np.diff(np.concatenate(([0], ok, [0])))
+    firsts, lasts = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1
+    if not len(firsts):
         return None
-    a, b = best
+    spans = samples.at[lasts] - samples.at[firsts - 1]
+    k = int(np.argmax(spans))
+    a, last = int(firsts[k]) - 1, int(lasts[k])
+    # the run's first reading at its last instant (readings may share one)
+    b = a + int(np.searchsorted(samples.at[a : last + 1], samples.at[last]))
+    b = max(b, a + 1)
     duration = int(samples.at[b] - samples.at[a])
     if duration < settings.min_bypass_s:
         return None

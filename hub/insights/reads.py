@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from hub.ingest.model import RELAY_OFF, RELAY_ON
-from hub.insights.anomalies import Mismatch, Span
+from hub.insights.anomalies import Mismatch, Samples, Span
 from hub.insights.series import Series, epoch, ints
 from hub.models import (
     Account,
@@ -57,10 +58,26 @@ class MeterData:
     off: list[Span]  # when the supply was meant to be off, in the window
     cutoffs: list[int]  # epoch s of each credit disconnection in the window
     mismatches: list[Mismatch]
+    # the records with a current (``posted_usage.current_mean_a``): end, mean current, register
+    samples: Samples = field(default_factory=lambda: samples_of([]))
 
     def since(self, moment: int) -> MeterData:
-        """The same with only the records starting at or after ``moment``."""
-        return MeterData(self.series.since(moment), self.off, self.cutoffs, self.mismatches)
+        """The same with only the records starting at or after ``moment`` (samples: ending
+        after it)."""
+        s = self.samples
+        keep = s.at > moment
+        samples = Samples(s.at[keep], s.current_a[keep], s.register[keep])
+        return MeterData(self.series.since(moment), self.off, self.cutoffs, self.mismatches,
+                         samples)  # fmt: skip
+
+
+def samples_of(rows: Sequence[tuple[int, float, int]]) -> Samples:
+    """``Samples`` from (interval end, mean current, register at the end) per record."""
+    return Samples(
+        ints([r[0] for r in rows]),
+        np.asarray([r[1] for r in rows], dtype=float),
+        ints([r[2] for r in rows]),
+    )
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,7 @@ def _meter(
             _posted.c.import_start,
             _posted.c.import_end,
             _posted.c.segment,
+            _posted.c.current_mean_a,
         )
         .where(
             (_posted.c.meter_id == meter_id)
@@ -209,7 +227,8 @@ def _meter(
         for kind, at, data in events
         if kind == "disconnect" and (data or {}).get("cause", "credit") == "credit"
     ]
-    return MeterData(series, off_spans(events, epoch(now)), cutoffs, mismatches)
+    samples = samples_of([(epoch(r[1]), float(r[5]), int(r[3])) for r in rows if r[5] is not None])
+    return MeterData(series, off_spans(events, epoch(now)), cutoffs, mismatches, samples)
 
 
 def relay_state(kind: str, data: dict[str, Any] | None) -> bool | None:

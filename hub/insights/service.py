@@ -20,6 +20,7 @@ from hub.insights import reads
 from hub.insights.anomalies import (
     Anomaly,
     AnomalySettings,
+    bypass,
     change_point,
     energy_while_off,
     import_mismatch,
@@ -53,9 +54,16 @@ class InsightsSettings(BaseSettings):
     window_days: int = Field(default=90, ge=14, le=400)
     min_saving: int = Field(default=100, ge=1)  # minor units over the window
     night_cutoffs: int = Field(default=2, ge=1)
+    bypass_min_s: int = Field(default=3600, ge=1)  # current without energy this long: a bypass
+    bypass_min_current_a: float = Field(default=0.5, gt=0)
 
     def offers(self) -> OfferSettings:
         return OfferSettings(self.min_saving, self.window_days, night_cutoffs=self.night_cutoffs)
+
+    def anomalies(self) -> AnomalySettings:
+        return AnomalySettings(
+            min_current_a=self.bypass_min_current_a, min_bypass_s=self.bypass_min_s
+        )
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ def analyse(
         mine = facts.setdefault(s.service, {"daily_average": float(shape.daily_average)})
         for name, share in standard.windows.items():
             mine[f"share_{name}"] = share
-        anomalies += meter_anomalies(meter, end)
+        anomalies += meter_anomalies(meter, end, settings.anomalies())
         local = local_seconds(ints(meter.cutoffs), s.timezone)
         cutoffs += [int(x) % DAY_S // 60 for x in local.tolist()]
         if tariff is not None and s.tariff is not None:
@@ -142,12 +150,16 @@ def analyse(
     )
 
 
-def meter_anomalies(meter: MeterData, end: int) -> list[Anomaly]:
+def meter_anomalies(
+    meter: MeterData, end: int, settings: AnomalySettings | None = None
+) -> list[Anomaly]:
     s = meter.series
+    settings = settings or AnomalySettings()
     today = int(local_seconds(ints([end]), s.timezone)[0]) // DAY_S
     found = [
-        change_point(s, AnomalySettings(), until_day=today),
+        change_point(s, settings, until_day=today),
         energy_while_off(s, meter.off),
+        bypass(s.meter, meter.samples, settings),
         import_mismatch(s.meter, meter.mismatches),
         *register_resets(s),
     ]

@@ -30,7 +30,8 @@ class UsagePosting:
     ``import_start``/``import_end``: the meter's cumulative register (base units) at the ends.
     ``carry``: the meter's rating carry state after this record (opaque), saved if given.
     ``segment``: the meter's register segment the record belongs to (``hub.rating.register``;
-    0 until the caller accepts a register reset)."""
+    0 until the caller accepts a register reset). ``current_mean_a``: the agent's mean current
+    in the interval (A), kept for the insights' bypass check."""
 
     meter_id: str
     seq: int
@@ -44,6 +45,7 @@ class UsagePosting:
     metadata: Mapping[str, Any] | None = None
     carry: str | None = None
     segment: int = 0
+    current_mean_a: float | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def _write(
         "import_start": [p.import_start for p in todo], "import_end": [p.import_end for p in todo],
         "segment": [p.segment for p in todo],
         "interval_start": [p.interval_start for p in todo], "interval_end": ends,
+        "current_mean_a": [p.current_mean_a for p in todo],
     })  # fmt: skip
     apply_deltas(conn, deltas)
     record_progress(conn, todo)

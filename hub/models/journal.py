@@ -47,7 +47,9 @@ class PostedUsage(SQLModel, table=True):
     """One usage record posted: (meter, seq) is the dedup key; the registers (base units)
     at both ends of the interval are kept to check posted energy against the register.
     ``segment`` numbers the meter's register segments (0 first, one more after each register
-    reset the hub accepted, ``hub.rating.register``): within a segment spans never overlap."""
+    reset the hub accepted, ``hub.rating.register``): within a segment spans never overlap.
+    ``current_mean_a``: the mean current (A) the agent read in the interval (protocol extension,
+    issue 19; None from maps without a current register and older agents)."""
 
     __tablename__ = "posted_usage"
     meter_id: str = Field(foreign_key="meters.id", primary_key=True, max_length=64)
@@ -58,6 +60,7 @@ class PostedUsage(SQLModel, table=True):
     segment: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     interval_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
     interval_end: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    current_mean_a: float | None = Field(default=None)
 
 
 class PaymentTransaction(SQLModel, table=True):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError
+from agent.modbus.poller import meter_point
 from agent.settings import load
 from hardware.regmap import REGISTERS_DIR
 from tests.agent.helpers import agent_config, meters, tcp_bus
@@ -188,3 +189,20 @@ def test_register_path_adds_maps_from_outside_the_package(
     monkeypatch.setenv("SMSA_AGENT_REGISTER_PATH", str(clash))
     with pytest.raises(ConfigError, match=r"meters\[0\]\.model.*also defined in"):
         load(config)
+
+
+def test_a_meter_reads_its_current_unless_told_not_to(tmp_path: Path) -> None:
+    """The DDS238's energy and current are one request; ``report_current = false`` (a hub
+    that predates the extension) reads the energy alone; a gas meter has no current."""
+    config = _good(tmp_path)
+    config.write_text(config.read_text().replace(ELECTRIC, f"{ELECTRIC}\nreport_current = false"))
+    settings = load(config)
+    bus = settings.buses[0]
+    reading, quiet = (meter_point(m, bus) for m in settings.meters)
+    assert [r.name for r in reading.currents] == ["current"]
+    assert [(b.address, b.count) for b in reading.blocks] == [(0x0A, 4)]
+    assert quiet.currents == () and [(b.address, b.count) for b in quiet.blocks] == [(0x0A, 2)]
+    config.write_text(
+        config.read_text().replace(f"{ELECTRIC}\nreport_current = false", f"{GAS}\n{CV}")
+    )
+    assert meter_point(load(config).meters[1], bus).currents == ()

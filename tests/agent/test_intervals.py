@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.metering.intervals import Closed, MeterState, Point, Reset, step
-from protocol.messages import MAX_SPAN
+from agent.metering.intervals import Amps, Closed, MeterState, Output, Point, Reset, step
+from protocol.messages import MAX_CURRENT_A, MAX_SPAN
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -96,3 +96,51 @@ def test_usage_equals_register_span_never_negative(
     for a, b in itertools.pairwise(out):
         if isinstance(a, Closed) and isinstance(b, Closed):
             assert b.start == a.end
+
+
+def _amps(readings: list[tuple[float, int, float | None]], report: float = 10) -> list[Output]:
+    """Readings (seconds after T0, Wh, current) through the builder; what it closed."""
+    state, out = MeterState("m1"), []
+    for seconds, wh, amps in readings:
+        state, produced = step(state, Point(T0 + timedelta(seconds=seconds), wh, amps), report)
+        out.extend(produced)
+    return out
+
+
+def test_an_interval_carries_the_mean_of_its_current_readings() -> None:
+    # the opening reading belongs to the interval before; the closing one to this interval
+    out = _amps([(0, 100, 50.0), (4, 104, 2.0), (8, 108, 3.0), (10, 110, 7.0), (14, 114, 1.0),
+                 (20, 120, 2.0)])  # fmt: skip
+    closed = [o for o in out if isinstance(o, Closed)]
+    assert [c.record().current_mean_a for c in closed] == [4.0, 1.5]
+
+
+def test_a_reading_without_a_current_leaves_the_mean_to_the_others() -> None:
+    out = _amps([(0, 100, None), (4, 104, None), (8, 108, 3.0), (10, 110, None),
+                 (14, 114, None), (20, 120, None)])  # fmt: skip
+    first, second = (o.record() for o in out if isinstance(o, Closed))
+    assert first.current_mean_a == 3.0
+    assert second.current_mean_a is None and "current_mean_a" not in second.model_dump_json(
+        exclude_none=True
+    )
+
+
+def test_a_reset_closes_with_the_mean_so_far_and_starts_a_new_one() -> None:
+    out = _amps([(0, 100, 1.0), (2, 105, 4.0), (4, 3, 9.0), (12, 8, 6.0)])
+    closed = [o for o in out if isinstance(o, Closed)]
+    assert isinstance(out[1], Reset)
+    assert [c.current_mean_a for c in closed] == [4.0, 6.0]
+
+
+def test_the_mean_is_rounded_to_a_milliampere_and_within_the_protocol() -> None:
+    assert Amps().mean is None
+    assert Amps().add(None) == Amps()
+    assert Amps(1.0, 3).mean == 0.333
+    assert Amps(3 * MAX_CURRENT_A, 2).mean == MAX_CURRENT_A
+
+
+def test_the_current_does_not_make_two_readings_differ() -> None:
+    """A reading equal in time and register to the interval's start closes nothing, whatever
+    its current (an interval is about the register)."""
+    assert Point(T0, 100, 1.0) == Point(T0, 100, 2.0)
+    assert _amps([(0, 100, 1.0), (0, 100, 2.0)]) == []

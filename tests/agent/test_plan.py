@@ -8,7 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.modbus.plan import base_unit_decoder, plan, plan_model
-from hardware.regmap import Register, available_models, load_model
+from agent.modbus.poller import current_of
+from hardware.codec import encode_raw
+from hardware.regmap import CURRENT_REGISTERS, MeterModel, Register, available_models, load_model
 
 
 def _reg(name: str, address: int, rtype: str = "u16", function: str = "holding") -> Register:
@@ -89,3 +91,49 @@ def test_fast_energy_decoder_matches_the_register_map(name: str, words: list[int
             decode(part)
         return
     assert decode(part) == expected
+
+
+def test_energy_and_current_in_one_request_where_the_map_joins_them() -> None:
+    """The DDS238 maps the voltage between its energy and current: one request reads all three;
+    the SDM meters map gaps between them: two requests, never an unmapped word."""
+    names = ["import_energy", *CURRENT_REGISTERS]
+    dds = plan_model(load_model("dds238-2-zn-sr"), names, bridge=True)
+    assert [(b.address, b.count) for b in dds] == [(0x0A, 4)]
+    assert [r.name for r in dds[0].registers] == ["import_energy", "voltage", "current"]
+    sdm120 = plan_model(load_model("sdm120"), names, bridge=True)
+    assert [(b.address, b.count) for b in sdm120] == [(0x06, 2), (0x48, 2)]
+    sdm630 = plan_model(load_model("sdm630"), names, bridge=True)
+    assert [(b.address, b.count) for b in sdm630] == [(0x06, 6), (0x48, 2)]
+    # without bridging, the DDS238's energy and current are two requests
+    plain = plan_model(load_model("dds238-2-zn-sr"), names)
+    assert [(b.address, b.count) for b in plain] == [(0x0A, 2), (0x0D, 1)]
+
+
+def test_a_bridge_never_exceeds_the_request_limit() -> None:
+    regs = [_reg("e", 0, "u32"), _reg("v", 2), _reg("c", 3)]
+    model = MeterModel(model="x", kind="meter", description="x", source="x",
+                       max_registers_per_request=3, registers=tuple(regs))  # fmt: skip
+    blocks = plan_model(model, ["e", "c"], bridge=True)
+    assert [(b.address, b.count) for b in blocks] == [(0, 2), (3, 1)]
+
+
+@pytest.mark.parametrize(
+    ("model", "words", "amps"),
+    [
+        ("dds238-2-zn-sr", {"current": [915]}, 9.15),
+        ("sdm120", {"current": encode_raw(9.15, "float32")}, 9.15),
+        ("sdm630", {f"current_l{i}": encode_raw(a, "float32") for i, a in ((1, 2.5), (2, 7.25),
+                                                                          (3, 0.0))}, 7.25),
+        # garbage is no current (the energy still counts): NaN, negative, absurd, missing words
+        ("sdm120", {"current": [0x7FC0, 0]}, None),
+        ("sdm120", {"current": encode_raw(-1.0, "float32")}, None),
+        ("sdm120", {"current": encode_raw(1e9, "float32")}, None),
+        ("sdm120", {"current": [1]}, None),
+        ("sdm630", {"current_l1": encode_raw(1.0, "float32")}, None),
+    ],
+)  # fmt: skip
+def test_the_current_of_a_poll(model: str, words: dict[str, list[int]], amps: float | None) -> None:
+    meter = load_model(model)
+    regs = tuple(meter.register(n) for n in CURRENT_REGISTERS if meter.has(n))
+    found = current_of(meter, regs, words)
+    assert found == pytest.approx(amps) if amps is not None else found is None

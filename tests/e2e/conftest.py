@@ -92,10 +92,12 @@ def start_system(
     *,
     speed: float,
     topups: dict[str, str],
+    hub_env: dict[str, str] | None = None,
 ) -> System:
-    """Hub on a temporary SQLite file, provisioned through the API, then the Modbus TCP meter
-    simulator and the agent (poll 0.5 s, report 1 s); ``topups`` are made before the meters run."""
-    hub_url, admin_key = start_hub(procs, work, broker_url)
+    """Hub on a temporary SQLite file (``hub_env``: its ``SMSA_HUB_*`` settings), provisioned
+    through the API, then the Modbus TCP meter simulator and the agent (poll 0.5 s, report 1 s);
+    ``topups`` are made before the meters run."""
+    hub_url, admin_key = start_hub(procs, work, broker_url, env=hub_env)
     api = HubApi(hub_url, admin_key)
     try:
         command_key = provision(api, members)

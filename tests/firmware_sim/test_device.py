@@ -169,3 +169,20 @@ def test_energy_register_decodes_to_the_exact_energy_rounded_down(name: str, uni
     else:
         step = Fraction(reg.scale) * ENERGY_UNITS[reg.unit]
         assert exact - step < Fraction(decoded) <= exact
+
+
+def test_the_frozen_register_tamper_is_steered_through_the_control_block() -> None:
+    device, real = _dds(load=1000)
+    stuck = control.field("tamper_stuck").address
+    assert stuck == 0x9016
+    real.advance(1.0)  # 1000 Wh simulated
+    assert device.write(6, stuck, [2]) == ILLEGAL_VALUE
+    assert device.write(6, stuck, [1]) is None
+    assert device.read(3, stuck, 1) == [1]
+    real.advance(1.0)
+    assert device.read(3, 0x0A, 2) == [0, 100]  # 1.00 kWh: frozen
+    assert device.read(3, 0x0D, 1) != [0]  # the current still flows
+    assert device.read(3, 0x9005, 1) == [0]  # the relay bypass untouched
+    assert device.write(6, stuck, [0]) is None
+    real.advance(1.0)
+    assert device.read(3, 0x0A, 2) == [0, 200]

@@ -60,6 +60,19 @@ def test_tamper_bypass_keeps_energy_flowing_with_the_relay_off() -> None:
     assert meter.energy_wh(3 * HOUR) == 1000
 
 
+def test_a_frozen_register_stands_still_while_current_flows() -> None:
+    meter = Meter(at_ns=0, load_w=2000)
+    assert meter.energy_wh(HOUR) == 2000
+    meter.set_stuck(True, HOUR)
+    assert meter.energy_wh(3 * HOUR) == 2000  # frozen
+    reading = meter.reading(3 * HOUR)
+    assert reading.power_w == 2000 and reading.current_a > 9  # the load still draws
+    assert reading.energy_wh == 2000
+    meter.set_stuck(False, 3 * HOUR)
+    assert meter.energy_wh(4 * HOUR) == 4000  # counts again, the frozen hours lost
+    assert not meter.tamper_bypass  # the relay bypass is another tamper
+
+
 def test_reset_energy_restarts_the_register() -> None:
     meter = Meter(at_ns=0, load_w=1000)
     meter.reset_energy(0, HOUR)

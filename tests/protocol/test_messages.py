@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.messages import (
+    MAX_CURRENT_A,
     MAX_PAYLOAD,
     Command,
     CreditState,
@@ -46,6 +47,19 @@ def test_usage_round_trip() -> None:
     assert parse(dump(msg), UsageMessage) == msg
 
 
+@pytest.mark.parametrize("value", [0, 0.0, 9.153, 60, MAX_CURRENT_A])
+def test_usage_carries_a_mean_current_when_given(value: float) -> None:
+    msg = parse(usage(current_mean_a=value), UsageMessage)
+    assert msg.records[0].current_mean_a == value
+    assert parse(dump(msg), UsageMessage) == msg
+
+
+def test_a_usage_record_without_a_current_is_one_an_older_agent_sends() -> None:
+    msg = parse(usage(), UsageMessage)
+    assert msg.records[0].current_mean_a is None
+    assert b"current_mean_a" not in dump(msg)  # absent, not null
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
@@ -79,6 +93,15 @@ def test_usage_round_trip() -> None:
         (usage(seq="INF"), "number 1e999 out of range"),
         (usage(meter="m1\u0000"), "a string with a NUL character"),
         (usage(tariff="flat tariff"), "records.0.tariff"),
+        # the mean current (extension, issue 19): a number of amperes, 0 to MAX_CURRENT_A
+        (usage(current_mean_a="9.1"), "records.0.current_mean_a: Input should be a valid number"),
+        (usage(current_mean_a=True), "records.0.current_mean_a: Input should be a valid number"),
+        (usage(current_mean_a=[1.0]), "records.0.current_mean_a"),
+        (usage(current_mean_a=-0.001), "records.0.current_mean_a: Input should be greater"),
+        (usage(current_mean_a=100_000.5), "records.0.current_mean_a: Input should be less"),
+        (usage(current_mean_a=1e308), "records.0.current_mean_a: Input should be less"),
+        (usage(current_mean_a="NAN"), "NaN is not a number JSON allows"),
+        (usage(current_mean_a="INF"), "number 1e999 out of range"),
     ],
 )
 def test_bad_usage_is_refused_with_a_reason(payload: bytes, reason: str) -> None:

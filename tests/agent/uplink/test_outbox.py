@@ -262,3 +262,19 @@ def test_merging_never_changes_what_is_delivered(
         assert sum(r.shares.get("p", 0) for r in mine) == sum(r.energy for r in recs)
         if recs:
             assert mine[-1].seq == recs[-1].seq and mine[-1].end == recs[-1].end
+
+
+def test_a_merged_record_weighs_each_mean_current_by_its_duration() -> None:
+    a = record("m1", 4).model_copy(update={"current_mean_a": 2.0})  # 10 s
+    b = record("m1", 5).model_copy(
+        update={"current_mean_a": 8.0, "end": a.end + timedelta(seconds=30)}
+    )
+    assert merge(a, b).current_mean_a == 6.5  # (2 x 10 + 8 x 30) / 40
+    instant = a.model_copy(update={"end": a.start})
+    assert (
+        merge(instant, b.model_copy(update={"start": a.start, "end": a.start})).current_mean_a
+        == 5.0
+    )
+    # a part without a current (an older agent's record, a bridge): the whole has none
+    assert merge(a, record("m1", 5)).current_mean_a is None
+    assert merge(record("m1", 4), b).current_mean_a is None

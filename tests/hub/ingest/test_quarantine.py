@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from hub.db import read_tx
 from hub.ingest import IngestService
 from protocol.messages import MAX_PAYLOAD
 from protocol.topics import topic
@@ -19,6 +20,7 @@ from tests.hub.ingest.helpers import (
     publisher,
     quarantined,
     records_for,
+    table,
     usage,
 )
 from tests.hub.seed import World
@@ -36,7 +38,10 @@ def test_bad_messages_are_quarantined_and_consuming_goes_on(
     assert gateway != other_gateway
     service = start_service(sqlite_engine)
     before = balances(sqlite_engine), entries(sqlite_engine)
-    good = records_for(meter, 3)
+    # the mean current (protocol extension, issue 19): stored with the posted usage
+    good = [
+        dict(r, current_mean_a=[9.153, 0.0, 60][i]) for i, r in enumerate(records_for(meter, 3))
+    ]
     wrong_type = dict(good[0], seq="one")
     backwards = dict(good[0], import_end=good[0]["import_start"] - 1)
     bad: list[tuple[str, bytes, str]] = [
@@ -44,6 +49,16 @@ def test_bad_messages_are_quarantined_and_consuming_goes_on(
         (topic(gateway, "usage"), b"[" * (MAX_PAYLOAD + 1), "exceeds"),
         (topic(gateway, "usage"), usage([wrong_type]), "records.0.seq"),
         (topic(gateway, "usage"), usage([backwards]), "import_end is below import_start"),
+        (
+            topic(gateway, "usage"),
+            usage([dict(good[0], current_mean_a=-1.5)]),
+            "records.0.current_mean_a: Input should be greater than or equal to 0",
+        ),
+        (
+            topic(gateway, "usage"),
+            usage([dict(good[0], current_mean_a="9.1")]),
+            "records.0.current_mean_a: Input should be a valid number",
+        ),
         (topic(gateway, "usage"), json.dumps({"v": 2, "records": good}).encode(), "v:"),
         (topic(gateway, "usage"), usage([dict(good[0], meter="nobody")]), "unknown meter"),
         (topic(other_gateway, "usage"), usage(good[:1]), "does not own meter"),
@@ -67,6 +82,16 @@ def test_bad_messages_are_quarantined_and_consuming_goes_on(
         pub.usage(gateway, good)
         wait_for(lambda: posted(sqlite_engine) == 3)
     wait_for(lambda: service.counters["posted"] == 3)
+    assert currents(sqlite_engine, meter) == [9.153, 0.0, 60.0]
+
+
+def currents(engine: Engine, meter: str) -> list[float | None]:
+    p = table("posted_usage")
+    with read_tx(engine) as conn:
+        rows = conn.execute(
+            select(p.c.current_mean_a).where(p.c.meter_id == meter).order_by(p.c.seq)
+        )
+        return [r[0] for r in rows]
 
 
 def _event_for(meter: str, at: str) -> bytes:

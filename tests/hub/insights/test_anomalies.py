@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import ruptures
+from hypothesis import given
+from hypothesis import strategies as st
 
 from firmware_sim.meter import Meter
 from hub.insights.anomalies import (
@@ -16,6 +18,7 @@ from hub.insights.anomalies import (
     bypass,
     change_point,
     import_mismatch,
+    iso,
 )
 from hub.insights.reads import MeterData
 from hub.insights.series import DAY_S
@@ -99,6 +102,47 @@ def test_current_while_the_register_stands_still() -> None:
     assert found is not None and found.kind == "bypass_suspected"
     assert found.evidence["register"] == int(register[500])
     assert float(np.min(current[500:520])) >= 0.5
+
+
+def _longest_run(samples: Samples, settings: AnomalySettings) -> tuple[int, int] | None:
+    """What ``bypass`` finds, reading by reading: the first longest run of readings that did
+    not advance the register with current at them and at the one before; its reading before
+    the run and the first reading at the run's last instant."""
+    best: tuple[int, int] | None = None
+    start: int | None = None
+    for i in range(1, len(samples.at)):
+        still = samples.register[i] == samples.register[i - 1]
+        flowing = min(samples.current_a[i], samples.current_a[i - 1]) >= settings.min_current_a
+        if still and flowing:
+            start = i - 1 if start is None else start
+            span = samples.at[i] - samples.at[start]
+            if best is None or span > samples.at[best[1]] - samples.at[best[0]]:
+                best = (start, i)
+        else:
+            start = None
+    return best
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from([0.0, 0.3, 0.5, 2.0]),
+                          st.integers(0, 3)), max_size=40),
+       st.sampled_from([0, 600, 1800]))  # fmt: skip
+def test_bypass_finds_the_first_longest_run(
+    readings: list[tuple[int, float, int]], min_s: int
+) -> None:
+    """The vectorised run search equals the reading-by-reading one, ties and shared instants
+    included."""
+    at = np.cumsum([600 * step for step, _, _ in readings], dtype=np.int64)
+    register = np.cumsum([int(tick == 0) for _, _, tick in readings], dtype=np.int64)
+    samples = Samples(at, np.asarray([c for _, c, _ in readings], dtype=float), register)
+    settings = AnomalySettings(min_bypass_s=min_s)
+    found, run = bypass("m", samples, settings), _longest_run(samples, settings)
+    if run is None or int(at[run[1]] - at[run[0]]) < min_s:
+        assert found is None
+        return
+    a, b = run
+    assert found is not None and found.at == int(at[a])
+    assert found.evidence["to"] == iso(int(at[b])) and found.evidence["register"] == register[a]
+    assert found.evidence["mean_current_a"] == round(float(samples.current_a[a : b + 1].mean()), 3)
 
 
 def test_imported_readings_disagreeing_with_the_agent() -> None:
