@@ -6,7 +6,8 @@ Pricing is a history (``meter_pricing``, read by the ingest planner through
 before a change are priced as before and those after it by the new tariff or selection. A
 meter without rows is priced by its ``meters.tariff_id`` alone; its first change also writes
 that as the first row. A change may not start before the end of the meter's newest settled
-interval (settled entries are never priced again), nor before its latest change. In one
+interval (settled entries are never priced again), nor before its latest change: 409, as for
+a change of payers. In one
 transaction: the row, the meter's ``tariff_id`` (the tariff it is now shown with), the audit
 event (``meter_changed``, ``hub.audit``) and the meter's new credit state queued for its
 gateway.
@@ -23,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from hub.audit import METER_CHANGED, record_change
 from hub.control.credit_state import queue_credit_states_in
-from hub.errors import InvalidInputError, NotFoundError
+from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.models import Meter, MeterPricing, PostedUsage, Tariff
 from hub.services.selection import SelectionSpec, check_selection, newest_doc
 from protocol.tariff import unit_problem
@@ -86,9 +87,9 @@ def change_pricing(
         select(func.max(PostedUsage.interval_end)).where(PostedUsage.meter_id == meter_id)
     ).one()
     if settled is not None and start < settled:
-        raise InvalidInputError("from", f"before the end of the newest settled interval, {settled}")
+        raise ConflictError(f"from: the meter's intervals up to {settled} are settled")
     if steps and start < steps[-1].start:
-        raise InvalidInputError("from", f"before the latest pricing change, {steps[-1].start}")
+        raise ConflictError(f"from: before the meter's latest pricing change, {steps[-1].start}")
     before = {"tariff": meter.tariff_id, "selection": steps[-1].selection if steps else None}
     selection = given.get("selection", before["selection"] if "tariff" not in given else None)
     tariff, spec = pricing_of(session, given.get("tariff"), selection, meter.service)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from demo.api import HubApi
-from demo.procs import Processes
+from demo.procs import DemoError, Processes
 from demo.stack import start_agent, start_hub
 from tests.conftest import Broker
 from tests.e2e.conftest import minor, tcp_agent_toml
@@ -130,6 +130,8 @@ def test_each_policy_settles_its_provider_and_a_tariff_change_applies_from_its_d
         energy = _energy(api, "m-prio")
         assert abs(Decimal(energy) * FEE / 1000 * 100 - fees) < 1, (energy, fees)
         # PATCH from a date: the intervals before it at the old tariff, after it at the new
+        with pytest.raises(DemoError, match="answered 409"):  # settled intervals stay priced
+            api.patch("/meters/m-patch", {"tariff": "t-old", "from": change.isoformat()})
         old = _by_meter(api, "old-co", "m-patch")
         new = _by_meter(api, "new-co", "m-patch")
         assert old and new
