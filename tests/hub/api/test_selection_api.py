@@ -97,10 +97,12 @@ def test_patch_changes_the_tariff_from_a_date_audited(world: Shared) -> None:
     [event] = events.json()
     assert event["data"]["changes"] == {"tariff": {"from": "sel-a", "to": "sel-b",
                                                    "at": "2030-01-01T00:00:00+00:00"}}  # fmt: skip
-    # not before the latest change; an unknown tariff or a wrong unit named
-    for bad, field in (({"from": "2029-01-01T00:00:00Z"}, "from"),
-                       ({"tariff": "nope"}, "tariff"),
-                       ({"tariff": "sel-m3"}, "tariff")):  # fmt: skip
+    # not before the latest change (a conflict, as for the payers); an unknown tariff or a
+    # wrong unit named
+    before = change | {"from": "2029-01-01T00:00:00Z"}
+    r = world.client.patch("/api/v1/meters/sel-patch", json=before, headers=h)
+    assert r.status_code == 409 and "latest pricing change" in r.json()["detail"], r.text
+    for bad, field in (({"tariff": "nope"}, "tariff"), ({"tariff": "sel-m3"}, "tariff")):
         r = world.client.patch("/api/v1/meters/sel-patch", json=change | bad, headers=h)
         assert r.status_code == 422 and error_fields(r) == [field], r.text
     r = world.client.patch(
