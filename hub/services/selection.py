@@ -25,15 +25,20 @@ class SelectionSpec:
     tariffs: tuple[str, ...]
 
 
-def newest_doc(session: Session, tariff_id: str) -> TariffDoc:
-    """The tariff's newest version as a document (the tariff must exist)."""
+def latest_version(session: Session, tariff_id: str) -> TariffVersion:
+    """The tariff's newest version (the tariff must exist: it is created with version 1)."""
     version = session.exec(
         select(TariffVersion)
         .where(TariffVersion.tariff_id == tariff_id)
         .order_by(col(TariffVersion.version).desc())
     ).first()
     assert version is not None
-    return TariffDoc.model_validate_json(version.document)
+    return version
+
+
+def newest_doc(session: Session, tariff_id: str) -> TariffDoc:
+    """The tariff's newest version as a document (the tariff must exist)."""
+    return TariffDoc.model_validate_json(latest_version(session, tariff_id).document)
 
 
 def check_selection(

@@ -16,6 +16,7 @@ from hub.api.schemas import TariffIn, TariffOut, TariffVersionIn
 from hub.control.credit_state import queue_tariff_update_in
 from hub.errors import ConflictError, InvalidInputError, NotFoundError
 from hub.models import EntryKind, JournalEntry, Meter, Provider, Tariff, TariffVersion, utcnow
+from hub.services.selection import latest_version
 from protocol.tariff import Tariff as TariffDoc
 from protocol.tariff import unit_problem
 
@@ -40,22 +41,6 @@ def tariff_out(session: Session, tariff_id: str) -> TariffOut:
         ],
         offer=tariff.offer,
     )
-
-
-def latest_version(session: Session, tariff_id: str) -> TariffVersion:
-    """The tariff's newest version (the tariff must exist: it is created with version 1)."""
-    version = session.exec(
-        select(TariffVersion)
-        .where(TariffVersion.tariff_id == tariff_id)
-        .order_by(col(TariffVersion.version).desc())
-    ).first()
-    assert version is not None
-    return version
-
-
-def latest_doc(session: Session, tariff_id: str) -> TariffDoc:
-    """The tariff's newest version as a document."""
-    return TariffDoc.model_validate_json(latest_version(session, tariff_id).document)
 
 
 def rated_until(session: Session, tariff_id: str, start: datetime) -> datetime | None:
