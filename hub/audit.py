@@ -44,7 +44,6 @@ CUSTOMER_CHANGED = "customer_changed"
 METER_CHANGED = "meter_changed"
 KEY_REVOKED = "api_key_revoked"
 GATEWAY_ROTATED = "gateway_rotated"
-METER_CHANGED = "meter_changed"
 
 
 def audit_row(

@@ -23,8 +23,9 @@ On PostgreSQL several writers change command rows at once (the ingest coordinato
 the dispatcher marking sent, the expiry job, each hub process of a group). An ``UPDATE`` locks
 its rows in whatever order its plan visits them, so two of them over the same rows can wait on
 each other (measured: a deadlock between superseding and ``mark_sent`` in ``bench.fleet``).
-So a statement that changes several rows first locks them in id order (:func:`_locked`), and
-``due`` skips rows others hold: no two writers wait on each other in a cycle.
+So a statement that changes several rows first locks them in id order (one ``SELECT ... ORDER
+BY id FOR UPDATE``, or :func:`_locked` for ids gathered otherwise), and ``due`` skips rows others
+hold: no two writers wait on each other in a cycle.
 """
 
 from __future__ import annotations
@@ -243,11 +244,12 @@ def adopt_rotation(conn: Connection, gateway: str, command_id: str) -> None:
 
 def wake_gateway(conn: Connection, gateway: str, now: datetime) -> None:
     """``gateway`` came online: its open commands are due again now."""
-    found = conn.execute(
+    ids = conn.execute(
         select(T_COMMANDS.c.id)
         .where(T_COMMANDS.c.gateway_id == gateway, T_COMMANDS.c.status.in_(OPEN))
-    ).scalars()  # fmt: skip
-    _update_ids(conn, _locked(conn, found, T_COMMANDS.c.status.in_(OPEN)), next_try_at=now)
+        .order_by(T_COMMANDS.c.id).with_for_update()
+    ).scalars().all()  # fmt: skip
+    _update_ids(conn, ids, next_try_at=now)
 
 
 def expire(conn: Connection, now: datetime) -> list[dict[str, Any]]:
@@ -256,12 +258,11 @@ def expire(conn: Connection, now: datetime) -> list[dict[str, Any]]:
         select(T_COMMANDS.c.id, T_COMMANDS.c.meter_id, T_COMMANDS.c.gateway_id,
                T_COMMANDS.c.action, T_COMMANDS.c.status, T_COMMANDS.c.expires_at)
         .where(T_COMMANDS.c.status.in_(OPEN), T_COMMANDS.c.expires_at <= now)
+        .order_by(T_COMMANDS.c.id).with_for_update()  # locked in id order, rechecked once locked
     ).all()  # fmt: skip
-    still = _locked(conn, (r.id for r in rows), T_COMMANDS.c.status.in_(OPEN))
-    _update_ids(conn, still, status=CommandStatus.EXPIRED, done_at=now,
+    _update_ids(conn, [r.id for r in rows], status=CommandStatus.EXPIRED, done_at=now,
                 detail="expired before applied")  # fmt: skip
-    ended = set(still)
-    return [dict(r._mapping) for r in rows if r.id in ended]
+    return [dict(r._mapping) for r in rows]
 
 
 def history(conn: Connection, meter_id: str, limit: int = 100) -> list[dict[str, Any]]:

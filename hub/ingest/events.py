@@ -152,13 +152,14 @@ def _settle_command(conn: Connection, gateway: str, ev: EventMsg, work: Work) ->
 
 
 def apply_statuses(conn: Connection, work: Work) -> None:
+    bus: list[dict[str, Any]] = []
     for gateway, status in sorted(work.statuses.items()):
         online = status.state == "online"
         if online:  # it may have missed what was sent while it was away: send again now
             wake_gateway(conn, gateway, work.now)
         rows = conn.execute(select(T_METERS.c.id, T_METERS.c.online, T_METERS.c.last_seen_at)
                             .where(T_METERS.c.gateway_id == gateway)).all()  # fmt: skip
-        store_bus(conn, bus_reports(gateway, status, {r.id for r in rows}, work.now))
+        bus += bus_reports(gateway, status, {r.id for r in rows}, work.now)
         flipped = [r for r in rows if bool(r.online) != online]
         if not flipped:
             continue
@@ -172,6 +173,7 @@ def apply_statuses(conn: Connection, work: Work) -> None:
                 event_row(work.now, kind, m, f"gateway {gateway} {why}", {"gateway": gateway})
                 for m in told
             ])  # fmt: skip
+    store_bus(conn, bus)  # every gateway's counters in one statement
 
 
 METER_KINDS = frozenset({

@@ -79,9 +79,10 @@ def pay(rt: Runtime, network: str, key_id: int, body: bytes, signature: str | No
     with read_tx(rt.engine) as conn:
         existing = store.find(conn, key)
         bill = None if existing is not None else bills.by_reference(conn, payment.reference)
-        if bill is not None and status_of(conn, bill) != "open":
+        status = None if bill is None else status_of(conn, bill)
+        if bill is not None and status != "open":
             raise ConflictError(f"bill {bill.number} ({bill.reference}) has nothing to pay: "
-                                f"it is {status_of(conn, bill)}")  # fmt: skip
+                                f"it is {status}")  # fmt: skip
     minor = parse_amount("amount", payment.amount, rt.currency)
     request = {"network": network, "network_txn": payment.network_txn,
                "reference": iso11649.compact(payment.reference), "amount": minor,
