@@ -93,7 +93,6 @@ class CustomerData:
     topups: list[tuple[int, int]]
     late_bills: int
     offer_tariffs: list[str] = field(default_factory=list)  # tariffs marked ``"offer": true``
-    offers: list[dict[str, Any]] = field(default_factory=list)  # recorded for the period
 
 
 def customer_ids(conn: Connection) -> list[str]:
@@ -106,8 +105,7 @@ def exists(conn: Connection, customer_id: str) -> bool:
 
 
 def read_customer(
-    conn: Connection, customer_id: str, *, since: datetime, now: datetime, period: str,
-    history: datetime,
+    conn: Connection, customer_id: str, *, since: datetime, now: datetime, history: datetime,
 ) -> CustomerData:  # fmt: skip
     """What the analysis of one customer needs, from ``since`` to ``now``; its meters' records
     from ``history`` on (the months compared year on year)."""
@@ -160,7 +158,6 @@ def read_customer(
         topups=topups,
         late_bills=int(late),
         offer_tariffs=offer_tariffs(conn),
-        offers=recorded_offers(conn, customer_id, period),
     )
 
 
@@ -268,9 +265,8 @@ def off_spans(events: Sequence[Any], now: int) -> list[Span]:
 
 
 def tariffs(conn: Connection, ids: set[str]) -> dict[str, TariffDoc]:
-    """The newest version of each tariff in ``ids`` and of every tariff marked as an offer."""
-    offered = set(conn.execute(select(_tariffs.c.id).where(_tariffs.c.offer.is_(True))).scalars())
-    histories = load_histories(conn, ids | offered)
+    """The newest version of each tariff in ``ids``."""
+    histories = load_histories(conn, ids)
     return {tid: h.tariffs[-1] for tid, h in histories.items()}
 
 

@@ -210,16 +210,19 @@ def read(
 ) -> tuple[CustomerData, dict[str, Tariff], dict[str, Comparison]]:
     since = now - timedelta(days=settings.window_days)
     history = now - timedelta(days=HISTORY_DAYS)
-    data = reads.read_customer(conn, customer_id, since=since, now=now, period=period_of(now),
-                               history=history)  # fmt: skip
+    data = reads.read_customer(conn, customer_id, since=since, now=now, history=history)
     ids = {m.series.tariff for m in data.meters if m.series.tariff}
-    tariffs = reads.tariffs(conn, ids)
+    tariffs = reads.tariffs(conn, ids | set(data.offer_tariffs))
+    groups: dict[tuple[str, str | None], dict[str, Comparison]] = {}
     peers: dict[str, Comparison] = {}
     for m in data.meters:
-        rows = reads.peer_usage(conn, m.series.service, m.series.tariff, since, now)
-        values = {meter: daily_average(e, a, b) for meter, _, e, a, b in rows}
-        keys = {meter: cls for meter, cls, _, _, _ in rows}
-        found = compare_all(values, keys).get(m.series.meter)
+        group = (m.series.service, m.series.tariff)
+        if group not in groups:  # one read and ranking per group of similar meters
+            rows = reads.peer_usage(conn, *group, since, now)
+            values = {meter: daily_average(e, a, b) for meter, _, e, a, b in rows}
+            keys = {meter: cls for meter, cls, _, _, _ in rows}
+            groups[group] = compare_all(values, keys)
+        found = groups[group].get(m.series.meter)
         if found is not None:
             peers[m.series.meter] = found
     return data, tariffs, peers

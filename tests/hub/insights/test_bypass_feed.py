@@ -61,7 +61,7 @@ def test_a_register_standing_still_under_current_is_raised_once(engine: Engine) 
     since, history = now - timedelta(days=90), now - timedelta(days=400)
     with read_tx(engine) as conn:
         data = reads.read_customer(
-            conn, world.customers[frozen], since=since, now=now, period="", history=history
+            conn, world.customers[frozen], since=since, now=now, history=history
         )
     (meter,) = data.meters
     assert len(meter.samples.at) == 16  # the records with a current
