@@ -123,6 +123,33 @@ def _paced(client: mqtt.Client, gws: Gateways, per_s: float, start: float, end: 
         n += 1
 
 
+class Receipts:
+    """The gateways' receipts: paho's network thread only queues each (arrival time, payload);
+    a thread of its own matches them to the records sent (``receipted``: (receipt time,
+    publish time) per record)."""
+
+    def __init__(self, gws: Gateways) -> None:
+        self.gws = gws
+        self.receipted: list[tuple[float, float]] = []
+        self.lock = threading.Lock()
+        self._inbox: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._inbox.put((time.time(), bytes(msg.payload)))
+
+    def _read(self) -> None:
+        while (item := self._inbox.get()) is not None:
+            got = self.gws.settled(item[1], item[0])
+            with self.lock:
+                self.receipted.extend(got)
+
+    def stop(self) -> None:
+        self._inbox.put(None)
+        self._reader.join()
+
+
 def _warm_up(client: mqtt.Client, gws: Gateways, receipted: list[tuple[float, float]],
              rlock: threading.Lock) -> None:  # fmt: skip
     """One report from every gateway, settled before the steps start: the hub's first sight of
@@ -142,19 +169,14 @@ def fleet(args: argparse.Namespace) -> None:
     """A publisher: its gateways' reports paced to its share of each step's rate; prints one
     JSON line per step (and one after the drain)."""
     gws = Gateways(args.gateways_list.split(","), args.meters)
-    receipted: list[tuple[float, float]] = []  # (receipt time, publish time)
-    rlock = threading.Lock()
-
-    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        got = gws.settled(bytes(msg.payload), time.time())
-        with rlock:
-            receipted.extend(got)
+    receipts = Receipts(gws)
+    receipted, rlock = receipts.receipted, receipts.lock
 
     client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                          client_id=f"fleet-{args.index}", protocol=mqtt.MQTTv5)  # fmt: skip
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
-    client.on_message = on_message
+    client.on_message = receipts.on_message
     client.connect("127.0.0.1", args.port)
     client.subscribe("smsa/v1/gw/+/receipt", qos=1)
     client.loop_start()
@@ -175,6 +197,7 @@ def fleet(args: argparse.Namespace) -> None:
     deadline = time.time() + DRAIN_S
     while time.time() < deadline and gws.sent:
         time.sleep(0.2)
+    receipts.stop()
     with rlock:
         done = list(receipted)
     for rate, start, end, sent in steps:
