@@ -9,15 +9,15 @@ from typing import Any
 from sqlmodel import Session
 
 from hub.db import read_tx, run_tx
-from hub.errors import InvalidInputError, NotFoundError
+from hub.errors import NotFoundError
 from hub.ledger.topups import ProviderTxn
-from hub.models import Account, AccountKind, utcnow
+from hub.models import utcnow
 from hub.money import major
 from hub.payments import store
 from hub.payments.receive import Source, hold
 from hub.payments.verify import REFUSED, UrlVerifier
 from hub.services.runtime import Runtime
-from hub.services.topups import TOPUP_KINDS, topup
+from hub.services.topups import payable_account, topup
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,7 @@ def held(rt: Runtime, account_id: str, amount: int, source: Source) -> tuple[Any
     """Record the payment pending (once per source key): ``(row, created)``."""
 
     def work(session: Session) -> tuple[Any, bool]:
-        account = session.get(Account, account_id)
-        if account is None:
-            raise NotFoundError("account", account_id)
-        if AccountKind(account.kind) not in TOPUP_KINDS:
-            raise InvalidInputError("account", f"a {account.kind} account takes no payment")
+        payable_account(session, rt, account_id, "account")
         return hold(session.connection(), account_id, rt.currency, amount, source, now=utcnow())
 
     return run_tx(rt.engine, work)

@@ -37,6 +37,19 @@ log = logging.getLogger(__name__)
 TOPUP_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.ALTERNATE, AccountKind.SPONSOR})
 
 
+def payable_account(session: Session, rt: Runtime, account_id: str, field: str) -> Account:
+    """``account_id`` if it exists, takes payments (``TOPUP_KINDS``) and is in the hub's
+    currency; else the one-line error naming ``field`` (or 404)."""
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFoundError("account", account_id)
+    if AccountKind(account.kind) not in TOPUP_KINDS:
+        raise InvalidInputError(field, f"a {account.kind} account takes no payment")
+    if account.currency != rt.currency:
+        raise InvalidInputError("currency", f"account is in {account.currency}")
+    return account
+
+
 def topup(
     rt: Runtime,
     account_id: str,
@@ -64,13 +77,7 @@ def topup(
     rules = BillingSettings().rules
 
     def work(session: Session) -> tuple[TopupResult, Plan | None]:
-        account = session.get(Account, account_id)
-        if account is None:
-            raise NotFoundError("account", account_id)
-        if AccountKind(account.kind) not in TOPUP_KINDS:
-            raise InvalidInputError("path.account_id", f"a {account.kind} account takes no top-up")
-        if account.currency != rt.currency:
-            raise InvalidInputError("currency", f"account is in {account.currency}")
+        payable_account(session, rt, account_id, "path.account_id")
         result = post_topup(
             session,
             account_id,
