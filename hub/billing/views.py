@@ -3,6 +3,7 @@ Money as decimal strings in major units; quantities in their displayed unit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,8 @@ from hub.billing.profiles import profile_of
 from hub.billing.render import Window, bill_html, usage_chart
 from hub.errors import NotFoundError
 from hub.models import Customer, table
-from hub.payments.store import settled
+from hub.payments.policy import OpenBill
+from hub.payments.store import open_bills
 from protocol.money import to_major
 
 _customers = table(Customer)
@@ -55,20 +57,24 @@ def bill_document(conn: Connection, bill_id: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def status_of(conn: Connection, row: Any) -> str:
+def status_of(conn: Connection, row: Any, owing: Sequence[OpenBill] | None = None) -> str:
     """An open bill is ``paid`` once allocations (hub.payments) settled it and every bill
-    before it; bills themselves are never updated."""
-    if row.status == "open" and settled(conn, row.customer_id, row.period):
-        return "paid"
-    return str(row.status)
+    before it; bills themselves are never updated. ``owing``: the customer's open bills
+    (``hub.payments.store.open_bills``), read here when not given."""
+    if row.status != "open":
+        return str(row.status)
+    owing = open_bills(conn, row.customer_id) if owing is None else owing
+    return "paid" if all(b.period > row.period for b in owing) else "open"
 
 
 def bill_summaries(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
-    """The customer's bills, newest first."""
+    """The customer's bills, newest first (what they still owe read once for all of them)."""
+    owing = open_bills(conn, customer_id)
     return [
         {"id": int(r.id), "number": r.number, "period": r.period,
          "charges": to_major(int(r.charges), r.currency),
-         "amount_due": to_major(int(r.amount_due), r.currency), "status": status_of(conn, r)}
+         "amount_due": to_major(int(r.amount_due), r.currency),
+         "status": status_of(conn, r, owing)}
         for r in store.customer_bills(conn, customer_id)
     ]  # fmt: skip
 

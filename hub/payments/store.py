@@ -148,8 +148,3 @@ def credited_between(conn: Connection, channel: str, source: str, start: datetim
         .order_by(payments.c.id)
     )  # fmt: skip
     return [r for r in conn.execute(stmt) if (r.request or {}).get("network") == source]
-
-
-def settled(conn: Connection, customer_id: str, period: str) -> bool:
-    """No open bill of the customer up to ``period`` is still owed anything."""
-    return all(b.period > period for b in open_bills(conn, customer_id))
