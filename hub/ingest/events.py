@@ -22,13 +22,12 @@ from hub.events import FACT_FAMILIES, joined, same_fact
 from hub.ingest.bus import bus_reports, store_bus
 from hub.ingest.model import (
     CHUNK,
-    RELAY_OFF,
-    RELAY_ON,
     T_EVENTS,
     T_METERS,
     T_SEEN,
     Work,
     event_row,
+    relay_reported,
 )
 from hub.tokens.settle import TOKEN_EVENT, settle_token_event
 from protocol import topics
@@ -184,16 +183,5 @@ METER_KINDS = frozenset({
 
 
 def relay_of(ev: EventMsg) -> str | None:
-    """The relay state an event reports: ``relay``/``relay_on``/``relay_off`` kinds (with
-    ``data.state`` or ``data.relay``), and ``disconnect``/``reconnect`` acknowledgements."""
-    if ev.kind in ("relay_on", "reconnect", "reconnected"):
-        return "on"
-    if ev.kind in ("relay_off", "disconnect", "disconnected"):
-        return "off"
-    if ev.kind in ("relay", "relay_change", "relay_changed"):
-        value = str(ev.data.get("state", ev.data.get("relay", ""))).lower()
-        if value in RELAY_ON:
-            return "on"
-        if value in RELAY_OFF:
-            return "off"
-    return None
+    """The relay state an event reports (``hub.ingest.model.relay_reported``)."""
+    return relay_reported(ev.kind, ev.data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -58,6 +59,22 @@ ONLINE_REFRESH = timedelta(seconds=60)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RELAY_ON = frozenset({"on", "closed", "1", "true"})
 RELAY_OFF = frozenset({"off", "open", "0", "false"})
+# event kinds that report the relay on, off, or as ``data.state`` / ``data.relay``
+RELAY_ON_KINDS = frozenset({"reconnect", "reconnected", "relay_on"})
+RELAY_OFF_KINDS = frozenset({"disconnect", "disconnected", "relay_off"})
+RELAY_STATE_KINDS = frozenset({"relay", "relay_change", "relay_changed"})
+
+
+def relay_reported(kind: str, data: Mapping[str, Any] | None) -> str | None:
+    """The relay state (``on``/``off``) an event of ``kind`` with ``data`` reports, if any."""
+    if kind in RELAY_ON_KINDS:
+        return "on"
+    if kind in RELAY_OFF_KINDS:
+        return "off"
+    if kind in RELAY_STATE_KINDS:
+        value = str((data or {}).get("state", (data or {}).get("relay", ""))).lower()
+        return "on" if value in RELAY_ON else "off" if value in RELAY_OFF else None
+    return None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ import numpy as np
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
-from hub.ingest.model import RELAY_OFF, RELAY_ON
+from hub.ingest.model import RELAY_OFF_KINDS as OFF_KINDS
+from hub.ingest.model import RELAY_ON_KINDS as ON_KINDS
+from hub.ingest.model import relay_reported
 from hub.insights.anomalies import Mismatch, Samples, Span
 from hub.insights.series import Series, epoch, ints
 from hub.models import (
@@ -47,9 +49,6 @@ _mismatch = table(ReadingMismatch)
 _tariffs = table(Tariff)
 
 OPT_OUT_FIELD = "offers_opt_out"  # profile field: "yes" opts the customer out of offers
-ON_KINDS = frozenset({"reconnect", "reconnected", "relay_on"})
-OFF_KINDS = frozenset({"disconnect", "disconnected", "relay_off"})
-STATE_KINDS = frozenset({"relay", "relay_change", "relay_changed"})
 
 
 @dataclass(frozen=True)
@@ -229,15 +228,9 @@ def _meter(
 
 
 def relay_state(kind: str, data: dict[str, Any] | None) -> bool | None:
-    """What an event says of the relay (as ``hub.ingest.events.relay_of``): True on."""
-    if kind in ON_KINDS:
-        return True
-    if kind in OFF_KINDS:
-        return False
-    if kind in STATE_KINDS:
-        value = str((data or {}).get("state", (data or {}).get("relay", ""))).lower()
-        return True if value in RELAY_ON else False if value in RELAY_OFF else None
-    return None
+    """What an event says of the relay (``hub.ingest.model.relay_reported``): True on."""
+    state = relay_reported(kind, data)
+    return None if state is None else state == "on"
 
 
 def off_spans(events: Sequence[Any], now: int) -> list[Span]:
