@@ -132,6 +132,7 @@ def compose(
             workers=settings.ingest_workers,
             credit_interval_s=ingest.credit_interval_s,
             command_ttl_s=settings.command_ttl_s,
+            credit_refresh_s=settings.credit_refresh_s,
             commands=commands,
             control=control,
             ca_file=settings.mqtt_ca_file or None,

@@ -71,6 +71,10 @@ class HubSettings(BaseSettings):
     ingest_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")
     # Seconds a signed command stays valid for the agent.
     command_ttl_s: int = Field(default=3600, ge=10, le=7 * 86_400)
+    # After usage a meter is sent its credit state only when its agent cannot work the balance
+    # out alone (hub.commands.baseline), or when the last state it was sent is this old.
+    # 0: after every batch's usage, as before.
+    credit_refresh_s: int = Field(default=21_600, ge=0, le=7 * 86_400)
     # Credit-control notifications (low credit, cut-off, alerts) are POSTed here, signed with
     # HMAC-SHA256 (hub.control.webhook); empty: log and events table only.
     webhook_url: str = ""

@@ -17,6 +17,9 @@ stored one names none or another. The agent refuses a command bound to an epoch 
 a command captured before a gateway's store was lost stays refused after it, while the hub's
 own open commands reach the new store.
 
+Each credit command queued sets its meter's baseline (``hub.commands.baseline``: what the agent
+works its balance out from); one that expires or is rejected drops it.
+
 The functions take the caller's connection and never commit: the caller owns the transaction.
 
 On PostgreSQL several writers change command rows at once (the ingest coordinator superseding,
@@ -40,6 +43,7 @@ from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from hub.commands import baseline
 from hub.models import Command, CommandStatus, Gateway, table
 from hub.models.commands import OPEN
 from protocol.messages import COMMAND_GROUPS
@@ -109,6 +113,7 @@ def enqueue_many(
     _update_ids(conn, older, status=CommandStatus.SUPERSEDED, done_at=moment,
                 detail="superseded by a newer command")  # fmt: skip
     conn.execute(insert(T_COMMANDS), rows)
+    baseline.record(conn, [command for _, command in commands], moment)
 
 
 def _locked(conn: Connection, ids: Iterable[str], *where: ColumnElement[bool]) -> list[str]:
@@ -219,6 +224,8 @@ def settle(
     )  # fmt: skip
     if applied and result.rowcount:
         adopt_rotation(conn, gateway, command_id)
+    elif result.rowcount:
+        baseline.forget(conn, [command_id])
     return bool(result.rowcount)
 
 
@@ -262,6 +269,7 @@ def expire(conn: Connection, now: datetime) -> list[dict[str, Any]]:
     ).all()  # fmt: skip
     _update_ids(conn, [r.id for r in rows], status=CommandStatus.EXPIRED, done_at=now,
                 detail="expired before applied")  # fmt: skip
+    baseline.forget(conn, [r.id for r in rows if r.action == "credit"])
     return [dict(r._mapping) for r in rows]
 
 

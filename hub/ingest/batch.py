@@ -28,8 +28,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from hub.audit import usage_audit_rows
+from hub.commands import baseline
+from hub.commands.baseline import Baseline
 from hub.control.combined import combine
 from hub.control.credit_state import alternate_headroom, payer_credits
+from hub.control.derivation import derived_balance
 from hub.db import is_retryable, read_tx, write_tx
 from hub.errors import HubError
 from hub.ingest.events import apply_statuses, store_events
@@ -542,6 +545,7 @@ class BatchProcessor:
         keys: dict[str, str] = dict(select_in(conn, T_GATEWAYS, ("id", "command_key"), "id",
                                               gateways))  # fmt: skip
         tokens = token_setups(conn, {m: keys.get(meters[m].gateway_id, "") for m in touched})
+        derives = self._derives(conn, rated, balances, exclude=set(shared))
         for meter_id, (tariff, state) in touched.items():
             paying = payers[meter_id]
             meter = meters[meter_id]
@@ -564,7 +568,37 @@ class BatchProcessor:
                 tokens=tokens.get(meter_id),
                 rules=rules,
                 selection=rated.selections.get(meter_id),
+                derives=derives.get(meter_id),
             )
+
+    @staticmethod
+    def _derives(
+        conn: Connection, rated: RatedUsage, balances: dict[str, int], *, exclude: set[str]
+    ) -> dict[str, Baseline]:
+        """The touched meters whose agents work their balance out alone after this batch
+        (``hub.control.derivation``), with the baseline each derives it from, advanced to the
+        batch in its transaction. A meter paid by several accounts is always sent its state."""
+        wanted = sorted(m for m in rated.touched if m not in exclude)
+        found = baseline.load(conn, wanted) if wanted else {}
+        if not found:
+            return {}
+        mismatched = {m["meter_id"] for m in rated.mismatches}
+        charges: dict[str, list[tuple[int, int]]] = {}
+        for p in rated.postings:
+            if p.meter_id in found and p.meter_id not in mismatched:
+                paying = rated.payers[p.meter_id]
+                debit = -sum(amount for account, amount in p.lines if account == paying)
+                charges.setdefault(p.meter_id, []).append((p.seq, debit))
+        out: dict[str, Baseline] = {}
+        for meter_id, charged in charges.items():
+            was = found[meter_id]
+            seq = rated.touched[meter_id][1].seq
+            balance = balances.get(rated.payers[meter_id])
+            if balance is not None and derived_balance(was.seq, was.expected, charged,
+                                                       seq) == balance:  # fmt: skip
+                out[meter_id] = replace(was, seq=seq, expected=int(balance))
+        baseline.advance(conn, {m: (b.seq, b.expected) for m, b in out.items()})
+        return out
 
 
 def _contributors(meter: MeterCfg) -> list[str]:

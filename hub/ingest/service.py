@@ -25,12 +25,13 @@ import logging
 import queue
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
+from hub.commands.baseline import state_digest
 from hub.commands.store import enqueue_many
 from hub.control.credit_state import (
     MeterCredit,
@@ -60,6 +61,7 @@ from hub.ingest.transport.pump_link import PumpConfig, PumpLink
 from hub.ingest.transport.settler_link import SettlerConfig, SettlerLink
 from hub.metrics import IngestMetrics
 from hub.tokens.store import setups as token_setups
+from protocol.messages import CreditState
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ COUNTERS = (
     "held", "released", "late", "gaps_skipped", "events", "duplicate_events", "statuses",
     "batches", "commands", "db_errors", "worker_cpu_ms", "worker_wall_ms", "credit_cpu_ms",
     "pump_cpu_ms", "settler_cpu_ms", "receipts", "receipt_bytes", "events_over_quota",
-    "commands_settled", "awaiting_resume", "stale_epoch",
+    "commands_settled", "awaiting_resume", "stale_epoch", "credit_states", "credit_derived",
 )  # fmt: skip
 
 
@@ -90,6 +92,7 @@ class IngestService:
         hold_s: float = 30.0,
         credit_interval_s: float = 5.0,
         command_ttl_s: int = 3600,
+        credit_refresh_s: float = 21_600,
         queue_max: int | None = None,
         session_expiry_s: int = 7 * 86_400,
         mqtt_v5: bool = True,
@@ -128,6 +131,7 @@ class IngestService:
         self.hold_s = hold_s
         self.credit_interval_s = credit_interval_s
         self.command_ttl = timedelta(seconds=command_ttl_s)
+        self.credit_refresh = timedelta(seconds=credit_refresh_s)
         self.session_expiry_s = session_expiry_s
         self.mqtt_v5 = mqtt_v5
         self.receive_maximum = min(queue_max, MAX_RECEIVE)
@@ -405,10 +409,24 @@ class IngestService:
         would otherwise go out older than a state already queued)."""
         try:
             credit = credit_state(conn, info.meter_id) if stale else to_meter_credit(info)
+            if not stale and self._derived(info, credit.state):
+                self._count(credit_derived=1)
+                return None
+            self._count(credit_states=1)
             return info.gateway_id, credit_command_for(credit, ttl=self.command_ttl)
         except (ValueError, LookupError) as exc:
             log.warning("credit state of %s not sent: %s", info.meter_id, exc)
             return None
+
+    def _derived(self, info: CreditInfo, state: CreditState) -> bool:
+        """The agent works ``state`` out alone from what it was last sent: its balance (the
+        settler checked it, ``info.derives``), not too long ago, and the rest unchanged."""
+        told = info.derives
+        return (
+            told is not None
+            and datetime.now(UTC) - told.sent_at < self.credit_refresh
+            and state_digest(state) == told.digest
+        )
 
 
 def stale_tokens(conn: Connection, infos: list[CreditInfo]) -> list[tuple[CreditInfo, bool]]:

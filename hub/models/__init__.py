@@ -15,7 +15,7 @@ from hub.models.billing import (
     ReadingMismatch,
     Subscription,
 )
-from hub.models.commands import Command, CommandStatus
+from hub.models.commands import Command, CommandStatus, CreditBaseline
 from hub.models.devices import (
     Gateway,
     GatewayEpoch,
@@ -67,6 +67,7 @@ __all__ = [
     "BillingRun",
     "Command",
     "CommandStatus",
+    "CreditBaseline",
     "Customer",
     "EntryKind",
     "Event",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import BigInteger, Index, String, Text
 from sqlmodel import Field, SQLModel
 
 from hub.models.types import UTCDateTime, utcnow
@@ -50,3 +50,18 @@ class Command(SQLModel, table=True):
     next_try_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CreditBaseline(SQLModel, table=True):
+    """What a meter was last told of its credit (``hub.commands.baseline``): the credit state
+    queued for it (``command_id``) said ``expected`` as of its record ``seq``, advanced since
+    by the meter's own charges while the agent can work its balance out alone; ``digest`` is
+    the hash of the rest of that state (tariff, rules, tokens, selection)."""
+
+    __tablename__ = "credit_baselines"
+    meter_id: str = Field(primary_key=True, max_length=64)
+    command_id: str = Field(max_length=64, index=True)
+    seq: int = Field(sa_type=BigInteger)
+    expected: int = Field(sa_type=BigInteger)
+    digest: str = Field(max_length=64)
+    sent_at: datetime = Field(sa_type=UTCDateTime)
