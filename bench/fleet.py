@@ -319,6 +319,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "gateways": args.gateways, "meters_per_gateway": args.meters,
                 "step_s": args.step_s, "steps": steps,
                 "unreceipted_after_drain": unreceipted,
+                "credit_states": {"queued": counters.get("credit_states", 0),
+                                  "derived": counters.get("credit_derived", 0)},
                 "cpu_us_per_record": _cpu(counters, pg_cpu, broker_cpu, fleet_cpu)}  # fmt: skip
 
 
@@ -371,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['latency_growth_s'] or 0:>9}{s['fleet_at_15_min']:>18}"
               f"  {'yes' if s['kept_up'] else 'no'}")  # fmt: skip
     print(f"unreceipted after {DRAIN_S:g} s of drain: {result['unreceipted_after_drain']}")
+    states = result["credit_states"]
+    print(
+        f"credit states after usage: {states['queued']} queued, {states['derived']} left to "
+        "the agents (hub.commands.baseline)"
+    )
     print("cpu us per settled record: " + ", ".join(
         f"{k} {v}" for k, v in result["cpu_us_per_record"].items()))  # fmt: skip
     RESULTS.parent.mkdir(exist_ok=True)

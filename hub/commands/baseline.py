@@ -1,17 +1,19 @@
-"""What each meter was last told of its credit (table ``credit_baselines``), so that a credit
-state follows usage only when the agent cannot work its balance out alone.
+"""What each meter's agent works its balance out from (table ``credit_baselines``), so that a
+credit state follows usage only when the agent cannot work the balance out alone.
 
 The agent keeps ``local balance = state.balance - its own charges of the records after
-as_of_seq`` (``agent.credit``). Each credit command queued (:func:`record`, called by
-``hub.commands.store.enqueue_many``) sets the meter's baseline: the state's ``balance`` as
-``expected``, its ``as_of_seq`` as ``seq``, and the digest of the rest of the state (tariff,
-rules, tokens, selection). The settling transaction advances it by the meter's own charges while
-the agent's figure stays right (``hub.control.derivation``); the ingest coordinator then sends
-no state unless the digest changed or the baseline is older than the refresh interval. A
-credit command that expires or is rejected never reached the agent: :func:`forget` drops its
-baseline, so the meter's next usage is followed by a state again.
+as_of_seq`` (``agent.credit``). Each meter has a chain (``hub.commands.chain``): the settling
+transaction extends it by each batch whose records moved the balance by nothing but their own
+charges (:func:`after_batches`), and restarts it otherwise; a credit command queued on the chain
+blesses it (:func:`record`, called by ``hub.commands.store.enqueue_many``). The ingest
+coordinator sends no state after a batch whose step held on a blessed chain, unless the rest of
+the state (tariff, rules, tokens, selection: the digest) changed or the blessing is older than
+the refresh interval. A credit command that expires or is rejected never reached the agent:
+:func:`forget` drops the chain it blessed, so the meter's next usage is followed by a state.
 
-The functions take the caller's connection and never commit.
+Locks (PostgreSQL): a transaction reads the rows it will change ``FOR UPDATE`` in meter order,
+before any command row (``hub.commands.store``), so writers of both tables take them in one
+order. The functions take the caller's connection and never commit.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from hub.commands.chain import Chain, after_batch, after_state
 from hub.models import CreditBaseline, table
 from protocol.messages import CreditState
 
@@ -34,14 +36,7 @@ T_BASELINES = table(CreditBaseline)
 # What the agent's own pricing moves, so not part of the digest.
 MOVING = frozenset({"balance", "as_of_seq", "carry"})
 CHUNK = 500
-
-
-@dataclass(frozen=True)
-class Baseline:
-    seq: int
-    expected: int
-    digest: str
-    sent_at: datetime
+COLUMNS = ("seq", "expected", "points", "digest", "command_id", "sent_at")
 
 
 def digest(params: Mapping[str, Any]) -> str:
@@ -55,50 +50,72 @@ def state_digest(state: CreditState) -> str:
     return digest(state.model_dump(mode="json", exclude_none=True))
 
 
-def record(conn: Connection, commands: Sequence[Mapping[str, Any]], now: datetime) -> None:
-    """The credit commands among ``commands`` (signed dicts) become their meters' baselines."""
-    rows = {str(c["meter"]): _row(c, now) for c in commands if c["action"] == "credit"}
-    if rows:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(T_BASELINES)
-        moved = ("command_id", "seq", "expected", "digest", "sent_at")
-        conn.execute(
-            stmt.on_conflict_do_update(index_elements=["meter_id"],
-                                       set_={c: stmt.excluded[c] for c in moved}),
-            list(rows.values()),
-        )  # fmt: skip
-
-
-def _row(command: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    params = command["params"]
-    return {"meter_id": command["meter"], "command_id": command["id"], "seq": params["as_of_seq"],
-            "expected": params["balance"], "digest": digest(params), "sent_at": now}  # fmt: skip
-
-
-def forget(conn: Connection, command_ids: Iterable[str]) -> None:
-    """These commands never reached their agents: drop the baselines they set."""
-    ids = sorted(set(command_ids))
-    for i in range(0, len(ids), CHUNK):
-        conn.execute(delete(T_BASELINES).where(T_BASELINES.c.command_id.in_(ids[i : i + CHUNK])))
-
-
-def load(conn: Connection, meter_ids: Sequence[str]) -> dict[str, Baseline]:
-    b = T_BASELINES.c
-    out: dict[str, Baseline] = {}
-    for i in range(0, len(meter_ids), CHUNK):
-        rows = conn.execute(select(b.meter_id, b.seq, b.expected, b.digest, b.sent_at)
-                            .where(b.meter_id.in_(meter_ids[i : i + CHUNK])))  # fmt: skip
-        out.update((m, Baseline(seq, expected, d, at)) for m, seq, expected, d, at in rows)
+def load(conn: Connection, meter_ids: Iterable[str]) -> dict[str, Chain]:
+    """The meters' chains, their rows locked in meter order (PostgreSQL)."""
+    b, wanted = T_BASELINES.c, sorted(set(meter_ids))
+    out: dict[str, Chain] = {}
+    for i in range(0, len(wanted), CHUNK):
+        query = select(b.meter_id, *(b[c] for c in COLUMNS)).where(
+            b.meter_id.in_(wanted[i : i + CHUNK])
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.order_by(b.meter_id).with_for_update()
+        for m, seq, expected, points, dig, command, at in conn.execute(query):
+            out[m] = Chain(seq, expected, tuple((s, v) for s, v in json.loads(points)), dig,
+                           command, at)  # fmt: skip
     return out
 
 
-def advance(conn: Connection, moves: Mapping[str, tuple[int, int]]) -> None:
-    """Move baselines to (seq, expected): records the agent priced as the hub did."""
-    if not moves:
+def _save(conn: Connection, chains: Mapping[str, Chain]) -> None:
+    if not chains:
         return
-    b = T_BASELINES.c
-    conn.execute(
-        update(T_BASELINES).where(b.meter_id == bindparam("m"))
-        .values(seq=bindparam("s"), expected=bindparam("e")),
-        [{"m": m, "s": seq, "e": expected} for m, (seq, expected) in sorted(moves.items())],
-    )  # fmt: skip
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(T_BASELINES)
+    rows = [{"meter_id": m, "seq": c.seq, "expected": c.expected,
+             "points": json.dumps(c.points, separators=(",", ":")), "digest": c.digest,
+             "command_id": c.command_id, "sent_at": c.sent_at}
+            for m, c in sorted(chains.items())]  # fmt: skip
+    conn.execute(stmt.on_conflict_do_update(index_elements=["meter_id"],
+                                            set_={c: stmt.excluded[c] for c in COLUMNS}),
+                 rows)  # fmt: skip
+
+
+def after_batches(
+    conn: Connection, steps: Mapping[str, tuple[Sequence[tuple[int, int]], int, int]]
+) -> dict[str, Chain]:
+    """Extend or restart the chains of the meters in ``steps`` (meter -> (charges, state seq,
+    balance), as ``hub.commands.chain.after_batch`` takes them); the chains whose step held,
+    as they are now."""
+    found = load(conn, steps)
+    moved: dict[str, Chain] = {}
+    held: dict[str, Chain] = {}
+    for meter_id, (charges, state_seq, balance) in steps.items():
+        chain, ok = after_batch(found.get(meter_id), charges, state_seq, balance)
+        moved[meter_id] = chain
+        if ok:
+            held[meter_id] = chain
+    _save(conn, moved)
+    return held
+
+
+def record(conn: Connection, commands: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    """The credit commands among ``commands`` (signed dicts) bless or restart their meters'
+    chains."""
+    credits = {str(c["meter"]): c for c in commands if c["action"] == "credit"}
+    if not credits:
+        return
+    found = load(conn, credits)
+    chains = {}
+    for meter_id, command in credits.items():
+        params = command["params"]
+        chains[meter_id] = after_state(found.get(meter_id), params["as_of_seq"],
+                                       params["balance"], digest=digest(params),
+                                       command_id=str(command["id"]), now=now)  # fmt: skip
+    _save(conn, chains)
+
+
+def forget(conn: Connection, command_ids: Iterable[str]) -> None:
+    """These commands never reached their agents: drop the chains they blessed."""
+    ids = sorted(set(command_ids))
+    for i in range(0, len(ids), CHUNK):
+        conn.execute(delete(T_BASELINES).where(T_BASELINES.c.command_id.in_(ids[i : i + CHUNK])))

@@ -17,8 +17,9 @@ stored one names none or another. The agent refuses a command bound to an epoch 
 a command captured before a gateway's store was lost stays refused after it, while the hub's
 own open commands reach the new store.
 
-Each credit command queued sets its meter's baseline (``hub.commands.baseline``: what the agent
-works its balance out from); one that expires or is rejected drops it.
+Each credit command queued blesses or restarts its meter's chain (``hub.commands.baseline``:
+what the agent works its balance out from), before any command row is locked; one that expires
+or is rejected drops the chain it blessed.
 
 The functions take the caller's connection and never commit: the caller owns the transaction.
 
@@ -89,6 +90,7 @@ def enqueue_many(
     if not commands:
         return
     moment = now or datetime.now(UTC)
+    baseline.record(conn, [command for _, command in commands], moment)  # before command rows
     by_group: dict[str, list[str]] = {}
     rows = []
     for gateway, command in commands:
@@ -113,7 +115,6 @@ def enqueue_many(
     _update_ids(conn, older, status=CommandStatus.SUPERSEDED, done_at=moment,
                 detail="superseded by a newer command")  # fmt: skip
     conn.execute(insert(T_COMMANDS), rows)
-    baseline.record(conn, [command for _, command in commands], moment)
 
 
 def _locked(conn: Connection, ids: Iterable[str], *where: ColumnElement[bool]) -> list[str]:
@@ -261,6 +262,12 @@ def wake_gateway(conn: Connection, gateway: str, now: datetime) -> None:
 
 def expire(conn: Connection, now: datetime) -> list[dict[str, Any]]:
     """End every open command whose expiry has passed; the rows ended (id, meter, action)."""
+    expiring = conn.execute(
+        select(T_COMMANDS.c.id)
+        .where(T_COMMANDS.c.status.in_(OPEN), T_COMMANDS.c.expires_at <= now,
+               T_COMMANDS.c.action == "credit")
+    ).scalars()  # fmt: skip
+    baseline.forget(conn, expiring)  # before the command rows (lock order: hub.commands.baseline)
     rows = conn.execute(
         select(T_COMMANDS.c.id, T_COMMANDS.c.meter_id, T_COMMANDS.c.gateway_id,
                T_COMMANDS.c.action, T_COMMANDS.c.status, T_COMMANDS.c.expires_at)
@@ -269,7 +276,6 @@ def expire(conn: Connection, now: datetime) -> list[dict[str, Any]]:
     ).all()  # fmt: skip
     _update_ids(conn, [r.id for r in rows], status=CommandStatus.EXPIRED, done_at=now,
                 detail="expired before applied")  # fmt: skip
-    baseline.forget(conn, [r.id for r in rows if r.action == "credit"])
     return [dict(r._mapping) for r in rows]
 
 

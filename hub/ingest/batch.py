@@ -29,10 +29,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from hub.audit import usage_audit_rows
 from hub.commands import baseline
-from hub.commands.baseline import Baseline
+from hub.commands.chain import Chain
 from hub.control.combined import combine
 from hub.control.credit_state import alternate_headroom, payer_credits
-from hub.control.derivation import derived_balance
 from hub.db import is_retryable, read_tx, write_tx
 from hub.errors import HubError
 from hub.ingest.events import apply_statuses, store_events
@@ -574,31 +573,24 @@ class BatchProcessor:
     @staticmethod
     def _derives(
         conn: Connection, rated: RatedUsage, balances: dict[str, int], *, exclude: set[str]
-    ) -> dict[str, Baseline]:
-        """The touched meters whose agents work their balance out alone after this batch
-        (``hub.control.derivation``), with the baseline each derives it from, advanced to the
-        batch in its transaction. A meter paid by several accounts is always sent its state."""
-        wanted = sorted(m for m in rated.touched if m not in exclude)
-        found = baseline.load(conn, wanted) if wanted else {}
-        if not found:
-            return {}
+    ) -> dict[str, Chain]:
+        """Each touched meter's chain extended or restarted by this batch, in its transaction
+        (``hub.commands.baseline``); the chains whose step held: their agents work the balance
+        out alone. A meter paid by several accounts is always sent its state (no chain)."""
         mismatched = {m["meter_id"] for m in rated.mismatches}
         charges: dict[str, list[tuple[int, int]]] = {}
         for p in rated.postings:
-            if p.meter_id in found and p.meter_id not in mismatched:
-                paying = rated.payers[p.meter_id]
+            paying = rated.payers.get(p.meter_id)
+            if paying is not None and p.meter_id not in exclude:
                 debit = -sum(amount for account, amount in p.lines if account == paying)
                 charges.setdefault(p.meter_id, []).append((p.seq, debit))
-        out: dict[str, Baseline] = {}
-        for meter_id, charged in charges.items():
-            was = found[meter_id]
-            seq = rated.touched[meter_id][1].seq
-            balance = balances.get(rated.payers[meter_id])
-            if balance is not None and derived_balance(was.seq, was.expected, charged,
-                                                       seq) == balance:  # fmt: skip
-                out[meter_id] = replace(was, seq=seq, expected=int(balance))
-        baseline.advance(conn, {m: (b.seq, b.expected) for m, b in out.items()})
-        return out
+        steps = {
+            m: ([] if m in mismatched else charges.get(m, []), state.seq,
+                int(balances.get(rated.payers[m], 0)))
+            for m, (_, state) in rated.touched.items()
+            if m not in exclude and rated.payers[m] in balances
+        }  # fmt: skip
+        return baseline.after_batches(conn, steps)
 
 
 def _contributors(meter: MeterCfg) -> list[str]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from hub.commands.baseline import Baseline
+from hub.commands.chain import Chain
 from hub.ingest.receipts import Settled
 from hub.models import (
     Account,
@@ -109,9 +109,9 @@ class CreditInfo:
     # (hub.control.combined); None: the paying customer's own rules
     rules: CreditRules | None = None
     selection: dict[str, Any] | None = None  # the providers chosen now (hub.rating.pricing)
-    # the baseline from which the agent works ``balance`` out alone (hub.commands.baseline),
-    # advanced to this batch; None: it cannot, the state must be sent
-    derives: Baseline | None = None
+    # the meter's chain when this batch's step held on it: the agent works ``balance`` out alone
+    # from the state that blessed it, if any (hub.commands.baseline); None: the state is sent
+    derives: Chain | None = None
 
 
 @dataclass

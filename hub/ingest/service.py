@@ -424,6 +424,7 @@ class IngestService:
         told = info.derives
         return (
             told is not None
+            and told.sent_at is not None
             and datetime.now(UTC) - told.sent_at < self.credit_refresh
             and state_digest(state) == told.digest
         )

@@ -53,15 +53,15 @@ class Command(SQLModel, table=True):
 
 
 class CreditBaseline(SQLModel, table=True):
-    """What a meter was last told of its credit (``hub.commands.baseline``): the credit state
-    queued for it (``command_id``) said ``expected`` as of its record ``seq``, advanced since
-    by the meter's own charges while the agent can work its balance out alone; ``digest`` is
-    the hash of the rest of that state (tariff, rules, tokens, selection)."""
+    """What a meter's agent works its balance out from (``hub.commands.baseline``): its chain's
+    end (``seq``, ``expected``), its ``points`` (JSON [[seq, balance], ...]) and the credit state
+    that blessed it (``command_id``, ``digest``, ``sent_at``; ``""`` and NULL: none yet)."""
 
     __tablename__ = "credit_baselines"
     meter_id: str = Field(primary_key=True, max_length=64)
-    command_id: str = Field(max_length=64, index=True)
     seq: int = Field(sa_type=BigInteger)
     expected: int = Field(sa_type=BigInteger)
-    digest: str = Field(max_length=64)
-    sent_at: datetime = Field(sa_type=UTCDateTime)
+    points: str = Field(sa_type=Text)
+    digest: str = Field(default="", max_length=64)
+    command_id: str = Field(default="", max_length=64, index=True)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -24,11 +24,12 @@ def upgrade() -> None:
     op.create_table(
         "credit_baselines",
         sa.Column("meter_id", sa.String(length=64), nullable=False),
-        sa.Column("command_id", sa.String(length=64), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("expected", sa.BigInteger(), nullable=False),
+        sa.Column("points", sa.Text(), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
-        sa.Column("sent_at", hub.models.types.UTCDateTime(), nullable=False),
+        sa.Column("command_id", sa.String(length=64), nullable=False),
+        sa.Column("sent_at", hub.models.types.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("meter_id", name=op.f("pk_credit_baselines")),
     )
     op.create_index(

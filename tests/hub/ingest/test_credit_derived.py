@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
+from hub.commands.chain import Chain, after_batch, after_state, derived_balance
 from hub.commands.store import settle
-from hub.control.derivation import derived_balance
 from hub.db import read_tx, write_tx
 from hub.ingest import IngestService
 from hub.ledger.topups import post_topup
@@ -122,3 +123,59 @@ def test_derived_balance_only_for_the_records_right_after_the_baseline(
     # one missing in the middle: unknown
     if len(charges) > 2:
         assert derived_balance(seq, expected, charges[:1] + charges[2:], last) is None
+
+
+NOW = datetime(2026, 12, 5, tzinfo=UTC)
+# few distinct amounts, so that moves cancel out and match charges often
+BATCH = st.tuples(st.just("batch"), st.lists(st.sampled_from([0, 100, 200]), min_size=1,
+                                             max_size=3))  # fmt: skip
+MOVE = st.tuples(st.just("move"), st.sampled_from([-200, -100, 100, 200]))
+STATE = st.tuples(st.just("state"), st.integers(0, 4))  # built from a batch end this many back
+LIVE = st.tuples(st.just("live"), st.just(0))  # built now (a top-up's, say)
+LOST = st.tuples(st.just("lost"), st.just(0))  # the last state expired or was refused
+
+
+@settings(max_examples=1500)
+@given(st.lists(st.one_of(BATCH, MOVE, STATE, LIVE, LOST), min_size=4, max_size=24))
+def test_a_state_is_left_out_only_when_the_agent_works_the_balance_out(
+    ops: list[tuple[str, Any]],
+) -> None:
+    """The hub's usage, other balance moves and credit states (some built from batch ends a
+    few batches back, as a lagging coordinator does; some lost on the way) in any order, with an
+    agent that applies the newest state it receives and prices its own records: whenever a
+    batch's step holds on a blessed chain (the hub leaves the state out), the agent's figure is
+    the hub's balance."""
+    balance, seq = 10_000, 0
+    ends: list[tuple[int, int]] = []  # (seq, balance) at each batch end
+    chain: Chain | None = None
+    agent: tuple[int, int] | None = None  # (as_of_seq, balance) of the state it applied
+    pending: tuple[str, tuple[int, int]] | None = None  # a state on its way
+    charged: dict[int, int] = {}  # the agent's own charges
+    for n, (kind, arg) in enumerate(ops):
+        if kind == "lost":  # expired or refused: hub.commands.baseline.forget
+            if pending is not None and chain is not None and chain.command_id == pending[0]:
+                chain = None
+            pending = None
+            continue
+        if pending is not None:  # delivered; the agent ignores a state older than its own
+            if agent is None or pending[1][0] >= agent[0]:
+                agent = pending[1]
+            pending = None
+        if kind == "batch":
+            charges = [(seq + 1 + i, d) for i, d in enumerate(arg)]
+            seq += len(arg)
+            balance -= sum(arg)
+            charged.update(charges)
+            ends.append((seq, balance))
+            chain, held = after_batch(chain, charges, seq, balance)
+            if held and chain.digest:
+                assert agent is not None
+                own = sum(d for s, d in charged.items() if s > agent[0])
+                assert agent[1] - own == balance
+        elif kind == "move":
+            balance += arg
+        else:  # a state queued: built now, or from a batch end a few batches back
+            back = min(arg, len(ends) - 1)
+            point = ends[-1 - back] if kind == "state" and ends else (seq, balance)
+            pending = (f"c{n}", point)
+            chain = after_state(chain, *point, digest="d", command_id=f"c{n}", now=NOW)
