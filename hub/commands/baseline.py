@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 from hub.commands.chain import Chain, after_batch, after_state
 from hub.models import CreditBaseline, table
 from protocol.messages import CreditState
+from protocol.tariff import Tariff
 
 T_BASELINES = table(CreditBaseline)
 # What the agent's own pricing moves, so not part of the digest.
@@ -41,13 +42,32 @@ COLUMNS = ("seq", "expected", "points", "digest", "command_id", "sent_at")
 
 def digest(params: Mapping[str, Any]) -> str:
     """The hash of a credit state's params (as the command carries them) but what moves."""
-    rest = {k: v for k, v in params.items() if k not in MOVING}
-    text = json.dumps(rest, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    rest = {k: v for k, v in params.items() if k not in MOVING and k != "tariff"}
+    return _hash(_text(params.get("tariff")), rest)
 
 
-def state_digest(state: CreditState) -> str:
-    return digest(state.model_dump(mode="json", exclude_none=True))
+class StateDigests:
+    """:func:`digest` of many states as they would be sent, each tariff object written out once
+    (the states of one report share theirs); one per flush, it holds the tariffs it saw."""
+
+    def __init__(self) -> None:
+        self._tariffs: dict[int, tuple[Tariff, str]] = {}
+
+    def __call__(self, state: CreditState) -> str:
+        held = self._tariffs.get(id(state.tariff))
+        if held is None or held[0] is not state.tariff:
+            held = (state.tariff, _text(state.tariff.model_dump(mode="json", exclude_none=True)))
+            self._tariffs[id(state.tariff)] = held
+        rest = state.model_dump(mode="json", exclude_none=True, exclude=set(MOVING | {"tariff"}))
+        return _hash(held[1], rest)
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _hash(tariff: str, rest: Mapping[str, Any]) -> str:
+    return hashlib.sha256(f"{tariff}\n{_text(rest)}".encode()).hexdigest()
 
 
 def load(conn: Connection, meter_ids: Iterable[str]) -> dict[str, Chain]:

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-from hub.commands.baseline import state_digest
+from hub.commands.baseline import StateDigests
 from hub.commands.store import enqueue_many
 from hub.control.credit_state import (
     MeterCredit,
@@ -390,7 +390,8 @@ class IngestService:
             return
         try:
             with write_tx(self.engine) as conn:
-                commands = [c for c in (self._state_command(conn, i, tokens)
+                digests = StateDigests()
+                commands = [c for c in (self._state_command(conn, i, tokens, digests)
                                         for i, tokens in stale_tokens(conn, due)) if c]  # fmt: skip
                 enqueue_many(conn, commands)
         except Exception:  # a bug or a lost connection must not stop ingest: send them next time
@@ -402,14 +403,14 @@ class IngestService:
         self.wake_commands()
 
     def _state_command(
-        self, conn: Connection, info: CreditInfo, stale: bool
+        self, conn: Connection, info: CreditInfo, stale: bool, digests: StateDigests
     ) -> tuple[str, dict[str, Any]] | None:
         """The credit command of ``info``; built afresh from the database when a token of the
         meter settled or was cancelled since ``info`` was read (its balance and token lists
         would otherwise go out older than a state already queued)."""
         try:
             credit = credit_state(conn, info.meter_id) if stale else to_meter_credit(info)
-            if not stale and self._derived(info, credit.state):
+            if not stale and self._derived(info, credit.state, digests):
                 self._count(credit_derived=1)
                 return None
             self._count(credit_states=1)
@@ -418,7 +419,7 @@ class IngestService:
             log.warning("credit state of %s not sent: %s", info.meter_id, exc)
             return None
 
-    def _derived(self, info: CreditInfo, state: CreditState) -> bool:
+    def _derived(self, info: CreditInfo, state: CreditState, digests: StateDigests) -> bool:
         """The agent works ``state`` out alone from what it was last sent: its balance (the
         settler checked it, ``info.derives``), not too long ago, and the rest unchanged."""
         told = info.derives
@@ -426,7 +427,7 @@ class IngestService:
             told is not None
             and told.sent_at is not None
             and datetime.now(UTC) - told.sent_at < self.credit_refresh
-            and state_digest(state) == told.digest
+            and digests(state) == told.digest
         )
 
 

@@ -14,11 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
+from hub.commands.baseline import StateDigests, digest
 from hub.commands.chain import Chain, after_batch, after_state, derived_balance
 from hub.commands.store import settle
 from hub.db import read_tx, write_tx
 from hub.ingest import IngestService
 from hub.ledger.topups import post_topup
+from protocol.messages import CreditState, validate
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import balances, posted, publisher, records_for, table
 from tests.hub.seed import World, seed_world
@@ -40,6 +42,14 @@ def _states(engine: Engine, meter: str) -> list[dict[str, Any]]:
         out.append({"id": row.id, "status": row.status, "seq": params["as_of_seq"],
                     "balance": params["balance"]})  # fmt: skip
     return out
+
+
+def _params(engine: Engine, command_id: str) -> dict[str, Any]:
+    c = table("commands")
+    with read_tx(engine) as conn:
+        payload = conn.execute(select(c.c.payload).where(c.c.id == command_id)).scalar_one()
+    params: dict[str, Any] = json.loads(payload)["params"]
+    return params
 
 
 def _baseline(engine: Engine, meter: str) -> Any:
@@ -64,6 +74,10 @@ def test_own_usage_sends_no_state_anything_else_does(
         # the first usage: no baseline yet, the state goes out
         pub.usage(gateway, records[:5])
         wait_for(_state_at(engine, meter, 5))
+        # the coordinator's digest of a state is the one of the command that carried it
+        params = _params(engine, _states(engine, meter)[0]["id"])
+        state = validate(params, CreditState)
+        assert StateDigests()(state) == digest(params) == _baseline(engine, meter).digest
         # the meter's own charges only: the agent works the balance out, nothing is sent
         pub.usage(gateway, records[5:10])
         wait_for(lambda: posted(engine) == 10)
