@@ -229,8 +229,9 @@ class Credit:
 @dataclass(frozen=True, slots=True)
 class MeterPlan:
     """What to do with one meter's records, in order. ``state``: the rating state to write
-    (None: unchanged); ``credit``: set when postings moved money; ``needs_claims``: planned
-    without the gateway's reset claims while a record needed them: plan again with them."""
+    (None: unchanged); ``credit``: set when records were posted or the agent priced one
+    otherwise; ``needs_claims``: planned without the gateway's reset claims while a record
+    needed them: plan again with them."""
 
     meter: str
     decisions: tuple[Decision, ...]
@@ -344,7 +345,9 @@ def plan_meter(inputs: MeterInputs, catalog: Catalog, now: datetime, hold: timed
     if not run.postings and run.state is inputs.state:
         return MeterPlan(meter.id, tuple(decisions), needs_claims=run.asked_claims)
     credit = None
-    if any(p.lines for p in run.postings):  # the balance changed
+    # Posted (even at no cost: the agent's chain moves on, hub.commands.baseline), or priced
+    # otherwise by the agent (its figure is off: a state must follow).
+    if run.postings or any(isinstance(d, Mismatch) for d in decisions):
         credit = _credit(meter, catalog, paying_account(meter.customer_id, weights), now)
     return MeterPlan(meter.id, tuple(decisions), run.state, credit, run.asked_claims)
 

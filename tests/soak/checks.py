@@ -165,6 +165,30 @@ def commands(conn: sqlite3.Connection, figures: Figures) -> list[str]:
     return [f"{n} commands still {status}" for status, n in rows if status not in ENDED]
 
 
+def agent_figures(
+    conn: sqlite3.Connection, agent_dbs: list[Path], customers: dict[str, str]
+) -> list[str]:
+    """Every agent's local balance is its meter's account's balance at the hub: after usage
+    the hub sends a state only when the agent cannot work the balance out alone
+    (``hub.commands.baseline``), so nothing lost, reordered or priced otherwise on the way may
+    leave the agent's own figure off (read from the agents' files, read-only)."""
+    balance = dict(conn.execute("SELECT id, balance FROM accounts").fetchall())
+    out = []
+    for path in agent_dbs:
+        agent = connect(path)
+        try:
+            rows = agent.execute(
+                "SELECT meter, balance FROM credit_meter WHERE state IS NOT NULL"
+            ).fetchall()
+        finally:
+            agent.close()
+        for meter, local in rows:
+            hub = balance.get(customers.get(meter, ""))
+            if local != hub:
+                out.append(f"{meter}: the agent's balance is {local}, the hub's {hub}")
+    return out
+
+
 def relays(
     conn: sqlite3.Connection,
     relay_on: dict[str, bool],

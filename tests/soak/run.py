@@ -136,6 +136,10 @@ def _run(world: World, seed: int, seconds: float, summary: Summary) -> None:
         summary.violations += _lasting(
             lambda: checks.commands(conn, figures) + _relay_check(world, conn, sent)
         )
+        agent_dbs = [gw.work / "agent.db" for gw in world.gateways]
+        summary.violations += _lasting(
+            lambda: checks.agent_figures(conn, agent_dbs, world.customers)
+        )
         summary.faults = dict(Counter(injector.injected))
         summary.outbox_peak = injector.outbox_peak
         summary.records, summary.energy_wh = figures.records, figures.energy_wh
