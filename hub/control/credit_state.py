@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
 from hub.billing.bill import POSTPAID, billing_of
-from hub.commands.store import enqueue
+from hub.commands.store import enqueue_many
 from hub.control.combined import PayerCredit, combine
 from hub.control.commands import DEFAULT_TTL, credit_command
 from hub.control.rules import Policy
@@ -35,12 +35,12 @@ from hub.rating.payers import (
     payer_weights,
     paying_account,
 )
-from hub.rating.pricing import Choice, Step, choose
+from hub.rating.pricing import Choice, Market, Step, choose
 from hub.rating.pricing_store import load_market, load_pricing, selecting
 from hub.rating.selection import SelectionError
 from hub.rating.state import MeterState
-from hub.rating.tariffs import load_histories
-from hub.tokens.store import setup as token_setup
+from hub.rating.tariffs import TariffHistory, load_histories
+from hub.tokens.store import setups as token_setups
 from protocol.apportion import dump_carry
 from protocol.errors import ProtocolError
 from protocol.messages import (
@@ -60,6 +60,7 @@ _gateways = table(Gateway)
 _customers = table(Customer)
 _accounts = table(Account)
 _carry = table(MeterCarry)
+FANOUT_CHUNK = 500  # meters read at once (SQLite takes at most 32,766 values a statement)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def build_state(
     tariff: Tariff, balance: int, state: MeterState, rules: CreditRules,
     tokens: TokenSetup | None = None, *, selection: Mapping[str, Any] | None = None,
 ) -> CreditState:  # fmt: skip
-    """``tokens``: read in the transaction that read ``balance`` (``hub.tokens.store.setup``),
+    """``tokens``: read in the transaction that read ``balance`` (``hub.tokens.store.setups``),
     so the balance holds exactly the tokens it lists as settled. ``selection``: the choice
     ``tariff`` amounts to, for a meter priced by a provider selection."""
     return CreditState(
@@ -165,52 +166,107 @@ def build_state(
 def credit_state(conn: Connection, meter_id: str, now: datetime | None = None) -> MeterCredit:
     """The credit state of one meter now; LookupError when it cannot be built (no such meter,
     no tariff, no paying account)."""
-    meter = conn.execute(select(_meters).where(_meters.c.id == meter_id)).first()
-    if meter is None:
-        raise LookupError(f"unknown meter {meter_id!r}")
-    if meter.tariff_id is None:
-        raise LookupError(f"meter {meter_id!r} has no tariff")
-    key = conn.execute(
-        select(_gateways.c.command_key).where(_gateways.c.id == meter.gateway_id)
-    ).scalar_one()
-    sharers = load_sharers(conn, [meter_id]).get(meter_id, ())
-    try:
-        weights = payer_weights(meter.customer_id, sharers, meter.split_rule)
-    except SplitRuleError as exc:
-        raise LookupError(f"meter {meter_id!r}: {exc}") from exc
-    account_id = paying_account(meter.customer_id, weights)
-    payers = payer_credits(conn, contributors(weights))
-    missing = sorted(set(contributors(weights)) - set(payers))
-    if missing:
-        raise LookupError(f"meter {meter_id!r}: unknown paying account(s) {missing}")
-    balance, rules = combine(payers[account_id].rules, list(payers.values()))
-    choice = pricing_now(conn, meter_id, meter.tariff_id, meter.customer_id,
-                         now or datetime.now(UTC))  # fmt: skip
-    text = conn.execute(select(_carry.c.state).where(_carry.c.meter_id == meter_id)).scalar()
-    tokens = token_setup(conn, meter_id, key)
-    state = build_state(choice.tariff, balance, MeterState.load(text), rules, tokens,
-                        selection=choice.meta)  # fmt: skip
-    return MeterCredit(meter_id, meter.gateway_id, key, account_id, state)
+    credits, problems = credit_states(conn, [meter_id], now)
+    if meter_id in problems:
+        raise LookupError(problems[meter_id])
+    return credits[meter_id]
 
 
-def pricing_now(
-    conn: Connection, meter_id: str, tariff_id: str, customer: str | None, now: datetime
-) -> Choice:
-    """How the meter is priced at ``now``: the version of its tariff in force, or the
-    providers its selection chooses (``hub.rating.pricing``, as the ingest planner does)."""
-    pricing = load_pricing(conn, [meter_id]).get(meter_id)
-    step = Step(now, tariff_id) if pricing is None else pricing.at(now)
-    histories = load_histories(conn, step.tariff_ids)
+def credit_states(
+    conn: Connection, meter_ids: Iterable[str], now: datetime | None = None
+) -> tuple[dict[str, MeterCredit], dict[str, str]]:
+    """The credit states of ``meter_ids`` now, read ``FANOUT_CHUNK`` meters at a time with one
+    query per kind of data (a tariff update reaches every meter on the tariff); and for each
+    meter whose state cannot be built (no such meter, no tariff, no paying account), why."""
+    at = now or datetime.now(UTC)
+    credits: dict[str, MeterCredit] = {}
+    problems: dict[str, str] = {}
+    ids = sorted(set(meter_ids))
+    for i in range(0, len(ids), FANOUT_CHUNK):
+        _credit_chunk(conn, ids[i : i + FANOUT_CHUNK], at, credits, problems)
+    return credits, problems
+
+
+def _credit_chunk(
+    conn: Connection, ids: list[str], at: datetime, credits: dict[str, MeterCredit],
+    problems: dict[str, str],
+) -> None:  # fmt: skip
+    rows = {r.id: r for r in conn.execute(select(_meters).where(_meters.c.id.in_(ids)))}
+    for m in ids:
+        if m not in rows:
+            problems[m] = f"unknown meter {m!r}"
+        elif rows[m].tariff_id is None:
+            problems[m] = f"meter {m!r} has no tariff"
+    live = [m for m in ids if m not in problems]
+    keys: dict[str, str] = dict(conn.execute(
+        select(_gateways.c.id, _gateways.c.command_key)
+        .where(_gateways.c.id.in_({rows[m].gateway_id for m in live}))
+    ).all())  # fmt: skip
+    sharers = load_sharers(conn, live)
+    weights = {}
+    for m in live:
+        try:
+            weights[m] = payer_weights(rows[m].customer_id, sharers.get(m, ()), rows[m].split_rule)
+        except SplitRuleError as exc:
+            problems[m] = f"meter {m!r}: {exc}"
+    payers = payer_credits(conn, {a for w in weights.values() for a in contributors(w)})
+    pricing = load_pricing(conn, weights)
+    steps = {m: Step(at, rows[m].tariff_id) if m not in pricing else pricing[m].at(at)
+             for m in weights}  # fmt: skip
+    histories = load_histories(conn, {t for step in steps.values() for t in step.tariff_ids})
+    markets = _Markets(conn, [rows[m].customer_id for m in weights if steps[m].policy])
+    carries = dict(conn.execute(
+        select(_carry.c.meter_id, _carry.c.state).where(_carry.c.meter_id.in_(list(weights)))
+    ).all())  # fmt: skip
+    tokens = token_setups(conn, {m: keys.get(rows[m].gateway_id, "") for m in weights})
+    for m, w in weights.items():
+        missing = sorted(set(contributors(w)) - set(payers))
+        if missing:
+            problems[m] = f"meter {m!r}: unknown paying account(s) {missing}"
+            continue
+        account_id = paying_account(rows[m].customer_id, w)
+        balance, rules = combine(payers[account_id].rules,
+                                 [payers[a] for a in sorted(set(contributors(w)))])  # fmt: skip
+        try:
+            choice = _choice(m, steps[m], histories, markets, customer=rows[m].customer_id, now=at)
+        except LookupError as exc:
+            problems[m] = str(exc)
+            continue
+        state = build_state(choice.tariff, balance, MeterState.load(carries.get(m)), rules,
+                            tokens.get(m), selection=choice.meta)  # fmt: skip
+        credits[m] = MeterCredit(m, rows[m].gateway_id, keys.get(rows[m].gateway_id, ""),
+                                 account_id, state)  # fmt: skip
+
+
+class _Markets:
+    """The market (``hub.rating.pricing_store.load_market``) per currency, each read once, with
+    the agreements of ``customers`` (the customers of the meters priced by a selection)."""
+
+    def __init__(self, conn: Connection, customers: Iterable[str | None]) -> None:
+        self._conn = conn
+        self._customers = sorted({c for c in customers if c})
+        self._by_currency: dict[str, Market] = {}
+
+    def of(self, currency: str) -> Market:
+        if currency not in self._by_currency:
+            self._by_currency[currency] = load_market(self._conn, self._customers, currency)
+        return self._by_currency[currency]
+
+
+def _choice(
+    meter_id: str, step: Step, histories: Mapping[str, TariffHistory], markets: _Markets, *,
+    customer: str | None, now: datetime,
+) -> Choice:  # fmt: skip
+    """How the meter is priced at ``now``: the version of its tariff in force, or the providers
+    its selection chooses (``hub.rating.pricing``, as the ingest planner does)."""
     missing = [t for t in step.tariff_ids if t not in histories]
     if missing:
         raise LookupError(f"tariff {missing[0]!r} has no version")
     versions = [histories[t].at(now) for t in step.tariff_ids]
     if step.policy is None:
         return Choice(versions[0])
-    currency = versions[0].currency
-    market = load_market(conn, [customer] if customer else [], currency)
     try:
-        return choose(step, versions, market, customer, (now, now, 0))
+        return choose(step, versions, markets.of(versions[0].currency), customer, (now, now, 0))
     except SelectionError as exc:
         raise LookupError(f"meter {meter_id!r}: {exc}") from exc
 
@@ -240,16 +296,12 @@ def queue_credit_states_in(
 ) -> dict[str, str]:  # fmt: skip
     """``queue_credit_states`` in the caller's transaction (the one that changed what the
     states carry: a customer's credit rules or protection, say)."""
-    queued: dict[str, str] = {}
-    for meter_id in sorted(set(meter_ids)):
-        try:
-            credit = credit_state(conn, meter_id)
-        except LookupError as exc:
-            log.warning("no credit state for %s: %s", meter_id, exc)
-            continue
-        command = credit_command_for(credit, ttl=ttl, reason=reason)
-        queued[meter_id] = enqueue(conn, credit.gateway_id, command)
-    return queued
+    credits, problems = credit_states(conn, meter_ids)
+    for meter_id, why in sorted(problems.items()):
+        log.warning("no credit state for %s: %s", meter_id, why)
+    commands = {m: credit_command_for(c, ttl=ttl, reason=reason) for m, c in credits.items()}
+    enqueue_many(conn, [(credits[m].gateway_id, command) for m, command in commands.items()])
+    return {m: str(command["id"]) for m, command in commands.items()}
 
 
 def queue_tariff_update(engine: Engine, tariff_id: str, *, ttl: timedelta = DEFAULT_TTL) -> int:
@@ -264,18 +316,8 @@ def queue_tariff_update_in(
 ) -> int:
     """``queue_tariff_update`` in the caller's transaction (the one that wrote the version):
     for the meters on the tariff and those whose selection has it among its candidates."""
-    queued = 0
     meter_ids = set(
         conn.execute(select(_meters.c.id).where(_meters.c.tariff_id == tariff_id)).scalars()
     )
     meter_ids |= selecting(conn, tariff_id)
-    for meter_id in sorted(meter_ids):
-        try:
-            credit = credit_state(conn, meter_id)
-        except LookupError as exc:
-            log.warning("no credit state for %s: %s", meter_id, exc)
-            continue
-        enqueue(conn, credit.gateway_id,
-                credit_command_for(credit, ttl=ttl, reason="tariff update"))  # fmt: skip
-        queued += 1
-    return queued
+    return len(queue_credit_states_in(conn, meter_ids, reason="tariff update", ttl=ttl))

@@ -104,7 +104,7 @@ class CreditInfo:
     flags: dict[str, Any] | None
     protected: bool
     alternate_available: int = 0
-    tokens: TokenSetup | None = None  # read with ``balance`` (hub.tokens.store.setup)
+    tokens: TokenSetup | None = None  # read with ``balance`` (hub.tokens.store.setups)
     # a meter paid by several accounts: ``balance`` is their sum and these the rules it is sent
     # (hub.control.combined); None: the paying customer's own rules
     rules: CreditRules | None = None
