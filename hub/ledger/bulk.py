@@ -286,5 +286,10 @@ def any_of(conn: Connection, column: Any, keys: Iterable[Any]) -> Any:
     (psycopg) whatever the number of keys; an expanding IN renders one parameter per key at
     every execution and hands the driver a new statement text for each number of keys."""
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(keys), type_=ARRAY(column.type)))
+        return column == any_(bindparam(None, list(keys), type_=_array_of(column.type)))
     return column.in_(list(keys))
+
+
+@lru_cache(maxsize=256)
+def _array_of(sql_type: Any) -> ARRAY[Any]:
+    return ARRAY(sql_type)
