@@ -27,6 +27,7 @@ from hub.control.combined import PayerCredit, combine
 from hub.control.commands import DEFAULT_TTL, credit_command
 from hub.control.rules import Policy
 from hub.db import write_tx
+from hub.ledger.bulk import any_of
 from hub.models import Account, Customer, Gateway, Meter, MeterCarry, table
 from hub.rating.payers import (
     SplitRuleError,
@@ -103,14 +104,17 @@ def alternate_headroom(conn: Connection, customer_ids: Iterable[str]) -> dict[st
     """
     rows = conn.execute(
         select(_customers.c.id, _customers.c.flags, _customers.c.alternate_account_id).where(
-            _customers.c.id.in_(list(customer_ids)), _customers.c.alternate_account_id.is_not(None)
+            any_of(conn, _customers.c.id, customer_ids),
+            _customers.c.alternate_account_id.is_not(None),
         )
     ).all()
+    if not rows:
+        return {}
     alternates = {
         r.id: r
         for r in conn.execute(
             select(_accounts.c.id, _accounts.c.balance, _accounts.c.floor).where(
-                _accounts.c.id.in_({r.alternate_account_id for r in rows})
+                any_of(conn, _accounts.c.id, {r.alternate_account_id for r in rows})
             )
         )
     }

@@ -95,7 +95,7 @@ from hub.ingest.reads import (
 )
 from hub.ingest.restarts import Restarts, Screened
 from hub.ledger import AccountState, BatchResult, UsagePosting, post_usage_batch
-from hub.ledger.bulk import execute_many, select_in
+from hub.ledger.bulk import bind_values, bulk_insert, execute_many, select_in
 from hub.ledger.posting import apply_deltas
 from hub.rating.payers import SplitRuleError, contributors, payer_weights
 from hub.rating.state import MeterState
@@ -259,7 +259,8 @@ class BatchProcessor:
         return out
 
     def _run_alone(self, items: Sequence[Inbound], now: datetime) -> Outcome:
-        """Decode, then rate in a read transaction, then write in one write transaction.
+        """Decode, then rate in a read transaction, then write in one write transaction (on
+        PostgreSQL both in one transaction, see below).
 
         Rating reads, besides configuration, only rows of this processor's own meters (rating
         states, held and posted records), which no one else writes: so it runs without
@@ -268,11 +269,20 @@ class BatchProcessor:
         check refuses it and the batch is retried from fresh state (``BatchConflictError``).
         """
         work, out = self._decoded(items, now)
-        with read_tx(self.engine) as conn:
-            restarted = self.restarts.screen(conn, work)  # before rating: see restarts.py
-            rated = self._usage(conn, work, out)
-        with write_tx(self.engine) as conn:
-            self._write(conn, work, out, rated, restarted)
+        if self.engine.dialect.name == "postgresql":
+            # No write lock to spare: reading takes no lock, and under READ COMMITTED each
+            # statement sees what is committed when it runs, as in two transactions. One
+            # transaction saves a connection checkout (with its ping) and a commit per batch.
+            with write_tx(self.engine) as conn:
+                restarted = self.restarts.screen(conn, work)
+                rated = self._usage(conn, work, out)
+                self._write(conn, work, out, rated, restarted)
+        else:
+            with read_tx(self.engine) as conn:
+                restarted = self.restarts.screen(conn, work)  # before rating: see restarts.py
+                rated = self._usage(conn, work, out)
+            with write_tx(self.engine) as conn:
+                self._write(conn, work, out, rated, restarted)
         self.restarts.committed(restarted)
         return out
 
@@ -442,8 +452,8 @@ class BatchProcessor:
         self._mark_online(conn, rated.meters, rated.seen, work)
         if result is not None and result.posted:
             gateways = {m: rated.meters[m].gateway_id for m, _, _ in result.posted}
-            conn.execute(insert(T_EVENTS), usage_audit_rows(work.now, result.posted,
-                                                            rated.postings, gateways))  # fmt: skip
+            bulk_insert(conn, T_EVENTS, usage_audit_rows(work.now, result.posted,
+                                                         rated.postings, gateways))  # fmt: skip
         posted = result.accounts if result is not None else {}
         if rated.touched:
             self._credit(conn, out, rated, posted=posted)
@@ -513,6 +523,11 @@ class BatchProcessor:
         stale = [m for m in sorted(ids) if not meters[m].online
                  or work.now - (meters[m].last_seen_at or EPOCH) > ONLINE_REFRESH]  # fmt: skip
         if not stale:
+            return
+        if conn.dialect.name == "postgresql":  # one statement, not one per meter
+            at = bind_values(conn, T_METERS.c.last_seen_at, [work.now])[0]
+            conn.exec_driver_sql("UPDATE meters SET online = true, last_seen_at = %s "
+                                 "WHERE id = ANY(%b)", (at, stale))  # fmt: skip
             return
         execute_many(conn, "UPDATE meters SET online = ?, last_seen_at = ? WHERE id = ?",
                      (T_METERS.c.online, T_METERS.c.last_seen_at, None),

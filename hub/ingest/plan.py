@@ -36,6 +36,7 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from hub.ingest.model import InvalidHeld, MeterCfg, Rec
@@ -302,7 +303,14 @@ def pricing_of(meter: MeterCfg, catalog: Catalog) -> MeterPricing:
     found = catalog.pricing.get(meter.id)
     if found is not None:
         return found
-    return MeterPricing((Step(datetime.min.replace(tzinfo=UTC), str(meter.tariff_id)),))
+    return _tariff_alone(str(meter.tariff_id))
+
+
+@lru_cache(maxsize=4096)
+def _tariff_alone(tariff_id: str) -> MeterPricing:
+    """The pricing history of a meter priced by its tariff alone: one (frozen) object per
+    tariff, not one per meter and batch."""
+    return MeterPricing((Step(datetime.min.replace(tzinfo=UTC), tariff_id),))
 
 
 def choice_at(

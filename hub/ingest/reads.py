@@ -28,7 +28,7 @@ from hub.ingest.model import (
 )
 from hub.ingest.plan import Late
 from hub.ledger import platform_account_id
-from hub.ledger.bulk import bulk_insert, select_in
+from hub.ledger.bulk import any_of, bulk_insert, select_in
 from hub.rating.mix import MixWindow
 from hub.rating.payers import load_periods, load_sharers
 from hub.rating.pricing import Market, MeterPricing
@@ -235,7 +235,7 @@ def mix_windows(conn: Connection, meter_ids: Iterable[str]) -> dict[str, list[Mi
     """Each meter's generation-mix windows (its own and those for every meter)."""
     ids = sorted(meter_ids)
     rows = conn.execute(select(T_MIX).where(
-        or_(T_MIX.c.meter_id.is_(None), T_MIX.c.meter_id.in_(ids))
+        or_(T_MIX.c.meter_id.is_(None), any_of(conn, T_MIX.c.meter_id, ids))
     )).all()  # fmt: skip
     if not rows:
         return {}

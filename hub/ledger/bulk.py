@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import json.encoder
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import chain
 from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Table
+from sqlalchemy import JSON, Boolean, Column, DateTime, Table, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
 
 from hub.models.types import UTCDateTime
@@ -277,3 +278,18 @@ def find_posted(conn: Any, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
             params = tuple(x for pair in chunk for x in pair)
         found.update((r[0], int(r[1])) for r in conn.exec_driver_sql(sql, params))
     return found
+
+
+def any_of(conn: Connection, column: Any, keys: Iterable[Any]) -> Any:
+    """``column IN keys`` for a Core select. PostgreSQL: ``column = ANY(array)``, one bound
+    parameter, so the statement is compiled once (SQLAlchemy's cache) and prepared once
+    (psycopg) whatever the number of keys; an expanding IN renders one parameter per key at
+    every execution and hands the driver a new statement text for each number of keys."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(keys), type_=_array_of(column.type)))
+    return column.in_(list(keys))
+
+
+@lru_cache(maxsize=256)
+def _array_of(sql_type: Any) -> ARRAY[Any]:
+    return ARRAY(sql_type)

@@ -41,10 +41,23 @@ def lock_accounts(conn: Connection, account_ids: Sequence[str]) -> dict[str, Any
     return {row.id: row for row in conn.execute(stmt)}
 
 
+# PostgreSQL: every delta in one statement, the rows locked in id order first (the sub-select
+# sorts before it locks) so that concurrent postings never deadlock; one UPDATE per account,
+# pipelined, cost the client more CPU than the rest of a small batch's ledger writes.
+_DELTAS_PG = ("UPDATE accounts SET balance = accounts.balance + d.delta FROM (SELECT a.id, k.delta "
+              "FROM accounts a JOIN unnest(CAST(%b AS VARCHAR[]), CAST(%b AS BIGINT[])) "
+              "AS k(id, delta) ON a.id = k.id ORDER BY a.id FOR UPDATE OF a) AS d "
+              "WHERE accounts.id = d.id")  # fmt: skip
+
+
 def apply_deltas(conn: Connection, deltas: Mapping[str, int]) -> None:
     """Add each delta to its account's cached balance, in id order, without reading it first."""
+    ids = sorted(deltas)
+    if conn.dialect.name == "postgresql" and len(ids) > 1:
+        conn.exec_driver_sql(_DELTAS_PG, (ids, [deltas[k] for k in ids]))
+        return
     execute_many(conn, "UPDATE accounts SET balance = balance + ? WHERE id = ?", (None, None),
-                 [(deltas[k], k) for k in sorted(deltas)])  # fmt: skip
+                 [(deltas[k], k) for k in ids])  # fmt: skip
 
 
 def find_by_key(conn: Connection, key: str) -> int | None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from hub.ledger.bulk import select_in
+from hub.ledger.bulk import any_of, select_in
 from hub.models import Tariff as TariffRow
 from hub.models import TariffVersion, table
 from protocol.messages import validate
@@ -85,11 +85,11 @@ def version_counts(conn: Connection, tariff_ids: Iterable[str]) -> dict[str, int
     ids = sorted(set(tariff_ids))
     if not ids:
         return {}
-    lock = select(_tariffs.c.id).where(_tariffs.c.id.in_(ids)).order_by(_tariffs.c.id)
+    lock = select(_tariffs.c.id).where(any_of(conn, _tariffs.c.id, ids)).order_by(_tariffs.c.id)
     conn.execute(lock.with_for_update(read=True))
     rows = conn.execute(
         select(_versions.c.tariff_id, func.count())
-        .where(_versions.c.tariff_id.in_(ids))
+        .where(any_of(conn, _versions.c.tariff_id, ids))
         .group_by(_versions.c.tariff_id)
     )
     return {str(tariff_id): int(n) for tariff_id, n in rows}

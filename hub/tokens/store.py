@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from hub.errors import ConflictError, IdempotencyConflictError, InvalidInputError, NotFoundError
 from hub.ledger.accounts import ensure_account
+from hub.ledger.bulk import any_of
 from hub.ledger.posting import post
 from hub.ledger.sql import accounts
 from hub.models import AccountKind, EntryKind, Meter, MeterTokenKey, TopupToken, table, utcnow
@@ -196,14 +197,17 @@ def setups(conn: Connection, command_keys: Mapping[str, str]) -> dict[str, Token
     ids = sorted(m for m, key in command_keys.items() if key)
     if not ids:
         return {}
-    keys = conn.execute(select(T_KEYS).where(T_KEYS.c.meter_id.in_(ids))).all()
+    keys = conn.execute(select(T_KEYS).where(any_of(conn, T_KEYS.c.meter_id, ids))).all()
     if not keys:
         return {}
     settled: dict[str, list[int]] = {}
     cancelled: dict[str, list[int]] = {}
     rows = conn.execute(
         select(T_TOKENS.c.meter_id, T_TOKENS.c["count"], T_TOKENS.c.status, T_TOKENS.c.redeemed)
-        .where(T_TOKENS.c.meter_id.in_([k.meter_id for k in keys]), T_TOKENS.c.status != "vended")
+        .where(
+            any_of(conn, T_TOKENS.c.meter_id, [k.meter_id for k in keys]),
+            T_TOKENS.c.status != "vended",
+        )
         .order_by(T_TOKENS.c["count"].desc())
     )
     for meter_id, count, status, redeemed in rows:

@@ -19,8 +19,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.db import write_tx
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.model import T_CUSTOMERS, Inbound
-from hub.ledger.bulk import _convert_instants, json_dumps, select_in
+from hub.ingest.model import T_ACCOUNTS, T_CUSTOMERS, Inbound
+from hub.ledger.bulk import _convert_instants, any_of, json_dumps, select_in
+from hub.ledger.posting import apply_deltas
 from hub.models.types import UTCDateTime
 from hub.rating.engine import month_key
 from hub.rating.payers import portions
@@ -198,6 +199,48 @@ def test_select_in_returns_what_a_core_select_does(engine: Engine) -> None:
     assert fast == [tuple(row) for row in core]
     assert len(fast) == len(wanted) - 1
     assert isinstance(fast[0][1], bool) and fast[0][3].tzinfo is not None
+
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_any_of_selects_what_in_does(engine: Engine) -> None:
+    """``any_of`` (``= ANY(array)`` on PostgreSQL) finds the rows ``in_`` finds, none for no
+    keys, and PostgreSQL prepares one statement text for any number of keys."""
+    ids = [f"c-{i:03d}" for i in range(40)]
+    with write_tx(engine) as conn:
+        conn.execute(insert(T_CUSTOMERS), [{"id": c, "name": c, "flags": {}, "created_at": NOW}
+                                             for c in ids])  # fmt: skip
+    for wanted in ([], ["nobody"], ids[:1], [*ids[::3], "nobody"], ids):
+        with write_tx(engine) as conn:
+            ids_of = select(T_CUSTOMERS.c.id)
+            fast = conn.execute(ids_of.where(any_of(conn, T_CUSTOMERS.c.id, wanted))).scalars()
+            core = conn.execute(ids_of.where(T_CUSTOMERS.c.id.in_(wanted))).scalars()
+            assert sorted(fast) == sorted(core)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            texts = {str(select(T_CUSTOMERS.c.id).where(any_of(conn, T_CUSTOMERS.c.id, w))
+                         .compile(dialect=engine.dialect)) for w in (ids[:1], ids)}  # fmt: skip
+        assert len(texts) == 1
+
+
+def test_apply_deltas_adds_each_delta_once(engine: Engine) -> None:
+    """Many accounts at once (one statement on PostgreSQL) move as one UPDATE each would."""
+    with write_tx(engine) as conn:
+        conn.execute(insert(T_ACCOUNTS), [
+            {"id": f"a-{i:03d}", "name": "a", "kind": "customer", "currency": "USD",
+             "balance": 1000 * i, "created_at": NOW}
+            for i in range(30)
+        ])  # fmt: skip
+    deltas = {f"a-{i:03d}": (-1) ** i * (7 * i + 1) for i in range(0, 30, 2)}
+    with write_tx(engine) as conn:
+        apply_deltas(conn, deltas)
+        apply_deltas(conn, {"a-001": 5})
+    with write_tx(engine) as conn:
+        got = {a: int(b) for a, b in conn.execute(select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.balance))}
+    want = {f"a-{i:03d}": 1000 * i + deltas.get(f"a-{i:03d}", 0) for i in range(30)}
+    want["a-001"] += 5
+    assert got == want
 
 
 def test_batch_pauses_the_garbage_collector_only_while_it_runs(engine: Engine) -> None:
