@@ -41,10 +41,28 @@ def lock_accounts(conn: Connection, account_ids: Sequence[str]) -> dict[str, Any
     return {row.id: row for row in conn.execute(stmt)}
 
 
+# PostgreSQL: one statement for all of a batch's accounts, the rows locked in id order first
+# (the CTE ``l``, joined so that it runs) as the row-by-row updates locked them; a batch's
+# thousands of one-row UPDATEs cost the server about four times as much (``bench.pg_batch``).
+_DELTAS_PG = (
+    "WITH d(id, delta) AS (SELECT * FROM unnest(CAST(%b AS VARCHAR[]), CAST(%b AS BIGINT[]))), "
+    "l AS (SELECT a.id FROM accounts a WHERE a.id IN (SELECT id FROM d) ORDER BY a.id "
+    "FOR NO KEY UPDATE) "
+    "UPDATE accounts a SET balance = a.balance + d.delta FROM d JOIN l ON l.id = d.id "
+    "WHERE a.id = d.id"
+)
+
+
 def apply_deltas(conn: Connection, deltas: Mapping[str, int]) -> None:
     """Add each delta to its account's cached balance, in id order, without reading it first."""
+    if not deltas:
+        return
+    ids = sorted(deltas)
+    if conn.dialect.name == "postgresql" and len(ids) > 1:
+        conn.exec_driver_sql(_DELTAS_PG, (ids, [deltas[k] for k in ids]))
+        return
     execute_many(conn, "UPDATE accounts SET balance = balance + ? WHERE id = ?", (None, None),
-                 [(deltas[k], k) for k in sorted(deltas)])  # fmt: skip
+                 [(deltas[k], k) for k in ids])  # fmt: skip
 
 
 def find_by_key(conn: Connection, key: str) -> int | None:

@@ -189,6 +189,12 @@ def _write(
 
 _PROGRESS = ("UPDATE meters SET last_seq = ?, import_wh = ? "
              "WHERE id = ? AND (last_seq IS NULL OR last_seq < ?)")  # fmt: skip
+# PostgreSQL: the same for every meter in one statement (the batch locked their rows first).
+_PROGRESS_PG = (
+    "UPDATE meters m SET last_seq = v.seq, import_wh = v.wh "
+    "FROM unnest(CAST(%b AS VARCHAR[]), CAST(%b AS BIGINT[]), CAST(%b AS BIGINT[])) "
+    "AS v(id, seq, wh) WHERE m.id = v.id AND (m.last_seq IS NULL OR m.last_seq < v.seq)"
+)
 
 
 def record_progress(conn: Any, postings: Sequence[UsagePosting]) -> None:
@@ -201,8 +207,13 @@ def record_progress(conn: Any, postings: Sequence[UsagePosting]) -> None:
             newest[p.meter_id] = p
         if p.carry is not None:
             carries[p.meter_id] = p.carry
-    execute_many(conn, _PROGRESS, (None, None, None, None),
-                 [(newest[m].seq, newest[m].import_end, m, newest[m].seq)
-                  for m in sorted(newest)])  # fmt: skip
+    ids = sorted(newest)
+    if ids and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_PROGRESS_PG, (ids, [newest[m].seq for m in ids],
+                                            [newest[m].import_end for m in ids]))  # fmt: skip
+    else:
+        execute_many(conn, _PROGRESS, (None, None, None, None),
+                     [(newest[m].seq, newest[m].import_end, m, newest[m].seq)
+                      for m in ids])  # fmt: skip
     for meter_id in sorted(carries):
         set_carry(conn, meter_id, carries[meter_id])
