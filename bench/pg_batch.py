@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         server = server_cpu_s(data) - server0
         own, wall = time.process_time() - own0, time.monotonic() - wall0
         statements = pg_stats.breakdown(url, posted) if stats else []
+        with engine.connect() as conn:
+            hot = {t: f"{h} of {u}" for t, u, h in conn.exec_driver_sql(
+                "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE "
+                "relname IN ('accounts', 'meters', 'meter_carry') ORDER BY relname")}  # fmt: skip
         engine.dispose()
     finally:
         stop_postgres(bindir, root)
@@ -127,11 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         "batch_messages": args.batch, "records": posted,
         "postgres_us_per_record": round(server * 1e6 / posted, 1),
         "settler_us_per_record": round(own * 1e6 / posted, 1),
-        "records_per_s": round(posted / wall), "statements": statements,
+        "records_per_s": round(posted / wall), "hot_updates": hot, "statements": statements,
     }  # fmt: skip
     print(
         f"{posted} records: PostgreSQL {out['postgres_us_per_record']} us a record, this "
         f"process {out['settler_us_per_record']} us, {out['records_per_s']} records/s"
+    )
+    print(
+        "HOT updates (since the server started): " + ", ".join(f"{t} {v}" for t, v in hot.items())
     )
     if statements:
         print(pg_stats.table(statements))

@@ -41,15 +41,14 @@ def lock_accounts(conn: Connection, account_ids: Sequence[str]) -> dict[str, Any
     return {row.id: row for row in conn.execute(stmt)}
 
 
-# PostgreSQL: one statement for all of a batch's accounts, the rows locked in id order first
-# (the CTE ``l``, joined so that it runs) as the row-by-row updates locked them; a batch's
-# thousands of one-row UPDATEs cost the server about four times as much (``bench.pg_batch``).
+# PostgreSQL: the rows locked in id order first, as the row-by-row updates locked them (so
+# concurrent postings cannot deadlock), then all of them updated in one statement. A batch's
+# thousands of one-row UPDATEs cost the server about twice the CPU per account
+# (``bench.pg_batch``, ``docs/scaling.md`` 2.5).
+_LOCK_PG = "SELECT 1 FROM accounts WHERE id = ANY(%b) ORDER BY id FOR NO KEY UPDATE"
 _DELTAS_PG = (
-    "WITH d(id, delta) AS (SELECT * FROM unnest(CAST(%b AS VARCHAR[]), CAST(%b AS BIGINT[]))), "
-    "l AS (SELECT a.id FROM accounts a WHERE a.id IN (SELECT id FROM d) ORDER BY a.id "
-    "FOR NO KEY UPDATE) "
-    "UPDATE accounts a SET balance = a.balance + d.delta FROM d JOIN l ON l.id = d.id "
-    "WHERE a.id = d.id"
+    "UPDATE accounts a SET balance = a.balance + d.delta "
+    "FROM unnest(CAST(%b AS VARCHAR[]), CAST(%b AS BIGINT[])) AS d(id, delta) WHERE a.id = d.id"
 )
 
 
@@ -59,6 +58,7 @@ def apply_deltas(conn: Connection, deltas: Mapping[str, int]) -> None:
         return
     ids = sorted(deltas)
     if conn.dialect.name == "postgresql" and len(ids) > 1:
+        conn.exec_driver_sql(_LOCK_PG, (ids,))
         conn.exec_driver_sql(_DELTAS_PG, (ids, [deltas[k] for k in ids]))
         return
     execute_many(conn, "UPDATE accounts SET balance = balance + ? WHERE id = ?", (None, None),
