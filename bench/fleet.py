@@ -45,8 +45,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from bench import pg_stats
 from bench.hub_ingest import (
     T0,
+    Stack,
     _lines,
     process_cpu_s,
     server_cpu_s,
@@ -273,6 +275,10 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ]
         st.procs.extend(pubs)
         wait_ready(*pubs)  # each has had its warm-up round settled
+        posted_before = 0
+        if args.pg_stats:
+            pg_stats.reset(st.url)
+            posted_before = _posted(st)
         t0 = time.time() + 1.0  # every publisher starts its first step at once
         for pub in pubs:
             assert pub.stdin is not None
@@ -283,6 +289,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
             outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
         pg_cpu = server_cpu_s(st.pg_data) - pg_cpu if st.pg_data else 0.0
+        statements = (pg_stats.breakdown(st.url, _posted(st) - posted_before)
+                      if args.pg_stats else None)  # fmt: skip
         broker_cpu = process_cpu_s(st.broker_pid) - broker_cpu
         fleet_cpu = sum(o[-1]["cpu_s"] for o in outputs)
         counters = stop_hubs(hubs, lines)
@@ -321,7 +329,13 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "unreceipted_after_drain": unreceipted,
                 "credit_states": {"queued": counters.get("credit_states", 0),
                                   "derived": counters.get("credit_derived", 0)},
-                "cpu_us_per_record": _cpu(counters, pg_cpu, broker_cpu, fleet_cpu)}  # fmt: skip
+                "cpu_us_per_record": _cpu(counters, pg_cpu, broker_cpu, fleet_cpu),
+                **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
+
+
+def _posted(st: Stack) -> int:
+    with st.engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM posted_usage").scalar_one())
 
 
 def _cpu(counters: dict[str, int], pg_s: float, broker_s: float, fleet_s: float) -> dict[str, int]:
@@ -351,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument(
+        "--pg-stats",
+        action="store_true",
+        help="per-statement times from pg_stat_statements after the warm-up",
+    )
     parser.add_argument("--role", choices=["fleet"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--gateways-list", help=argparse.SUPPRESS)
@@ -380,8 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("cpu us per settled record: " + ", ".join(
         f"{k} {v}" for k, v in result["cpu_us_per_record"].items()))  # fmt: skip
+    if "pg_statements" in result:
+        print(pg_stats.table(result["pg_statements"]))
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"benchmark": "fleet", **result}, indent=2) + "\n")
+    into = RESULTS.with_name("fleet_pg_stats.json") if args.pg_stats else RESULTS
+    into.write_text(json.dumps({"benchmark": "fleet", **result}, indent=2) + "\n")
     return 0
 
 

@@ -48,6 +48,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import Engine, func, select
 
+from bench.pg_stats import STATS_OPTS
 from hub.db import make_engine, migrate, read_tx
 from hub.ledger import check_invariants
 from hub.models import metadata
@@ -107,7 +108,10 @@ def _as_pg(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def start_postgres(tmp: Path) -> tuple[Path, Path, str]:
+def start_postgres(tmp: Path, stats: bool = False) -> tuple[Path, Path, str]:
+    """A throwaway PostgreSQL server with a database ``bench``: its binaries' directory, its
+    root directory and the database's URL. ``stats``: with ``pg_stat_statements``
+    (``bench.pg_stats``), the extension created in ``bench``."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     if not found:
         raise SystemExit("PostgreSQL server binaries not found under /usr/lib/postgresql")
@@ -120,11 +124,16 @@ def start_postgres(tmp: Path) -> tuple[Path, Path, str]:
     subprocess.run(_as_pg([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A",
                            "trust", "--no-sync"]), check=True, capture_output=True)  # fmt: skip
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=50"
+    if stats:
+        opts += " " + STATS_OPTS
     ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts]
     subprocess.run(_as_pg([*ctl, "-w", "start"]), check=True, capture_output=True)
     dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(b"CREATE DATABASE bench")
+    if stats:
+        with psycopg.connect(dsn.replace("dbname=postgres", "dbname=bench"), autocommit=True) as c:
+            c.execute(b"CREATE EXTENSION pg_stat_statements")
     return bindir, root, f"postgresql+psycopg://postgres@127.0.0.1:{port}/bench"
 
 
@@ -278,7 +287,7 @@ def stack(db_kind: str, args: argparse.Namespace, tmp: Path) -> Iterator[Stack]:
     every process put in ``procs`` is stopped at the end."""
     pg: tuple[Path, Path, str] | None = None
     if db_kind == "postgres":
-        pg = start_postgres(tmp)
+        pg = start_postgres(tmp, stats=getattr(args, "pg_stats", False))
         url = pg[2]
     else:
         url = f"sqlite:///{tmp / 'bench.db'}"

@@ -95,9 +95,11 @@ def _save(conn: Connection, chains: Mapping[str, Chain]) -> None:
              "points": json.dumps(c.points, separators=(",", ":")), "digest": c.digest,
              "command_id": c.command_id, "sent_at": c.sent_at}
             for m, c in sorted(chains.items())]  # fmt: skip
-    conn.execute(stmt.on_conflict_do_update(index_elements=["meter_id"],
-                                            set_={c: stmt.excluded[c] for c in COLUMNS}),
-                 rows)  # fmt: skip
+    # one multi-row statement a chunk (an executemany runs one statement per meter)
+    for i in range(0, len(rows), CHUNK):
+        part = stmt.values(rows[i : i + CHUNK])
+        conn.execute(part.on_conflict_do_update(
+            index_elements=["meter_id"], set_={c: part.excluded[c] for c in COLUMNS}))  # fmt: skip
 
 
 def after_batches(

@@ -41,19 +41,24 @@ def lock_accounts(conn: Connection, account_ids: Sequence[str]) -> dict[str, Any
     return {row.id: row for row in conn.execute(stmt)}
 
 
-# PostgreSQL: every delta in one statement, the rows locked in id order first (the sub-select
-# sorts before it locks) so that concurrent postings never deadlock; one UPDATE per account,
-# pipelined, cost the client more CPU than the rest of a small batch's ledger writes.
-_DELTAS_PG = ("UPDATE accounts SET balance = accounts.balance + d.delta FROM (SELECT a.id, k.delta "
-              "FROM accounts a JOIN unnest(CAST(%b AS VARCHAR[]), CAST(%b AS BIGINT[])) "
-              "AS k(id, delta) ON a.id = k.id ORDER BY a.id FOR UPDATE OF a) AS d "
-              "WHERE accounts.id = d.id")  # fmt: skip
+# PostgreSQL: the rows locked in id order first, as the row-by-row updates locked them (so
+# concurrent postings cannot deadlock), then all of them updated in one statement. A batch's
+# thousands of one-row UPDATEs cost the server about twice the CPU per account
+# (``bench.pg_batch``, ``docs/scaling.md`` 2.6).
+_LOCK_PG = "SELECT 1 FROM accounts WHERE id = ANY(%b) ORDER BY id FOR NO KEY UPDATE"
+_DELTAS_PG = (
+    "UPDATE accounts a SET balance = a.balance + d.delta "
+    "FROM unnest(CAST(%b AS VARCHAR[]), CAST(%b AS BIGINT[])) AS d(id, delta) WHERE a.id = d.id"
+)
 
 
 def apply_deltas(conn: Connection, deltas: Mapping[str, int]) -> None:
     """Add each delta to its account's cached balance, in id order, without reading it first."""
+    if not deltas:
+        return
     ids = sorted(deltas)
     if conn.dialect.name == "postgresql" and len(ids) > 1:
+        conn.exec_driver_sql(_LOCK_PG, (ids,))
         conn.exec_driver_sql(_DELTAS_PG, (ids, [deltas[k] for k in ids]))
         return
     execute_many(conn, "UPDATE accounts SET balance = balance + ? WHERE id = ?", (None, None),

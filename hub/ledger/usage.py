@@ -189,12 +189,12 @@ def _write(
 
 _PROGRESS = ("UPDATE meters SET last_seq = ?, import_wh = ? "
              "WHERE id = ? AND (last_seq IS NULL OR last_seq < ?)")  # fmt: skip
-# PostgreSQL: all meters in one statement (one UPDATE per meter, pipelined, cost the client
-# more CPU than the statement saves the server).
-_PROGRESS_PG = ("UPDATE meters SET last_seq = k.seq, import_wh = k.wh FROM unnest(CAST(%b AS "
-                "VARCHAR[]), CAST(%b AS BIGINT[]), CAST(%b AS BIGINT[])) AS k(id, seq, wh) "
-                "WHERE meters.id = k.id "
-                "AND (meters.last_seq IS NULL OR meters.last_seq < k.seq)")  # fmt: skip
+# PostgreSQL: the same for every meter in one statement (the batch locked their rows first).
+_PROGRESS_PG = (
+    "UPDATE meters m SET last_seq = v.seq, import_wh = v.wh "
+    "FROM unnest(CAST(%b AS VARCHAR[]), CAST(%b AS BIGINT[]), CAST(%b AS BIGINT[])) "
+    "AS v(id, seq, wh) WHERE m.id = v.id AND (m.last_seq IS NULL OR m.last_seq < v.seq)"
+)
 
 
 def record_progress(conn: Any, postings: Sequence[UsagePosting]) -> None:
@@ -208,7 +208,7 @@ def record_progress(conn: Any, postings: Sequence[UsagePosting]) -> None:
         if p.carry is not None:
             carries[p.meter_id] = p.carry
     ids = sorted(newest)
-    if conn.dialect.name == "postgresql" and len(ids) > 1:  # the meters are locked already
+    if ids and conn.dialect.name == "postgresql":
         conn.exec_driver_sql(_PROGRESS_PG, (ids, [newest[m].seq for m in ids],
                                             [newest[m].import_end for m in ids]))  # fmt: skip
     else:

@@ -20,7 +20,7 @@ from hub.models.types import BigId, EntryKind, UTCDateTime, utcnow
 class JournalEntry(SQLModel, table=True):
     __tablename__ = "journal_entries"
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
-    kind: EntryKind = Field(sa_type=String(32), index=True)
+    kind: EntryKind = Field(sa_type=String(32))
     currency: str = Field(max_length=3)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     effective_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

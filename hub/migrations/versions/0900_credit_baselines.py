@@ -2,7 +2,7 @@
 usage only when the agent cannot work its balance out alone (issue 21, hub.commands.baseline).
 
 Revision ID: 0900
-Revises: 0880
+Revises: 0890
 Create Date: 2026-12-05 04:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import hub.models.types
 
 revision: str = "0900"
-down_revision: str | None = "0880"
+down_revision: str | None = "0890"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

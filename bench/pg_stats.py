@@ -1,0 +1,63 @@
+"""Per-statement time of a PostgreSQL server, from ``pg_stat_statements``: which statements a
+benchmark's database time went to, per 10,000 settled records.
+
+A server started with ``STATS_OPTS`` (``bench.hub_ingest.start_postgres(..., stats=True)``)
+tracks every statement, nested ones (trigger functions) included; ``reset`` zeroes the counts
+(after a warm-up) and ``breakdown`` reads them back, largest total first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+STATS_OPTS = (
+    "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all "
+    "-c pg_stat_statements.max=2000 -c track_io_timing=off"
+)
+PER = 10_000  # records
+
+
+def dsn_of(url: str) -> str:
+    """The libpq DSN of a SQLAlchemy ``postgresql+psycopg://`` URL."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def reset(url: str) -> None:
+    with psycopg.connect(dsn_of(url), autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def breakdown(url: str, records: int, top: int = 40) -> list[dict[str, Any]]:
+    """The ``top`` statements by total execution time since the last ``reset``: per ``PER``
+    records settled in that time, their calls, rows and total ms, and their share of all
+    statements' time (nested statements are counted inside their callers too)."""
+    sql = """SELECT query, sum(calls), sum(rows), sum(total_exec_time) AS ms, toplevel,
+                    sum(sum(total_exec_time)) FILTER (WHERE toplevel) OVER () AS all_ms
+             FROM pg_stat_statements
+             WHERE query NOT LIKE '%%pg_stat_statements%%'
+             GROUP BY query, toplevel ORDER BY ms DESC LIMIT %s"""
+    scale = PER / max(1, records)
+    with psycopg.connect(dsn_of(url), autocommit=True) as conn:
+        rows = conn.execute(sql, (top,)).fetchall()
+    return [
+        {
+            "ms": round(float(ms) * scale, 1),
+            "calls": round(float(calls) * scale, 1),
+            "rows": round(float(n) * scale),
+            "share": round(float(ms / all_ms), 3) if all_ms and toplevel else None,
+            "toplevel": toplevel,
+            "query": " ".join(query.split())[:300],
+        }
+        for query, calls, n, ms, toplevel, all_ms in rows
+    ]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """``breakdown`` as text lines: ms, calls and rows per PER records, then the statement."""
+    out = [f"{'ms':>8} {'calls':>8} {'rows':>8}  statement (per {PER:,} records)"]
+    for r in rows:
+        nested = "" if r["toplevel"] else "  (nested)"
+        out.append(f"{r['ms']:8.1f} {r['calls']:8.1f} {r['rows']:8d}  {r['query'][:150]}{nested}")
+    return "\n".join(out)
