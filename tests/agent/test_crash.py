@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.uplink.outbox import RESEND_AFTER_S
 from tests.agent.helpers import (
     Collector,
     Procs,
@@ -62,9 +63,14 @@ def test_kill9_restart_loses_and_duplicates_nothing(
                 recs = collector.of(f"m{u}")
                 if not recs or max(recs, key=lambda r: r.seq).import_end != final[u]:
                     return False
+                # every seq up to the last: a record in flight when the agent was killed is
+                # published again only RESEND_AFTER_S after it was first sent
+                seqs = {r.seq for r in recs}
+                if len(seqs) != max(seqs):
+                    return False
             return True
 
-        wait_for(caught_up, timeout=30)
+        wait_for(caught_up, timeout=30 + RESEND_AFTER_S)
     for unit in UNITS:
         recs = collector.of(f"m{unit}")
         by_seq = unique_by_seq(recs)  # a repeated seq always carries identical data
