@@ -37,7 +37,7 @@ T_BASELINES = table(CreditBaseline)
 # What the agent's own pricing moves, so not part of the digest.
 MOVING = frozenset({"balance", "as_of_seq", "carry"})
 CHUNK = 500
-COLUMNS = ("seq", "expected", "points", "digest", "command_id", "sent_at")
+COLUMNS = ("points", "digest", "command_id", "sent_at")
 
 
 def digest(params: Mapping[str, Any]) -> str:
@@ -80,9 +80,8 @@ def load(conn: Connection, meter_ids: Iterable[str]) -> dict[str, Chain]:
         )
         if conn.dialect.name == "postgresql":
             query = query.order_by(b.meter_id).with_for_update()
-        for m, seq, expected, points, dig, command, at in conn.execute(query):
-            out[m] = Chain(seq, expected, tuple((s, v) for s, v in json.loads(points)), dig,
-                           command, at)  # fmt: skip
+        for m, points, dig, command, at in conn.execute(query):
+            out[m] = Chain(tuple((s, v) for s, v in json.loads(points)), dig, command, at)
     return out
 
 
@@ -91,9 +90,8 @@ def _save(conn: Connection, chains: Mapping[str, Chain]) -> None:
         return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(T_BASELINES)
-    rows = [{"meter_id": m, "seq": c.seq, "expected": c.expected,
-             "points": json.dumps(c.points, separators=(",", ":")), "digest": c.digest,
-             "command_id": c.command_id, "sent_at": c.sent_at}
+    rows = [{"meter_id": m, "points": json.dumps(c.points, separators=(",", ":")),
+             "digest": c.digest, "command_id": c.command_id, "sent_at": c.sent_at}
             for m, c in sorted(chains.items())]  # fmt: skip
     # one multi-row statement a chunk (an executemany runs one statement per meter)
     for i in range(0, len(rows), CHUNK):

@@ -26,16 +26,23 @@ CHAIN_MAX = 16  # points kept: a state lags its batch by a few batches at most
 
 @dataclass(frozen=True)
 class Chain:
-    """A meter's chain: its end (``seq``, ``expected``), its ``points`` ((seq, balance) at each
-    batch end, oldest first) and the state that blessed it (``digest`` of what the state carries
+    """A meter's chain: its ``points`` ((seq, balance) at each batch end, oldest first; the
+    last is its end) and the state that blessed it (``digest`` of what the state carries
     besides balance, seq and carry; ``command_id``; ``sent_at``), or ``""`` and None: none yet."""
 
-    seq: int
-    expected: int
     points: tuple[tuple[int, int], ...]
     digest: str = ""
     command_id: str = ""
     sent_at: datetime | None = None
+
+    @property
+    def seq(self) -> int:
+        return self.points[-1][0]
+
+    @property
+    def expected(self) -> int:
+        """The balance the agent works out at the chain's end."""
+        return self.points[-1][1]
 
 
 def derived_balance(
@@ -62,8 +69,8 @@ def after_batch(
     if chain is not None and derived_balance(chain.seq, chain.expected, charges,
                                              state_seq) == balance:  # fmt: skip
         points = (*chain.points, (state_seq, balance))[-CHAIN_MAX:]
-        return replace(chain, seq=state_seq, expected=balance, points=points), True
-    return Chain(state_seq, balance, ((state_seq, balance),)), False
+        return replace(chain, points=points), True
+    return Chain(((state_seq, balance),)), False
 
 
 def after_state(
@@ -75,4 +82,4 @@ def after_state(
         kept = tuple(p for p in chain.points if p[0] >= seq)
         if kept and kept[0] == (seq, balance):
             return replace(chain, points=kept, digest=digest, command_id=command_id, sent_at=now)
-    return Chain(seq, balance, ((seq, balance),), digest, command_id, now)
+    return Chain(((seq, balance),), digest, command_id, now)

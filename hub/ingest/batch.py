@@ -601,7 +601,7 @@ class BatchProcessor:
                 charges.setdefault(p.meter_id, []).append((p.seq, debit))
         steps = {
             m: ([] if m in mismatched else charges.get(m, []), state.seq,
-                int(balances.get(rated.payers[m], 0)))
+                int(balances[rated.payers[m]]))
             for m, (_, state) in rated.touched.items()
             if m not in exclude and rated.payers[m] in balances
         }  # fmt: skip

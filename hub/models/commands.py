@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Index, String, Text
+from sqlalchemy import Index, String, Text
 from sqlmodel import Field, SQLModel
 
 from hub.models.types import UTCDateTime, utcnow
@@ -54,13 +54,11 @@ class Command(SQLModel, table=True):
 
 class CreditBaseline(SQLModel, table=True):
     """What a meter's agent works its balance out from (``hub.commands.baseline``): its chain's
-    end (``seq``, ``expected``), its ``points`` (JSON [[seq, balance], ...]) and the credit state
-    that blessed it (``command_id``, ``digest``, ``sent_at``; ``""`` and NULL: none yet)."""
+    ``points`` (JSON [[seq, balance], ...], the last its end) and the credit state that blessed
+    it (``command_id``, ``digest``, ``sent_at``; ``""`` and NULL: none yet)."""
 
     __tablename__ = "credit_baselines"
     meter_id: str = Field(primary_key=True, max_length=64)
-    seq: int = Field(sa_type=BigInteger)
-    expected: int = Field(sa_type=BigInteger)
     points: str = Field(sa_type=Text)
     digest: str = Field(default="", max_length=64)
     command_id: str = Field(default="", max_length=64, index=True)

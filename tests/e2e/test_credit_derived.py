@@ -26,24 +26,22 @@ JO = Member("jo", "Jo", "m-jo", 1, 3600, "", "")
 RECORDS = 12  # usage records posted while the meter runs (the agent reports every second)
 
 
-def credit_states(work: Path, meter: str) -> int:
+def _count(work: Path, sql: str, meter: str) -> int:
     conn = sqlite3.connect(f"file:{work / 'hub.db'}?mode=ro", uri=True, timeout=5)
     try:
-        ((n,),) = conn.execute(
-            "SELECT count(*) FROM commands WHERE meter_id = ? AND action = 'credit'", (meter,)
-        )
+        ((n,),) = conn.execute(sql, (meter,))
     finally:
         conn.close()
     return int(n)
+
+
+def credit_states(work: Path, meter: str) -> int:
+    sql = "SELECT count(*) FROM commands WHERE meter_id = ? AND action = 'credit'"
+    return _count(work, sql, meter)
 
 
 def posted(work: Path, meter: str) -> int:
-    conn = sqlite3.connect(f"file:{work / 'hub.db'}?mode=ro", uri=True, timeout=5)
-    try:
-        ((n,),) = conn.execute("SELECT count(*) FROM posted_usage WHERE meter_id = ?", (meter,))
-    finally:
-        conn.close()
-    return int(n)
+    return _count(work, "SELECT count(*) FROM posted_usage WHERE meter_id = ?", meter)
 
 
 def in_step(system: System, work: Path) -> bool:

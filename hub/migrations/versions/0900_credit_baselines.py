@@ -24,8 +24,6 @@ def upgrade() -> None:
     op.create_table(
         "credit_baselines",
         sa.Column("meter_id", sa.String(length=64), nullable=False),
-        sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("expected", sa.BigInteger(), nullable=False),
         sa.Column("points", sa.Text(), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("command_id", sa.String(length=64), nullable=False),
