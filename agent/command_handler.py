@@ -2,14 +2,16 @@
 
 ``disconnect`` / ``reconnect`` switch the relay and tell the credit book (so the rules do not
 undo an operator's cut-off); their event follows only when the relay read back a changed state
-(the hub takes it as the relay's state). ``credit`` adopts the ``CreditState`` in the params and
-lets the rules decide at once; ``prompt`` emits a ``prompt`` event; ``resume`` (the gateway's
-store started over) renumbers the meter's records above the hub's (``agent/resume.py``);
-``rotate`` stores the gateway's new command key and MQTT password (``agent/credentials.py``). Every
-applied command is acknowledged with ``command_ack`` (``data.ok`` false when the relay did not
-confirm), every refused one reported as ``command_rejected`` (``data.epoch_mismatch`` when it
-was bound to another store epoch: the hub sends its own again, bound to this one); a replayed
-id is acknowledged again, not applied.
+(the hub takes it as the relay's state). One that did not read back is acknowledged with
+``data.ok`` false (the hub ends it failed) and withdrawn: the agent never carries it out later,
+so the relay and the hub's record agree; the operator sends it again. ``credit`` adopts the
+``CreditState`` in the params and lets the rules decide at once; ``prompt`` emits a ``prompt``
+event; ``resume`` (the gateway's store started over) renumbers the meter's records above the
+hub's (``agent/resume.py``); ``rotate`` stores the gateway's new command key and MQTT password
+(``agent/credentials.py``). Every applied command is acknowledged with ``command_ack``, every
+refused one reported as ``command_rejected`` (``data.epoch_mismatch`` when it was bound to
+another store epoch: the hub sends its own again, bound to this one); a replayed id is
+acknowledged again, not applied.
 """
 
 from __future__ import annotations
@@ -84,9 +86,10 @@ class CommandHandler:
         was = self.meters.relay_on(cmd.meter)
         if cmd.action in ("disconnect", "reconnect"):
             on = cmd.action == "reconnect"
-            ok = self.meters.switch(cmd.meter, Switch(on, "command"))
-            relay = "connected" if on else "disconnected"
-            self.credit.set_relay(cmd.meter, relay, since=cmd.issued_at)
+            ok = self.meters.switch(cmd.meter, Switch(on, "command"))  # False: withdrawn
+            if ok:
+                relay = "connected" if on else "disconnected"
+                self.credit.set_relay(cmd.meter, relay, since=cmd.issued_at)
             if ok and was is not on:  # a change: the hub takes these events as relay state
                 self.meters.event(cmd.action, cmd.meter, cmd.reason, cause="command",
                                   command=cmd.id)  # fmt: skip

@@ -46,6 +46,7 @@ from agent.relay_rules import (
     onoff,
     switched,
     want,
+    withdraw,
 )
 from agent.relay_rules import Reading as RelayReading
 from agent.resume import plan
@@ -377,7 +378,16 @@ class Engine:
         return self.meters[meter].point.relay_on
 
     def switch(self, meter: str, switch: Switch) -> bool:
-        return self._switch(self.meters[meter], switch)
+        """An operator's switch: True when the relay read back the new state. Otherwise the
+        command is reported failed, so it is withdrawn (never carried out later)."""
+        rt = self.meters[meter]
+        before = rt.relay
+        if self._switch(rt, switch):
+            return True
+        rt.relay = withdraw(rt.relay, before)
+        rt.point.watch_relay = before.wanted is False
+        self.metering.want_relay(meter, before.wanted, before.cause, datetime.now(UTC))
+        return False
 
     def enforce(self, meter: str, now: datetime) -> None:
         """Let the credit rules decide for ``meter`` and carry out what they ask."""

@@ -26,6 +26,9 @@ Steps:
   switch's own ``then`` events only when the relay read back the new state, tamper
   ``relay_readback`` when it read back the other one, ``relay_fault`` when the bus failed
   (unless ``quiet``) or the meter has no relay.
+- :func:`withdraw` after an operator's command whose switch did not read back: it is reported
+  as failed, so it leaves no wish behind (what was wanted before is wanted again; a write that
+  reached the relay unanswered is put back quietly by the retry in :func:`observe`).
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ def observe(state: RelayState, reading: Reading) -> tuple[RelayState, list[Effec
         effects.append(Switch(wanted, state.cause, quiet=True, rebase=False))
     elif not mismatch:
         tamper_relay = False
+    # a reading as wanted settles a switch that failed on the bus (later changes are tamper)
+    unconfirmed = state.unconfirmed and not (relay is not None and relay == wanted)
     reported = state.reported
     if relay is not None and relay != reported:
         reported = relay
@@ -175,6 +180,7 @@ def observe(state: RelayState, reading: Reading) -> tuple[RelayState, list[Effec
         prev_relay=relay,
         tamper_flow=tamper_flow,
         tamper_relay=tamper_relay,
+        unconfirmed=unconfirmed,
         reported=reported,
     )
     return new, effects
@@ -199,6 +205,13 @@ def enforce(state: RelayState, decision: Decision) -> list[Effect]:
 def want(state: RelayState, switch: Switch) -> RelayState:
     """Before a switch is tried: what is wanted from now on, whatever the outcome."""
     return replace(state, wanted=switch.on, cause=switch.cause)
+
+
+def withdraw(state: RelayState, before: RelayState) -> RelayState:
+    """After an operator's switch that did not read back (reported to the hub as failed): what
+    was wanted ``before`` it is wanted again. ``unconfirmed`` stays as the switch left it, so a
+    write that reached the relay without an answer is switched back without a tamper event."""
+    return replace(state, wanted=before.wanted, cause=before.cause)
 
 
 def switched(

@@ -65,8 +65,12 @@ class MeteringStore:
             rows = conn.execute("SELECT meter, wanted, cause FROM agent_relay").fetchall()
         return {m: (w == "on", c) for m, w, c in rows}
 
-    def want_relay(self, meter: str, on: bool, cause: str, at: datetime) -> None:
+    def want_relay(self, meter: str, on: bool | None, cause: str, at: datetime) -> None:
+        """Persist what is wanted of ``meter``'s relay (None: nothing, the agent leaves it be)."""
         with self._store.transaction() as conn:
+            if on is None:
+                conn.execute("DELETE FROM agent_relay WHERE meter = ?", (meter,))
+                return
             conn.execute(
                 "INSERT OR REPLACE INTO agent_relay VALUES (?, ?, ?, ?)",
                 (meter, "on" if on else "off", cause, at.isoformat()),

@@ -24,6 +24,7 @@ from agent.relay_rules import (
     observe,
     switched,
     want,
+    withdraw,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -122,6 +123,24 @@ def test_a_switch_that_failed_on_the_bus_is_retried_without_tamper() -> None:
     )
 
 
+def test_a_withdrawn_command_wants_what_was_wanted_before_and_puts_a_stray_write_back() -> None:
+    before = RelayState(wanted=True, cause="credit", reported=True)
+    tried = want(before, Switch(False, "command"))
+    failed, _ = switched(tried, Switch(False, "command"), BusFailed("no answer"))
+    state = withdraw(failed, before)
+    assert (state.wanted, state.cause, state.unconfirmed) == (True, "credit", True)
+    # the write reached the relay unanswered: switched back, no tamper
+    state, effects = observe(state, Reading(at(1), 100, False))
+    assert [(type(e).__name__, getattr(e, "on", None)) for e in effects] == [
+        ("Switch", True), ("Emit", None)]  # fmt: skip
+    assert not rules_of(effects)
+    # it reads as wanted: settled; a later change is tamper again
+    state, _ = observe(state, Reading(at(2), 100, True))
+    assert not state.unconfirmed
+    _, effects = observe(state, Reading(at(3), 100, False))
+    assert rules_of(effects) == ["relay_mismatch"]
+
+
 def test_nothing_is_switched_when_nothing_is_wanted() -> None:
     _, effects = observe(RelayState(reported=True), Reading(at(1), 100, True))
     assert effects == []
@@ -158,14 +177,18 @@ def test_observe_properties(start: RelayState, steps: list[tuple[int, bool | Non
     switches = [e for es in effects for e in es if isinstance(e, Switch)]
     assert all(s.on == start.wanted and s.quiet and not s.rebase for s in switches)
     assert start.wanted is not None or not switches
-    # a mismatch is reported once until the relay reads as wanted (or is not read)
-    open_tamper = start.tamper_relay
+    # a mismatch is reported once until the relay reads as wanted (or is not read); after a
+    # switch that failed on the bus it is retried instead, until a reading as wanted settles it
+    open_tamper, unconfirmed = start.tamper_relay, start.unconfirmed
     for reading, es in zip(readings, effects, strict=True):
         if "relay_mismatch" in rules_of(es):
-            assert not open_tamper and not start.unconfirmed
+            assert not open_tamper and not unconfirmed
             open_tamper = True
         elif reading.relay_on is None or reading.relay_on == start.wanted:
             open_tamper = False
+        if reading.relay_on is not None and reading.relay_on == start.wanted:
+            unconfirmed = False
+    assert state.unconfirmed == unconfirmed
 
 
 # -- enforce ----------------------------------------------------------------------------------
