@@ -5,8 +5,8 @@ The agent keeps ``local balance = state.balance - its own charges of the records
 as_of_seq`` (``agent.credit``). Each meter has a chain (``hub.commands.chain``): the settling
 transaction extends it by each batch whose records moved the balance by nothing but their own
 charges (:func:`after_batches`), and restarts it otherwise; a credit command queued on the chain
-blesses it (:func:`record`, called by ``hub.commands.store.enqueue_many``). The ingest
-coordinator sends no state after a batch whose step held on a blessed chain, unless the rest of
+blesses it (:func:`record`, called by ``hub.commands.store.enqueue_many``). No state is sent
+after a batch whose step held on a blessed chain (``hub.ingest.credit_report``), unless the rest of
 the state (tariff, rules, tokens, selection: the digest) changed or the blessing is older than
 the refresh interval. A credit command that expires or is rejected never reached the agent:
 :func:`forget` drops the chain it blessed, so the meter's next usage is followed by a state.

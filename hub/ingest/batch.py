@@ -29,11 +29,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from hub.audit import usage_audit_rows
 from hub.commands import baseline
+from hub.commands.baseline import StateDigests
 from hub.commands.chain import Chain
 from hub.control.combined import combine
 from hub.control.credit_state import alternate_headroom, payer_credits
 from hub.db import is_retryable, read_tx, write_tx
 from hub.errors import HubError
+from hub.ingest.credit_report import report
 from hub.ingest.events import apply_statuses, store_events
 from hub.ingest.group import lock_gateways
 from hub.ingest.model import (
@@ -132,10 +134,14 @@ class BatchProcessor:
         owns: Callable[[str], bool] | None = None,
         *,
         shared: bool = False,
+        credit_refresh_s: float = 21_600,
     ) -> None:
         self.engine = engine
         self.currency = currency
         self.hold = timedelta(seconds=hold_s)
+        # a meter's agent is sent its credit state at least this often, even when it works the
+        # state out alone (``hub.ingest.credit_report``)
+        self.credit_refresh = timedelta(seconds=credit_refresh_s)
         # ``owns(gateway_id)``: whether this processor settles that gateway's meters (several
         # settling processes each own a shard of the gateways; None: all of them). It rates,
         # holds and releases records, and writes rating states, of its own meters only.
@@ -543,8 +549,9 @@ class BatchProcessor:
         *,
         posted: dict[str, AccountState],
     ) -> None:
-        """Each touched meter's credit state. ``posted``: accounts as the ledger read them after
-        posting the batch; the balances of other paying accounts (none usually) are read."""
+        """Each touched meter's credit report (``hub.ingest.credit_report``). ``posted``:
+        accounts as the ledger read them after posting the batch; the balances of other paying
+        accounts (none usually) are read."""
         meters, payers, touched = rated.meters, rated.payers, rated.touched
         shared = {m: c for m in touched if len(c := _contributors(meters[m])) > 1}
         accounts = sorted(set(payers.values()) | {a for c in shared.values() for a in c})
@@ -560,6 +567,7 @@ class BatchProcessor:
                                               gateways))  # fmt: skip
         tokens = token_setups(conn, {m: keys.get(meters[m].gateway_id, "") for m in touched})
         derives = self._derives(conn, rated, balances, exclude=set(shared))
+        digests, now = StateDigests(), datetime.now(UTC)
         for meter_id, (tariff, state) in touched.items():
             paying = payers[meter_id]
             meter = meters[meter_id]
@@ -568,7 +576,7 @@ class BatchProcessor:
             if meter_id in shared and paying in combined:  # hub.control.combined
                 credits = [combined[a] for a in shared[meter_id] if a in combined]
                 balance, rules = combine(combined[paying].rules, credits)
-            out.credit[meter_id] = CreditInfo(
+            info = CreditInfo(
                 meter_id=meter_id,
                 gateway_id=meter.gateway_id,
                 command_key=keys.get(meter.gateway_id, ""),
@@ -584,6 +592,7 @@ class BatchProcessor:
                 selection=rated.selections.get(meter_id),
                 derives=derives.get(meter_id),
             )
+            out.credit[meter_id] = report(info, self.credit_refresh, digests, now)
 
     @staticmethod
     def _derives(

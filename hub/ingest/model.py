@@ -114,10 +114,21 @@ class CreditInfo:
     derives: Chain | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A meter whose agent works its credit state out alone after the batch
+    (``hub.ingest.credit_report``): no state is sent; what credit control needs of it."""
+
+    meter_id: str
+    balance: int
+    flags: dict[str, Any] | None
+    protected: bool
+
+
 @dataclass
 class Outcome:
     counts: Counter[str] = field(default_factory=Counter)
-    credit: dict[str, CreditInfo] = field(default_factory=dict)
+    credit: dict[str, CreditInfo | Derived] = field(default_factory=dict)
     pending: int = 0  # records held, in the whole table, after the batch
     states: dict[str, MeterState] = field(default_factory=dict)  # rating states written
     settled: Settled = field(default_factory=Settled)  # what the gateways get receipts for

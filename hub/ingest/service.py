@@ -25,25 +25,22 @@ import logging
 import queue
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-from hub.commands.baseline import StateDigests
 from hub.commands.store import enqueue_many
 from hub.control.credit_state import (
-    MeterCredit,
-    build_state,
     credit_command_for,
-    credit_rules,
     credit_state,
 )
 from hub.control.engine import CreditControl
 from hub.db import write_tx
+from hub.ingest.credit_report import to_meter_credit
 from hub.ingest.group import Slot, check_name, require_postgresql
-from hub.ingest.model import CreditInfo
+from hub.ingest.model import CreditInfo, Derived
 from hub.ingest.outlet import CommandPath
 from hub.ingest.transport.messages import (
     Cpu,
@@ -61,7 +58,6 @@ from hub.ingest.transport.pump_link import PumpConfig, PumpLink
 from hub.ingest.transport.settler_link import SettlerConfig, SettlerLink
 from hub.metrics import IngestMetrics
 from hub.tokens.store import setups as token_setups
-from protocol.messages import CreditState
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +127,7 @@ class IngestService:
         self.hold_s = hold_s
         self.credit_interval_s = credit_interval_s
         self.command_ttl = timedelta(seconds=command_ttl_s)
-        self.credit_refresh = timedelta(seconds=credit_refresh_s)
+        self.credit_refresh_s = credit_refresh_s
         self.session_expiry_s = session_expiry_s
         self.mqtt_v5 = mqtt_v5
         self.receive_maximum = min(queue_max, MAX_RECEIVE)
@@ -140,7 +136,7 @@ class IngestService:
         self._pump: PumpLink | None = None
         self._settlers: list[SettlerLink] = []
         # credit changes of settled batches, for the coordinator (credit control, credit states)
-        self._reports: queue.Queue[dict[str, CreditInfo]] = queue.Queue()
+        self._reports: queue.Queue[dict[str, CreditInfo | Derived]] = queue.Queue()
         self._count_lock = threading.Lock()
         self._in_flight = [0] * workers  # messages handed to each settler, not yet reported
         self._flight_lock = threading.Lock()
@@ -224,7 +220,8 @@ class IngestService:
         return SettlerConfig(db=self.db_url, shard=shard, shards=self.workers,
                              batch_size=self.batch_size, batch_wait_s=self.batch_wait_s,
                              currency=self.currency, hold_s=self.hold_s,
-                             shared=self.group is not None)  # fmt: skip
+                             shared=self.group is not None,
+                             credit_refresh_s=self.credit_refresh_s)  # fmt: skip
 
     def stop(self, timeout: float = 30.0) -> None:
         """Each settler finishes the batch in hand, which is acknowledged; then disconnect.
@@ -337,7 +334,12 @@ class IngestService:
                 while not self._reports.empty():  # batches settled meanwhile: newest state wins
                     credit = {**credit, **self._reports.get_nowait()}
                 try:
-                    self._dirty.update(credit)
+                    for meter_id, info in credit.items():
+                        if isinstance(info, Derived):  # its agent works the state out alone
+                            self._dirty.pop(meter_id, None)
+                            self._count(credit_derived=1)
+                        else:
+                            self._dirty[meter_id] = info
                     self._run_control(credit)
                 except Exception:  # a bug must not stop ingest: log, keep going
                     log.exception("ingest: credit control after settled batches failed")
@@ -358,11 +360,11 @@ class IngestService:
         for generation, mids in acks.items():
             pump.ack(generation, mids)
 
-    def _run_control(self, credit: dict[str, CreditInfo]) -> None:
+    def _run_control(self, credit: dict[str, CreditInfo | Derived]) -> None:
         if self.control is None or not credit:
             return
         known = {m: (i.balance, i.flags, i.protected) for m, i in credit.items()
-                 if i.rules is None}  # a shared meter is always evaluated  # fmt: skip
+                 if isinstance(i, Derived) or i.rules is None}  # shared: evaluated  # fmt: skip
         try:
             actions = self.control.after_postings(sorted(credit), known=known)
         except Exception:  # committed postings stand; the next batch or tick re-evaluates
@@ -390,8 +392,7 @@ class IngestService:
             return
         try:
             with write_tx(self.engine) as conn:
-                digests = StateDigests()
-                commands = [c for c in (self._state_command(conn, i, tokens, digests)
+                commands = [c for c in (self._state_command(conn, i, tokens)
                                         for i, tokens in stale_tokens(conn, due)) if c]  # fmt: skip
                 enqueue_many(conn, commands)
         except Exception:  # a bug or a lost connection must not stop ingest: send them next time
@@ -403,42 +404,21 @@ class IngestService:
         self.wake_commands()
 
     def _state_command(
-        self, conn: Connection, info: CreditInfo, stale: bool, digests: StateDigests
+        self, conn: Connection, info: CreditInfo, stale: bool
     ) -> tuple[str, dict[str, Any]] | None:
         """The credit command of ``info``; built afresh from the database when a token of the
         meter settled or was cancelled since ``info`` was read (its balance and token lists
         would otherwise go out older than a state already queued)."""
         try:
             credit = credit_state(conn, info.meter_id) if stale else to_meter_credit(info)
-            if not stale and self._derived(info, credit.state, digests):
-                self._count(credit_derived=1)
-                return None
             self._count(credit_states=1)
             return info.gateway_id, credit_command_for(credit, ttl=self.command_ttl)
         except (ValueError, LookupError) as exc:
             log.warning("credit state of %s not sent: %s", info.meter_id, exc)
             return None
 
-    def _derived(self, info: CreditInfo, state: CreditState, digests: StateDigests) -> bool:
-        """The agent works ``state`` out alone from what it was last sent: its balance (the
-        settler checked it, ``info.derives``), not too long ago, and the rest unchanged."""
-        told = info.derives
-        return (
-            told is not None
-            and told.sent_at is not None
-            and datetime.now(UTC) - told.sent_at < self.credit_refresh
-            and digests(state) == told.digest
-        )
-
 
 def stale_tokens(conn: Connection, infos: list[CreditInfo]) -> list[tuple[CreditInfo, bool]]:
     """Each ``info`` and whether its meter's tokens changed since it was read (two queries)."""
     now = token_setups(conn, {i.meter_id: i.command_key for i in infos})
     return [(i, now.get(i.meter_id) != i.tokens) for i in infos]
-
-
-def to_meter_credit(info: CreditInfo) -> MeterCredit:
-    rules = info.rules or credit_rules(info.flags, info.protected, info.alternate_available)
-    state = build_state(info.tariff, info.balance, info.state, rules, info.tokens,
-                        selection=info.selection)  # fmt: skip
-    return MeterCredit(info.meter_id, info.gateway_id, info.command_key, info.account_id, state)

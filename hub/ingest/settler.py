@@ -81,6 +81,7 @@ class Settler:
             hold_s=cfg.hold_s,
             owns=lambda gateway: gateway_shard(gateway, cfg.shards) == cfg.shard,
             shared=cfg.shared,
+            credit_refresh_s=cfg.credit_refresh_s,
         )
         self._inbox = Inbox()
         self._stopping = threading.Event()

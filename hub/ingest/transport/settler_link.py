@@ -30,6 +30,7 @@ class SettlerConfig:
     hold_s: float
     log_level: str = "WARNING"
     shared: bool = False  # an ingest group: other processes settle the same gateways
+    credit_refresh_s: float = 21_600  # hub.ingest.credit_report
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -74,7 +74,7 @@ def test_own_usage_sends_no_state_anything_else_does(
         # the first usage: no baseline yet, the state goes out
         pub.usage(gateway, records[:5])
         wait_for(_state_at(engine, meter, 5))
-        # the coordinator's digest of a state is the one of the command that carried it
+        # the digest of a state as built is the one of the command that carried it
         params = _params(engine, _states(engine, meter)[0]["id"])
         state = validate(params, CreditState)
         assert StateDigests()(state) == digest(params) == _baseline(engine, meter).digest
