@@ -275,6 +275,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ]
         st.procs.extend(pubs)
         wait_ready(*pubs)  # each has had its warm-up round settled
+        _wait_blessed(st, args.gateways * args.meters)
         posted_before = 0
         if args.pg_stats:
             pg_stats.reset(st.url)
@@ -331,6 +332,22 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                   "derived": counters.get("credit_derived", 0)},
                 "cpu_us_per_record": _cpu(counters, pg_cpu, broker_cpu, fleet_cpu),
                 **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
+
+
+def _wait_blessed(st: Stack, meters: int) -> None:
+    """Until every meter's first credit state is queued (``hub.commands.baseline``): the steps
+    then measure a fleet in its steady state, not the race of the first states with the first
+    step's usage (which sent up to 7,000 more states, and showed as a first step's backlog)."""
+    deadline = time.time() + WARM_UP_S
+    while time.time() < deadline:
+        with st.engine.connect() as conn:
+            blessed = conn.exec_driver_sql(
+                "SELECT count(*) FROM credit_baselines WHERE sent_at IS NOT NULL"
+            ).scalar_one()
+        if blessed >= meters:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"warm-up: {meters - blessed} meters' first credit states not queued")
 
 
 def _posted(st: Stack) -> int:
