@@ -20,6 +20,7 @@ from typing import Any, cast
 from sqlalchemy import JSON, Boolean, Column, DateTime, Table, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 
 from hub.models.types import UTCDateTime
 
@@ -100,15 +101,19 @@ def _copy(
 ) -> None:
     """Insert the rows with ``COPY ... FROM STDIN (FORMAT BINARY)`` in the caller's transaction:
     about half the client CPU of binding arrays for ``unnest`` and a sixth less of the server's
-    (``docs/scaling.md`` 2.6). Triggers and constraints run as for an insert."""
+    (``docs/scaling.md`` 2.6). Triggers and constraints run as for an insert. The driver's
+    errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``...), as an
+    insert's would be, so a deadlock is retried (``hub.db.is_retryable``)."""
+    sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
     dbapi = cast(Any, conn.connection.dbapi_connection)
-    with (
-        dbapi.cursor() as cursor,
-        cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy,
-    ):
-        copy.set_types(types)
-        for row in zip(*columns, strict=True):
-            copy.write_row(row)
+    try:
+        with dbapi.cursor() as cursor, cursor.copy(sql) as copy:
+            copy.set_types(types)
+            for row in zip(*columns, strict=True):
+                copy.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error,
+                                  dialect=conn.dialect) from exc  # fmt: skip
 
 
 def _sqlite_values(

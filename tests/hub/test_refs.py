@@ -4,11 +4,14 @@ check them (``hub.migrations.refs``), on SQLite foreign keys."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
 from hub.db import write_tx
+from hub.ledger.bulk import insert_columns
 from hub.models import metadata
 from hub.models.types import utcnow
 from tests.hub.seed import seed_world
@@ -49,6 +52,26 @@ def test_dangling_references_are_refused(engine: Engine) -> None:
         "effective_at": utcnow(), "meter_id": "no-meter", "memo": ""})  # fmt: skip
     with write_tx(engine) as conn:
         conn.execute(insert(LINES), many)
+
+
+def test_the_batch_path_refuses_them_too(engine: Engine) -> None:
+    """Batches insert through ``insert_columns``, with binary COPY on PostgreSQL: the checks run
+    for it as for an INSERT, and the refusal is SQLAlchemy's ``IntegrityError`` as an insert's."""
+    world = seed_world(engine, gateways=1, meters_per_gateway=1)
+    entry = _entry(engine, next(iter(world.meters)))
+    ok: dict[str, list[Any]] = {"entry_id": [entry] * 50, "account_id": ["c-0-0"] * 50,
+                                "amount": [0] * 50}  # fmt: skip
+    for column, bad in (("account_id", "nobody"), ("entry_id", entry + 99)):
+        with pytest.raises(IntegrityError) as refused, write_tx(engine) as conn:
+            insert_columns(conn, LINES, {k: [*v, bad if k == column else v[0]]
+                                         for k, v in ok.items()})  # fmt: skip
+        assert getattr(refused.value.orig, "sqlstate", "23503") == "23503"
+    with write_tx(engine) as conn:
+        insert_columns(conn, LINES, ok)
+    with write_tx(engine) as conn:
+        found = conn.execute(text("SELECT count(*) FROM journal_lines WHERE entry_id = :e"),
+                             {"e": entry}).scalar_one()  # fmt: skip
+    assert found == 50
 
 
 def test_a_referenced_account_or_meter_cannot_be_deleted(engine: Engine) -> None:
