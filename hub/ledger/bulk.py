@@ -101,7 +101,7 @@ def _copy(
 ) -> None:
     """Insert the rows with ``COPY ... FROM STDIN (FORMAT BINARY)`` in the caller's transaction:
     about half the client CPU of binding arrays for ``unnest`` and a sixth less of the server's
-    (``docs/scaling.md`` 2.6). Triggers and constraints run as for an insert. The driver's
+    (``docs/scaling.md`` 2.1). Triggers and constraints run as for an insert. The driver's
     errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``...), as an
     insert's would be, so a deadlock is retried (``hub.db.is_retryable``)."""
     sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
