@@ -590,9 +590,9 @@ class BatchProcessor:
                 tokens=tokens.get(meter_id),
                 rules=rules,
                 selection=rated.selections.get(meter_id),
-                derives=derives.get(meter_id),
             )
-            out.credit[meter_id] = report(info, self.credit_refresh, digests, now)
+            out.credit[meter_id] = report(info, derives.get(meter_id), self.credit_refresh,
+                                          digests, now)  # fmt: skip
 
     @staticmethod
     def _derives(

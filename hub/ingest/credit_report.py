@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from hub.commands.baseline import StateDigests
+from hub.commands.chain import Chain
 from hub.control.credit_state import MeterCredit, build_state, credit_rules
 from hub.ingest.model import CreditInfo, Derived
 
@@ -22,12 +23,12 @@ def to_meter_credit(info: CreditInfo) -> MeterCredit:
 
 
 def report(
-    info: CreditInfo, refresh: timedelta, digests: StateDigests, now: datetime
+    info: CreditInfo, told: Chain | None, refresh: timedelta, digests: StateDigests, now: datetime
 ) -> CreditInfo | Derived:
     """``info``, or a :class:`Derived` when the agent works the state out alone from what it was
-    last sent: its balance (the batch's step held on the meter's chain, ``info.derives``), not
-    ``refresh`` or longer ago, and the rest of the state unchanged (its digest)."""
-    told = info.derives
+    last sent: its balance (``told``: the meter's chain, when the batch's step held on it;
+    ``hub.commands.baseline``), not ``refresh`` or longer ago, and the rest of the state
+    unchanged (its digest)."""
     if told is None or told.sent_at is None or now - told.sent_at >= refresh:
         return info
     try:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from hub.commands.chain import Chain
 from hub.ingest.receipts import Settled
 from hub.models import (
     Account,
@@ -109,9 +108,6 @@ class CreditInfo:
     # (hub.control.combined); None: the paying customer's own rules
     rules: CreditRules | None = None
     selection: dict[str, Any] | None = None  # the providers chosen now (hub.rating.pricing)
-    # the meter's chain when this batch's step held on it: the agent works ``balance`` out alone
-    # from the state that blessed it, if any (hub.commands.baseline); None: the state is sent
-    derives: Chain | None = None
 
 
 @dataclass(frozen=True, slots=True)
