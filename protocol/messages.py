@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -45,15 +44,11 @@ MAX_CURRENT_A = 100_000.0  # far above any meter's rating (a CT-connected meter'
 _RANGE = f"from {MIN_INSTANT:%Y-%m-%d} to before {MAX_INSTANT:%Y-%m-%d} UTC"
 
 
-def _in_range(moment: datetime) -> datetime:
-    # Comparing aware datetimes never overflows, converting them to UTC may.
-    if not MIN_INSTANT <= moment < MAX_INSTANT:
-        raise ValueError(f"must be {_RANGE}")
-    return moment
-
-
 _INSTANT = f"ISO 8601 with an offset, {_RANGE}"
-Instant = Annotated[AwareDatetime, AfterValidator(_in_range), Field(description=_INSTANT)]
+# The range is checked by pydantic's core, which compares the instant with its offset (a
+# year-1 or year-9999 time with an offset is refused, never converted): a Python validator
+# cost about 0.6 us an instant, six times the core's check (docs/scaling.md 2.3).
+Instant = Annotated[AwareDatetime, Field(ge=MIN_INSTANT, lt=MAX_INSTANT, description=_INSTANT)]
 MeterId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 MessageId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 # A gateway store's epoch: random hex made with the agent's SQLite file (its outbox). Records,

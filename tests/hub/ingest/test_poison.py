@@ -94,7 +94,7 @@ def test_a_year_one_record_behind_a_gap_is_refused_and_never_held(
         wait_for(lambda: settled() >= sent + 1, timeout=30)
     assert posted(sqlite_engine) == sent
     assert _reasons(sqlite_engine) == [
-        "records.0.start: Value error, must be from 1970-01-01 to before 2200-01-01 UTC"
+        "records.0.start: Input should be greater than or equal to 1970-01-01T00:00:00Z"
     ]
     assert count(sqlite_engine, "usage_pending") == 0
     _no_internal_errors(sqlite_engine, service)
@@ -128,8 +128,8 @@ def test_an_invalid_record_in_the_held_table_is_quarantined_by_a_release_alone(
     assert quarantined(sqlite_engine) == [
         (
             topic("gw-0", "usage"),
-            "held record of meter 'gw-0-m0' seq 3 is invalid: start: Value error, "
-            "must be from 1970-01-01 to before 2200-01-01 UTC",
+            "held record of meter 'gw-0-m0' seq 3 is invalid: start: Input should be "
+            "greater than or equal to 1970-01-01T00:00:00Z",
         )
     ]
     with publisher(mosquitto.port) as pub:
