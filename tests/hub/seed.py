@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
@@ -95,6 +96,6 @@ def seed_world(
 
     run_tx(engine, setup)
     for first in range(0, gateways, GATEWAYS_PER_TX):
-        last = min(gateways, first + GATEWAYS_PER_TX)
-        run_tx(engine, lambda session, a=first, b=last: add_gateways(session, a, b))
+        run_tx(engine, partial(add_gateways, first=first,
+                               last=min(gateways, first + GATEWAYS_PER_TX)))  # fmt: skip
     return world
