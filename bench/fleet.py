@@ -15,13 +15,20 @@ Per step it reports the offered and the settled rate (records receipted during t
 window, divided by its length: it lags the offered rate by the latency), latency percentiles of
 the records published in the step (after a drain of ``DRAIN_S``; a record never receipted has no
 latency), and what was still unreceipted at the end, and where a settled record's CPU went (the
-hub's processes, the PostgreSQL server, Mosquitto and the publishers). The hub keeps up with a
+hub's processes, the PostgreSQL server, Mosquitto and the publishers, from the first step's
+start to the end of the drain). The hub keeps up with a
 step when at least ``KEEP_UP`` of the step's records were settled within ``MAX_P95_S`` of their
 publishing and the median latency grew by less than ``MAX_GROWTH_S`` from the step's first
 quarter to its last (a hub falling behind has a latency that grows through the step). A step's
 rate in records/s is a fleet of ``rate x 900`` meters at 15-minute reporting: the simulated
 meters report more often than every 15 minutes (each record still covers 15 minutes), so the
-seeded database is small; a real fleet's larger tables and caches are not measured here.
+seeded database is small; a real fleet's larger tables and caches are not measured here. Mind
+the fleet's size: the hub settles a batch's records of one meter (and of one gateway) together,
+and in a real fleet a batch of a few seconds holds one record of each meter. A meter of a
+simulated fleet reports every ``gateways x meters / rate`` seconds; when that is shorter than
+a batch's few seconds, the hub's work per meter and per gateway (rating state, progress, credit,
+receipts) is shared by several records and the benchmark is optimistic (``docs/scaling.md``
+2.3: 10,000 meters against 30,000 at the same rate).
 
     python -m bench.fleet [--db postgres] [--gateways 1000] [--meters 10]
                           [--rates 2000,5000,8000,11000] [--step-s 20] [--hubs 1]
@@ -51,6 +58,7 @@ from bench.hub_ingest import (
     Stack,
     _lines,
     process_cpu_s,
+    processes,
     server_cpu_s,
     stack,
     start_hub,
@@ -242,8 +250,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         lines: list[queue.Queue[str]] = [queue.Queue() for _ in hubs]
         for hub, into in zip(hubs, lines, strict=True):  # read, or a full pipe stalls the hub
             threading.Thread(target=_lines, args=(hub, into), daemon=True).start()
-        pg_cpu = server_cpu_s(st.pg_data) if st.pg_data else 0.0
-        broker_cpu = process_cpu_s(st.broker_pid)
         pubs = [
             subprocess.Popen(
                 [
@@ -276,10 +282,10 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         st.procs.extend(pubs)
         wait_ready(*pubs)  # each has had its warm-up round settled
         _wait_blessed(st, args.gateways * args.meters)
-        posted_before = 0
         if args.pg_stats:
             pg_stats.reset(st.url)
-            posted_before = _posted(st)
+        posted_before = _posted(st)
+        before = _cpu_s(st, hubs, pubs)
         t0 = time.time() + 1.0  # every publisher starts its first step at once
         for pub in pubs:
             assert pub.stdin is not None
@@ -289,11 +295,10 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for pub in pubs:
             out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
             outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
-        pg_cpu = server_cpu_s(st.pg_data) - pg_cpu if st.pg_data else 0.0
-        statements = (pg_stats.breakdown(st.url, _posted(st) - posted_before)
-                      if args.pg_stats else None)  # fmt: skip
-        broker_cpu = process_cpu_s(st.broker_pid) - broker_cpu
-        fleet_cpu = sum(o[-1]["cpu_s"] for o in outputs)
+        after = _cpu_s(st, hubs, [])
+        after["fleet"] = sum(o[-1]["cpu_s"] for o in outputs)  # the publishers have ended
+        settled = _posted(st) - posted_before
+        statements = pg_stats.breakdown(st.url, settled) if args.pg_stats else None
         counters = stop_hubs(hubs, lines)
         steps = []
         for i, rate in enumerate(args.rates.split(",")):
@@ -330,7 +335,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "unreceipted_after_drain": unreceipted,
                 "credit_states": {"queued": counters.get("credit_states", 0),
                                   "derived": counters.get("credit_derived", 0)},
-                "cpu_us_per_record": _cpu(counters, pg_cpu, broker_cpu, fleet_cpu),
+                "cpu_us_per_record": {k: round((after[k] - before[k]) * 1e6 / max(1, settled))
+                                      for k in before},
                 **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
 
 
@@ -355,18 +361,28 @@ def _posted(st: Stack) -> int:
         return int(conn.exec_driver_sql("SELECT count(*) FROM posted_usage").scalar_one())
 
 
-def _cpu(counters: dict[str, int], pg_s: float, broker_s: float, fleet_s: float) -> dict[str, int]:
-    """Where a settled record's CPU went, from the hub's own counters and the other processes':
-    the hub's main process (``hub``), of that its credit-state queueing (``credit``), its
-    settlers, its MQTT pump, the PostgreSQL server, Mosquitto and the simulated fleet; the hub's
-    start-up and the warm-up round included."""
-    n = max(1, counters.get("posted", 0))
-    return {"hub": round(counters.get("process_cpu_ms", 0) * 1000 / n),
-            "credit": round(counters.get("credit_cpu_ms", 0) * 1000 / n),
-            "settlers": round(counters.get("settler_cpu_ms", 0) * 1000 / n),
-            "pump": round(counters.get("pump_cpu_ms", 0) * 1000 / n),
-            "postgres": round(pg_s * 1e6 / n), "mosquitto": round(broker_s * 1e6 / n),
-            "fleet": round(fleet_s * 1e6 / n)}  # fmt: skip
+def _cpu_s(st: Stack, hubs: list[subprocess.Popen[str]],
+           pubs: list[subprocess.Popen[str]]) -> dict[str, float]:  # fmt: skip
+    """CPU seconds used so far by each part: the hub's main processes (``hub``), their
+    settlers and MQTT pumps, the PostgreSQL server, Mosquitto and the simulated fleet's
+    publishers (``/proc``, Linux). Taken when the steps start and when the fleet has ended, so
+    a record's CPU is that of the steps and the drain, not of the start-up and the warm-up
+    round (whose first sight of every meter and first credit states grow with the fleet)."""
+    runners = {hub.pid for hub in hubs}
+    out = dict.fromkeys(("hub", "settlers", "pump"), 0.0)
+    for pid, ppid, own, _reaped in processes():
+        if pid in runners:
+            out["hub"] += own
+        elif ppid in runners:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:  # ended meanwhile
+                continue
+            out["settlers" if b"hub.ingest.settler" in cmdline else "pump"] += own
+    out["postgres"] = server_cpu_s(st.pg_data) if st.pg_data else 0.0
+    out["mosquitto"] = process_cpu_s(st.broker_pid)
+    out["fleet"] = sum(process_cpu_s(pub.pid) for pub in pubs)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,20 +152,26 @@ def process_cpu_s(pid: int) -> float:
 def server_cpu_s(data: Path) -> float:
     """CPU seconds used so far by the PostgreSQL server of ``data``: its postmaster, its live
     processes, and the children it has reaped (``/proc``, Linux)."""
-    tick = os.sysconf("SC_CLK_TCK")
     postmaster = int((data / "postmaster.pid").read_text().split()[0])
-    total = 0.0
+    return sum(own + (reaped if pid == postmaster else 0.0)
+               for pid, ppid, own, reaped in processes()
+               if postmaster in (pid, ppid))  # fmt: skip
+
+
+def processes() -> list[tuple[int, int, float, float]]:
+    """Every live process: (pid, parent pid, CPU seconds it used, CPU seconds of the children
+    it has reaped) (``/proc``, Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = []
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
             fields = Path(stat).read_text().rsplit(")", 1)[1].split()
         except OSError:  # the process ended meanwhile
             continue
-        pid, ppid = int(Path(stat).parent.name), int(fields[1])
-        if pid == postmaster:
-            total += sum(int(f) for f in fields[11:15]) / tick  # its own and its reaped children's
-        elif ppid == postmaster:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        own = (int(fields[11]) + int(fields[12])) / tick
+        reaped = (int(fields[13]) + int(fields[14])) / tick
+        out.append((int(Path(stat).parent.name), int(fields[1]), own, reaped))
+    return out
 
 
 # -- child roles -------------------------------------------------------------------------------

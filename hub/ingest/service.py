@@ -296,8 +296,7 @@ class IngestService:
         self._ack(done.acks)
         pump = self._pump
         if pump is not None:
-            for topic, payload in done.receipts:
-                pump.publish(topic, payload)
+            pump.publish_all(done.receipts)
         with self._flight_lock:
             self._in_flight[shard] = max(0, self._in_flight[shard] - done.messages)
         self._count(batches=1, **done.counts)

@@ -2,7 +2,7 @@
 socket of a ``ChildLink`` (``hub.ingest.transport.child``) and matched by type.
 
 Pump → hub: ``Routed`` (received messages, one ``Part`` per settler), ``Up``, ``Down``,
-``Protocol``, ``PubAck``, ``Cpu``. Hub → pump: ``Ack``, ``Publish``, ``Stop``.
+``Protocol``, ``PubAck``, ``Cpu``. Hub → pump: ``Ack``, ``Publish``, ``PublishAll``, ``Stop``.
 Hub → settler: ``Delivery`` (pickled by the pump, passed on by the hub as bytes), ``Stop``.
 Settler → hub: ``Done``, ``Cpu``.
 
@@ -105,6 +105,15 @@ class Publish:
     token: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PublishAll:
+    """Hub → pump: publish each ``(topic, payload)`` at QoS 1, no PUBACK reported: a batch's
+    receipts in one message, not one each (a fleet of many gateways has about one receipt per
+    message it sends)."""
+
+    items: list[tuple[str, bytes]]
+
+
 # -- hub ↔ settler -----------------------------------------------------------------------------
 
 
@@ -131,7 +140,7 @@ class Done:
     received_at: float = 0.0
 
 
-ToPump = Ack | Publish | Stop
+ToPump = Ack | Publish | PublishAll | Stop
 FromPump = Routed | Up | Down | Protocol | PubAck | Cpu
 PumpEvent = Up | Down | Protocol | PubAck | Cpu  # what ``PumpLink`` hands to ``on_event``
 ToSettler = Delivery | Stop

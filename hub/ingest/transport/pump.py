@@ -15,7 +15,7 @@ Child → parent (``hub.ingest.transport.messages``): ``Routed`` (one ``Part`` p
 ``Up`` once subscribed, ``Down``, ``Protocol`` after falling back to MQTT 3.1.1, ``PubAck``,
 ``Cpu`` when stopping. Parent → child: ``Ack`` (QoS 1 messages: the subscriptions are QoS 1, so
 none arrive at QoS 2), ``Publish`` (QoS 1; with a token, the broker's PUBACK is reported as
-``PubAck``), ``Stop``.
+``PubAck``), ``PublishAll`` (several, QoS 1, no PUBACK reported), ``Stop``.
 
 A generation names one connection: a message received on an earlier connection is never
 acknowledged on a later one (its mid may name another message there); the broker redelivers it.
@@ -47,6 +47,7 @@ from hub.ingest.transport.messages import (
     Protocol,
     PubAck,
     Publish,
+    PublishAll,
     Routed,
     ToPump,
     Up,
@@ -123,6 +124,9 @@ class Pump:
                 self._ack(generation, mids)
             case Publish(topic, payload, token):
                 self._publish(topic, payload, token)
+            case PublishAll(items):
+                for topic, payload in items:
+                    self._publish(topic, payload, None)
         return True
 
     def _publish(

@@ -15,7 +15,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from hub.ingest.transport.child import ChildLink
-from hub.ingest.transport.messages import Ack, Down, Part, Publish, PumpEvent, Routed
+from hub.ingest.transport.messages import (
+    Ack,
+    Down,
+    Part,
+    Publish,
+    PublishAll,
+    PumpEvent,
+    Routed,
+)
 
 GENERATIONS_PER_PUMP = 1_000_000
 
@@ -80,6 +88,11 @@ class PumpLink:
         """Hand ``topic``/``payload`` to the pump (QoS 1); False when no pump is running. With a
         ``token``, the broker's PUBACK comes back as ``on_event(PubAck(token))``."""
         return self._child.send(Publish(topic, payload, token))
+
+    def publish_all(self, items: list[tuple[str, bytes]]) -> bool:
+        """Hand every ``(topic, payload)`` of ``items`` to the pump in one message (QoS 1, no
+        PUBACK reported); False when no pump is running."""
+        return not items or self._child.send(PublishAll(items))
 
     def _config(self, restarts: int) -> str:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
