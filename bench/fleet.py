@@ -9,7 +9,8 @@ report: first one report from every gateway, settled before anything is measured
 first sight of a meter is not the steady state), then at the offered rate of each step of
 ``--rates`` (records/s, for ``--step-s`` seconds each). The gateways listen for their receipts
 (``smsa/v1/gw/{gw}/receipt``, published by the hub after each committed batch): a record's
-latency is from its publish to the receipt that settles it, as the gateway sees it.
+latency is from its publish to the receipt that settles it, as the gateway sees it. They
+acknowledge the hub's commands (each meter's first credit state) as their agents would.
 
 Per step it reports the offered and the settled rate (records receipted during the step
 window, divided by its length: it lags the offered rate by the latency), latency percentiles of
@@ -19,7 +20,10 @@ hub's processes, the PostgreSQL server, Mosquitto and the publishers, from the f
 start to the end of the drain). The hub keeps up with a
 step when at least ``KEEP_UP`` of the step's records were settled within ``MAX_P95_S`` of their
 publishing and the median latency grew by less than ``MAX_GROWTH_S`` from the step's first
-quarter to its last (a hub falling behind has a latency that grows through the step). A step's
+quarter to its last (a hub falling behind has a latency that grows through the step). A
+record's latency counts from when its report was due, not when it went out: on a busy machine
+the publishers fall behind their schedule (``behind s``: the most any report was late), and
+that delay counts against the hub, whose processes share the machine with them. A step's
 rate in records/s is a fleet of ``rate x 900`` meters at 15-minute reporting: the simulated
 meters report more often than every 15 minutes (each record still covers 15 minutes), so the
 seeded database is small; a real fleet's larger tables and caches are not measured here. Mind
@@ -46,7 +50,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +89,14 @@ class Gateways:
         self.sent: dict[tuple[str, int], float] = {}  # (meter, seq) -> publish time
         self.lock = threading.Lock()
 
-    def report(self, gw: str) -> bytes:
-        """The gateway's next message: one record per meter for the next 15 minutes."""
+    def report(self, gw: str, due: float) -> bytes:
+        """The gateway's next message: one record per meter for the next 15 minutes, due at
+        ``due`` (``time.time()``): its records' latency counts from then, so a publisher that
+        falls behind its schedule on a busy machine shows as latency, not as a lower rate."""
         r = self.round[gw]
         self.round[gw] = r + 1
         start = T0 + timedelta(minutes=15 * r)
         s, e = start.isoformat(), (start + timedelta(minutes=15)).isoformat()
-        now = time.time()
         records = []
         with self.lock:
             for m in range(self.meters):
@@ -99,7 +104,7 @@ class Gateways:
                 reg = 1000 + r * 137
                 records.append(f'{{"meter":"{meter}","seq":{r + 1},"start":"{s}","end":"{e}",'
                                f'"import_start":{reg},"import_end":{reg + 137}}}')  # fmt: skip
-                self.sent[(meter, r + 1)] = now
+                self.sent[(meter, r + 1)] = due
         return ('{"v":1,"records":[' + ",".join(records) + "]}").encode()
 
     def settled(self, payload: bytes, now: float) -> list[tuple[float, float]]:
@@ -116,44 +121,67 @@ class Gateways:
 
 
 def _paced(client: mqtt.Client, gws: Gateways, per_s: float, start: float, end: float, *,
-           k: int) -> tuple[int, int]:  # fmt: skip
+           k: int) -> tuple[int, int, float]:  # fmt: skip
     """Publish reports at ``per_s`` messages a second from ``start`` until ``end``, round
-    robin over the gateways from the ``k``th: (messages sent, the next k)."""
-    n = 0
+    robin over the gateways from the ``k``th: (messages sent, the next k, the longest a report
+    was published after it was due, in seconds)."""
+    n, behind = 0, 0.0
     while True:
         due = start + n / per_s
         if due >= end:
-            return n, k
+            return n, k, behind
         wait = due - time.time()
         if wait > 0:
             time.sleep(wait)
+        else:
+            behind = max(behind, -wait)
         gw = gws.gateways[k % len(gws.gateways)]
-        client.publish(f"smsa/v1/gw/{gw}/usage", gws.report(gw), qos=1)
+        client.publish(f"smsa/v1/gw/{gw}/usage", gws.report(gw, due), qos=1)
         k += 1
         n += 1
 
 
 class Receipts:
-    """The gateways' receipts: paho's network thread only queues each (arrival time, payload);
-    a thread of its own matches them to the records sent (``receipted``: (receipt time,
-    publish time) per record)."""
+    """The gateways' receipts and commands: paho's network thread only queues each (arrival
+    time, topic, payload); a thread of its own matches receipts to the records sent
+    (``receipted``: (receipt time, publish time) per record) and acknowledges each command to
+    one of this publisher's gateways as its agent would (a ``command_ack`` event, applied):
+    unacknowledged, the hub would send every meter's first credit state again and again, work
+    a real fleet does not cause."""
 
-    def __init__(self, gws: Gateways) -> None:
+    def __init__(self, gws: Gateways, client: mqtt.Client) -> None:
         self.gws = gws
+        self.client = client
+        self.mine = set(gws.gateways)
         self.receipted: list[tuple[float, float]] = []
         self.lock = threading.Lock()
-        self._inbox: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[float, str, bytes] | None] = queue.SimpleQueue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put((time.time(), bytes(msg.payload)))
+        self._inbox.put((time.time(), msg.topic, bytes(msg.payload)))
 
     def _read(self) -> None:
         while (item := self._inbox.get()) is not None:
-            got = self.gws.settled(item[1], item[0])
+            at, topic, payload = item
+            if topic.endswith("/cmd"):
+                self._acknowledge(topic, payload)
+                continue
+            got = self.gws.settled(payload, at)
             with self.lock:
                 self.receipted.extend(got)
+
+    def _acknowledge(self, topic: str, payload: bytes) -> None:
+        gw = topic.split("/")[3]
+        if gw not in self.mine:
+            return
+        cmd = json.loads(payload)
+        ack = {"id": f"ack-{cmd['id']}"[:64], "kind": "command_ack", "meter": cmd["meter"],
+               "at": datetime.now(UTC).isoformat(), "reason": "applied",
+               "data": {"command": cmd["id"], "action": cmd["action"], "ok": True}}  # fmt: skip
+        self.client.publish(f"smsa/v1/gw/{gw}/events",
+                            json.dumps({"v": 1, "events": [ack]}), qos=1)  # fmt: skip
 
     def stop(self) -> None:
         self._inbox.put(None)
@@ -165,7 +193,7 @@ def _warm_up(client: mqtt.Client, gws: Gateways, receipted: list[tuple[float, fl
     """One report from every gateway, settled before the steps start: the hub's first sight of
     each meter (its rating state, credit memory and first credit state) is not measured."""
     for gw in gws.gateways:
-        client.publish(f"smsa/v1/gw/{gw}/usage", gws.report(gw), qos=1)
+        client.publish(f"smsa/v1/gw/{gw}/usage", gws.report(gw, time.time()), qos=1)
     deadline = time.time() + WARM_UP_S
     while gws.sent and time.time() < deadline:
         time.sleep(0.2)
@@ -179,16 +207,15 @@ def fleet(args: argparse.Namespace) -> None:
     """A publisher: its gateways' reports paced to its share of each step's rate; prints one
     JSON line per step (and one after the drain)."""
     gws = Gateways(args.gateways_list.split(","), args.meters)
-    receipts = Receipts(gws)
-    receipted, rlock = receipts.receipted, receipts.lock
-
     client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                          client_id=f"fleet-{args.index}", protocol=mqtt.MQTTv5)  # fmt: skip
+    receipts = Receipts(gws, client)
+    receipted, rlock = receipts.receipted, receipts.lock
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.on_message = receipts.on_message
     client.connect("127.0.0.1", args.port)
-    client.subscribe("smsa/v1/gw/+/receipt", qos=1)
+    client.subscribe([("smsa/v1/gw/+/receipt", 1), ("smsa/v1/gw/+/cmd", 1)])
     client.loop_start()
     _warm_up(client, gws, receipted, rlock)
     print("ready", flush=True)
@@ -200,8 +227,8 @@ def fleet(args: argparse.Namespace) -> None:
     for rate in rates:
         per_s = rate * share / args.meters  # messages per second from this publisher
         end = start + args.step_s
-        n, k = _paced(client, gws, per_s, start, end, k=k)
-        steps.append((rate, start, end, n * args.meters))
+        n, k, behind = _paced(client, gws, per_s, start, end, k=k)
+        steps.append((rate, start, end, n * args.meters, behind))
         time.sleep(max(0.0, end - time.time()))
         start = end
     deadline = time.time() + DRAIN_S
@@ -210,7 +237,7 @@ def fleet(args: argparse.Namespace) -> None:
     receipts.stop()
     with rlock:
         done = list(receipted)
-    for rate, start, end, sent in steps:
+    for rate, start, end, sent, behind in steps:
         # settled: receipted during the step; latency: of the records published in it (those
         # never receipted count as the longest, infinite)
         in_window = sum(1 for at, _sent in done if start <= at < end)
@@ -222,6 +249,7 @@ def fleet(args: argparse.Namespace) -> None:
         print(json.dumps({"rate": rate, "sent": sent, "receipted": in_window,
                           "in_time": sum(1 for lat in lats if lat < MAX_P95_S),
                           "p50_first": _pct(first, 0.5), "p50_last": _pct(last, 0.5),
+                          "behind_s": round(behind, 3),
                           "latencies": _sample(lats)}), flush=True)  # fmt: skip
     print(json.dumps({"unreceipted": len(gws.sent), "cpu_s": time.process_time()}), flush=True)
     client.disconnect()
@@ -323,6 +351,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             growth = [r["p50_last"] - r["p50_first"] for r in rows
                       if r["p50_last"] is not None and r["p50_first"] is not None]  # fmt: skip
             step["latency_growth_s"] = round(max(growth), 3) if growth else None
+            step["publishers_behind_s"] = max(r["behind_s"] for r in rows)
             step["kept_up"] = bool(
                 sent and in_time >= KEEP_UP * sent
                 and len(growth) == len(rows) and max(growth) < MAX_GROWTH_S
@@ -337,6 +366,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                   "derived": counters.get("credit_derived", 0)},
                 "cpu_us_per_record": {k: round((after[k] - before[k]) * 1e6 / max(1, settled))
                                       for k in before},
+                "cpu_window": {"records": settled,
+                               "cpu_s": {k: round(after[k] - before[k], 2) for k in before}},
                 **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
 
 
@@ -416,13 +447,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--hubs above 1 needs --db postgres (an ingest group)")
     with tempfile.TemporaryDirectory(prefix="smsa-fleet-") as tmp:
         result = run(args, Path(tmp))
-    print(f"{'offered/s':>10}{'settled/s':>10}{'in 10 s':>8}{'p50 s':>8}{'p95 s':>8}"
-          f"{'p99 s':>8}{'growth s':>9}{'meters at 15 min':>18}  kept up")  # fmt: skip
+    print(f"{'offered/s':>10}{'settled/s':>10}{'in 10 s':>8}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}"
+          f"{'growth s':>9}{'behind s':>9}{'meters at 15 min':>18}  kept up")  # fmt: skip
     for s in result["steps"]:
         lat = s["latency_s"]
         print(f"{s['offered_records_per_s']:>10}{s['settled_records_per_s']:>10}"
               f"{s['in_time'] or 0:>8}{lat['p50'] or 0:>8}{lat['p95'] or 0:>8}{lat['p99'] or 0:>8}"
-              f"{s['latency_growth_s'] or 0:>9}{s['fleet_at_15_min']:>18}"
+              f"{s['latency_growth_s'] or 0:>9}{s['publishers_behind_s']:>9}"
+              f"{s['fleet_at_15_min']:>18}"
               f"  {'yes' if s['kept_up'] else 'no'}")  # fmt: skip
     print(f"unreceipted after {DRAIN_S:g} s of drain: {result['unreceipted_after_drain']}")
     states = result["credit_states"]
