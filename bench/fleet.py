@@ -325,8 +325,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
         after = _cpu_s(st, hubs, [])
         after["fleet"] = sum(o[-1]["cpu_s"] for o in outputs)  # the publishers have ended
-        settled = _posted(st) - posted_before
-        statements = pg_stats.breakdown(st.url, settled) if args.pg_stats else None
+        posted = _posted(st) - posted_before  # in the steps and the drain
+        statements = pg_stats.breakdown(st.url, posted) if args.pg_stats else None
         counters = stop_hubs(hubs, lines)
         steps = []
         for i, rate in enumerate(args.rates.split(",")):
@@ -364,27 +364,32 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "unreceipted_after_drain": unreceipted,
                 "credit_states": {"queued": counters.get("credit_states", 0),
                                   "derived": counters.get("credit_derived", 0)},
-                "cpu_us_per_record": {k: round((after[k] - before[k]) * 1e6 / max(1, settled))
+                "cpu_us_per_record": {k: round((after[k] - before[k]) * 1e6 / max(1, posted))
                                       for k in before},
-                "cpu_window": {"records": settled,
+                "cpu_window": {"records": posted,
                                "cpu_s": {k: round(after[k] - before[k], 2) for k in before}},
                 **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
 
 
 def _wait_blessed(st: Stack, meters: int) -> None:
-    """Until every meter's first credit state is queued (``hub.commands.baseline``): the steps
-    then measure a fleet in its steady state, not the race of the first states with the first
-    step's usage (which sent up to 7,000 more states, and showed as a first step's backlog)."""
+    """Until every meter's first credit state is queued (``hub.commands.baseline``) and
+    acknowledged by its gateway: the steps then measure a fleet in its steady state, not the
+    race of the first states and their acknowledgements with the first step's usage (which
+    sent up to 7,000 more states, and showed as a first step's backlog)."""
     deadline = time.time() + WARM_UP_S
     while time.time() < deadline:
         with st.engine.connect() as conn:
             blessed = conn.exec_driver_sql(
                 "SELECT count(*) FROM credit_baselines WHERE sent_at IS NOT NULL"
             ).scalar_one()
-        if blessed >= meters:
+            open_ = conn.exec_driver_sql(
+                "SELECT count(*) FROM commands WHERE status IN ('queued', 'sent')"
+            ).scalar_one()
+        if blessed >= meters and not open_:
             return
         time.sleep(0.2)
-    raise SystemExit(f"warm-up: {meters - blessed} meters' first credit states not queued")
+    raise SystemExit(f"warm-up: {meters - blessed} meters' first credit states not queued, "
+                     f"{open_} commands not acknowledged")  # fmt: skip
 
 
 def _posted(st: Stack) -> int:
