@@ -110,10 +110,12 @@ class CreditInfo:
     selection: dict[str, Any] | None = None  # the providers chosen now (hub.rating.pricing)
 
 
-@dataclass(frozen=True, slots=True)
-class Derived:
+class Derived(NamedTuple):
     """A meter whose agent works its credit state out alone after the batch
-    (``hub.ingest.credit_report``): no state is sent; what credit control needs of it."""
+    (``hub.ingest.credit_report``): no state is sent; what credit control needs of it. A
+    named tuple, not a frozen dataclass: every meter of a batch sends one to the main process,
+    and a slotted dataclass unpickles through ``dataclasses.fields`` (a quarter of the main
+    process's CPU with a fleet of 30,000 meters, py-spy)."""
 
     meter_id: str
     balance: int
