@@ -34,8 +34,11 @@ a batch's few seconds, the hub's work per meter and per gateway (rating state, p
 receipts) is shared by several records and the benchmark is optimistic (``docs/scaling.md``
 2.3: 10,000 meters against 30,000 at the same rate).
 
-    python -m bench.fleet [--db postgres] [--gateways 1000] [--meters 10]
-                          [--rates 2000,5000,8000,11000] [--step-s 20] [--hubs 1]
+    python -m bench.fleet [--db postgres] [--gateways 3000] [--meters 10]
+                          [--rates 4000,5000,6000,7000] [--step-s 60] [--hubs 1]
+
+The defaults are the realistic shape (30,000 meters: about one record of each meter per batch
+at these rates; seeding them takes about five minutes).
 
 Prints a table and writes ``bench/results/fleet.json``.
 """
@@ -424,12 +427,12 @@ def _cpu_s(st: Stack, hubs: list[subprocess.Popen[str]],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="postgres")
-    parser.add_argument("--gateways", type=int, default=1000)
+    parser.add_argument("--gateways", type=int, default=3000)
     parser.add_argument(
         "--meters", type=int, default=10, help="meters per gateway (records a message)"
     )
-    parser.add_argument("--rates", default="2000,5000,8000,11000", help="records/s per step")
-    parser.add_argument("--step-s", type=float, default=20.0)
+    parser.add_argument("--rates", default="4000,5000,6000,7000", help="records/s per step")
+    parser.add_argument("--step-s", type=float, default=60.0)
     parser.add_argument("--hubs", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=10_000)
