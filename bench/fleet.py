@@ -72,6 +72,7 @@ from bench.hub_ingest import (
     stop_hubs,
     wait_ready,
 )
+from protocol.topics import parse, subscription, topic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fleet.json"
 KEEP_UP = 0.97  # of a step's records settled within MAX_P95_S of their publishing
@@ -139,7 +140,7 @@ def _paced(client: mqtt.Client, gws: Gateways, per_s: float, start: float, end: 
         else:
             behind = max(behind, -wait)
         gw = gws.gateways[k % len(gws.gateways)]
-        client.publish(f"smsa/v1/gw/{gw}/usage", gws.report(gw, due), qos=1)
+        client.publish(topic(gw, "usage"), gws.report(gw, due), qos=1)
         k += 1
         n += 1
 
@@ -167,24 +168,23 @@ class Receipts:
 
     def _read(self) -> None:
         while (item := self._inbox.get()) is not None:
-            at, topic, payload = item
-            if topic.endswith("/cmd"):
-                self._acknowledge(topic, payload)
+            at, name, payload = item
+            gw, kind = parse(name)
+            if kind == "cmd":
+                self._acknowledge(gw, payload)
                 continue
             got = self.gws.settled(payload, at)
             with self.lock:
                 self.receipted.extend(got)
 
-    def _acknowledge(self, topic: str, payload: bytes) -> None:
-        gw = topic.split("/")[3]
+    def _acknowledge(self, gw: str, payload: bytes) -> None:
         if gw not in self.mine:
             return
         cmd = json.loads(payload)
         ack = {"id": f"ack-{cmd['id']}"[:64], "kind": "command_ack", "meter": cmd["meter"],
                "at": datetime.now(UTC).isoformat(), "reason": "applied",
                "data": {"command": cmd["id"], "action": cmd["action"], "ok": True}}  # fmt: skip
-        self.client.publish(f"smsa/v1/gw/{gw}/events",
-                            json.dumps({"v": 1, "events": [ack]}), qos=1)  # fmt: skip
+        self.client.publish(topic(gw, "events"), json.dumps({"v": 1, "events": [ack]}), qos=1)
 
     def stop(self) -> None:
         self._inbox.put(None)
@@ -196,7 +196,7 @@ def _warm_up(client: mqtt.Client, gws: Gateways, receipted: list[tuple[float, fl
     """One report from every gateway, settled before the steps start: the hub's first sight of
     each meter (its rating state, credit memory and first credit state) is not measured."""
     for gw in gws.gateways:
-        client.publish(f"smsa/v1/gw/{gw}/usage", gws.report(gw, time.time()), qos=1)
+        client.publish(topic(gw, "usage"), gws.report(gw, time.time()), qos=1)
     deadline = time.time() + WARM_UP_S
     while gws.sent and time.time() < deadline:
         time.sleep(0.2)
@@ -218,7 +218,7 @@ def fleet(args: argparse.Namespace) -> None:
     client.max_queued_messages_set(0)
     client.on_message = receipts.on_message
     client.connect("127.0.0.1", args.port)
-    client.subscribe([("smsa/v1/gw/+/receipt", 1), ("smsa/v1/gw/+/cmd", 1)])
+    client.subscribe([(subscription("receipt"), 1), (subscription("cmd"), 1)])
     client.loop_start()
     _warm_up(client, gws, receipted, rlock)
     print("ready", flush=True)

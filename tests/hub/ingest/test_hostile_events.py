@@ -104,11 +104,11 @@ def test_an_event_flood_is_held_to_the_gateways_quota(
         refilled = EventQuota().per_second * (time.monotonic() - started)
         assert burst <= stored <= burst + refilled + 1, (stored, refilled)
         assert len(_events(sqlite_engine, "event_quota")) == 1
-        # each batch's receipt is published after its commit: wait for the last ones
 
         def confirmed() -> set[str]:
             return {e for _, p in receipts.messages for e in json.loads(p)["events"]}
 
+        # each batch's receipt is published after its commit: wait for the last ones
         wait_for(lambda: len(confirmed()) >= stored, timeout=10)
         assert len(confirmed()) == stored, "an event beyond the quota must wait at the gateway"
     finally:
