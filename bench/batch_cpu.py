@@ -28,15 +28,20 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
+
 from bench.hub_ingest import start_postgres, stop_postgres
-from hub.db import make_engine, migrate
+from hub.commands.store import enqueue_many
+from hub.control.credit_state import credit_command_for
+from hub.db import make_engine, migrate, write_tx
 from hub.ingest.batch import BatchProcessor
-from hub.ingest.model import Inbound
+from hub.ingest.credit_report import to_meter_credit
+from hub.ingest.model import CreditInfo, Derived, Inbound
 from protocol.topics import topic
 from tests.hub.seed import seed_world
 
@@ -84,6 +89,14 @@ def fleet_round(
         yield items
 
 
+def bless(engine: Engine, reports: Iterable[CreditInfo | Derived]) -> None:
+    """Queue the reported meters' credit states, as the ingest coordinator queues them: the
+    meters' chains are blessed."""
+    with write_tx(engine) as conn:
+        enqueue_many(conn, [(i.gateway_id, credit_command_for(to_meter_credit(i)))
+                            for i in reports if isinstance(i, CreditInfo)])  # fmt: skip
+
+
 @contextmanager
 def database(kind: str) -> Iterator[str]:
     if kind == "sqlite":
@@ -121,7 +134,7 @@ def main() -> None:
         for meter, gateway in meters:
             by_gateway.setdefault(gateway, []).append(meter)
         now = datetime.now(UTC)
-        cpu, records, batches = 0.0, 0, 0
+        cpu, records, batches, derived = 0.0, 0, 0, 0
         for n in range(counted + (1 if fleet else 2)):
             if fleet:
                 work = list(fleet_round(by_gateway, n + 1, now, args.messages, args.current))
@@ -136,9 +149,13 @@ def main() -> None:
                     raise SystemExit(f"round {n}: {dict(outcome.counts)}")
                 if n >= (1 if fleet else 2):
                     cpu, records, batches = cpu + spent, records + size, batches + 1
+                    derived += sum(isinstance(r, Derived) for r in outcome.credit.values())
+                elif fleet:
+                    bless(engine, outcome.credit.values())
         engine.dispose()
     print(f"settling ({args.db}, {args.shape}): {cpu / records * 1e6:.1f} us CPU per record "
-          f"({records} records in {batches} batches)")  # fmt: skip
+          f"({records} records in {batches} batches; {derived} credit reports left to the "
+          f"agents)")  # fmt: skip
 
 
 if __name__ == "__main__":
