@@ -35,7 +35,7 @@ from hub.control.combined import combine
 from hub.control.credit_state import alternate_headroom, payer_credits
 from hub.db import is_retryable, read_tx, write_tx
 from hub.errors import HubError
-from hub.ingest.credit_report import report
+from hub.ingest.credit_report import MeterDigests, report
 from hub.ingest.events import apply_statuses, store_events
 from hub.ingest.group import lock_gateways
 from hub.ingest.model import (
@@ -162,6 +162,8 @@ class BatchProcessor:
         self._quota_flagged: dict[str, float] = {}
         # Gateways whose store started over (a new epoch) and where their meters resume.
         self.restarts = Restarts(self.owns)
+        # What each meter's credit state hashed to, and from what (``hub.ingest.credit_report``).
+        self._digests = MeterDigests()
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -567,7 +569,7 @@ class BatchProcessor:
                                               gateways))  # fmt: skip
         tokens = token_setups(conn, {m: keys.get(meters[m].gateway_id, "") for m in touched})
         derives = self._derives(conn, rated, balances, exclude=set(shared))
-        digests, now = StateDigests(), datetime.now(UTC)
+        digests, now = (self._digests, StateDigests()), datetime.now(UTC)
         for meter_id, (tariff, state) in touched.items():
             paying = payers[meter_id]
             meter = meters[meter_id]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,11 +20,15 @@ from hub.commands.chain import Chain, after_batch, after_state, derived_balance
 from hub.commands.store import settle
 from hub.db import read_tx, write_tx
 from hub.ingest import IngestService
+from hub.ingest.credit_report import MeterDigests, to_meter_credit
+from hub.ingest.model import CreditInfo
 from hub.ledger.topups import post_topup
-from protocol.messages import CreditState, validate
+from hub.rating.state import MeterState
+from protocol.messages import CreditState, TokenSetup, validate
+from protocol.tariff import Tariff
 from tests.conftest import Broker
 from tests.hub.ingest.helpers import balances, posted, publisher, records_for, table
-from tests.hub.seed import World, seed_world
+from tests.hub.seed import DEFAULT_TARIFF, World, seed_world
 from tests.support import wait_for
 
 
@@ -193,3 +198,39 @@ def test_a_state_is_left_out_only_when_the_agent_works_the_balance_out(
             point = ends[-1 - back] if kind == "state" and ends else (seq, balance)
             pending = (f"c{n}", point)
             chain = after_state(chain, *point, digest="d", command_id=f"c{n}", now=NOW)
+
+
+def test_a_meters_digest_is_built_again_only_when_its_inputs_change() -> None:
+    """``MeterDigests`` remembers each meter's digest with what it was built from: a batch that
+    moved only the balance and the rating state reuses it; a change of anything else the state
+    carries builds it again, to the digest a freshly built state has."""
+    built: list[CreditState] = []
+
+    def hasher(state: CreditState) -> str:
+        built.append(state)
+        return StateDigests()(state)
+
+    tariff = Tariff.model_validate(DEFAULT_TARIFF)
+    info = CreditInfo(meter_id="m-1", gateway_id="gw-1", command_key="", account_id="c-1",
+                      balance=5_000, tariff=tariff, state=MeterState(seq=3), flags=None,
+                      protected=False)  # fmt: skip
+    memo = MeterDigests()
+    first = memo.of(info, hasher)
+    assert first == StateDigests()(to_meter_credit(info).state) and len(built) == 1
+    moved = replace(info, balance=4_200, state=MeterState(seq=7))
+    assert memo.of(moved, hasher) == first and len(built) == 1
+    other_tariff = Tariff.model_validate({**DEFAULT_TARIFF, "components": [
+        {"provider": "gen", "per_kwh": "0.2"}]})  # fmt: skip
+    changes: list[dict[str, Any]] = [
+        {"flags": {"credit_rules": {"low_credit": [500]}}},
+        {"protected": True},
+        {"alternate_available": 900},
+        {"tokens": TokenSetup(sealed="ab" * 20, settled=(1, 2))},
+        {"tariff": other_tariff},
+    ]
+    for n, change in enumerate(changes, start=2):
+        changed = replace(moved, **change)
+        got = memo.of(changed, hasher)
+        assert len(built) == n, change
+        assert got == StateDigests()(to_meter_credit(changed).state) != first
+        assert memo.of(replace(changed, balance=1), hasher) == got and len(built) == n
