@@ -6,17 +6,18 @@ Two shapes of batch:
 * ``--shape backlog`` (default): 20 gateways x 50 meters (as ``bench.hub_ingest``), batches of
   10,000 one-record usage messages in seq order; the first two batches warm caches and are not
   counted.
-* ``--shape fleet``: 1,000 gateways x 10 meters (as ``bench.fleet``), each message one report of
-  a gateway (one record per meter, 10 records), batches of ``--messages`` messages (10: what a
-  settler collects in ``batch_wait_s`` at 4,000 records/s over two settlers), so a batch has one
-  record per meter and its fixed costs count. Every gateway reports once per round; the first
-  round (each meter's first record) is not counted.
+* ``--shape fleet``: 1,000 gateways x 10 meters (``bench.fleet``'s shape), a message one report of
+  a gateway (one record per meter, 10 records), batches of ``--messages`` messages (70: what
+  each of two settlers took a batch in ``bench.fleet`` at 5,000 records/s with 30,000 meters,
+  14.7 batches per 10,000 records; 10 is what one collects in ``batch_wait_s`` at a low rate),
+  so a batch has one record per meter and its fixed costs count. Every gateway reports once
+  per round; the first round (each meter's first record) is not counted.
 
 ``--db postgres`` settles on a throwaway PostgreSQL server (``bench.hub_ingest``), ``sqlite``
 on a file. ``--current``: each record carries the agent's mean current (``current_mean_a``).
 
     python -m bench.batch_cpu [--db sqlite|postgres] [--shape backlog|fleet] [--batches N]
-                              [--messages 10] [--current]
+                              [--messages 70] [--current]
 
 Prints the settling CPU per record. Not part of ``make bench`` (no goal): run it in two checkouts
 to compare a change to the settling path (``docs/benchmarks.md``).
@@ -116,7 +117,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=["backlog", "fleet"], default="backlog")
     parser.add_argument("--batches", type=int, default=0, help="counted batches (backlog: 8, "
                         "after 2) or rounds of every gateway (fleet: 3, after 1)")  # fmt: skip
-    parser.add_argument("--messages", type=int, default=10, help="fleet: messages a batch")
+    parser.add_argument("--messages", type=int, default=70, help="fleet: messages a batch")
     parser.add_argument("--current", action="store_true", help="records carry current_mean_a")
     args = parser.parse_args()
     fleet = args.shape == "fleet"

@@ -21,6 +21,8 @@ TABLES = {
     "meter_customers", "meter_carry", "journal_entries", "journal_lines", "posted_usage",
     "quarantine", "api_keys", "events", "payment_transactions",
 }  # fmt: skip
+# the tables every usage batch updates a row of per meter (PostgreSQL leaves room on their pages)
+UPDATED_EVERY_BATCH = ("meters", "meter_carry", "credit_baselines", "accounts")
 
 
 def test_migrate_empty_then_again_is_noop(empty_db_url: str) -> None:
@@ -41,6 +43,12 @@ def test_migrate_empty_then_again_is_noop(empty_db_url: str) -> None:
                 MigrationContext.configure(conn, opts=opts), hub.models.metadata
             )
         assert diff == []
+        if engine.dialect.name == "postgresql":  # room for HOT updates (0890, 0910)
+            with engine.connect() as conn:
+                options = dict(conn.execute(text(
+                    "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:names)"),
+                    {"names": list(UPDATED_EVERY_BATCH)}).all())  # fmt: skip
+            assert options == {t: ["fillfactor=70"] for t in UPDATED_EVERY_BATCH}
     finally:
         engine.dispose()
 
