@@ -569,7 +569,11 @@ class BatchProcessor:
                                               gateways))  # fmt: skip
         tokens = token_setups(conn, {m: keys.get(meters[m].gateway_id, "") for m in touched})
         derives = self._derives(conn, rated, balances, exclude=set(shared))
-        digests, now = (self._digests, StateDigests()), datetime.now(UTC)
+        hasher, now = StateDigests(), datetime.now(UTC)
+
+        def digest_of(info: CreditInfo) -> str:
+            return self._digests.of(info, hasher)
+
         for meter_id, (tariff, state) in touched.items():
             paying = payers[meter_id]
             meter = meters[meter_id]
@@ -594,7 +598,7 @@ class BatchProcessor:
                 selection=rated.selections.get(meter_id),
             )
             out.credit[meter_id] = report(info, derives.get(meter_id), self.credit_refresh,
-                                          digests, now)  # fmt: skip
+                                          digest_of, now)  # fmt: skip
 
     @staticmethod
     def _derives(

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from hub.commands.baseline import StateDigests
 from hub.commands.chain import Chain
 from hub.control.credit_state import MeterCredit, build_state, credit_rules
 from hub.ingest.model import CreditInfo, Derived
@@ -39,7 +38,8 @@ class MeterDigests:
 
     def of(self, info: CreditInfo, digests: Callable[[CreditState], str]) -> str:
         """The digest of ``info``'s state (``digests`` hashes one built: a batch's
-        :class:`StateDigests`); ValueError or LookupError when it cannot be built."""
+        ``hub.commands.baseline.StateDigests``); ValueError or LookupError when it cannot be
+        built."""
         inputs = (info.tariff, info.flags, info.protected, info.alternate_available, info.tokens,
                   info.rules, info.selection)  # fmt: skip
         held = self._memo.get(info.meter_id)
@@ -54,18 +54,17 @@ def report(
     info: CreditInfo,
     told: Chain | None,
     refresh: timedelta,
-    digests: tuple[MeterDigests, StateDigests],
+    digest_of: Callable[[CreditInfo], str],
     now: datetime,
 ) -> CreditInfo | Derived:
     """``info``, or a :class:`Derived` when the agent works the state out alone from what it was
     last sent: its balance (``told``: the meter's chain, when the batch's step held on it;
     ``hub.commands.baseline``), not ``refresh`` or longer ago, and the rest of the state
-    unchanged (its digest: ``digests``, the settler's memo and the batch's hasher)."""
+    unchanged (``digest_of``: the digest of ``info``'s state, :meth:`MeterDigests.of`)."""
     if told is None or told.sent_at is None or now - told.sent_at >= refresh:
         return info
-    memo, hasher = digests
     try:
-        found = memo.of(info, hasher)
+        found = digest_of(info)
     except (ValueError, LookupError):  # the coordinator builds it again and says why not
         return info
     if found != told.digest:
