@@ -40,13 +40,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.commands import baseline
 from hub.models import Command, CommandStatus, Gateway, table
-from hub.models.commands import OPEN
+from hub.models.commands import OPEN, OPEN_SQL
 from protocol.messages import COMMAND_GROUPS
 from protocol.signing import signed, verify
 from protocol.topics import topic
@@ -190,16 +190,22 @@ def bound(payload: str, epoch: str | None, key: str | None) -> bytes:
     return json.dumps(signed(command, key), separators=(",", ":")).encode()
 
 
+# The earliest next try and the earliest expiry of the open commands, each read from its partial
+# index of open commands (migration 0920) as its first entry. Asked as "is any open command due
+# (LIMIT 1)?", the planner used statistics gathered while most commands were open (just after
+# every meter was sent a state) and scanned the whole table for a row it expected at once: 6 to
+# 11 ms a call with 30,000 commands, every dispatcher round, until the next ANALYZE.
+_OPEN = text(f"commands.{OPEN_SQL}")
+_NEXT_TIMES = select(
+    select(func.min(T_COMMANDS.c.next_try_at)).where(_OPEN).scalar_subquery(),
+    select(func.min(T_COMMANDS.c.expires_at)).where(_OPEN).scalar_subquery(),
+)
+
+
 def has_work(conn: Connection, now: datetime) -> bool:
     """Whether an open command is due or past its expiry (an idle dispatcher round skips its
     write transaction otherwise)."""
-    row = conn.execute(
-        select(T_COMMANDS.c.id)
-        .where(T_COMMANDS.c.status.in_(OPEN),
-               (T_COMMANDS.c.next_try_at <= now) | (T_COMMANDS.c.expires_at <= now))
-        .limit(1)
-    ).first()  # fmt: skip
-    return row is not None
+    return any(t is not None and t <= now for t in conn.execute(_NEXT_TIMES).one())
 
 
 def mark_sent(conn: Connection, ids: Iterable[str], now: datetime) -> None:

@@ -10,14 +10,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, select, text, update
 
 from hub.commands import store
 from hub.commands.dispatcher import CommandDispatcher
 from hub.control.commands import build_command
-from hub.db import read_tx, write_tx
+from hub.db import make_engine, read_tx, write_tx
 from hub.models import Event, Gateway, table
 from protocol.signing import new_key, verify
+from tests.hub.conftest import SHARED_DB, PgServer
 
 KEY = new_key()
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -181,3 +182,50 @@ def test_concurrent_writers_of_command_rows_never_deadlock(engine: Engine) -> No
     for t in threads:
         t.join(timeout=60)
     assert not errors, f"{type(errors[0]).__name__}: {str(errors[0]).splitlines()[0]}"
+
+
+def test_has_work_when_an_open_command_is_due_or_past_its_expiry(engine: Engine) -> None:
+    """The dispatcher's question, from the open commands' earliest next try and expiry."""
+    _gateway(engine)
+
+    def has_work(at: datetime) -> bool:
+        with read_tx(engine) as conn:
+            return store.has_work(conn, at)
+
+    assert not has_work(T0)
+    command = _queue(engine, "prompt", T0, ttl_s=600)
+    assert has_work(T0), "queued: due at once"
+    with write_tx(engine) as conn:
+        assert [d.id for d in store.due(conn, T0)] == [command]  # its next try is backed off
+    assert not has_work(T0 + timedelta(seconds=1))
+    assert has_work(T0 + timedelta(seconds=599)), "due again after the back-off"
+    with write_tx(engine) as conn:
+        assert store.settle(conn, "gw-1", command, applied=True, detail="applied", now=T0)
+    assert not has_work(T0 + timedelta(days=1)), "applied: neither due nor expiring"
+
+
+@pytest.mark.postgres
+def test_has_work_reads_the_open_commands_index_with_stale_statistics(pg_server: PgServer) -> None:
+    """Statistics gathered while every command was open (a fan-out) do not turn the question
+    into a scan of the whole table once they are applied (migration 0920)."""
+    pg_server.wipe(SHARED_DB)
+    pg_engine = make_engine(pg_server.url(SHARED_DB))
+    try:
+        _stale_statistics(pg_engine)
+    finally:
+        pg_engine.dispose()
+
+
+def _stale_statistics(pg_engine: Engine) -> None:
+    _gateway(pg_engine)
+    commands = [_queue(pg_engine, "prompt", T0, meter=f"m{i}") for i in range(300)]
+    with pg_engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE commands")
+    with write_tx(pg_engine) as conn:
+        for command in commands:
+            assert store.settle(conn, "gw-1", command, applied=True, detail="ok", now=T0)
+        plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + str(
+            store._NEXT_TIMES.compile(dialect=pg_engine.dialect)))))  # fmt: skip
+        assert not store.has_work(conn, T0 + timedelta(days=1))
+    assert "ix_commands_due" in plan and "ix_commands_expiring" in plan, plan
+    assert "Seq Scan" not in plan, plan
