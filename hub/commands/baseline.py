@@ -73,7 +73,7 @@ def _hash(tariff: str, rest: Mapping[str, Any]) -> str:
 def load(conn: Connection, meter_ids: Iterable[str]) -> dict[str, Chain]:
     """The meters' chains, their rows locked in meter order (PostgreSQL)."""
     rows = select_in(conn, T_BASELINES, ("meter_id", *COLUMNS), "meter_id",
-                     sorted(set(meter_ids)), order_by="meter_id", lock=True)  # fmt: skip
+                     sorted(set(meter_ids)), order_by="meter_id", lock="UPDATE")  # fmt: skip
     return {
         m: Chain(tuple((s, v) for s, v in json.loads(points)), dig, command, at)
         for m, points, dig, command, at in rows

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import chain
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, Table, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -176,13 +176,14 @@ def select_in(
     keys: Sequence[Any],
     *,
     order_by: str = "",
-    lock: bool = False,
+    lock: Literal["", "UPDATE", "SHARE"] = "",
 ) -> list[tuple[Any, ...]]:
     """Rows of ``SELECT columns FROM table WHERE key IN keys [ORDER BY order_by]``, each value
     through its column's result processor (as a Core select returns them). PostgreSQL: one
     statement with the keys as an array (``= ANY``, sent in binary like every array here:
-    psycopg quotes and escapes each element of a text array), ``FOR UPDATE`` with ``lock``; SQLite:
-    chunks of CHUNK keys (its write lock is held from ``BEGIN IMMEDIATE``)."""
+    psycopg quotes and escapes each element of a text array), the rows locked ``FOR {lock}``
+    with ``lock`` (``UPDATE``, ``SHARE``); SQLite: chunks of CHUNK keys (its write lock is held
+    from ``BEGIN IMMEDIATE``)."""
     if not keys:
         return []
     processors = _result_processors(conn.dialect, table, tuple(columns))
@@ -194,7 +195,7 @@ def select_in(
     pg = conn.dialect.name == "postgresql"
     step = len(keys) if pg else CHUNK
     head = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
-    tail = (f" ORDER BY {order_by}" if order_by else "") + (" FOR UPDATE" if lock and pg else "")
+    tail = (f" ORDER BY {order_by}" if order_by else "") + (f" FOR {lock}" if lock and pg else "")
     out: list[tuple[Any, ...]] = []
     for i in range(0, len(keys), step):
         part = list(keys[i : i + step])

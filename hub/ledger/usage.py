@@ -105,7 +105,7 @@ def post_usage_batch(
             deltas[(p.meter_id, p.seq)] = checked
     meter_ids = sorted({m for m, _ in fresh})
     known = {r[0] for r in select_in(conn, meters, ("id",), "id", meter_ids, order_by="id",
-                                     lock=True)}  # fmt: skip
+                                     lock="UPDATE")}  # fmt: skip
     for key in sorted(find_posted(conn, list(fresh))):
         fresh.pop(key)
         result.duplicates.append(key)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import bisect
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from hub.ledger.bulk import CHUNK, select_in
+from hub.ledger.bulk import select_in
 from hub.models import Tariff as TariffRow
 from hub.models import TariffVersion, table
 from protocol.messages import validate
@@ -82,16 +83,7 @@ def version_counts(conn: Connection, tariff_ids: Iterable[str]) -> dict[str, int
     already excludes other writers), so no version is added meanwhile: ingest compares it, in
     its write transaction, with the histories it rated with (``load_histories``)."""
     ids = sorted(set(tariff_ids))
-    counts: dict[str, int] = {}
-    count = f"SELECT tariff_id, count(*) FROM {_versions.name} WHERE tariff_id"
-    for i in range(0, len(ids), CHUNK):  # SQL text, not Core: it ran in every batch (bulk.py)
-        part = ids[i : i + CHUNK]
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT id FROM {_tariffs.name} WHERE id = ANY(%b) "
-                                 "ORDER BY id FOR SHARE", (part,))  # fmt: skip
-            rows = conn.exec_driver_sql(f"{count} = ANY(%b) GROUP BY tariff_id", (part,))
-        else:
-            marks = ", ".join("?" * len(part))
-            rows = conn.exec_driver_sql(f"{count} IN ({marks}) GROUP BY tariff_id", tuple(part))
-        counts.update((str(tariff_id), int(n)) for tariff_id, n in rows)
-    return counts
+    if conn.dialect.name == "postgresql":
+        select_in(conn, _tariffs, ("id",), "id", ids, order_by="id", lock="SHARE")
+    versions = select_in(conn, _versions, ("tariff_id",), "tariff_id", ids)
+    return dict(Counter(str(tariff_id) for (tariff_id,) in versions))

@@ -190,7 +190,7 @@ def test_select_in_returns_what_a_core_select_does(engine: Engine) -> None:
     wanted = sorted({*ids[::2], *ids[1::7], "nobody"})
     columns = ("id", "protected", "flags", "created_at")
     with write_tx(engine) as conn:
-        fast = select_in(conn, T_CUSTOMERS, columns, "id", wanted, order_by="id", lock=True)
+        fast = select_in(conn, T_CUSTOMERS, columns, "id", wanted, order_by="id", lock="UPDATE")
         core = conn.execute(
             select(*(T_CUSTOMERS.c[n] for n in columns))
             .where(T_CUSTOMERS.c.id.in_(wanted))
