@@ -42,7 +42,7 @@ from hub.control.credit_state import credit_command_for
 from hub.db import make_engine, migrate, write_tx
 from hub.ingest.batch import BatchProcessor
 from hub.ingest.credit_report import to_meter_credit
-from hub.ingest.model import CreditInfo, Derived, Inbound
+from hub.ingest.model import CreditInfo, CreditReport, Inbound
 from protocol.topics import topic
 from tests.hub.seed import seed_world
 
@@ -90,7 +90,7 @@ def fleet_round(
         yield items
 
 
-def bless(engine: Engine, reports: Iterable[CreditInfo | Derived]) -> None:
+def bless(engine: Engine, reports: Iterable[CreditReport]) -> None:
     """Queue the reported meters' credit states, as the ingest coordinator queues them: the
     meters' chains are blessed."""
     with write_tx(engine) as conn:
@@ -150,7 +150,7 @@ def main() -> None:
                     raise SystemExit(f"round {n}: {dict(outcome.counts)}")
                 if n >= (1 if fleet else 2):
                     cpu, records, batches = cpu + spent, records + size, batches + 1
-                    derived += sum(isinstance(r, Derived) for r in outcome.credit.values())
+                    derived += sum(not isinstance(r, CreditInfo) for r in outcome.credit.values())
                 elif fleet:
                     bless(engine, outcome.credit.values())
         engine.dispose()

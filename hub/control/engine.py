@@ -38,27 +38,25 @@ from hub.audit import key_actor
 from hub.commands.store import enqueue
 from hub.control.combined import PayerCredit, combine
 from hub.control.commands import DEFAULT_TTL, build_command
-from hub.control.credit_state import alternate_headroom, credit_rules, queue_credit_states
+from hub.control.credit_state import alternate_headroom, queue_credit_states
 from hub.control.effects import BY, Action, Plan, restore_floor
 from hub.control.recovery import apply_recovery
 from hub.control.rules import (
     Decision,
     Memory,
-    at_rest,
     draw_amount,
     emergency_floor,
     evaluate,
 )
 from hub.control.state import (
     CHUNK,
-    MEMORY,
     AccountCtx,
     MeterView,
     account_ctxs,
-    load_memory,
     meter_views,
     refresh_balance,
     save_memories,
+    stored_rest_floor,
 )
 from hub.control.webhook import Channels, Notifier
 from hub.db import read_tx, run_tx
@@ -380,10 +378,8 @@ def _resting(meter_id: str, known: Known | None) -> bool:
     if known is None:
         return False
     balance, flags, protected = known
-    raw = ((flags or {}).get(MEMORY) or {}).get(meter_id)
-    if not raw:
-        return False  # never evaluated (or another customer keeps its memory)
-    return at_rest(balance, credit_rules(flags, protected), load_memory(flags, meter_id))
+    floor = stored_rest_floor(meter_id, flags, protected)
+    return floor is not None and balance > floor
 
 
 def operator_memory(memory: Memory, action: str, now: datetime) -> Memory:

@@ -41,6 +41,7 @@ __all__ = [
     "evaluate",
     "is_friendly",
     "recovery",
+    "rest_floor",
     "split_rules",
     "stored_rules",
 ]
@@ -148,9 +149,16 @@ def at_rest(balance: int, rules: CreditRules, memory: Memory) -> bool:
     """True when evaluating would neither act nor change the memory in any way that matters:
     in credit above every low-credit threshold, supplied, nothing prompted or pending, no
     friendly period under way. Lets the hub skip most meters after a usage batch."""
-    if balance <= max((0, *rules.low_credit)):
-        return False
-    return (
+    floor = rest_floor(rules, memory)
+    return floor is not None and balance > floor
+
+
+def rest_floor(rules: CreditRules, memory: Memory) -> int | None:
+    """The balance above which a meter with ``rules`` and ``memory`` is at rest (:func:`at_rest`):
+    its highest low-credit threshold, at least 0; None when the memory is not quiet (it is not at
+    rest at any balance). Apart from the balance, so that a settler can keep it per meter while
+    the rules and memory stay as they were."""
+    quiet = (
         memory.relay == "connected"
         and not memory.cut_by_rules
         and not memory.prompted
@@ -160,6 +168,7 @@ def at_rest(balance: int, rules: CreditRules, memory: Memory) -> bool:
         and memory.friendly_since is None
         and memory.in_credit is not False
     )
+    return max((0, *rules.low_credit)) if quiet else None
 
 
 def draw_amount(

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from hub.billing.bill import POSTPAID, billing_of
 from hub.control.credit_state import credit_rules
-from hub.control.rules import CustomerRules, Memory, Policy
+from hub.control.rules import CustomerRules, Memory, Policy, rest_floor
 from hub.models import Account, Customer, Gateway, Meter, table
 from hub.rating.payers import (
     Sharer,
@@ -170,6 +170,17 @@ def load_memory(flags: Mapping[str, Any] | None, meter_id: str) -> Memory:
     except ValueError:
         log.warning("credit memory of %s unreadable; starting afresh", meter_id)
         return Memory()
+
+
+def stored_rest_floor(
+    meter_id: str, flags: Mapping[str, Any] | None, protected: bool
+) -> int | None:
+    """``rules.rest_floor`` of the meter's stored memory and its customer's rules (``flags``):
+    the balance above which it is at rest. None also when no memory of it is stored there (never
+    evaluated, or another customer keeps it)."""
+    if not ((flags or {}).get(MEMORY) or {}).get(meter_id):
+        return None
+    return rest_floor(credit_rules(flags, protected), load_memory(flags, meter_id))
 
 
 def save_memories(conn: Connection, views: Iterable[MeterView]) -> None:

@@ -35,7 +35,7 @@ from hub.control.combined import combine
 from hub.control.credit_state import alternate_headroom, payer_credits
 from hub.db import is_retryable, read_tx, write_tx
 from hub.errors import HubError
-from hub.ingest.credit_report import MeterDigests, report
+from hub.ingest.credit_report import Digest, MeterDigests, report
 from hub.ingest.events import apply_statuses, store_events
 from hub.ingest.group import lock_gateways
 from hub.ingest.model import (
@@ -571,7 +571,7 @@ class BatchProcessor:
         derives = self._derives(conn, rated, balances, exclude=set(shared))
         hasher, now = StateDigests(), datetime.now(UTC)
 
-        def digest_of(info: CreditInfo) -> str:
+        def digest_of(info: CreditInfo) -> Digest:
             return self._digests.of(info, hasher)
 
         for meter_id, (tariff, state) in touched.items():

@@ -123,10 +123,17 @@ class Derived(NamedTuple):
     protected: bool
 
 
+# What a settler reports of a meter whose balance a batch changed (``hub.ingest.credit_report``):
+# the CreditInfo its state is built from; a Derived when its agent works the state out alone;
+# None when, besides, it is at rest (``hub.control.rules.rest_floor``): nothing for credit control
+# to do, and nothing of it to pass to the coordinator but its id.
+CreditReport = CreditInfo | Derived | None
+
+
 @dataclass
 class Outcome:
     counts: Counter[str] = field(default_factory=Counter)
-    credit: dict[str, CreditInfo | Derived] = field(default_factory=dict)
+    credit: dict[str, CreditReport] = field(default_factory=dict)
     pending: int = 0  # records held, in the whole table, after the batch
     states: dict[str, MeterState] = field(default_factory=dict)  # rating states written
     settled: Settled = field(default_factory=Settled)  # what the gateways get receipts for

@@ -40,7 +40,7 @@ from hub.control.engine import CreditControl
 from hub.db import write_tx
 from hub.ingest.credit_report import to_meter_credit
 from hub.ingest.group import Slot, check_name, require_postgresql
-from hub.ingest.model import CreditInfo, Derived
+from hub.ingest.model import CreditInfo, CreditReport, Derived
 from hub.ingest.outlet import CommandPath
 from hub.ingest.transport.messages import (
     Cpu,
@@ -136,7 +136,7 @@ class IngestService:
         self._pump: PumpLink | None = None
         self._settlers: list[SettlerLink] = []
         # credit changes of settled batches, for the coordinator (credit control, credit states)
-        self._reports: queue.Queue[dict[str, CreditInfo | Derived]] = queue.Queue()
+        self._reports: queue.Queue[dict[str, CreditReport]] = queue.Queue()
         self._count_lock = threading.Lock()
         self._in_flight = [0] * workers  # messages handed to each settler, not yet reported
         self._flight_lock = threading.Lock()
@@ -334,7 +334,7 @@ class IngestService:
                     credit = {**credit, **self._reports.get_nowait()}
                 try:
                     for meter_id, info in credit.items():
-                        if isinstance(info, Derived):  # its agent works the state out alone
+                        if not isinstance(info, CreditInfo):  # its agent works it out alone
                             self._dirty.pop(meter_id, None)
                             self._count(credit_derived=1)
                         else:
@@ -359,13 +359,14 @@ class IngestService:
         for generation, mids in acks.items():
             pump.ack(generation, mids)
 
-    def _run_control(self, credit: dict[str, CreditInfo | Derived]) -> None:
-        if self.control is None or not credit:
+    def _run_control(self, credit: dict[str, CreditReport]) -> None:
+        wanted = {m: i for m, i in credit.items() if i is not None}  # None: at rest
+        if self.control is None or not wanted:
             return
-        known = {m: (i.balance, i.flags, i.protected) for m, i in credit.items()
+        known = {m: (i.balance, i.flags, i.protected) for m, i in wanted.items()
                  if isinstance(i, Derived) or i.rules is None}  # shared: evaluated  # fmt: skip
         try:
-            actions = self.control.after_postings(sorted(credit), known=known)
+            actions = self.control.after_postings(sorted(wanted), known=known)
         except Exception:  # committed postings stand; the next batch or tick re-evaluates
             log.exception("ingest: credit control after a batch failed")
             return

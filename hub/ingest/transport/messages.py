@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the settlers' credit report; the pump never loads the database layer
-    from hub.ingest.model import CreditInfo, Derived
+    from hub.ingest.model import CreditReport
 
 # (topic, payload, received_at, mid, qos, generation): one MQTT message as the pump received it
 Received = tuple[str, bytes, float, int, int, int]
@@ -134,7 +134,7 @@ class Done:
 
     acks: dict[int, list[int]]
     counts: dict[str, int]
-    credit: dict[str, CreditInfo | Derived]
+    credit: dict[str, CreditReport]
     messages: int
     receipts: list[tuple[str, bytes]]
     received_at: float = 0.0

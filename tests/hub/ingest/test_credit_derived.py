@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import given, settings
@@ -20,8 +20,8 @@ from hub.commands.chain import Chain, after_batch, after_state, derived_balance
 from hub.commands.store import settle
 from hub.db import read_tx, write_tx
 from hub.ingest import IngestService
-from hub.ingest.credit_report import MeterDigests, to_meter_credit
-from hub.ingest.model import CreditInfo
+from hub.ingest.credit_report import Digest, MeterDigests, report, to_meter_credit
+from hub.ingest.model import CreditInfo, Derived
 from hub.ledger.topups import post_topup
 from hub.rating.state import MeterState
 from protocol.messages import CreditState, TokenSetup, validate
@@ -216,7 +216,7 @@ def test_a_meters_digest_is_built_again_only_when_its_inputs_change() -> None:
                       protected=False)  # fmt: skip
     memo = MeterDigests()
     first = memo.of(info, hasher)
-    assert first == StateDigests()(to_meter_credit(info).state) and len(built) == 1
+    assert first.digest == StateDigests()(to_meter_credit(info).state) and len(built) == 1
     moved = replace(info, balance=4_200, state=MeterState(seq=7))
     assert memo.of(moved, hasher) == first and len(built) == 1
     other_tariff = Tariff.model_validate({**DEFAULT_TARIFF, "components": [
@@ -232,5 +232,43 @@ def test_a_meters_digest_is_built_again_only_when_its_inputs_change() -> None:
         changed = replace(moved, **change)
         got = memo.of(changed, hasher)
         assert len(built) == n, change
-        assert got == StateDigests()(to_meter_credit(changed).state) != first
+        assert got.digest == StateDigests()(to_meter_credit(changed).state) != first.digest
         assert memo.of(replace(changed, balance=1), hasher) == got and len(built) == n
+
+
+def test_a_derived_meter_at_rest_is_reported_as_none() -> None:
+    """``report`` leaves a derived meter out (None) only when credit control would skip it too
+    (``hub.control.rules.at_rest`` on its stored memory, its customer's rules and its balance);
+    the rest floor comes from the memo with the digest, so a change of flags is seen."""
+    tariff = Tariff.model_validate(DEFAULT_TARIFF)
+    quiet = {"credit_memory": {"m-1": {"relay": "connected"}},
+             "credit_rules": {"low_credit": [500, 200]}}  # fmt: skip
+    info = CreditInfo(meter_id="m-1", gateway_id="gw-1", command_key="", account_id="c-1",
+                      balance=5_000, tariff=tariff, state=MeterState(seq=3), flags=quiet,
+                      protected=False)  # fmt: skip
+    memo, hasher = MeterDigests(), StateDigests()
+
+    def digest_of(i: CreditInfo) -> Digest:
+        return memo.of(i, hasher)
+
+    told = Chain(points=((3, 5_000),), digest=digest_of(info).digest, command_id="c-1",
+                 sent_at=NOW)  # fmt: skip
+    refresh = timedelta(hours=6)
+
+    def reported(**change: Any) -> object:
+        return report(replace(info, **change), told, refresh, digest_of, NOW)
+
+    assert digest_of(info).rest_floor == 500
+    assert reported() is None
+    assert reported(balance=501) is None
+    for change in ({"balance": 500}, {"balance": -10},
+                   {"flags": {**quiet, "credit_memory": {"m-1": {"prompted": [500]}}}},
+                   {"flags": {**quiet, "credit_memory": {}}}):  # fmt: skip
+        got = reported(**change)
+        changed = replace(info, **change)
+        assert isinstance(got, Derived), change
+        assert got == Derived("m-1", changed.balance, changed.flags, False)
+    # a state not left to the agent is reported in full, at rest or not
+    assert isinstance(reported(tariff=Tariff.model_validate({**DEFAULT_TARIFF, "components": [
+        {"provider": "gen", "per_kwh": "0.2"}]})), CreditInfo)  # fmt: skip
+    assert report(info, told, refresh, digest_of, NOW + refresh) == info
