@@ -18,6 +18,8 @@ from sqlalchemy import Engine, select
 from hub.commands.baseline import StateDigests, digest
 from hub.commands.chain import Chain, after_batch, after_state, derived_balance
 from hub.commands.store import settle
+from hub.control.rules import CustomerRules
+from hub.control.state import set_credit_rules
 from hub.db import read_tx, write_tx
 from hub.ingest import IngestService
 from hub.ingest.credit_report import Digest, MeterDigests, report, to_meter_credit
@@ -108,6 +110,52 @@ def test_own_usage_sends_no_state_anything_else_does(
         wait_for(lambda: posted(engine) == 14)
         wait_for(lambda: service.counters["credit_derived"] >= 2)
     assert [s["seq"] for s in _states(engine, meter)] == [5, 12, 13]
+
+
+def test_a_derived_meter_crossing_a_threshold_is_still_evaluated(
+    engine: Engine, mosquitto: Broker, start_service: Callable[..., IngestService]
+) -> None:
+    """A meter whose agent works its balance out is reported as at rest (None) while it stays
+    above its customer's low-credit thresholds, and in full to credit control (a Derived) in
+    the batch that takes it to or below one: credit control prompts the customer then."""
+    world: World = seed_world(engine)
+    meter, gateway = next(iter(world.meters.items()))
+    customer = world.customers[meter]
+    records = records_for(meter, 40)
+    service = start_service(engine, credit_interval_s=0)
+    with publisher(mosquitto.port) as pub:
+        pub.usage(gateway, records[:5])
+        wait_for(_state_at(engine, meter, 5))
+        wait_for(lambda: _memory(engine, customer, meter) is not None)
+        threshold = balances(engine)[customer] - 60  # a few records' charges below
+        with write_tx(engine) as conn:
+            set_credit_rules(conn, customer, CustomerRules(low_credit=(threshold,)))
+        pub.usage(gateway, records[5:6])  # the rules changed: the state goes out
+        wait_for(_state_at(engine, meter, 6))
+        for n in range(6, 40):
+            derived = service.counters["credit_derived"]
+            pub.usage(gateway, records[n : n + 1])
+            wait_for(_counted(service, "credit_derived", derived + 1))
+            if balances(engine)[customer] <= threshold:
+                break
+            assert not (_memory(engine, customer, meter) or {}).get("prompted")
+        else:
+            raise AssertionError("the balance never reached the threshold")
+        wait_for(lambda: (_memory(engine, customer, meter) or {}).get("prompted") == [threshold])
+    assert [s["seq"] for s in _states(engine, meter)] == [5, 6]
+
+
+def _counted(service: IngestService, name: str, n: int) -> Callable[[], bool]:
+    return lambda: service.counters[name] == n
+
+
+def _memory(engine: Engine, customer: str, meter: str) -> dict[str, Any] | None:
+    """The meter's credit memory as credit control stored it in its customer's flags."""
+    c = table("customers")
+    with read_tx(engine) as conn:
+        flags = conn.execute(select(c.c.flags).where(c.c.id == customer)).scalar_one()
+    memory: dict[str, Any] | None = ((flags or {}).get("credit_memory") or {}).get(meter)
+    return memory
 
 
 def test_refresh_zero_sends_a_state_after_every_batch(
