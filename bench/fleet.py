@@ -5,12 +5,17 @@ Starts Mosquitto, a throwaway PostgreSQL (or a SQLite file) seeded with ``--gate
 group). Publisher processes then play the gateways, as a real fleet sends: each gateway one QoS
 1 message per report on its own topic ``smsa/v1/gw/{gw}/usage`` holding one 15-minute record
 per meter (``--meters`` records a message), seqs and registers continuing from report to
-report: first one report from every gateway, settled before anything is measured (the hub's
-first sight of a meter is not the steady state), then at the offered rate of each step of
-``--rates`` (records/s, for ``--step-s`` seconds each). The gateways listen for their receipts
-(``smsa/v1/gw/{gw}/receipt``, published by the hub after each committed batch): a record's
-latency is from its publish to the receipt that settles it, as the gateway sees it. They
-acknowledge the hub's commands (each meter's first credit state) as their agents would.
+report: first ``--warm-up-rounds`` reports from every gateway, each round settled before the
+next, and nothing of them measured, then at the offered rate of each step of ``--rates``
+(records/s, for ``--step-s`` seconds each). A meter's first two reports are not the steady
+state of a fleet that has reported for years: after the first the hub sends every meter its
+first credit state and stores its credit memory; the second is the first its agent works out
+alone, and each settler builds the meter's digest again, as its customer's flags (with the
+memory) changed. Two rounds by default; 1 measures the second reports too. The gateways
+listen for their receipts (``smsa/v1/gw/{gw}/receipt``, published by the hub after each
+committed batch): a record's latency is from its publish to the receipt that settles it, as
+the gateway sees it. They acknowledge the hub's commands (each meter's first credit state) as
+their agents would.
 
 Per step it reports the offered and the settled rate (records receipted during the step
 window, divided by its length: it lags the offered rate by the latency), latency percentiles of
@@ -191,8 +196,8 @@ class Receipts:
 
 def _warm_up(client: mqtt.Client, gws: Gateways, receipted: list[tuple[float, float]],
              rlock: threading.Lock) -> None:  # fmt: skip
-    """One report from every gateway, settled before the steps start: the hub's first sight of
-    each meter (its rating state, credit memory and first credit state) is not measured."""
+    """One report from every gateway, settled before the steps start (a warm-up round: see the
+    module docstring)."""
     for gw in gws.gateways:
         client.publish(topic(gw, "usage"), gws.report(gw, time.time()), qos=1)
     deadline = time.time() + WARM_UP_S
@@ -225,7 +230,10 @@ def fleet(args: argparse.Namespace) -> None:
     client.loop_start()
     _warm_up(client, gws, receipted, rlock)
     print("ready", flush=True)
-    start = float(sys.stdin.readline())  # the first step's start, the same for every publisher
+    while (line := sys.stdin.readline().strip()) == "again":  # another warm-up round
+        _warm_up(client, gws, receipted, rlock)
+        print("ready", flush=True)
+    start = float(line)  # the first step's start, the same for every publisher
     rates = [float(r) for r in args.rates.split(",")]
     share = len(gws.gateways) / args.total_gateways
     k = 0
@@ -314,8 +322,14 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             for i in range(args.publishers)
         ]
         st.procs.extend(pubs)
-        wait_ready(*pubs)  # each has had its warm-up round settled
+        wait_ready(*pubs)  # each has had its first warm-up round settled
         _wait_blessed(st, args.gateways * args.meters)
+        for _ in range(args.warm_up_rounds - 1):
+            for pub in pubs:
+                assert pub.stdin is not None
+                pub.stdin.write("again\n")
+                pub.stdin.flush()
+            wait_ready(*pubs)
         if args.pg_stats:
             pg_stats.reset(st.url)
         posted_before = _posted(st)
@@ -441,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument(
+        "--warm-up-rounds",
+        type=int,
+        default=2,
+        help="reports from every gateway settled before the steps (at least 1)",
+    )
+    parser.add_argument(
         "--pg-stats",
         action="store_true",
         help="per-statement times from pg_stat_statements after the warm-up",
@@ -454,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "fleet":
         fleet(args)
         return 0
+    if args.warm_up_rounds < 1:
+        parser.error("--warm-up-rounds must be at least 1")
     if args.hubs > 1 and args.db != "postgres":
         parser.error("--hubs above 1 needs --db postgres (an ingest group)")
     with tempfile.TemporaryDirectory(prefix="smsa-fleet-") as tmp:
