@@ -69,13 +69,17 @@ def _state_at(engine: Engine, meter: str, seq: int) -> Callable[[], bool]:
     return lambda: any(s["seq"] == seq for s in _states(engine, meter))
 
 
+def _first_meter(engine: Engine, n: int) -> tuple[str, str, str, list[dict[str, Any]]]:
+    """A seeded world's first meter, its gateway, its customer and its first ``n`` records."""
+    world: World = seed_world(engine)
+    meter, gateway = next(iter(world.meters.items()))
+    return meter, gateway, world.customers[meter], records_for(meter, n)
+
+
 def test_own_usage_sends_no_state_anything_else_does(
     engine: Engine, mosquitto: Broker, start_service: Callable[..., IngestService]
 ) -> None:
-    world: World = seed_world(engine)
-    meter, gateway = next(iter(world.meters.items()))
-    customer = world.customers[meter]
-    records = records_for(meter, 14)
+    meter, gateway, customer, records = _first_meter(engine, 14)
     service = start_service(engine, credit_interval_s=0)
     with publisher(mosquitto.port) as pub:
         # the first usage: no baseline yet, the state goes out
@@ -118,10 +122,7 @@ def test_a_derived_meter_crossing_a_threshold_is_still_evaluated(
     """A meter whose agent works its balance out is reported as at rest (None) while it stays
     above its customer's low-credit thresholds, and in full to credit control (a Derived) in
     the batch that takes it to or below one: credit control prompts the customer then."""
-    world: World = seed_world(engine)
-    meter, gateway = next(iter(world.meters.items()))
-    customer = world.customers[meter]
-    records = records_for(meter, 40)
+    meter, gateway, customer, records = _first_meter(engine, 40)
     service = start_service(engine, credit_interval_s=0)
     with publisher(mosquitto.port) as pub:
         pub.usage(gateway, records[:5])
@@ -161,9 +162,7 @@ def _memory(engine: Engine, customer: str, meter: str) -> dict[str, Any] | None:
 def test_refresh_zero_sends_a_state_after_every_batch(
     engine: Engine, mosquitto: Broker, start_service: Callable[..., IngestService]
 ) -> None:
-    world: World = seed_world(engine)
-    meter, gateway = next(iter(world.meters.items()))
-    records = records_for(meter, 6)
+    meter, gateway, _customer, records = _first_meter(engine, 6)
     service = start_service(engine, credit_interval_s=0, credit_refresh_s=0)
     with publisher(mosquitto.port) as pub:
         for first in range(0, 6, 2):
