@@ -330,8 +330,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 pub.stdin.write("again\n")
                 pub.stdin.flush()
             wait_ready(*pubs)
-        if not args.no_vacuum:
-            _vacuum(st)
         if args.pg_stats:
             pg_stats.reset(st.url)
         autovacuums = _autovacuums(st)
@@ -386,7 +384,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "gateways": args.gateways, "meters_per_gateway": args.meters,
                 "step_s": args.step_s, "steps": steps,
                 "unreceipted_after_drain": unreceipted,
-                "vacuumed_after_warm_up": st.pg_data is not None and not args.no_vacuum,
                 "autovacuums_in_steps": autovacuums,
                 "credit_states": {"queued": counters.get("credit_states", 0),
                                   "derived": counters.get("credit_derived", 0)},
@@ -418,20 +415,9 @@ def _wait_blessed(st: Stack, meters: int) -> None:
                      f"{open_} commands not acknowledged")  # fmt: skip
 
 
-def _vacuum(st: Stack) -> None:
-    """``VACUUM (ANALYZE)`` after the warm-up (PostgreSQL). The seeded tables start nearly
-    empty, so the warm-up's rows are a large share of them and cross autovacuum's thresholds
-    (a fifth of a table changed): vacuum and analyze would run during the first step, which a
-    fleet's large, long-vacuumed tables do not see at every start. Those still started during
-    the steps are counted (``autovacuums_in_steps``)."""
-    if st.pg_data is None:
-        return
-    with st.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM (ANALYZE)")
-
-
 def _autovacuums(st: Stack) -> int:
-    """Autovacuum and autoanalyze runs finished so far on the hub's tables (PostgreSQL)."""
+    """Autovacuum and autoanalyze runs finished so far on the hub's tables (PostgreSQL): the
+    seeded tables start small, so they cross autovacuum's thresholds often while they grow."""
     if st.pg_data is None:
         return 0
     with st.engine.connect() as conn:
@@ -488,11 +474,6 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=2,
         help="reports from every gateway settled before the steps (at least 1)",
-    )
-    parser.add_argument(
-        "--no-vacuum",
-        action="store_true",
-        help="leave out the VACUUM (ANALYZE) after the warm-up (PostgreSQL)",
     )
     parser.add_argument(
         "--pg-stats",
