@@ -325,10 +325,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         wait_ready(*pubs)  # each has had its first warm-up round settled
         _wait_blessed(st, args.gateways * args.meters)
         for _ in range(args.warm_up_rounds - 1):
-            for pub in pubs:
-                assert pub.stdin is not None
-                pub.stdin.write("again\n")
-                pub.stdin.flush()
+            _tell(pubs, "again")
             wait_ready(*pubs)
         if args.pg_stats:
             pg_stats.reset(st.url)
@@ -336,10 +333,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         posted_before = _posted(st)
         before = _cpu_s(st, hubs, pubs)
         t0 = time.time() + 1.0  # every publisher starts its first step at once
-        for pub in pubs:
-            assert pub.stdin is not None
-            pub.stdin.write(f"{t0}\n")
-            pub.stdin.flush()
+        _tell(pubs, str(t0))
         outputs = []
         for pub in pubs:
             out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
@@ -392,6 +386,14 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "cpu_window": {"records": posted,
                                "cpu_s": {k: round(after[k] - before[k], 2) for k in before}},
                 **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
+
+
+def _tell(pubs: list[subprocess.Popen[str]], line: str) -> None:
+    """One line to every publisher: ``again`` (another warm-up round) or the first step's start."""
+    for pub in pubs:
+        assert pub.stdin is not None
+        pub.stdin.write(f"{line}\n")
+        pub.stdin.flush()
 
 
 def _wait_blessed(st: Stack, meters: int) -> None:

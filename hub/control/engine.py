@@ -47,6 +47,7 @@ from hub.control.rules import (
     draw_amount,
     emergency_floor,
     evaluate,
+    rests,
 )
 from hub.control.state import (
     CHUNK,
@@ -378,8 +379,7 @@ def _resting(meter_id: str, known: Known | None) -> bool:
     if known is None:
         return False
     balance, flags, protected = known
-    floor = stored_rest_floor(meter_id, flags, protected)
-    return floor is not None and balance > floor
+    return rests(balance, stored_rest_floor(meter_id, flags, protected))
 
 
 def operator_memory(memory: Memory, action: str, now: datetime) -> Memory:

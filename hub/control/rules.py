@@ -42,6 +42,7 @@ __all__ = [
     "is_friendly",
     "recovery",
     "rest_floor",
+    "rests",
     "split_rules",
     "stored_rules",
 ]
@@ -149,7 +150,11 @@ def at_rest(balance: int, rules: CreditRules, memory: Memory) -> bool:
     """True when evaluating would neither act nor change the memory in any way that matters:
     in credit above every low-credit threshold, supplied, nothing prompted or pending, no
     friendly period under way. Lets the hub skip most meters after a usage batch."""
-    floor = rest_floor(rules, memory)
+    return rests(balance, rest_floor(rules, memory))
+
+
+def rests(balance: int, floor: int | None) -> bool:
+    """Whether a meter with ``balance`` is at rest, given its :func:`rest_floor`."""
     return floor is not None and balance > floor
 
 

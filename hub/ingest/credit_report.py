@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from hub.commands.chain import Chain
 from hub.control.credit_state import MeterCredit, build_state, credit_rules
+from hub.control.rules import rests
 from hub.control.state import stored_rest_floor
 from hub.ingest.model import CreditInfo, CreditReport, Derived
 from protocol.messages import CreditState
@@ -84,6 +85,6 @@ def report(
         return info
     if found.digest != told.digest:
         return info
-    if found.rest_floor is not None and info.balance > found.rest_floor:
+    if rests(info.balance, found.rest_floor):
         return None
     return Derived(info.meter_id, info.balance, info.flags, info.protected)
