@@ -4,17 +4,20 @@ check them (``hub.migrations.refs``), on SQLite foreign keys."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
-from hub.db import write_tx
+from hub.db import make_engine, write_tx
 from hub.ledger.bulk import insert_columns
 from hub.models import metadata
 from hub.models.types import utcnow
+from tests.hub.conftest import SHARED_DB, PgServer
 from tests.hub.seed import seed_world
+from tests.support import wait_for
 
 ENTRIES, LINES, POSTED = (metadata.tables[t] for t in
                           ("journal_entries", "journal_lines", "posted_usage"))  # fmt: skip
@@ -82,3 +85,77 @@ def test_a_referenced_account_or_meter_cannot_be_deleted(engine: Engine) -> None
         conn.execute(insert(LINES), {"entry_id": entry, "account_id": "c-0-0", "amount": 0})
     assert _refused(engine, text("DELETE FROM accounts WHERE id = 'c-0-0'"))
     assert _refused(engine, text("DELETE FROM meters WHERE id = :m"), {"m": meter})
+
+
+# A row the journal refers to, the insert that refers to it, and the delete of it.
+RACES = {
+    "account": (
+        "INSERT INTO accounts (id, name, kind, currency, balance, floor, created_at) "
+        "VALUES ('racer', 'Racer', 'customer', 'USD', 0, 0, now())",
+        "INSERT INTO journal_lines (entry_id, account_id, amount) VALUES (:entry, 'racer', 0)",
+        "DELETE FROM accounts WHERE id = 'racer'",
+    ),
+    "meter": (
+        "INSERT INTO meters (id, gateway_id, service, timezone, relay, online, created_at) "
+        "VALUES ('racer', 'gw-0', 'electricity', 'UTC', 'unknown', false, now())",
+        "INSERT INTO journal_entries (kind, currency, created_at, effective_at, meter_id, memo) "
+        "VALUES ('adjustment', 'USD', now(), now(), 'racer', '')",
+        "DELETE FROM meters WHERE id = 'racer'",
+    ),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("first", ["insert", "delete"])
+@pytest.mark.parametrize("row", sorted(RACES))
+def test_a_delete_racing_an_insert_that_refers_to_the_row_loses(
+    pg_server: PgServer, row: str, first: str
+) -> None:
+    """Whichever of the two comes first, the second waits for it to commit and is refused: no
+    journal row is left naming a deleted account or meter (migration 0930; 0860 share-locked
+    the rows instead)."""
+    pg_server.wipe(SHARED_DB)
+    engine = make_engine(pg_server.url(SHARED_DB))
+    try:
+        seed_world(engine, gateways=1, meters_per_gateway=1)
+        create, refer, delete = RACES[row]
+        entry = _entry(engine)
+        with write_tx(engine) as conn:
+            conn.execute(text(create))
+        statements = [text(refer), text(delete)]
+        if first == "delete":
+            statements.reverse()
+        failed: list[BaseException] = []
+        with engine.connect() as holder:
+            held = holder.begin()
+            holder.execute(statements[0], {"entry": entry})
+
+            def second() -> None:
+                try:
+                    with write_tx(engine) as conn:
+                        conn.execute(statements[1], {"entry": entry})
+                except BaseException as exc:  # the test reads it below
+                    failed.append(exc)
+
+            racer = threading.Thread(target=second)
+            racer.start()
+            wait_for(lambda: _waiting_on_a_lock(engine))
+            held.commit()
+            racer.join(timeout=10)
+        assert not racer.is_alive()
+        assert len(failed) == 1 and isinstance(failed[0], IntegrityError), failed
+        assert getattr(failed[0].orig, "sqlstate", None) == "23503"
+        table = "accounts" if row == "account" else "meters"
+        with write_tx(engine) as conn:
+            kept = conn.execute(text(f"SELECT count(*) FROM {table} WHERE id = 'racer'"))
+            assert kept.scalar_one() == (1 if first == "insert" else 0)
+    finally:
+        engine.dispose()
+
+
+def _waiting_on_a_lock(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        )
+        return bool(waiting.scalar_one())

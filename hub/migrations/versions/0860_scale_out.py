@@ -20,7 +20,7 @@ from hub.migrations.refs import CHECKED, constraint_name
 # Per inserting table: the check of its new rows' references (``new_rows``, the statement's
 # transition table). Referenced accounts and meters are share-locked once each, as a foreign
 # key would lock them per row, so a concurrent delete waits, then is refused (or the insert
-# fails if the delete came first).
+# fails if the delete came first). Migration 0930 takes these row locks out again.
 _ENTRY = """
   SELECT n.entry_id::text INTO bad FROM (SELECT DISTINCT entry_id FROM new_rows) n
    WHERE NOT EXISTS (SELECT 1 FROM journal_entries e WHERE e.id = n.entry_id) LIMIT 1;
@@ -57,6 +57,31 @@ _REFERENCED = {
     "meters": (("journal_entries", "meter_id"), ("posted_usage", "meter_id")),
 }
 
+
+def refs_function(table: str, check: str) -> str:
+    """The statement that (re)defines ``table``'s insert check, ``check`` (``_INSERT_CHECKS``)."""
+    return (
+        f"CREATE OR REPLACE FUNCTION smsa_{table}_refs() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"DECLARE bad text;\nBEGIN{check % {'table': table}}\n  RETURN NULL;\nEND $$"
+    )
+
+
+def referenced_function(target: str, referrers: Sequence[tuple[str, str]], first: str = "") -> str:
+    """The statement that (re)defines the guard refusing to delete or rename a row of
+    ``target`` that ``referrers`` ((table, column)) refer to; ``first``: what it does first."""
+    checks = "".join(
+        f"  IF EXISTS (SELECT 1 FROM {table} WHERE {column} = OLD.id) THEN\n"
+        f"    RAISE EXCEPTION '{target[:-1]} % is referenced by {table}', OLD.id\n"
+        "      USING ERRCODE = 'foreign_key_violation';\n  END IF;\n"
+        for table, column in referrers
+    )
+    return (
+        f"CREATE OR REPLACE FUNCTION smsa_{target}_referenced() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$\nBEGIN\n{first}{checks}"
+        "  IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;\n  RETURN NEW;\nEND $$"
+    )
+
+
 revision: str = "0860"
 down_revision: str | None = "0840"
 branch_labels: str | Sequence[str] | None = None
@@ -69,27 +94,13 @@ def upgrade() -> None:
     for table, column, target in CHECKED:
         op.drop_constraint(constraint_name(table, column, target), table, type_="foreignkey")
     for table, check in _INSERT_CHECKS.items():
-        body = check % {"table": table}
-        op.execute(
-            f"CREATE FUNCTION smsa_{table}_refs() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-            f"DECLARE bad text;\nBEGIN{body}\n  RETURN NULL;\nEND $$"
-        )
+        op.execute(refs_function(table, check))
         op.execute(
             f"CREATE TRIGGER {table}_refs AFTER INSERT ON {table} REFERENCING NEW TABLE AS "
             f"new_rows FOR EACH STATEMENT EXECUTE FUNCTION smsa_{table}_refs()"
         )
     for target, referrers in _REFERENCED.items():
-        checks = "".join(
-            f"  IF EXISTS (SELECT 1 FROM {table} WHERE {column} = OLD.id) THEN\n"
-            f"    RAISE EXCEPTION '{target[:-1]} % is referenced by {table}', OLD.id\n"
-            "      USING ERRCODE = 'foreign_key_violation';\n  END IF;\n"
-            for table, column in referrers
-        )
-        op.execute(
-            f"CREATE FUNCTION smsa_{target}_referenced() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-            f"BEGIN\n{checks}"
-            "  IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;\n  RETURN NEW;\nEND $$"
-        )
+        op.execute(referenced_function(target, referrers))
         op.execute(
             f"CREATE TRIGGER {target}_referenced_delete BEFORE DELETE ON {target} "
             f"FOR EACH ROW EXECUTE FUNCTION smsa_{target}_referenced()"
