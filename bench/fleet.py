@@ -22,7 +22,8 @@ window, divided by its length: it lags the offered rate by the latency), latency
 the records published in the step (after a drain of ``DRAIN_S``; a record never receipted has no
 latency), and what was still unreceipted at the end, and where a settled record's CPU went (the
 hub's processes, the PostgreSQL server, Mosquitto and the publishers, from the first step's
-start to the end of the drain). The hub keeps up with a
+start to the end of the drain), and how busy the machine's cores were in each step (``busy``:
+near 1, every part waits for a core). The hub keeps up with a
 step when at least ``KEEP_UP`` of the step's records were settled within ``MAX_P95_S`` of their
 publishing and the median latency grew by less than ``MAX_GROWTH_S`` from the step's first
 quarter to its last (a hub falling behind has a latency that grows through the step). A
@@ -63,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import psutil
 
 from bench import pg_stats
 from bench.hub_ingest import (
@@ -333,6 +335,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         posted_before = _posted(st)
         before = _cpu_s(st, hubs, pubs)
         t0 = time.time() + 1.0  # every publisher starts its first step at once
+        busy = _BusyShares(t0, args.step_s, len(args.rates.split(",")))
+        busy.start()
         _tell(pubs, str(t0))
         outputs = []
         for pub in pubs:
@@ -344,6 +348,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         autovacuums = _autovacuums(st) - autovacuums
         statements = pg_stats.breakdown(st.url, posted) if args.pg_stats else None
         counters = stop_hubs(hubs, lines)
+        busy.join()
         steps = []
         for i, rate in enumerate(args.rates.split(",")):
             rows = [o[i] for o in outputs]
@@ -361,6 +366,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 },
                 "fleet_at_15_min": round(sent / args.step_s) * 900,
                 "target_rate": float(rate),
+                "machine_busy": busy.shares[i],
             }
             in_time = sum(r["in_time"] for r in rows)
             step["in_time"] = round(in_time / sent, 3) if sent else None
@@ -386,6 +392,24 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "cpu_window": {"records": posted,
                                "cpu_s": {k: round(after[k] - before[k], 2) for k in before}},
                 **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
+
+
+class _BusyShares(threading.Thread):
+    """The share of the machine's CPU time (every core, every process) that was busy in each
+    step of ``step_s`` from ``t0`` (``psutil.cpu_percent``: all but idle and I/O wait): when it
+    nears 1, the hub, PostgreSQL, Mosquitto and the publishers wait for a core."""
+
+    def __init__(self, t0: float, step_s: float, steps: int) -> None:
+        super().__init__(name="busy-shares", daemon=True)
+        self.t0, self.step_s, self.steps = t0, step_s, steps
+        self.shares: list[float] = []
+
+    def run(self) -> None:
+        time.sleep(max(0.0, self.t0 - time.time()))
+        psutil.cpu_percent()
+        for i in range(1, self.steps + 1):
+            time.sleep(max(0.0, self.t0 + i * self.step_s - time.time()))
+            self.shares.append(round(psutil.cpu_percent() / 100, 3))
 
 
 def _tell(pubs: list[subprocess.Popen[str]], line: str) -> None:
@@ -498,13 +522,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="smsa-fleet-") as tmp:
         result = run(args, Path(tmp))
     print(f"{'offered/s':>10}{'settled/s':>10}{'in 10 s':>8}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}"
-          f"{'growth s':>9}{'behind s':>9}{'meters at 15 min':>18}  kept up")  # fmt: skip
+          f"{'growth s':>9}{'behind s':>9}{'busy':>6}"
+          f"{'meters at 15 min':>18}  kept up")  # fmt: skip
     for s in result["steps"]:
         lat = s["latency_s"]
         print(f"{s['offered_records_per_s']:>10}{s['settled_records_per_s']:>10}"
               f"{s['in_time'] or 0:>8}{lat['p50'] or 0:>8}{lat['p95'] or 0:>8}{lat['p99'] or 0:>8}"
               f"{s['latency_growth_s'] or 0:>9}{s['publishers_behind_s']:>9}"
-              f"{s['fleet_at_15_min']:>18}"
+              f"{s['machine_busy']:>6}{s['fleet_at_15_min']:>18}"
               f"  {'yes' if s['kept_up'] else 'no'}")  # fmt: skip
     print(f"unreceipted after {DRAIN_S:g} s of drain: {result['unreceipted_after_drain']}")
     print(f"autovacuum and autoanalyze runs finished during the steps: "
