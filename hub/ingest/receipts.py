@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from hub.db import read_tx
+from hub.ledger.bulk import select_in
 from hub.models import Gateway, table
 from protocol import topics
 from protocol.messages import UsageRecord
@@ -75,7 +76,5 @@ def command_keys(engine: Engine, gateways: list[str]) -> dict[str, str]:
     if not gateways:
         return {}
     with read_tx(engine) as conn:
-        rows = conn.execute(
-            select(_gateways.c.id, _gateways.c.command_key).where(_gateways.c.id.in_(gateways))
-        ).all()
-    return {str(r.id): str(r.command_key) for r in rows}
+        rows = select_in(conn, _gateways, ("id", "command_key"), "id", gateways)
+    return {str(gateway): str(key) for gateway, key in rows}
