@@ -11,9 +11,7 @@ next, and nothing of them measured, then at the offered rate of each step of ``-
 state of a fleet that has reported for years: after the first the hub sends every meter its
 first credit state and stores its credit memory; the second is the first its agent works out
 alone, and each settler builds the meter's digest again, as its customer's flags (with the
-memory) changed. Two rounds by default; 1 measures the second reports too. The first step then
-waits for the machine to go quiet (``QUIET_BUSY``), so that what the warm-up left running
-(autovacuum of the freshly seeded tables) does not land in it. The gateways
+memory) changed. Two rounds by default; 1 measures the second reports too. The gateways
 listen for their receipts (``smsa/v1/gw/{gw}/receipt``, published by the hub after each
 committed batch): a record's latency is from its publish to the receipt that settles it, as
 the gateway sees it. They acknowledge the hub's commands (each meter's first credit state) as
@@ -90,10 +88,6 @@ MAX_GROWTH_S = 2.0  # the median latency may grow this much from a step's first 
 DRAIN_S = 30.0  # after the last step, how long receipts are awaited
 WARM_UP_S = 300.0  # how long the warm-up round may take to be receipted
 SAMPLES = 5000  # latencies each publisher reports per step (evenly spaced sample)
-# After the warm-up, the first step waits until the machine has been at most QUIET_BUSY busy
-# for QUIET_S (at most QUIET_MAX_S): the tail of the warm-up and autovacuum of the freshly
-# seeded tables then run before the steps, not in the first of them.
-QUIET_BUSY, QUIET_S, QUIET_MAX_S = 0.25, 5.0, 180.0
 SUBSCRIBE_CHUNK = 500  # topic filters per SUBSCRIBE packet
 
 
@@ -335,7 +329,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for _ in range(args.warm_up_rounds - 1):
             _tell(pubs, "again")
             wait_ready(*pubs)
-        quiet_s = _wait_quiet()
         if args.pg_stats:
             pg_stats.reset(st.url)
         autovacuums = _autovacuums(st)
@@ -391,7 +384,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "gateways": args.gateways, "meters_per_gateway": args.meters,
                 "step_s": args.step_s, "steps": steps,
                 "unreceipted_after_drain": unreceipted,
-                "quiet_wait_s": quiet_s,
                 "autovacuums_in_steps": autovacuums,
                 "credit_states": {"queued": counters.get("credit_states", 0),
                                   "derived": counters.get("credit_derived", 0)},
@@ -400,20 +392,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "cpu_window": {"records": posted,
                                "cpu_s": {k: round(after[k] - before[k], 2) for k in before}},
                 **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
-
-
-def _wait_quiet() -> float | None:
-    """Seconds until the machine had been at most ``QUIET_BUSY`` busy for ``QUIET_S`` (None:
-    not within ``QUIET_MAX_S``; the steps start anyway)."""
-    start = quiet_since = time.time()
-    psutil.cpu_percent()
-    while time.time() - start < QUIET_MAX_S:
-        time.sleep(1.0)
-        if psutil.cpu_percent() / 100 > QUIET_BUSY:
-            quiet_since = time.time()
-        elif time.time() - quiet_since >= QUIET_S:
-            return round(time.time() - start, 1)
-    return None
 
 
 class _BusyShares(threading.Thread):
@@ -553,15 +531,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['latency_growth_s'] or 0:>9}{s['publishers_behind_s']:>9}"
               f"{s['machine_busy']:>6}{s['fleet_at_15_min']:>18}"
               f"  {'yes' if s['kept_up'] else 'no'}")  # fmt: skip
-    quiet = result["quiet_wait_s"]
-    print(
-        "after the warm-up, "
-        + (
-            f"{quiet} s until the machine was quiet"
-            if quiet is not None
-            else f"the machine was not quiet within {QUIET_MAX_S:g} s"
-        )
-    )
     print(f"unreceipted after {DRAIN_S:g} s of drain: {result['unreceipted_after_drain']}")
     print(f"autovacuum and autoanalyze runs finished during the steps: "
           f"{result['autovacuums_in_steps']}")  # fmt: skip
