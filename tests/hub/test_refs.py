@@ -139,9 +139,13 @@ def test_a_delete_racing_an_insert_that_refers_to_the_row_loses(
 
             racer = threading.Thread(target=second)
             racer.start()
-            wait_for(lambda: _waiting_on_a_lock(engine))
-            held.commit()
-            racer.join(timeout=10)
+            try:
+                wait_for(lambda: _waiting_on_a_lock(engine))
+                held.commit()
+            finally:
+                if held.is_active:
+                    held.rollback()  # the racer goes on, and the test fails above
+                racer.join(timeout=10)
         assert not racer.is_alive()
         assert len(failed) == 1 and isinstance(failed[0], IntegrityError), failed
         assert getattr(failed[0].orig, "sqlstate", None) == "23503"
