@@ -17,28 +17,28 @@ committed batch): a record's latency is from its publish to the receipt that set
 the gateway sees it. They acknowledge the hub's commands (each meter's first credit state) as
 their agents would.
 
-Per step it reports the offered and the settled rate (records receipted during the step
-window, divided by its length: it lags the offered rate by the latency), latency percentiles of
-the records published in the step (after a drain of ``DRAIN_S``; a record never receipted has no
+Per step it reports the offered and the settled rate (records receipted during the step window,
+divided by its length: it lags the offered rate by the latency), latency percentiles of the
+records published in the step (after a drain of ``DRAIN_S``; a record never receipted has no
 latency), and what was still unreceipted at the end, and where a settled record's CPU went (the
 hub's processes, the PostgreSQL server, Mosquitto and the publishers, from the first step's
-start to the end of the drain), and how busy the machine's cores were in each step (``busy``:
-near 1, every part waits for a core). The hub keeps up with a
-step when at least ``KEEP_UP`` of the step's records were settled within ``MAX_P95_S`` of their
-publishing and the median latency grew by less than ``MAX_GROWTH_S`` from the step's first
-quarter to its last (a hub falling behind has a latency that grows through the step). A
+start to the end of the drain, and per step over the records posted in it), and how busy the
+machine's cores were in each step (``busy``: near 1, every part waits for a core). The hub keeps
+up with a step when at least ``KEEP_UP`` of the step's records were settled within ``MAX_P95_S``
+of their publishing and the median latency grew by less than ``MAX_GROWTH_S`` from the step's
+first quarter to its last (a hub falling behind has a latency that grows through the step). A
 record's latency counts from when its report was due, not when it went out: on a busy machine
-the publishers fall behind their schedule (``behind s``: the most any report was late), and
-that delay counts against the hub, whose processes share the machine with them. A step's
-rate in records/s is a fleet of ``rate x 900`` meters at 15-minute reporting: the simulated
-meters report more often than every 15 minutes (each record still covers 15 minutes), so the
-seeded database is small; a real fleet's larger tables and caches are not measured here. Mind
-the fleet's size: the hub settles a batch's records of one meter (and of one gateway) together,
-and in a real fleet a batch of a few seconds holds one record of each meter. A meter of a
-simulated fleet reports every ``gateways x meters / rate`` seconds; when that is shorter than
-a batch's few seconds, the hub's work per meter and per gateway (rating state, progress, credit,
-receipts) is shared by several records and the benchmark is optimistic (``docs/scaling.md``
-2.3: 10,000 meters against 30,000 at the same rate).
+the publishers fall behind their schedule (``behind s``: the most any report was late), and that
+delay counts against the hub, whose processes share the machine with them. A step's rate in
+records/s is a fleet of ``rate x 900`` meters at 15-minute reporting: the simulated meters
+report more often than every 15 minutes (each record still covers 15 minutes), so the seeded
+database is small; a real fleet's larger tables and caches are not measured here. Mind the
+fleet's size: the hub settles a batch's records of one meter (and of one gateway) together, and
+in a real fleet a batch of a few seconds holds one record of each meter. A meter of a simulated
+fleet reports every ``gateways x meters / rate`` seconds; when that is shorter than a batch's
+few seconds, the hub's work per meter and per gateway (rating state, progress, credit, receipts)
+is shared by several records and the benchmark is optimistic (``docs/scaling.md`` 2.3: 10,000
+meters against 30,000 at the same rate).
 
     python -m bench.fleet [--db postgres] [--gateways 3000] [--meters 10]
                           [--rates 4000,5000,6000,7000] [--step-s 60] [--hubs 1]
@@ -59,6 +59,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -335,7 +336,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         posted_before = _posted(st)
         before = _cpu_s(st, hubs, pubs)
         t0 = time.time() + 1.0  # every publisher starts its first step at once
-        busy = _BusyShares(t0, args.step_s, len(args.rates.split(",")))
+        busy = _StepSamples(t0, args.step_s, len(args.rates.split(",")),
+                            lambda: (_cpu_s(st, hubs, pubs), _posted(st)))  # fmt: skip
         busy.start()
         _tell(pubs, str(t0))
         outputs = []
@@ -367,6 +369,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "fleet_at_15_min": round(sent / args.step_s) * 900,
                 "target_rate": float(rate),
                 "machine_busy": busy.shares[i],
+                "cpu_us_per_record": busy.cpu_us[i],
             }
             in_time = sum(r["in_time"] for r in rows)
             step["in_time"] = round(in_time / sent, 3) if sent else None
@@ -394,22 +397,36 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
 
 
-class _BusyShares(threading.Thread):
-    """The share of the machine's CPU time (every core, every process) that was busy in each
-    step of ``step_s`` from ``t0`` (``psutil.cpu_percent``: all but idle and I/O wait): when it
-    nears 1, the hub, PostgreSQL, Mosquitto and the publishers wait for a core."""
+class _StepSamples(threading.Thread):
+    """At each step's end: the share of the machine's CPU time (every core, every process) that
+    was busy in the step (``psutil.cpu_percent``: all but idle and I/O wait; near 1, the hub,
+    PostgreSQL, Mosquitto and the publishers wait for a core), and each part's CPU per record
+    posted in the step (``sample``: CPU seconds per part, records posted so far), to tell a
+    step that costs more per record from one that is only busier."""
 
-    def __init__(self, t0: float, step_s: float, steps: int) -> None:
-        super().__init__(name="busy-shares", daemon=True)
-        self.t0, self.step_s, self.steps = t0, step_s, steps
+    def __init__(
+        self,
+        t0: float,
+        step_s: float,
+        steps: int,
+        sample: Callable[[], tuple[dict[str, float], int]],
+    ) -> None:
+        super().__init__(name="step-samples", daemon=True)
+        self.t0, self.step_s, self.steps, self.sample = t0, step_s, steps, sample
         self.shares: list[float] = []
+        self.cpu_us: list[dict[str, int]] = []
 
     def run(self) -> None:
         time.sleep(max(0.0, self.t0 - time.time()))
         psutil.cpu_percent()
+        cpu, posted = self.sample()
         for i in range(1, self.steps + 1):
             time.sleep(max(0.0, self.t0 + i * self.step_s - time.time()))
             self.shares.append(round(psutil.cpu_percent() / 100, 3))
+            now, now_posted = self.sample()
+            records = max(1, now_posted - posted)
+            self.cpu_us.append({k: round((now[k] - cpu[k]) * 1e6 / records) for k in cpu})
+            cpu, posted = now, now_posted
 
 
 def _tell(pubs: list[subprocess.Popen[str]], line: str) -> None:
@@ -531,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['latency_growth_s'] or 0:>9}{s['publishers_behind_s']:>9}"
               f"{s['machine_busy']:>6}{s['fleet_at_15_min']:>18}"
               f"  {'yes' if s['kept_up'] else 'no'}")  # fmt: skip
+    for s in result["steps"]:
+        print(f"cpu us per record posted in the step at {s['offered_records_per_s']}/s: "
+              + ", ".join(f"{k} {v}" for k, v in s["cpu_us_per_record"].items()))  # fmt: skip
     print(f"unreceipted after {DRAIN_S:g} s of drain: {result['unreceipted_after_drain']}")
     print(f"autovacuum and autoanalyze runs finished during the steps: "
           f"{result['autovacuums_in_steps']}")  # fmt: skip
