@@ -336,9 +336,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         posted_before = _posted(st)
         before = _cpu_s(st, hubs, pubs)
         t0 = time.time() + 1.0  # every publisher starts its first step at once
-        busy = _StepSamples(t0, args.step_s, len(args.rates.split(",")),
+        samples = _StepSamples(t0, args.step_s, len(args.rates.split(",")),
                             lambda: (_cpu_s(st, hubs, pubs), _posted(st)))  # fmt: skip
-        busy.start()
+        samples.start()
         _tell(pubs, str(t0))
         outputs = []
         for pub in pubs:
@@ -350,7 +350,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         autovacuums = _autovacuums(st) - autovacuums
         statements = pg_stats.breakdown(st.url, posted) if args.pg_stats else None
         counters = stop_hubs(hubs, lines)
-        busy.join()
+        samples.join()
         steps = []
         for i, rate in enumerate(args.rates.split(",")):
             rows = [o[i] for o in outputs]
@@ -368,8 +368,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 },
                 "fleet_at_15_min": round(sent / args.step_s) * 900,
                 "target_rate": float(rate),
-                "machine_busy": busy.shares[i],
-                "cpu_us_per_record": busy.cpu_us[i],
+                "machine_busy": samples.shares[i],
+                "cpu_us_per_record": samples.cpu_us[i],
             }
             in_time = sum(r["in_time"] for r in rows)
             step["in_time"] = round(in_time / sent, 3) if sent else None
