@@ -336,13 +336,14 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         posted_before = _posted(st)
         before = _cpu_s(st, hubs, pubs)
         t0 = time.time() + 1.0  # every publisher starts its first step at once
-        samples = _StepSamples(t0, args.step_s, len(args.rates.split(",")),
+        rates = args.rates.split(",")
+        samples = _StepSamples(t0, args.step_s, len(rates),
                             lambda: (_cpu_s(st, hubs, pubs), _posted(st)))  # fmt: skip
         samples.start()
         _tell(pubs, str(t0))
         outputs = []
         for pub in pubs:
-            out, _ = pub.communicate(timeout=args.step_s * 10 * len(args.rates.split(",")) + 600)
+            out, _ = pub.communicate(timeout=args.step_s * 10 * len(rates) + 600)
             outputs.append([json.loads(line) for line in out.splitlines() if line.strip()])
         after = _cpu_s(st, hubs, [])
         after["fleet"] = sum(o[-1]["cpu_s"] for o in outputs)  # the publishers have ended
@@ -352,7 +353,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         counters = stop_hubs(hubs, lines)
         samples.join()
         steps = []
-        for i, rate in enumerate(args.rates.split(",")):
+        for i, rate in enumerate(rates):
             rows = [o[i] for o in outputs]
             lats = [lat for r in rows for lat in r["latencies"]]
             sent = sum(r["sent"] for r in rows)
@@ -390,8 +391,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "autovacuums_in_steps": autovacuums,
                 "credit_states": {"queued": counters.get("credit_states", 0),
                                   "derived": counters.get("credit_derived", 0)},
-                "cpu_us_per_record": {k: round((after[k] - before[k]) * 1e6 / max(1, posted))
-                                      for k in before},
+                "cpu_us_per_record": _us_per_record(before, after, posted),
                 "cpu_window": {"records": posted,
                                "cpu_s": {k: round(after[k] - before[k], 2) for k in before}},
                 **({"pg_statements": statements} if statements is not None else {})}  # fmt: skip
@@ -424,9 +424,15 @@ class _StepSamples(threading.Thread):
             time.sleep(max(0.0, self.t0 + i * self.step_s - time.time()))
             self.shares.append(round(psutil.cpu_percent() / 100, 3))
             now, now_posted = self.sample()
-            records = max(1, now_posted - posted)
-            self.cpu_us.append({k: round((now[k] - cpu[k]) * 1e6 / records) for k in cpu})
+            self.cpu_us.append(_us_per_record(cpu, now, now_posted - posted))
             cpu, posted = now, now_posted
+
+
+def _us_per_record(
+    before: dict[str, float], after: dict[str, float], records: int
+) -> dict[str, int]:
+    """Each part's CPU microseconds per record between two ``_cpu_s`` readings."""
+    return {k: round((after[k] - before[k]) * 1e6 / max(1, records)) for k in before}
 
 
 def _tell(pubs: list[subprocess.Popen[str]], line: str) -> None:
