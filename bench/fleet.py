@@ -23,7 +23,10 @@ records published in the step (after a drain of ``DRAIN_S``; a record never rece
 latency), and what was still unreceipted at the end, and where a settled record's CPU went (the
 hub's processes, the PostgreSQL server, Mosquitto and the publishers, from the first step's
 start to the end of the drain, and per step over the records posted in it), and how busy the
-machine's cores were in each step (``busy``: near 1, every part waits for a core). The hub keeps
+machine's cores were in each step (``busy``: near 1, every part waits for a core), and on
+PostgreSQL the server's WAL per settled record (``bench.pg_stats.wal``) and its checkpoints over
+the same time. ``--pg-set name=value`` runs the server with a setting of its own (the server's
+defaults otherwise: ``docs/scaling.md`` 2.6 measured a sized WAL and cache). The hub keeps
 up with a step when at least ``KEEP_UP`` of the step's records were settled within ``MAX_P95_S``
 of their publishing and the median latency grew by less than ``MAX_GROWTH_S`` from the step's
 first quarter to its last (a hub falling behind has a latency that grows through the step). A
@@ -42,6 +45,7 @@ meters against 30,000 at the same rate).
 
     python -m bench.fleet [--db postgres] [--gateways 3000] [--meters 10]
                           [--rates 4000,5000,6000,7000] [--step-s 60] [--hubs 1]
+                          [--pg-stats] [--pg-set NAME=VALUE ...]
 
 The defaults are the realistic shape (30,000 meters: about one record of each meter per batch
 at these rates; seeding them takes about five minutes).
@@ -333,6 +337,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if args.pg_stats:
             pg_stats.reset(st.url)
         autovacuums = _autovacuums(st)
+        wal_before = pg_stats.wal(st.url) if st.pg_data is not None else None
         posted_before = _posted(st)
         before = _cpu_s(st, hubs, pubs)
         t0 = time.time() + 1.0  # every publisher starts its first step at once
@@ -349,6 +354,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         after["fleet"] = sum(o[-1]["cpu_s"] for o in outputs)  # the publishers have ended
         posted = _posted(st) - posted_before  # in the steps and the drain
         autovacuums = _autovacuums(st) - autovacuums
+        wal = (pg_stats.wal_per_record(wal_before, pg_stats.wal(st.url), posted)
+               if wal_before is not None else None)  # fmt: skip
         statements = pg_stats.breakdown(st.url, posted) if args.pg_stats else None
         counters = stop_hubs(hubs, lines)
         samples.join()
@@ -389,6 +396,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "step_s": args.step_s, "steps": steps,
                 "unreceipted_after_drain": unreceipted,
                 "autovacuums_in_steps": autovacuums,
+                "pg_settings": args.pg_set or [],
+                **({"pg_wal_per_record": wal} if wal is not None else {}),
                 "credit_states": {"queued": counters.get("credit_states", 0),
                                   "derived": counters.get("credit_derived", 0)},
                 "cpu_us_per_record": _us_per_record(before, after, posted),
@@ -529,6 +538,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="per-statement times from pg_stat_statements after the warm-up",
     )
+    parser.add_argument(
+        "--pg-set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a PostgreSQL server setting (repeat for more; the server's defaults otherwise)",
+    )
     parser.add_argument("--role", choices=["fleet"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--gateways-list", help=argparse.SUPPRESS)
@@ -540,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.warm_up_rounds < 1:
         parser.error("--warm-up-rounds must be at least 1")
+    if args.pg_set and args.db != "postgres":
+        parser.error("--pg-set needs --db postgres")
     if args.hubs > 1 and args.db != "postgres":
         parser.error("--hubs above 1 needs --db postgres (an ingest group)")
     with tempfile.TemporaryDirectory(prefix="smsa-fleet-") as tmp:
@@ -560,6 +577,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"unreceipted after {DRAIN_S:g} s of drain: {result['unreceipted_after_drain']}")
     print(f"autovacuum and autoanalyze runs finished during the steps: "
           f"{result['autovacuums_in_steps']}")  # fmt: skip
+    if "pg_wal_per_record" in result:
+        wal = result["pg_wal_per_record"]
+        print(f"PostgreSQL's WAL per settled record: {wal['wal_records']} records, "
+              f"{wal['wal_bytes']} bytes, {wal['full_page_images']} full-page images; "
+              f"checkpoints in the steps and the drain: {wal['checkpoints']}")  # fmt: skip
     states = result["credit_states"]
     print(
         f"credit states after usage: {states['queued']} queued, {states['derived']} left to "

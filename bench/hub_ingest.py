@@ -27,6 +27,7 @@ import glob
 import json
 import os
 import queue
+import re
 import shutil
 import socket
 import subprocess
@@ -35,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,7 @@ from tests.hub.seed import seed_world
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hub_ingest.json"
 GOAL = 0.8
+SETTING = re.compile(r"[a-z_][a-z0-9_.]*=[^\s'\"]+")  # a server setting, name=value
 WINDOW = 20_000  # QoS 1 messages a publisher keeps unacknowledged
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -108,10 +110,17 @@ def _as_pg(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def start_postgres(tmp: Path, stats: bool = False) -> tuple[Path, Path, str]:
+def start_postgres(
+    tmp: Path, stats: bool = False, settings: Sequence[str] = ()
+) -> tuple[Path, Path, str]:
     """A throwaway PostgreSQL server with a database ``bench``: its binaries' directory, its
     root directory and the database's URL. ``stats``: with ``pg_stat_statements``
-    (``bench.pg_stats``), the extension created in ``bench``."""
+    (``bench.pg_stats``), the extension created in ``bench``. ``settings``: server settings,
+    each ``name=value`` (the server's defaults otherwise)."""
+    for setting in settings:
+        if not SETTING.fullmatch(setting):
+            raise SystemExit(f"PostgreSQL setting {setting!r}: expected name=value, "
+                             "the value without spaces or quotes")  # fmt: skip
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     if not found:
         raise SystemExit("PostgreSQL server binaries not found under /usr/lib/postgresql")
@@ -126,6 +135,7 @@ def start_postgres(tmp: Path, stats: bool = False) -> tuple[Path, Path, str]:
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=50"
     if stats:
         opts += " " + STATS_OPTS
+    opts += "".join(f" -c {setting}" for setting in settings)
     ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts]
     subprocess.run(_as_pg([*ctl, "-w", "start"]), check=True, capture_output=True)
     dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
@@ -293,7 +303,8 @@ def stack(db_kind: str, args: argparse.Namespace, tmp: Path) -> Iterator[Stack]:
     every process put in ``procs`` is stopped at the end."""
     pg: tuple[Path, Path, str] | None = None
     if db_kind == "postgres":
-        pg = start_postgres(tmp, stats=getattr(args, "pg_stats", False))
+        pg = start_postgres(tmp, stats=getattr(args, "pg_stats", False),
+                            settings=getattr(args, "pg_set", None) or ())  # fmt: skip
         url = pg[2]
     else:
         url = f"sqlite:///{tmp / 'bench.db'}"

@@ -54,6 +54,36 @@ def breakdown(url: str, records: int, top: int = 40) -> list[dict[str, Any]]:
     ]
 
 
+def wal(url: str) -> dict[str, int]:
+    """The server's WAL and checkpoint counters since its start: WAL records, full-page images
+    and bytes (``pg_stat_wal``), and checkpoints, timed and requested (``pg_stat_bgwriter``;
+    ``pg_stat_checkpointer`` from PostgreSQL 17)."""
+    with psycopg.connect(dsn_of(url), autocommit=True) as conn:
+        records, fpi, size = conn.execute(
+            "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal"
+        ).fetchone() or (0, 0, 0)  # fmt: skip
+        if (conn.info.server_version or 0) >= 170000:
+            sql = "SELECT num_timed + num_requested FROM pg_stat_checkpointer"
+        else:
+            sql = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        (checkpoints,) = conn.execute(sql).fetchone() or (0,)
+    return {"wal_records": int(records), "full_page_images": int(fpi),
+            "wal_bytes": int(size), "checkpoints": int(checkpoints)}  # fmt: skip
+
+
+def wal_per_record(before: dict[str, int], after: dict[str, int], records: int) -> dict[str, Any]:
+    """What :func:`wal` counted between ``before`` and ``after``, per record settled in that
+    time, and the checkpoints in all."""
+    per = max(1, records)
+    grew = {k: after[k] - before[k] for k in before}
+    return {
+        "wal_records": round(grew["wal_records"] / per, 1),
+        "full_page_images": round(grew["full_page_images"] / per, 3),
+        "wal_bytes": round(grew["wal_bytes"] / per),
+        "checkpoints": grew["checkpoints"],
+    }
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """``breakdown`` as text lines: ms, calls and rows per PER records, then the statement."""
     out = [f"{'ms':>8} {'calls':>8} {'rows':>8}  statement (per {PER:,} records)"]
