@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import psycopg
 
 from bench.hub_ingest import start_postgres, stop_postgres
+from bench.pg_stats import explained
 from hub.db import make_engine, migrate
 from hub.migrations.refs import CHECKED, constraint_name
 from tests.hub.seed import seed_world
@@ -31,8 +31,7 @@ from tests.hub.seed import seed_world
 RESULTS = Path(__file__).resolve().parent / "results" / "pg_refs.json"
 PROVIDERS = ("provider:gen", "provider:grid", "provider:retail", "provider:tax")
 
-INSERT = """EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT)
-INSERT INTO journal_lines (entry_id, account_id, amount)
+INSERT = """INSERT INTO journal_lines (entry_id, account_id, amount)
 SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[])"""
 
 
@@ -40,14 +39,8 @@ def _plan(conn: psycopg.Connection[Any], entries: list[int], accounts: list[str]
           lines: int) -> dict[str, Any]:  # fmt: skip
     ids = [entries[i % len(entries)] for i in range(lines)]
     who = [accounts[i % len(accounts)] for i in range(lines)]
-    text = "\n".join(r[0] for r in conn.execute(INSERT, (ids, who, [1] * lines)))
-    triggers = {
-        name: float(t)
-        for name, t in re.findall(r"Trigger (?:for constraint )?([^:\s]+): time=([\d.]+)", text)
-    }
-    total = float(re.search(r"Execution Time: ([\d.]+) ms", text).group(1))  # type: ignore[union-attr]
-    return {"execution_ms": total, "triggers_ms": triggers, "us_per_line": total * 1000 / lines,
-            "plan": text}  # fmt: skip
+    found = explained(conn, INSERT, (ids, who, [1] * lines))
+    return {**found, "us_per_line": found["execution_ms"] * 1000 / lines}
 
 
 def _setup(dsn: str, entries: int) -> tuple[list[int], list[str]]:

@@ -8,6 +8,7 @@ tracks every statement, nested ones (trigger functions) included; ``reset`` zero
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -82,6 +83,24 @@ def wal_per_record(before: dict[str, int], after: dict[str, int], records: int) 
         "wal_bytes": round(grew["wal_bytes"] / per),
         "checkpoints": grew["checkpoints"],
     }
+
+
+def explained(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> dict[str, Any]:
+    """``sql`` run under ``EXPLAIN (ANALYZE, BUFFERS, WAL)`` on ``conn`` (in the caller's
+    transaction): its execution time, each trigger's time (ms), the WAL it wrote (its top
+    node's records, full-page images and bytes) and the plan's text."""
+    text = "\n".join(r[0] for r in conn.execute(
+        f"EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT TEXT) {sql}".encode(), params))  # fmt: skip
+    triggers = {
+        name: float(t)
+        for name, t in re.findall(r"Trigger (?:for constraint )?([^:\s]+): time=([\d.]+)", text)
+    }
+    total = re.search(r"Execution Time: ([\d.]+) ms", text)
+    wal = re.search(r"WAL: records=(\d+)(?: fpi=(\d+))?(?: bytes=(\d+))?", text)
+    records, fpi, size = (int(g or 0) for g in wal.groups()) if wal else (0, 0, 0)
+    return {"execution_ms": float(total.group(1)) if total else 0.0, "triggers_ms": triggers,
+            "wal": {"records": records, "full_page_images": fpi, "bytes": size},
+            "plan": text}  # fmt: skip
 
 
 def table(rows: list[dict[str, Any]]) -> str:

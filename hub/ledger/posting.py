@@ -123,7 +123,9 @@ def post(
     if idempotency_key is None:
         stmt: Any = insert(entries)
     else:
-        stmt = insert_ignore(conn, entries, ["idempotency_key"])
+        # unique where set (PostgreSQL: a partial index, migration 0940)
+        stmt = insert_ignore(conn, entries, ["idempotency_key"],
+                             entries.c.idempotency_key.is_not(None))  # fmt: skip
     entry_id = conn.execute(stmt.values(values).returning(entries.c.id)).scalar_one_or_none()
     if entry_id is None:  # lost a race for the key: the other posting is committed
         return Posted(int(find_by_key(conn, idempotency_key or "") or 0), created=False)

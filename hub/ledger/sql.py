@@ -53,10 +53,14 @@ def conn_of(db: Executor) -> Connection:
     return db
 
 
-def insert_ignore(conn: Connection, table: Table, index_elements: list[str]) -> Any:
-    """``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for the connection's dialect."""
+def insert_ignore(
+    conn: Connection, table: Table, index_elements: list[str], index_where: Any = None
+) -> Any:
+    """``INSERT ... ON CONFLICT (index_elements) [WHERE index_where] DO NOTHING`` for the
+    connection's dialect; ``index_where``: the predicate of a partial unique index."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements,
+                                                        index_where=index_where)  # fmt: skip
 
 
 def upsert(conn: Connection, table: Table, index_elements: list[str], update: list[str]) -> Any:

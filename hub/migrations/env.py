@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 
 import hub.models
 from hub.db import make_engine
-from hub.migrations.refs import include_object
+from hub.migrations.compare import include_object
 
 target_metadata = hub.models.metadata
 

@@ -13,13 +13,10 @@ and a delete of the row it names never both commit. Nothing in SMSA deletes eith
 rare delete pays, not every batch. Journal entries cannot be deleted at all (append-only).
 Both raise ``foreign_key_violation`` (SQLSTATE 23503), as the constraints did. SQLite keeps
 the constraints. The models still declare them (SQLite, and what they mean), so schema
-comparisons leave these out on PostgreSQL (``include_object``).
+comparisons leave these out on PostgreSQL (``hub.migrations.compare``).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 # (table, column, referenced table): the references the triggers check on PostgreSQL.
 CHECKED = (
@@ -33,15 +30,3 @@ CHECKED = (
 
 def constraint_name(table: str, column: str, target: str) -> str:
     return f"fk_{table}_{column}_{target}"
-
-
-def include_object(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
-    """Alembic's filter for a database of ``dialect``: on PostgreSQL, not the foreign keys
-    that triggers replace (the reflected schema lacks them, the models declare them)."""
-    skipped = {constraint_name(*ref) for ref in CHECKED} if dialect == "postgresql" else set()
-
-    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-        del obj, reflected, compare_to
-        return type_ != "foreign_key_constraint" or name not in skipped
-
-    return include

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 import hub.models
 from hub.db import make_engine, migrate, schema_revision, write_tx
 from hub.errors import DatabaseError, InvalidInputError
-from hub.migrations.refs import include_object
+from hub.migrations.compare import include_object
 
 TABLES = {
     "providers", "tariffs", "tariff_versions", "customers", "accounts", "gateways", "meters",
@@ -38,7 +38,7 @@ def test_migrate_empty_then_again_is_noop(empty_db_url: str) -> None:
         assert schema_revision(engine) == head
         assert set(inspect(engine).get_table_names()) == tables
         with engine.connect() as conn:
-            opts = {"include_object": include_object(conn.dialect.name)}  # hub.migrations.refs
+            opts = {"include_object": include_object(conn.dialect.name)}  # hub.migrations.compare
             diff = compare_metadata(
                 MigrationContext.configure(conn, opts=opts), hub.models.metadata
             )
@@ -49,6 +49,15 @@ def test_migrate_empty_then_again_is_noop(empty_db_url: str) -> None:
                     "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:names)"),
                     {"names": list(UPDATED_EVERY_BATCH)}).all())  # fmt: skip
             assert options == {t: ["fillfactor=70"] for t in UPDATED_EVERY_BATCH}
+            with engine.connect() as conn:  # unique where set (0940): no NULL of a usage entry
+                unique = dict(conn.execute(text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = "
+                    "'journal_entries' AND indexdef LIKE 'CREATE UNIQUE%'")).all())  # fmt: skip
+            assert {name: d.partition(" WHERE ")[2] for name, d in unique.items()} == {
+                "pk_journal_entries": "",
+                "uq_journal_entries_idempotency_key": "(idempotency_key IS NOT NULL)",
+                "uq_journal_entries_reverses_id": "(reverses_id IS NOT NULL)",
+            }
     finally:
         engine.dispose()
 

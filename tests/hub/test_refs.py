@@ -15,7 +15,7 @@ from hub.db import make_engine, write_tx
 from hub.ledger.bulk import insert_columns
 from hub.models import metadata
 from hub.models.types import utcnow
-from tests.hub.conftest import SHARED_DB, PgServer
+from tests.hub.conftest import SHARED_DB, PgServer, waiting_on_a_lock
 from tests.hub.seed import seed_world
 from tests.support import wait_for
 
@@ -140,7 +140,7 @@ def test_a_delete_racing_an_insert_that_refers_to_the_row_loses(
             racer = threading.Thread(target=second)
             racer.start()
             try:
-                wait_for(lambda: _waiting_on_a_lock(engine))
+                wait_for(lambda: waiting_on_a_lock(engine))
                 held.commit()
             finally:
                 if held.is_active:
@@ -155,11 +155,3 @@ def test_a_delete_racing_an_insert_that_refers_to_the_row_loses(
             assert kept.scalar_one() == (1 if first == "insert" else 0)
     finally:
         engine.dispose()
-
-
-def _waiting_on_a_lock(engine: Engine) -> bool:
-    with engine.connect() as conn:
-        waiting = conn.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-        )
-        return bool(waiting.scalar_one())
