@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from hub.db import make_engine, migrate
 from tests.support import free_port
@@ -110,15 +110,6 @@ def pg_server() -> Iterator[PgServer]:
             check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
-
-
-def waiting_on_a_lock(engine: Engine) -> bool:
-    """Whether a session of ``engine``'s PostgreSQL server waits for a lock now."""
-    with engine.connect() as conn:
-        waiting = conn.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-        )
-        return bool(waiting.scalar_one())
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

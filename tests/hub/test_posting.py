@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +23,9 @@ from hub.errors import (
     ZeroLineError,
 )
 from hub.models import AccountKind, EntryKind
-from tests.hub.conftest import SHARED_DB, PgServer, waiting_on_a_lock
+from tests.hub.conftest import SHARED_DB, PgServer
+from tests.hub.races import race
 from tests.hub.world import make_world, snapshot
-from tests.support import wait_for
 
 DB_SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -128,38 +127,17 @@ def test_a_key_an_open_posting_holds_is_waited_for_and_posted_once(pg_server: Pg
     engine = make_engine(pg_server.url(SHARED_DB))
     try:
         w = make_world(engine, n_providers=2, n_customers=2)
-        got: list[int | BaseException] = []
 
-        def second() -> None:
-            lines = [(w.providers[1], -7), (w.customers[1], 7)]
-            try:
-                got.append(
-                    run_tx(
-                        engine,
-                        lambda s: ledger.post_entry(
-                            s, "adjustment", lines, "USD", idempotency_key="k", enforce_floor=False
-                        ),
-                    )
-                )
-            except BaseException as exc:  # the test reads it below
-                got.append(exc)
+        def post(db: Any, lines: list[tuple[str, int]]) -> int:
+            return ledger.post_entry(db, "adjustment", lines, "USD", idempotency_key="k",
+                                     enforce_floor=False)  # fmt: skip
 
-        with engine.connect() as holder:
-            held = holder.begin()
-            first = ledger.post_entry(holder, "adjustment", [(w.providers[0], -7),
-                                      (w.customers[0], 7)], "USD", idempotency_key="k",
-                                      enforce_floor=False)  # fmt: skip
-            racer = threading.Thread(target=second)
-            racer.start()
-            try:
-                wait_for(lambda: waiting_on_a_lock(engine))
-                held.commit()
-            finally:
-                if held.is_active:
-                    held.rollback()  # the racer goes on, and the test fails below
-                racer.join(timeout=10)
-        assert not racer.is_alive()
-        assert got == [first]
+        first, second = race(
+            engine,
+            lambda held: post(held, [(w.providers[0], -7), (w.customers[0], 7)]),
+            lambda: run_tx(engine, lambda s: post(s, [(w.providers[1], -7), (w.customers[1], 7)])),
+        )
+        assert second == first
         with read_tx(engine) as conn:
             assert ledger.get_account(conn, w.customers[0]).balance == 7
             assert ledger.get_account(conn, w.customers[1]).balance == 0

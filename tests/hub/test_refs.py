@@ -4,7 +4,6 @@ check them (``hub.migrations.refs``), on SQLite foreign keys."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -15,9 +14,9 @@ from hub.db import make_engine, write_tx
 from hub.ledger.bulk import insert_columns
 from hub.models import metadata
 from hub.models.types import utcnow
-from tests.hub.conftest import SHARED_DB, PgServer, waiting_on_a_lock
+from tests.hub.conftest import SHARED_DB, PgServer
+from tests.hub.races import race
 from tests.hub.seed import seed_world
-from tests.support import wait_for
 
 ENTRIES, LINES, POSTED = (metadata.tables[t] for t in
                           ("journal_entries", "journal_lines", "posted_usage"))  # fmt: skip
@@ -125,30 +124,14 @@ def test_a_delete_racing_an_insert_that_refers_to_the_row_loses(
         statements = [text(refer), text(delete)]
         if first == "delete":
             statements.reverse()
-        failed: list[BaseException] = []
-        with engine.connect() as holder:
-            held = holder.begin()
-            holder.execute(statements[0], {"entry": entry})
 
-            def second() -> None:
-                try:
-                    with write_tx(engine) as conn:
-                        conn.execute(statements[1], {"entry": entry})
-                except BaseException as exc:  # the test reads it below
-                    failed.append(exc)
+        def second() -> None:
+            with write_tx(engine) as conn:
+                conn.execute(statements[1], {"entry": entry})
 
-            racer = threading.Thread(target=second)
-            racer.start()
-            try:
-                wait_for(lambda: waiting_on_a_lock(engine))
-                held.commit()
-            finally:
-                if held.is_active:
-                    held.rollback()  # the racer goes on, and the test fails above
-                racer.join(timeout=10)
-        assert not racer.is_alive()
-        assert len(failed) == 1 and isinstance(failed[0], IntegrityError), failed
-        assert getattr(failed[0].orig, "sqlstate", None) == "23503"
+        _, failed = race(engine, lambda c: c.execute(statements[0], {"entry": entry}), second)
+        assert isinstance(failed, IntegrityError), failed
+        assert getattr(failed.orig, "sqlstate", None) == "23503"
         table = "accounts" if row == "account" else "meters"
         with write_tx(engine) as conn:
             kept = conn.execute(text(f"SELECT count(*) FROM {table} WHERE id = 'racer'"))
