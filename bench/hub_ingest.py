@@ -137,7 +137,11 @@ def start_postgres(
         opts += " " + STATS_OPTS
     opts += "".join(f" -c {setting}" for setting in settings)
     ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts]
-    subprocess.run(_as_pg([*ctl, "-w", "start"]), check=True, capture_output=True)
+    started = subprocess.run(_as_pg([*ctl, "-w", "start"]), check=False, capture_output=True)
+    if started.returncode != 0:
+        log = (root / "log").read_text(errors="replace").strip().splitlines()
+        shutil.rmtree(root, ignore_errors=True)
+        raise SystemExit(f"PostgreSQL did not start: {log[-1] if log else 'no log'}")
     dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(b"CREATE DATABASE bench")

@@ -4,8 +4,9 @@ indexes instead of unique constraints (issue 21, scale-out; PostgreSQL only).
 A unique constraint indexes every row, and PostgreSQL's B-tree indexes NULLs: each usage entry
 (no key, reversing nothing) put two NULLs into two indexes, written to the WAL, though nothing
 asks for them. Only top-ups, payments, standing charges and reversals set either column. The
-indexes now hold those entries alone, and uniqueness where set is the same. Measured on a
-throwaway server (``docs/scaling.md`` 2.6): inserting usage entries took 1.9 us less a row.
+indexes now hold those entries alone, and uniqueness where set is the same. Measured with
+``python -m bench.pg_entries`` (``docs/scaling.md`` 2.6): inserting usage entries takes about
+1.1 us less an entry, with two WAL records (about 120 bytes) fewer.
 ``hub.ledger.posting.post`` names the predicate in its ``ON CONFLICT`` so that PostgreSQL
 infers the partial index (SQLite, which keeps its constraints, accepts the same clause).
 SQLite is left as it was: its constraints are part of the table (changing one rebuilds the
