@@ -141,9 +141,14 @@ def test_each_policy_settles_its_provider_and_a_tariff_change_applies_from_its_d
         assert max(x["seq"] for x in old if _at(x) <= change) < first_new
         # from then on the old provider gets at most its rounding remainder, carried (< 1 cent)
         assert sum(minor(x["amount"]) for x in old if x["seq"] >= first_new) <= 1
-        # at three times the price, an interval costs about three times as much
-        mean_old = sum(minor(x["amount"]) for x in old) / len(old)
-        assert sum(minor(x["amount"]) for x in new) / len(new) > 2 * mean_old
+        # at three times the price, the same supply costs about three times as much. The meter
+        # draws a steady 6 kW, so an interval's energy follows its length (from the end of the
+        # one before to its own), and that length follows the agent's timing (the intervals
+        # after the change were half as long in one CI run): cents per second of supply, not
+        # per interval; the old tariff's remainders after the change are not its charges
+        ends = {x["seq"]: _at(x) for x in old + new}
+        charged = [x for x in old if x["seq"] < first_new]
+        assert _cents_per_s(new, ends) > 2 * _cents_per_s(charged, ends)
         # the agent was told each choice and priced with the chosen providers: where it
         # disagreed (recorded), only by the rounding remainder it carries, never by provider
         chosen = {"m-least": {"gen-cheap", "wires"}, "m-sla": {"gen-dear", "wires"},
@@ -161,6 +166,15 @@ def test_each_policy_settles_its_provider_and_a_tariff_change_applies_from_its_d
 
 def _at(line: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(line["at"])
+
+
+def _cents_per_s(lines: list[dict[str, Any]], ends: dict[int, datetime]) -> float:
+    """What ``lines`` charged per second of the intervals they cover (an interval whose
+    predecessor's end is not in ``ends``, the meter's first, is left out)."""
+    spans = [(minor(x["amount"]), (ends[x["seq"]] - ends[x["seq"] - 1]).total_seconds())
+             for x in lines if x["seq"] - 1 in ends]  # fmt: skip
+    assert spans, lines
+    return sum(c for c, _ in spans) / sum(s for _, s in spans)
 
 
 def _energy(api: HubApi, meter: str) -> int:
