@@ -143,9 +143,10 @@ def test_each_policy_settles_its_provider_and_a_tariff_change_applies_from_its_d
         assert sum(minor(x["amount"]) for x in old if x["seq"] >= first_new) <= 1
         # at three times the price, the same supply costs about three times as much. The meter
         # draws a steady 6 kW, so an interval's energy follows its length (from the end of the
-        # one before to its own), and that length follows the agent's timing (the intervals
-        # after the change were half as long in one CI run): cents per second of supply, not
-        # per interval; the old tariff's remainders after the change are not its charges
+        # one before to its own), and that length follows the agent's timing (in one CI run
+        # the amounts put the intervals after the change at about half the length of those
+        # before): cents per second of supply, not per interval; the old tariff's remainders
+        # after the change are not its charges
         ends = {x["seq"]: _at(x) for x in old + new}
         charged = [x for x in old if x["seq"] < first_new]
         assert _cents_per_s(new, ends) > 2 * _cents_per_s(charged, ends)
