@@ -16,7 +16,6 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 
 from agent.command_handler import CommandHandler, GateLike
 from agent.errors import AgentError, RelayError
+from agent.events import new_event
 from agent.metering.intervals import Closed, MeterState, Point, Reset, step
 from agent.metering.store import MeteringStore, hand_over_journal
 from agent.modbus.bus import ModbusLine
@@ -86,17 +86,6 @@ class CreditLike(Protocol):
         self, meter_id: str, relay: Any, by_rules: bool = False, since: datetime | None = None
     ) -> None: ...
     def renumber(self, meter_id: str, shift: int, lowest: int) -> None: ...
-
-
-def new_event(kind: str, meter: str | None, reason: str = "", **data: Any) -> Event:
-    return Event(
-        id=uuid.uuid4().hex,
-        kind=kind,
-        at=datetime.now(UTC),
-        meter=meter,
-        reason=reason[:500],
-        data={k: v for k, v in data.items() if v is not None},
-    )
 
 
 class Engine:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.engine import new_event
+from agent.events import new_event
 from agent.store import AgentStore
 from protocol.messages import CreditState, Event, TokenSetup
 from protocol.tokens import Lockout, Redemption, TokenRejectedError, redeem, unseal

@@ -15,7 +15,8 @@ import pytest
 
 from agent.commands import CommandGate
 from agent.credit import CreditBook
-from agent.engine import Engine, new_event
+from agent.engine import Engine
+from agent.events import new_event
 from agent.metering.intervals import MeterState, Point, step
 from agent.metering.store import MeteringStore, hand_over_journal
 from agent.settings import load

@@ -282,7 +282,6 @@ def test_broker_stopped_agent_cuts_offline_and_hub_agrees(
 
     # broker back: everything arrives and the hub's ledger agrees with the meter
     mosquitto.restart()
-    restarted_at = datetime.now(UTC)
 
     def delivered() -> bool:
         hub = system.api.get(f"/meters/{ivy.meter}")
@@ -300,7 +299,12 @@ def test_broker_stopped_agent_cuts_offline_and_hub_agrees(
     assert seqs == list(range(1, len(seqs) + 1)), seqs  # no record missing
     assert system.balance("ivy") == 300 - charged
     cuts = wait_for(lambda: system.events("disconnect", ivy.meter), timeout=10)
+    # the agent's own cut (its rule and cause), made while the broker was down: the relay read
+    # off before the broker came back (above). Its event is stamped once the engine has read the
+    # relay back, which on a loaded machine came 0.15 s after the restart in one CI run, so the
+    # restart is no bound for the stamp.
     offline = [c for c in cuts if (c["data"] or {}).get("cause") == "credit"]
     assert offline, cuts
-    assert stopped_at < datetime.fromisoformat(offline[0]["at"]) < restarted_at, offline
+    assert (offline[0]["data"] or {}).get("rule") == "exhausted", offline
+    assert stopped_at < datetime.fromisoformat(offline[0]["at"]), offline
     assert system.api.get("/ledger/check")["ok"]
