@@ -32,11 +32,10 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from bench.hub_ingest import start_postgres, stop_postgres
+from bench.hub_ingest import postgres
 from hub.commands.store import enqueue_many
 from hub.control.credit_state import credit_command_for
 from hub.db import make_engine, migrate, write_tx
@@ -104,11 +103,8 @@ def database(kind: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{tmp}/bench.db"
         return
-    bindir, root, url = start_postgres(Path(tempfile.mkdtemp()))
-    try:
+    with postgres() as (_, url):
         yield url
-    finally:
-        stop_postgres(bindir, root)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from bench.hub_ingest import start_postgres, stop_postgres
+from bench.hub_ingest import postgres
 from hub.control.credit_state import queue_tariff_update
 from hub.db import make_engine, migrate
 from tests.hub.seed import seed_world
@@ -66,14 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             rows[db] = measure(engine, args.gateways, args.meters)
             engine.dispose()
         else:
-            bindir, root, url = start_postgres(tmp)
-            try:
+            with postgres() as (_, url):
                 migrate(url)
                 engine = make_engine(url)
                 rows[db] = measure(engine, args.gateways, args.meters)
                 engine.dispose()
-            finally:
-                stop_postgres(bindir, root)
     print(f"{'db':<10}{'meters':>8}{'wall s':>9}{'us/meter':>10}{'cpu us/meter':>14}"
           f"{'statements/meter':>18}")  # fmt: skip
     for db, r in rows.items():

@@ -110,9 +110,7 @@ def _as_pg(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def start_postgres(
-    tmp: Path, stats: bool = False, settings: Sequence[str] = ()
-) -> tuple[Path, Path, str]:
+def start_postgres(stats: bool = False, settings: Sequence[str] = ()) -> tuple[Path, Path, str]:
     """A throwaway PostgreSQL server with a database ``bench``: its binaries' directory, its
     root directory and the database's URL. ``stats``: with ``pg_stat_statements``
     (``bench.pg_stats``), the extension created in ``bench``. ``settings``: server settings,
@@ -155,6 +153,17 @@ def stop_postgres(bindir: Path, root: Path) -> None:
     subprocess.run(_as_pg([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "fast",
                            "stop"]), check=False, capture_output=True)  # fmt: skip
     shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def postgres(stats: bool = False, settings: Sequence[str] = ()) -> Iterator[tuple[Path, str]]:
+    """A throwaway PostgreSQL server (:func:`start_postgres`) for the block, stopped and removed
+    after it: its data directory and the database's URL."""
+    bindir, root, url = start_postgres(stats, settings)
+    try:
+        yield root / "data", url
+    finally:
+        stop_postgres(bindir, root)
 
 
 def process_cpu_s(pid: int) -> float:
@@ -307,7 +316,7 @@ def stack(db_kind: str, args: argparse.Namespace, tmp: Path) -> Iterator[Stack]:
     every process put in ``procs`` is stopped at the end."""
     pg: tuple[Path, Path, str] | None = None
     if db_kind == "postgres":
-        pg = start_postgres(tmp, stats=getattr(args, "pg_stats", False),
+        pg = start_postgres(stats=getattr(args, "pg_stats", False),
                             settings=getattr(args, "pg_set", None) or ())  # fmt: skip
         url = pg[2]
     else:

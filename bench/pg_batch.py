@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bench import pg_stats
-from bench.hub_ingest import T0, server_cpu_s, start_postgres, stop_postgres
+from bench.hub_ingest import T0, postgres, server_cpu_s
 from hub.commands.store import due, enqueue_many, mark_sent
 from hub.control.credit_state import credit_command_for
 from hub.db import make_engine, migrate, write_tx
@@ -99,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-stats", action="store_true", help="without pg_stat_statements")
     args = parser.parse_args(argv)
     stats = not args.no_stats
-    bindir, root, url = start_postgres(Path(tempfile.mkdtemp()), stats=stats)
-    try:
+    with postgres(stats=stats) as (data, url):
         migrate(url)
         engine = make_engine(url)
         world = seed_world(engine, gateways=args.gateways, meters_per_gateway=args.meters)
@@ -111,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
             conn.exec_driver_sql("ANALYZE")
         if stats:
             pg_stats.reset(url)
-        data = root / "data"
         server0, own0, wall0 = server_cpu_s(data), time.process_time(), time.monotonic()
         posted = 0
         for r in range(1, args.rounds + 1):
@@ -125,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
                 "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE "
                 "relname IN ('accounts', 'meters', 'meter_carry') ORDER BY relname")}  # fmt: skip
         engine.dispose()
-    finally:
-        stop_postgres(bindir, root)
     out = {
         "benchmark": "pg_batch", "gateways": args.gateways, "meters": args.meters,
         "batch_messages": args.batch, "records": posted,

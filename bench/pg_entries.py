@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench.hub_ingest import start_postgres, stop_postgres
+from bench.hub_ingest import postgres
 from bench.pg_stats import dsn_of, explained
 from hub.db import make_engine, migrate
 from hub.migrations.compare import PARTIAL_UNIQUE
@@ -58,9 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.entries, args.runs) < 1 or args.before < 0:
         parser.error("--entries and --runs must be at least 1, --before at least 0")
-    bindir, root, url = start_postgres(Path(tempfile.mkdtemp()))
     runs: dict[str, list[dict[str, Any]]] = {"partial_indexes": [], "unique_constraints": []}
-    try:
+    with postgres() as (_, url):
         migrate(url)
         engine = make_engine(url)
         seed_world(engine, gateways=20, meters_per_gateway=50)
@@ -77,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
                         if mode == "unique_constraints":
                             _constraints(conn)
                         results.append(explained(conn, INSERT, rows))
-    finally:
-        stop_postgres(bindir, root)
     best = {mode: min(r, key=lambda x: x["execution_ms"]) for mode, r in runs.items()}
     out: dict[str, Any] = {"entries": args.entries, "before": args.before, "runs": args.runs}
     for mode, b in best.items():

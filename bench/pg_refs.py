@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench.hub_ingest import start_postgres, stop_postgres
+from bench.hub_ingest import postgres
 from bench.pg_stats import explained
 from hub.db import make_engine, migrate
 from hub.migrations.refs import CHECKED, constraint_name
@@ -63,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=6_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    bindir, root, url = start_postgres(Path(tempfile.mkdtemp()))
-    try:
+    with postgres() as (_, url):
         migrate(url)
         engine = make_engine(url)
         seed_world(engine, gateways=20, meters_per_gateway=50)
@@ -88,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
                                         f"({column}) REFERENCES {target} (id)"
                                     )
                         results.append(_plan(conn, entries, accounts, args.lines))
-    finally:
-        stop_postgres(bindir, root)
     best = {mode: min(r, key=lambda x: x["execution_ms"]) for mode, r in runs.items()}
     out = {"lines": args.lines, "entries": args.entries, "runs": args.runs,
            **{mode: {k: v for k, v in b.items() if k != "plan"} for mode, b in best.items()},

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.hub_ingest import T0, start_postgres, stop_postgres
+from bench.hub_ingest import T0, postgres
 from hub.db import make_engine, migrate, read_tx
 from hub.ingest.batch import BatchProcessor
 from hub.ingest.model import Inbound
@@ -56,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meters", type=int, default=50)
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    bindir, root, url = start_postgres(Path(tempfile.mkdtemp()))
     points: list[dict[str, Any]] = []
-    try:
+    with postgres() as (_, url):
         migrate(url)
         engine = make_engine(url)
         world = seed_world(engine, gateways=args.gateways, meters_per_gateway=args.meters)
@@ -93,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             })  # fmt: skip
             print(json.dumps(points[-1]), flush=True)
         engine.dispose()
-    finally:
-        stop_postgres(bindir, root)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"benchmark": "pg_size", "points": points}, indent=2) + "\n")
     return 0

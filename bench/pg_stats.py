@@ -1,7 +1,7 @@
 """Per-statement time of a PostgreSQL server, from ``pg_stat_statements``: which statements a
 benchmark's database time went to, per 10,000 settled records.
 
-A server started with ``STATS_OPTS`` (``bench.hub_ingest.start_postgres(..., stats=True)``)
+A server started with ``STATS_OPTS`` (``bench.hub_ingest.postgres(stats=True)``)
 tracks every statement, nested ones (trigger functions) included; ``reset`` zeroes the counts
 (after a warm-up) and ``breakdown`` reads them back, largest total first.
 """
