@@ -4,7 +4,7 @@ statement-level reference triggers of migration 0860 (``hub.migrations.refs``).
 Starts a throwaway PostgreSQL, migrates it, seeds 1,000 meters, and inserts ``--lines`` journal
 lines (``--entries`` entries, lines spread over the customers and four providers, as usage
 posts them) in one ``INSERT ... SELECT FROM unnest(...)`` statement, as the ingest's batches
-do (``hub.ledger.bulk``), under ``EXPLAIN (ANALYZE, BUFFERS)``: once with the triggers (the
+do (``hub.ledger.bulk``), under ``EXPLAIN (ANALYZE, BUFFERS, WAL)``: once with the triggers (the
 schema at head), once with the foreign keys put back and the triggers disabled (in a
 transaction rolled back), best of ``--runs`` each. Prints the plans' execution and trigger
 times and writes ``bench/results/pg_refs.json``.
